@@ -1,0 +1,11 @@
+//! The model layer of nicslice: network, endpoint, mode and flag types with their
+//! validation, the address allocator and the reachability model.
+//!
+//! Pure: no I/O of any kind (no files, sockets, clocks or randomness). Everything
+//! here can be unit-tested without root.
+
+pub mod error;
+pub mod link;
+
+pub use error::ModelError;
+pub use link::{Driver, IfName, MacAddr, MacvlanFlags, MacvlanMode};

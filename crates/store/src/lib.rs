@@ -1,0 +1,1 @@
+//! nicslice store layer.
