@@ -330,6 +330,9 @@ mod tests {
         assert_eq!(MacvlanMode::Bridge.kernel_value(), 4);
         let f = MacvlanFlags { nopromisc: true, nodst: true };
         assert_eq!(f.kernel_value(), 3);
-        assert_eq!(MacvlanFlags::from_kernel_value(2), MacvlanFlags { nopromisc: false, nodst: true });
+        assert_eq!(
+            MacvlanFlags::from_kernel_value(2),
+            MacvlanFlags { nopromisc: false, nodst: true }
+        );
     }
 }
