@@ -1,1 +1,27 @@
-//! nicslice kernel layer.
+//! The kernel layer of nicslice: the only code that talks to the kernel.
+//!
+//! Netlink (netlink-packet-route over synchronous netlink-sys sockets, one per
+//! namespace), namespace handling, sysctls under `/proc/sys`, raw sockets for
+//! announcements and probes. No shelling out to `ip`, `ping` or `sysctl`, and no
+//! policy: deciding what is allowed belongs to the model and the engine.
+
+pub mod addr;
+pub mod announce;
+pub mod error;
+pub mod link;
+pub mod macvlan;
+pub mod netlink;
+pub mod netns;
+pub mod probe;
+pub mod route;
+pub mod sysctl;
+pub mod topology;
+
+pub use error::{KernelError, Result};
+pub use link::{Link, MacvlanState};
+pub use macvlan::{MacvlanLinkRequest, SourceMacOp};
+pub use netlink::RouteSocket;
+pub use netns::{Netns, NetnsGuard, NetnsId, NetnsTarget};
+pub use probe::Pinger;
+pub use route::Route;
+pub use topology::SimpleKind;

@@ -1,0 +1,87 @@
+//! Interface addresses: add, delete and list IPv4 and IPv6 addresses.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::error::Result;
+use crate::netlink::{CREATE_EXCL, RouteSocket};
+
+fn address_message(index: u32, addr: IpNet) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.family = family_of(addr.addr());
+    msg.header.prefix_len = addr.prefix_len();
+    msg.header.index = index;
+    msg.header.scope = AddressScope::Universe;
+    msg.attributes.push(AddressAttribute::Local(addr.addr()));
+    msg.attributes.push(AddressAttribute::Address(addr.addr()));
+    if let IpNet::V4(v4) = addr {
+        if v4.prefix_len() < 31 {
+            msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
+        }
+    }
+    msg
+}
+
+pub(crate) fn family_of(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+impl RouteSocket {
+    /// Adds an address. IPv6 addresses skip duplicate address detection:
+    /// nicslice's IPAM already made them unique, and a tentative address could
+    /// not be announced or used for the first seconds.
+    pub fn add_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        let mut msg = address_message(index, addr);
+        if addr.addr().is_ipv6() {
+            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        self.execute(
+            &format!("add address {addr}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            CREATE_EXCL,
+        )
+    }
+
+    pub fn delete_address(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        self.execute(
+            &format!("delete address {addr}"),
+            RouteNetlinkMessage::DelAddress(address_message(index, addr)),
+            0,
+        )
+    }
+
+    /// Every address on interface `index` (all of them when `None`).
+    pub fn addresses(&mut self, index: Option<u32>) -> Result<Vec<(u32, IpNet)>> {
+        let parts = self
+            .dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        let mut out = Vec::new();
+        for part in parts {
+            let RouteNetlinkMessage::NewAddress(msg) = part else { continue };
+            if index.is_some_and(|i| i != msg.header.index) {
+                continue;
+            }
+            let ip = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            });
+            let ip = ip.or_else(|| {
+                msg.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })
+            });
+            if let Some(ip) = ip {
+                if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
+                    out.push((msg.header.index, net));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,141 @@
+//! One synchronous rtnetlink socket bound to one network namespace: send a
+//! request, check the sequence number of every reply, collect dump parts and
+//! turn NACKs into [`KernelError::Netlink`] with the operation's name.
+//!
+//! The socket is opened while the thread is inside the namespace and the thread
+//! returns at once; every later request acts in that namespace.
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::error::{KernelError, Result};
+use crate::netns::Netns;
+
+/// Flags of a request that creates something and must not replace it.
+pub const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
+
+pub struct RouteSocket {
+    socket: Socket,
+    seq: u32,
+    recv_buf: Vec<u8>,
+}
+
+impl RouteSocket {
+    /// Opens a socket in the calling thread's current namespace.
+    pub fn open_here() -> Result<RouteSocket> {
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| KernelError::io("open netlink socket", e))?;
+        socket.bind_auto().map_err(|e| KernelError::io("bind netlink socket", e))?;
+        // Strict checking makes the kernel filter dumps by the header fields we set.
+        let _ = socket.set_netlink_get_strict_chk(true);
+        let _ = socket.set_ext_ack(true);
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| KernelError::io("connect netlink socket", e))?;
+        Ok(RouteSocket { socket, seq: 0, recv_buf: vec![0; 64 * 1024] })
+    }
+
+    /// Opens a socket inside `netns` (enter, open, return).
+    pub fn open_in(netns: &Netns) -> Result<RouteSocket> {
+        let _guard = netns.enter()?;
+        RouteSocket::open_here()
+    }
+
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        self.socket.send(&buf, 0).map_err(|e| KernelError::io("send netlink request", e))?;
+        Ok(self.seq)
+    }
+
+    /// Reads replies to `seq` and hands each inner message to `each` until the
+    /// ACK (or DONE for a dump) arrives.
+    fn receive(
+        &mut self,
+        op: &str,
+        seq: u32,
+        dump: bool,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<()> {
+        loop {
+            let n = self
+                .socket
+                .recv(&mut &mut self.recv_buf[..], 0)
+                .map_err(|e| KernelError::io("receive netlink reply", e))?;
+            let mut offset = 0;
+            while offset < n {
+                let bytes = &self.recv_buf[offset..n];
+                let msg =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
+                        KernelError::Protocol { op: op.to_string(), detail: e.to_string() }
+                    })?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err(KernelError::Protocol {
+                        op: op.into(),
+                        detail: "zero-length message".into(),
+                    });
+                }
+                offset += (len + 3) & !3;
+                if msg.header.sequence_number != seq {
+                    // A late reply to an earlier request; not ours.
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(err) => {
+                        return match err.code {
+                            None => Ok(()),
+                            Some(code) => {
+                                Err(KernelError::Netlink { op: op.to_string(), errno: -code.get() })
+                            }
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::InnerMessage(inner) => each(inner),
+                    _ => {}
+                }
+            }
+            if !dump && n == 0 {
+                return Err(KernelError::Protocol {
+                    op: op.into(),
+                    detail: "socket closed".into(),
+                });
+            }
+        }
+    }
+
+    /// Sends a request and waits for its ACK.
+    pub fn execute(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        let seq = self.send(msg, flags | NLM_F_ACK)?;
+        self.receive(op, seq, false, |_| {})
+    }
+
+    /// Sends a request that answers with one message (a GET by index or name).
+    pub fn get(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<RouteNetlinkMessage> {
+        let seq = self.send(msg, NLM_F_ACK)?;
+        let mut out = None;
+        self.receive(op, seq, false, |m| out = Some(m))?;
+        out.ok_or_else(|| KernelError::Protocol {
+            op: op.into(),
+            detail: "no reply message".into(),
+        })
+    }
+
+    /// Sends a dump request and collects every part.
+    pub fn dump(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(msg, NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        self.receive(op, seq, true, |m| out.push(m))?;
+        Ok(out)
+    }
+}
