@@ -1,0 +1,7 @@
+//! Private namespace worlds on the real kernel: the switch, hosts and children
+//! that `nicslice lab` and the kernel tests build, always inside namespaces
+//! this process creates and deletes, never touching the namespace it runs in.
+
+pub mod world;
+
+pub use world::{Host, World};
