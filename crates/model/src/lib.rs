@@ -4,8 +4,13 @@
 //! Pure: no I/O of any kind (no files, sockets, clocks or randomness). Everything
 //! here can be unit-tested without root.
 
+mod addr;
 pub mod error;
+pub mod ipam;
 pub mod link;
+pub mod network;
+pub mod rules;
 
 pub use error::ModelError;
 pub use link::{Driver, IfName, MacAddr, MacvlanFlags, MacvlanMode};
+pub use network::{NetworkName, NetworkSpec, SubnetSpec, ValidNetwork, ValidSubnet};

@@ -1,0 +1,16 @@
+//! Address management (IPAM): which addresses of a subnet may be handed out
+//! (`pool`), the storage interface the allocator works through (`book`), and
+//! the allocator itself (`allocator`). Pure and generic over storage: the store
+//! implements `LeaseBook` inside a SQLite transaction; tests use a map.
+
+mod allocator;
+#[cfg(test)]
+mod allocator_tests;
+mod book;
+#[cfg(test)]
+mod memory;
+mod pool;
+
+pub use allocator::{allocate, allocate_next, allocate_static, release};
+pub use book::LeaseBook;
+pub use pool::{Pool, PoolId, Reserved};

@@ -1,0 +1,14 @@
+//! Networks: a named slice of one parent interface with its driver, mode, flags
+//! and subnets. `spec` holds what the user asked for (serde, stored as JSON);
+//! `valid` checks it once and yields `ValidNetwork`, the only form the allocator
+//! and the engine accept. Cross-network rules live in `crate::rules`.
+
+mod name;
+mod spec;
+mod subnet;
+mod valid;
+
+pub use name::NetworkName;
+pub use spec::{NetworkSpec, SubnetSpec};
+pub use subnet::ValidSubnet;
+pub use valid::ValidNetwork;

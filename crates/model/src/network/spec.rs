@@ -1,0 +1,120 @@
+//! What the user asked for: `NetworkSpec` and its `SubnetSpec`s, as plain serde
+//! data (the store keeps them as JSON). Nothing here is checked beyond the types;
+//! call `NetworkSpec::validate` to get a `ValidNetwork`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::NetworkName;
+use crate::{Driver, IfName, MacvlanFlags, MacvlanMode};
+
+/// One subnet of a network, as `docker network create --subnet/--gateway/--ip-range/--aux-address`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetSpec {
+    pub subnet: IpNet,
+    /// Defaults to the first usable address of the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// Addresses handed out automatically come from here (default: the whole subnet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<IpNet>,
+    /// Addresses reserved under a name (routers, hosts outside nicslice).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, IpAddr>,
+}
+
+impl SubnetSpec {
+    /// A subnet with the default gateway, no range and no reserved addresses.
+    pub fn new(subnet: IpNet) -> Self {
+        SubnetSpec { subnet, gateway: None, ip_range: None, aux_addresses: BTreeMap::new() }
+    }
+}
+
+/// A network: a named slice of `parent` made with `driver` in `mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub name: NetworkName,
+    pub driver: Driver,
+    pub parent: IfName,
+    pub mode: MacvlanMode,
+    #[serde(default)]
+    pub flags: MacvlanFlags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Broadcast queue length of the parent's macvlan port (`bcqueuelen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bcqueuelen: Option<u32>,
+    /// Broadcast limit (`bclim`); negative disables broadcast queueing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bclim: Option<i32>,
+    /// Put the parent into promiscuous mode while the network exists.
+    #[serde(default)]
+    pub promisc: bool,
+    #[serde(default)]
+    pub subnets: Vec<SubnetSpec>,
+}
+
+impl NetworkSpec {
+    /// A spec with no subnets, flags, MTU or broadcast settings.
+    pub fn new(name: NetworkName, driver: Driver, parent: IfName, mode: MacvlanMode) -> Self {
+        NetworkSpec {
+            name,
+            driver,
+            parent,
+            mode,
+            flags: MacvlanFlags::default(),
+            mtu: None,
+            bcqueuelen: None,
+            bclim: None,
+            promisc: false,
+            subnets: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_json_fills_defaults() {
+        let json = r#"{"name":"lan","driver":"macvlan","parent":"ens160","mode":"bridge",
+                       "subnets":[{"subnet":"192.168.179.0/24"}]}"#;
+        let spec: NetworkSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.flags, MacvlanFlags::default());
+        assert_eq!(spec.mtu, None);
+        assert!(!spec.promisc);
+        assert_eq!(spec.subnets[0], SubnetSpec::new("192.168.179.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn json_round_trip_keeps_everything() {
+        let mut spec = NetworkSpec::new(
+            "lan".parse().unwrap(),
+            Driver::Macvtap,
+            "ens160".parse().unwrap(),
+            MacvlanMode::Source,
+        );
+        spec.flags.nodst = true;
+        spec.mtu = Some(1400);
+        spec.bclim = Some(-1);
+        let mut sub = SubnetSpec::new("fd00::/64".parse().unwrap());
+        sub.gateway = Some("fd00::fe".parse().unwrap());
+        sub.ip_range = Some("fd00::100/120".parse().unwrap());
+        sub.aux_addresses.insert("router".into(), "fd00::2".parse().unwrap());
+        spec.subnets.push(sub);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<NetworkSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn bad_fields_are_refused_by_serde() {
+        let json = r#"{"name":"-x","driver":"macvlan","parent":"ens160","mode":"bridge"}"#;
+        assert!(serde_json::from_str::<NetworkSpec>(json).is_err());
+        let json = r#"{"name":"x","driver":"macvlan","parent":"ens160","mode":"nope"}"#;
+        assert!(serde_json::from_str::<NetworkSpec>(json).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! `NetworkSpec::validate` and its result `ValidNetwork`: every rule of one
+//! network on its own (subnets, mode and flag consistency, MTU bounds). Code
+//! that needs a checked network takes `&ValidNetwork`, so it cannot be handed
+//! an unchecked spec. Rules between networks live in `crate::rules`.
+
+use std::ops::Deref;
+
+use super::NetworkSpec;
+use super::subnet::ValidSubnet;
+use crate::{MacvlanMode, ModelError, addr};
+
+/// A network spec that passed `validate`; derefs to the (normalized) spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidNetwork {
+    spec: NetworkSpec,
+    subnets: Vec<ValidSubnet>,
+}
+
+/// The smallest MTU the kernel accepts for IPv4 and Ethernet children.
+const MIN_MTU_V4: u32 = 68;
+/// IPv6 needs links of at least 1280 bytes (RFC 8200).
+const MIN_MTU_V6: u32 = 1280;
+/// ETH_MAX_MTU: the largest MTU a macvlan child may have.
+const MAX_MTU: u32 = 65535;
+
+impl NetworkSpec {
+    /// Checks every rule of this network on its own and returns the validated,
+    /// normalized form: subnets in canonical form with their gateways resolved.
+    pub fn validate(self) -> Result<ValidNetwork, ModelError> {
+        let invalid =
+            |reason: String| ModelError::InvalidNetwork { network: self.name.to_string(), reason };
+        check_mode_and_flags(&self).map_err(invalid)?;
+        let subnets = self
+            .subnets
+            .iter()
+            .cloned()
+            .map(ValidSubnet::check)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        check_no_overlap(&subnets).map_err(invalid)?;
+        check_mtu_bounds(&self, &subnets).map_err(invalid)?;
+        let spec =
+            NetworkSpec { subnets: subnets.iter().map(|s| s.spec().clone()).collect(), ..self };
+        Ok(ValidNetwork { spec, subnets })
+    }
+}
+
+impl ValidNetwork {
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// The validated subnets, in the order of `spec().subnets`.
+    pub fn subnets(&self) -> &[ValidSubnet] {
+        &self.subnets
+    }
+
+    pub fn subnet(&self, index: usize) -> Option<&ValidSubnet> {
+        self.subnets.get(index)
+    }
+
+    pub fn into_spec(self) -> NetworkSpec {
+        self.spec
+    }
+}
+
+impl Deref for ValidNetwork {
+    type Target = NetworkSpec;
+    fn deref(&self) -> &NetworkSpec {
+        &self.spec
+    }
+}
+
+fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
+    let mode = spec.mode;
+    if spec.flags.nodst && mode != MacvlanMode::Source {
+        return Err(format!(
+            "flag nodst only applies to source mode, but the mode is {mode}; drop nodst or use mode source"
+        ));
+    }
+    if spec.flags.nopromisc && mode != MacvlanMode::Passthru {
+        return Err(format!(
+            "flag nopromisc only applies to passthru mode, but the mode is {mode}; drop nopromisc or use mode passthru"
+        ));
+    }
+    if spec.flags.nopromisc && spec.promisc {
+        return Err(
+            "flag nopromisc and promisc contradict each other; keep one of them".to_string()
+        );
+    }
+    if mode == MacvlanMode::Passthru {
+        let name = match (spec.bcqueuelen, spec.bclim) {
+            (Some(_), _) => Some("bcqueuelen"),
+            (None, Some(_)) => Some("bclim"),
+            (None, None) => None,
+        };
+        if let Some(name) = name {
+            return Err(format!(
+                "{name} does not apply to passthru mode (a passthru child has no broadcast queue); drop it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_no_overlap(subnets: &[ValidSubnet]) -> Result<(), String> {
+    for (i, a) in subnets.iter().enumerate() {
+        for b in &subnets[i + 1..] {
+            if addr::overlaps(&a.subnet(), &b.subnet()) {
+                return Err(format!(
+                    "subnets {} and {} overlap; give each subnet its own addresses",
+                    a.subnet(),
+                    b.subnet()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_mtu_bounds(spec: &NetworkSpec, subnets: &[ValidSubnet]) -> Result<(), String> {
+    let Some(mtu) = spec.mtu else { return Ok(()) };
+    if mtu < MIN_MTU_V4 {
+        return Err(format!("MTU {mtu} is below {MIN_MTU_V4}, the smallest the kernel accepts"));
+    }
+    if mtu > MAX_MTU {
+        return Err(format!("MTU {mtu} is above {MAX_MTU}, the largest a macvlan child may have"));
+    }
+    let v6 = subnets.iter().find(|s| s.subnet().addr().is_ipv6());
+    if let Some(v6) = v6.filter(|_| mtu < MIN_MTU_V6) {
+        return Err(format!(
+            "MTU {mtu} is below {MIN_MTU_V6}, the IPv6 minimum, and subnet {} is IPv6; raise the MTU",
+            v6.subnet()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::SubnetSpec;
+    use crate::{Driver, MacvlanFlags};
+
+    fn spec(mode: MacvlanMode, subnets: &[&str]) -> NetworkSpec {
+        let mut s = NetworkSpec::new(
+            "lan".parse().unwrap(),
+            Driver::Macvlan,
+            "ens160".parse().unwrap(),
+            mode,
+        );
+        s.subnets = subnets.iter().map(|n| SubnetSpec::new(n.parse().unwrap())).collect();
+        s
+    }
+
+    fn reason(spec: NetworkSpec) -> String {
+        match spec.validate() {
+            Err(ModelError::InvalidNetwork { network, reason }) => {
+                assert_eq!(network, "lan");
+                reason
+            }
+            other => panic!("expected InvalidNetwork, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_network_resolves_gateways_and_normalizes() {
+        let v = spec(MacvlanMode::Bridge, &["192.168.0.5/16", "fd00::/64"]).validate().unwrap();
+        assert_eq!(v.subnets().len(), 2);
+        assert_eq!(v.subnet(0).unwrap().gateway().to_string(), "192.168.0.1");
+        assert_eq!(v.subnet(1).unwrap().gateway().to_string(), "fd00::1");
+        // The spec seen through Deref is the normalized one, gateway included.
+        assert_eq!(v.subnets[0].subnet().to_string(), "192.168.0.0/16");
+        assert_eq!(v.spec().subnets[0].subnet.to_string(), "192.168.0.0/16");
+        assert_eq!(v.spec().subnets[0].gateway, Some("192.168.0.1".parse().unwrap()));
+        assert_eq!(v.name.as_str(), "lan");
+        assert!(v.subnet(2).is_none());
+    }
+
+    #[test]
+    fn several_subnets_per_family_are_allowed_but_not_overlapping() {
+        assert!(spec(MacvlanMode::Bridge, &["10.0.0.0/24", "10.0.1.0/24"]).validate().is_ok());
+        let r = reason(spec(MacvlanMode::Bridge, &["10.0.0.0/16", "10.0.9.0/24"]));
+        assert!(r.contains("10.0.0.0/16 and 10.0.9.0/24 overlap"), "{r}");
+    }
+
+    #[test]
+    fn subnet_errors_carry_the_network_name() {
+        let r = reason(spec(MacvlanMode::Bridge, &["10.0.0.0/31"]));
+        assert!(r.contains("no room"), "{r}");
+    }
+
+    #[test]
+    fn flags_must_match_the_mode() {
+        let mut s = spec(MacvlanMode::Bridge, &[]);
+        s.flags = MacvlanFlags { nodst: true, nopromisc: false };
+        assert!(reason(s).contains("nodst only applies to source mode"));
+        let mut s = spec(MacvlanMode::Source, &[]);
+        s.flags = MacvlanFlags { nodst: true, nopromisc: false };
+        assert!(s.validate().is_ok());
+
+        let mut s = spec(MacvlanMode::Vepa, &[]);
+        s.flags.nopromisc = true;
+        assert!(reason(s).contains("nopromisc only applies to passthru"));
+        let mut s = spec(MacvlanMode::Passthru, &[]);
+        s.flags.nopromisc = true;
+        assert!(s.clone().validate().is_ok());
+        s.promisc = true;
+        assert!(reason(s).contains("contradict"));
+    }
+
+    #[test]
+    fn broadcast_settings_are_refused_for_passthru() {
+        let mut s = spec(MacvlanMode::Passthru, &[]);
+        s.bcqueuelen = Some(1000);
+        assert!(reason(s).starts_with("bcqueuelen does not apply"));
+        let mut s = spec(MacvlanMode::Passthru, &[]);
+        s.bclim = Some(-1);
+        assert!(reason(s).starts_with("bclim does not apply"));
+        let mut s = spec(MacvlanMode::Bridge, &[]);
+        s.bcqueuelen = Some(1000);
+        s.bclim = Some(-1);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn mtu_bounds() {
+        let with_mtu = |mtu, subnets: &[&str]| {
+            let mut s = spec(MacvlanMode::Bridge, subnets);
+            s.mtu = Some(mtu);
+            s
+        };
+        assert!(with_mtu(1500, &["fd00::/64"]).validate().is_ok());
+        assert!(with_mtu(576, &["10.0.0.0/24"]).validate().is_ok());
+        assert!(reason(with_mtu(576, &["10.0.0.0/24", "fd00::/64"])).contains("IPv6 minimum"));
+        assert!(reason(with_mtu(0, &[])).contains("below 68"));
+        assert!(reason(with_mtu(70_000, &[])).contains("above 65535"));
+    }
+}

@@ -1,0 +1,149 @@
+//! Rules between a network and the world around it: other networks on the same
+//! parent, endpoints already attached, the parent's MTU. Pure functions over
+//! facts the engine gathers (from the store and the kernel); no I/O here.
+
+use crate::network::NetworkSpec;
+use crate::{IfName, MacvlanMode, ModelError, addr};
+
+/// Whether `new` may be created on a parent that already carries
+/// `existing_on_same_parent`. Refuses overlapping subnets, a passthru network
+/// beside any other, and any network beside a passthru one (a passthru parent
+/// holds exactly one child).
+pub fn check_parent_sharing(
+    new: &NetworkSpec,
+    existing_on_same_parent: &[NetworkSpec],
+) -> Result<(), ModelError> {
+    let conflict = |reason: String| ModelError::ParentConflict {
+        network: new.name.to_string(),
+        parent: new.parent.to_string(),
+        reason,
+    };
+    for old in existing_on_same_parent {
+        if old.mode == MacvlanMode::Passthru {
+            return Err(conflict(format!(
+                "passthru network {} already holds it, and a passthru parent holds exactly one child; \
+                 remove {} or choose another parent",
+                old.name, old.name
+            )));
+        }
+        if new.mode == MacvlanMode::Passthru {
+            return Err(conflict(format!(
+                "passthru mode needs the parent to itself, but network {} already uses it; \
+                 choose another parent or another mode",
+                old.name
+            )));
+        }
+        for a in &new.subnets {
+            for b in &old.subnets {
+                let (a, b) = (a.subnet.trunc(), b.subnet.trunc());
+                if addr::overlaps(&a, &b) {
+                    return Err(conflict(format!(
+                        "its subnet {a} overlaps subnet {b} of network {} on the same parent; \
+                         choose a subnet that does not overlap",
+                        old.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether one more endpoint may attach to a network in `mode` whose parent
+/// already has `existing_endpoints_on_parent` children from `network`.
+pub fn check_passthru_attach(
+    parent: &IfName,
+    network: &str,
+    mode: MacvlanMode,
+    existing_endpoints_on_parent: usize,
+) -> Result<(), ModelError> {
+    if mode == MacvlanMode::Passthru && existing_endpoints_on_parent > 0 {
+        return Err(ModelError::PassthruParentBusy {
+            parent: parent.to_string(),
+            network: network.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A child's MTU may not exceed its parent's.
+pub fn check_mtu(requested: u32, parent: &IfName, parent_mtu: u32) -> Result<(), ModelError> {
+    if requested > parent_mtu {
+        return Err(ModelError::MtuAboveParent {
+            requested,
+            parent: parent.to_string(),
+            parent_mtu,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Driver;
+    use crate::network::SubnetSpec;
+
+    fn net(name: &str, mode: MacvlanMode, subnets: &[&str]) -> NetworkSpec {
+        let mut s = NetworkSpec::new(
+            name.parse().unwrap(),
+            Driver::Macvlan,
+            "ens160".parse().unwrap(),
+            mode,
+        );
+        s.subnets = subnets.iter().map(|n| SubnetSpec::new(n.parse().unwrap())).collect();
+        s
+    }
+
+    #[test]
+    fn disjoint_networks_share_a_parent() {
+        let new = net("b", MacvlanMode::Bridge, &["10.0.1.0/24"]);
+        let old = [
+            net("a", MacvlanMode::Bridge, &["10.0.0.0/24"]),
+            net("c", MacvlanMode::Vepa, &["fd00::/64"]),
+        ];
+        assert_eq!(check_parent_sharing(&new, &old), Ok(()));
+        assert_eq!(check_parent_sharing(&new, &[]), Ok(()));
+    }
+
+    #[test]
+    fn overlap_names_both_networks_and_subnets() {
+        let new = net("b", MacvlanMode::Bridge, &["10.0.0.128/25"]);
+        let old = [net("a", MacvlanMode::Bridge, &["10.0.0.0/24"])];
+        let msg = check_parent_sharing(&new, &old).unwrap_err().to_string();
+        assert!(msg.contains("network b"), "{msg}");
+        assert!(msg.contains("network a"), "{msg}");
+        assert!(msg.contains("10.0.0.128/25 overlaps subnet 10.0.0.0/24"), "{msg}");
+        assert!(msg.contains("ens160"), "{msg}");
+    }
+
+    #[test]
+    fn passthru_holds_its_parent_alone() {
+        let pass = net("p", MacvlanMode::Passthru, &[]);
+        let bridge = net("b", MacvlanMode::Bridge, &[]);
+        let msg = check_parent_sharing(&pass, std::slice::from_ref(&bridge)).unwrap_err();
+        assert!(msg.to_string().contains("network b already uses it"), "{msg}");
+        let msg = check_parent_sharing(&bridge, std::slice::from_ref(&pass)).unwrap_err();
+        assert!(msg.to_string().contains("passthru network p already holds it"), "{msg}");
+        assert_eq!(check_parent_sharing(&pass, &[]), Ok(()));
+    }
+
+    #[test]
+    fn passthru_takes_one_endpoint() {
+        let parent: IfName = "ens160".parse().unwrap();
+        assert!(check_passthru_attach(&parent, "p", MacvlanMode::Passthru, 0).is_ok());
+        let err = check_passthru_attach(&parent, "p", MacvlanMode::Passthru, 1).unwrap_err();
+        assert!(err.to_string().contains("exactly one child"), "{err}");
+        assert!(check_passthru_attach(&parent, "b", MacvlanMode::Bridge, 7).is_ok());
+    }
+
+    #[test]
+    fn mtu_may_not_exceed_the_parent() {
+        let parent: IfName = "ens160".parse().unwrap();
+        assert!(check_mtu(1500, &parent, 1500).is_ok());
+        assert_eq!(
+            check_mtu(9000, &parent, 1500).unwrap_err().to_string(),
+            "MTU 9000 is above the parent ens160's MTU 1500; macvlan children cannot exceed their parent"
+        );
+    }
+}
