@@ -15,6 +15,7 @@ pub mod netns;
 pub mod probe;
 pub mod route;
 pub mod sysctl;
+pub mod tap;
 pub mod topology;
 
 pub use error::{KernelError, Result};

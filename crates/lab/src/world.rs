@@ -32,7 +32,11 @@ impl World {
     /// process and call, so tests can run in parallel.
     pub fn new(tag: &str) -> World {
         let n = WORLD_SEQ.fetch_add(1, Ordering::Relaxed);
-        World { prefix: format!("nsl-{tag}-{}-{n}", std::process::id()), created: Vec::new(), keep: false }
+        World {
+            prefix: format!("nsl-{tag}-{}-{n}", std::process::id()),
+            created: Vec::new(),
+            keep: false,
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -81,7 +85,13 @@ impl World {
 
     /// A host namespace `role` whose parent `parent` is a veth into the
     /// switch's `br0`, up, with the host's own `address` on it.
-    pub fn host(&mut self, switch: &Netns, role: &str, parent: &str, address: Option<IpNet>) -> Result<Host> {
+    pub fn host(
+        &mut self,
+        switch: &Netns,
+        role: &str,
+        parent: &str,
+        address: Option<IpNet>,
+    ) -> Result<Host> {
         let ns = self.netns(role)?;
         let port = format!("p-{role}");
         let mut sw = RouteSocket::open_in(switch)?;
@@ -96,7 +106,12 @@ impl World {
             host.add_address(p.index, a)?;
         }
         host.set_up(p.index, true)?;
-        Ok(Host { netns: ns, netns_name: self.name_of(role), parent: parent.to_string(), switch_port: port })
+        Ok(Host {
+            netns: ns,
+            netns_name: self.name_of(role),
+            parent: parent.to_string(),
+            switch_port: port,
+        })
     }
 }
 

@@ -7,7 +7,12 @@ use nicslice_kernel::{MacvlanLinkRequest, Pinger, Route, RouteSocket};
 use nicslice_lab::World;
 use nicslice_model::{Driver, MacvlanFlags, MacvlanMode};
 
-fn child(world: &mut World, host: &nicslice_lab::Host, role: &str, ip: &str) -> nicslice_kernel::Netns {
+fn child(
+    world: &mut World,
+    host: &nicslice_lab::Host,
+    role: &str,
+    ip: &str,
+) -> nicslice_kernel::Netns {
     let ns = world.netns(role).unwrap();
     let mut hs = RouteSocket::open_in(&host.netns).unwrap();
     let parent = hs.require_link(&host.parent, "host").unwrap();
@@ -47,5 +52,27 @@ fn macvlan_children_reach_sibling_and_switch_but_not_parent() {
     assert!(p.ping("192.168.0.1".parse().unwrap(), 3, t).unwrap(), "switch");
     assert!(!p.ping("192.168.0.254".parse().unwrap(), 2, t).unwrap(), "parent must not answer");
     let routes = RouteSocket::open_in(&c1).unwrap().routes().unwrap();
-    assert!(routes.iter().any(|r| r.is_default() && r.gateway == Some("192.168.0.1".parse().unwrap())));
+    assert!(
+        routes.iter().any(|r| r.is_default() && r.gateway == Some("192.168.0.1".parse().unwrap()))
+    );
+}
+
+#[test]
+fn capability_probe_sees_macvlan_and_leaves_nothing() {
+    let caps = nicslice_lab::capabilities::probe_kernel().unwrap();
+    let find =
+        |f: &str| caps.iter().find(|c| c.feature == f).unwrap_or_else(|| panic!("{f} missing"));
+    for mode in ["bridge", "vepa", "private", "passthru", "source"] {
+        assert!(
+            find(&format!("macvlan {mode}")).available,
+            "macvlan {mode}: {:?}",
+            find(&format!("macvlan {mode}"))
+        );
+    }
+    assert!(find("veth").available);
+    assert!(find("bridge").available);
+    // Whatever the kernel lacks is reported with a reason, not an error.
+    for c in &caps {
+        assert_eq!(c.available, c.detail.is_none(), "{c:?}");
+    }
 }
