@@ -1,1 +1,29 @@
-//! nicslice store layer.
+//! The store layer of nicslice: the only place that persists. Networks, their
+//! address pools and leases, and endpoints live in one SQLite database (WAL,
+//! safe for many concurrent processes: CNI runs one process per call).
+//!
+//! Writes happen in `WriteTx` (`BEGIN IMMEDIATE`: concurrent writers queue on
+//! the lock instead of failing half-way); reads through `StoreRead`, which
+//! `Store`, `ReadTx` and `WriteTx` all implement. No kernel access and no
+//! policy here: the model decides, the store records.
+
+mod blob;
+mod book;
+mod error;
+mod leases;
+mod read;
+mod records;
+mod schema;
+mod store;
+mod write;
+
+pub use error::StoreError;
+pub use read::StoreRead;
+pub use records::{
+    EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,
+};
+pub use schema::SCHEMA_VERSION;
+pub use store::{DEFAULT_STATE_PATH, ReadTx, Store};
+pub use write::WriteTx;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,98 @@
+//! The model's `LeaseBook` over the tables `pools`, `leases` and `freed`, used
+//! inside one write transaction. Each operation is one indexed statement.
+
+use nicslice_model::ipam::{LeaseBook, PoolId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::blob::{from_blob, to_blob};
+use crate::error::Context;
+use crate::{EndpointId, StoreError};
+
+pub(crate) struct TxBook<'a> {
+    pub conn: &'a Connection,
+}
+
+impl LeaseBook for TxBook<'_> {
+    type Owner = Option<EndpointId>;
+    type Error = StoreError;
+
+    fn is_leased(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.exists(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("looking up a lease")
+    }
+
+    fn high_water(&mut self, pool: PoolId) -> Result<u128, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT high_water FROM pools WHERE id = ?1")
+            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
+            .ctx("reading an address pool")?;
+        let blob =
+            blob.ok_or_else(|| StoreError::corrupt(format!("reference to pool {}", pool.0)))?;
+        from_blob(&blob)
+    }
+
+    fn set_high_water(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE pools SET high_water = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("updating an address pool")?;
+        Ok(())
+    }
+
+    fn pop_lowest_freed(&mut self, pool: PoolId) -> Result<Option<u128>, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = \
+                 (SELECT min(ip_offset) FROM freed WHERE pool_id = ?1) RETURNING ip_offset",
+            )
+            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
+            .ctx("reusing a released address")?;
+        blob.map(|b| from_blob(&b)).transpose()
+    }
+
+    fn remove_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("updating released addresses")?;
+        Ok(())
+    }
+
+    fn push_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO freed (pool_id, ip_offset) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("recording a released address")?;
+        Ok(())
+    }
+
+    fn insert_lease(
+        &mut self,
+        pool: PoolId,
+        offset: u128,
+        owner: Option<EndpointId>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO leases (pool_id, ip_offset, endpoint_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![pool.0, to_blob(offset).as_slice(), owner.map(|o| o.0)])
+            })
+            .ctx("recording a lease")?;
+        Ok(())
+    }
+
+    fn remove_lease(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("removing a lease")?;
+        Ok(n > 0)
+    }
+}

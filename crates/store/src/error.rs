@@ -1,0 +1,99 @@
+//! `StoreError`: every way the store can fail, with the context a user needs.
+//! SQLite's own error is kept as the `#[source]`, never repeated in the message.
+
+use std::path::PathBuf;
+
+use nicslice_model::ModelError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot create the directory {path} for the state database")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the state database {path} has schema version {found}, newer than version {supported} \
+         that this nicslice understands; upgrade nicslice or point --state elsewhere"
+    )]
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("cannot bring the state database {path} to schema version {version}")]
+    Migrate {
+        path: PathBuf,
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("network {0} already exists")]
+    NetworkExists(String),
+    #[error("network {0} does not exist")]
+    NoSuchNetwork(String),
+    #[error("network {network} still has {count} endpoint(s); remove them first")]
+    NetworkInUse { network: String, count: u64 },
+    #[error("an endpoint named {ifname} already exists in namespace {netns}")]
+    EndpointExists { netns: String, ifname: String },
+    #[error("endpoint {0} does not exist")]
+    NoSuchEndpoint(i64),
+    #[error("endpoint {endpoint} belongs to another network than {network}")]
+    EndpointNotInNetwork { endpoint: i64, network: String },
+    #[error("network {network} has no subnet number {index}")]
+    NoSuchSubnet { network: String, index: usize },
+    #[error("the state database holds a corrupt {what}; inspect it or restore a backup")]
+    Corrupt { what: String },
+    #[error(
+        "the state database stayed locked by another process for more than 5 s while {context}; \
+         try again"
+    )]
+    Busy {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state database error while {context}")]
+    Sqlite {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Corrupt { what: what.into() }
+    }
+}
+
+/// Adds what the store was doing to a SQLite error.
+pub(crate) trait Context<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| {
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+                StoreError::Busy { context, source }
+            } else {
+                StoreError::Sqlite { context, source }
+            }
+        })
+    }
+}
+
+/// Whether `e` is a UNIQUE or PRIMARY KEY constraint violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error().is_some_and(|e| {
+        e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    })
+}

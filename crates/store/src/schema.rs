@@ -1,0 +1,103 @@
+//! The database schema as an ordered list of migrations. `PRAGMA user_version`
+//! records how many have run; opening a database applies the missing ones in
+//! one transaction and refuses a database from a newer nicslice. Never edit a
+//! migration once released: append a new one.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+use crate::error::Context;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: networks, pools, endpoints, leases, freed offsets.
+    r#"
+    CREATE TABLE networks (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT    NOT NULL UNIQUE,
+        parent       TEXT    NOT NULL,
+        spec_json    TEXT    NOT NULL,
+        promisc_prev INTEGER NULL,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE INDEX networks_by_parent ON networks(parent);
+
+    CREATE TABLE pools (
+        id           INTEGER PRIMARY KEY,
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        subnet_index INTEGER NOT NULL,
+        subnet       TEXT    NOT NULL,
+        gateway      TEXT    NOT NULL,
+        high_water   BLOB    NOT NULL CHECK (length(high_water) = 16),
+        UNIQUE (network_id, subnet_index)
+    );
+
+    CREATE TABLE endpoints (
+        id           INTEGER PRIMARY KEY,
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE RESTRICT,
+        netns        TEXT    NOT NULL,
+        netns_dev    INTEGER NOT NULL,
+        netns_ino    INTEGER NOT NULL,
+        ifname       TEXT    NOT NULL,
+        mac          TEXT    NULL,
+        details_json TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        UNIQUE (netns_dev, netns_ino, ifname)
+    );
+    CREATE INDEX endpoints_by_network ON endpoints(network_id);
+
+    CREATE TABLE leases (
+        pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+        ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
+        endpoint_id  INTEGER NULL REFERENCES endpoints(id) ON DELETE RESTRICT,
+        PRIMARY KEY (pool_id, ip_offset)
+    ) WITHOUT ROWID;
+    CREATE INDEX leases_by_endpoint ON leases(endpoint_id);
+
+    CREATE TABLE freed (
+        pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+        ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
+        PRIMARY KEY (pool_id, ip_offset)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Brings the database at `path` to `SCHEMA_VERSION`, or refuses a newer one.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let too_new = |found| StoreError::SchemaTooNew {
+        path: path.to_owned(),
+        found,
+        supported: SCHEMA_VERSION,
+    };
+    let found = user_version(conn).ctx("reading the schema version")?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if found > SCHEMA_VERSION {
+        return Err(too_new(found));
+    }
+    let failed =
+        |source| StoreError::Migrate { path: path.to_owned(), version: SCHEMA_VERSION, source };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
+    // Another process may have migrated while we waited for the lock.
+    let found = user_version(&tx).map_err(failed)?;
+    if found > SCHEMA_VERSION {
+        return Err(too_new(found));
+    }
+    let start = usize::try_from(found).unwrap_or(0);
+    for (done, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        tracing::debug!(version = done + 1, "applying state database migration");
+        tx.execute_batch(sql).map_err(failed)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(failed)?;
+    tx.commit().map_err(failed)
+}

@@ -1,0 +1,138 @@
+//! `WriteTx`: one `BEGIN IMMEDIATE` transaction and the writes on networks
+//! and endpoints. Rolls back when dropped unless committed. Address
+//! allocation lives in `leases`.
+
+use nicslice_model::ValidNetwork;
+use rusqlite::{Transaction, params};
+
+use crate::blob::to_blob;
+use crate::error::{Context, is_unique_violation};
+use crate::store::now;
+use crate::{EndpointId, NetworkId, NewEndpoint, StoreError, StoreRead};
+
+/// A write transaction. Reads through `StoreRead` see its own writes.
+pub struct WriteTx<'a> {
+    pub(crate) tx: Transaction<'a>,
+}
+
+impl WriteTx<'_> {
+    /// Makes every write of this transaction durable and visible to others.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().ctx("committing")
+    }
+
+    /// Records a network and creates one address pool per subnet.
+    /// `promisc_prev` is the parent's promiscuous state before nicslice changed it.
+    pub fn insert_network(
+        &self,
+        network: &ValidNetwork,
+        promisc_prev: Option<bool>,
+    ) -> Result<NetworkId, StoreError> {
+        let json = serde_json::to_string(network.spec())
+            .map_err(|e| StoreError::corrupt(format!("network spec ({e})")))?;
+        self.tx
+            .execute(
+                "INSERT INTO networks (name, parent, spec_json, promisc_prev, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![network.name.as_str(), network.parent.as_str(), json, promisc_prev, now()],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::NetworkExists(network.name.to_string())
+                } else {
+                    StoreError::Sqlite { context: "recording a network", source: e }
+                }
+            })?;
+        let id = NetworkId(self.tx.last_insert_rowid());
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO pools (network_id, subnet_index, subnet, gateway, high_water) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .ctx("creating address pools")?;
+        for (index, subnet) in network.subnets().iter().enumerate() {
+            let index = i64::try_from(index).unwrap_or(i64::MAX);
+            stmt.execute(params![
+                id.0,
+                index,
+                subnet.subnet().to_string(),
+                subnet.gateway().to_string(),
+                to_blob(0).as_slice()
+            ])
+            .ctx("creating address pools")?;
+        }
+        Ok(id)
+    }
+
+    /// Deletes a network with its pools and leases. Refuses while it has
+    /// endpoints. Returns whether it existed.
+    pub fn delete_network(&self, id: NetworkId) -> Result<bool, StoreError> {
+        let Some(network) = self.network(id)? else { return Ok(false) };
+        let count: i64 = self
+            .tx
+            .query_row("SELECT count(*) FROM endpoints WHERE network_id = ?1", [id.0], |r| r.get(0))
+            .ctx("counting endpoints")?;
+        if count > 0 {
+            return Err(StoreError::NetworkInUse {
+                network: network.name().to_string(),
+                count: count.unsigned_abs(),
+            });
+        }
+        let n = self
+            .tx
+            .execute("DELETE FROM networks WHERE id = ?1", [id.0])
+            .ctx("deleting a network")?;
+        Ok(n > 0)
+    }
+
+    /// Records an endpoint of `network`.
+    pub fn insert_endpoint(
+        &self,
+        network: NetworkId,
+        endpoint: &NewEndpoint,
+    ) -> Result<EndpointId, StoreError> {
+        if self.network(network)?.is_none() {
+            return Err(StoreError::NoSuchNetwork(format!("with id {}", network.0)));
+        }
+        let details = serde_json::to_string(&endpoint.details)
+            .map_err(|e| StoreError::corrupt(format!("endpoint details ({e})")))?;
+        self.tx
+            .execute(
+                "INSERT INTO endpoints (network_id, netns, netns_dev, netns_ino, ifname, mac, \
+                 details_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    network.0,
+                    endpoint.netns,
+                    // Bit for bit: SQLite integers are signed.
+                    endpoint.netns_id.dev as i64,
+                    endpoint.netns_id.ino as i64,
+                    endpoint.ifname.as_str(),
+                    endpoint.mac.map(|m| m.to_string()),
+                    details,
+                    now()
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::EndpointExists {
+                        netns: endpoint.netns.clone(),
+                        ifname: endpoint.ifname.to_string(),
+                    }
+                } else {
+                    StoreError::Sqlite { context: "recording an endpoint", source: e }
+                }
+            })?;
+        Ok(EndpointId(self.tx.last_insert_rowid()))
+    }
+
+    /// Releases the endpoint's addresses and forgets it. Returns whether it existed.
+    pub fn delete_endpoint(&self, id: EndpointId) -> Result<bool, StoreError> {
+        self.release_endpoint_leases(id)?;
+        let n = self
+            .tx
+            .execute("DELETE FROM endpoints WHERE id = ?1", [id.0])
+            .ctx("deleting an endpoint")?;
+        Ok(n > 0)
+    }
+}

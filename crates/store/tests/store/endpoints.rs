@@ -1,0 +1,83 @@
+use nicslice_model::IfName;
+use nicslice_store::{EndpointId, NetnsId, NetworkId, StoreError, StoreRead};
+
+use crate::common::{TempDir, endpoint, network, open};
+
+#[test]
+fn endpoint_round_trip_and_lookups() {
+    let dir = TempDir::new("ep-round");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "ens160", &["10.0.0.0/24"]), None).unwrap();
+    let mut new = endpoint(u64::MAX - 1, "eth0");
+    new.netns_id.dev = u64::MAX;
+    new.details = serde_json::json!({ "source_macs": ["02:00:00:00:00:01"] });
+    let id = tx.insert_endpoint(net, &new).unwrap();
+    let id2 = tx.insert_endpoint(net, &endpoint(2, "eth0")).unwrap();
+    tx.commit().unwrap();
+
+    let rec = store.endpoint(id).unwrap().unwrap();
+    assert_eq!(rec.network_id, net);
+    assert_eq!(rec.netns, new.netns);
+    assert_eq!(rec.netns_id, new.netns_id, "u64 identities survive the signed column");
+    assert_eq!(rec.ifname, new.ifname);
+    assert_eq!(rec.mac, new.mac);
+    assert_eq!(rec.details, new.details);
+    let eth0: IfName = "eth0".parse().unwrap();
+    assert_eq!(store.endpoint_by_netns_ifname(new.netns_id, &eth0).unwrap(), Some(rec.clone()));
+    let other = NetnsId { dev: 4, ino: 99 };
+    assert_eq!(store.endpoint_by_netns_ifname(other, &eth0).unwrap(), None);
+    let ids: Vec<EndpointId> = store.endpoints(net).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, [id, id2]);
+    let json = serde_json::to_value(&rec).unwrap();
+    assert_eq!(json["ifname"], "eth0");
+    assert_eq!(json["mac"], "02:42:c0:a8:00:0c");
+}
+
+#[test]
+fn one_ifname_per_namespace() {
+    let dir = TempDir::new("ep-dup");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+    tx.insert_endpoint(net, &endpoint(1, "eth0")).unwrap();
+    let err = tx.insert_endpoint(net, &endpoint(1, "eth0")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "an endpoint named eth0 already exists in namespace /run/netns/ns1"
+    );
+    tx.insert_endpoint(net, &endpoint(1, "eth1")).unwrap();
+}
+
+#[test]
+fn endpoint_of_a_missing_network_is_refused() {
+    let dir = TempDir::new("ep-nonet");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let err = tx.insert_endpoint(NetworkId(42), &endpoint(1, "eth0")).unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchNetwork(_)), "{err:?}");
+}
+
+#[test]
+fn deleting_an_endpoint_releases_its_addresses() {
+    let dir = TempDir::new("ep-delete");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net =
+        tx.insert_network(&network("lan", "ens160", &["10.0.0.0/29", "fd00::/64"]), None).unwrap();
+    let ep = tx.insert_endpoint(net, &endpoint(1, "eth0")).unwrap();
+    let v4 = tx.allocate(net, 0, None, Some(ep)).unwrap();
+    let v6 = tx.allocate(net, 1, None, Some(ep)).unwrap();
+    assert_eq!(v4.address().to_string(), "10.0.0.2/29");
+    assert_eq!(v4.gateway.to_string(), "10.0.0.1");
+    assert_eq!(v6.ip.to_string(), "fd00::2");
+    assert_eq!(tx.leases_of(ep).unwrap(), [v4.clone(), v6.clone()]);
+    assert!(tx.delete_endpoint(ep).unwrap());
+    assert!(tx.leases_of(ep).unwrap().is_empty());
+    assert!(tx.leases_in(net).unwrap().is_empty());
+    assert!(!tx.delete_endpoint(ep).unwrap());
+    // The released address comes back once the range is walked.
+    let rest: Vec<_> = (0..4).map(|_| tx.allocate(net, 0, None, None).unwrap().ip).collect();
+    assert!(!rest.contains(&v4.ip));
+    assert_eq!(tx.allocate(net, 0, None, None).unwrap().ip, v4.ip);
+}

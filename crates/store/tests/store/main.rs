@@ -1,0 +1,8 @@
+//! Tests of the store against real SQLite files in unique temporary directories.
+
+mod allocation;
+mod common;
+mod concurrency;
+mod endpoints;
+mod networks;
+mod schema;

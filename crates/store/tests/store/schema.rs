@@ -1,0 +1,67 @@
+use nicslice_store::{SCHEMA_VERSION, Store, StoreError, StoreRead};
+
+use crate::common::{TempDir, network, open};
+
+#[test]
+fn open_creates_directories_and_sets_the_pragmas() {
+    let dir = TempDir::new("pragmas");
+    let store = open(&dir);
+    assert!(dir.db().exists());
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn reopening_keeps_the_data() {
+    let dir = TempDir::new("reopen");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    tx.insert_network(&network("lan", "ens160", &["10.0.0.0/24"]), Some(false)).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    let store = open(&dir);
+    let nets = store.list_networks().unwrap();
+    assert_eq!(nets.len(), 1);
+    assert_eq!(nets[0].promisc_prev, Some(false));
+}
+
+#[test]
+fn a_database_from_a_newer_nicslice_is_refused() {
+    let dir = TempDir::new("newer");
+    drop(open(&dir));
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    drop(conn);
+    let err = Store::open(dir.db()).err().expect("newer schema must be refused");
+    assert!(matches!(err, StoreError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1));
+    let msg = err.to_string();
+    assert!(msg.contains("newer than version 1"), "{msg}");
+    assert!(msg.contains("upgrade nicslice"), "{msg}");
+}
+
+#[test]
+fn an_unopenable_path_says_which() {
+    let dir = TempDir::new("badpath");
+    let blocker = dir.db().parent().unwrap().parent().unwrap().to_owned();
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"a file where a directory should be").unwrap();
+    let err = Store::open(dir.db()).err().expect("must fail");
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("cannot create the directory"), "{err}");
+}
+
+#[test]
+fn an_uncommitted_write_rolls_back() {
+    let dir = TempDir::new("rollback");
+    let mut store = open(&dir);
+    {
+        let tx = store.write().unwrap();
+        tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+        assert_eq!(tx.list_networks().unwrap().len(), 1, "a write sees itself");
+    }
+    assert!(store.list_networks().unwrap().is_empty());
+}
