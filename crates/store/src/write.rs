@@ -2,7 +2,7 @@
 //! and endpoints. Rolls back when dropped unless committed. Address
 //! allocation lives in `leases`.
 
-use nicslice_model::ValidNetwork;
+use nicslice_model::{MacAddr, ValidNetwork};
 use rusqlite::{Transaction, params};
 
 use crate::blob::to_blob;
@@ -86,6 +86,24 @@ impl WriteTx<'_> {
         Ok(n > 0)
     }
 
+    /// Records which promiscuous state of the parent to restore when the
+    /// network goes (`None`: nicslice did not change it), e.g. when another
+    /// network on the parent inherits it. Returns whether the network exists.
+    pub fn set_promisc_prev(
+        &self,
+        id: NetworkId,
+        promisc_prev: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE networks SET promisc_prev = ?2 WHERE id = ?1",
+                params![id.0, promisc_prev],
+            )
+            .ctx("updating a network")?;
+        Ok(n > 0)
+    }
+
     /// Records an endpoint of `network`.
     pub fn insert_endpoint(
         &self,
@@ -124,6 +142,26 @@ impl WriteTx<'_> {
                 }
             })?;
         Ok(EndpointId(self.tx.last_insert_rowid()))
+    }
+
+    /// Sets the MAC address and driver-specific details of an endpoint (known
+    /// only once the kernel made the link). Returns whether it exists.
+    pub fn update_endpoint(
+        &self,
+        id: EndpointId,
+        mac: Option<MacAddr>,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let details = serde_json::to_string(details)
+            .map_err(|e| StoreError::corrupt(format!("endpoint details ({e})")))?;
+        let n = self
+            .tx
+            .execute(
+                "UPDATE endpoints SET mac = ?2, details_json = ?3 WHERE id = ?1",
+                params![id.0, mac.map(|m| m.to_string()), details],
+            )
+            .ctx("updating an endpoint")?;
+        Ok(n > 0)
     }
 
     /// Releases the endpoint's addresses and forgets it. Returns whether it existed.

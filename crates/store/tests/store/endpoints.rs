@@ -81,3 +81,21 @@ fn deleting_an_endpoint_releases_its_addresses() {
     assert!(!rest.contains(&v4.ip));
     assert_eq!(tx.allocate(net, 0, None, None).unwrap().ip, v4.ip);
 }
+
+#[test]
+fn endpoint_details_can_be_updated() {
+    let dir = TempDir::new("ep-update");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+    let mut new = endpoint(1, "eth0");
+    new.mac = None;
+    let id = tx.insert_endpoint(net, &new).unwrap();
+    let mac = "02:11:22:33:44:55".parse().unwrap();
+    let details = serde_json::json!({ "tap_device": "/dev/tap7" });
+    assert!(tx.update_endpoint(id, Some(mac), &details).unwrap());
+    let rec = tx.endpoint(id).unwrap().unwrap();
+    assert_eq!((rec.mac, rec.details), (Some(mac), details.clone()));
+    assert!(tx.update_endpoint(id, Some(mac), &details).unwrap());
+    assert!(!tx.update_endpoint(EndpointId(99), None, &details).unwrap());
+}

@@ -103,3 +103,16 @@ fn a_network_with_endpoints_cannot_be_deleted() {
     assert!(tx.delete_endpoint(ep).unwrap());
     assert!(tx.delete_network(id).unwrap());
 }
+
+#[test]
+fn promisc_prev_can_be_handed_to_another_network() {
+    let dir = TempDir::new("net-promisc");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let id = tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+    assert!(tx.set_promisc_prev(id, Some(false)).unwrap());
+    assert_eq!(tx.network(id).unwrap().unwrap().promisc_prev, Some(false));
+    assert!(tx.set_promisc_prev(id, None).unwrap());
+    assert_eq!(tx.network(id).unwrap().unwrap().promisc_prev, None);
+    assert!(!tx.set_promisc_prev(nicslice_store::NetworkId(77), Some(true)).unwrap());
+}
