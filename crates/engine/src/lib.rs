@@ -1,1 +1,50 @@
-//! nicslice engine layer.
+//! The engine of nicslice: turns a request into steps, applies them, records
+//! the result, and on any error undoes what it did, in reverse. Nothing leaks:
+//! no interface, address, route, lease or state row survives a failed call.
+//!
+//! Requests are checked (model rules, facts from the kernel and the store)
+//! before the kernel is touched. The CLI and the CNI plugins call this crate
+//! and print; they hold no logic of their own.
+
+mod attach;
+mod detach;
+pub mod error;
+pub mod fault;
+mod network;
+mod plumb;
+mod refuse;
+mod undo;
+pub mod views;
+
+use std::path::Path;
+
+use nicslice_kernel::{Netns, RouteSocket};
+use nicslice_store::Store;
+
+pub use attach::AttachRequest;
+pub use detach::DetachRequest;
+pub use error::{EngineError, Result};
+pub use fault::{Faults, Step};
+pub use views::{EndpointView, NetworkDetail, NetworkView};
+
+/// One engine per command: the state database and the namespace that holds
+/// the parents (the "host").
+pub struct Engine {
+    store: Store,
+    host: Netns,
+    faults: Faults,
+}
+
+impl Engine {
+    pub fn open(state: &Path, host: Netns, faults: Faults) -> Result<Engine> {
+        Ok(Engine { store: Store::open(state)?, host, faults })
+    }
+
+    pub fn host(&self) -> &Netns {
+        &self.host
+    }
+
+    fn host_socket(&self) -> Result<RouteSocket> {
+        Ok(RouteSocket::open_in(&self.host)?)
+    }
+}

@@ -1,0 +1,207 @@
+//! The command line: every command, option and help text, as clap derive types.
+//! Parsing only; `commands/` does the work.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nicslice",
+    version,
+    about = "Split one NIC into many with macvlan: networks, endpoints in namespaces, IPAM",
+    long_about = "nicslice creates macvlan and macvtap children of a parent interface, places them in \
+network namespaces (iproute2 names, namespace files or a container's pid), gives them addresses from \
+its own IPAM and a default route, and undoes every step if any fails.\n\n\
+Run it in the namespace that holds the parent (or point --host-netns at it). State lives in \
+/var/lib/nicslice/state.db unless --state or NICSLICE_STATE says otherwise.",
+    after_help = "Examples:\n  \
+nicslice check\n  \
+nicslice network create lan --parent ens160 --mode bridge --subnet 192.168.0.0/16 \\\n      \
+--gateway 192.168.1.1 --ip-range 192.168.179.0/24\n  \
+nicslice attach lan --netns ns1\n  \
+nicslice attach lan --netns ns2 --ip 192.168.179.13\n  \
+nicslice endpoint ls lan --json\n  \
+nicslice detach lan --netns ns1\n  \
+nicslice network rm lan"
+)]
+pub struct Cli {
+    /// State database (default /var/lib/nicslice/state.db).
+    #[arg(long, global = true, env = "NICSLICE_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// The namespace holding the parents: an iproute2 name or a namespace file
+    /// (default: the namespace nicslice runs in).
+    #[arg(long, global = true, value_name = "NETNS")]
+    pub host_netns: Option<String>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail on stderr (-v: steps, -vv: netlink-level detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report which link kinds and modes this kernel supports, and whether you
+    /// have the privileges nicslice needs (tries each in a throwaway namespace).
+    Check,
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Give a namespace an interface on a network: link, address, default route.
+    Attach(AttachArgs),
+    /// Remove a namespace's interface from a network and free its addresses.
+    Detach(DetachArgs),
+    /// List endpoints or change a source-mode endpoint's MAC list.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network on a parent interface.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a network with its endpoints, leases and the parent's live state.
+    Inspect {
+        /// Network name.
+        name: String,
+    },
+    /// Remove a network (refused while endpoints are attached, unless --force).
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name.
+        name: String,
+        /// Detach every endpoint first.
+        #[arg(long, short)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// Network name: letters, digits, `_`, `.`, `-` (at most 64).
+    pub name: String,
+    /// Link kind of the endpoints.
+    #[arg(long, default_value = "macvlan", value_parser = ["macvlan", "macvtap"])]
+    pub driver: String,
+    /// The parent interface (a NIC, or a veth, in the host namespace).
+    #[arg(long)]
+    pub parent: String,
+    /// bridge: children talk inside the kernel; vepa: via the switch (needs hairpin);
+    /// private: children isolated; passthru: one child owns the NIC; source: by source MAC.
+    #[arg(long, default_value = "bridge", value_parser = ["bridge", "vepa", "private", "passthru", "source"])]
+    pub mode: String,
+    /// nopromisc (passthru: leave promiscuous mode alone) or nodst (source: consume listed frames). Repeatable.
+    #[arg(long = "flag", value_parser = ["nopromisc", "nodst"])]
+    pub flags: Vec<String>,
+    /// Subnet in CIDR form; repeat for several (IPv4 and IPv6).
+    #[arg(long = "subnet")]
+    pub subnets: Vec<IpNet>,
+    /// Gateway of the subnet given in the same position (default: its first address).
+    #[arg(long = "gateway")]
+    pub gateways: Vec<IpAddr>,
+    /// Allocate automatic addresses from this range inside a subnet (matched by containment).
+    #[arg(long = "ip-range")]
+    pub ip_ranges: Vec<IpNet>,
+    /// Reserve an address: NAME=IP (never handed out). Repeatable.
+    #[arg(long = "aux-address", value_name = "NAME=IP")]
+    pub aux_addresses: Vec<String>,
+    /// MTU of the endpoints (at most the parent's).
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Broadcast queue length requested for the parent's macvlan port.
+    #[arg(long)]
+    pub bcqueuelen: Option<u32>,
+    /// Broadcast cutoff: multicast to at most this many children is delivered directly.
+    #[arg(long, allow_negative_numbers = true)]
+    pub bclim: Option<i32>,
+    /// Put the parent in promiscuous mode while the network exists (restored on rm).
+    #[arg(long)]
+    pub promisc: bool,
+}
+
+/// How to name the target namespace.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct TargetArgs {
+    /// Target namespace: an iproute2 name (/run/netns/NAME) or a path to a namespace file.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Target the network namespace of this process (a container's pid).
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Network name.
+    pub network: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Interface name inside the namespace.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// Static address (one per family); otherwise the next free one.
+    #[arg(long = "ip")]
+    pub ips: Vec<IpAddr>,
+    /// MAC address of the interface (default: random, chosen by the kernel).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Source mode: accept frames from this MAC. Repeatable.
+    #[arg(long = "source-mac")]
+    pub source_macs: Vec<String>,
+    /// Do not add the default route via the gateway.
+    #[arg(long)]
+    pub no_default_route: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Network name.
+    pub network: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Interface name inside the namespace.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// List endpoints, of one network or all.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network.
+        network: Option<String>,
+    },
+    /// Change a source-mode endpoint's list of accepted source MACs.
+    Macaddr(MacaddrArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MacaddrArgs {
+    /// Network name.
+    pub network: String,
+    /// add, del, set (replace the list) or flush (empty it).
+    #[arg(value_parser = ["add", "del", "set", "flush"])]
+    pub op: String,
+    /// MAC addresses.
+    pub macs: Vec<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Interface name inside the namespace.
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+}

@@ -1,0 +1,66 @@
+//! `nicslice attach` and `nicslice detach`.
+
+use anyhow::Context;
+use nicslice_engine::{AttachRequest, DetachRequest};
+use nicslice_model::{IfName, MacAddr};
+
+use super::{Globals, target};
+use crate::args::{AttachArgs, DetachArgs};
+use crate::commands::network::addresses;
+use crate::output;
+
+pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
+    let req = AttachRequest {
+        network: a.network,
+        netns: target(&a.target)?,
+        ifname: IfName::new(&a.ifname).context("--ifname")?,
+        ips: a.ips,
+        mac: a.mac.as_deref().map(str::parse::<MacAddr>).transpose().context("--mac")?,
+        source_macs: a
+            .source_macs
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<_, _>>()
+            .context("--source-mac")?,
+        default_route: !a.no_default_route,
+    };
+    let view = g.engine()?.attach(req)?;
+    if g.json {
+        return output::json(&view);
+    }
+    let mac = view.mac.map(|m| m.to_string()).unwrap_or_default();
+    println!(
+        "attached {} in {} to {}: {} mac {mac}",
+        view.ifname,
+        view.netns,
+        view.network,
+        addresses(&view.addresses)
+    );
+    for gw in &view.gateways {
+        println!("  default route via {gw}");
+    }
+    if let Some(tap) = &view.tap_device {
+        println!("  tap device {tap}");
+    }
+    Ok(())
+}
+
+pub fn detach(g: &Globals, a: DetachArgs) -> anyhow::Result<()> {
+    let req = DetachRequest {
+        network: a.network,
+        netns: target(&a.target)?,
+        ifname: IfName::new(&a.ifname).context("--ifname")?,
+    };
+    let view = g.engine()?.detach(req)?;
+    if g.json {
+        return output::json(&view);
+    }
+    println!(
+        "detached {} in {} from {}; released {}",
+        view.ifname,
+        view.netns,
+        view.network,
+        addresses(&view.addresses)
+    );
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `nicslice endpoint ls|macaddr`.
+
+use anyhow::Context;
+use nicslice_kernel::SourceMacOp;
+use nicslice_model::{IfName, MacAddr};
+
+use super::{Globals, target};
+use crate::args::EndpointCommand;
+use crate::commands::network::addresses;
+use crate::output;
+
+pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
+    let mut engine = g.engine()?;
+    match cmd {
+        EndpointCommand::Ls { network } => {
+            let eps = engine.endpoints(network.as_deref())?;
+            if g.json {
+                return output::json(&eps);
+            }
+            let rows: Vec<Vec<String>> = eps
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.network.clone(),
+                        e.netns.clone(),
+                        e.ifname.clone(),
+                        e.mac.map(|m| m.to_string()).unwrap_or_default(),
+                        addresses(&e.addresses),
+                        e.gateways.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+                    ]
+                })
+                .collect();
+            output::table(&["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY"], &rows);
+        }
+        EndpointCommand::Macaddr(a) => {
+            let op = match a.op.as_str() {
+                "add" => SourceMacOp::Add,
+                "del" => SourceMacOp::Del,
+                "set" => SourceMacOp::Set,
+                _ => SourceMacOp::Flush,
+            };
+            if op != SourceMacOp::Flush && a.macs.is_empty() {
+                anyhow::bail!("macaddr {} needs at least one MAC address", a.op);
+            }
+            let macs: Vec<MacAddr> = a.macs.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
+            let ifname = IfName::new(&a.ifname).context("--ifname")?;
+            let view =
+                engine.change_source_macs(&a.network, &target(&a.target)?, &ifname, op, &macs)?;
+            if g.json {
+                return output::json(&view);
+            }
+            let list: Vec<String> = view.source_macs.iter().map(|m| m.to_string()).collect();
+            println!(
+                "{} in {} now accepts frames from: {}",
+                view.ifname,
+                view.netns,
+                if list.is_empty() { "(no MAC)".into() } else { list.join(", ") }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Dispatch: one file per command; each parses its arguments into engine
+//! requests, calls the engine and prints.
+
+mod attach;
+mod check;
+mod endpoint;
+mod network;
+
+use std::path::PathBuf;
+
+use nicslice_engine::{Engine, Faults};
+use nicslice_kernel::{Netns, NetnsTarget};
+use nicslice_store::DEFAULT_STATE_PATH;
+
+use crate::args::{Cli, Command, TargetArgs};
+
+/// Global options every command that touches state needs.
+pub struct Globals {
+    pub state: PathBuf,
+    pub host_netns: Option<String>,
+    pub json: bool,
+}
+
+impl Globals {
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        let host = match &self.host_netns {
+            Some(name) => NetnsTarget::parse_user(name).open()?,
+            None => Netns::current()?,
+        };
+        Ok(Engine::open(&self.state, host, Faults::from_env()?)?)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let globals = Globals {
+        state: cli.state.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+        host_netns: cli.host_netns,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Check => check::run(globals.json),
+        Command::Network(cmd) => network::run(&globals, cmd),
+        Command::Attach(args) => attach::attach(&globals, args),
+        Command::Detach(args) => attach::detach(&globals, args),
+        Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
+    }
+}
+
+/// The namespace a command targets.
+pub fn target(args: &TargetArgs) -> anyhow::Result<NetnsTarget> {
+    match (&args.netns, args.pid) {
+        (Some(ns), None) => Ok(NetnsTarget::parse_user(ns)),
+        (None, Some(pid)) => Ok(NetnsTarget::Pid(pid)),
+        _ => anyhow::bail!("give exactly one of --netns or --pid"),
+    }
+}

@@ -1,0 +1,158 @@
+//! `nicslice network create|ls|inspect|rm`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use anyhow::{Context, bail};
+use nicslice_model::{IfName, MacvlanFlags, NetworkName, NetworkSpec, SubnetSpec};
+
+use super::Globals;
+use crate::args::{NetworkCommand, NetworkCreateArgs};
+use crate::output;
+
+pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let mut engine = g.engine()?;
+    match cmd {
+        NetworkCommand::Create(args) => {
+            let spec = spec_from(args)?;
+            let view = engine.create_network(spec)?;
+            if g.json {
+                return output::json(&view);
+            }
+            println!(
+                "created network {} on {} ({} {})",
+                view.name, view.parent, view.driver, view.mode
+            );
+        }
+        NetworkCommand::Ls => {
+            let nets = engine.list_networks()?;
+            if g.json {
+                return output::json(&nets);
+            }
+            let rows: Vec<Vec<String>> = nets
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.name.clone(),
+                        n.driver.clone(),
+                        n.mode.clone(),
+                        n.parent.clone(),
+                        n.subnets
+                            .iter()
+                            .map(|s| s.subnet.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        n.endpoints.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["NAME", "DRIVER", "MODE", "PARENT", "SUBNETS", "ENDPOINTS"], &rows);
+        }
+        NetworkCommand::Inspect { name } => {
+            let detail = engine.inspect_network(&name)?;
+            if g.json {
+                return output::json(&detail);
+            }
+            let n = &detail.network;
+            println!("network {} ({} {} on {})", n.name, n.driver, n.mode, n.parent);
+            if !n.flags.is_empty() {
+                println!("  flags: {}", n.flags.join(","));
+            }
+            for s in &n.subnets {
+                let range = s.ip_range.map(|r| format!(", range {r}")).unwrap_or_default();
+                println!("  subnet {} gateway {}{range}", s.subnet, s.gateway);
+            }
+            let p = &detail.parent_state;
+            if p.exists {
+                println!(
+                    "  parent {}: {}{}, mtu {}, promiscuity {}",
+                    n.parent,
+                    if p.up { "up" } else { "DOWN" },
+                    if p.lower_up { "" } else { " (no carrier: children are down too)" },
+                    p.mtu,
+                    p.promiscuity
+                );
+            } else {
+                println!("  parent {}: MISSING (its children were deleted with it)", n.parent);
+            }
+            for e in &detail.endpoint_list {
+                println!("  endpoint {} in {}: {}", e.ifname, e.netns, addresses(&e.addresses));
+            }
+        }
+        NetworkCommand::Rm { name, force } => {
+            let detached = engine.remove_network(&name, force)?;
+            if g.json {
+                return output::json(&serde_json::json!({ "removed": name, "detached": detached }));
+            }
+            for e in &detached {
+                println!("detached {} in {}", e.ifname, e.netns);
+            }
+            println!("removed network {name}");
+        }
+    }
+    Ok(())
+}
+
+pub fn addresses(a: &[ipnet::IpNet]) -> String {
+    if a.is_empty() {
+        "no address".to_string()
+    } else {
+        a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<NetworkSpec> {
+    let mut spec = NetworkSpec::new(
+        NetworkName::new(&a.name)?,
+        a.driver.parse()?,
+        IfName::new(&a.parent).context("--parent")?,
+        a.mode.parse()?,
+    );
+    let mut flags = MacvlanFlags::default();
+    for f in &a.flags {
+        flags.set_by_name(f)?;
+    }
+    spec.flags = flags;
+    spec.mtu = a.mtu;
+    spec.bcqueuelen = a.bcqueuelen;
+    spec.bclim = a.bclim;
+    spec.promisc = a.promisc;
+    if a.gateways.len() > a.subnets.len() {
+        bail!(
+            "{} --gateway for {} --subnet: give one gateway per subnet, in the same order",
+            a.gateways.len(),
+            a.subnets.len()
+        );
+    }
+    spec.subnets = a.subnets.iter().map(|s| SubnetSpec::new(*s)).collect();
+    for (subnet, gw) in spec.subnets.iter_mut().zip(&a.gateways) {
+        subnet.gateway = Some(*gw);
+    }
+    for range in &a.ip_ranges {
+        let subnet = spec
+            .subnets
+            .iter_mut()
+            .find(|s| s.subnet.contains(range))
+            .with_context(|| format!("--ip-range {range} is inside no --subnet"))?;
+        if subnet.ip_range.is_some() {
+            bail!("two --ip-range values fall in subnet {}; give one per subnet", subnet.subnet);
+        }
+        subnet.ip_range = Some(*range);
+    }
+    for aux in &a.aux_addresses {
+        let (name, ip) = aux
+            .split_once('=')
+            .with_context(|| format!("--aux-address {aux}: expected NAME=IP"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .with_context(|| format!("--aux-address {aux}: {ip} is not an IP address"))?;
+        let subnet = spec
+            .subnets
+            .iter_mut()
+            .find(|s| s.subnet.contains(&ip))
+            .with_context(|| format!("--aux-address {aux}: {ip} is inside no --subnet"))?;
+        let map: &mut BTreeMap<String, IpAddr> = &mut subnet.aux_addresses;
+        map.insert(name.to_string(), ip);
+    }
+    Ok(spec)
+}

@@ -1,0 +1,198 @@
+//! Seed 000 end to end through the CLI: a bridge-mode network on the host's
+//! parent, children attached with the next free address or a static one, the
+//! default route via the gateway, who can ping whom, listing and detaching.
+
+mod common;
+
+use common::*;
+
+fn create_lan(lab: &Lab) {
+    lab.ok(&[
+        "network",
+        "create",
+        "lan",
+        "--parent",
+        "eth0",
+        "--mode",
+        "bridge",
+        "--subnet",
+        "192.168.0.0/24",
+        "--gateway",
+        "192.168.0.1",
+        "--ip-range",
+        "192.168.0.128/25",
+    ]);
+}
+
+#[test]
+fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
+    let mut lab = Lab::new("att");
+    create_lan(&lab);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    let a = lab.json(&["attach", "lan", "--netns", &n1]);
+    assert_eq!(a["addresses"][0], "192.168.0.128/24", "first address of the range: {a}");
+    lab.ok(&["attach", "lan", "--netns", &n2, "--ip", "192.168.0.13"]);
+
+    // What a user checks: the link is there, a macvlan in bridge mode, with that address and route.
+    let l1 = link(&ns1, "eth0").expect("eth0 in ns1");
+    assert_eq!(l1.kind.as_deref(), Some("macvlan"));
+    assert_eq!(l1.macvlan.as_ref().unwrap().mode, Some(nicslice_model::MacvlanMode::Bridge));
+    assert!(l1.up);
+    assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.128/24"]);
+    assert_eq!(addresses(&ns2, "eth0"), vec!["192.168.0.13/24"]);
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()));
+    assert_eq!(link(&ns1, "lo").unwrap().up, true);
+    assert_eq!(a["mac"], l1.mac.unwrap().to_string());
+
+    assert!(ping(&ns1, "192.168.0.13"), "sibling");
+    assert!(ping(&ns2, "192.168.0.128"), "sibling back");
+    assert!(ping(&ns1, "192.168.0.1"), "switch");
+    assert!(!ping(&ns1, "192.168.0.254"), "a macvlan child never reaches its parent");
+
+    let eps = lab.json(&["endpoint", "ls", "lan"]);
+    assert_eq!(eps.as_array().unwrap().len(), 2);
+    let table = lab.ok(&["endpoint", "ls"]);
+    assert!(table.contains("192.168.0.13/24"), "{table}");
+
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(link(&ns1, "eth0").is_none(), "detach removes the link");
+    assert_eq!(lab.json(&["endpoint", "ls", "lan"]).as_array().unwrap().len(), 1);
+    // The released address is not handed out again at once (the next is).
+    let b = lab.json(&["attach", "lan", "--netns", &n1]);
+    assert_eq!(b["addresses"][0], "192.168.0.129/24");
+    lab.fails(&["network", "rm", "lan"], "still has 2 endpoint(s)");
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert!(link(&ns1, "eth0").is_none() && link(&ns2, "eth0").is_none());
+    assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
+    let mut lab = Lab::new("route");
+    // A router on the switch: 192.168.0.1 is br0 itself in the switch
+    // namespace; give it a second subnet on a dummy-free veth stub.
+    let (far, _) = lab.netns("far");
+    {
+        let mut sw = nicslice_kernel::RouteSocket::open_in(&lab.switch).unwrap();
+        sw.create_veth("to-far", "eth0", Some(&far)).unwrap();
+        let l = sw.require_link("to-far", "switch").unwrap();
+        sw.add_address(l.index, "10.8.0.1/24".parse().unwrap()).unwrap();
+        sw.set_up(l.index, true).unwrap();
+        let mut fs = nicslice_kernel::RouteSocket::open_in(&far).unwrap();
+        let f = fs.require_link("eth0", "far").unwrap();
+        fs.add_address(f.index, "10.8.0.241/24".parse().unwrap()).unwrap();
+        fs.set_up(f.index, true).unwrap();
+        fs.add_route(&nicslice_kernel::Route::default_via("10.8.0.1".parse().unwrap(), f.index))
+            .unwrap();
+        nicslice_kernel::Netns::run(&lab.switch, || {
+            nicslice_kernel::sysctl::write("net.ipv4.ip_forward", "1")
+        })
+        .unwrap()
+        .unwrap();
+    }
+    create_lan(&lab);
+    let (with, n_with) = lab.netns("with");
+    let (without, n_without) = lab.netns("without");
+    lab.ok(&["attach", "lan", "--netns", &n_with]);
+    lab.ok(&["attach", "lan", "--netns", &n_without, "--no-default-route"]);
+    assert_eq!(default_gateway(&without), None);
+    assert!(ping(&with, "10.8.0.241"), "with the default route the child crosses subnets");
+    assert!(!ping(&without, "10.8.0.241"), "without it, it cannot (seed 000)");
+}
+
+#[test]
+fn attach_refuses_bad_requests_without_touching_anything() {
+    let mut lab = Lab::new("refuse");
+    create_lan(&lab);
+    let (ns1, n1) = lab.netns("ns1");
+    lab.fails(&["attach", "nope", "--netns", &n1], "network nope does not exist");
+    lab.fails(&["attach", "lan", "--netns", "no-such-ns-here"], "does not exist");
+    lab.fails(
+        &["attach", "lan", "--netns", &n1, "--ifname", "averyveryverylongname"],
+        "longer than 15 bytes",
+    );
+    lab.fails(&["attach", "lan", "--netns", &n1, "--ifname", "a/b"], "may not contain");
+    lab.fails(
+        &["attach", "lan", "--netns", &n1, "--ip", "10.1.1.1"],
+        "in no subnet of network lan",
+    );
+    lab.fails(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.1"], "gateway");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--ifname", "lo"], "already exists in");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--mac", "01:00:5e:00:00:01"], "multicast");
+    lab.fails(
+        &["attach", "lan", "--netns", &n1, "--source-mac", "02:00:00:00:00:01"],
+        "source-mode network",
+    );
+    lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.13"]);
+    let (_ns2, n2) = lab.netns("ns2");
+    lab.fails(&["attach", "lan", "--netns", &n2, "--ip", "192.168.0.13"], "already in use");
+    assert_eq!(non_lo(&ns1), vec!["eth0"]);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn every_failing_attach_step_is_undone() {
+    let mut lab = Lab::new("undo");
+    lab.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--parent",
+        "eth0",
+        "--subnet",
+        "192.168.0.0/24",
+        "--gateway",
+        "192.168.0.1",
+        "--subnet",
+        "fd00:5::/64",
+    ]);
+    let (ns, name) = lab.netns("ns1");
+    lo_down(&ns);
+    let steps = [
+        "allocate",
+        "create-link",
+        "add-address",
+        "link-up",
+        "add-route",
+        "announce",
+        "store-commit",
+    ];
+    for step in steps {
+        let out = lab.run_env(&["attach", "dual", "--netns", &name], &[("NICSLICE_FAIL_AT", step)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{step}: attach should fail");
+        assert!(err.contains(&format!("injected failure at step {step}")), "{step}: {err}");
+        assert!(non_lo(&ns).is_empty(), "{step}: leaked {:?}", non_lo(&ns));
+        assert!(!link(&ns, "lo").unwrap().up, "{step}: lo must be back down");
+        assert!(routes(&ns).is_empty(), "{step}: leaked routes {:?}", routes(&ns));
+        assert_eq!(
+            lab.json(&["endpoint", "ls"]).as_array().unwrap().len(),
+            0,
+            "{step}: leaked state row"
+        );
+    }
+    // No lease leaked either: the first attach after all those failures gets the first address.
+    let ok = lab.json(&["attach", "dual", "--netns", &name]);
+    assert_eq!(ok["addresses"][0], "192.168.0.2/24", "{ok}");
+    assert_eq!(ok["addresses"][1], "fd00:5::2/64", "{ok}");
+    assert_eq!(ok["gateways"].as_array().unwrap().len(), 2);
+
+    // Detach that fails to delete the link keeps the record; then it works.
+    let out =
+        lab.run_env(&["detach", "dual", "--netns", &name], &[("NICSLICE_FAIL_AT", "delete-link")]);
+    assert!(!out.status.success());
+    assert!(link(&ns, "eth0").is_some());
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+    let out =
+        lab.run_env(&["detach", "dual", "--netns", &name], &[("NICSLICE_FAIL_AT", "store-commit")]);
+    assert!(!out.status.success());
+    assert_eq!(
+        lab.json(&["endpoint", "ls"]).as_array().unwrap().len(),
+        1,
+        "a failed detach keeps its row"
+    );
+    // The link went before the commit failed; a retried detach still succeeds.
+    lab.ok(&["detach", "dual", "--netns", &name]);
+    assert!(link(&ns, "eth0").is_none());
+}

@@ -1,0 +1,134 @@
+//! Shared set-up of the CLI's black-box tests: a private namespace world
+//! (switch namespace with bridge br0 at 192.168.0.1/24, host namespace whose
+//! parent `eth0` is a veth into the switch at 192.168.0.254/24), a state
+//! database of the test's own, and a way to run the real `nicslice` binary
+//! against them. Assertions read the kernel back through nicslice-kernel.
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use nicslice_kernel::{Link, Netns, Pinger, Route, RouteSocket};
+use nicslice_lab::{Host, World};
+
+pub struct Lab {
+    pub world: World,
+    pub switch: Netns,
+    pub host: Host,
+    pub state: PathBuf,
+}
+
+impl Lab {
+    pub fn new(tag: &str) -> Lab {
+        let mut world = World::new(tag);
+        let switch = world.switch(Some("192.168.0.1/24".parse().unwrap())).unwrap();
+        let host =
+            world.host(&switch, "host", "eth0", Some("192.168.0.254/24".parse().unwrap())).unwrap();
+        let state = std::env::temp_dir().join(format!("{}.db", world.prefix()));
+        Lab { world, switch, host, state }
+    }
+
+    /// Runs `nicslice ARGS` against this lab's host namespace and state.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nicslice"));
+        cmd.arg("--state").arg(&self.state).arg("--host-netns").arg(&self.host.netns_name);
+        cmd.args(args);
+        cmd.env_remove("NICSLICE_FAIL_AT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run nicslice")
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "nicslice {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and insists on failure with one line on stderr containing `needle`.
+    pub fn fails(&self, args: &[&str], needle: &str) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success(),
+            "nicslice {args:?} succeeded; expected an error about {needle:?}"
+        );
+        assert!(err.contains(needle), "nicslice {args:?}: expected {needle:?} in: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "error must be one line: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+
+    /// A new namespace of this world, by its full iproute2 name.
+    pub fn netns(&mut self, role: &str) -> (Netns, String) {
+        let ns = self.world.netns(role).unwrap();
+        (ns, self.world.name_of(role))
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+pub fn links(ns: &Netns) -> Vec<Link> {
+    RouteSocket::open_in(ns).unwrap().links().unwrap()
+}
+
+pub fn link(ns: &Netns, name: &str) -> Option<Link> {
+    RouteSocket::open_in(ns).unwrap().link_by_name(name).unwrap()
+}
+
+pub fn addresses(ns: &Netns, name: &str) -> Vec<String> {
+    let mut sock = RouteSocket::open_in(ns).unwrap();
+    let Some(l) = sock.link_by_name(name).unwrap() else { return vec![] };
+    sock.addresses(Some(l.index))
+        .unwrap()
+        .into_iter()
+        .filter(|(_, a)| !a.addr().is_loopback() && !is_link_local(a.addr()))
+        .map(|(_, a)| a.to_string())
+        .collect()
+}
+
+pub fn routes(ns: &Netns) -> Vec<Route> {
+    RouteSocket::open_in(ns).unwrap().routes().unwrap()
+}
+
+pub fn default_gateway(ns: &Netns) -> Option<IpAddr> {
+    routes(ns).into_iter().find(|r| r.is_default()).and_then(|r| r.gateway)
+}
+
+pub fn ping(from: &Netns, to: &str) -> bool {
+    Pinger::open_in(from).unwrap().ping(to.parse().unwrap(), 3, Duration::from_millis(900)).unwrap()
+}
+
+/// Interfaces in `ns` other than `lo`.
+pub fn non_lo(ns: &Netns) -> Vec<String> {
+    links(ns).into_iter().map(|l| l.name).filter(|n| n != "lo").collect()
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// Brings `lo` of `ns` down (namespaces of a World start with it up).
+pub fn lo_down(ns: &Netns) {
+    let mut s = RouteSocket::open_in(ns).unwrap();
+    let lo = s.require_link("lo", "test").unwrap();
+    s.set_up(lo.index, false).unwrap();
+}

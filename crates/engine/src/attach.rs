@@ -1,0 +1,247 @@
+//! attach: give a namespace an interface on a network. Checks everything it
+//! can before touching the kernel, then leases addresses, makes the link and
+//! records the endpoint in one store transaction that commits only when the
+//! kernel work succeeded; any failure undoes every step.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
+use nicslice_model::{Driver, IfName, MacAddr, MacvlanMode, rules};
+use nicslice_store::{NetnsId, NewEndpoint, StoreRead};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::fault::Step;
+use crate::network::rollback;
+use crate::plumb::{self, EndpointPlan};
+use crate::undo::UndoLog;
+use crate::{EndpointView, Engine};
+
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub network: String,
+    pub netns: NetnsTarget,
+    pub ifname: IfName,
+    /// Static addresses, at most one per family.
+    pub ips: Vec<IpAddr>,
+    pub mac: Option<MacAddr>,
+    pub source_macs: Vec<MacAddr>,
+    pub default_route: bool,
+}
+
+/// What an endpoint row keeps besides its addresses (those are its leases).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct EndpointDetails {
+    pub kind: String,
+    #[serde(default)]
+    pub gateways: Vec<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_device: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_macs: Vec<MacAddr>,
+}
+
+pub(crate) fn netns_id(ns: &nicslice_kernel::Netns) -> NetnsId {
+    let id = ns.id();
+    NetnsId { dev: id.dev, ino: id.ino }
+}
+
+pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns> {
+    target.open().map_err(|e| match e {
+        nicslice_kernel::KernelError::NoSuchNetns(label) => EngineError::NotFound(match target {
+            NetnsTarget::Named(name) => format!(
+                "network namespace {name} does not exist; create it with `ip netns add {name}`"
+            ),
+            NetnsTarget::Pid(pid) => format!("no process {pid}: cannot find its network namespace"),
+            _ => format!("{label} does not exist"),
+        }),
+        other => other.into(),
+    })
+}
+
+impl Engine {
+    pub fn attach(&mut self, req: AttachRequest) -> Result<EndpointView> {
+        let record = self.network_record(&req.network)?;
+        let valid = record.validate()?;
+        let spec = valid.spec().clone();
+
+        // Requests that make no sense for this network.
+        let mut families = [false, false];
+        for ip in &req.ips {
+            let slot = &mut families[usize::from(ip.is_ipv6())];
+            if *slot {
+                return Err(EngineError::Invalid(format!(
+                    "--ip {ip}: give at most one address per family"
+                )));
+            }
+            *slot = true;
+            if !valid.subnets().iter().any(|s| s.subnet().contains(ip)) {
+                let list: Vec<String> =
+                    valid.subnets().iter().map(|s| s.subnet().to_string()).collect();
+                return Err(EngineError::Invalid(format!(
+                    "--ip {ip} is in no subnet of network {} ({})",
+                    spec.name,
+                    if list.is_empty() { "it has no subnets".to_string() } else { list.join(", ") }
+                )));
+            }
+        }
+        if !req.source_macs.is_empty() && spec.mode != MacvlanMode::Source {
+            return Err(EngineError::Invalid(format!(
+                "--source-mac needs a source-mode network, and {} is in {} mode",
+                spec.name, spec.mode
+            )));
+        }
+        if let Some(mac) = req.mac {
+            mac.ensure_unicast()?;
+        }
+
+        let target_ns = open_target(&req.netns)?;
+        let mut host = self.host_socket()?;
+        let parent = host.link_by_name(spec.parent.as_str())?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "parent {} of network {} no longer exists in {}; recreate it or remove the network",
+                spec.parent,
+                spec.name,
+                self.host.label()
+            ))
+        })?;
+        let mut target = RouteSocket::open_in(&target_ns)?;
+        if target.link_by_name(req.ifname.as_str())?.is_some() {
+            return Err(EngineError::Invalid(format!(
+                "an interface named {} already exists in {}; choose another --ifname",
+                req.ifname,
+                target_ns.label()
+            )));
+        }
+
+        let faults = self.faults;
+        let mut undo = UndoLog::default();
+        let host_label = self.host.label().to_string();
+        let result = (|| -> Result<EndpointView> {
+            let tx = self.store.write()?;
+            let on_parent: usize = tx
+                .networks_on_parent(&spec.parent)?
+                .iter()
+                .map(|n| tx.endpoints(n.id).map(|e| e.len()))
+                .sum::<Result<usize, _>>()?;
+            rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?;
+
+            let endpoint_id = tx.insert_endpoint(
+                record.id,
+                &NewEndpoint {
+                    netns: req.netns.path().display().to_string(),
+                    netns_id: netns_id(&target_ns),
+                    ifname: req.ifname.clone(),
+                    mac: None,
+                    details: serde_json::Value::Null,
+                },
+            )?;
+
+            faults.check(Step::Allocate)?;
+            let mut addresses: Vec<IpNet> = Vec::new();
+            let mut gateways: Vec<IpAddr> = Vec::new();
+            for v6 in [false, true] {
+                let subnets: Vec<usize> = (0..valid.subnets().len())
+                    .filter(|&i| valid.subnets()[i].subnet().addr().is_ipv6() == v6)
+                    .collect();
+                if subnets.is_empty() {
+                    continue;
+                }
+                let wanted = req.ips.iter().copied().find(|ip| ip.is_ipv6() == v6);
+                let lease = match wanted {
+                    Some(ip) => {
+                        let i = subnets
+                            .iter()
+                            .copied()
+                            .find(|&i| valid.subnets()[i].subnet().contains(&ip))
+                            .unwrap_or(subnets[0]);
+                        tx.allocate(record.id, i, Some(ip), Some(endpoint_id))?
+                    }
+                    None => {
+                        // The first subnet of the family with room.
+                        let mut first_error = None;
+                        let mut got = None;
+                        for &i in &subnets {
+                            match tx.allocate(record.id, i, None, Some(endpoint_id)) {
+                                Ok(lease) => {
+                                    got = Some(lease);
+                                    break;
+                                }
+                                Err(e) => {
+                                    first_error.get_or_insert(e);
+                                }
+                            }
+                        }
+                        match (got, first_error) {
+                            (Some(lease), _) => lease,
+                            (None, Some(e)) => return Err(e.into()),
+                            (None, None) => continue,
+                        }
+                    }
+                };
+                addresses.push(lease.address());
+                gateways.push(lease.gateway);
+            }
+
+            let routes: Vec<Route> = if req.default_route {
+                gateways.iter().map(|gw| Route::default_via(*gw, 0)).collect()
+            } else {
+                Vec::new()
+            };
+            let plan = EndpointPlan {
+                link: MacvlanLinkRequest {
+                    driver: spec.driver,
+                    name: req.ifname.clone(),
+                    parent_index: parent.index,
+                    mode: spec.mode,
+                    flags: spec.flags,
+                    mtu: spec.mtu,
+                    mac: req.mac,
+                    bcqueuelen: spec.bcqueuelen,
+                    bclim: spec.bclim,
+                    source_macs: req.source_macs.clone(),
+                },
+                parent_name: spec.parent.to_string(),
+                addresses: addresses.clone(),
+                routes,
+            };
+            let link =
+                plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            let tap_device = match spec.driver {
+                Driver::Macvtap => {
+                    Some(tap::tap_device(link.index, "macvtap")?.path.display().to_string())
+                }
+                Driver::Macvlan => None,
+            };
+            let details = EndpointDetails {
+                kind: spec.driver.to_string(),
+                gateways: if req.default_route { gateways.clone() } else { Vec::new() },
+                tap_device: tap_device.clone(),
+                source_macs: req.source_macs.clone(),
+            };
+            let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
+            tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            faults.check(Step::StoreCommit)?;
+            tx.commit()?;
+            Ok(EndpointView {
+                network: spec.name.to_string(),
+                netns: req.netns.path().display().to_string(),
+                ifname: req.ifname.to_string(),
+                mac: link.mac,
+                addresses,
+                gateways: details.gateways,
+                tap_device,
+                source_macs: req.source_macs.clone(),
+            })
+        })();
+        let _ = host_label;
+        match result {
+            Ok(view) => {
+                undo.commit();
+                Ok(view)
+            }
+            Err(error) => Err(rollback(error, undo, &mut host, Some(&mut target))),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Fault injection: make a named step fail on purpose, so tests can prove that
+//! every step already done is undone. Set by the `NICSLICE_FAIL_AT` variable
+//! (a step name, see [`Step`]); unset in normal use, where it costs one
+//! comparison per step.
+
+use std::fmt;
+
+use crate::EngineError;
+
+/// The steps of every operation that changes the system, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// network create: put the parent into promiscuous mode.
+    SetPromisc,
+    /// network create / attach / detach / rm: write the state row.
+    StoreCommit,
+    /// attach: lease the addresses.
+    Allocate,
+    /// attach: create the link in the target namespace.
+    CreateLink,
+    /// attach: add an address.
+    AddAddress,
+    /// attach: bring `lo` and the link up.
+    LinkUp,
+    /// attach: add the default route or another route.
+    AddRoute,
+    /// attach: gratuitous ARP / unsolicited NA.
+    Announce,
+    /// detach / network rm: delete the link.
+    DeleteLink,
+    /// network rm: restore the parent's promiscuous mode.
+    RestorePromisc,
+}
+
+impl Step {
+    pub const ALL: [Step; 10] = [
+        Step::SetPromisc,
+        Step::StoreCommit,
+        Step::Allocate,
+        Step::CreateLink,
+        Step::AddAddress,
+        Step::LinkUp,
+        Step::AddRoute,
+        Step::Announce,
+        Step::DeleteLink,
+        Step::RestorePromisc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::SetPromisc => "set-promisc",
+            Step::StoreCommit => "store-commit",
+            Step::Allocate => "allocate",
+            Step::CreateLink => "create-link",
+            Step::AddAddress => "add-address",
+            Step::LinkUp => "link-up",
+            Step::AddRoute => "add-route",
+            Step::Announce => "announce",
+            Step::DeleteLink => "delete-link",
+            Step::RestorePromisc => "restore-promisc",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which step, if any, must fail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    fail_at: Option<Step>,
+}
+
+impl Faults {
+    pub const ENV: &'static str = "NICSLICE_FAIL_AT";
+
+    pub fn none() -> Faults {
+        Faults::default()
+    }
+
+    pub fn at(step: Step) -> Faults {
+        Faults { fail_at: Some(step) }
+    }
+
+    /// Reads `NICSLICE_FAIL_AT`; an unknown step name is an error, so a typo in
+    /// a test cannot pass silently.
+    pub fn from_env() -> Result<Faults, EngineError> {
+        match std::env::var(Self::ENV) {
+            Err(_) => Ok(Faults::none()),
+            Ok(v) if v.is_empty() => Ok(Faults::none()),
+            Ok(v) => {
+                Step::ALL.into_iter().find(|s| s.name() == v).map(Faults::at).ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "{}={v} names no step; steps: {}",
+                        Self::ENV,
+                        Step::ALL.map(Step::name).join(", ")
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Fails if `step` is the one chosen to fail.
+    pub fn check(&self, step: Step) -> Result<(), EngineError> {
+        if self.fail_at == Some(step) { Err(EngineError::Injected(step)) } else { Ok(()) }
+    }
+}

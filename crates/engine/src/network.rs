@@ -1,0 +1,244 @@
+//! Networks: create (checks against the parent and the other networks on it,
+//! optional promiscuous mode), remove (refused while endpoints are attached
+//! unless forced; restores promiscuous mode), list and inspect.
+
+use nicslice_kernel::{Link, RouteSocket};
+use nicslice_model::{NetworkName, NetworkSpec, ValidNetwork, rules};
+use nicslice_store::{NetworkRecord, StoreRead};
+
+use crate::detach::DetachRequest;
+use crate::error::{EngineError, Result};
+use crate::fault::Step;
+use crate::undo::{Sockets, UndoAction, UndoLog};
+use crate::views::{NetworkDetail, NetworkView, ParentState, SubnetView};
+use crate::{EndpointView, Engine};
+
+/// Checks that `parent` can carry macvlan children, before anything changes.
+pub(crate) fn check_parent(
+    sock: &mut RouteSocket,
+    host_label: &str,
+    spec: &NetworkSpec,
+) -> Result<Link> {
+    let parent = sock.link_by_name(spec.parent.as_str())?.ok_or_else(|| {
+        EngineError::NotFound(format!(
+            "parent {} does not exist in {host_label}; `ip link` lists the interfaces (or pass --host-netns)",
+            spec.parent
+        ))
+    })?;
+    if parent.loopback {
+        return Err(EngineError::Invalid(format!(
+            "parent {} is the loopback device; choose an Ethernet interface",
+            spec.parent
+        )));
+    }
+    if !parent.ethernet {
+        return Err(EngineError::Invalid(format!(
+            "parent {} is not an Ethernet device; macvlan needs an Ethernet parent",
+            spec.parent
+        )));
+    }
+    if let Some(master) = parent.master_index {
+        let name = sock.link_by_index(master)?.map_or(master.to_string(), |l| l.name);
+        return Err(EngineError::Invalid(format!(
+            "parent {} is a port of {name}; a bridge or bond port cannot also be a macvlan parent. Use {name} itself or another interface",
+            spec.parent
+        )));
+    }
+    let ipvlan_child = sock.links()?.into_iter().find(|l| {
+        l.parent_index == Some(parent.index)
+            && l.link_netnsid.is_none()
+            && matches!(l.kind.as_deref(), Some("ipvlan" | "ipvtap"))
+    });
+    if let Some(child) = ipvlan_child {
+        return Err(EngineError::Invalid(format!(
+            "parent {} already carries ipvlan child {}; macvlan and ipvlan cannot share a parent",
+            spec.parent, child.name
+        )));
+    }
+    if let Some(mtu) = spec.mtu {
+        rules::check_mtu(mtu, &spec.parent, parent.mtu)?;
+    }
+    Ok(parent)
+}
+
+impl Engine {
+    pub fn create_network(&mut self, spec: NetworkSpec) -> Result<NetworkView> {
+        let valid: ValidNetwork = spec.validate()?;
+        let spec = valid.spec().clone();
+        let mut host = self.host_socket()?;
+        let parent = check_parent(&mut host, self.host.label(), &spec)?;
+
+        let faults = self.faults;
+        let mut undo = UndoLog::default();
+        let result = (|| -> Result<NetworkView> {
+            let tx = self.store.write()?;
+            if tx.network_by_name(&spec.name)?.is_some() {
+                return Err(EngineError::Invalid(format!(
+                    "network {} already exists; choose another name",
+                    spec.name
+                )));
+            }
+            let siblings: Vec<NetworkSpec> =
+                tx.networks_on_parent(&spec.parent)?.into_iter().map(|r| r.spec).collect();
+            rules::check_parent_sharing(&spec, &siblings)?;
+            let mut promisc_prev = None;
+            if spec.promisc {
+                promisc_prev = Some(parent.promisc_flag);
+                if !parent.promisc_flag {
+                    faults.check(Step::SetPromisc)?;
+                    host.set_promisc(parent.index, true)?;
+                    undo.push(UndoAction::SetPromisc { index: parent.index, on: false });
+                }
+            }
+            tx.insert_network(&valid, promisc_prev)?;
+            faults.check(Step::StoreCommit)?;
+            tx.commit()?;
+            Ok(network_view(&spec, 0))
+        })();
+        match result {
+            Ok(view) => {
+                undo.commit();
+                Ok(view)
+            }
+            Err(error) => Err(rollback(error, undo, &mut host, None)),
+        }
+    }
+
+    /// Removes a network; with `force`, detaches its endpoints first.
+    pub fn remove_network(&mut self, name: &str, force: bool) -> Result<Vec<EndpointView>> {
+        let record = self.network_record(name)?;
+        let endpoints = self.endpoints(Some(name))?;
+        if !endpoints.is_empty() && !force {
+            return Err(EngineError::Invalid(format!(
+                "network {name} still has {} endpoint(s) attached ({}); detach them or use --force",
+                endpoints.len(),
+                endpoints
+                    .iter()
+                    .map(|e| format!("{} in {}", e.ifname, e.netns))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut detached = Vec::new();
+        for ep in &endpoints {
+            let req = DetachRequest::from_recorded(name, &ep.netns, &ep.ifname)?;
+            detached.push(self.detach(req)?);
+        }
+
+        let faults = self.faults;
+        let mut host = self.host_socket()?;
+        let mut undo = UndoLog::default();
+        let result = (|| -> Result<()> {
+            let tx = self.store.write()?;
+            let siblings = tx.networks_on_parent(&record.spec.parent)?;
+            let heir = siblings.iter().find(|r| r.id != record.id && r.spec.promisc);
+            match (record.promisc_prev, heir) {
+                // Another network still wants promiscuous mode: it inherits
+                // the duty of restoring the state nicslice found.
+                (Some(prev), Some(heir)) => {
+                    tx.set_promisc_prev(heir.id, Some(prev))?;
+                }
+                (Some(false), None) => {
+                    if let Some(parent) = host.link_by_name(record.spec.parent.as_str())? {
+                        faults.check(Step::RestorePromisc)?;
+                        host.set_promisc(parent.index, false)?;
+                        undo.push(UndoAction::SetPromisc { index: parent.index, on: true });
+                    }
+                }
+                _ => {}
+            }
+            tx.delete_network(record.id)?;
+            faults.check(Step::StoreCommit)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                undo.commit();
+                Ok(detached)
+            }
+            Err(error) => Err(rollback(error, undo, &mut host, None)),
+        }
+    }
+
+    pub(crate) fn network_record(&mut self, name: &str) -> Result<NetworkRecord> {
+        let missing = || {
+            EngineError::NotFound(format!(
+                "network {name} does not exist; `nicslice network ls` lists them"
+            ))
+        };
+        // A name that is not even valid cannot name an existing network.
+        let name = NetworkName::new(name).map_err(|_| missing())?;
+        self.store.read()?.network_by_name(&name)?.ok_or_else(missing)
+    }
+
+    pub fn list_networks(&mut self) -> Result<Vec<NetworkView>> {
+        let tx = self.store.read()?;
+        let mut out = Vec::new();
+        for record in tx.list_networks()? {
+            let count = tx.endpoints(record.id)?.len();
+            out.push(network_view(&record.spec, count));
+        }
+        Ok(out)
+    }
+
+    pub fn inspect_network(&mut self, name: &str) -> Result<NetworkDetail> {
+        let record = self.network_record(name)?;
+        let endpoint_list = self.endpoints(Some(name))?;
+        let mut host = self.host_socket()?;
+        let parent = host.link_by_name(record.spec.parent.as_str())?;
+        let parent_state = ParentState {
+            exists: parent.is_some(),
+            up: parent.as_ref().is_some_and(|p| p.up),
+            lower_up: parent.as_ref().is_some_and(|p| p.lower_up),
+            promiscuity: parent.as_ref().map_or(0, |p| p.promiscuity),
+            mtu: parent.as_ref().map_or(0, |p| p.mtu),
+            mac: parent.as_ref().and_then(|p| p.mac),
+        };
+        Ok(NetworkDetail {
+            network: network_view(&record.spec, endpoint_list.len()),
+            spec: record.spec,
+            parent_state,
+            endpoint_list,
+        })
+    }
+}
+
+pub(crate) fn network_view(spec: &NetworkSpec, endpoints: usize) -> NetworkView {
+    let subnets = match spec.clone().validate() {
+        Ok(valid) => valid
+            .subnets()
+            .iter()
+            .map(|s| SubnetView {
+                subnet: s.subnet(),
+                gateway: s.gateway(),
+                ip_range: s.spec().ip_range,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    NetworkView {
+        name: spec.name.to_string(),
+        driver: spec.driver.to_string(),
+        parent: spec.parent.to_string(),
+        mode: spec.mode.to_string(),
+        flags: spec.flags.names(),
+        mtu: spec.mtu,
+        promisc: spec.promisc,
+        subnets,
+        endpoints,
+    }
+}
+
+/// Undoes `undo` after `error`; reports both if undoing fails too.
+pub(crate) fn rollback(
+    error: EngineError,
+    undo: UndoLog,
+    host: &mut RouteSocket,
+    target: Option<&mut RouteSocket>,
+) -> EngineError {
+    match undo.rollback(&mut Sockets { host, target }) {
+        Ok(()) => error,
+        Err(undo) => EngineError::UndoFailed { error: Box::new(error), undo },
+    }
+}

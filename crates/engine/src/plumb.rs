@@ -1,0 +1,104 @@
+//! The kernel half of attach and detach: the ordered steps that make an
+//! endpoint real (link straight into the target namespace, addresses, `lo` and
+//! link up, routes, announcement) each recording its undo, and the deletion.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_kernel::{KernelError, Link, MacvlanLinkRequest, Netns, Route, RouteSocket, announce};
+use nicslice_model::MacAddr;
+
+use crate::error::{EngineError, Result};
+use crate::fault::{Faults, Step};
+use crate::refuse::explain_create;
+use crate::undo::{UndoAction, UndoLog};
+
+/// What the kernel must hold when an endpoint is attached.
+#[derive(Debug, Clone)]
+pub struct EndpointPlan {
+    pub link: MacvlanLinkRequest,
+    /// The parent's name, for error messages.
+    pub parent_name: String,
+    pub addresses: Vec<IpNet>,
+    /// Routes through the new link (its index is filled in once it exists).
+    pub routes: Vec<Route>,
+}
+
+/// Runs the steps of `plan`; every change is pushed on `undo` as it is made.
+pub fn realize(
+    plan: &EndpointPlan,
+    host: &mut RouteSocket,
+    target_ns: &Netns,
+    target: &mut RouteSocket,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<Link> {
+    let name = plan.link.name.as_str();
+    faults.check(Step::CreateLink)?;
+    host.create_macvlan(&plan.link, Some(target_ns))
+        .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
+    let link = target.require_link(name, target_ns.label())?;
+    undo.push(UndoAction::DeleteLink { index: link.index });
+
+    for addr in &plan.addresses {
+        faults.check(Step::AddAddress)?;
+        target.add_address(link.index, *addr)?;
+        undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
+    }
+
+    faults.check(Step::LinkUp)?;
+    if let Some(lo) = target.link_by_name("lo")? {
+        if !lo.up {
+            target.set_up(lo.index, true)?;
+            undo.push(UndoAction::SetUp { index: lo.index, up: false });
+        }
+    }
+    target.set_up(link.index, true)?;
+    undo.push(UndoAction::SetUp { index: link.index, up: false });
+
+    for route in &plan.routes {
+        faults.check(Step::AddRoute)?;
+        let route = Route { oif: Some(link.index), ..route.clone() };
+        target.add_route(&route)?;
+        undo.push(UndoAction::DeleteRoute { route });
+    }
+
+    faults.check(Step::Announce)?;
+    if let Some(mac) = link.mac {
+        let ips: Vec<IpAddr> = plan.addresses.iter().map(IpNet::addr).collect();
+        announce::announce(target_ns, link.index, name, mac, &ips)?;
+    }
+    // Read back what the kernel made (MAC, state) for the record.
+    Ok(target.require_link(name, target_ns.label())?)
+}
+
+/// Deletes an endpoint's link. A link already gone (deleted with its parent,
+/// or with its namespace) is not an error: the goal is reached. A link of that
+/// name that is not the one nicslice made (another kind or MAC) is left alone.
+pub fn remove_link(
+    target: &mut RouteSocket,
+    ifname: &str,
+    expected: (&str, Option<MacAddr>),
+    faults: Faults,
+) -> Result<bool> {
+    faults.check(Step::DeleteLink)?;
+    match target.link_by_name(ifname)? {
+        None => Ok(false),
+        Some(link)
+            if link.kind.as_deref() != Some(expected.0)
+                || (expected.1.is_some() && link.mac != expected.1) =>
+        {
+            Err(EngineError::Invalid(format!(
+                "interface {ifname} is not the endpoint nicslice attached (it is a {} link with MAC {}); \
+                 left it alone. Rename or remove it, then detach again",
+                link.kind.as_deref().unwrap_or("physical"),
+                link.mac.map_or("none".to_string(), |m| m.to_string())
+            )))
+        }
+        Some(link) => match target.delete_link(link.index) {
+            Ok(()) => Ok(true),
+            Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+    }
+}

@@ -1,0 +1,69 @@
+//! What the engine reports back: networks and endpoints as users read them,
+//! serde for `--json`.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_model::{MacAddr, NetworkSpec};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubnetView {
+    pub subnet: IpNet,
+    pub gateway: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<IpNet>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkView {
+    pub name: String,
+    pub driver: String,
+    pub parent: String,
+    pub mode: String,
+    pub flags: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    pub promisc: bool,
+    pub subnets: Vec<SubnetView>,
+    pub endpoints: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointView {
+    pub network: String,
+    /// The namespace as the user named it.
+    pub netns: String,
+    pub ifname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    pub addresses: Vec<IpNet>,
+    /// Default routes' next hops.
+    pub gateways: Vec<IpAddr>,
+    /// macvtap: where the tap queue is opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tap_device: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_macs: Vec<MacAddr>,
+}
+
+/// The parent as the kernel reports it now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParentState {
+    pub exists: bool,
+    pub up: bool,
+    pub lower_up: bool,
+    pub promiscuity: u32,
+    pub mtu: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkDetail {
+    #[serde(flatten)]
+    pub network: NetworkView,
+    pub spec: NetworkSpec,
+    pub parent_state: ParentState,
+    pub endpoint_list: Vec<EndpointView>,
+}
