@@ -69,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
     /// Create a network on a parent interface.
-    Create(NetworkCreateArgs),
+    Create(Box<NetworkCreateArgs>),
     /// List networks.
     #[command(alias = "list")]
     Ls,

@@ -47,11 +47,11 @@ pub fn realize(
     }
 
     faults.check(Step::LinkUp)?;
-    if let Some(lo) = target.link_by_name("lo")? {
-        if !lo.up {
-            target.set_up(lo.index, true)?;
-            undo.push(UndoAction::SetUp { index: lo.index, up: false });
-        }
+    if let Some(lo) = target.link_by_name("lo")?
+        && !lo.up
+    {
+        target.set_up(lo.index, true)?;
+        undo.push(UndoAction::SetUp { index: lo.index, up: false });
     }
     target.set_up(link.index, true)?;
     undo.push(UndoAction::SetUp { index: link.index, up: false });

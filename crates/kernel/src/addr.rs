@@ -17,10 +17,10 @@ fn address_message(index: u32, addr: IpNet) -> AddressMessage {
     msg.header.scope = AddressScope::Universe;
     msg.attributes.push(AddressAttribute::Local(addr.addr()));
     msg.attributes.push(AddressAttribute::Address(addr.addr()));
-    if let IpNet::V4(v4) = addr {
-        if v4.prefix_len() < 31 {
-            msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
-        }
+    if let IpNet::V4(v4) = addr
+        && v4.prefix_len() < 31
+    {
+        msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
     }
     msg
 }
@@ -76,10 +76,8 @@ impl RouteSocket {
                     _ => None,
                 })
             });
-            if let Some(ip) = ip {
-                if let Ok(net) = IpNet::new(ip, msg.header.prefix_len) {
-                    out.push((msg.header.index, net));
-                }
+            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+                out.push((msg.header.index, net));
             }
         }
         Ok(out)

@@ -14,7 +14,7 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
     match cmd {
         NetworkCommand::Create(args) => {
-            let spec = spec_from(args)?;
+            let spec = spec_from(*args)?;
             let view = engine.create_network(spec)?;
             if g.json {
                 return output::json(&view);
