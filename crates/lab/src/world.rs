@@ -4,6 +4,7 @@
 //! plugged into that bridge.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nicslice_kernel::{Netns, Result, RouteSocket, SimpleKind, netns};
@@ -106,6 +107,11 @@ impl World {
             host.add_address(p.index, a)?;
         }
         host.set_up(p.index, true)?;
+        // The kernel activates a veth's queue only when its link watcher
+        // handles the carrier change, which can lag by a second; frames sent
+        // before are dropped (a lost first ARP costs a one-second retry).
+        wait_oper_up(&mut host, p.index)?;
+        wait_oper_up(&mut sw, port_link.index)?;
         Ok(Host {
             netns: ns,
             netns_name: self.name_of(role),
@@ -113,6 +119,18 @@ impl World {
             switch_port: port,
         })
     }
+}
+
+/// Waits (at most 3 s) until the kernel reports `index` operationally up.
+pub fn wait_oper_up(sock: &mut RouteSocket, index: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if sock.link_by_index(index)?.is_some_and(|l| l.oper_state == "up") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 impl Drop for World {
