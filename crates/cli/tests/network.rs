@@ -1,0 +1,198 @@
+//! Networks through the CLI: creation refused before anything changes when
+//! the request is wrong, promiscuous mode set and restored (also handed over
+//! between networks on one parent), and every failing step undone.
+
+mod common;
+
+use common::*;
+use nicslice_kernel::RouteSocket;
+
+fn promisc(lab: &Lab) -> bool {
+    link(&lab.host.netns, "eth0").unwrap().promisc_flag
+}
+
+#[test]
+fn create_refuses_bad_requests_with_one_clear_line() {
+    let lab = Lab::new("netref");
+    fn create<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["network", "create"];
+        args.extend_from_slice(extra);
+        args
+    }
+    lab.fails(
+        &create(&["n", "--parent", "nosuch0", "--subnet", "10.0.0.0/24"]),
+        "parent nosuch0 does not exist",
+    );
+    lab.fails(&create(&["n", "--parent", "lo", "--subnet", "10.0.0.0/24"]), "loopback");
+    lab.fails(
+        &create(&["n", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--gateway", "10.9.9.9"]),
+        "10.9.9.9",
+    );
+    lab.fails(
+        &create(&["n", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--mtu", "9000"]),
+        "above the parent",
+    );
+    lab.fails(&create(&["bad name", "--parent", "eth0"]), "network name");
+    lab.fails(
+        &create(&["n", "--parent", "averyveryverylongname", "--subnet", "10.0.0.0/24"]),
+        "longer than 15 bytes",
+    );
+    lab.fails(
+        &create(&["n", "--parent", "eth0", "--ip-range", "10.1.0.0/24", "--subnet", "10.0.0.0/24"]),
+        "inside no --subnet",
+    );
+    lab.fails(&create(&["n", "--parent", "eth0", "--aux-address", "router"]), "NAME=IP");
+    lab.fails(
+        &create(&["n", "--parent", "eth0", "--flag", "nodst", "--subnet", "10.0.0.0/24"]),
+        "nodst",
+    );
+    lab.fails(
+        &create(&["n", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--subnet", "10.0.0.128/25"]),
+        "overlap",
+    );
+
+    lab.ok(&create(&["a", "--parent", "eth0", "--subnet", "10.0.0.0/24"]));
+    lab.fails(
+        &create(&["a", "--parent", "eth0", "--subnet", "10.1.0.0/24"]),
+        "network a already exists",
+    );
+    lab.fails(
+        &create(&["b", "--parent", "eth0", "--subnet", "10.0.0.128/25"]),
+        "overlaps subnet 10.0.0.0/24 of network a",
+    );
+    lab.ok(&create(&[
+        "b",
+        "--parent",
+        "eth0",
+        "--subnet",
+        "10.1.0.0/24",
+        "--subnet",
+        "fd00:1::/64",
+    ]));
+    let nets = lab.json(&["network", "ls"]);
+    assert_eq!(nets.as_array().unwrap().len(), 2);
+    assert_eq!(nets[1]["subnets"][1]["gateway"], "fd00:1::1");
+    lab.fails(&["network", "rm", "nosuch"], "network nosuch does not exist");
+    lab.fails(&["network", "inspect", "nosuch"], "network nosuch does not exist");
+}
+
+#[test]
+fn a_bridge_port_cannot_be_a_parent() {
+    let lab = Lab::new("brport");
+    // In the switch namespace, the host's veth end is a port of br0.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .args(["--state", lab.state.to_str().unwrap(), "--host-netns", &lab.world.name_of("sw")])
+        .args([
+            "network",
+            "create",
+            "n",
+            "--parent",
+            &lab.host.switch_port,
+            "--subnet",
+            "10.0.0.0/24",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is a port of br0"), "{err}");
+}
+
+#[test]
+fn promiscuous_mode_is_set_and_restored() {
+    let lab = Lab::new("promisc");
+    assert!(!promisc(&lab));
+    lab.ok(&["network", "create", "a", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--promisc"]);
+    assert!(promisc(&lab), "seed 000: ip link set ens160 promisc on");
+    lab.ok(&["network", "create", "b", "--parent", "eth0", "--subnet", "10.1.0.0/24", "--promisc"]);
+    lab.ok(&["network", "rm", "a"]);
+    assert!(promisc(&lab), "b still wants it");
+    lab.ok(&["network", "rm", "b"]);
+    assert!(!promisc(&lab), "restored to what nicslice found");
+
+    // A parent that was already promiscuous stays so.
+    let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
+    let p = host.require_link("eth0", "host").unwrap();
+    host.set_promisc(p.index, true).unwrap();
+    lab.ok(&["network", "create", "c", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--promisc"]);
+    lab.ok(&["network", "rm", "c"]);
+    assert!(promisc(&lab));
+}
+
+#[test]
+fn failing_create_and_rm_steps_are_undone() {
+    let lab = Lab::new("netundo");
+    let create =
+        ["network", "create", "a", "--parent", "eth0", "--subnet", "10.0.0.0/24", "--promisc"];
+    for step in ["set-promisc", "store-commit"] {
+        let out = lab.run_env(&create, &[("NICSLICE_FAIL_AT", step)]);
+        assert!(!out.status.success(), "{step}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(step));
+        assert!(!promisc(&lab), "{step}: promiscuous mode left on");
+        assert_eq!(
+            lab.json(&["network", "ls"]).as_array().unwrap().len(),
+            0,
+            "{step}: state row left"
+        );
+    }
+    lab.ok(&create);
+    for step in ["restore-promisc", "store-commit"] {
+        let out = lab.run_env(&["network", "rm", "a"], &[("NICSLICE_FAIL_AT", step)]);
+        assert!(!out.status.success(), "{step}");
+        assert!(promisc(&lab), "{step}: promiscuous mode must stay as the network stays");
+        assert_eq!(
+            lab.json(&["network", "ls"]).as_array().unwrap().len(),
+            1,
+            "{step}: network row lost"
+        );
+    }
+    lab.ok(&["network", "rm", "a"]);
+    assert!(!promisc(&lab));
+    let out = lab.run_env(&["network", "ls"], &[("NICSLICE_FAIL_AT", "no-such-step")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names no step"));
+}
+
+#[test]
+fn state_is_shared_safely_by_concurrent_processes() {
+    let mut lab = Lab::new("conc");
+    lab.ok(&[
+        "network",
+        "create",
+        "lan",
+        "--parent",
+        "eth0",
+        "--subnet",
+        "192.168.0.0/24",
+        "--gateway",
+        "192.168.0.1",
+    ]);
+    let names: Vec<String> = (0..8).map(|i| lab.netns(&format!("c{i}")).1).collect();
+    // Eight processes at once, each holding its own connection to the state.
+    let procs: Vec<_> = names
+        .iter()
+        .map(|n| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+                .args([
+                    "--state",
+                    lab.state.to_str().unwrap(),
+                    "--host-netns",
+                    &lab.host.netns_name,
+                ])
+                .args(["attach", "lan", "--netns", n, "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut addrs = Vec::new();
+    for p in procs {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        addrs.push(v["addresses"][0].as_str().unwrap().to_string());
+    }
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 8, "every concurrent attach got its own address: {addrs:?}");
+}
