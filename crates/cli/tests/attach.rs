@@ -50,6 +50,14 @@ fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
     assert!(ping(&ns1, "192.168.0.1"), "switch");
     assert!(!ping(&ns1, "192.168.0.254"), "a macvlan child never reaches its parent");
 
+    // A second interface in the same namespace keeps the first default route.
+    let second = lab.json(&["attach", "lan", "--netns", &n2, "--ifname", "eth1"]);
+    assert_eq!(second["gateways"].as_array().unwrap().len(), 0, "{second}");
+    assert_eq!(routes(&ns2).iter().filter(|r| r.is_default()).count(), 1);
+    lab.ok(&["detach", "lan", "--netns", &n2, "--ifname", "eth1"]);
+    assert!(link(&ns2, "eth1").is_none());
+    assert_eq!(default_gateway(&ns2), Some("192.168.0.1".parse().unwrap()));
+
     let eps = lab.json(&["endpoint", "ls", "lan"]);
     assert_eq!(eps.as_array().unwrap().len(), 2);
     let table = lab.ok(&["endpoint", "ls"]);
@@ -60,7 +68,7 @@ fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
     assert_eq!(lab.json(&["endpoint", "ls", "lan"]).as_array().unwrap().len(), 1);
     // The released address is not handed out again at once (the next is).
     let b = lab.json(&["attach", "lan", "--netns", &n1]);
-    assert_eq!(b["addresses"][0], "192.168.0.129/24");
+    assert_eq!(b["addresses"][0], "192.168.0.130/24", "eth1 had .129");
     lab.fails(&["network", "rm", "lan"], "still has 2 endpoint(s)");
     lab.ok(&["network", "rm", "lan", "--force"]);
     assert!(link(&ns1, "eth0").is_none() && link(&ns2, "eth0").is_none());

@@ -117,7 +117,6 @@ impl Engine {
 
         let faults = self.faults;
         let mut undo = UndoLog::default();
-        let host_label = self.host.label().to_string();
         let result = (|| -> Result<EndpointView> {
             let tx = self.store.write()?;
             let on_parent: usize = tx
@@ -206,8 +205,9 @@ impl Engine {
                 addresses: addresses.clone(),
                 routes,
             };
-            let link =
-                plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            let realized = plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            let link = realized.link;
+            let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = match spec.driver {
                 Driver::Macvtap => {
                     Some(tap::tap_device(link.index, "macvtap")?.path.display().to_string())
@@ -216,7 +216,7 @@ impl Engine {
             };
             let details = EndpointDetails {
                 kind: spec.driver.to_string(),
-                gateways: if req.default_route { gateways.clone() } else { Vec::new() },
+                gateways,
                 tap_device: tap_device.clone(),
                 source_macs: req.source_macs.clone(),
             };
@@ -235,7 +235,6 @@ impl Engine {
                 source_macs: req.source_macs.clone(),
             })
         })();
-        let _ = host_label;
         match result {
             Ok(view) => {
                 undo.commit();

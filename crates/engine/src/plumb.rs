@@ -24,6 +24,13 @@ pub struct EndpointPlan {
     pub routes: Vec<Route>,
 }
 
+/// What the kernel holds after `realize`.
+pub struct Realized {
+    pub link: Link,
+    /// The routes actually added (a default route the namespace already had is kept, not added).
+    pub routes: Vec<Route>,
+}
+
 /// Runs the steps of `plan`; every change is pushed on `undo` as it is made.
 pub fn realize(
     plan: &EndpointPlan,
@@ -32,7 +39,7 @@ pub fn realize(
     target: &mut RouteSocket,
     faults: Faults,
     undo: &mut UndoLog,
-) -> Result<Link> {
+) -> Result<Realized> {
     let name = plan.link.name.as_str();
     faults.check(Step::CreateLink)?;
     host.create_macvlan(&plan.link, Some(target_ns))
@@ -56,11 +63,21 @@ pub fn realize(
     target.set_up(link.index, true)?;
     undo.push(UndoAction::SetUp { index: link.index, up: false });
 
+    let mut added_routes = Vec::new();
+    let existing = if plan.routes.is_empty() { Vec::new() } else { target.routes()? };
     for route in &plan.routes {
         faults.check(Step::AddRoute)?;
         let route = Route { oif: Some(link.index), ..route.clone() };
+        // One default route per family: a namespace that already has one
+        // (a second interface, or a container's own) keeps it.
+        let family_default = |r: &Route| r.is_default() && r.destination.addr().is_ipv6() == route.destination.addr().is_ipv6();
+        if route.is_default() && existing.iter().any(family_default) {
+            tracing::warn!("{} already has a default route; not adding one via {:?}", target_ns.label(), route.gateway);
+            continue;
+        }
         target.add_route(&route)?;
-        undo.push(UndoAction::DeleteRoute { route });
+        undo.push(UndoAction::DeleteRoute { route: route.clone() });
+        added_routes.push(route);
     }
 
     faults.check(Step::Announce)?;
@@ -69,7 +86,7 @@ pub fn realize(
         announce::announce(target_ns, link.index, name, mac, &ips)?;
     }
     // Read back what the kernel made (MAC, state) for the record.
-    Ok(target.require_link(name, target_ns.label())?)
+    Ok(Realized { link: target.require_link(name, target_ns.label())?, routes: added_routes })
 }
 
 /// Deletes an endpoint's link. A link already gone (deleted with its parent,
