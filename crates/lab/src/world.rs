@@ -34,7 +34,7 @@ impl World {
     pub fn new(tag: &str) -> World {
         let n = WORLD_SEQ.fetch_add(1, Ordering::Relaxed);
         World {
-            prefix: format!("nsl-{tag}-{}-{n}", std::process::id()),
+            prefix: format!("nsl-{}-{}-{n}", tag.replace('-', "_"), std::process::id()),
             created: Vec::new(),
             keep: false,
         }
@@ -131,6 +131,26 @@ pub fn wait_oper_up(sock: &mut RouteSocket, index: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
+}
+
+/// Deletes namespaces a crashed or killed earlier run left behind: only names
+/// of nicslice's own scheme (`nsl-TAG-PID-N-ROLE`) whose PID is no longer a
+/// running process. Returns how many were removed.
+pub fn reap_stale() -> usize {
+    let Ok(dir) = std::fs::read_dir(netns::NETNS_RUN_DIR) else { return 0 };
+    let mut reaped = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let mut parts = name.split('-');
+        let (Some("nsl"), Some(_tag), Some(pid)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if netns::delete_named(&name).is_ok() {
+                reaped += 1;
+            }
+        }
+    }
+    reaped
 }
 
 impl Drop for World {
