@@ -11,9 +11,9 @@ mod detach;
 pub mod error;
 pub mod fault;
 mod network;
-mod plumb;
+pub mod plumb;
 mod refuse;
-mod undo;
+pub mod undo;
 pub mod views;
 
 use std::path::Path;
