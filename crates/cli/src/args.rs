@@ -54,6 +54,10 @@ pub enum Command {
     /// Report which link kinds and modes this kernel supports, and whether you
     /// have the privileges nicslice needs (tries each in a throwaway namespace).
     Check,
+    /// Prove who reaches whom: build the seeds' experiments for every mode in
+    /// private namespaces on this kernel, probe every pair, and compare with
+    /// the model's predictions (exit status 0 when all match).
+    Lab(LabArgs),
     /// Create, list, inspect and remove networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -204,4 +208,23 @@ pub struct MacaddrArgs {
     /// Interface name inside the namespace.
     #[arg(long, default_value = "eth0")]
     pub ifname: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Only scenarios about this mode (bridge, vepa, private, passthru, source, macvtap, l2, l3, l3s). Repeatable.
+    #[arg(long)]
+    pub mode: Vec<String>,
+    /// Only this scenario (see --list). Repeatable.
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Leave the namespaces up to explore, and print how to enter and remove them.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print Markdown tables (for docs).
+    #[arg(long)]
+    pub markdown: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
 }

@@ -205,7 +205,8 @@ impl Engine {
                 addresses: addresses.clone(),
                 routes,
             };
-            let realized = plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            let realized =
+                plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
             let link = realized.link;
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = match spec.driver {

@@ -70,9 +70,15 @@ pub fn realize(
         let route = Route { oif: Some(link.index), ..route.clone() };
         // One default route per family: a namespace that already has one
         // (a second interface, or a container's own) keeps it.
-        let family_default = |r: &Route| r.is_default() && r.destination.addr().is_ipv6() == route.destination.addr().is_ipv6();
+        let family_default = |r: &Route| {
+            r.is_default() && r.destination.addr().is_ipv6() == route.destination.addr().is_ipv6()
+        };
         if route.is_default() && existing.iter().any(family_default) {
-            tracing::warn!("{} already has a default route; not adding one via {:?}", target_ns.label(), route.gateway);
+            tracing::warn!(
+                "{} already has a default route; not adding one via {:?}",
+                target_ns.label(),
+                route.gateway
+            );
             continue;
         }
         target.add_route(&route)?;

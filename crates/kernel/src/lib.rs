@@ -8,8 +8,10 @@
 pub mod addr;
 pub mod announce;
 pub mod error;
+pub mod ipvlan;
 pub mod link;
 pub mod macvlan;
+pub mod neighbour;
 pub mod netlink;
 pub mod netns;
 pub mod probe;

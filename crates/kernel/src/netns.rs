@@ -111,6 +111,13 @@ impl Netns {
         Netns::open_path(Path::new("/proc/thread-self/ns/net"), "the current netns".into())
     }
 
+    /// A second handle on the same namespace (a duplicated descriptor).
+    pub fn clone_handle(&self) -> Result<Netns> {
+        let file =
+            self.file.try_clone().map_err(|e| KernelError::io("duplicate netns handle", e))?;
+        Ok(Netns { file, id: self.id, label: self.label.clone() })
+    }
+
     pub fn id(&self) -> NetnsId {
         self.id
     }

@@ -3,6 +3,9 @@
 //! this process creates and deletes, never touching the namespace it runs in.
 
 pub mod capabilities;
+pub mod realize;
+pub mod run;
+pub mod scenarios;
 pub mod world;
 
 pub use world::{Host, World};

@@ -142,12 +142,14 @@ pub fn reap_stale() -> usize {
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let mut parts = name.split('-');
-        let (Some("nsl"), Some(_tag), Some(pid)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some("nsl"), Some(_tag), Some(pid)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
         let Ok(pid) = pid.parse::<u32>() else { continue };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            if netns::delete_named(&name).is_ok() {
-                reaped += 1;
-            }
+        let dead = pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if dead && netns::delete_named(&name).is_ok() {
+            reaped += 1;
         }
     }
     reaped

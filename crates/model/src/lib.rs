@@ -9,6 +9,7 @@ pub mod error;
 pub mod ipam;
 pub mod link;
 pub mod network;
+pub mod reach;
 pub mod rules;
 
 pub use error::ModelError;

@@ -4,6 +4,8 @@
 mod attach;
 mod check;
 mod endpoint;
+mod lab;
+mod lab_report;
 mod network;
 
 use std::path::PathBuf;
@@ -39,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Check => check::run(globals.json),
+        Command::Lab(args) => lab::run(args, globals.json),
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Attach(args) => attach::attach(&globals, args),
         Command::Detach(args) => attach::detach(&globals, args),

@@ -20,7 +20,9 @@ pub enum TopologyError {
     DuplicatePort(String),
     #[error("{who} is plugged into switch port {port:?}, which is not in [switch.ports]")]
     UnknownPort { who: String, port: String },
-    #[error("switch port {port:?} is used by both {first} and {second}; plug one thing into each port")]
+    #[error(
+        "switch port {port:?} is used by both {first} and {second}; plug one thing into each port"
+    )]
     PortShared { port: String, first: String, second: String },
     #[error("remote {remote}: {problem}")]
     RemoteRouter { remote: String, problem: String },
@@ -44,7 +46,9 @@ pub enum TopologyError {
     ShimWithoutAddress { who: String },
     #[error("address {addr} is used by both {first} and {second}; every address must be unique")]
     DuplicateAddress { addr: IpAddr, first: String, second: String },
-    #[error("MAC {mac} is used by both {first} and {second} (the kernel refuses it with EADDRINUSE)")]
+    #[error(
+        "MAC {mac} is used by both {first} and {second} (the kernel refuses it with EADDRINUSE)"
+    )]
     DuplicateMac { mac: String, first: String, second: String },
     #[error(
         "{who}: {what} {addr} is not inside any subnet on link ({nets}); the kernel refuses it with ENETUNREACH"
@@ -56,6 +60,8 @@ pub enum TopologyError {
     TwoDefaults { who: String },
     #[error("{who}: {problem}")]
     Invalid { who: String, problem: String },
-    #[error("child {child}: source list entry {entry:?} is neither a MAC address nor an endpoint name")]
+    #[error(
+        "child {child}: source list entry {entry:?} is neither a MAC address nor an endpoint name"
+    )]
     UnknownSourceEntry { child: String, entry: String },
 }

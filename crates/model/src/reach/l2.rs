@@ -94,11 +94,10 @@ pub(crate) fn bcast(w: &World, from: StId, to: StId, target: Option<IpAddr>) -> 
         match (w.driver(from), w.driver(to)) {
             // macvlan_queue_xmit: a bridge child's broadcast goes to its bridge siblings
             // (macvlan_broadcast(.., MACVLAN_MODE_BRIDGE)) and out of the wire.
-            (Some(Driver::Macvlan { mode: MacvlanMode::Bridge, .. }), Some(d))
-                if matches!(d, Driver::Macvlan { mode: MacvlanMode::Bridge, .. }) =>
-            {
-                return Ok(internal);
-            }
+            (
+                Some(Driver::Macvlan { mode: MacvlanMode::Bridge, .. }),
+                Some(Driver::Macvlan { mode: MacvlanMode::Bridge, .. }),
+            ) => return Ok(internal),
             // ipvlan_process_multicast (tx): every other child gets it, whatever the
             // private/vepa flag; then it goes out of the wire.
             (Some(Driver::Ipvlan { mode: IpvlanMode::L2, .. }), Some(Driver::Ipvlan { .. })) => {
@@ -141,9 +140,13 @@ pub(crate) fn ucast(
             // ipvlan_xmit_mode_l2: a frame to the shared MAC (a sibling or the parent)
             // is switched by IP unless VEPA; PRIVATE drops it between children; a
             // frame for no child goes to the parent (dev_forward_skb(phy_dev)).
-            Driver::Ipvlan { mode: IpvlanMode::L2, flag } if same_host && *flag != IpvlanFlag::Vepa => {
+            Driver::Ipvlan { mode: IpvlanMode::L2, flag }
+                if same_host && *flag != IpvlanFlag::Vepa =>
+            {
                 return match w.slave_with(*h, ip) {
-                    Some(_) if *flag == IpvlanFlag::Private => Err(Drop::IpvlanPrivate { host: *h }),
+                    Some(_) if *flag == IpvlanFlag::Private => {
+                        Err(Drop::IpvlanPrivate { host: *h })
+                    }
                     Some(c) => Ok((c, internal)),
                     None => Ok((w.hosts[*h].parent, internal)),
                 };
@@ -183,7 +186,9 @@ fn listing(w: &World, h: usize, from: StId) -> Vec<(StId, bool)> {
     host.slaves
         .iter()
         .filter_map(|s| match w.driver(*s) {
-            Some(Driver::Macvlan { mode: MacvlanMode::Source, nodst, list }) if list.contains(&mac) => {
+            Some(Driver::Macvlan { mode: MacvlanMode::Source, nodst, list })
+                if list.contains(&mac) =>
+            {
                 Some((*s, *nodst))
             }
             _ => None,
@@ -233,15 +238,18 @@ fn host_rx_bcast(
         return Err(Drop::SourceNodst { consumer: *consumer });
     }
     let mac = w.st(from).mac;
-    let src = w.hosts[h].slaves.iter().copied().find(|s| {
-        w.st(*s).mac == mac && matches!(w.driver(*s), Some(Driver::Macvlan { .. }))
-    });
+    let src = w.hosts[h]
+        .slaves
+        .iter()
+        .copied()
+        .find(|s| w.st(*s).mac == mac && matches!(w.driver(*s), Some(Driver::Macvlan { .. })));
     let src_mode = src.and_then(|s| w.macvlan_mode(s));
-    if let (Some(s), Some(m)) = (src, src_mode) {
-        if m != MacvlanMode::Vepa && m != MacvlanMode::Bridge {
-            // "forward to original port": only the sender gets it back.
-            return if to == s { Ok(hop) } else { Err(Drop::ReturnedToSender { sender: s }) };
-        }
+    if let (Some(s), Some(m)) = (src, src_mode)
+        && m != MacvlanMode::Vepa
+        && m != MacvlanMode::Bridge
+    {
+        // "forward to original port": only the sender gets it back.
+        return if to == s { Ok(hop) } else { Err(Drop::ReturnedToSender { sender: s }) };
     }
     if to == parent {
         return Ok(hop); // RX_HANDLER_PASS

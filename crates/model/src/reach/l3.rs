@@ -29,12 +29,27 @@ pub(crate) enum Note {
 /// Where and why the probe stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
-    Frame { from: StId, to: StId, drop: Drop },
+    Frame {
+        from: StId,
+        to: StId,
+        drop: Drop,
+    },
     /// `owner` has the address but is NOARP (ipvlan l3/l3s): nobody answers `asker`.
-    NoArp { asker: StId, owner: StId },
-    NoRoute { ns: NsId, dst: IpAddr },
-    NoNeighbour { st: StId, ip: IpAddr },
-    NotForwarding { ns: NsId },
+    NoArp {
+        asker: StId,
+        owner: StId,
+    },
+    NoRoute {
+        ns: NsId,
+        dst: IpAddr,
+    },
+    NoNeighbour {
+        st: StId,
+        ip: IpAddr,
+    },
+    NotForwarding {
+        ns: NsId,
+    },
     Loop,
 }
 
@@ -61,10 +76,8 @@ struct Walk<'a> {
 pub(crate) fn ping(w: &World, src: NsId, dst: IpAddr) -> Result<Vec<Note>, Blocked> {
     let mut walk = Walk { w, neigh: HashMap::new(), notes: Vec::new() };
     let at = |phase| move |stop| Blocked { stop, phase };
-    let src_ip = source_addr(w, src, dst).ok_or(Blocked {
-        stop: Stop::NoRoute { ns: src, dst },
-        phase: Phase::Request,
-    })?;
+    let src_ip = source_addr(w, src, dst)
+        .ok_or(Blocked { stop: Stop::NoRoute { ns: src, dst }, phase: Phase::Request })?;
     let far = walk.send(src, src_ip, dst).map_err(at(Phase::Request))?;
     let back = walk.send(far, dst, src_ip).map_err(at(Phase::Reply))?;
     if back != src {
@@ -110,16 +123,16 @@ impl Walk<'_> {
                 Some((h, flag)) => {
                     // ipvlan_xmit_mode_l3: another child's address is delivered
                     // locally (dropped with PRIVATE, skipped with VEPA) ...
-                    if flag != IpvlanFlag::Vepa {
-                        if let Some(c) = w.slave_with(h, Some(dst)) {
-                            if flag == IpvlanFlag::Private {
-                                let drop = Drop::IpvlanPrivate { host: h };
-                                return Err(Stop::Frame { from: out, to: c, drop });
-                            }
-                            self.notes.push(Note::IpvlanLocal { from: out, to: c });
-                            ns = w.st(c).ns;
-                            continue;
+                    if flag != IpvlanFlag::Vepa
+                        && let Some(c) = w.slave_with(h, Some(dst))
+                    {
+                        if flag == IpvlanFlag::Private {
+                            let drop = Drop::IpvlanPrivate { host: h };
+                            return Err(Stop::Frame { from: out, to: c, drop });
                         }
+                        self.notes.push(Note::IpvlanLocal { from: out, to: c });
+                        ns = w.st(c).ns;
+                        continue;
                     }
                     // ... anything else is routed in the parent's namespace, out of
                     // the parent (ipvlan_process_v4_outbound, oif = parent): a local
@@ -127,7 +140,11 @@ impl Walk<'_> {
                     // on link for IPv4. The parent ARPs with its own address.
                     let parent = w.hosts[h].parent;
                     if let Some(host) = w.down_host(parent) {
-                        return Err(Stop::Frame { from: out, to: parent, drop: Drop::Down { host } });
+                        return Err(Stop::Frame {
+                            from: out,
+                            to: parent,
+                            drop: Drop::Down { host },
+                        });
                     }
                     let pns = w.st(parent).ns;
                     if w.ns_owns(pns, dst) {
@@ -142,8 +159,11 @@ impl Walk<'_> {
                 }
             };
             let nb = self.resolve(egress, next, arp_src)?;
-            let (rx, hop) = l2::ucast(w, egress, nb, Some(dst))
-                .map_err(|drop| Stop::Frame { from: egress, to: nb, drop })?;
+            let (rx, hop) = l2::ucast(w, egress, nb, Some(dst)).map_err(|drop| Stop::Frame {
+                from: egress,
+                to: nb,
+                drop,
+            })?;
             self.notes.push(Note::Frame { from: egress, to: rx, hop });
             if rx != nb {
                 self.notes.push(Note::ViaParent { to: rx });

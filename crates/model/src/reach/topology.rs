@@ -288,7 +288,7 @@ pub enum IpvlanFlag {
 /// A source-mode list entry: a MAC address, or the name of an endpoint whose MAC is
 /// meant (`"br0"`, `"node2"`); names keep topologies independent of random MACs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub enum MacRef {
     Mac(MacAddr),
     Endpoint(String),
@@ -297,17 +297,16 @@ pub enum MacRef {
 impl FromStr for MacRef {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.parse::<MacAddr>() {
-            Ok(m) => MacRef::Mac(m),
-            Err(_) => MacRef::Endpoint(s.to_string()),
-        })
+        Ok(MacRef::from(s.to_string()))
     }
 }
 
-impl TryFrom<String> for MacRef {
-    type Error = std::convert::Infallible;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
+impl From<String> for MacRef {
+    fn from(s: String) -> Self {
+        match s.parse::<MacAddr>() {
+            Ok(m) => MacRef::Mac(m),
+            Err(_) => MacRef::Endpoint(s),
+        }
     }
 }
 

@@ -32,7 +32,8 @@ pub(crate) fn remote_router(
     remote: &str,
     router: Option<&str>,
 ) -> Result<usize, TopologyError> {
-    let problem = |p: String| TopologyError::RemoteRouter { remote: remote.to_string(), problem: p };
+    let problem =
+        |p: String| TopologyError::RemoteRouter { remote: remote.to_string(), problem: p };
     match router {
         Some(name) => t
             .routers
@@ -92,11 +93,11 @@ fn check_ports(t: &Topology) -> Result<(), TopologyError> {
     let plugs = t.hosts.iter().map(|h| (h.name.as_str(), h.port.as_deref()));
     let plugs = plugs.chain(t.routers.iter().map(|r| (r.name.as_str(), r.port.as_deref())));
     for (who, port) in plugs {
-        if let Some(p) = port {
-            if !t.switch.ports.iter().any(|q| q.name == p) {
-                let (who, port) = (who.to_string(), p.to_string());
-                return Err(TopologyError::UnknownPort { who, port });
-            }
+        if let Some(p) = port
+            && !t.switch.ports.iter().any(|q| q.name == p)
+        {
+            let (who, port) = (who.to_string(), p.to_string());
+            return Err(TopologyError::UnknownPort { who, port });
         }
         let p = port_name(who, port);
         if let Some(first) = users.insert(p, who) {
@@ -140,10 +141,10 @@ fn check_host(h: &Host, names: &[String]) -> Result<(), TopologyError> {
             });
         }
     }
-    if let Some(s) = &h.shim {
-        if s.addresses.is_empty() {
-            return Err(TopologyError::ShimWithoutAddress { who: format!("host {}", h.name) });
-        }
+    if let Some(s) = &h.shim
+        && s.addresses.is_empty()
+    {
+        return Err(TopologyError::ShimWithoutAddress { who: format!("host {}", h.name) });
     }
     Ok(())
 }
@@ -179,11 +180,11 @@ fn check_child(c: &Child, names: &[String]) -> Result<(), TopologyError> {
         return Err(TopologyError::TwoDefaults { who: format!("child {}", c.name) });
     }
     for e in &c.source_macs {
-        if let MacRef::Endpoint(n) = e {
-            if !names.iter().any(|k| k == n) {
-                let (child, entry) = (c.name.clone(), n.clone());
-                return Err(TopologyError::UnknownSourceEntry { child, entry });
-            }
+        if let MacRef::Endpoint(n) = e
+            && !names.iter().any(|k| k == n)
+        {
+            let (child, entry) = (c.name.clone(), n.clone());
+            return Err(TopologyError::UnknownSourceEntry { child, entry });
         }
     }
     Ok(())

@@ -1,0 +1,212 @@
+//! The rules of the reachability model: one variant per rule, each citing where it
+//! comes from (REFERENCE.md, a seed article, or the kernel code it was derived from).
+//! Sentences for one pair are built in `explain.rs`; the frame and packet logic that
+//! decides lives in `l2.rs` and `l3.rs`.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether an echo request and its reply both got through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    Pass,
+    Blocked,
+}
+
+/// The rule that decided a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// An endpoint reaches its own address.
+    SameEndpoint,
+    /// Two stations on the switch's L2 segment reach each other; a child's frames
+    /// leave through its parent's wire. Seed 003 (对端交换机接口IP 通 in every mode),
+    /// seed 000 (node1's ns1 reaches node2 and node2's ns1).
+    SameSegment,
+    /// Bridge-mode macvlan siblings are switched inside the kernel. REFERENCE.md
+    /// "bridge: unicast to a sibling bridge-mode child is switched inside the kernel";
+    /// seed 003 §1, seed 000 (ns1 <-> ns2).
+    BridgeSiblings,
+    /// Siblings that are not both bridge mode (vepa, or vepa with bridge) meet through
+    /// the switch, which reflects their frames. REFERENCE.md "vepa: ... siblings reach
+    /// each other only if the external switch port reflects frames (bridge port
+    /// `hairpin on`)"; macvlan_process_broadcast floods a reflected bridge child's
+    /// broadcast to VEPA children.
+    HairpinReflection,
+    /// With hairpin on, a parent and its bridge/vepa child (or ipvlan l2 child) reach
+    /// each other through the switch: the parent's own frames skip the rx handler, but
+    /// reflected ones come back through it like any frame from the wire.
+    /// Derived from drivers/net/macvlan.c and ipvlan_core.c; NOT in REFERENCE.md, whose
+    /// parent rule assumes no hairpin. Uncertain until the lab confirms it.
+    ParentViaHairpin,
+    /// The host reaches its children through a shim on the same parent. REFERENCE.md
+    /// "The fix is a bridge-mode macvlan shim on the same parent in the host, with an
+    /// address and a route to the children's range"; seed 000 (mac0).
+    ShimPath,
+    /// A source-mode child hears a peer whose MAC is on its list. REFERENCE.md source;
+    /// seed 003 §5 (br0's MAC listed, 192.168.0.1 通).
+    SourceListed,
+    /// ipvlan l2 children of one parent are switched inside the kernel by address.
+    /// REFERENCE.md "L2 children see broadcast"; seed 001 (L2 模式 like macvlan bridge).
+    IpvlanL2Siblings,
+    /// ipvlan l3/l3s children of one parent reach each other through the kernel, even
+    /// on different subnets. REFERENCE.md "children on different subnets of the same
+    /// parent reach each other"; seed 001 (10.0.1.10 <-> 192.168.1.10).
+    IpvlanL3Siblings,
+    /// A peer with a route to an ipvlan child's address via the host's address sends to
+    /// the parent's MAC and ipvlan delivers by address. Seed 001 (外部网络默认情况下是
+    /// 不知道 ipvlan 虚拟出来的网络的 ... 在外部路由器上配置好对应的路由规则).
+    IpvlanRoutedViaParent,
+    /// Traffic crosses a router both ways. Seed 000 (10.8/16 reaches ns1 once ns1 has a
+    /// default route via 192.168.1.1).
+    Routed,
+    /// The parent or its link is down: children lose carrier and send nothing.
+    /// REFERENCE.md "Parent down: children go NO-CARRIER"; seed 003 §1 (veth11 down,
+    /// macvlan 之间不通).
+    ParentDown,
+    /// A parent never reaches its own macvlan/ipvlan children, nor they it.
+    /// REFERENCE.md "The parent (lower device) never reaches its own macvlan children and
+    /// vice versa"; seed 003 (物理网卡 不通 in every mode), seed 000 (ns1 -> ens160).
+    ParentChild,
+    /// Non-bridge siblings need a hairpin switch port. REFERENCE.md vepa; seed 003 §2
+    /// (vepa: 同物理网卡的 macvlan 不通); ipvlan's VEPA flag likewise.
+    SiblingNeedsHairpin,
+    /// A private-mode child never reaches its siblings, even with hairpin: its
+    /// reflected broadcasts go back to it only, and nobody's reach it, so ARP fails.
+    /// REFERENCE.md private; seed 003 §3 (ARP repeated, 不通).
+    PrivateIsolation,
+    /// A source-mode child receives only frames whose source MAC is on its list
+    /// (unicast to its own MAC is passed to the parent by macvlan_handle_frame).
+    /// REFERENCE.md source.
+    SourceNotListed,
+    /// A NODST source-mode child consumes a listed peer's frames: the parent and other
+    /// children stop seeing that peer. REFERENCE.md "with NODST the source-mode child
+    /// consumes them (the parent stops seeing that peer)".
+    SourceNodst,
+    /// A source-mode child cannot ARP its siblings: reflected broadcasts from a
+    /// source-mode child go back to it only. Derived from macvlan_handle_frame
+    /// ("forward to original port"); uncertain until the lab confirms it.
+    SourceBroadcastReturned,
+    /// A passthru child takes every unicast frame arriving on the parent, so the host
+    /// itself hears no replies on that NIC. REFERENCE.md passthru ("the child takes the
+    /// parent's MAC") with macvlan_handle_frame (passthru: first vlan gets all unicast).
+    PassthruTakesParent,
+    /// The ipvlan PRIVATE flag blocks child-to-child traffic. REFERENCE.md.
+    IpvlanPrivate,
+    /// Peers cannot ARP for an ipvlan l3/l3s child (NOARP; the parent does not answer
+    /// for it), so it is reachable only through a route via the host's address.
+    /// REFERENCE.md "L3/L3S children are NOARP"; seed 001. Same-subnet peers derived
+    /// from ipvlan_handle_mode_l3; uncertain until the lab (VM) confirms it.
+    IpvlanL3NoArp,
+    /// The sender has no route to the destination. Seed 000 (跨三层网段是 ping 不通的
+    /// until a default route is added).
+    NoRoute,
+    /// The reply has no route back. Seed 000 (the remote reaches ns1 only once ns1 has
+    /// a default route), seed 001.
+    NoReturnRoute,
+    /// Nothing on the link answers ARP for the next hop (no such address there).
+    NoNeighbour,
+    /// The endpoint has no address of the probe's family.
+    NoAddress,
+    /// The packet reached a namespace that does not forward (only routers do).
+    NotForwarding,
+    /// Routes send the packet in a circle.
+    RoutingLoop,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 27] = [
+        Rule::SameEndpoint,
+        Rule::SameSegment,
+        Rule::BridgeSiblings,
+        Rule::HairpinReflection,
+        Rule::ParentViaHairpin,
+        Rule::ShimPath,
+        Rule::SourceListed,
+        Rule::IpvlanL2Siblings,
+        Rule::IpvlanL3Siblings,
+        Rule::IpvlanRoutedViaParent,
+        Rule::Routed,
+        Rule::ParentDown,
+        Rule::ParentChild,
+        Rule::SiblingNeedsHairpin,
+        Rule::PrivateIsolation,
+        Rule::SourceNotListed,
+        Rule::SourceNodst,
+        Rule::SourceBroadcastReturned,
+        Rule::PassthruTakesParent,
+        Rule::IpvlanPrivate,
+        Rule::IpvlanL3NoArp,
+        Rule::NoRoute,
+        Rule::NoReturnRoute,
+        Rule::NoNeighbour,
+        Rule::NoAddress,
+        Rule::NotForwarding,
+        Rule::RoutingLoop,
+    ];
+
+    /// The outcome this rule stands for.
+    pub fn reach(self) -> Reach {
+        use Rule::*;
+        match self {
+            SameEndpoint
+            | SameSegment
+            | BridgeSiblings
+            | HairpinReflection
+            | ParentViaHairpin
+            | ShimPath
+            | SourceListed
+            | IpvlanL2Siblings
+            | IpvlanL3Siblings
+            | IpvlanRoutedViaParent
+            | Routed => Reach::Pass,
+            _ => Reach::Blocked,
+        }
+    }
+
+    /// false for rules derived from kernel code that neither REFERENCE.md nor a seed
+    /// states; the lab should confirm them first.
+    pub fn certain(self) -> bool {
+        !matches!(
+            self,
+            Rule::ParentViaHairpin
+                | Rule::SourceBroadcastReturned
+                | Rule::IpvlanL3NoArp
+                | Rule::PassthruTakesParent
+        )
+    }
+
+    /// The rule in general, one line.
+    pub fn summary(self) -> &'static str {
+        use Rule::*;
+        match self {
+            SameEndpoint => "an endpoint reaches its own address",
+            SameSegment => "stations on the switch's L2 segment reach each other",
+            BridgeSiblings => "bridge-mode macvlan siblings are switched inside the kernel",
+            HairpinReflection => "non-bridge siblings meet through a hairpin switch port",
+            ParentViaHairpin => "with hairpin, a parent and its child meet through the switch",
+            ShimPath => "the host reaches its children through a shim on the same parent",
+            SourceListed => "a source-mode child hears peers whose MAC is on its list",
+            IpvlanL2Siblings => "ipvlan l2 siblings are switched inside the kernel",
+            IpvlanL3Siblings => "ipvlan l3 siblings are routed inside the kernel, any subnet",
+            IpvlanRoutedViaParent => "peers reach ipvlan children through a route via the host",
+            Routed => "a router carries traffic to the second subnet and back",
+            ParentDown => "a down parent takes its children down with it",
+            ParentChild => "a parent never reaches its own macvlan/ipvlan children",
+            SiblingNeedsHairpin => "vepa siblings need a hairpin switch port",
+            PrivateIsolation => "private-mode children never reach siblings, even with hairpin",
+            SourceNotListed => "a source-mode child hears only MACs on its list",
+            SourceNodst => "a nodst source-mode child steals its listed peers' frames",
+            SourceBroadcastReturned => "a source-mode child cannot ARP its siblings",
+            PassthruTakesParent => "a passthru child takes every unicast frame from its parent",
+            IpvlanPrivate => "the ipvlan private flag blocks child-to-child traffic",
+            IpvlanL3NoArp => "peers cannot ARP for ipvlan l3/l3s children",
+            NoRoute => "the sender has no route to the destination",
+            NoReturnRoute => "the reply has no route back",
+            NoNeighbour => "nothing on the link answers ARP for the next hop",
+            NoAddress => "an endpoint without an address of the probe's family",
+            NotForwarding => "only routers forward",
+            RoutingLoop => "the routes form a loop",
+        }
+    }
+}

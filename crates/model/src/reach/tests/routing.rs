@@ -1,0 +1,137 @@
+//! Routing rules: a second subnet through a router, missing routes either way, a
+//! gateway nobody answers for, a host that does not forward, loops, addresses.
+
+use super::{blocked, blocked2, lan, mv, pass, pass2, verdict};
+use crate::reach::presets::{addr, net};
+use crate::reach::{ChildMode, EndpointRef, Remote, Route, Router, Rule, Topology, predict};
+
+/// `lan` with child `a` (.10, gateway as given) and router `r` (.254 / 10.8.0.1/24)
+/// in front of remote `x` (10.8.0.5/24, default route via r unless `x_gw` is false).
+fn routed(a_gw: Option<&str>, x_gw: bool) -> Topology {
+    let mut a = mv("a", ChildMode::Bridge, 10);
+    a.gateway = a_gw.map(addr);
+    let mut t = lan(vec![a], false);
+    t.routers.push(Router {
+        name: "r".to_string(),
+        port: None,
+        lan: net("10.0.0.254/24"),
+        far: net("10.8.0.1/24"),
+        mac: None,
+        gateway: None,
+        routes: Vec::new(),
+    });
+    t.remotes.push(Remote {
+        name: "x".to_string(),
+        router: None,
+        addresses: vec![net("10.8.0.5/24")],
+        gateway: x_gw.then(|| addr("10.8.0.1")),
+        routes: Vec::new(),
+    });
+    t
+}
+
+#[test]
+fn a_second_subnet_needs_a_default_route_via_the_router() {
+    let t = routed(None, true);
+    blocked(&t, "a", "x", Rule::NoRoute);
+    blocked(&t, "x", "a", Rule::NoReturnRoute);
+    let fix = verdict(&t, "a", "x").fix.unwrap_or_default();
+    assert!(fix.contains("add a default route on a via 10.0.0.254 (r)"), "{fix}");
+    let t = routed(Some("10.0.0.254"), true);
+    pass2(&t, "a", "x", Rule::Routed);
+    pass2(&t, "x", "r", Rule::SameSegment);
+    pass2(&t, "a", "r", Rule::SameSegment);
+}
+
+#[test]
+fn the_far_side_needs_its_way_back_too() {
+    let t = routed(Some("10.0.0.254"), false);
+    blocked(&t, "a", "x", Rule::NoReturnRoute);
+    blocked(&t, "x", "a", Rule::NoRoute);
+    let fix = verdict(&t, "a", "x").fix.unwrap_or_default();
+    assert!(fix.contains("add a default route on x via 10.8.0.1 (r)"), "{fix}");
+}
+
+#[test]
+fn a_router_needs_a_route_to_an_ipvlan_l3_subnet() {
+    let mut t = routed(None, true);
+    t.hosts[0].children = vec![super::ipv("a", ChildMode::L3, "10.9.0.20/24")];
+    // The child's packets leave through the parent's routing table.
+    blocked(&t, "a", "x", Rule::NoNeighbour);
+    t.hosts[0].gateway = Some(addr("10.0.0.254"));
+    blocked(&t, "a", "x", Rule::NoReturnRoute);
+    let fix = verdict(&t, "a", "x").fix.unwrap_or_default();
+    assert!(fix.contains("add a route on r to 10.9.0.20 via h's address 10.0.0.2"), "{fix}");
+    t.routers[0].routes = vec![Route { to: net("10.9.0.0/24"), via: Some(addr("10.0.0.2")) }];
+    pass2(&t, "a", "x", Rule::Routed);
+    pass2(&t, "h", "x", Rule::Routed);
+}
+
+#[test]
+fn a_gateway_nobody_answers_for() {
+    let t = routed(Some("10.0.0.99"), true);
+    blocked(&t, "a", "x", Rule::NoNeighbour);
+}
+
+#[test]
+fn only_routers_forward() {
+    let t = routed(Some("10.0.0.3"), true);
+    blocked(&t, "a", "x", Rule::NotForwarding);
+}
+
+#[test]
+fn routes_in_a_circle() {
+    let mut t = routed(Some("10.0.0.254"), true);
+    t.remotes[0].addresses = vec![net("10.50.0.5/24")];
+    t.remotes[0].gateway = None;
+    t.routers.push(Router {
+        name: "r2".to_string(),
+        port: None,
+        lan: net("10.0.0.253/24"),
+        far: net("10.9.0.1/24"),
+        mac: None,
+        gateway: None,
+        routes: vec![Route { to: net("10.50.0.0/24"), via: Some(addr("10.0.0.254")) }],
+    });
+    t.remotes[0].router = Some("r".to_string());
+    t.routers[0].routes = vec![Route { to: net("10.50.0.0/24"), via: Some(addr("10.0.0.253")) }];
+    blocked(&t, "a", "x", Rule::RoutingLoop);
+}
+
+#[test]
+fn endpoints_without_an_address() {
+    let mut t = lan(vec![mv("a", ChildMode::Bridge, 10)], false);
+    t.hosts[0].children[0].addresses.clear();
+    blocked2(&t, "a", "sw", Rule::NoAddress);
+    t.switch.addresses = vec![net("fd00::1/64")];
+    t.hosts[0].children[0].addresses = vec![net("10.0.0.10/24")];
+    blocked(&t, "a", "sw", Rule::NoAddress);
+    assert!(verdict(&t, "a", "sw").reason.contains("no IPv6 address"));
+}
+
+#[test]
+fn ipv6_follows_the_same_rules() {
+    let mut t = lan(vec![mv("a", ChildMode::Bridge, 10), mv("b", ChildMode::Vepa, 11)], false);
+    t.switch.addresses = vec![net("fd00::1/64")];
+    t.hosts[0].addresses = vec![net("fd00::2/64")];
+    t.hosts[1].addresses = vec![net("fd00::3/64")];
+    t.hosts[0].children[0].addresses = vec![net("fd00::10/64")];
+    t.hosts[0].children[1].addresses = vec![net("fd00::11/64")];
+    pass2(&t, "a", "sw", Rule::SameSegment);
+    blocked2(&t, "a", "h", Rule::ParentChild);
+    blocked2(&t, "a", "b", Rule::SiblingNeedsHairpin);
+}
+
+#[test]
+fn an_endpoint_reaches_itself() {
+    let t = lan(vec![mv("a", ChildMode::Bridge, 10)], false);
+    pass(&t, "a", "a", Rule::SameEndpoint);
+}
+
+#[test]
+fn unknown_endpoints_are_errors() {
+    let t = lan(Vec::new(), false);
+    let err = predict(&t, &EndpointRef::from("nope"), &EndpointRef::from("sw"));
+    let msg = err.map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+    assert!(msg.contains("\"nope\" is not an endpoint") && msg.contains("sw, h, h2"), "{msg}");
+}

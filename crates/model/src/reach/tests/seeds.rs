@@ -1,0 +1,127 @@
+//! The seeds' observations, exactly as the articles report them.
+
+use super::{blocked, blocked2, pass2};
+use crate::link::MacvlanMode;
+use crate::reach::presets;
+use crate::reach::{Reach, Rule, matrix};
+
+/// Seed 003 §1: bridge: switch 通, parent 不通, sibling 通.
+#[test]
+fn seed003_bridge() {
+    let t = presets::seed003(MacvlanMode::Bridge);
+    pass2(&t, "ns1", "br0", Rule::SameSegment);
+    blocked2(&t, "ns1", "ns3", Rule::ParentChild);
+    pass2(&t, "ns1", "ns2", Rule::BridgeSiblings);
+}
+
+/// Seed 003 §1 end: veth11 down, the bridge siblings no longer talk.
+#[test]
+fn seed003_link_down() {
+    let t = presets::seed003_link_down();
+    blocked2(&t, "ns1", "ns2", Rule::ParentDown);
+    blocked2(&t, "ns1", "br0", Rule::ParentDown);
+    blocked2(&t, "ns3", "br0", Rule::ParentDown);
+}
+
+/// Seed 003 §2: vepa: switch 通, sibling 不通 (no hairpin), parent 不通.
+#[test]
+fn seed003_vepa() {
+    let t = presets::seed003(MacvlanMode::Vepa);
+    pass2(&t, "ns1", "br0", Rule::SameSegment);
+    blocked2(&t, "ns1", "ns2", Rule::SiblingNeedsHairpin);
+    blocked2(&t, "ns1", "ns3", Rule::ParentChild);
+    let t = presets::seed003_hairpin(MacvlanMode::Vepa);
+    pass2(&t, "ns1", "ns2", Rule::HairpinReflection);
+}
+
+/// Seed 003 §3: private: switch 通, sibling 不通 even with hairpin, parent 不通.
+#[test]
+fn seed003_private() {
+    for t in
+        [presets::seed003(MacvlanMode::Private), presets::seed003_hairpin(MacvlanMode::Private)]
+    {
+        pass2(&t, "ns1", "br0", Rule::SameSegment);
+        blocked2(&t, "ns1", "ns2", Rule::PrivateIsolation);
+    }
+    blocked2(&presets::seed003(MacvlanMode::Private), "ns1", "ns3", Rule::ParentChild);
+}
+
+/// Seed 003 §4: passthru: switch 通, parent 不通.
+#[test]
+fn seed003_passthru() {
+    let t = presets::seed003(MacvlanMode::Passthru);
+    pass2(&t, "ns1", "br0", Rule::SameSegment);
+    blocked2(&t, "ns1", "ns3", Rule::ParentChild);
+}
+
+/// Seed 003 §5: source with br0's MAC listed: switch 通, parent 不通.
+#[test]
+fn seed003_source() {
+    let t = presets::seed003(MacvlanMode::Source);
+    pass2(&t, "ns1", "br0", Rule::SourceListed);
+    blocked2(&t, "ns1", "ns3", Rule::ParentChild);
+}
+
+/// The host itself reaches the switch in every mode but passthru.
+#[test]
+fn seed003_host_reaches_switch() {
+    for mode in MacvlanMode::ALL {
+        let t = presets::seed003(mode);
+        let want = if mode == MacvlanMode::Passthru { Reach::Blocked } else { Reach::Pass };
+        let v = super::verdict(&t, "ns3", "br0");
+        assert_eq!(v.reach, want, "{mode}: {}", v.reason);
+    }
+}
+
+/// Seed 000: siblings 通, the other node and its child 通, own node 不通, 10.8/16 不通
+/// until the children have a default route.
+#[test]
+fn seed000_before_fixes() {
+    let t = presets::seed000();
+    pass2(&t, "node1-ns1", "node1-ns2", Rule::BridgeSiblings);
+    pass2(&t, "node1-ns1", "node2", Rule::SameSegment);
+    pass2(&t, "node1-ns1", "node2-ns1", Rule::SameSegment);
+    blocked2(&t, "node1-ns1", "node1", Rule::ParentChild);
+    blocked(&t, "mac", "node1-ns1", Rule::NoReturnRoute);
+    blocked(&t, "node1-ns1", "mac", Rule::NoRoute);
+    pass2(&t, "node1", "mac", Rule::Routed);
+    pass2(&t, "node1", "node2", Rule::SameSegment);
+}
+
+/// Seed 000 fixed: the shim mac0 carries node1's address; default routes reach 10.8/16.
+#[test]
+fn seed000_fixed() {
+    let t = presets::seed000_fixed();
+    pass2(&t, "node1-ns1", "node1", Rule::ShimPath);
+    pass2(&t, "node1-ns1", "mac", Rule::Routed);
+    pass2(&t, "node1", "mac", Rule::Routed);
+    pass2(&t, "node1", "node2-ns1", Rule::SameSegment);
+    pass2(&t, "node1-ns1", "node1-ns2", Rule::BridgeSiblings);
+}
+
+/// Seed 001: ipvlan l3 children on two subnets of one parent reach each other through
+/// their `default dev` routes.
+#[test]
+fn seed001_l3() {
+    let t = presets::seed001_l3();
+    pass2(&t, "net1", "net2", Rule::IpvlanL3Siblings);
+    blocked2(&t, "net1", "host", Rule::ParentChild);
+    let mut t = t;
+    t.hosts[0].children.iter_mut().for_each(|c| c.default_dev = false);
+    blocked(&t, "net1", "net2", Rule::NoRoute);
+}
+
+/// Every preset is valid and its matrix has one cell per ordered pair.
+#[test]
+fn presets_are_valid() {
+    let mut all = vec![presets::seed000(), presets::seed000_fixed(), presets::seed003_link_down()];
+    all.extend(MacvlanMode::ALL.map(presets::seed003));
+    all.extend(MacvlanMode::ALL.map(presets::seed003_hairpin));
+    all.push(presets::seed001_l3());
+    for t in all {
+        t.validate().unwrap_or_else(|e| panic!("{}: {e}", t.description));
+        let eps = t.endpoints().unwrap_or_default();
+        let n = eps.iter().filter(|e| e.address.is_some()).count();
+        assert_eq!(matrix(&t).map(|m| m.len()).unwrap_or(0), n * (n - 1), "{}", t.description);
+    }
+}
