@@ -58,6 +58,9 @@ pub enum Command {
     /// private namespaces on this kernel, probe every pair, and compare with
     /// the model's predictions (exit status 0 when all match).
     Lab(LabArgs),
+    /// Predict who reaches whom, and why, for a topology file, a lab scenario or
+    /// (with no argument) the live state; each blocked pair comes with its fix.
+    Explain(ExplainArgs),
     /// Create, list, inspect and remove networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -227,4 +230,19 @@ pub struct LabArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// A topology in TOML or JSON (see docs/topology.md); default: the live state.
+    pub file: Option<PathBuf>,
+    /// Explain one of the lab's scenarios instead (`nicslice lab --list`).
+    #[arg(long, conflicts_with = "file")]
+    pub preset: Option<String>,
+    /// Only this pair: the sending endpoint...
+    #[arg(long)]
+    pub from: Option<String>,
+    /// ...and the receiving one.
+    #[arg(long)]
+    pub to: Option<String>,
 }

@@ -13,6 +13,7 @@ pub mod fault;
 mod network;
 pub mod plumb;
 mod refuse;
+mod topology;
 pub mod undo;
 pub mod views;
 

@@ -147,7 +147,8 @@ pub fn reap_stale() -> usize {
             continue;
         };
         let Ok(pid) = pid.parse::<u32>() else { continue };
-        let dead = pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        let dead =
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
         if dead && netns::delete_named(&name).is_ok() {
             reaped += 1;
         }

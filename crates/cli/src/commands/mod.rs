@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod endpoint;
+mod explain;
 mod lab;
 mod lab_report;
 mod network;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check => check::run(globals.json),
         Command::Lab(args) => lab::run(args, globals.json),
+        Command::Explain(args) => explain::run(args, &globals),
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Attach(args) => attach::attach(&globals, args),
         Command::Detach(args) => attach::detach(&globals, args),
