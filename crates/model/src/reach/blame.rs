@@ -60,21 +60,7 @@ fn frame(w: &World, a: StId, b: StId, drop: Drop) -> Verdict {
                 source_not_listed(w, child, if child == a { b } else { a })
             }
             Drop::SourceNodst { consumer } => nodst(w, consumer, a, b),
-            Drop::PassthruTakesAll { child } => {
-                let h = w.host_of(child).unwrap_or_default();
-                let body = format!(
-                    "passthru child {} takes every unicast frame arriving on {}, so {} itself hears no replies",
-                    name(w, child),
-                    parent_of(w, h),
-                    w.hosts[h].name
-                );
-                let fix = format!(
-                    "move {}'s address onto {} or use another mode",
-                    w.hosts[h].name,
-                    name(w, child)
-                );
-                make(Rule::PassthruTakesParent, body, Some(fix))
-            }
+            Drop::PassthruTakesAll { child } => passthru(w, child),
             Drop::NoBroadcast { dst } => no_arp(w, a, dst),
             _ => {
                 let body = format!("frames from {} do not reach {}", name(w, a), name(w, b));
@@ -205,9 +191,10 @@ fn no_arp(w: &World, asker: StId, owner: StId) -> Verdict {
 }
 
 fn ipvlan_route_fix(w: &World, peer: &str, owner: StId) -> String {
-    let h = w.host_of(owner).unwrap_or_default();
-    let host = &w.hosts[h];
     let target = first_addr(w, owner);
+    let Some(host) = w.host_of(owner).map(|h| &w.hosts[h]) else {
+        return format!("add a route on {peer} to {target}");
+    };
     match w.st(host.parent).addrs.first() {
         Some(a) => format!(
             "add a route on {peer} to {target} via {}'s address {}, or use ipvlan l2",
@@ -249,4 +236,19 @@ fn gateway_hint(w: &World, ns: NsId) -> Option<(String, IpAddr)> {
         }
         _ => None,
     })
+}
+
+fn passthru(w: &World, child: StId) -> Verdict {
+    let Some(h) = w.host_of(child) else {
+        let body = format!("passthru child {} takes every unicast frame", name(w, child));
+        return make(Rule::PassthruTakesParent, body, Some("use another mode".to_string()));
+    };
+    let host = &w.hosts[h].name;
+    let body = format!(
+        "passthru child {} takes every unicast frame arriving on {}, so {host} itself hears no replies",
+        name(w, child),
+        parent_of(w, h),
+    );
+    let fix = format!("move {host}'s address onto {} or use another mode", name(w, child));
+    make(Rule::PassthruTakesParent, body, Some(fix))
 }

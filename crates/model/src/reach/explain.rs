@@ -140,10 +140,11 @@ fn pass(w: &World, from: &EpView, to: &EpView, notes: &[Note]) -> Verdict {
             format!("{} routes between {} and {} both ways", ns_name(w, ns), from.name, to.name);
         return make(Rule::Routed, body, None);
     }
-    if let Some(c) =
-        notes.iter().find_map(|n| if let Note::ViaParent { to } = n { Some(*to) } else { None })
-    {
-        let h = w.host_of(c).unwrap_or_default();
+    let via_parent = notes.iter().find_map(|n| match *n {
+        Note::ViaParent { to } => w.host_of(to).map(|h| (to, h)),
+        _ => None,
+    });
+    if let Some((c, h)) = via_parent {
         let body = format!(
             "the route via {}'s address brings frames to {}, and ipvlan hands them to {} by address",
             w.hosts[h].name,
