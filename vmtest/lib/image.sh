@@ -1,0 +1,100 @@
+# vmtest/lib/image.sh: the VM's initramfs: static busybox, vmtest/init, the
+# kernel modules, and the test executables and nicslice binary at their exact
+# host paths (the tests run env!("CARGO_BIN_EXE_nicslice")) with the shared
+# libraries they load. Rebuilt only when one of its inputs changed.
+# Sourced by vmtest/run.sh; defines functions only.
+
+# Shared libraries (and the dynamic loader) of the executables in "$@".
+shared_libraries() {
+    local exe
+    for exe in "$@"; do
+        ldd "$exe" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+    done | sort -u
+}
+
+# Copies $1 to the same absolute path under $2, following symlinks.
+copy_at_path() {
+    mkdir -p "$2$(dirname "$1")"
+    cp -L "$1" "$2$1"
+}
+
+# Copies executable $1 to its path under $2 without debug info: the debug
+# builds carry hundreds of MB of it, which the VM would load into RAM. The
+# symbol table stays, so backtraces still name functions.
+copy_executable() {
+    mkdir -p "$2$(dirname "$1")"
+    if command -v objcopy >/dev/null; then
+        objcopy --strip-debug "$1" "$2$1"
+    else
+        cp -L "$1" "$2$1"
+    fi
+}
+
+# Builds $CACHE/initramfs.cpio from the state set by fetch_kernel,
+# resolve_modules and build_tests, unless the one there has the same inputs.
+# Sets INITRAMFS.
+build_initramfs() {
+    local libs manifest hash stamp root f i
+    INITRAMFS=$CACHE/initramfs.cpio
+    stamp=$INITRAMFS.sha256
+    mapfile -t libs < <(shared_libraries "$NICSLICE_EXE" "${TEST_EXES[@]}")
+
+    # What goes in, and from where: the manifest and the content of every
+    # input make the hash; the harness scripts count as inputs too.
+    manifest=$CACHE/initramfs.manifest
+    {
+        printf 'kernel %s\n' "$KERNEL_RELEASE"
+        printf 'nicslice %s\n' "$NICSLICE_EXE"
+        for i in "${!TEST_NAMES[@]}"; do
+            printf 'test %s %s\n' "${TEST_NAMES[$i]}" "${TEST_EXES[$i]}"
+        done
+        printf 'lib %s\n' "${libs[@]}"
+        printf 'module %s\n' "${MODULES[@]}"
+        printf 'test-args %s\n' "${NICSLICE_VM_TEST_ARGS:-}"
+    } >"$manifest"
+    hash=$(
+        {
+            cat "$manifest"
+            sha256sum /bin/busybox "$NICSLICE_EXE" "${TEST_EXES[@]}" "${libs[@]}" \
+                "${MODULES[@]}" "$VMTEST_DIR"/init "$VMTEST_DIR"/lib/*.sh
+        } | sha256sum | cut -d' ' -f1
+    )
+    if [ -f "$INITRAMFS" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]; then
+        say "initramfs unchanged, reused"
+        return 0
+    fi
+
+    root=$CACHE/initramfs.root
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,root,etc,vmtest} \
+        "$root/lib/modules/$KERNEL_RELEASE"
+    cp /bin/busybox "$root/bin/busybox"
+    cp "$VMTEST_DIR/init" "$root/init"
+    chmod 0755 "$root/init"
+    for f in "${libs[@]}"; do
+        copy_at_path "$f" "$root"
+    done
+    copy_executable "$NICSLICE_EXE" "$root"
+    : >"$root/vmtest/tests"
+    for i in "${!TEST_NAMES[@]}"; do
+        copy_executable "${TEST_EXES[$i]}" "$root"
+        printf '%s %s\n' "${TEST_NAMES[$i]}" "${TEST_EXES[$i]}" >>"$root/vmtest/tests"
+    done
+    : >"$root/vmtest/modules"
+    for f in "${MODULES[@]}"; do
+        cp "$f" "$root/lib/modules/$KERNEL_RELEASE/"
+        printf '/lib/modules/%s/%s\n' "$KERNEL_RELEASE" "${f##*/}" >>"$root/vmtest/modules"
+    done
+    printf '%s\n' "${NICSLICE_VM_TEST_ARGS:-}" >"$root/vmtest/test-args"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\n' >"$root/etc/group"
+
+    # Uncompressed: under TCG the kernel would spend longer inflating it than
+    # qemu spends loading the larger file.
+    (cd "$root" && find . -print0 | LC_ALL=C sort -z \
+        | cpio --null --create --format=newc --owner=0:0 --quiet) >"$INITRAMFS.part"
+    mv "$INITRAMFS.part" "$INITRAMFS"
+    printf '%s\n' "$hash" >"$stamp"
+    rm -rf "$root"
+    say "initramfs built: $(du -h "$INITRAMFS" | cut -f1)"
+}
