@@ -100,18 +100,20 @@ pub enum NetworkCommand {
 pub struct NetworkCreateArgs {
     /// Network name: letters, digits, `_`, `.`, `-` (at most 64).
     pub name: String,
-    /// Link kind of the endpoints.
-    #[arg(long, default_value = "macvlan", value_parser = ["macvlan", "macvtap"])]
+    /// Link kind of the endpoints: macvlan/macvtap (a MAC each) or ipvlan/ipvtap (the parent's MAC).
+    #[arg(long, default_value = "macvlan", value_parser = ["macvlan", "macvtap", "ipvlan", "ipvtap"])]
     pub driver: String,
     /// The parent interface (a NIC, or a veth, in the host namespace).
     #[arg(long)]
     pub parent: String,
-    /// bridge: children talk inside the kernel; vepa: via the switch (needs hairpin);
-    /// private: children isolated; passthru: one child owns the NIC; source: by source MAC.
-    #[arg(long, default_value = "bridge", value_parser = ["bridge", "vepa", "private", "passthru", "source"])]
-    pub mode: String,
-    /// nopromisc (passthru: leave promiscuous mode alone) or nodst (source: consume listed frames). Repeatable.
-    #[arg(long = "flag", value_parser = ["nopromisc", "nodst"])]
+    /// macvlan: bridge (default; children talk inside the kernel), vepa (via the switch, needs
+    /// hairpin), private (children isolated), passthru (one child owns the NIC), source (by source
+    /// MAC). ipvlan: l2 (default), l3 (routed, no ARP), l3s (l3 with netfilter).
+    #[arg(long, value_parser = ["bridge", "vepa", "private", "passthru", "source", "l2", "l3", "l3s"])]
+    pub mode: Option<String>,
+    /// macvlan: nopromisc (passthru leaves promiscuous mode alone), nodst (source mode consumes
+    /// listed frames); repeatable. ipvlan: bridge (default), private or vepa.
+    #[arg(long = "flag", value_parser = ["nopromisc", "nodst", "bridge", "private", "vepa"])]
     pub flags: Vec<String>,
     /// Subnet in CIDR form; repeat for several (IPv4 and IPv6).
     #[arg(long = "subnet")]

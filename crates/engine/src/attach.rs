@@ -6,15 +6,16 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
-use nicslice_model::{Driver, IfName, MacAddr, MacvlanMode, rules};
+use nicslice_model::{IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, rules};
 use nicslice_store::{NetnsId, NewEndpoint, StoreRead};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
 use crate::network::rollback;
-use crate::plumb::{self, EndpointPlan};
+use crate::plumb::{self, ChildLink, EndpointPlan};
 use crate::undo::UndoLog;
 use crate::{EndpointView, Engine};
 
@@ -40,6 +41,9 @@ pub(crate) struct EndpointDetails {
     pub tap_device: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_macs: Vec<MacAddr>,
+    /// ipvlan l3/l3s: the default route goes through the device itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_dev: bool,
 }
 
 pub(crate) fn netns_id(ns: &nicslice_kernel::Netns) -> NetnsId {
@@ -93,6 +97,12 @@ impl Engine {
             )));
         }
         if let Some(mac) = req.mac {
+            if spec.driver.is_ipvlan() {
+                return Err(EngineError::Invalid(format!(
+                    "--mac does not apply to {} network {}: its children share the parent's MAC",
+                    spec.driver, spec.name
+                )));
+            }
             mac.ensure_unicast()?;
         }
 
@@ -183,23 +193,40 @@ impl Engine {
                 gateways.push(lease.gateway);
             }
 
-            let routes: Vec<Route> = if req.default_route {
-                gateways.iter().map(|gw| Route::default_via(*gw, 0)).collect()
-            } else {
-                Vec::new()
+            // ipvlan l3/l3s children are NOARP and leave through the parent's
+            // routing: a default route through the device is what works
+            // (seed 001), whatever the subnet's gateway.
+            let default_dev =
+                matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
+            let routes: Vec<Route> = match (req.default_route, default_dev) {
+                (false, _) => Vec::new(),
+                (true, false) => gateways.iter().map(|gw| Route::default_via(*gw, 0)).collect(),
+                (true, true) => {
+                    addresses.iter().map(|a| Route::default_dev(a.addr().is_ipv6(), 0)).collect()
+                }
             };
             let plan = EndpointPlan {
-                link: MacvlanLinkRequest {
-                    driver: spec.driver,
-                    name: req.ifname.clone(),
-                    parent_index: parent.index,
-                    mode: spec.mode,
-                    flags: spec.flags,
-                    mtu: spec.mtu,
-                    mac: req.mac,
-                    bcqueuelen: spec.bcqueuelen,
-                    bclim: spec.bclim,
-                    source_macs: req.source_macs.clone(),
+                link: match spec.mode {
+                    LinkMode::Macvlan(mode) => ChildLink::Macvlan(MacvlanLinkRequest {
+                        driver: spec.driver,
+                        name: req.ifname.clone(),
+                        parent_index: parent.index,
+                        mode,
+                        flags: spec.flags,
+                        mtu: spec.mtu,
+                        mac: req.mac,
+                        bcqueuelen: spec.bcqueuelen,
+                        bclim: spec.bclim,
+                        source_macs: req.source_macs.clone(),
+                    }),
+                    LinkMode::Ipvlan(mode) => ChildLink::Ipvlan(IpvlanLinkRequest {
+                        tap: spec.driver.has_tap(),
+                        name: req.ifname.clone(),
+                        parent_index: parent.index,
+                        mode,
+                        flag: spec.ipvlan_flag,
+                        mtu: spec.mtu,
+                    }),
                 },
                 parent_name: spec.parent.to_string(),
                 addresses: addresses.clone(),
@@ -209,17 +236,17 @@ impl Engine {
                 plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
             let link = realized.link;
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
-            let tap_device = match spec.driver {
-                Driver::Macvtap => {
-                    Some(tap::tap_device(link.index, "macvtap")?.path.display().to_string())
-                }
-                Driver::Macvlan => None,
+            let tap_device = if spec.driver.has_tap() {
+                Some(tap::tap_device(link.index, spec.driver.kind())?.path.display().to_string())
+            } else {
+                None
             };
             let details = EndpointDetails {
                 kind: spec.driver.to_string(),
                 gateways,
                 tap_device: tap_device.clone(),
                 source_macs: req.source_macs.clone(),
+                default_dev: default_dev && !realized.routes.is_empty(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;

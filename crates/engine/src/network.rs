@@ -33,26 +33,32 @@ pub(crate) fn check_parent(
     }
     if !parent.ethernet {
         return Err(EngineError::Invalid(format!(
-            "parent {} is not an Ethernet device; macvlan needs an Ethernet parent",
-            spec.parent
+            "parent {} is not an Ethernet device; {} needs an Ethernet parent",
+            spec.parent, spec.driver
         )));
     }
     if let Some(master) = parent.master_index {
         let name = sock.link_by_index(master)?.map_or(master.to_string(), |l| l.name);
         return Err(EngineError::Invalid(format!(
-            "parent {} is a port of {name}; a bridge or bond port cannot also be a macvlan parent. Use {name} itself or another interface",
-            spec.parent
+            "parent {} is a port of {name}; a bridge or bond port cannot also be a {} parent. Use {name} itself or another interface",
+            spec.parent, spec.driver
         )));
     }
-    let ipvlan_child = sock.links()?.into_iter().find(|l| {
+    // The other family's children on this parent (in the host namespace; the
+    // kernel refuses the mix anyway, with EBUSY).
+    let other: &[&str] =
+        if spec.driver.is_ipvlan() { &["macvlan", "macvtap"] } else { &["ipvlan", "ipvtap"] };
+    let other_child = sock.links()?.into_iter().find(|l| {
         l.parent_index == Some(parent.index)
             && l.link_netnsid.is_none()
-            && matches!(l.kind.as_deref(), Some("ipvlan" | "ipvtap"))
+            && l.kind.as_deref().is_some_and(|k| other.contains(&k))
     });
-    if let Some(child) = ipvlan_child {
+    if let Some(child) = other_child {
         return Err(EngineError::Invalid(format!(
-            "parent {} already carries ipvlan child {}; macvlan and ipvlan cannot share a parent",
-            spec.parent, child.name
+            "parent {} already carries {} child {}; macvlan and ipvlan cannot share a parent",
+            spec.parent,
+            child.kind.as_deref().unwrap_or("?"),
+            child.name
         )));
     }
     if let Some(mtu) = spec.mtu {
@@ -222,7 +228,11 @@ pub(crate) fn network_view(spec: &NetworkSpec, endpoints: usize) -> NetworkView 
         driver: spec.driver.to_string(),
         parent: spec.parent.to_string(),
         mode: spec.mode.to_string(),
-        flags: spec.flags.names(),
+        flags: if spec.driver.is_ipvlan() {
+            vec![spec.ipvlan_flag.as_str()]
+        } else {
+            spec.flags.names()
+        },
         mtu: spec.mtu,
         promisc: spec.promisc,
         subnets,

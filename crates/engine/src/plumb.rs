@@ -5,18 +5,42 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{KernelError, Link, MacvlanLinkRequest, Netns, Route, RouteSocket, announce};
-use nicslice_model::MacAddr;
+use nicslice_model::{IfName, MacAddr};
 
 use crate::error::{EngineError, Result};
 use crate::fault::{Faults, Step};
 use crate::refuse::explain_create;
 use crate::undo::{UndoAction, UndoLog};
 
+/// The child link to create, of either family.
+#[derive(Debug, Clone)]
+pub enum ChildLink {
+    Macvlan(MacvlanLinkRequest),
+    Ipvlan(IpvlanLinkRequest),
+}
+
+impl ChildLink {
+    pub fn name(&self) -> &IfName {
+        match self {
+            ChildLink::Macvlan(r) => &r.name,
+            ChildLink::Ipvlan(r) => &r.name,
+        }
+    }
+
+    fn create(&self, host: &mut RouteSocket, target: &Netns) -> nicslice_kernel::Result<()> {
+        match self {
+            ChildLink::Macvlan(r) => host.create_macvlan(r, Some(target)),
+            ChildLink::Ipvlan(r) => host.create_ipvlan(r, Some(target)),
+        }
+    }
+}
+
 /// What the kernel must hold when an endpoint is attached.
 #[derive(Debug, Clone)]
 pub struct EndpointPlan {
-    pub link: MacvlanLinkRequest,
+    pub link: ChildLink,
     /// The parent's name, for error messages.
     pub parent_name: String,
     pub addresses: Vec<IpNet>,
@@ -40,9 +64,10 @@ pub fn realize(
     faults: Faults,
     undo: &mut UndoLog,
 ) -> Result<Realized> {
-    let name = plan.link.name.as_str();
+    let name = plan.link.name().as_str();
     faults.check(Step::CreateLink)?;
-    host.create_macvlan(&plan.link, Some(target_ns))
+    plan.link
+        .create(host, target_ns)
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
     let link = target.require_link(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: link.index });

@@ -44,16 +44,18 @@ impl Engine {
                     kind: match net.spec.driver {
                         Driver::Macvlan => ChildKind::Macvlan,
                         Driver::Macvtap => ChildKind::Macvtap,
+                        Driver::Ipvlan => ChildKind::Ipvlan,
+                        Driver::Ipvtap => ChildKind::Ipvtap,
                     },
                     mode: Some(ChildMode::from(net.spec.mode)),
-                    flag: None,
+                    flag: net.spec.driver.is_ipvlan().then_some(net.spec.ipvlan_flag),
                     nopromisc: net.spec.flags.nopromisc,
                     nodst: net.spec.flags.nodst,
                     source_macs: details.source_macs.iter().map(|m| MacRef::Mac(*m)).collect(),
                     mac: ep.mac,
                     addresses: tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect(),
                     gateway: details.gateways.first().copied(),
-                    default_dev: false,
+                    default_dev: details.default_dev,
                     routes: Vec::new(),
                 });
             }

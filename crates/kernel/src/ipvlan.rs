@@ -10,7 +10,7 @@ use netlink_packet_route::link::{
     LinkMessage,
 };
 use nicslice_model::IfName;
-use nicslice_model::reach::{IpvlanFlag, IpvlanMode};
+use nicslice_model::{IpvlanFlag, IpvlanMode};
 
 use crate::error::Result;
 use crate::netlink::{CREATE_EXCL, RouteSocket};

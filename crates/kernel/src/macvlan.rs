@@ -48,14 +48,13 @@ fn mac_list(macs: &[MacAddr]) -> InfoMacVlan {
     InfoMacVlan::MacAddrData(macs.iter().map(|m| InfoMacVlan::MacAddr(m.0)).collect())
 }
 
-/// Wraps macvlan attributes in the link-info of the right kind.
+/// Wraps macvlan attributes in the link-info of the right kind: macvtap for
+/// drivers with a tap device, macvlan otherwise.
 fn link_info(driver: Driver, data: Vec<InfoMacVlan>) -> LinkAttribute {
-    let (kind, data) = match driver {
-        Driver::Macvlan => (InfoKind::MacVlan, InfoData::MacVlan(data)),
-        Driver::Macvtap => (
-            InfoKind::MacVtap,
-            InfoData::MacVtap(data.into_iter().map(macvlan_to_macvtap).collect()),
-        ),
+    let (kind, data) = if driver.has_tap() {
+        (InfoKind::MacVtap, InfoData::MacVtap(data.into_iter().map(macvlan_to_macvtap).collect()))
+    } else {
+        (InfoKind::MacVlan, InfoData::MacVlan(data))
     };
     LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind), LinkInfo::Data(data)])
 }

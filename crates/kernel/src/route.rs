@@ -33,6 +33,13 @@ impl Route {
         Route { destination, gateway: Some(gateway), oif: Some(oif), metric: None }
     }
 
+    /// A default route straight through the device (`ip route add default dev X`).
+    pub fn default_dev(v6: bool, oif: u32) -> Route {
+        let destination =
+            if v6 { IpNet::V6(Default::default()) } else { IpNet::V4(Default::default()) };
+        Route { destination, gateway: None, oif: Some(oif), metric: None }
+    }
+
     pub fn is_default(&self) -> bool {
         self.destination.prefix_len() == 0
     }

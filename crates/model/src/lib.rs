@@ -13,5 +13,7 @@ pub mod reach;
 pub mod rules;
 
 pub use error::ModelError;
-pub use link::{Driver, IfName, MacAddr, MacvlanFlags, MacvlanMode};
+pub use link::{
+    Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
+};
 pub use network::{NetworkName, NetworkSpec, SubnetSpec, ValidNetwork, ValidSubnet};

@@ -14,16 +14,39 @@ use crate::ModelError;
 pub enum Driver {
     Macvlan,
     Macvtap,
+    Ipvlan,
+    Ipvtap,
 }
 
 impl Driver {
-    pub const ALL: [Driver; 2] = [Driver::Macvlan, Driver::Macvtap];
+    pub const ALL: [Driver; 4] = [Driver::Macvlan, Driver::Macvtap, Driver::Ipvlan, Driver::Ipvtap];
 
     /// The kernel's `IFLA_INFO_KIND` string.
     pub fn kind(self) -> &'static str {
         match self {
             Driver::Macvlan => "macvlan",
             Driver::Macvtap => "macvtap",
+            Driver::Ipvlan => "ipvlan",
+            Driver::Ipvtap => "ipvtap",
+        }
+    }
+
+    /// ipvlan or ipvtap: children share the parent's MAC, mode and flag.
+    pub fn is_ipvlan(self) -> bool {
+        matches!(self, Driver::Ipvlan | Driver::Ipvtap)
+    }
+
+    /// macvtap or ipvtap: each child has a tap character device.
+    pub fn has_tap(self) -> bool {
+        matches!(self, Driver::Macvtap | Driver::Ipvtap)
+    }
+
+    /// The mode a network gets when none is asked for.
+    pub fn default_mode(self) -> LinkMode {
+        if self.is_ipvlan() {
+            LinkMode::Ipvlan(IpvlanMode::L2)
+        } else {
+            LinkMode::Macvlan(MacvlanMode::Bridge)
         }
     }
 }
@@ -40,7 +63,7 @@ impl FromStr for Driver {
         Driver::ALL.into_iter().find(|d| d.kind() == s).ok_or_else(|| ModelError::UnknownValue {
             what: "driver",
             value: s.to_string(),
-            expected: "macvlan, macvtap",
+            expected: "macvlan, macvtap, ipvlan, ipvtap",
         })
     }
 }
@@ -108,6 +131,189 @@ impl FromStr for MacvlanMode {
                 expected: "bridge, vepa, private, passthru, source",
             }
         })
+    }
+}
+
+/// An ipvlan port mode (`IFLA_IPVLAN_MODE`). It belongs to the parent: the
+/// last child created sets it for all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    #[default]
+    L2,
+    L3,
+    L3s,
+}
+
+impl IpvlanMode {
+    pub const ALL: [IpvlanMode; 3] = [IpvlanMode::L2, IpvlanMode::L3, IpvlanMode::L3s];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpvlanMode::L2 => "l2",
+            IpvlanMode::L3 => "l3",
+            IpvlanMode::L3s => "l3s",
+        }
+    }
+
+    /// The value of `IFLA_IPVLAN_MODE`.
+    pub fn kernel_value(self) -> u16 {
+        match self {
+            IpvlanMode::L2 => 0,
+            IpvlanMode::L3 => 1,
+            IpvlanMode::L3s => 2,
+        }
+    }
+}
+
+impl fmt::Display for IpvlanMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An ipvlan port flag (`IFLA_IPVLAN_FLAGS`: bridge is no flag). Like the
+/// mode, it belongs to the parent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanFlag {
+    #[default]
+    Bridge,
+    Private,
+    Vepa,
+}
+
+impl IpvlanFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpvlanFlag::Bridge => "bridge",
+            IpvlanFlag::Private => "private",
+            IpvlanFlag::Vepa => "vepa",
+        }
+    }
+
+    pub fn kernel_value(self) -> u16 {
+        match self {
+            IpvlanFlag::Bridge => 0,
+            IpvlanFlag::Private => 1,
+            IpvlanFlag::Vepa => 2,
+        }
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        *self == IpvlanFlag::Bridge
+    }
+}
+
+impl fmt::Display for IpvlanFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for IpvlanFlag {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bridge" => Ok(IpvlanFlag::Bridge),
+            "private" => Ok(IpvlanFlag::Private),
+            "vepa" => Ok(IpvlanFlag::Vepa),
+            _ => Err(ModelError::UnknownValue {
+                what: "ipvlan flag",
+                value: s.to_string(),
+                expected: "bridge, private, vepa",
+            }),
+        }
+    }
+}
+
+/// A network's mode: a macvlan mode for macvlan/macvtap, an ipvlan mode for
+/// ipvlan/ipvtap. Written as the kernel's own word (`bridge`, `l3`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum LinkMode {
+    Macvlan(MacvlanMode),
+    Ipvlan(IpvlanMode),
+}
+
+impl LinkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMode::Macvlan(m) => m.as_str(),
+            LinkMode::Ipvlan(m) => m.as_str(),
+        }
+    }
+
+    pub fn macvlan(self) -> Option<MacvlanMode> {
+        match self {
+            LinkMode::Macvlan(m) => Some(m),
+            LinkMode::Ipvlan(_) => None,
+        }
+    }
+
+    pub fn ipvlan(self) -> Option<IpvlanMode> {
+        match self {
+            LinkMode::Ipvlan(m) => Some(m),
+            LinkMode::Macvlan(_) => None,
+        }
+    }
+
+    /// Whether this mode is one `driver` has.
+    pub fn fits(self, driver: Driver) -> bool {
+        matches!(self, LinkMode::Ipvlan(_)) == driver.is_ipvlan()
+    }
+}
+
+impl PartialEq<MacvlanMode> for LinkMode {
+    fn eq(&self, other: &MacvlanMode) -> bool {
+        *self == LinkMode::Macvlan(*other)
+    }
+}
+
+impl From<MacvlanMode> for LinkMode {
+    fn from(m: MacvlanMode) -> Self {
+        LinkMode::Macvlan(m)
+    }
+}
+
+impl From<IpvlanMode> for LinkMode {
+    fn from(m: IpvlanMode) -> Self {
+        LinkMode::Ipvlan(m)
+    }
+}
+
+impl fmt::Display for LinkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LinkMode {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(m) = MacvlanMode::ALL.into_iter().find(|m| m.as_str() == s) {
+            return Ok(LinkMode::Macvlan(m));
+        }
+        IpvlanMode::ALL.into_iter().find(|m| m.as_str() == s).map(LinkMode::Ipvlan).ok_or_else(
+            || ModelError::UnknownValue {
+                what: "mode",
+                value: s.to_string(),
+                expected: "bridge, vepa, private, passthru, source (macvlan); l2, l3, l3s (ipvlan)",
+            },
+        )
+    }
+}
+
+impl TryFrom<String> for LinkMode {
+    type Error = ModelError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<LinkMode> for String {
+    fn from(m: LinkMode) -> String {
+        m.as_str().to_string()
     }
 }
 
@@ -319,6 +525,20 @@ mod tests {
         let local = MacAddr::local_from_random([0xff; 6]);
         assert_eq!(local.0[0], 0xfe);
         assert!(local.ensure_unicast().is_ok());
+    }
+
+    #[test]
+    fn link_modes_parse_by_family() {
+        assert_eq!("bridge".parse::<LinkMode>().unwrap(), LinkMode::Macvlan(MacvlanMode::Bridge));
+        assert_eq!("l3s".parse::<LinkMode>().unwrap(), LinkMode::Ipvlan(IpvlanMode::L3s));
+        assert!("l4".parse::<LinkMode>().is_err());
+        assert!(LinkMode::Ipvlan(IpvlanMode::L3).fits(Driver::Ipvtap));
+        assert!(!LinkMode::Ipvlan(IpvlanMode::L3).fits(Driver::Macvlan));
+        assert!(!LinkMode::Macvlan(MacvlanMode::Vepa).fits(Driver::Ipvlan));
+        let json = serde_json::to_string(&LinkMode::Ipvlan(IpvlanMode::L2)).unwrap();
+        assert_eq!(json, "\"l2\"");
+        assert_eq!(IpvlanFlag::Vepa.kernel_value(), 2);
+        assert_eq!(IpvlanMode::L3s.kernel_value(), 2);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! facts the engine gathers (from the store and the kernel); no I/O here.
 
 use crate::network::NetworkSpec;
-use crate::{IfName, MacvlanMode, ModelError, addr};
+use crate::{IfName, LinkMode, MacvlanMode, ModelError, addr};
 
 /// Whether `new` may be created on a parent that already carries
 /// `existing_on_same_parent`. Refuses overlapping subnets, a passthru network
@@ -19,6 +19,20 @@ pub fn check_parent_sharing(
         reason,
     };
     for old in existing_on_same_parent {
+        if old.driver.is_ipvlan() != new.driver.is_ipvlan() {
+            return Err(conflict(format!(
+                "{} network {} already uses it, and macvlan and ipvlan cannot share a parent; \
+                 choose another parent",
+                old.driver, old.name
+            )));
+        }
+        if new.driver.is_ipvlan() && (old.mode != new.mode || old.ipvlan_flag != new.ipvlan_flag) {
+            return Err(conflict(format!(
+                "ipvlan mode and flag belong to the parent, and network {} runs it in {} {}; \
+                 use --mode {} --flag {} or another parent",
+                old.name, old.mode, old.ipvlan_flag, old.mode, old.ipvlan_flag
+            )));
+        }
         if old.mode == MacvlanMode::Passthru {
             return Err(conflict(format!(
                 "passthru network {} already holds it, and a passthru parent holds exactly one child; \
@@ -54,10 +68,10 @@ pub fn check_parent_sharing(
 pub fn check_passthru_attach(
     parent: &IfName,
     network: &str,
-    mode: MacvlanMode,
+    mode: impl Into<LinkMode>,
     existing_endpoints_on_parent: usize,
 ) -> Result<(), ModelError> {
-    if mode == MacvlanMode::Passthru && existing_endpoints_on_parent > 0 {
+    if mode.into() == MacvlanMode::Passthru && existing_endpoints_on_parent > 0 {
         return Err(ModelError::PassthruParentBusy {
             parent: parent.to_string(),
             network: network.to_string(),
@@ -93,6 +107,42 @@ mod tests {
         );
         s.subnets = subnets.iter().map(|n| SubnetSpec::new(n.parse().unwrap())).collect();
         s
+    }
+
+    fn ipvlan(
+        name: &str,
+        mode: crate::IpvlanMode,
+        flag: crate::IpvlanFlag,
+        subnet: &str,
+    ) -> NetworkSpec {
+        let mut s = net(name, MacvlanMode::Bridge, &[subnet]);
+        s.driver = Driver::Ipvlan;
+        s.mode = mode.into();
+        s.ipvlan_flag = flag;
+        s
+    }
+
+    #[test]
+    fn ipvlan_mode_and_flag_belong_to_the_parent() {
+        use crate::{IpvlanFlag, IpvlanMode};
+        let l3 = ipvlan("a", IpvlanMode::L3, IpvlanFlag::Bridge, "10.0.1.0/24");
+        let same = ipvlan("b", IpvlanMode::L3, IpvlanFlag::Bridge, "192.168.1.0/24");
+        assert_eq!(check_parent_sharing(&same, std::slice::from_ref(&l3)), Ok(()));
+        let l2 = ipvlan("c", IpvlanMode::L2, IpvlanFlag::Bridge, "192.168.2.0/24");
+        let err = check_parent_sharing(&l2, std::slice::from_ref(&l3)).unwrap_err().to_string();
+        assert!(err.contains("belong to the parent") && err.contains("--mode l3"), "{err}");
+        let private = ipvlan("d", IpvlanMode::L3, IpvlanFlag::Private, "192.168.3.0/24");
+        assert!(check_parent_sharing(&private, std::slice::from_ref(&l3)).is_err());
+    }
+
+    #[test]
+    fn macvlan_and_ipvlan_never_share_a_parent() {
+        use crate::{IpvlanFlag, IpvlanMode};
+        let ip = ipvlan("a", IpvlanMode::L2, IpvlanFlag::Bridge, "10.0.1.0/24");
+        let mac = net("b", MacvlanMode::Bridge, &["10.0.2.0/24"]);
+        let err = check_parent_sharing(&mac, std::slice::from_ref(&ip)).unwrap_err().to_string();
+        assert!(err.contains("macvlan and ipvlan cannot share a parent"), "{err}");
+        assert!(check_parent_sharing(&ip, std::slice::from_ref(&mac)).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
-use nicslice_model::{IfName, MacvlanFlags, NetworkName, NetworkSpec, SubnetSpec};
+use nicslice_model::{Driver, IfName, LinkMode, NetworkName, NetworkSpec, SubnetSpec};
 
 use super::Globals;
 use crate::args::{NetworkCommand, NetworkCreateArgs};
@@ -102,17 +102,24 @@ pub fn addresses(a: &[ipnet::IpNet]) -> String {
 }
 
 fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<NetworkSpec> {
+    let driver: Driver = a.driver.parse()?;
+    let mode: LinkMode = match &a.mode {
+        Some(m) => m.parse()?,
+        None => driver.default_mode(),
+    };
     let mut spec = NetworkSpec::new(
         NetworkName::new(&a.name)?,
-        a.driver.parse()?,
+        driver,
         IfName::new(&a.parent).context("--parent")?,
-        a.mode.parse()?,
+        mode,
     );
-    let mut flags = MacvlanFlags::default();
     for f in &a.flags {
-        flags.set_by_name(f)?;
+        if driver.is_ipvlan() {
+            spec.ipvlan_flag = f.parse()?;
+        } else {
+            spec.flags.set_by_name(f)?;
+        }
     }
-    spec.flags = flags;
     spec.mtu = a.mtu;
     spec.bcqueuelen = a.bcqueuelen;
     spec.bclim = a.bclim;

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::NetworkName;
-use crate::{Driver, IfName, MacvlanFlags, MacvlanMode};
+use crate::{Driver, IfName, IpvlanFlag, LinkMode, MacvlanFlags, MacvlanMode};
 
 /// One subnet of a network, as `docker network create --subnet/--gateway/--ip-range/--aux-address`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +39,14 @@ pub struct NetworkSpec {
     pub name: NetworkName,
     pub driver: Driver,
     pub parent: IfName,
-    pub mode: MacvlanMode,
+    /// A macvlan mode for macvlan/macvtap, an ipvlan mode for ipvlan/ipvtap.
+    pub mode: LinkMode,
+    /// macvlan flags (macvlan/macvtap only).
     #[serde(default)]
     pub flags: MacvlanFlags,
+    /// The ipvlan port flag (ipvlan/ipvtap only).
+    #[serde(default, skip_serializing_if = "IpvlanFlag::is_bridge")]
+    pub ipvlan_flag: IpvlanFlag,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// Broadcast queue length of the parent's macvlan port (`bcqueuelen`).
@@ -58,14 +63,32 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
+    /// The macvlan mode, for macvlan and macvtap networks.
+    pub fn macvlan_mode(&self) -> Option<MacvlanMode> {
+        self.mode.macvlan()
+    }
+
+    /// A passthru network: its parent holds exactly one child.
+    pub fn is_passthru(&self) -> bool {
+        self.mode == MacvlanMode::Passthru
+    }
+}
+
+impl NetworkSpec {
     /// A spec with no subnets, flags, MTU or broadcast settings.
-    pub fn new(name: NetworkName, driver: Driver, parent: IfName, mode: MacvlanMode) -> Self {
+    pub fn new(
+        name: NetworkName,
+        driver: Driver,
+        parent: IfName,
+        mode: impl Into<LinkMode>,
+    ) -> Self {
         NetworkSpec {
             name,
             driver,
             parent,
-            mode,
+            mode: mode.into(),
             flags: MacvlanFlags::default(),
+            ipvlan_flag: IpvlanFlag::default(),
             mtu: None,
             bcqueuelen: None,
             bclim: None,

@@ -73,6 +73,35 @@ impl Deref for ValidNetwork {
 
 fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
     let mode = spec.mode;
+    if !mode.fits(spec.driver) {
+        let family = if spec.driver.is_ipvlan() {
+            "l2, l3 or l3s"
+        } else {
+            "bridge, vepa, private, passthru or source"
+        };
+        return Err(format!(
+            "mode {mode} is not a mode of the {} driver; use {family}, or another --driver",
+            spec.driver
+        ));
+    }
+    if spec.driver.is_ipvlan() {
+        if spec.flags != Default::default() {
+            return Err(
+                "flags nopromisc and nodst are macvlan flags; ipvlan takes bridge, private or vepa"
+                    .into(),
+            );
+        }
+        if spec.bcqueuelen.is_some() || spec.bclim.is_some() {
+            return Err(
+                "bcqueuelen and bclim are macvlan settings; ipvlan has no broadcast queue".into()
+            );
+        }
+    } else if !spec.ipvlan_flag.is_bridge() {
+        return Err(format!(
+            "flag {} is an ipvlan flag; macvlan's private and vepa are modes (--mode)",
+            spec.ipvlan_flag
+        ));
+    }
     if spec.flags.nodst && mode != MacvlanMode::Source {
         return Err(format!(
             "flag nodst only applies to source mode, but the mode is {mode}; drop nodst or use mode source"
@@ -188,6 +217,24 @@ mod tests {
     fn subnet_errors_carry_the_network_name() {
         let r = reason(spec(MacvlanMode::Bridge, &["10.0.0.0/31"]));
         assert!(r.contains("no room"), "{r}");
+    }
+
+    #[test]
+    fn mode_must_fit_the_driver() {
+        let mut s = spec(MacvlanMode::Bridge, &[]);
+        s.driver = crate::Driver::Ipvlan;
+        assert!(
+            reason(s.clone()).contains("not a mode of the ipvlan driver"),
+            "{}",
+            reason(s.clone())
+        );
+        s.mode = crate::IpvlanMode::L3.into();
+        assert!(s.clone().validate().is_ok());
+        s.flags.nodst = true;
+        assert!(reason(s).contains("macvlan flags"));
+        let mut m = spec(MacvlanMode::Bridge, &[]);
+        m.ipvlan_flag = crate::IpvlanFlag::Private;
+        assert!(reason(m).contains("ipvlan flag"));
     }
 
     #[test]

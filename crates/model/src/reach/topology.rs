@@ -10,6 +10,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::link::{IpvlanFlag, IpvlanMode};
 use crate::link::{MacAddr, MacvlanMode};
 
 /// A whole topology, as read from TOML or JSON by `nicslice explain` and built on the
@@ -255,6 +256,15 @@ impl From<MacvlanMode> for ChildMode {
     }
 }
 
+impl From<crate::LinkMode> for ChildMode {
+    fn from(m: crate::LinkMode) -> Self {
+        match m {
+            crate::LinkMode::Macvlan(m) => m.into(),
+            crate::LinkMode::Ipvlan(m) => m.into(),
+        }
+    }
+}
+
 impl From<IpvlanMode> for ChildMode {
     fn from(m: IpvlanMode) -> Self {
         match m {
@@ -263,26 +273,6 @@ impl From<IpvlanMode> for ChildMode {
             IpvlanMode::L3s => ChildMode::L3s,
         }
     }
-}
-
-/// ipvlan port mode (IFLA_IPVLAN_MODE: L2=0 L3=1 L3S=2). It belongs to the parent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpvlanMode {
-    #[default]
-    L2,
-    L3,
-    L3s,
-}
-
-/// ipvlan port flag (IFLA_IPVLAN_FLAGS: bridge = none, PRIVATE=1, VEPA=2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpvlanFlag {
-    #[default]
-    Bridge,
-    Private,
-    Vepa,
 }
 
 /// A source-mode list entry: a MAC address, or the name of an endpoint whose MAC is
