@@ -2,8 +2,9 @@
 //! mode nicslice uses, try to create one in a throwaway namespace (nothing is
 //! mounted and nothing outlives the call), and read the process's capabilities.
 
+use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, SimpleKind, netns};
-use nicslice_model::{Driver, MacvlanFlags, MacvlanMode};
+use nicslice_model::{Driver, IpvlanFlag, IpvlanMode, MacvlanFlags, MacvlanMode};
 use serde::Serialize;
 
 /// One line of `nicslice check`.
@@ -75,7 +76,7 @@ pub fn probe_kernel() -> Result<Vec<Capability>, KernelError> {
     out.push(outcome("veth", fresh_parent(&mut sock).map(|_| ())));
     out.push(outcome("bridge", sock.create_simple(SimpleKind::Bridge, "br0", None)));
     out.push(outcome("dummy", sock.create_simple(SimpleKind::Dummy, "dummy0", None)));
-    for driver in Driver::ALL {
+    for driver in [Driver::Macvlan, Driver::Macvtap] {
         for mode in MacvlanMode::ALL {
             let result = fresh_parent(&mut sock).and_then(|parent| {
                 let req = MacvlanLinkRequest {
@@ -108,6 +109,24 @@ pub fn probe_kernel() -> Result<Vec<Capability>, KernelError> {
         let result = fresh_parent(&mut sock)
             .and_then(|parent| sock.create_simple(kind, &format!("k{i}"), Some(parent)));
         out.push(outcome(name, result));
+    }
+    for mode in [IpvlanMode::L3, IpvlanMode::L3s] {
+        let result = fresh_parent(&mut sock).and_then(|parent| {
+            let req = IpvlanLinkRequest {
+                tap: false,
+                name: "child".parse().map_err(|_| KernelError::Protocol {
+                    op: "probe".into(),
+                    detail: "bad name".into(),
+                })?,
+                parent_index: parent,
+                mode,
+                flag: IpvlanFlag::Bridge,
+                mtu: None,
+            };
+            sock.create_ipvlan(&req, None)?;
+            sock.delete_link_by_name("child").map(|_| ())
+        });
+        out.push(outcome(&format!("ipvlan {mode}"), result));
     }
     // Dropping `ns` (the last handle) destroys the namespace and everything in it.
     drop(sock);
