@@ -103,9 +103,18 @@ pub struct NetworkCreateArgs {
     /// Link kind of the endpoints: macvlan/macvtap (a MAC each) or ipvlan/ipvtap (the parent's MAC).
     #[arg(long, default_value = "macvlan", value_parser = ["macvlan", "macvtap", "ipvlan", "ipvtap"])]
     pub driver: String,
-    /// The parent interface (a NIC, or a veth, in the host namespace).
+    /// The parent interface in the host namespace. `eth0.50` that does not exist is created as
+    /// VLAN 50 on eth0 (and removed with the last network using it). Without --parent the
+    /// network is internal: nicslice makes a dummy parent for it.
     #[arg(long)]
-    pub parent: String,
+    pub parent: Option<String>,
+    /// Use an 802.1Q sub-interface with this VLAN id on --parent (created if missing).
+    #[arg(long, requires = "parent")]
+    pub vlan: Option<u16>,
+    /// An internal network: its parent is a dummy link nicslice creates (named by --parent, or
+    /// nsl-NAME) and removes with the network; children reach each other, nothing outside.
+    #[arg(long, conflicts_with = "vlan")]
+    pub internal: bool,
     /// macvlan: bridge (default; children talk inside the kernel), vepa (via the switch, needs
     /// hairpin), private (children isolated), passthru (one child owns the NIC), source (by source
     /// MAC). ipvlan: l2 (default), l3 (routed, no ARP), l3s (l3 with netfilter).

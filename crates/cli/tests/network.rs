@@ -196,3 +196,37 @@ fn state_is_shared_safely_by_concurrent_processes() {
     addrs.dedup();
     assert_eq!(addrs.len(), 8, "every concurrent attach got its own address: {addrs:?}");
 }
+
+#[test]
+fn owned_parents_are_refused_cleanly_where_the_kernel_lacks_them() {
+    // This machine's kernel has neither dummy nor 802.1Q; the VM stage tests
+    // them for real. Here: one clear line, nothing created, no state row.
+    let lab = Lab::new("ownpar");
+    let before = non_lo(&lab.host.netns);
+    for args in [
+        vec!["network", "create", "lan", "--subnet", "10.0.0.0/24"],
+        vec![
+            "network",
+            "create",
+            "lan",
+            "--parent",
+            "eth0",
+            "--vlan",
+            "50",
+            "--subnet",
+            "10.0.0.0/24",
+        ],
+        vec!["network", "create", "lan", "--parent", "eth0.50", "--subnet", "10.0.0.0/24"],
+    ] {
+        if nicslice_lab::capabilities::probe_kernel()
+            .unwrap()
+            .iter()
+            .any(|c| c.feature == "dummy" && c.available)
+        {
+            return; // a kernel with dummy and 802.1Q: covered by the VM tests
+        }
+        lab.fails(&args, "lacks that link kind");
+        assert_eq!(non_lo(&lab.host.netns), before);
+        assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 0);
+    }
+}

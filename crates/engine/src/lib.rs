@@ -11,6 +11,7 @@ mod detach;
 pub mod error;
 pub mod fault;
 mod network;
+mod parent;
 pub mod plumb;
 mod refuse;
 mod topology;
@@ -26,6 +27,7 @@ pub use attach::AttachRequest;
 pub use detach::DetachRequest;
 pub use error::{EngineError, Result};
 pub use fault::{Faults, Step};
+pub use parent::{ParentRequest, internal_parent_name, vlan_name};
 pub use views::{EndpointView, NetworkDetail, NetworkView};
 
 /// One engine per command: the state database and the namespace that holds

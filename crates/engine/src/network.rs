@@ -9,6 +9,7 @@ use nicslice_store::{NetworkRecord, StoreRead};
 use crate::detach::DetachRequest;
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
+use crate::parent::{self, ParentRequest};
 use crate::undo::{Sockets, UndoAction, UndoLog};
 use crate::views::{NetworkDetail, NetworkView, ParentState, SubnetView};
 use crate::{EndpointView, Engine};
@@ -68,14 +69,19 @@ pub(crate) fn check_parent(
 }
 
 impl Engine {
-    pub fn create_network(&mut self, spec: NetworkSpec) -> Result<NetworkView> {
+    /// Creates a network; `parent` says whether nicslice must make the parent
+    /// (an 802.1Q sub-interface or a dummy) and own it.
+    pub fn create_network(
+        &mut self,
+        spec: NetworkSpec,
+        parent: ParentRequest,
+    ) -> Result<NetworkView> {
         let valid: ValidNetwork = spec.validate()?;
         let spec = valid.spec().clone();
         let mut host = self.host_socket()?;
-        let parent = check_parent(&mut host, self.host.label(), &spec)?;
-
         let faults = self.faults;
         let mut undo = UndoLog::default();
+        let host_label = self.host.label().to_string();
         let result = (|| -> Result<NetworkView> {
             let tx = self.store.write()?;
             if tx.network_by_name(&spec.name)?.is_some() {
@@ -84,6 +90,8 @@ impl Engine {
                     spec.name
                 )));
             }
+            parent::provision(&mut host, &tx, &spec.parent, &parent, &mut undo)?;
+            let parent = check_parent(&mut host, &host_label, &spec)?;
             let siblings: Vec<NetworkSpec> =
                 tx.networks_on_parent(&spec.parent)?.into_iter().map(|r| r.spec).collect();
             rules::check_parent_sharing(&spec, &siblings)?;
@@ -137,6 +145,7 @@ impl Engine {
         let result = (|| -> Result<()> {
             let tx = self.store.write()?;
             let siblings = tx.networks_on_parent(&record.spec.parent)?;
+            let still_used = siblings.iter().any(|r| r.id != record.id);
             let heir = siblings.iter().find(|r| r.id != record.id && r.spec.promisc);
             match (record.promisc_prev, heir) {
                 // Another network still wants promiscuous mode: it inherits
@@ -154,6 +163,7 @@ impl Engine {
                 _ => {}
             }
             tx.delete_network(record.id)?;
+            parent::release(&mut host, &tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(())

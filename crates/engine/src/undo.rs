@@ -6,14 +6,32 @@ use ipnet::IpNet;
 use nicslice_kernel::{Route, RouteSocket};
 
 /// One revert. Link, address, route and up/down actions act in the target
-/// namespace (where the endpoint went); promiscuous mode on the host's parent.
+/// namespace (where the endpoint went); promiscuous mode and parents nicslice
+/// created act in the host namespace.
 #[derive(Debug, Clone)]
 pub enum UndoAction {
-    DeleteLink { index: u32 },
-    DeleteAddress { index: u32, addr: IpNet },
-    DeleteRoute { route: Route },
-    SetUp { index: u32, up: bool },
-    SetPromisc { index: u32, on: bool },
+    DeleteLink {
+        index: u32,
+    },
+    DeleteAddress {
+        index: u32,
+        addr: IpNet,
+    },
+    DeleteRoute {
+        route: Route,
+    },
+    SetUp {
+        index: u32,
+        up: bool,
+    },
+    SetPromisc {
+        index: u32,
+        on: bool,
+    },
+    /// A parent link nicslice created in the host namespace.
+    DeleteHostLink {
+        index: u32,
+    },
 }
 
 /// The sockets undo actions run on.
@@ -75,6 +93,7 @@ impl UndoLog {
                     sockets.target().map(|s| s.set_up(*index, *up))
                 }
                 UndoAction::SetPromisc { index, on } => Some(sockets.host.set_promisc(*index, *on)),
+                UndoAction::DeleteHostLink { index } => Some(sockets.host.delete_link(*index)),
             };
             match result {
                 Some(Ok(())) => {}

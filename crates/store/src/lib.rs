@@ -11,6 +11,7 @@ mod blob;
 mod book;
 mod error;
 mod leases;
+mod owned;
 mod read;
 mod records;
 mod schema;
@@ -18,6 +19,7 @@ mod store;
 mod write;
 
 pub use error::StoreError;
+pub use owned::OwnedLink;
 pub use read::StoreRead;
 pub use records::{
     EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,

@@ -62,6 +62,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pool_id, ip_offset)
     ) WITHOUT ROWID;
     "#,
+    // 2: links nicslice created to serve as parents (802.1Q sub-interfaces,
+    // dummies), so it deletes exactly those and never one it did not create.
+    r#"
+    CREATE TABLE owned_links (
+        name         TEXT    PRIMARY KEY,
+        kind         TEXT    NOT NULL,
+        lower        TEXT    NULL,
+        vlan_id      INTEGER NULL,
+        created_at   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, bail};
+use nicslice_engine::{ParentRequest, internal_parent_name, vlan_name};
 use nicslice_model::{Driver, IfName, LinkMode, NetworkName, NetworkSpec, SubnetSpec};
 
 use super::Globals;
@@ -14,8 +15,8 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
     match cmd {
         NetworkCommand::Create(args) => {
-            let spec = spec_from(*args)?;
-            let view = engine.create_network(spec)?;
+            let (spec, parent) = spec_from(*args)?;
+            let view = engine.create_network(spec, parent)?;
             if g.json {
                 return output::json(&view);
             }
@@ -101,18 +102,21 @@ pub fn addresses(a: &[ipnet::IpNet]) -> String {
     }
 }
 
-fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<NetworkSpec> {
+fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest)> {
     let driver: Driver = a.driver.parse()?;
     let mode: LinkMode = match &a.mode {
         Some(m) => m.parse()?,
         None => driver.default_mode(),
     };
-    let mut spec = NetworkSpec::new(
-        NetworkName::new(&a.name)?,
-        driver,
-        IfName::new(&a.parent).context("--parent")?,
-        mode,
-    );
+    let name = NetworkName::new(&a.name)?;
+    let given = a.parent.as_deref().map(IfName::new).transpose().context("--parent")?;
+    let (parent, request) = match (given, a.vlan, a.internal) {
+        (Some(lower), Some(id), _) => (vlan_name(&lower, id)?, ParentRequest::Vlan { lower, id }),
+        (Some(p), None, false) => (p, ParentRequest::Existing),
+        (Some(p), None, true) => (p, ParentRequest::Dummy),
+        (None, _, _) => (internal_parent_name(name.as_str()), ParentRequest::Dummy),
+    };
+    let mut spec = NetworkSpec::new(name, driver, parent, mode);
     for f in &a.flags {
         if driver.is_ipvlan() {
             spec.ipvlan_flag = f.parse()?;
@@ -161,5 +165,5 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<NetworkSpec> {
         let map: &mut BTreeMap<String, IpAddr> = &mut subnet.aux_addresses;
         map.insert(name.to_string(), ip);
     }
-    Ok(spec)
+    Ok((spec, request))
 }

@@ -39,7 +39,7 @@ fn a_database_from_a_newer_nicslice_is_refused() {
     let err = Store::open(dir.db()).err().expect("newer schema must be refused");
     assert!(matches!(err, StoreError::SchemaTooNew { found, .. } if found == SCHEMA_VERSION + 1));
     let msg = err.to_string();
-    assert!(msg.contains("newer than version 1"), "{msg}");
+    assert!(msg.contains(&format!("newer than version {SCHEMA_VERSION}")), "{msg}");
     assert!(msg.contains("upgrade nicslice"), "{msg}");
 }
 
@@ -64,4 +64,22 @@ fn an_uncommitted_write_rolls_back() {
         assert_eq!(tx.list_networks().unwrap().len(), 1, "a write sees itself");
     }
     assert!(store.list_networks().unwrap().is_empty());
+}
+
+#[test]
+fn owned_links_are_recorded_and_forgotten() {
+    let dir = TempDir::new("owned");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let link = nicslice_store::OwnedLink {
+        name: "eth0.50".into(),
+        kind: "vlan".into(),
+        lower: Some("eth0".into()),
+        vlan_id: Some(50),
+    };
+    tx.insert_owned_link(&link).unwrap();
+    assert_eq!(tx.owned_link("eth0.50").unwrap(), Some(link));
+    assert_eq!(tx.owned_link("eth0").unwrap(), None);
+    assert!(tx.delete_owned_link("eth0.50").unwrap());
+    assert!(!tx.delete_owned_link("eth0.50").unwrap());
 }
