@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
-use nicslice_kernel::{KernelError, Link, MacvlanLinkRequest, Netns, Route, RouteSocket, announce};
+use nicslice_kernel::{
+    KernelError, Link, MacvlanLinkRequest, Netns, Route, RouteSocket, announce, placement,
+};
 use nicslice_model::{IfName, MacAddr};
 
 use crate::error::{EngineError, Result};
@@ -29,11 +31,23 @@ impl ChildLink {
         }
     }
 
-    fn create(&self, host: &mut RouteSocket, target: &Netns) -> nicslice_kernel::Result<()> {
-        match self {
-            ChildLink::Macvlan(r) => host.create_macvlan(r, Some(target)),
-            ChildLink::Ipvlan(r) => host.create_ipvlan(r, Some(target)),
-        }
+    /// Creates the link inside `target_ns` under its final name.
+    fn create(
+        &self,
+        host: &mut RouteSocket,
+        target_ns: &Netns,
+        target: &mut RouteSocket,
+    ) -> nicslice_kernel::Result<()> {
+        placement::create_in(host, target_ns, target, self.name(), |host, name| match self {
+            ChildLink::Macvlan(r) => host.create_macvlan(
+                &MacvlanLinkRequest { name: name.clone(), ..r.clone() },
+                Some(target_ns),
+            ),
+            ChildLink::Ipvlan(r) => host.create_ipvlan(
+                &IpvlanLinkRequest { name: name.clone(), ..r.clone() },
+                Some(target_ns),
+            ),
+        })
     }
 }
 
@@ -67,7 +81,7 @@ pub fn realize(
     let name = plan.link.name().as_str();
     faults.check(Step::CreateLink)?;
     plan.link
-        .create(host, target_ns)
+        .create(host, target_ns, target)
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
     let link = target.require_link(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: link.index });

@@ -14,6 +14,7 @@ pub mod macvlan;
 pub mod neighbour;
 pub mod netlink;
 pub mod netns;
+pub mod placement;
 pub mod probe;
 pub mod route;
 pub mod sysctl;

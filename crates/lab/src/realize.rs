@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::placement;
 use nicslice_kernel::{
     KernelError, MacvlanLinkRequest, Netns, Result, Route, RouteSocket, SimpleKind, SourceMacOp,
     sysctl,
@@ -231,7 +232,18 @@ impl Builder<'_> {
                 };
                 let mut req = macvlan_request(driver, "eth0", parent, mode, c.mac)?;
                 req.flags = MacvlanFlags { nopromisc: c.nopromisc, nodst: c.nodst };
-                hs.create_macvlan(&req, Some(&ns))?;
+                placement::create_in(
+                    &mut hs,
+                    &ns,
+                    &mut RouteSocket::open_in(&ns)?,
+                    &req.name.clone(),
+                    |h, name| {
+                        h.create_macvlan(
+                            &MacvlanLinkRequest { name: name.clone(), ..req.clone() },
+                            Some(&ns),
+                        )
+                    },
+                )?;
             }
             ChildKind::Ipvlan | ChildKind::Ipvtap => {
                 let mode = match c.mode.unwrap_or(ChildMode::L2) {
@@ -254,7 +266,18 @@ impl Builder<'_> {
                     flag: c.flag.unwrap_or_default(),
                     mtu: None,
                 };
-                hs.create_ipvlan(&req, Some(&ns))?;
+                placement::create_in(
+                    &mut hs,
+                    &ns,
+                    &mut RouteSocket::open_in(&ns)?,
+                    &req.name.clone(),
+                    |h, name| {
+                        h.create_ipvlan(
+                            &IpvlanLinkRequest { name: name.clone(), ..req.clone() },
+                            Some(&ns),
+                        )
+                    },
+                )?;
             }
         }
         let mut s = RouteSocket::open_in(&ns)?;

@@ -4,7 +4,9 @@
 //! mode it exercises for `--mode`.
 
 use nicslice_model::MacvlanMode;
-use nicslice_model::reach::{ChildKind, IpvlanMode, MacRef, Topology, presets};
+use nicslice_model::reach::{
+    ChildKind, ChildMode, IpvlanFlag, IpvlanMode, MacRef, Topology, presets,
+};
 
 /// One experiment.
 pub struct Scenario {
@@ -38,6 +40,24 @@ pub fn all() -> Vec<Scenario> {
         c.kind = ChildKind::Macvtap;
     }
     let ipvlan = |name, mode, t| Scenario { name, mode, ipvlan: true, topology: t };
+    // Seed 003's world with ipvlan l2 children under each port flag.
+    let ipvlan_flag = |flag: IpvlanFlag, hairpin: bool| {
+        let mut t = if hairpin {
+            presets::seed003_hairpin(MacvlanMode::Bridge)
+        } else {
+            presets::seed003(MacvlanMode::Bridge)
+        };
+        t.description = format!(
+            "seed 003 with ipvlan l2 {flag} children{}",
+            if hairpin { ", hairpin on" } else { "" }
+        );
+        for c in t.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
+            c.kind = ChildKind::Ipvlan;
+            c.mode = Some(ChildMode::L2);
+            c.flag = Some(flag);
+        }
+        t
+    };
     vec![
         scenario("bridge", "bridge", presets::seed003(MacvlanMode::Bridge)),
         scenario("vepa", "vepa", presets::seed003(MacvlanMode::Vepa)),
@@ -55,5 +75,8 @@ pub fn all() -> Vec<Scenario> {
         ipvlan("ipvlan-l2", "l2", presets::seed001(IpvlanMode::L2)),
         ipvlan("ipvlan-l3", "l3", presets::seed001_l3()),
         ipvlan("ipvlan-l3s", "l3s", presets::seed001(IpvlanMode::L3s)),
+        ipvlan("ipvlan-private", "l2", ipvlan_flag(IpvlanFlag::Private, false)),
+        ipvlan("ipvlan-vepa", "l2", ipvlan_flag(IpvlanFlag::Vepa, false)),
+        ipvlan("ipvlan-vepa-hairpin", "l2", ipvlan_flag(IpvlanFlag::Vepa, true)),
     ]
 }
