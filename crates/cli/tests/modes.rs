@@ -256,3 +256,55 @@ fn macvtap_endpoint_reports_its_tap_device() {
     lab.ok(&["detach", "vm", "--netns", &n1]);
     assert!(link(&c1, "eth0").is_none());
 }
+
+#[test]
+fn link_settings_reach_the_kernel() {
+    let mut lab = Lab::new("settings");
+    lab.ok(&[
+        "network",
+        "create",
+        "s",
+        "--parent",
+        "eth0",
+        "--mode",
+        "private",
+        "--mtu",
+        "1400",
+        "--bcqueuelen",
+        "2000",
+        "--bclim",
+        "5",
+        "--subnet",
+        "192.168.0.0/24",
+        "--gateway",
+        "192.168.0.1",
+    ]);
+    let (c1, n1) = lab.netns("c1");
+    lab.ok(&["attach", "s", "--netns", &n1, "--mac", "02:42:c0:a8:00:0b"]);
+    let l = link(&c1, "eth0").unwrap();
+    assert_eq!(l.mtu, 1400);
+    assert_eq!(l.mac.unwrap().to_string(), "02:42:c0:a8:00:0b");
+    let m = l.macvlan.unwrap();
+    assert_eq!(m.mode, Some(nicslice_model::MacvlanMode::Private));
+    assert_eq!(m.bcqueuelen, Some(2000));
+    assert_eq!(m.bclim, Some(5));
+    // The parent's MAC on a child collides (EADDRINUSE): refused with advice, nothing left.
+    let parent_mac = link(&lab.host.netns, "eth0").unwrap().mac.unwrap().to_string();
+    let (c2, n2) = lab.netns("c2");
+    lab.fails(&["attach", "s", "--netns", &n2, "--mac", &parent_mac], "is the MAC of parent eth0");
+    assert!(non_lo(&c2).is_empty());
+}
+
+#[test]
+fn a_mac_taken_by_a_sibling_is_refused() {
+    let mut lab = Lab::new("dupmac");
+    lab.ok(&["network", "create", "s", "--parent", "eth0", "--subnet", "192.168.0.0/24"]);
+    let (_c1, n1) = lab.netns("c1");
+    let (c2, n2) = lab.netns("c2");
+    lab.ok(&["attach", "s", "--netns", &n1, "--mac", "02:42:c0:a8:00:0b"]);
+    lab.fails(
+        &["attach", "s", "--netns", &n2, "--mac", "02:42:c0:a8:00:0b"],
+        "already used by eth0",
+    );
+    assert!(non_lo(&c2).is_empty());
+}

@@ -116,6 +116,13 @@ impl Engine {
                 self.host.label()
             ))
         })?;
+        if req.mac.is_some() && req.mac == parent.mac {
+            return Err(EngineError::Invalid(format!(
+                "--mac {} is the MAC of parent {}; a child needs its own (the kernel would refuse it on up)",
+                parent.mac.map(|m| m.to_string()).unwrap_or_default(),
+                spec.parent
+            )));
+        }
         let mut target = RouteSocket::open_in(&target_ns)?;
         if target.link_by_name(req.ifname.as_str())?.is_some() {
             return Err(EngineError::Invalid(format!(
@@ -135,6 +142,17 @@ impl Engine {
                 .map(|n| tx.endpoints(n.id).map(|e| e.len()))
                 .sum::<Result<usize, _>>()?;
             rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?;
+            if let Some(mac) = req.mac {
+                for net in tx.networks_on_parent(&spec.parent)? {
+                    if let Some(ep) = tx.endpoints(net.id)?.into_iter().find(|e| e.mac == Some(mac))
+                    {
+                        return Err(EngineError::Invalid(format!(
+                            "--mac {mac} is already used by {} in {} (network {}); choose another",
+                            ep.ifname, ep.netns, net.spec.name
+                        )));
+                    }
+                }
+            }
 
             let endpoint_id = tx.insert_endpoint(
                 record.id,

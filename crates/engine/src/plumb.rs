@@ -99,7 +99,12 @@ pub fn realize(
         target.set_up(lo.index, true)?;
         undo.push(UndoAction::SetUp { index: lo.index, up: false });
     }
-    target.set_up(link.index, true)?;
+    target.set_up(link.index, true).map_err(|e| match e.errno() {
+        Some(libc::EADDRINUSE) => EngineError::Invalid(format!(
+            "{e}: its MAC is already used by the parent or a sibling on the same parent; choose another --mac"
+        )),
+        _ => e.into(),
+    })?;
     undo.push(UndoAction::SetUp { index: link.index, up: false });
 
     let mut added_routes = Vec::new();
