@@ -39,38 +39,45 @@ newest_cached_kernel() {
 # Sets KERNEL_DIR (the unpacked package), KERNEL_IMAGE (vmlinuz),
 # KERNEL_RELEASE (uname -r) and KERNEL_MODDIR. Downloads and unpacks only
 # when the newest version is not in the cache yet.
+# Downloads and unpacks "$1" (PACKAGE VERSION) into the cache unless it is
+# there already; sets dir. Returns non-zero when the download failed.
+download_kernel() {
+    local pkg version tmp deb=()
+    read -r pkg version <<<"$1"
+    dir=$CACHE/kernel/${pkg}_${version//:/%}
+    [ -f "$dir/.complete" ] && return 0
+    say "downloading $pkg $version (not installed, unpacked into the cache)"
+    tmp=$CACHE/kernel/.download
+    rm -rf "$tmp" "$dir"
+    mkdir -p "$tmp"
+    # apt-get download drops privileges to _apt, which cannot write
+    # into our cache; this fetch needs no sandbox.
+    if ! (cd "$tmp" && apt_quiet -o APT::Sandbox::User=root download "$pkg=$version"); then
+        rm -rf "$tmp"
+        return 1
+    fi
+    deb=("$tmp"/*.deb)
+    rm -rf "$dir.part"
+    dpkg-deb -x "${deb[0]}" "$dir.part"
+    mv "$dir.part" "$dir"
+    touch "$dir/.complete"
+    rm -rf "$tmp"
+    # Older kernels are of no further use; they take ~400 MB each.
+    find "$CACHE/kernel" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" -exec rm -rf {} +
+}
+
 fetch_kernel() {
-    local found pkg version dir tmp deb=()
+    local found dir=""
     found=$(newest_kernel_package) || true
-    if [ -z "$found" ]; then
+    # Stale package lists name a kernel the mirror no longer has (or none):
+    # refresh them once and choose again.
+    if [ -z "$found" ] || ! download_kernel "$found"; then
         say "refreshing the package lists to find the kernel package"
         apt_quiet update || true
         found=$(newest_kernel_package) || true
-    fi
-    if [ -n "$found" ]; then
-        read -r pkg version <<<"$found"
-        dir=$CACHE/kernel/${pkg}_${version//:/%}
-        if [ ! -f "$dir/.complete" ]; then
-            say "downloading $pkg $version (not installed, unpacked into the cache)"
-            tmp=$CACHE/kernel/.download
-            rm -rf "$tmp" "$dir"
-            mkdir -p "$tmp"
-            # apt-get download drops privileges to _apt, which cannot write
-            # into our cache; this fetch needs no sandbox.
-            if (cd "$tmp" && apt_quiet -o APT::Sandbox::User=root download "$pkg=$version"); then
-                deb=("$tmp"/*.deb)
-                rm -rf "$dir.part"
-                dpkg-deb -x "${deb[0]}" "$dir.part"
-                mv "$dir.part" "$dir"
-                touch "$dir/.complete"
-                rm -rf "$tmp"
-                # Older kernels are of no further use; they take ~400 MB each.
-                find "$CACHE/kernel" -mindepth 1 -maxdepth 1 -type d ! -path "$dir" \
-                    -exec rm -rf {} +
-            else
-                rm -rf "$tmp"
-                say "download of $pkg failed; trying the cache"
-            fi
+        if [ -n "$found" ] && ! download_kernel "$found"; then
+            say "download of ${found% *} failed; trying the cache"
+            dir=""
         fi
     fi
     if [ -z "${dir:-}" ] || [ ! -f "$dir/.complete" ]; then

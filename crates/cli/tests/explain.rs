@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use nicslice_kernel::{MacvlanLinkRequest, Route, RouteSocket};
-use nicslice_model::{Driver, MacvlanFlags, MacvlanMode};
+use nicslice_model::{Driver, MacvlanMode};
 
 fn example() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,17 +28,7 @@ fn explains_a_topology_file_and_one_pair() {
 #[test]
 fn explains_the_live_state_and_sees_a_shim() {
     let mut lab = Lab::new("explive");
-    lab.ok(&[
-        "network",
-        "create",
-        "lan",
-        "--parent",
-        "eth0",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("lan", &[]);
     let (c1, n1) = lab.netns("c1");
     lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11"]);
     let child = format!("eth0@{n1}");
@@ -50,18 +40,12 @@ fn explains_the_live_state_and_sees_a_shim() {
     // The user applies the fix by hand (seed 000's mac0): nicslice sees it.
     let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
     let parent = host.require_link("eth0", "host").unwrap();
-    let shim = MacvlanLinkRequest {
-        driver: Driver::Macvlan,
-        name: "mac0".parse().unwrap(),
-        parent_index: parent.index,
-        mode: MacvlanMode::Bridge,
-        flags: MacvlanFlags::default(),
-        mtu: None,
-        mac: None,
-        bcqueuelen: None,
-        bclim: None,
-        source_macs: vec![],
-    };
+    let shim = MacvlanLinkRequest::new(
+        Driver::Macvlan,
+        "mac0".parse().unwrap(),
+        parent.index,
+        MacvlanMode::Bridge,
+    );
     host.create_macvlan(&shim, None).unwrap();
     let m = host.require_link("mac0", "host").unwrap();
     host.add_address(m.index, "192.168.0.250/32".parse().unwrap()).unwrap();

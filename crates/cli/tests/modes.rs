@@ -10,19 +10,7 @@ use nicslice_kernel::RouteSocket;
 
 /// A network in `mode` with children c1 (.11) and c2 (.12); returns them.
 fn two_children(lab: &mut Lab, mode: &str) -> (nicslice_kernel::Netns, nicslice_kernel::Netns) {
-    lab.ok(&[
-        "network",
-        "create",
-        "m",
-        "--parent",
-        "eth0",
-        "--mode",
-        mode,
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("m", &["--mode", mode]);
     let (c1, n1) = lab.netns("c1");
     let (c2, n2) = lab.netns("c2");
     lab.ok(&["attach", "m", "--netns", &n1, "--ip", "192.168.0.11"]);
@@ -71,19 +59,7 @@ fn private_siblings_never_talk_even_with_hairpin() {
 #[test]
 fn passthru_takes_the_parent_mac_and_refuses_a_second_child() {
     let mut lab = Lab::new("passthru");
-    lab.ok(&[
-        "network",
-        "create",
-        "pt",
-        "--parent",
-        "eth0",
-        "--mode",
-        "passthru",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("pt", &["--mode", "passthru"]);
     let parent_mac = link(&lab.host.netns, "eth0").unwrap().mac;
     let (c1, n1) = lab.netns("c1");
     let (c2, n2) = lab.netns("c2");
@@ -130,19 +106,7 @@ fn switch_mac(lab: &Lab) -> String {
 #[test]
 fn source_mode_receives_only_from_listed_macs() {
     let mut lab = Lab::new("source");
-    lab.ok(&[
-        "network",
-        "create",
-        "src",
-        "--parent",
-        "eth0",
-        "--mode",
-        "source",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("src", &["--mode", "source"]);
     let (c1, n1) = lab.netns("c1");
     let sw = switch_mac(&lab);
     let a = lab.json(&[
@@ -180,21 +144,7 @@ fn source_nodst_takes_the_listed_peer_away_from_the_parent() {
     let mut lab = Lab::new("nodst");
     let host_ping = |lab: &Lab| ping(&lab.host.netns, "192.168.0.1");
     assert!(host_ping(&lab), "the parent reaches the switch before");
-    lab.ok(&[
-        "network",
-        "create",
-        "src",
-        "--parent",
-        "eth0",
-        "--mode",
-        "source",
-        "--flag",
-        "nodst",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("src", &["--mode", "source", "--flag", "nodst"]);
     let (c1, n1) = lab.netns("c1");
     let sw = switch_mac(&lab);
     lab.ok(&["attach", "src", "--netns", &n1, "--ip", "192.168.0.11", "--source-mac", &sw]);

@@ -155,17 +155,7 @@ fn failing_create_and_rm_steps_are_undone() {
 #[test]
 fn state_is_shared_safely_by_concurrent_processes() {
     let mut lab = Lab::new("conc");
-    lab.ok(&[
-        "network",
-        "create",
-        "lan",
-        "--parent",
-        "eth0",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("lan", &[]);
     let names: Vec<String> = (0..8).map(|i| lab.netns(&format!("c{i}")).1).collect();
     // Eight processes at once, each holding its own connection to the state.
     let procs: Vec<_> = names

@@ -13,17 +13,7 @@ use nicslice_kernel::RouteSocket;
 #[test]
 fn attach_by_pid_and_by_path() {
     let mut lab = Lab::new("pid");
-    lab.ok(&[
-        "network",
-        "create",
-        "lan",
-        "--parent",
-        "eth0",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("lan", &[]);
     let (ns, name) = lab.netns("ctr");
     // A "container": a process living in that namespace.
     let ns_file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
@@ -63,17 +53,7 @@ fn neighbour_mac(ns: &nicslice_kernel::Netns, ip: &str) -> Option<String> {
 #[test]
 fn reattach_announces_the_new_mac() {
     let mut lab = Lab::new("garp");
-    lab.ok(&[
-        "network",
-        "create",
-        "lan",
-        "--parent",
-        "eth0",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-    ]);
+    lab.lan("lan", &[]);
     let (c1, n1) = lab.netns("c1");
     let first = lab.json(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.21"]);
     assert!(ping(&c1, "192.168.0.1"));

@@ -5,51 +5,14 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_kernel::ipvlan::IpvlanLinkRequest;
-use nicslice_kernel::{
-    KernelError, Link, MacvlanLinkRequest, Netns, Route, RouteSocket, announce, placement,
-};
-use nicslice_model::{IfName, MacAddr};
+pub use nicslice_kernel::placement::ChildLink;
+use nicslice_kernel::{KernelError, Link, Netns, Route, RouteSocket, announce};
+use nicslice_model::MacAddr;
 
 use crate::error::{EngineError, Result};
 use crate::fault::{Faults, Step};
 use crate::refuse::explain_create;
 use crate::undo::{UndoAction, UndoLog};
-
-/// The child link to create, of either family.
-#[derive(Debug, Clone)]
-pub enum ChildLink {
-    Macvlan(MacvlanLinkRequest),
-    Ipvlan(IpvlanLinkRequest),
-}
-
-impl ChildLink {
-    pub fn name(&self) -> &IfName {
-        match self {
-            ChildLink::Macvlan(r) => &r.name,
-            ChildLink::Ipvlan(r) => &r.name,
-        }
-    }
-
-    /// Creates the link inside `target_ns` under its final name.
-    fn create(
-        &self,
-        host: &mut RouteSocket,
-        target_ns: &Netns,
-        target: &mut RouteSocket,
-    ) -> nicslice_kernel::Result<()> {
-        placement::create_in(host, target_ns, target, self.name(), |host, name| match self {
-            ChildLink::Macvlan(r) => host.create_macvlan(
-                &MacvlanLinkRequest { name: name.clone(), ..r.clone() },
-                Some(target_ns),
-            ),
-            ChildLink::Ipvlan(r) => host.create_ipvlan(
-                &IpvlanLinkRequest { name: name.clone(), ..r.clone() },
-                Some(target_ns),
-            ),
-        })
-    }
-}
 
 /// What the kernel must hold when an endpoint is attached.
 #[derive(Debug, Clone)]
@@ -81,7 +44,7 @@ pub fn realize(
     let name = plan.link.name().as_str();
     faults.check(Step::CreateLink)?;
     plan.link
-        .create(host, target_ns, target)
+        .create_in(host, target_ns, target)
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
     let link = target.require_link(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: link.index });

@@ -33,6 +33,24 @@ pub struct MacvlanLinkRequest {
     pub source_macs: Vec<MacAddr>,
 }
 
+impl MacvlanLinkRequest {
+    /// A child in `mode` with every other setting at the kernel's default.
+    pub fn new(driver: Driver, name: IfName, parent_index: u32, mode: MacvlanMode) -> Self {
+        MacvlanLinkRequest {
+            driver,
+            name,
+            parent_index,
+            mode,
+            flags: MacvlanFlags::default(),
+            mtu: None,
+            mac: None,
+            bcqueuelen: None,
+            bclim: None,
+            source_macs: Vec::new(),
+        }
+    }
+}
+
 /// How a source-mode MAC list changes (`IFLA_MACVLAN_MACADDR_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceMacOp {

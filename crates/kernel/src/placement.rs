@@ -1,4 +1,5 @@
-//! Creating a link straight inside another namespace under its final name.
+//! Creating a child link (macvlan family or ipvlan family) straight inside
+//! another namespace under its final name.
 //! Recent kernels check the name only in the target namespace; older ones
 //! (Debian's 6.1) also refuse a name the creating namespace has, such as the
 //! host's own `eth0`. Then the link is created under a temporary name and
@@ -7,8 +8,46 @@
 use nicslice_model::IfName;
 
 use crate::error::Result;
+use crate::ipvlan::IpvlanLinkRequest;
+use crate::macvlan::MacvlanLinkRequest;
 use crate::netlink::RouteSocket;
 use crate::netns::Netns;
+
+/// A child link to create, of either family.
+#[derive(Debug, Clone)]
+pub enum ChildLink {
+    Macvlan(MacvlanLinkRequest),
+    Ipvlan(IpvlanLinkRequest),
+}
+
+impl ChildLink {
+    pub fn name(&self) -> &IfName {
+        match self {
+            ChildLink::Macvlan(r) => &r.name,
+            ChildLink::Ipvlan(r) => &r.name,
+        }
+    }
+
+    /// Creates the link on its parent (in `host`'s namespace) straight inside
+    /// `target_ns`, under its final name.
+    pub fn create_in(
+        &self,
+        host: &mut RouteSocket,
+        target_ns: &Netns,
+        target: &mut RouteSocket,
+    ) -> Result<()> {
+        create_in(host, target_ns, target, self.name(), |host, name| match self {
+            ChildLink::Macvlan(r) => host.create_macvlan(
+                &MacvlanLinkRequest { name: name.clone(), ..r.clone() },
+                Some(target_ns),
+            ),
+            ChildLink::Ipvlan(r) => host.create_ipvlan(
+                &IpvlanLinkRequest { name: name.clone(), ..r.clone() },
+                Some(target_ns),
+            ),
+        })
+    }
+}
 
 /// A name no one else uses: `nsl` and eight hex digits from the pid, the
 /// time and a counter.

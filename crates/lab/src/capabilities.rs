@@ -4,7 +4,7 @@
 
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, SimpleKind, netns};
-use nicslice_model::{Driver, IpvlanFlag, IpvlanMode, MacvlanFlags, MacvlanMode};
+use nicslice_model::{Driver, IpvlanFlag, IpvlanMode, MacvlanMode};
 use serde::Serialize;
 
 /// One line of `nicslice check`.
@@ -79,21 +79,11 @@ pub fn probe_kernel() -> Result<Vec<Capability>, KernelError> {
     for driver in [Driver::Macvlan, Driver::Macvtap] {
         for mode in MacvlanMode::ALL {
             let result = fresh_parent(&mut sock).and_then(|parent| {
-                let req = MacvlanLinkRequest {
-                    driver,
-                    name: "child".parse().map_err(|_| KernelError::Protocol {
-                        op: "probe".into(),
-                        detail: "bad name".into(),
-                    })?,
-                    parent_index: parent,
-                    mode,
-                    flags: MacvlanFlags::default(),
-                    mtu: None,
-                    mac: None,
-                    bcqueuelen: None,
-                    bclim: None,
-                    source_macs: vec![],
-                };
+                let name = "child".parse().map_err(|_| KernelError::Protocol {
+                    op: "probe".into(),
+                    detail: "bad name".into(),
+                })?;
+                let req = MacvlanLinkRequest::new(driver, name, parent, mode);
                 sock.create_macvlan(&req, None)?;
                 sock.delete_link_by_name("child").map(|_| ())
             });

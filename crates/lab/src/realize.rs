@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
-use nicslice_kernel::placement;
+use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{
     KernelError, MacvlanLinkRequest, Netns, Result, Route, RouteSocket, SimpleKind, SourceMacOp,
     sysctl,
@@ -212,7 +212,7 @@ impl Builder<'_> {
     ) -> Result<()> {
         let ns = self.namespace(&format!("c{i}_{j}"), &c.name, false)?;
         let mut hs = RouteSocket::open_in(host_ns)?;
-        match c.kind {
+        let link = match c.kind {
             ChildKind::Macvlan | ChildKind::Macvtap => {
                 let driver =
                     if c.kind == ChildKind::Macvtap { Driver::Macvtap } else { Driver::Macvlan };
@@ -232,18 +232,7 @@ impl Builder<'_> {
                 };
                 let mut req = macvlan_request(driver, "eth0", parent, mode, c.mac)?;
                 req.flags = MacvlanFlags { nopromisc: c.nopromisc, nodst: c.nodst };
-                placement::create_in(
-                    &mut hs,
-                    &ns,
-                    &mut RouteSocket::open_in(&ns)?,
-                    &req.name.clone(),
-                    |h, name| {
-                        h.create_macvlan(
-                            &MacvlanLinkRequest { name: name.clone(), ..req.clone() },
-                            Some(&ns),
-                        )
-                    },
-                )?;
+                ChildLink::Macvlan(req)
             }
             ChildKind::Ipvlan | ChildKind::Ipvtap => {
                 let mode = match c.mode.unwrap_or(ChildMode::L2) {
@@ -258,28 +247,17 @@ impl Builder<'_> {
                         )));
                     }
                 };
-                let req = IpvlanLinkRequest {
+                ChildLink::Ipvlan(IpvlanLinkRequest {
                     tap: c.kind == ChildKind::Ipvtap,
                     name: ifname("eth0")?,
                     parent_index: parent,
                     mode,
                     flag: c.flag.unwrap_or_default(),
                     mtu: None,
-                };
-                placement::create_in(
-                    &mut hs,
-                    &ns,
-                    &mut RouteSocket::open_in(&ns)?,
-                    &req.name.clone(),
-                    |h, name| {
-                        h.create_ipvlan(
-                            &IpvlanLinkRequest { name: name.clone(), ..req.clone() },
-                            Some(&ns),
-                        )
-                    },
-                )?;
+                })
             }
-        }
+        };
+        link.create_in(&mut hs, &ns, &mut RouteSocket::open_in(&ns)?)?;
         let mut s = RouteSocket::open_in(&ns)?;
         let l = s.require_link("eth0", &c.name)?;
         configure(&mut s, l.index, None, &c.addresses)?;
@@ -388,16 +366,5 @@ fn macvlan_request(
     mode: MacvlanMode,
     mac: Option<MacAddr>,
 ) -> Result<MacvlanLinkRequest> {
-    Ok(MacvlanLinkRequest {
-        driver,
-        name: ifname(name)?,
-        parent_index: parent,
-        mode,
-        flags: MacvlanFlags::default(),
-        mtu: None,
-        mac,
-        bcqueuelen: None,
-        bclim: None,
-        source_macs: Vec::new(),
-    })
+    Ok(MacvlanLinkRequest { mac, ..MacvlanLinkRequest::new(driver, ifname(name)?, parent, mode) })
 }

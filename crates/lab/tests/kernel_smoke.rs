@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nicslice_kernel::{MacvlanLinkRequest, Pinger, Route, RouteSocket};
 use nicslice_lab::World;
-use nicslice_model::{Driver, MacvlanFlags, MacvlanMode};
+use nicslice_model::{Driver, MacvlanMode};
 
 fn child(
     world: &mut World,
@@ -16,18 +16,12 @@ fn child(
     let ns = world.netns(role).unwrap();
     let mut hs = RouteSocket::open_in(&host.netns).unwrap();
     let parent = hs.require_link(&host.parent, "host").unwrap();
-    let req = MacvlanLinkRequest {
-        driver: Driver::Macvlan,
-        name: "eth0".parse().unwrap(),
-        parent_index: parent.index,
-        mode: MacvlanMode::Bridge,
-        flags: MacvlanFlags::default(),
-        mtu: None,
-        mac: None,
-        bcqueuelen: None,
-        bclim: None,
-        source_macs: vec![],
-    };
+    let req = MacvlanLinkRequest::new(
+        Driver::Macvlan,
+        "eth0".parse().unwrap(),
+        parent.index,
+        MacvlanMode::Bridge,
+    );
     hs.create_macvlan(&req, Some(&ns)).unwrap();
     let mut cs = RouteSocket::open_in(&ns).unwrap();
     let link = cs.require_link("eth0", role).unwrap();

@@ -9,6 +9,7 @@
 
 mod blob;
 mod book;
+pub mod cni_ipam;
 mod error;
 mod leases;
 mod owned;

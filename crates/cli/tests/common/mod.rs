@@ -73,6 +73,15 @@ impl Lab {
         err
     }
 
+    /// `network create NAME` on the host's eth0 with the switch's subnet
+    /// 192.168.0.0/24 and its address as gateway, plus `extra` options.
+    pub fn lan(&self, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["network", "create", name, "--parent", "eth0"];
+        args.extend_from_slice(&["--subnet", "192.168.0.0/24", "--gateway", "192.168.0.1"]);
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
     /// A new namespace of this world, by its full iproute2 name.
     pub fn netns(&mut self, role: &str) -> (Netns, String) {
         let ns = self.world.netns(role).unwrap();

@@ -1,0 +1,400 @@
+//! The lease database of the `nicslice-ipam` CNI plugin: its own SQLite file
+//! (default `/var/lib/nicslice/cni-ipam.db`), apart from `state.db`, because
+//! CNI leases are keyed the CNI way (network name, container ID, interface
+//! name) and are owned by the container runtime, not by `nicslice attach`.
+//!
+//! Same habits as the main store: WAL, `BEGIN IMMEDIATE` writes (many plugin
+//! processes queue on the lock), every operation one indexed statement. The
+//! allocation policy is the model's (`nicslice_model::ipam`): this module only
+//! implements its `LeaseBook` over three tables and answers lookups.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nicslice_model::ipam::{LeaseBook, PoolId};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::StoreError;
+use crate::blob::{from_blob, to_blob};
+use crate::error::Context;
+
+/// Where the CNI lease database lives unless the config or environment says otherwise.
+pub const DEFAULT_CNI_IPAM_PATH: &str = "/var/lib/nicslice/cni-ipam.db";
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS pools (
+    id          INTEGER PRIMARY KEY,
+    network     TEXT    NOT NULL,
+    subnet      TEXT    NOT NULL,
+    high_water  BLOB    NOT NULL CHECK (length(high_water) = 16),
+    UNIQUE (network, subnet)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
+    container_id TEXT    NOT NULL,
+    ifname       TEXT    NOT NULL,
+    PRIMARY KEY (pool_id, ip_offset)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS leases_by_owner ON leases(container_id, ifname);
+CREATE TABLE IF NOT EXISTS freed (
+    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
+    PRIMARY KEY (pool_id, ip_offset)
+) WITHOUT ROWID;
+"#;
+
+/// Who holds a CNI lease: the attachment's container ID and interface name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CniOwner {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// One leased address of a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniLease {
+    pub subnet: IpNet,
+    pub ip: IpAddr,
+    pub owner: CniOwner,
+}
+
+/// One connection to the CNI lease database.
+pub struct CniIpamStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl CniIpamStore {
+    /// Opens (creating if needed) the database and its directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
+        let path = path.as_ref().to_owned();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        }
+        let open_err = |source| StoreError::Open { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        let version: i64 =
+            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < SCHEMA_VERSION {
+            // WAL is a property of the file: set once, when the schema is made.
+            let _: String =
+                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
+            let migrate = |source| StoreError::Migrate {
+                path: path.clone(),
+                version: SCHEMA_VERSION,
+                source,
+            };
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(migrate)?;
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
+        Ok(CniIpamStore { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a write transaction (waits up to 5 s for other writers); it
+    /// rolls back when dropped unless committed.
+    pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a write transaction")?;
+        Ok(CniIpamTx { tx })
+    }
+
+    /// Whether the database answers a query (for STATUS).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn.query_row("SELECT count(*) FROM pools", [], |_| Ok(())).ctx("reading pools")
+    }
+}
+
+/// One write transaction on the CNI lease database.
+pub struct CniIpamTx<'a> {
+    tx: Transaction<'a>,
+}
+
+impl CniIpamTx<'_> {
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().ctx("committing")
+    }
+
+    /// The pool of `subnet` in CNI network `network`, created on first use.
+    pub fn pool(&self, network: &str, subnet: IpNet) -> Result<PoolId, StoreError> {
+        let key = subnet.trunc().to_string();
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM pools WHERE network = ?1 AND subnet = ?2")
+            .and_then(|mut s| s.query_row(params![network, key], |r| r.get(0)).optional())
+            .ctx("reading an address pool")?;
+        if let Some(id) = found {
+            return Ok(PoolId(id));
+        }
+        self.tx
+            .prepare_cached("INSERT INTO pools (network, subnet, high_water) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![network, key, to_blob(0).as_slice()]))
+            .ctx("creating an address pool")?;
+        Ok(PoolId(self.tx.last_insert_rowid()))
+    }
+
+    /// The model's lease book over this transaction.
+    pub fn book(&self) -> CniBook<'_> {
+        CniBook { conn: &self.tx }
+    }
+
+    /// Every lease of `network`, optionally only those of `owner`.
+    pub fn leases(
+        &self,
+        network: &str,
+        owner: Option<&CniOwner>,
+    ) -> Result<Vec<CniLease>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname FROM leases l \
+                 JOIN pools p ON p.id = l.pool_id WHERE p.network = ?1 \
+                 AND (?2 IS NULL OR (l.container_id = ?2 AND l.ifname = ?3)) \
+                 ORDER BY p.id, l.ip_offset",
+            )
+            .ctx("reading leases")?;
+        let (cid, ifname) = owner.map(|o| (o.container_id.as_str(), o.ifname.as_str())).unzip();
+        let rows = stmt
+            .query_map(params![network, cid, ifname], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .ctx("reading leases")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (subnet, offset, container_id, ifname) = row.ctx("reading leases")?;
+            let subnet: IpNet =
+                subnet.parse().map_err(|_| StoreError::corrupt(format!("pool subnet {subnet}")))?;
+            let ip = ip_at(subnet, from_blob(&offset)?)
+                .ok_or_else(|| StoreError::corrupt(format!("offset in pool {subnet}")))?;
+            out.push(CniLease { subnet, ip, owner: CniOwner { container_id, ifname } });
+        }
+        Ok(out)
+    }
+
+    /// Releases every lease `owner` holds in `network`; returns the addresses.
+    pub fn release_owner(
+        &self,
+        network: &str,
+        owner: &CniOwner,
+    ) -> Result<Vec<IpAddr>, StoreError> {
+        let held = self.leases(network, Some(owner))?;
+        for lease in &held {
+            self.release(network, lease)?;
+        }
+        Ok(held.into_iter().map(|l| l.ip).collect())
+    }
+
+    /// Releases every lease of `network` whose owner `keep` rejects (GC).
+    pub fn release_unless(
+        &self,
+        network: &str,
+        keep: impl Fn(&CniOwner) -> bool,
+    ) -> Result<Vec<CniLease>, StoreError> {
+        let stale: Vec<CniLease> =
+            self.leases(network, None)?.into_iter().filter(|l| !keep(&l.owner)).collect();
+        for lease in &stale {
+            self.release(network, lease)?;
+        }
+        Ok(stale)
+    }
+
+    fn release(&self, network: &str, lease: &CniLease) -> Result<(), StoreError> {
+        let pool = self.pool(network, lease.subnet)?;
+        let offset = offset_of(lease.subnet, lease.ip);
+        let mut book = self.book();
+        if book.remove_lease(pool, offset)? && offset < book.high_water(pool)? {
+            // Reusable once the upward walk has used up the range, as the model's release.
+            book.push_freed(pool, offset)?;
+        }
+        Ok(())
+    }
+}
+
+fn offset_of(subnet: IpNet, ip: IpAddr) -> u128 {
+    to_u128(ip).wrapping_sub(to_u128(subnet.network()))
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn ip_at(subnet: IpNet, offset: u128) -> Option<IpAddr> {
+    let n = to_u128(subnet.network()).checked_add(offset)?;
+    let ip = match subnet {
+        IpNet::V4(_) => IpAddr::V4(u32::try_from(n).ok()?.into()),
+        IpNet::V6(_) => IpAddr::V6(n.into()),
+    };
+    subnet.contains(&ip).then_some(ip)
+}
+
+/// `LeaseBook` over the CNI tables, inside one write transaction.
+pub struct CniBook<'a> {
+    conn: &'a Connection,
+}
+
+impl LeaseBook for CniBook<'_> {
+    type Owner = CniOwner;
+    type Error = StoreError;
+
+    fn is_leased(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.exists(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("looking up a lease")
+    }
+
+    fn high_water(&mut self, pool: PoolId) -> Result<u128, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT high_water FROM pools WHERE id = ?1")
+            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
+            .ctx("reading an address pool")?;
+        from_blob(&blob.ok_or_else(|| StoreError::corrupt(format!("pool {}", pool.0)))?)
+    }
+
+    fn set_high_water(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE pools SET high_water = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("updating an address pool")?;
+        Ok(())
+    }
+
+    fn pop_lowest_freed(&mut self, pool: PoolId) -> Result<Option<u128>, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = \
+                 (SELECT min(ip_offset) FROM freed WHERE pool_id = ?1) RETURNING ip_offset",
+            )
+            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
+            .ctx("reusing a released address")?;
+        blob.map(|b| from_blob(&b)).transpose()
+    }
+
+    fn remove_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("updating released addresses")?;
+        Ok(())
+    }
+
+    fn push_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO freed (pool_id, ip_offset) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("recording a released address")?;
+        Ok(())
+    }
+
+    fn insert_lease(
+        &mut self,
+        pool: PoolId,
+        offset: u128,
+        owner: CniOwner,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO leases (pool_id, ip_offset, container_id, ifname) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    pool.0,
+                    to_blob(offset).as_slice(),
+                    owner.container_id,
+                    owner.ifname
+                ])
+            })
+            .ctx("recording a lease")?;
+        Ok(())
+    }
+
+    fn remove_lease(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
+            .ctx("removing a lease")?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(c: &str) -> CniOwner {
+        CniOwner { container_id: c.into(), ifname: "eth0".into() }
+    }
+
+    #[test]
+    fn leases_round_trip_and_release_by_owner_and_gc() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-test-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        let mut store = CniIpamStore::open(&path).unwrap();
+        let subnet: IpNet = "10.1.0.0/16".parse().unwrap();
+        let tx = store.write().unwrap();
+        let pool = tx.pool("net1", subnet).unwrap();
+        assert_eq!(tx.pool("net1", "10.1.9.9/16".parse().unwrap()).unwrap(), pool);
+        let mut book = tx.book();
+        book.insert_lease(pool, 5, owner("a")).unwrap();
+        book.insert_lease(pool, 300, owner("b")).unwrap();
+        book.set_high_water(pool, 301).unwrap();
+        let held = tx.leases("net1", Some(&owner("b"))).unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].ip, "10.1.1.44".parse::<IpAddr>().unwrap());
+        assert_eq!(tx.release_owner("net1", &owner("a")).unwrap().len(), 1);
+        assert_eq!(tx.book().pop_lowest_freed(pool).unwrap(), Some(5));
+        let gone = tx.release_unless("net1", |o| o.container_id == "zzz").unwrap();
+        assert_eq!(gone.len(), 1);
+        assert!(tx.leases("net1", None).unwrap().is_empty());
+        tx.commit().unwrap();
+        drop(store);
+        // Reopening an up-to-date database does not migrate again.
+        CniIpamStore::open(&path).unwrap().ping().unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn offsets_and_addresses_agree() {
+        let v6: IpNet = "fd00::/64".parse().unwrap();
+        let ip: IpAddr = "fd00::1:2".parse().unwrap();
+        assert_eq!(ip_at(v6, offset_of(v6, ip)), Some(ip));
+        assert_eq!(ip_at("10.0.0.0/30".parse().unwrap(), 4), None);
+    }
+}
