@@ -30,8 +30,9 @@ CREATE TABLE IF NOT EXISTS pools (
     id          INTEGER PRIMARY KEY,
     network     TEXT    NOT NULL,
     subnet      TEXT    NOT NULL,
+    range_key   TEXT    NOT NULL,
     high_water  BLOB    NOT NULL CHECK (length(high_water) = 16),
-    UNIQUE (network, subnet)
+    UNIQUE (network, subnet, range_key)
 );
 CREATE TABLE IF NOT EXISTS leases (
     pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
@@ -58,6 +59,7 @@ pub struct CniOwner {
 /// One leased address of a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniLease {
+    pub pool: PoolId,
     pub subnet: IpNet,
     pub ip: IpAddr,
     pub owner: CniOwner,
@@ -140,20 +142,36 @@ impl CniIpamTx<'_> {
         self.tx.commit().ctx("committing")
     }
 
-    /// The pool of `subnet` in CNI network `network`, created on first use.
-    pub fn pool(&self, network: &str, subnet: IpNet) -> Result<PoolId, StoreError> {
-        let key = subnet.trunc().to_string();
+    /// The pool of one range (`range_key`, e.g. its first and last address)
+    /// of `subnet` in CNI network `network`, created on first use. Each range
+    /// walks its own high-water mark; a lease in any range of the same subnet
+    /// makes the address taken for all of them.
+    pub fn pool(
+        &self,
+        network: &str,
+        subnet: IpNet,
+        range_key: &str,
+    ) -> Result<PoolId, StoreError> {
+        let subnet = subnet.trunc().to_string();
         let found: Option<i64> = self
             .tx
-            .prepare_cached("SELECT id FROM pools WHERE network = ?1 AND subnet = ?2")
-            .and_then(|mut s| s.query_row(params![network, key], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT id FROM pools WHERE network = ?1 AND subnet = ?2 AND range_key = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![network, subnet, range_key], |r| r.get(0)).optional()
+            })
             .ctx("reading an address pool")?;
         if let Some(id) = found {
             return Ok(PoolId(id));
         }
         self.tx
-            .prepare_cached("INSERT INTO pools (network, subnet, high_water) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![network, key, to_blob(0).as_slice()]))
+            .prepare_cached(
+                "INSERT INTO pools (network, subnet, range_key, high_water) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![network, subnet, range_key, to_blob(0).as_slice()])
+            })
             .ctx("creating an address pool")?;
         Ok(PoolId(self.tx.last_insert_rowid()))
     }
@@ -172,7 +190,7 @@ impl CniIpamTx<'_> {
         let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname FROM leases l \
+                "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname, p.id FROM leases l \
                  JOIN pools p ON p.id = l.pool_id WHERE p.network = ?1 \
                  AND (?2 IS NULL OR (l.container_id = ?2 AND l.ifname = ?3)) \
                  ORDER BY p.id, l.ip_offset",
@@ -186,17 +204,23 @@ impl CniIpamTx<'_> {
                     r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             })
             .ctx("reading leases")?;
         let mut out = Vec::new();
         for row in rows {
-            let (subnet, offset, container_id, ifname) = row.ctx("reading leases")?;
+            let (subnet, offset, container_id, ifname, pool) = row.ctx("reading leases")?;
             let subnet: IpNet =
                 subnet.parse().map_err(|_| StoreError::corrupt(format!("pool subnet {subnet}")))?;
             let ip = ip_at(subnet, from_blob(&offset)?)
                 .ok_or_else(|| StoreError::corrupt(format!("offset in pool {subnet}")))?;
-            out.push(CniLease { subnet, ip, owner: CniOwner { container_id, ifname } });
+            out.push(CniLease {
+                pool: PoolId(pool),
+                subnet,
+                ip,
+                owner: CniOwner { container_id, ifname },
+            });
         }
         Ok(out)
     }
@@ -209,7 +233,7 @@ impl CniIpamTx<'_> {
     ) -> Result<Vec<IpAddr>, StoreError> {
         let held = self.leases(network, Some(owner))?;
         for lease in &held {
-            self.release(network, lease)?;
+            self.release(lease)?;
         }
         Ok(held.into_iter().map(|l| l.ip).collect())
     }
@@ -223,13 +247,13 @@ impl CniIpamTx<'_> {
         let stale: Vec<CniLease> =
             self.leases(network, None)?.into_iter().filter(|l| !keep(&l.owner)).collect();
         for lease in &stale {
-            self.release(network, lease)?;
+            self.release(lease)?;
         }
         Ok(stale)
     }
 
-    fn release(&self, network: &str, lease: &CniLease) -> Result<(), StoreError> {
-        let pool = self.pool(network, lease.subnet)?;
+    fn release(&self, lease: &CniLease) -> Result<(), StoreError> {
+        let pool = lease.pool;
         let offset = offset_of(lease.subnet, lease.ip);
         let mut book = self.book();
         if book.remove_lease(pool, offset)? && offset < book.high_water(pool)? {
@@ -269,9 +293,14 @@ impl LeaseBook for CniBook<'_> {
     type Owner = CniOwner;
     type Error = StoreError;
 
+    /// Taken in any range of the pool's subnet, not only in this pool.
     fn is_leased(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
         self.conn
-            .prepare_cached("SELECT 1 FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .prepare_cached(
+                "SELECT 1 FROM leases WHERE ip_offset = ?2 AND pool_id IN \
+                 (SELECT o.id FROM pools o JOIN pools p ON o.network = p.network \
+                  AND o.subnet = p.subnet WHERE p.id = ?1)",
+            )
             .and_then(|mut s| s.exists(params![pool.0, to_blob(offset).as_slice()]))
             .ctx("looking up a lease")
     }
@@ -369,12 +398,17 @@ mod tests {
         let mut store = CniIpamStore::open(&path).unwrap();
         let subnet: IpNet = "10.1.0.0/16".parse().unwrap();
         let tx = store.write().unwrap();
-        let pool = tx.pool("net1", subnet).unwrap();
-        assert_eq!(tx.pool("net1", "10.1.9.9/16".parse().unwrap()).unwrap(), pool);
+        let pool = tx.pool("net1", subnet, "all").unwrap();
+        assert_eq!(tx.pool("net1", "10.1.9.9/16".parse().unwrap(), "all").unwrap(), pool);
+        let other = tx.pool("net1", subnet, "upper").unwrap();
+        assert_ne!(other, pool);
         let mut book = tx.book();
         book.insert_lease(pool, 5, owner("a")).unwrap();
         book.insert_lease(pool, 300, owner("b")).unwrap();
         book.set_high_water(pool, 301).unwrap();
+        // A lease in one range of a subnet is seen from every range of it.
+        assert!(book.is_leased(other, 300).unwrap());
+        assert!(!book.is_leased(other, 301).unwrap());
         let held = tx.leases("net1", Some(&owner("b"))).unwrap();
         assert_eq!(held.len(), 1);
         assert_eq!(held[0].ip, "10.1.1.44".parse::<IpAddr>().unwrap());
