@@ -153,13 +153,25 @@ impl Engine {
             SourceMacOp::Flush => list.clear(),
         }
         details.source_macs = list;
+        let previous = details_of(&ep).source_macs;
+        let view = endpoint_view(&tx, network, &ep)?;
         let mut target = RouteSocket::open_in(&ns)?;
         let link = target.require_link(ifname.as_str(), ns.label())?;
         target.change_source_macs(link.index, record.spec.driver, op, macs)?;
         let json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
-        tx.update_endpoint(ep.id, ep.mac, &json)?;
-        let view = endpoint_view(&tx, network, &ep)?;
-        tx.commit()?;
-        Ok(EndpointView { source_macs: details.source_macs, ..view })
+        let recorded = tx.update_endpoint(ep.id, ep.mac, &json).and_then(|_| tx.commit());
+        match recorded {
+            Ok(()) => Ok(EndpointView { source_macs: details.source_macs, ..view }),
+            Err(e) => {
+                // The state did not take the change: put the kernel's list back.
+                let _ = target.change_source_macs(
+                    link.index,
+                    record.spec.driver,
+                    SourceMacOp::Set,
+                    &previous,
+                );
+                Err(e.into())
+            }
+        }
     }
 }

@@ -43,6 +43,7 @@ pub fn realize(
 ) -> Result<Realized> {
     let name = plan.link.name().as_str();
     faults.check(Step::CreateLink)?;
+    tracing::debug!(link = %name, netns = target_ns.label(), "create link");
     plan.link
         .create_in(host, target_ns, target)
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
@@ -51,11 +52,13 @@ pub fn realize(
 
     for addr in &plan.addresses {
         faults.check(Step::AddAddress)?;
+        tracing::debug!(%addr, "add address");
         target.add_address(link.index, *addr)?;
         undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
     }
 
     faults.check(Step::LinkUp)?;
+    tracing::debug!("bring lo and the link up");
     if let Some(lo) = target.link_by_name("lo")?
         && !lo.up
     {
@@ -88,12 +91,14 @@ pub fn realize(
             );
             continue;
         }
+        tracing::debug!(destination = %route.destination, gateway = ?route.gateway, "add route");
         target.add_route(&route)?;
         undo.push(UndoAction::DeleteRoute { route: route.clone() });
         added_routes.push(route);
     }
 
     faults.check(Step::Announce)?;
+    tracing::debug!("announce the new MAC (gratuitous ARP / unsolicited NA)");
     if let Some(mac) = link.mac {
         let ips: Vec<IpAddr> = plan.addresses.iter().map(IpNet::addr).collect();
         announce::announce(target_ns, link.index, name, mac, &ips)?;
