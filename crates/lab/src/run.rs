@@ -103,30 +103,32 @@ pub fn run_one(
     result
 }
 
+/// Why a scenario could not finish.
+#[derive(Debug, thiserror::Error)]
+enum LabError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("the model refused the topology: {0}")]
+    Model(#[from] reach::TopologyError),
+    #[error("interrupted")]
+    Interrupted,
+}
+
 fn probe_all(
     s: &Scenario,
     keep: bool,
     stop: &AtomicBool,
     out: &mut ScenarioResult,
-) -> Result<(), KernelError> {
+) -> Result<(), LabError> {
     let tag = format!("lab{}", s.name.replace('-', ""));
     let mut built = realize::build(&s.topology, &tag)?;
     if keep {
         built.world.keep();
         out.namespaces = built.netns_names.clone();
     }
-    let model_err = |e: reach::TopologyError| KernelError::Protocol {
-        op: "model".into(),
-        detail: e.to_string(),
-    };
-    let addresses: HashMap<String, Option<std::net::IpAddr>> = s
-        .topology
-        .endpoints()
-        .map_err(model_err)?
-        .into_iter()
-        .map(|e| (e.name.0, e.address))
-        .collect();
-    let entries = reach::matrix(&s.topology).map_err(model_err)?;
+    let addresses: HashMap<String, Option<std::net::IpAddr>> =
+        s.topology.endpoints()?.into_iter().map(|e| (e.name.0, e.address)).collect();
+    let entries = reach::matrix(&s.topology)?;
     let mut pingers = HashMap::new();
     let mut sockets = Vec::new();
     for (name, ns) in &built.endpoints {
@@ -135,7 +137,7 @@ fn probe_all(
     }
     for entry in entries {
         if stop.load(Ordering::Relaxed) {
-            return Err(KernelError::Protocol { op: "lab".into(), detail: "interrupted".into() });
+            return Err(LabError::Interrupted);
         }
         let address = addresses.get(&entry.to.0).copied().flatten();
         let observed = match (address, pingers.get(&entry.from.0)) {

@@ -64,7 +64,9 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
     let results = run::run_all(selected, ipvlan, args.keep, &STOP, |r, n, total| {
-        eprintln!("{}", lab_report::progress_line(r, n, total, tty));
+        if !STOP.load(Ordering::Relaxed) {
+            eprintln!("{}", lab_report::progress_line(r, n, total, tty));
+        }
     });
     if STOP.load(Ordering::Relaxed) {
         eprintln!("nicslice: lab interrupted; its namespaces were removed");
