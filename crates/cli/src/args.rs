@@ -11,14 +11,15 @@ use ipnet::IpNet;
 #[command(
     name = "nicslice",
     version,
-    about = "Split one NIC into many with macvlan: networks, endpoints in namespaces, IPAM",
-    long_about = "nicslice creates macvlan and macvtap children of a parent interface, places them in \
+    about = "Split one NIC into many with macvlan and ipvlan: networks, endpoints in namespaces, IPAM",
+    long_about = "nicslice creates macvlan, macvtap, ipvlan and ipvtap children of a parent interface, places them in \
 network namespaces (iproute2 names, namespace files or a container's pid), gives them addresses from \
 its own IPAM and a default route, and undoes every step if any fails.\n\n\
 Run it in the namespace that holds the parent (or point --host-netns at it). State lives in \
 /var/lib/nicslice/state.db unless --state or NICSLICE_STATE says otherwise.",
     after_help = "Examples:\n  \
 nicslice check\n  \
+nicslice lab\n  \
 nicslice network create lan --parent ens160 --mode bridge --subnet 192.168.0.0/16 \\\n      \
 --gateway 192.168.1.1 --ip-range 192.168.179.0/24\n  \
 nicslice attach lan --netns ns1\n  \
@@ -41,7 +42,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// More detail on stderr (-v: steps, -vv: netlink-level detail).
+    /// More detail on stderr (-v: each step, -vv: everything).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
