@@ -1,0 +1,197 @@
+//! The parts of a network configuration every plugin shares: `cniVersion`,
+//! `name`, `type`, `ipam`, `dns`, `prevResult`, `runtimeConfig` and `args`,
+//! parsed from stdin. The raw bytes are kept: a delegated IPAM plugin gets
+//! the full configuration exactly as the runtime sent it.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{CniError, Code, Result};
+use crate::result::{CniResult, Dns};
+use crate::version::CniVersion;
+
+/// What every plugin reads from the configuration.
+#[derive(Debug, Clone)]
+pub struct NetConf {
+    pub version: CniVersion,
+    pub name: String,
+    pub plugin_type: String,
+    /// The `ipam` object; `None` when absent or without a `type` (L2 only).
+    pub ipam: Option<Value>,
+    pub dns: Dns,
+    pub prev_result: Option<CniResult>,
+    /// `runtimeConfig.mac`.
+    pub runtime_mac: Option<String>,
+    /// `runtimeConfig.ips` and `args.cni.ips`, in that order.
+    pub requested_ips: Vec<String>,
+    /// `args.cni.mac` (the reference plugins' convention for args).
+    pub args_mac: Option<String>,
+    /// The whole object, for plugin-specific keys.
+    pub raw: Value,
+    /// The bytes as received, for delegation.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Common {
+    #[serde(default)]
+    cni_version: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "type")]
+    plugin_type: String,
+    #[serde(default)]
+    ipam: Option<Value>,
+    #[serde(default)]
+    dns: Option<Dns>,
+    #[serde(default)]
+    prev_result: Option<Value>,
+    #[serde(default)]
+    runtime_config: Option<RuntimeConfig>,
+    #[serde(default)]
+    args: Option<Args>,
+}
+
+#[derive(Deserialize, Default)]
+struct RuntimeConfig {
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Args {
+    #[serde(default)]
+    cni: Option<CniArgs>,
+}
+
+#[derive(Deserialize, Default)]
+struct CniArgs {
+    #[serde(default)]
+    ips: Vec<String>,
+    #[serde(default)]
+    mac: Option<String>,
+}
+
+impl NetConf {
+    /// Parses stdin. Bad JSON is error 6; a bad version error 1; a missing
+    /// name error 7.
+    pub fn parse(bytes: Vec<u8>) -> Result<NetConf> {
+        let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            CniError::new(Code::Decode, format!("cannot decode the network configuration: {e}"))
+        })?;
+        if !raw.is_object() {
+            return Err(CniError::new(
+                Code::Decode,
+                "the network configuration is not a JSON object",
+            ));
+        }
+        let common: Common = serde_json::from_value(raw.clone())
+            .map_err(|e| CniError::config(format!("network configuration: {e}")))?;
+        let version = CniVersion::parse(&common.cni_version)?;
+        if common.name.is_empty() {
+            return Err(CniError::config("the network configuration has no \"name\""));
+        }
+        let ipam = common
+            .ipam
+            .filter(|v| v.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
+        let prev_result = common.prev_result.as_ref().map(CniResult::parse).transpose()?;
+        let runtime = common.runtime_config.unwrap_or_default();
+        let cni_args = common.args.and_then(|a| a.cni).unwrap_or_default();
+        let mut requested_ips = runtime.ips;
+        requested_ips.extend(cni_args.ips);
+        Ok(NetConf {
+            version,
+            name: common.name,
+            plugin_type: common.plugin_type,
+            ipam,
+            dns: common.dns.unwrap_or_default(),
+            prev_result,
+            runtime_mac: runtime.mac.filter(|m| !m.is_empty()),
+            requested_ips,
+            args_mac: cni_args.mac.filter(|m| !m.is_empty()),
+            raw,
+            bytes,
+        })
+    }
+
+    /// The `ipam.type`, if IPAM is configured.
+    pub fn ipam_type(&self) -> Option<&str> {
+        self.ipam.as_ref().and_then(|i| i.get("type")).and_then(Value::as_str)
+    }
+
+    /// The plugin-specific keys, typed.
+    pub fn specific<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
+        serde_json::from_value(self.raw.clone())
+            .map_err(|e| CniError::config(format!("network configuration {:?}: {e}", self.name)))
+    }
+}
+
+/// Reads only `cniVersion` (for VERSION, and to tag an early error).
+pub fn peek_version(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    v.get("cniVersion").and_then(Value::as_str).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<NetConf> {
+        NetConf::parse(json.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn common_keys() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"nicslice-macvlan",
+                "ipam":{"type":"host-local","subnet":"10.0.0.0/24"},
+                "dns":{"nameservers":["1.1.1.1"]},
+                "runtimeConfig":{"mac":"02:00:00:00:00:07","ips":["10.0.0.9/24"]},
+                "args":{"cni":{"ips":["10.0.0.10"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.version, CniVersion::V1_0_0);
+        assert_eq!(c.ipam_type(), Some("host-local"));
+        assert_eq!(c.dns.nameservers, vec!["1.1.1.1"]);
+        assert_eq!(c.runtime_mac.as_deref(), Some("02:00:00:00:00:07"));
+        assert_eq!(c.requested_ips, vec!["10.0.0.9/24", "10.0.0.10"]);
+    }
+
+    #[test]
+    fn empty_ipam_means_l2_only() {
+        let c = parse(r#"{"cniVersion":"0.3.1","name":"n","type":"x","ipam":{}}"#).unwrap();
+        assert!(c.ipam.is_none());
+    }
+
+    #[test]
+    fn errors_have_the_spec_codes() {
+        assert_eq!(parse("{nope").unwrap_err().code, Code::Decode);
+        assert_eq!(parse("[1]").unwrap_err().code, Code::Decode);
+        assert_eq!(
+            parse(r#"{"cniVersion":"0.2.0","name":"n"}"#).unwrap_err().code,
+            Code::IncompatibleVersion
+        );
+        assert_eq!(parse(r#"{"cniVersion":"1.1.0"}"#).unwrap_err().code, Code::InvalidConfig);
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.1.0","name":"n","dns":"x"}"#).unwrap_err().code,
+            Code::InvalidConfig
+        );
+        assert_eq!(peek_version(br#"{"cniVersion":"0.4.0"}"#).as_deref(), Some("0.4.0"));
+    }
+
+    #[test]
+    fn prev_result_of_an_older_version_parses() {
+        let c = parse(
+            r#"{"cniVersion":"0.4.0","name":"n","type":"x","prevResult":{"cniVersion":"0.4.0",
+                "interfaces":[{"name":"eth0","sandbox":"/run/netns/a"}],
+                "ips":[{"version":"4","address":"10.0.0.2/24","interface":0}]}}"#,
+        )
+        .unwrap();
+        let prev = c.prev_result.unwrap();
+        assert_eq!(prev.interfaces[0].name, "eth0");
+        assert_eq!(prev.ips[0].address.to_string(), "10.0.0.2/24");
+    }
+}

@@ -1,0 +1,261 @@
+//! nicslice-ipam's configuration: host-local's keys (`ranges`, or `subnet`,
+//! `rangeStart`, `rangeEnd` and `gateway` at the top; `routes`,
+//! `resolvConf`, `dataDir`) plus `state`, the lease database's path. Checked
+//! into range sets: one address is handed out per set, from its first range
+//! with room.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::{CniError, Result};
+use crate::result::RouteConfig;
+
+/// One range: a subnet, the window `[first, last]` addresses are handed out
+/// from, and the gateway (never handed out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Range {
+    pub subnet: IpNet,
+    pub first: IpAddr,
+    pub last: IpAddr,
+    pub gateway: IpAddr,
+}
+
+impl Range {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.subnet.contains(&ip)
+            && to_u128(ip) >= to_u128(self.first)
+            && to_u128(ip) <= to_u128(self.last)
+    }
+
+    /// The pool key of this range in the lease database.
+    pub fn key(&self) -> String {
+        format!("{}-{}", self.first, self.last)
+    }
+
+    fn overlaps(&self, other: &Range) -> bool {
+        self.first.is_ipv4() == other.first.is_ipv4()
+            && to_u128(self.first) <= to_u128(other.last)
+            && to_u128(other.first) <= to_u128(self.last)
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+pub(crate) fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn from_u128(like: IpAddr, n: u128) -> Option<IpAddr> {
+    Some(match like {
+        IpAddr::V4(_) => IpAddr::V4(u32::try_from(n).ok()?.into()),
+        IpAddr::V6(_) => IpAddr::V6(n.into()),
+    })
+}
+
+/// The checked IPAM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamConf {
+    pub range_sets: Vec<Vec<Range>>,
+    pub routes: Vec<RouteConfig>,
+    pub resolv_conf: Option<PathBuf>,
+    /// `state`, else `dataDir/cni-ipam.db`, else `None` (the default applies).
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawRange {
+    #[serde(default)]
+    subnet: Option<IpNet>,
+    #[serde(default)]
+    range_start: Option<IpAddr>,
+    #[serde(default)]
+    range_end: Option<IpAddr>,
+    #[serde(default)]
+    gateway: Option<IpAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIpam {
+    #[serde(flatten)]
+    top: RawRange,
+    #[serde(default)]
+    ranges: Vec<Vec<RawRange>>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    resolv_conf: Option<PathBuf>,
+    #[serde(default)]
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct RawRoute {
+    dst: IpNet,
+    #[serde(default)]
+    gw: Option<IpAddr>,
+}
+
+impl IpamConf {
+    /// Checks the `ipam` object.
+    pub fn parse(ipam: &serde_json::Value) -> Result<IpamConf> {
+        let raw: RawIpam = serde_json::from_value(ipam.clone())
+            .map_err(|e| CniError::config(format!("ipam: {e}")))?;
+        let mut raw_sets = raw.ranges;
+        if raw.top.subnet.is_some() {
+            raw_sets.insert(0, vec![raw.top]);
+        } else if raw.top.range_start.is_some()
+            || raw.top.range_end.is_some()
+            || raw.top.gateway.is_some()
+        {
+            return Err(CniError::config("ipam: rangeStart, rangeEnd and gateway need a subnet"));
+        }
+        if raw_sets.is_empty() {
+            return Err(CniError::config("ipam: no IP ranges specified; give subnet or ranges"));
+        }
+        let mut range_sets = Vec::new();
+        for set in raw_sets {
+            if set.is_empty() {
+                return Err(CniError::config("ipam: empty range set"));
+            }
+            let set = set.into_iter().map(check_range).collect::<Result<Vec<_>>>()?;
+            if set.iter().any(|r| r.first.is_ipv4() != set[0].first.is_ipv4()) {
+                return Err(CniError::config("ipam: a range set mixes IPv4 and IPv6"));
+            }
+            range_sets.push(set);
+        }
+        let all: Vec<&Range> = range_sets.iter().flatten().collect();
+        for (i, a) in all.iter().enumerate() {
+            if let Some(b) = all[i + 1..].iter().find(|b| a.overlaps(b)) {
+                return Err(CniError::config(format!("ipam: range {a} overlaps range {b}")));
+            }
+        }
+        let state = raw.state.or_else(|| raw.data_dir.map(|d| d.join("cni-ipam.db")));
+        Ok(IpamConf {
+            range_sets,
+            routes: raw.routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
+            resolv_conf: raw.resolv_conf.filter(|p| !p.as_os_str().is_empty()),
+            state,
+        })
+    }
+}
+
+/// host-local's rules: the subnet leaves room (IPv4 /30, IPv6 /126 at most),
+/// the window defaults to the subnet minus network and broadcast, the
+/// gateway to the first address.
+fn check_range(raw: RawRange) -> Result<Range> {
+    let subnet = raw.subnet.ok_or_else(|| CniError::config("ipam: a range has no subnet"))?.trunc();
+    let limit = if subnet.addr().is_ipv4() { 30 } else { 126 };
+    if subnet.prefix_len() > limit || subnet.prefix_len() == 0 {
+        return Err(CniError::config(format!("ipam: network {subnet} too small to allocate from")));
+    }
+    let base = to_u128(subnet.network());
+    let top = to_u128(match subnet {
+        IpNet::V4(n) => IpAddr::V4(n.broadcast()),
+        IpNet::V6(n) => IpAddr::V6(n.broadcast()),
+    });
+    let default_last = if subnet.addr().is_ipv4() { top - 1 } else { top };
+    let at =
+        |n| from_u128(subnet.addr(), n).ok_or_else(|| CniError::config("ipam: address overflow"));
+    let inside = |what: &str, ip: IpAddr| {
+        if subnet.contains(&ip) && ip.is_ipv4() == subnet.addr().is_ipv4() {
+            Ok(ip)
+        } else {
+            Err(CniError::config(format!("ipam: {what} {ip} not in network {subnet}")))
+        }
+    };
+    let first = match raw.range_start {
+        Some(ip) => inside("rangeStart", ip)?,
+        None => at(base + 1)?,
+    };
+    let last = match raw.range_end {
+        Some(ip) => inside("rangeEnd", ip)?,
+        None => at(default_last)?,
+    };
+    if to_u128(first) > to_u128(last) {
+        return Err(CniError::config(format!("ipam: rangeStart {first} is after rangeEnd {last}")));
+    }
+    let gateway = match raw.gateway {
+        Some(ip) => inside("gateway", ip)?,
+        None => at(base + 1)?,
+    };
+    Ok(Range { subnet, first, last, gateway })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn host_local_top_level_range() {
+        let c = IpamConf::parse(&json!({"type":"nicslice-ipam","subnet":"10.1.2.0/24",
+            "routes":[{"dst":"0.0.0.0/0"}],"dataDir":"/tmp/x"}))
+        .unwrap();
+        let r = &c.range_sets[0][0];
+        assert_eq!(
+            (r.first.to_string(), r.last.to_string()),
+            ("10.1.2.1".into(), "10.1.2.254".into())
+        );
+        assert_eq!(r.gateway.to_string(), "10.1.2.1");
+        assert_eq!(c.routes[0].gw, None);
+        assert_eq!(c.state, Some(PathBuf::from("/tmp/x/cni-ipam.db")));
+    }
+
+    #[test]
+    fn dual_stack_ranges_and_windows() {
+        let c = IpamConf::parse(&json!({"type":"x","ranges":[
+            [{"subnet":"10.1.2.0/24","rangeStart":"10.1.2.9","rangeEnd":"10.1.2.20","gateway":"10.1.2.254"}],
+            [{"subnet":"2001:db8:1::/64"}]]}))
+        .unwrap();
+        assert_eq!(c.range_sets.len(), 2);
+        let v4 = &c.range_sets[0][0];
+        assert!(
+            v4.contains("10.1.2.20".parse().unwrap()) && !v4.contains("10.1.2.21".parse().unwrap())
+        );
+        let v6 = &c.range_sets[1][0];
+        assert_eq!(v6.last.to_string(), "2001:db8:1:0:ffff:ffff:ffff:ffff");
+        assert_eq!(v6.gateway.to_string(), "2001:db8:1::1");
+    }
+
+    #[test]
+    fn refusals() {
+        for (ipam, needle) in [
+            (json!({"type":"x"}), "no IP ranges"),
+            (json!({"type":"x","subnet":"10.0.0.0/31"}), "too small"),
+            (json!({"type":"x","subnet":"10.0.0.0/24","rangeStart":"10.0.1.1"}), "not in network"),
+            (
+                json!({"type":"x","subnet":"10.0.0.0/24","rangeStart":"10.0.0.9","rangeEnd":"10.0.0.5"}),
+                "after",
+            ),
+            (json!({"type":"x","subnet":"10.0.0.0/24","gateway":"fd00::1"}), "not in network"),
+            (
+                json!({"type":"x","ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.0.0.0/25"}]]}),
+                "overlaps",
+            ),
+            (
+                json!({"type":"x","ranges":[[{"subnet":"10.0.0.0/24"},{"subnet":"fd00::/64"}]]}),
+                "mixes",
+            ),
+            (json!({"type":"x","ranges":[[]]}), "empty range set"),
+            (json!({"type":"x","subnet":"nope"}), "ipam"),
+            (json!({"type":"x","rangeStart":"10.0.0.1"}), "need a subnet"),
+        ] {
+            let e = IpamConf::parse(&ipam).unwrap_err();
+            assert!(e.msg.contains(needle), "{ipam}: {}", e.msg);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! nicslice-ipam: host-local's configuration and behaviour over the nicslice
+//! lease database (`nicslice_store::cni_ipam`), with leases keyed by network
+//! name, container ID and interface name.
+//!
+//! Where the database lives, first match wins: `ipam.state` (a file),
+//! `ipam.dataDir` (host-local's key; the file `cni-ipam.db` inside it), the
+//! directory of `NICSLICE_STATE` (beside nicslice's own `state.db`), else
+//! `/var/lib/nicslice/cni-ipam.db`. CNI leases are kept apart from the CLI's
+//! networks: they belong to the container runtime and are cleaned by its GC.
+
+mod alloc;
+pub mod conf;
+pub mod resolv;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use nicslice_store::cni_ipam::{CniIpamStore, CniOwner, DEFAULT_CNI_IPAM_PATH};
+use serde_json::Value;
+
+use crate::conf::NetConf;
+use crate::env::{CallEnv, Verb};
+use crate::error::{CniError, Code, Result};
+use crate::result::CniResult;
+pub use conf::IpamConf;
+
+/// Runs one verb of nicslice-ipam; ADD returns the result.
+pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResult>> {
+    let ipam = net.ipam.as_ref().ok_or_else(|| {
+        CniError::config("nicslice-ipam needs an \"ipam\" object with its ranges")
+    })?;
+    let conf = IpamConf::parse(ipam)?;
+    let path = state_path(&conf);
+    let open = || {
+        CniIpamStore::open(&path).map_err(|e| {
+            let e = CniError::from(e);
+            if verb == Verb::Status { CniError::new(Code::NotAvailable, e.msg) } else { e }
+        })
+    };
+    match verb {
+        Verb::Add => add(&mut open()?, net, env, &conf).map(Some),
+        Verb::Del => {
+            let mut store = open()?;
+            let tx = store.write()?;
+            tx.release_owner(&net.name, &owner(env))?;
+            tx.commit()?;
+            Ok(None)
+        }
+        Verb::Check => {
+            let mut store = open()?;
+            let tx = store.write()?;
+            if tx.leases(&net.name, Some(&owner(env)))?.is_empty() {
+                return Err(CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "nicslice-ipam: no address is leased to container {} interface {} in network {}",
+                        env.container_id, env.ifname, net.name
+                    ),
+                ));
+            }
+            Ok(None)
+        }
+        Verb::Status => {
+            open()?.ping().map_err(|e| CniError::new(Code::NotAvailable, CniError::from(e).msg))?;
+            Ok(None)
+        }
+        Verb::Gc => {
+            let valid = valid_attachments(&net.raw)?;
+            let mut store = open()?;
+            let tx = store.write()?;
+            tx.release_unless(&net.name, |o| valid.contains(o))?;
+            tx.commit()?;
+            Ok(None)
+        }
+        Verb::Version => Ok(None),
+    }
+}
+
+fn owner(env: &CallEnv) -> CniOwner {
+    CniOwner { container_id: env.container_id.clone(), ifname: env.ifname.clone() }
+}
+
+fn add(
+    store: &mut CniIpamStore,
+    net: &NetConf,
+    env: &CallEnv,
+    conf: &IpamConf,
+) -> Result<CniResult> {
+    let requested = requested_ips(net, env)?;
+    let dns = match &conf.resolv_conf {
+        Some(path) => resolv::read(path)?,
+        None => Default::default(),
+    };
+    let owner = owner(env);
+    let tx = store.write()?;
+    if let Some(held) = tx.leases(&net.name, Some(&owner))?.first() {
+        return Err(CniError::new(
+            Code::AddressInUse,
+            format!(
+                "{} has been allocated to {} interface {}, duplicate allocation is not allowed",
+                held.ip, env.container_id, env.ifname
+            ),
+        ));
+    }
+    let ips = alloc::allocate(&tx, &net.name, conf, &owner, &requested)?;
+    tx.commit()?;
+    Ok(CniResult { interfaces: Vec::new(), ips, routes: conf.routes.clone(), dns })
+}
+
+/// `CNI_ARGS IP=a,b`, `runtimeConfig.ips` and `args.cni.ips` (a prefix, if
+/// written, is ignored: the range decides it).
+fn requested_ips(net: &NetConf, env: &CallEnv) -> Result<Vec<IpAddr>> {
+    let from_env = env.arg("IP").into_iter().flat_map(|v| v.split(','));
+    let mut out: Vec<IpAddr> = Vec::new();
+    for text in from_env.chain(net.requested_ips.iter().map(String::as_str)) {
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let bare = text.split_once('/').map_or(text, |(ip, _)| ip);
+        let ip: IpAddr = bare
+            .parse()
+            .map_err(|_| CniError::config(format!("requested IP {text:?} is not an IP address")))?;
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// GC's list of attachments to keep: `cni.dev/valid-attachments` (spec 1.1)
+/// or `cni.dev/attachments` (its draft name, which some runtimes send).
+fn valid_attachments(raw: &Value) -> Result<Vec<CniOwner>> {
+    let list = raw
+        .get("cni.dev/valid-attachments")
+        .or_else(|| raw.get("cni.dev/attachments"))
+        .ok_or_else(|| CniError::config("GC needs cni.dev/valid-attachments"))?;
+    let items = list
+        .as_array()
+        .ok_or_else(|| CniError::config("cni.dev/valid-attachments is not a list"))?;
+    items
+        .iter()
+        .map(|a| {
+            let get = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_string);
+            match (get("containerID"), get("ifname")) {
+                (Some(container_id), Some(ifname)) => Ok(CniOwner { container_id, ifname }),
+                _ => Err(CniError::config(format!("attachment {a} lacks containerID or ifname"))),
+            }
+        })
+        .collect()
+}
+
+/// Where the lease database is (see the module docs).
+pub fn state_path(conf: &IpamConf) -> PathBuf {
+    if let Some(p) = &conf.state {
+        return p.clone();
+    }
+    if let Some(dir) = std::env::var_os("NICSLICE_STATE")
+        .map(PathBuf::from)
+        .and_then(|p| p.parent().map(PathBuf::from))
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        return dir.join("cni-ipam.db");
+    }
+    PathBuf::from(DEFAULT_CNI_IPAM_PATH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn gc_accepts_both_keys() {
+        let a = json!({"cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}]});
+        assert_eq!(valid_attachments(&a).unwrap()[0].container_id, "c");
+        let b = json!({"cni.dev/attachments":[{"containerID":"d","ifname":"net1"}]});
+        assert_eq!(valid_attachments(&b).unwrap()[0].ifname, "net1");
+        assert!(valid_attachments(&json!({})).is_err());
+        assert!(valid_attachments(&json!({"cni.dev/attachments":[{"containerID":"d"}]})).is_err());
+    }
+
+    #[test]
+    fn requested_ips_from_every_source() {
+        let net = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"nicslice-ipam",
+                "runtimeConfig":{"ips":["10.0.0.9/24"]},"args":{"cni":{"ips":["fd00::9"]}}}"#
+                .to_vec(),
+        )
+        .unwrap();
+        let env = CallEnv::from_vars(&[("CNI_ARGS", "IP=10.0.0.8,10.0.0.9".into())]).unwrap();
+        let ips: Vec<String> =
+            requested_ips(&net, &env).unwrap().iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["10.0.0.8", "10.0.0.9", "fd00::9"]);
+        let env = CallEnv::from_vars(&[("CNI_ARGS", "IP=ten".into())]).unwrap();
+        assert!(requested_ips(&net, &env).is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! ADD for the link plugins: validate (config, names, master, MTU), lease
+//! addresses through IPAM, plan the endpoint (link, addresses, routes with
+//! the default route through the IPAM gateway unless `noDefaultRoute`),
+//! realize it with an undo log, and on failure undo and release the lease.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_engine::plumb::{ChildLink, EndpointPlan, realize};
+use nicslice_engine::undo::{Sockets, UndoLog};
+use nicslice_engine::{EngineError, Faults, Step};
+use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::{MacvlanLinkRequest, Netns, Route, RouteSocket};
+use nicslice_model::{IfName, IpvlanMode};
+
+use super::{open_netns, parent_name};
+use crate::conf::NetConf;
+use crate::delegate::{self, Ipam};
+use crate::env::{CallEnv, Verb};
+use crate::error::{CniError, Result};
+use crate::linkconf::{Family, KindConf, LinkConf};
+use crate::result::{CniResult, Interface, IpConfig, RouteConfig};
+
+/// Everything checked before the first change.
+struct Checked {
+    conf: LinkConf,
+    ifname: IfName,
+    target_ns: Netns,
+    host: RouteSocket,
+    target: RouteSocket,
+    parent_name: String,
+    parent_index: u32,
+    ipam: Option<Ipam>,
+}
+
+fn validate(family: Family, net: &NetConf, env: &CallEnv) -> Result<Checked> {
+    let conf = LinkConf::parse(family, net, env)?;
+    let ifname = env.valid_ifname()?;
+    let target_ns = open_netns(&env.netns)?;
+    let host_ns =
+        if conf.link_in_container { target_ns.clone_handle()? } else { Netns::current()? };
+    let mut host = RouteSocket::open_in(&host_ns)?;
+    let target = RouteSocket::open_in(&target_ns)?;
+    let parent_name = parent_name(&conf, &mut host)?;
+    let where_ =
+        if conf.link_in_container { "the container's namespace" } else { "the host namespace" };
+    let parent = host.link_by_name(&parent_name)?.ok_or_else(|| {
+        CniError::config(format!("master {parent_name} does not exist in {where_}"))
+    })?;
+    if let Some(mtu) = conf.mtu
+        && mtu > parent.mtu
+    {
+        return Err(CniError::config(format!(
+            "invalid MTU {mtu}, must be at most the master's MTU ({} on {parent_name})",
+            parent.mtu
+        )));
+    }
+    let ipam = net.ipam_type().map(|t| delegate::find(t, env)).transpose()?;
+    Ok(Checked {
+        conf,
+        ifname,
+        target_ns,
+        host,
+        target,
+        parent_name,
+        parent_index: parent.index,
+        ipam,
+    })
+}
+
+fn child_link(c: &Checked) -> ChildLink {
+    let conf = &c.conf;
+    match &conf.kind {
+        KindConf::Macvlan { mode, flags, bcqueuelen, bclim, source_macs } => {
+            ChildLink::Macvlan(MacvlanLinkRequest {
+                driver: conf.driver,
+                name: c.ifname.clone(),
+                parent_index: c.parent_index,
+                mode: *mode,
+                flags: *flags,
+                mtu: conf.mtu,
+                mac: conf.mac,
+                bcqueuelen: *bcqueuelen,
+                bclim: *bclim,
+                source_macs: source_macs.clone(),
+            })
+        }
+        KindConf::Ipvlan { mode, flag } => ChildLink::Ipvlan(IpvlanLinkRequest {
+            tap: conf.driver.has_tap(),
+            name: c.ifname.clone(),
+            parent_index: c.parent_index,
+            mode: *mode,
+            flag: *flag,
+            mtu: conf.mtu,
+        }),
+    }
+}
+
+/// The routes to add: IPAM's (a route without `gw` goes through the
+/// gateway of its family, as the reference plugins do), then one default
+/// route per family through that family's gateway unless one is listed or
+/// `noDefaultRoute` is set (seed 000: without it nothing crosses subnets).
+/// ipvlan l3/l3s children have no neighbours: their default route goes
+/// straight through the device.
+fn plan_routes(conf: &LinkConf, ips: &[IpConfig], ipam_routes: &[RouteConfig]) -> Vec<RouteConfig> {
+    let gateway_of = |v6: bool| ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv6() == v6);
+    let mut routes: Vec<RouteConfig> = ipam_routes
+        .iter()
+        .map(|r| RouteConfig {
+            gw: r.gw.or_else(|| gateway_of(r.dst.addr().is_ipv6())),
+            ..r.clone()
+        })
+        .collect();
+    if conf.no_default_route {
+        return routes;
+    }
+    let through_device =
+        matches!(conf.kind, KindConf::Ipvlan { mode: IpvlanMode::L3 | IpvlanMode::L3s, .. });
+    for v6 in [false, true] {
+        let has_family = ips.iter().any(|i| i.address.addr().is_ipv6() == v6);
+        let has_default =
+            routes.iter().any(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv6() == v6);
+        if !has_family || has_default {
+            continue;
+        }
+        let dst = if v6 { IpNet::V6(Default::default()) } else { IpNet::V4(Default::default()) };
+        match (through_device, gateway_of(v6)) {
+            (true, _) => routes.push(RouteConfig::to(dst, None)),
+            (false, Some(gw)) => routes.push(RouteConfig::to(dst, Some(gw))),
+            (false, None) => {}
+        }
+    }
+    routes
+}
+
+fn kernel_route(r: &RouteConfig) -> Route {
+    Route { destination: r.dst, gateway: r.gw, oif: None, metric: r.priority }
+}
+
+/// ADD: returns the result to print.
+pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Result<CniResult> {
+    let mut c = validate(family, net, env)?;
+    faults.check(Step::Allocate)?;
+    let ipam_result = match &c.ipam {
+        Some(ipam) => {
+            let r = delegate::run(ipam, Verb::Add, net, env)?.unwrap_or_default();
+            if r.ips.is_empty() {
+                release(ipam, net, env);
+                return Err(CniError::new(
+                    crate::error::Code::Ipam,
+                    "IPAM plugin returned missing IP config",
+                ));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let ipam_result = ipam_result.unwrap_or_default();
+    let ips: Vec<IpConfig> =
+        ipam_result.ips.iter().map(|i| IpConfig { interface: Some(0), ..i.clone() }).collect();
+    let routes = plan_routes(&c.conf, &ips, &ipam_result.routes);
+    let plan = EndpointPlan {
+        link: child_link(&c),
+        parent_name: c.parent_name.clone(),
+        addresses: ips.iter().map(|i| i.address).collect(),
+        routes: routes.iter().map(kernel_route).collect(),
+    };
+    let mut undo = UndoLog::default();
+    let realized = realize(&plan, &mut c.host, &c.target_ns, &mut c.target, faults, &mut undo);
+    let realized = match realized {
+        Ok(r) => r,
+        Err(e) => {
+            let undone =
+                undo.rollback(&mut Sockets { host: &mut c.host, target: Some(&mut c.target) });
+            if let Some(ipam) = &c.ipam {
+                release(ipam, net, env);
+            }
+            return Err(match undone {
+                Ok(()) => e.into(),
+                Err(undo) => EngineError::UndoFailed { error: Box::new(e), undo }.into(),
+            });
+        }
+    };
+    undo.commit();
+    let interface = Interface {
+        name: c.ifname.to_string(),
+        mac: realized.link.mac.map(|m| m.to_string()).unwrap_or_default(),
+        mtu: Some(realized.link.mtu),
+        sandbox: env.netns.clone(),
+        ..Default::default()
+    };
+    let dns = if net.dns.is_empty() { ipam_result.dns } else { net.dns.clone() };
+    // A default route the namespace already had was kept, not added: leave it out.
+    let added = |r: &RouteConfig| {
+        realized.routes.iter().any(|k| k.destination == r.dst && k.gateway == r.gw)
+    };
+    let routes = routes.into_iter().filter(added).collect();
+    Ok(CniResult { interfaces: vec![interface], ips, routes, dns })
+}
+
+/// Best-effort IPAM DEL after a failed ADD; its own failure is reported on stderr.
+fn release(ipam: &Ipam, net: &NetConf, env: &CallEnv) {
+    if let Err(e) = delegate::run(ipam, Verb::Del, net, env) {
+        eprintln!("nicslice: releasing the addresses of the failed ADD also failed: {e}");
+    }
+}
+
+/// Whether `ip` is one of the result's addresses (for CHECK).
+pub(super) fn has_address(addrs: &[(u32, IpNet)], index: u32, ip: IpAddr) -> bool {
+    addrs.iter().any(|(i, a)| *i == index && a.addr() == ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(keys: &str) -> LinkConf {
+        let json = format!(r#"{{"cniVersion":"1.1.0","name":"n","type":"t"{keys}}}"#);
+        let net = NetConf::parse(json.into_bytes()).unwrap();
+        let family = if keys.contains("l3") { Family::Ipvlan } else { Family::Macvlan };
+        LinkConf::parse(family, &net, &CallEnv::default()).unwrap()
+    }
+
+    fn ip(addr: &str, gw: Option<&str>) -> IpConfig {
+        IpConfig {
+            address: addr.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            interface: Some(0),
+        }
+    }
+
+    #[test]
+    fn default_route_through_the_ipam_gateway() {
+        let ips = [ip("10.0.0.2/24", Some("10.0.0.1")), ip("fd00::2/64", Some("fd00::1"))];
+        let routes = plan_routes(&conf(""), &ips, &[]);
+        let shown: Vec<String> = routes
+            .iter()
+            .map(|r| format!("{} via {:?}", r.dst, r.gw.map(|g| g.to_string())))
+            .collect();
+        assert_eq!(shown, ["0.0.0.0/0 via Some(\"10.0.0.1\")", "::/0 via Some(\"fd00::1\")"]);
+        assert!(plan_routes(&conf(r#","noDefaultRoute":true"#), &ips, &[]).is_empty());
+    }
+
+    #[test]
+    fn ipam_routes_get_their_family_gateway_and_win() {
+        let ips = [ip("10.0.0.2/24", Some("10.0.0.1"))];
+        let ipam = [
+            RouteConfig::to("0.0.0.0/0".parse().unwrap(), None),
+            RouteConfig::to("10.9.0.0/16".parse().unwrap(), Some("10.0.0.254".parse().unwrap())),
+        ];
+        let routes = plan_routes(&conf(""), &ips, &ipam);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0].gw, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(routes[1].gw, Some("10.0.0.254".parse().unwrap()));
+    }
+
+    #[test]
+    fn ipvlan_l3_routes_through_the_device_and_l2_only_has_none() {
+        let ips = [ip("10.0.0.2/24", Some("10.0.0.1"))];
+        let routes = plan_routes(&conf(r#","mode":"l3""#), &ips, &[]);
+        assert_eq!(routes[0].gw, None);
+        assert!(plan_routes(&conf(""), &[], &[]).is_empty());
+        // No gateway known: no default route.
+        assert!(plan_routes(&conf(""), &[ip("10.0.0.2/24", None)], &[]).is_empty());
+    }
+}

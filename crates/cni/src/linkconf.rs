@@ -1,0 +1,358 @@
+//! The link plugins' own keys, checked into a `LinkConf` before anything is
+//! touched. nicslice-macvlan takes every key of the reference macvlan plugin
+//! (`master`, `mode`, `mtu`, `mac`, `linkInContainer`, `bcqueuelen`) plus
+//! `flags`, `sourceMacs`, `bclim`, `tap`, `vlan` and `noDefaultRoute`;
+//! nicslice-ipvlan the reference ipvlan keys plus `flag`, `tap`, `vlan` and
+//! `noDefaultRoute`. The MAC comes from `mac`, then `CNI_ARGS MAC=`, then
+//! `args.cni.mac`, then `runtimeConfig.mac` (the last one given wins).
+
+use std::str::FromStr;
+
+use nicslice_model::{
+    Driver, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
+};
+use serde::Deserialize;
+
+use crate::conf::NetConf;
+use crate::env::CallEnv;
+use crate::error::{CniError, Result};
+
+/// Which link plugin is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Macvlan,
+    Ipvlan,
+}
+
+/// The kind-specific part of a child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindConf {
+    Macvlan {
+        mode: MacvlanMode,
+        flags: MacvlanFlags,
+        bcqueuelen: Option<u32>,
+        bclim: Option<i32>,
+        source_macs: Vec<MacAddr>,
+    },
+    Ipvlan {
+        mode: IpvlanMode,
+        flag: IpvlanFlag,
+    },
+}
+
+/// A checked link configuration: what ADD and CHECK take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConf {
+    pub driver: Driver,
+    /// `None`: the interface of the default route, found at ADD.
+    pub master: Option<String>,
+    /// 802.1Q: the parent is `master.vlan` (it must exist).
+    pub vlan: Option<u16>,
+    pub link_in_container: bool,
+    /// `None` or 0 in the config: the parent's MTU.
+    pub mtu: Option<u32>,
+    pub mac: Option<MacAddr>,
+    pub kind: KindConf,
+    pub no_default_route: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Keys {
+    #[serde(default)]
+    master: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    mtu: i64,
+    #[serde(default)]
+    mac: String,
+    #[serde(default)]
+    link_in_container: bool,
+    #[serde(default)]
+    bcqueuelen: Option<u32>,
+    #[serde(default)]
+    bclim: Option<i32>,
+    #[serde(default)]
+    flags: Flags,
+    #[serde(default)]
+    flag: String,
+    #[serde(default)]
+    source_macs: Vec<String>,
+    #[serde(default)]
+    tap: bool,
+    #[serde(default)]
+    vlan: Option<u16>,
+    #[serde(default)]
+    no_default_route: bool,
+}
+
+/// `flags` as a list (`["nodst"]`) or one comma-separated string.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Flags {
+    #[default]
+    None,
+    List(Vec<String>),
+    One(String),
+}
+
+fn parse_mac(what: &str, s: &str) -> Result<MacAddr> {
+    MacAddr::from_str(s)
+        .and_then(MacAddr::ensure_unicast)
+        .map_err(|e| CniError::config(format!("{what}: {e}")))
+}
+
+impl LinkConf {
+    /// Checks the configuration of `family`'s plugin and the call's MAC arguments.
+    pub fn parse(family: Family, conf: &NetConf, env: &CallEnv) -> Result<LinkConf> {
+        let keys: Keys = conf.specific()?;
+        let kind = match family {
+            Family::Macvlan => macvlan_kind(&keys)?,
+            Family::Ipvlan => ipvlan_kind(&keys)?,
+        };
+        let driver = match (family, keys.tap) {
+            (Family::Macvlan, false) => Driver::Macvlan,
+            (Family::Macvlan, true) => Driver::Macvtap,
+            (Family::Ipvlan, false) => Driver::Ipvlan,
+            (Family::Ipvlan, true) => Driver::Ipvtap,
+        };
+        let mtu = match keys.mtu {
+            0 => None,
+            m if (68..=65535).contains(&m) => Some(m as u32),
+            m => {
+                return Err(CniError::config(format!(
+                    "invalid MTU {m}; use 68 to 65535, or 0 for the master's"
+                )));
+            }
+        };
+        let mut mac = None;
+        for (what, value) in [
+            ("mac", Some(keys.mac.as_str())),
+            ("CNI_ARGS MAC", env.arg("MAC")),
+            ("args.cni.mac", conf.args_mac.as_deref()),
+            ("runtimeConfig.mac", conf.runtime_mac.as_deref()),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                mac = Some(parse_mac(what, v)?);
+            }
+        }
+        if mac.is_some() && family == Family::Ipvlan {
+            return Err(CniError::config(
+                "ipvlan children share the master's MAC; remove mac / MAC / runtimeConfig.mac",
+            ));
+        }
+        if let KindConf::Macvlan { mode: MacvlanMode::Passthru, .. } = kind
+            && keys.bcqueuelen.is_some()
+        {
+            return Err(CniError::config("bcqueuelen has no effect in passthru mode; remove it"));
+        }
+        if keys.vlan.is_some_and(|v| v == 0 || v > 4094) {
+            return Err(CniError::config("vlan must be 1 to 4094"));
+        }
+        Ok(LinkConf {
+            driver,
+            master: Some(keys.master).filter(|m| !m.is_empty()),
+            vlan: keys.vlan,
+            link_in_container: keys.link_in_container,
+            mtu,
+            mac,
+            kind,
+            no_default_route: keys.no_default_route,
+        })
+    }
+
+    /// The parent's name once the master is known.
+    pub fn parent_name(&self, master: &str) -> String {
+        match self.vlan {
+            Some(id) => format!("{master}.{id}"),
+            None => master.to_string(),
+        }
+    }
+}
+
+fn macvlan_kind(keys: &Keys) -> Result<KindConf> {
+    if !keys.flag.is_empty() {
+        return Err(CniError::config("\"flag\" is an ipvlan key; macvlan takes \"flags\""));
+    }
+    let mode = match keys.mode.as_str() {
+        "" => MacvlanMode::Bridge,
+        m => MacvlanMode::from_str(m).map_err(|e| CniError::config(e.to_string()))?,
+    };
+    let mut flags = MacvlanFlags::default();
+    let names: Vec<String> = match &keys.flags {
+        Flags::None => Vec::new(),
+        Flags::List(l) => l.clone(),
+        Flags::One(s) => {
+            s.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
+        }
+    };
+    for name in &names {
+        flags.set_by_name(name).map_err(|e| CniError::config(e.to_string()))?;
+    }
+    if flags.nodst && mode != MacvlanMode::Source {
+        return Err(CniError::config("flag nodst applies to mode source only"));
+    }
+    if flags.nopromisc && mode != MacvlanMode::Passthru {
+        return Err(CniError::config("flag nopromisc applies to mode passthru only"));
+    }
+    if !keys.source_macs.is_empty() && mode != MacvlanMode::Source {
+        return Err(CniError::config("sourceMacs applies to mode source only"));
+    }
+    let source_macs =
+        keys.source_macs.iter().map(|m| parse_mac("sourceMacs", m)).collect::<Result<Vec<_>>>()?;
+    Ok(KindConf::Macvlan {
+        mode,
+        flags,
+        bcqueuelen: keys.bcqueuelen,
+        bclim: keys.bclim,
+        source_macs,
+    })
+}
+
+fn ipvlan_kind(keys: &Keys) -> Result<KindConf> {
+    let macvlan_only = [
+        ("flags", !matches!(keys.flags, Flags::None)),
+        ("sourceMacs", !keys.source_macs.is_empty()),
+        ("bcqueuelen", keys.bcqueuelen.is_some()),
+        ("bclim", keys.bclim.is_some()),
+    ];
+    if let Some((key, _)) = macvlan_only.iter().find(|(_, set)| *set) {
+        return Err(CniError::config(format!("{key:?} is a macvlan key; ipvlan takes \"flag\"")));
+    }
+    let mode = match keys.mode.as_str() {
+        "" => IpvlanMode::L2,
+        m => LinkMode::from_str(m).ok().and_then(LinkMode::ipvlan).ok_or_else(|| {
+            CniError::config(format!("unknown ipvlan mode {m:?}; expected l2, l3, l3s"))
+        })?,
+    };
+    let flag = match keys.flag.as_str() {
+        "" => IpvlanFlag::Bridge,
+        f => IpvlanFlag::from_str(f).map_err(|e| CniError::config(e.to_string()))?,
+    };
+    Ok(KindConf::Ipvlan { mode, flag })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(family: Family, keys: &str, cni_args: &str) -> Result<LinkConf> {
+        let json = format!(r#"{{"cniVersion":"1.1.0","name":"n","type":"t"{keys}}}"#);
+        let c = NetConf::parse(json.into_bytes()).unwrap();
+        let env = CallEnv::from_vars(&[("CNI_ARGS", cni_args.to_string())]).unwrap();
+        LinkConf::parse(family, &c, &env)
+    }
+
+    #[test]
+    fn reference_macvlan_keys() {
+        let c = conf(
+            Family::Macvlan,
+            r#","master":"eth0","mode":"vepa","mtu":1400,"mac":"02:00:00:00:00:09","linkInContainer":true,"bcqueuelen":100"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.master.as_deref(), Some("eth0"));
+        assert_eq!(c.mtu, Some(1400));
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:09");
+        assert!(c.link_in_container);
+        assert!(matches!(
+            c.kind,
+            KindConf::Macvlan { mode: MacvlanMode::Vepa, bcqueuelen: Some(100), .. }
+        ));
+        // Defaults: bridge mode, master from the default route, the master's MTU.
+        let c = conf(Family::Macvlan, "", "").unwrap();
+        assert_eq!(c.master, None);
+        assert_eq!(c.mtu, None);
+        assert_eq!(c.driver, Driver::Macvlan);
+        assert!(matches!(c.kind, KindConf::Macvlan { mode: MacvlanMode::Bridge, .. }));
+    }
+
+    #[test]
+    fn nicslice_macvlan_keys() {
+        let c = conf(
+            Family::Macvlan,
+            r#","master":"eth0","mode":"source","flags":["nodst"],"sourceMacs":["02:00:00:00:00:01"],"bclim":-1,"tap":true,"vlan":50,"noDefaultRoute":true"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.driver, Driver::Macvtap);
+        assert_eq!(c.parent_name("eth0"), "eth0.50");
+        assert!(c.no_default_route);
+        let KindConf::Macvlan { flags, source_macs, bclim, .. } = c.kind else { panic!() };
+        assert!(flags.nodst);
+        assert_eq!(source_macs.len(), 1);
+        assert_eq!(bclim, Some(-1));
+        let c = conf(Family::Macvlan, r#","mode":"passthru","flags":"nopromisc""#, "").unwrap();
+        assert!(matches!(
+            c.kind,
+            KindConf::Macvlan { flags: MacvlanFlags { nopromisc: true, .. }, .. }
+        ));
+    }
+
+    #[test]
+    fn mac_precedence() {
+        let c = conf(
+            Family::Macvlan,
+            r#","mac":"02:00:00:00:00:01""#,
+            "IgnoreUnknown=1;MAC=02:00:00:00:00:02",
+        )
+        .unwrap();
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:02");
+        let c = conf(
+            Family::Macvlan,
+            r#","runtimeConfig":{"mac":"02:00:00:00:00:03"}"#,
+            "MAC=02:00:00:00:00:02",
+        )
+        .unwrap();
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:03");
+    }
+
+    #[test]
+    fn bad_macvlan_configs() {
+        for (keys, needle) in [
+            (r#","mode":"bridgy""#, "macvlan mode"),
+            (r#","mtu":-1"#, "MTU"),
+            (r#","mtu":70000"#, "MTU"),
+            (r#","mac":"01:00:5e:00:00:01""#, "mac"),
+            (r#","mac":"zz""#, "mac"),
+            (r#","flags":["nodst"]"#, "source only"),
+            (r#","flags":["loud"]"#, "macvlan flag"),
+            (r#","sourceMacs":["02:00:00:00:00:01"]"#, "source only"),
+            (r#","mode":"passthru","bcqueuelen":5"#, "passthru"),
+            (r#","flag":"private""#, "ipvlan key"),
+            (r#","vlan":4095"#, "vlan"),
+            (r#","master":7"#, "configuration"),
+        ] {
+            let e = conf(Family::Macvlan, keys, "").unwrap_err();
+            assert_eq!(e.code, crate::error::Code::InvalidConfig, "{keys}");
+            assert!(e.msg.contains(needle), "{keys}: {}", e.msg);
+        }
+        let e = conf(Family::Macvlan, "", "MAC=nope").unwrap_err();
+        assert!(e.msg.contains("CNI_ARGS MAC"));
+    }
+
+    #[test]
+    fn ipvlan_keys() {
+        let c = conf(
+            Family::Ipvlan,
+            r#","master":"eth0","mode":"l3s","flag":"private","mtu":1400"#,
+            "",
+        )
+        .unwrap();
+        assert_eq!(c.kind, KindConf::Ipvlan { mode: IpvlanMode::L3s, flag: IpvlanFlag::Private });
+        assert_eq!(c.driver, Driver::Ipvlan);
+        let c = conf(Family::Ipvlan, r#","tap":true"#, "").unwrap();
+        assert_eq!(c.driver, Driver::Ipvtap);
+        assert_eq!(c.kind, KindConf::Ipvlan { mode: IpvlanMode::L2, flag: IpvlanFlag::Bridge });
+        for (keys, needle) in [
+            (r#","mode":"bridge""#, "ipvlan mode"),
+            (r#","flag":"loud""#, "ipvlan flag"),
+            (r#","flags":["nodst"]"#, "macvlan key"),
+            (r#","mac":"02:00:00:00:00:01""#, "share the master's MAC"),
+        ] {
+            let e = conf(Family::Ipvlan, keys, "").unwrap_err();
+            assert!(e.msg.contains(needle), "{keys}: {}", e.msg);
+        }
+    }
+}
