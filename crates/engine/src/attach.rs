@@ -8,8 +8,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
-use nicslice_model::{IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, rules};
-use nicslice_store::{NetnsId, NewEndpoint, StoreRead};
+use nicslice_model::{
+    IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, NetworkSpec, ValidNetwork, rules,
+};
+use nicslice_store::{
+    EndpointId, LeaseRecord, NetnsId, NetworkId, NewEndpoint, StoreRead, WriteTx,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -62,6 +66,72 @@ pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns
         }),
         other => other.into(),
     })
+}
+
+/// Refuses a second child on a passthru parent and a MAC another endpoint on
+/// the same parent already has.
+fn check_parent_room(tx: &WriteTx<'_>, spec: &NetworkSpec, mac: Option<MacAddr>) -> Result<()> {
+    let mut on_parent = 0;
+    for net in tx.networks_on_parent(&spec.parent)? {
+        let endpoints = tx.endpoints(net.id)?;
+        on_parent += endpoints.len();
+        if let Some(ep) = endpoints.iter().find(|e| mac.is_some() && e.mac == mac) {
+            return Err(EngineError::Invalid(format!(
+                "--mac {} is already used by {} in {} (network {}); choose another",
+                mac.map(|m| m.to_string()).unwrap_or_default(),
+                ep.ifname,
+                ep.netns,
+                net.spec.name
+            )));
+        }
+    }
+    Ok(rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?)
+}
+
+/// One address per family the network has: the static one asked for, or
+/// the next free one of the first subnet of that family with room.
+fn allocate_addresses(
+    tx: &WriteTx<'_>,
+    valid: &ValidNetwork,
+    network: NetworkId,
+    endpoint: EndpointId,
+    wanted: &[IpAddr],
+) -> Result<Vec<LeaseRecord>> {
+    let mut leases = Vec::new();
+    for v6 in [false, true] {
+        let subnets: Vec<usize> = (0..valid.subnets().len())
+            .filter(|&i| valid.subnets()[i].subnet().addr().is_ipv6() == v6)
+            .collect();
+        let Some(&first) = subnets.first() else { continue };
+        if let Some(ip) = wanted.iter().copied().find(|ip| ip.is_ipv6() == v6) {
+            let i = subnets
+                .iter()
+                .copied()
+                .find(|&i| valid.subnets()[i].subnet().contains(&ip))
+                .unwrap_or(first);
+            leases.push(tx.allocate(network, i, Some(ip), Some(endpoint))?);
+            continue;
+        }
+        let mut first_error = None;
+        let mut got = None;
+        for &i in &subnets {
+            match tx.allocate(network, i, None, Some(endpoint)) {
+                Ok(lease) => {
+                    got = Some(lease);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (got, first_error) {
+            (Some(lease), _) => leases.push(lease),
+            (None, Some(e)) => return Err(e.into()),
+            (None, None) => {}
+        }
+    }
+    Ok(leases)
 }
 
 impl Engine {
@@ -136,23 +206,7 @@ impl Engine {
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {
             let tx = self.store.write()?;
-            let on_parent: usize = tx
-                .networks_on_parent(&spec.parent)?
-                .iter()
-                .map(|n| tx.endpoints(n.id).map(|e| e.len()))
-                .sum::<Result<usize, _>>()?;
-            rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?;
-            if let Some(mac) = req.mac {
-                for net in tx.networks_on_parent(&spec.parent)? {
-                    if let Some(ep) = tx.endpoints(net.id)?.into_iter().find(|e| e.mac == Some(mac))
-                    {
-                        return Err(EngineError::Invalid(format!(
-                            "--mac {mac} is already used by {} in {} (network {}); choose another",
-                            ep.ifname, ep.netns, net.spec.name
-                        )));
-                    }
-                }
-            }
+            check_parent_room(&tx, &spec, req.mac)?;
 
             let endpoint_id = tx.insert_endpoint(
                 record.id,
@@ -166,50 +220,9 @@ impl Engine {
             )?;
 
             faults.check(Step::Allocate)?;
-            let mut addresses: Vec<IpNet> = Vec::new();
-            let mut gateways: Vec<IpAddr> = Vec::new();
-            for v6 in [false, true] {
-                let subnets: Vec<usize> = (0..valid.subnets().len())
-                    .filter(|&i| valid.subnets()[i].subnet().addr().is_ipv6() == v6)
-                    .collect();
-                if subnets.is_empty() {
-                    continue;
-                }
-                let wanted = req.ips.iter().copied().find(|ip| ip.is_ipv6() == v6);
-                let lease = match wanted {
-                    Some(ip) => {
-                        let i = subnets
-                            .iter()
-                            .copied()
-                            .find(|&i| valid.subnets()[i].subnet().contains(&ip))
-                            .unwrap_or(subnets[0]);
-                        tx.allocate(record.id, i, Some(ip), Some(endpoint_id))?
-                    }
-                    None => {
-                        // The first subnet of the family with room.
-                        let mut first_error = None;
-                        let mut got = None;
-                        for &i in &subnets {
-                            match tx.allocate(record.id, i, None, Some(endpoint_id)) {
-                                Ok(lease) => {
-                                    got = Some(lease);
-                                    break;
-                                }
-                                Err(e) => {
-                                    first_error.get_or_insert(e);
-                                }
-                            }
-                        }
-                        match (got, first_error) {
-                            (Some(lease), _) => lease,
-                            (None, Some(e)) => return Err(e.into()),
-                            (None, None) => continue,
-                        }
-                    }
-                };
-                addresses.push(lease.address());
-                gateways.push(lease.gateway);
-            }
+            let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
+            let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+            let gateways: Vec<IpAddr> = leases.iter().map(|l| l.gateway).collect();
 
             // ipvlan l3/l3s children are NOARP and leave through the parent's
             // routing: a default route through the device is what works
