@@ -72,6 +72,29 @@ pub enum Command {
     /// List endpoints or change a source-mode endpoint's MAC list.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Install the CNI plugins nicslice-macvlan, nicslice-ipvlan and
+    /// nicslice-ipam as links to this binary.
+    InstallCni(InstallCniArgs),
+    /// Time CNI ADD and DEL of the reference plugins, nicslice's and the lower
+    /// bound side by side in private namespaces (a benchmark, not a test).
+    BenchCni(BenchCniArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallCniArgs {
+    /// Directory of the runtime's CNI plugins.
+    #[arg(default_value = "/opt/cni/bin")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCniArgs {
+    /// ADD/DEL pairs per contender.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// Directory of the reference plugins (Debian's containernetworking-plugins).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    pub reference: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

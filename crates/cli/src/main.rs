@@ -8,6 +8,13 @@ mod output;
 use clap::Parser;
 
 fn main() {
+    // Run as nicslice-macvlan, nicslice-ipvlan or nicslice-ipam: a CNI plugin,
+    // which speaks JSON on stdin/stdout and takes no command line.
+    if let Some(plugin) =
+        std::env::args_os().next().and_then(|a| nicslice_cni::Plugin::from_argv0(&a))
+    {
+        std::process::exit(nicslice_cni::main(plugin));
+    }
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
     if let Err(err) = commands::run(cli) {

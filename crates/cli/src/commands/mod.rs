@@ -2,9 +2,11 @@
 //! requests, calls the engine and prints.
 
 mod attach;
+mod bench_cni;
 mod check;
 mod endpoint;
 mod explain;
+mod install_cni;
 mod lab;
 mod lab_report;
 mod network;
@@ -48,6 +50,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attach(args) => attach::attach(&globals, args),
         Command::Detach(args) => attach::detach(&globals, args),
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
+        Command::InstallCni(args) => install_cni::run(&args),
+        Command::BenchCni(args) => bench_cni::run(&args, globals.json),
     }
 }
 
