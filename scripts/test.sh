@@ -14,6 +14,14 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# CNI conformance: the reference plugins (Debian's containernetworking-plugins
+# in /usr/lib/cni) run beside nicslice's; their absence fails the suite.
+if [ ! -x /usr/lib/cni/macvlan ]; then
+    echo "== installing the reference CNI plugins"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containernetworking-plugins) >/dev/null
+fi
+export NICSLICE_REQUIRE_REFERENCE=1
+
 echo "== unit and kernel tests"
 cargo test --workspace --locked
 
