@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The VM stage of nicslice's tests: runs the vm_* integration tests of the
+# The VM stage of nicslice's tests: runs the integration tests of the
 # nicslice package inside qemu (TCG) booting Debian's stock kernel, which has
 # what the development and CI kernels lack (ipvlan, ipvtap, dummy, 802.1Q).
 #
-#   vmtest/run.sh              every tests/vm_*.rs of crates/cli
+#   vmtest/run.sh              every tests/*.rs of crates/cli (vm_* need the VM)
 #   vmtest/run.sh vm_smoke ... only these test targets
 #
 # Installs its host packages with apt-get when missing (needs root then),
@@ -54,7 +54,7 @@ if [ $# -gt 0 ]; then
 else
     tests=("${DEFAULT_TESTS[@]}")
 fi
-[ ${#tests[@]} -gt 0 ] || die "no test targets: crates/cli/tests/vm_*.rs holds none"
+[ ${#tests[@]} -gt 0 ] || die "no test targets in crates/cli/tests"
 
 t=$(now)
 fetch_kernel

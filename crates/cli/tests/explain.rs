@@ -7,9 +7,12 @@ use common::*;
 use nicslice_kernel::{MacvlanLinkRequest, Route, RouteSocket};
 use nicslice_model::{Driver, MacvlanMode};
 
+/// The documented example, written out where the test runs (the VM stage has
+/// no source tree).
 fn example() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs/examples/host-and-container.toml")
+    let path = std::env::temp_dir().join(format!("nicslice-example-{}.toml", std::process::id()));
+    std::fs::write(&path, include_str!("../../../docs/examples/host-and-container.toml")).unwrap();
+    path
 }
 
 #[test]

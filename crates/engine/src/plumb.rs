@@ -49,6 +49,15 @@ pub fn realize(
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
     let link = target.require_link(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: link.index });
+    // Kernels before 6.4 ignore the broadcast cutoff silently: say so.
+    if let ChildLink::Macvlan(req) = &plan.link
+        && req.bclim.is_some()
+        && link.macvlan.as_ref().is_some_and(|m| m.bclim.is_none())
+    {
+        return Err(EngineError::Invalid(
+            "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later); drop --bclim".into(),
+        ));
+    }
 
     for addr in &plan.addresses {
         faults.check(Step::AddAddress)?;
