@@ -95,6 +95,9 @@ pub struct BenchCniArgs {
     /// Directory of the reference plugins (Debian's containernetworking-plugins).
     #[arg(long, default_value = "/usr/lib/cni")]
     pub reference: PathBuf,
+    /// Leases before the IPAM allocation measured at scale (0 skips that part).
+    #[arg(long, default_value_t = 10_000)]
+    pub leases: usize,
 }
 
 #[derive(Debug, Subcommand)]

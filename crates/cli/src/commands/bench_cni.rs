@@ -9,6 +9,7 @@ pub fn run(args: &BenchCniArgs, json: bool) -> anyhow::Result<()> {
         runs: args.runs,
         reference_dir: args.reference.clone(),
         nicslice: exe,
+        leases: args.leases,
     };
     let report = nicslice_cni::bench::run(&opts)?;
     if json {

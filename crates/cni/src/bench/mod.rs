@@ -1,12 +1,23 @@
 //! The CNI benchmark (`nicslice bench-cni`): ADD and DEL of the reference
-//! plugins, nicslice's and the lower bound, side by side in one run on the
-//! same private namespace set-up.
+//! plugins (macvlan + host-local), nicslice's (nicslice-macvlan +
+//! nicslice-ipam, the given binary under those names) and the lower bound,
+//! side by side in one run on the same private namespace set-up; then IPAM
+//! at scale (the first and the 10,000th allocation in a /16). A benchmark,
+//! not a test: it reports, it does not judge.
 
-use std::path::PathBuf;
+mod lower;
+mod scale;
+mod spawn;
+mod stats;
 
+use std::path::{Path, PathBuf};
+
+use nicslice_kernel::{Netns, Route, RouteSocket, netns};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::error::{CniError, Code, Result};
+pub use stats::Stats;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -15,18 +26,275 @@ pub struct Options {
     pub reference_dir: PathBuf,
     /// The nicslice binary to install as the plugins.
     pub nicslice: PathBuf,
+    /// Leases before the allocation measured at scale (0: skip that part).
+    pub leases: usize,
 }
 
-/// The measurements.
+/// ADD and DEL of one contender.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {}
+pub struct Contender {
+    pub name: String,
+    pub add: Stats,
+    pub del: Stats,
+    /// Peak RSS of the plugin's process tree, KiB (0: not a process).
+    pub peak_rss_kib: u64,
+}
 
-impl Report {
-    pub fn table(&self) -> String {
-        String::new()
+/// Everything measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub contenders: Vec<Contender>,
+    pub exec_nothing: Stats,
+    pub exec_nothing_static: bool,
+    pub kernel_add: Stats,
+    pub kernel_del: Stats,
+    pub lower_bound_add_ms: f64,
+    pub scale: Option<scale::Scale>,
+    pub notes: Vec<String>,
+}
+
+/// A private world for the benchmark: switch, host with `eth0` and a default
+/// route, one container namespace. Deleted on drop.
+struct Bench {
+    names: Vec<String>,
+    host: Netns,
+    container: Netns,
+    container_path: String,
+    tmp: PathBuf,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for n in self.names.iter().rev() {
+            let _ = netns::delete_named(n);
+        }
+        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
 
-pub fn run(_opts: &Options) -> Result<Report> {
-    Err(CniError::new(Code::Other(999), "not yet"))
+fn setup() -> Result<Bench> {
+    let prefix = format!("nsl-bench-{}", std::process::id());
+    let tmp = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| CniError::new(Code::Io, format!("{}: {e}", tmp.display())))?;
+    let mut names = Vec::new();
+    let mut make = |role: &str| -> Result<Netns> {
+        let name = format!("{prefix}-{role}");
+        let ns = netns::create_named(&name)?;
+        names.push(name);
+        let mut s = RouteSocket::open_in(&ns)?;
+        if let Some(lo) = s.link_by_name("lo")? {
+            s.set_up(lo.index, true)?;
+        }
+        Ok(ns)
+    };
+    let sw = make("sw")?;
+    let host = make("host")?;
+    let container = make("c")?;
+    let container_path = format!("{}/{prefix}-c", netns::NETNS_RUN_DIR);
+    let mut s = RouteSocket::open_in(&sw)?;
+    s.create_simple(nicslice_kernel::SimpleKind::Bridge, "br0", None)?;
+    let br = s.require_link("br0", "switch")?;
+    s.add_address(br.index, "192.168.0.1/24".parse().map_err(|_| CniError::config("addr"))?)?;
+    s.set_up(br.index, true)?;
+    s.create_veth("p-host", "eth0", Some(&host))?;
+    let port = s.require_link("p-host", "switch")?;
+    s.set_master(port.index, Some(br.index))?;
+    s.set_up(port.index, true)?;
+    let mut h = RouteSocket::open_in(&host)?;
+    let eth0 = h.require_link("eth0", "host")?;
+    h.add_address(eth0.index, "192.168.0.254/24".parse().map_err(|_| CniError::config("addr"))?)?;
+    h.set_up(eth0.index, true)?;
+    h.add_route(&Route::default_via(
+        "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?,
+        eth0.index,
+    ))?;
+    Ok(Bench { names, host, container, container_path, tmp })
+}
+
+/// Runs ADD then DEL `runs` times for one contender.
+fn contender(
+    b: &Bench,
+    name: &str,
+    dir: &Path,
+    plugin: &str,
+    conf: &serde_json::Value,
+    runs: usize,
+) -> Result<Contender> {
+    let program = dir.join(plugin);
+    let _inside = b.host.enter()?;
+    let (mut adds, mut dels, mut rss) = (Vec::new(), Vec::new(), 0);
+    let stdin = conf.to_string();
+    for i in 0..runs {
+        let vars = |cmd: &str| {
+            vec![
+                ("CNI_COMMAND", cmd.to_string()),
+                ("CNI_CONTAINERID", format!("bench{i}")),
+                ("CNI_NETNS", b.container_path.clone()),
+                ("CNI_IFNAME", "eth0".to_string()),
+                ("CNI_PATH", dir.display().to_string()),
+                ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            ]
+        };
+        let add = spawn::timed(&program, &vars("ADD"), stdin.as_bytes())?;
+        if !add.ok {
+            return Err(CniError::new(
+                Code::Other(999),
+                format!("{name}: ADD failed: {}", add.stdout),
+            ));
+        }
+        let del = spawn::timed(&program, &vars("DEL"), stdin.as_bytes())?;
+        if !del.ok {
+            return Err(CniError::new(
+                Code::Other(999),
+                format!("{name}: DEL failed: {}", del.stdout),
+            ));
+        }
+        rss = rss.max(add.max_rss_kib).max(del.max_rss_kib);
+        adds.push(add.elapsed);
+        dels.push(del.elapsed);
+    }
+    Ok(Contender {
+        name: name.into(),
+        add: Stats::of(&adds),
+        del: Stats::of(&dels),
+        peak_rss_kib: rss,
+    })
+}
+
+fn conf(plugin: &str, ipam: &str, data_dir: &Path) -> serde_json::Value {
+    json!({
+        "cniVersion": "1.0.0", "name": "bench", "type": plugin, "master": "eth0", "mode": "bridge",
+        "ipam": {"type": ipam, "subnet": "192.168.0.0/24", "rangeStart": "192.168.0.100",
+                 "rangeEnd": "192.168.0.199", "gateway": "192.168.0.1",
+                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}
+    })
+}
+
+/// Links the nicslice plugins to `binary` in `dir`.
+fn install(binary: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    for p in crate::Plugin::ALL {
+        let link = dir.join(p.name());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(binary, &link)
+            .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    }
+    Ok(())
+}
+
+pub fn run(opts: &Options) -> Result<Report> {
+    let b = setup()?;
+    let mut notes = Vec::new();
+    let mut contenders = Vec::new();
+    let runs = opts.runs.max(1);
+    if opts.reference_dir.join("macvlan").exists() {
+        let conf = conf("macvlan", "host-local", &b.tmp.join("ref-data"));
+        contenders.push(contender(
+            &b,
+            "reference macvlan + host-local",
+            &opts.reference_dir,
+            "macvlan",
+            &conf,
+            runs,
+        )?);
+    } else {
+        notes.push(format!("reference plugins not found in {}", opts.reference_dir.display()));
+    }
+    let bin_dir = b.tmp.join("bin");
+    install(&opts.nicslice, &bin_dir)?;
+    let conf = conf("nicslice-macvlan", "nicslice-ipam", &b.tmp.join("nsl-data"));
+    contenders.push(contender(
+        &b,
+        "nicslice-macvlan + nicslice-ipam",
+        &bin_dir,
+        "nicslice-macvlan",
+        &conf,
+        runs,
+    )?);
+    notes.push(
+        "netavark: not measured (not a CNI plugin; Debian's netavark is not installed here)".into(),
+    );
+
+    let (nothing, is_static) = lower::nothing_binary(&b.tmp);
+    let exec = {
+        let _inside = b.host.enter()?;
+        let mut v = Vec::new();
+        for _ in 0..runs {
+            v.push(spawn::timed(&nothing, &[], b"")?.elapsed);
+        }
+        v
+    };
+    let (kadd, kdel) = lower::kernel_work(&b.host, &b.container, runs)?;
+    let exec_nothing = Stats::of(&exec);
+    let kernel_add = Stats::of(&kadd);
+    let scale = if opts.leases > 0 {
+        Some(scale::measure(&b.tmp, &opts.reference_dir, &bin_dir, opts.leases)?)
+    } else {
+        None
+    };
+    Ok(Report {
+        contenders,
+        exec_nothing,
+        exec_nothing_static: is_static,
+        kernel_add,
+        kernel_del: Stats::of(&kdel),
+        lower_bound_add_ms: exec_nothing.median_ms + kernel_add.median_ms,
+        scale,
+        notes,
+    })
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 { format!("{:.2}x", a / b) } else { "-".into() }
+}
+
+impl Report {
+    /// The report as a text table (medians, then min..max).
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let runs = self.contenders.first().map_or(0, |c| c.add.runs);
+        t.push_str(&format!("CNI ADD and DEL, {runs} runs each: median (min..max) in ms\n\n"));
+        t.push_str(&format!("{:<36} {:<24} {:<24} {}\n", "contender", "ADD", "DEL", "peak RSS"));
+        for c in &self.contenders {
+            t.push_str(&format!(
+                "{:<36} {:<24} {:<24} {:.1} MiB\n",
+                c.name,
+                c.add.show(),
+                c.del.show(),
+                c.peak_rss_kib as f64 / 1024.0
+            ));
+        }
+        let kind = if self.exec_nothing_static { "static" } else { "dynamic /bin/true" };
+        t.push_str(&format!(
+            "{:<36} {:<24}\n",
+            format!("exec of a do-nothing ({kind}) binary"),
+            self.exec_nothing.show()
+        ));
+        t.push_str(&format!(
+            "{:<36} {:<24} {:<24}\n",
+            "kernel work of one ADD / link delete",
+            self.kernel_add.show(),
+            self.kernel_del.show()
+        ));
+        t.push_str(&format!(
+            "{:<36} {:.2}\n\n",
+            "lower bound of ADD (exec + kernel)", self.lower_bound_add_ms
+        ));
+        for c in &self.contenders {
+            t.push_str(&format!(
+                "{}: ADD {} the lower bound, DEL {} the kernel's link delete\n",
+                c.name,
+                ratio(c.add.median_ms, self.lower_bound_add_ms),
+                ratio(c.del.median_ms, self.kernel_del.median_ms)
+            ));
+        }
+        if let Some(s) = &self.scale {
+            t.push_str(&s.table());
+        }
+        for n in &self.notes {
+            t.push_str(&format!("note: {n}\n"));
+        }
+        t
+    }
 }

@@ -1,0 +1,62 @@
+//! The lower bound of one CNI call: the exec of a static binary that does
+//! nothing (built here with `gcc -static`), plus the kernel's own work for
+//! one ADD (link straight into the container, address, up, default route)
+//! or DEL (delete the link), done in-process on open sockets.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nicslice_kernel::{MacvlanLinkRequest, Netns, Route, RouteSocket};
+use nicslice_model::{Driver, IfName, MacvlanMode};
+
+use crate::error::{CniError, Code, Result};
+
+/// Builds the do-nothing static binary in `dir`; `/bin/true` (dynamic) if gcc is missing.
+pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
+    let src = dir.join("nothing.c");
+    let bin = dir.join("nothing");
+    let built = std::fs::write(&src, "int main(void) { return 0; }\n").is_ok()
+        && Command::new("gcc")
+            .args(["-static", "-O2", "-s", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+    if built { (bin, true) } else { (PathBuf::from("/bin/true"), false) }
+}
+
+/// One ADD's kernel work and one DEL's, timed separately, `runs` times.
+pub fn kernel_work(
+    host: &Netns,
+    container: &Netns,
+    runs: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut h = RouteSocket::open_in(host)?;
+    let mut c = RouteSocket::open_in(container)?;
+    let parent = h
+        .link_by_name("eth0")?
+        .ok_or_else(|| CniError::new(Code::Kernel, "bench host has no eth0"))?;
+    let name = IfName::new("eth0")?;
+    let req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent.index, MacvlanMode::Bridge);
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        let addr = format!("192.168.0.{}/24", 200 + (i % 50))
+            .parse()
+            .map_err(|_| CniError::config("addr"))?;
+        let start = Instant::now();
+        h.create_macvlan(&req, Some(container))?;
+        let link = c.require_link("eth0", "bench container")?;
+        c.add_address(link.index, addr)?;
+        c.set_up(link.index, true)?;
+        c.add_route(&Route::default_via(
+            "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?,
+            link.index,
+        ))?;
+        adds.push(start.elapsed());
+        let start = Instant::now();
+        c.delete_link(link.index)?;
+        dels.push(start.elapsed());
+    }
+    Ok((adds, dels))
+}
