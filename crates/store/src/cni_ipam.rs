@@ -109,6 +109,11 @@ impl CniIpamStore {
         }
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
             .map_err(open_err)?;
+        // One plugin process per call: checkpointing (two fsyncs) and deleting
+        // the WAL on every close would cost more than the call itself. The WAL
+        // stays; SQLite checkpoints it every 1000 pages inside a commit.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(open_err)?;
         Ok(CniIpamStore { conn, path })
     }
 

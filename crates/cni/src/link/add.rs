@@ -1,18 +1,20 @@
 //! ADD for the link plugins: validate (config, names, master, MTU), lease
 //! addresses through IPAM, plan the endpoint (link, addresses, routes with
 //! the default route through the IPAM gateway unless `noDefaultRoute`),
-//! realize it with an undo log, and on failure undo and release the lease.
+//! realize it (`plumb`) with an undo log, and on failure undo and release
+//! the lease.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_engine::plumb::{ChildLink, EndpointPlan, realize};
 use nicslice_engine::undo::{Sockets, UndoLog};
-use nicslice_engine::{EngineError, Faults, Step};
+use nicslice_engine::{Faults, Step};
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{MacvlanLinkRequest, Netns, Route, RouteSocket};
 use nicslice_model::{IfName, IpvlanMode};
 
+use super::plumb::{Plan, realize};
 use super::{open_netns, parent_name};
 use crate::conf::NetConf;
 use crate::delegate::{self, Ipam};
@@ -159,9 +161,9 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let ips: Vec<IpConfig> =
         ipam_result.ips.iter().map(|i| IpConfig { interface: Some(0), ..i.clone() }).collect();
     let routes = plan_routes(&c.conf, &ips, &ipam_result.routes);
-    let plan = EndpointPlan {
+    let plan = Plan {
         link: child_link(&c),
-        parent_name: c.parent_name.clone(),
+        parent_name: &c.parent_name,
         addresses: ips.iter().map(|i| i.address).collect(),
         routes: routes.iter().map(kernel_route).collect(),
     };
@@ -176,8 +178,10 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
                 release(ipam, net, env);
             }
             return Err(match undone {
-                Ok(()) => e.into(),
-                Err(undo) => EngineError::UndoFailed { error: Box::new(e), undo }.into(),
+                Ok(()) => e,
+                Err(undo) => {
+                    CniError { msg: format!("{}; undoing also failed: {undo}", e.msg), ..e }
+                }
             });
         }
     };

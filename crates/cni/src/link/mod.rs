@@ -1,12 +1,13 @@
 //! nicslice-macvlan and nicslice-ipvlan: the verbs of a link plugin. ADD
-//! checks everything, asks IPAM, then lets the engine's `plumb::realize`
-//! make the link with an undo log, so a failure at any step leaves nothing
+//! checks everything, asks IPAM, then `plumb::realize` makes the link with
+//! the engine's undo log, so a failure at any step leaves nothing
 //! behind (no link, address, route or lease). DEL succeeds when the
 //! namespace, the link or the master is already gone.
 
 mod add;
 mod check;
 mod del;
+mod plumb;
 
 use nicslice_kernel::{KernelError, Netns, NetnsTarget, RouteSocket};
 
