@@ -67,6 +67,12 @@ pub struct Outcome {
 /// Runs the plugin on the process's environment and stdin, writes stdout,
 /// and returns the exit code for `std::process::exit`.
 pub fn main(plugin: Plugin) -> i32 {
+    // One short-lived process per call: the IPAM thread shares the main
+    // malloc arena instead of mapping its own (less time, less memory).
+    // SAFETY: mallopt only tunes glibc's allocator; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     let outcome = match (read, CallEnv::from_process()) {

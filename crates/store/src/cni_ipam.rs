@@ -1,12 +1,21 @@
 //! The lease database of the `nicslice-ipam` CNI plugin: its own SQLite file
-//! (default `/var/lib/nicslice/cni-ipam.db`), apart from `state.db`, because
+//! (default `/run/nicslice/cni-ipam.db`), apart from `state.db`, because
 //! CNI leases are keyed the CNI way (network name, container ID, interface
 //! name) and are owned by the container runtime, not by `nicslice attach`.
 //!
-//! Same habits as the main store: WAL, `BEGIN IMMEDIATE` writes (many plugin
-//! processes queue on the lock), every operation one indexed statement. The
-//! allocation policy is the model's (`nicslice_model::ipam`): this module only
-//! implements its `LeaseBook` over three tables and answers lookups.
+//! A CNI attachment lives in a network namespace, and no namespace survives
+//! a reboot: neither should its lease. So the database belongs in `/run`,
+//! remembers the boot it was written in (`boot_id`) and forgets every lease
+//! of an earlier boot when opened. That also makes `synchronous = OFF` safe:
+//! a process killed mid-write cannot hurt SQLite, and only a crash of the
+//! whole system can, which starts a new boot that discards the file anyway
+//! (a file that no longer opens is moved aside). No fsync per call, as
+//! host-local does none.
+//!
+//! Same habits as the main store otherwise: WAL, `BEGIN IMMEDIATE` writes
+//! (many plugin processes queue on the lock), every operation one indexed
+//! statement. The allocation policy is the model's (`nicslice_model::ipam`):
+//! this module only implements its `LeaseBook` and answers lookups.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +30,10 @@ use crate::blob::{from_blob, to_blob};
 use crate::error::Context;
 
 /// Where the CNI lease database lives unless the config or environment says otherwise.
-pub const DEFAULT_CNI_IPAM_PATH: &str = "/var/lib/nicslice/cni-ipam.db";
+pub const DEFAULT_CNI_IPAM_PATH: &str = "/run/nicslice/cni-ipam.db";
+
+/// The kernel's identity of this boot.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -42,6 +54,10 @@ CREATE TABLE IF NOT EXISTS leases (
     PRIMARY KEY (pool_id, ip_offset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS leases_by_owner ON leases(container_id, ifname);
+CREATE TABLE IF NOT EXISTS meta (
+    key          TEXT    PRIMARY KEY,
+    value        TEXT    NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS freed (
     pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
     ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
@@ -72,7 +88,9 @@ pub struct CniIpamStore {
 }
 
 impl CniIpamStore {
-    /// Opens (creating if needed) the database and its directory.
+    /// Opens (creating if needed) the database and its directory, forgetting
+    /// the leases of an earlier boot. A file SQLite cannot read is moved
+    /// aside (`.corrupt`) and a new one made.
     pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
         let path = path.as_ref().to_owned();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -81,14 +99,28 @@ impl CniIpamStore {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
-        let open_err = |source| StoreError::Open { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(open_err)?;
+        match Self::open_once(&path) {
+            Err(StoreError::Open { source, .. }) if is_corrupt(&source) => {
+                let aside = path.with_extension("db.corrupt");
+                let _ = std::fs::rename(&path, &aside);
+                let _ = std::fs::remove_file(path.with_extension("db-wal"));
+                let _ = std::fs::remove_file(path.with_extension("db-shm"));
+                Self::open_once(&path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<CniIpamStore, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.execute_batch("PRAGMA synchronous = OFF;").map_err(open_err)?;
         let version: i64 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
-                path,
+                path: path.to_owned(),
                 found: version,
                 supported: SCHEMA_VERSION,
             });
@@ -98,7 +130,7 @@ impl CniIpamStore {
             let _: String =
                 conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
             let migrate = |source| StoreError::Migrate {
-                path: path.clone(),
+                path: path.to_owned(),
                 version: SCHEMA_VERSION,
                 source,
             };
@@ -107,14 +139,33 @@ impl CniIpamStore {
             ))
             .map_err(migrate)?;
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-            .map_err(open_err)?;
-        // One plugin process per call: checkpointing (two fsyncs) and deleting
-        // the WAL on every close would cost more than the call itself. The WAL
-        // stays; SQLite checkpoints it every 1000 pages inside a commit.
-        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(open_err)?;
-        Ok(CniIpamStore { conn, path })
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(open_err)?;
+        let store = CniIpamStore { conn, path: path.to_owned() };
+        store.forget_other_boots().map_err(|e| match e {
+            StoreError::Sqlite { source, .. } if is_corrupt(&source) => open_err(source),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Drops every lease when the database was written in another boot.
+    fn forget_other_boots(&self) -> Result<(), StoreError> {
+        let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default().trim().to_string();
+        let stored: Option<String> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'boot_id'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .ctx("reading the boot of the leases")?;
+        if stored.as_deref() == Some(boot.as_str()) {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; DELETE FROM pools; \
+                 INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', '{}'); COMMIT;",
+                boot.replace('\'', "")
+            ))
+            .ctx("forgetting the leases of an earlier boot")
     }
 
     pub fn path(&self) -> &Path {
@@ -267,6 +318,13 @@ impl CniIpamTx<'_> {
         }
         Ok(())
     }
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 fn offset_of(subnet: IpNet, ip: IpAddr) -> u128 {
@@ -426,6 +484,28 @@ mod tests {
         drop(store);
         // Reopening an up-to-date database does not migrate again.
         CniIpamStore::open(&path).unwrap().ping().unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-boot-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        let mut store = CniIpamStore::open(&path).unwrap();
+        let tx = store.write().unwrap();
+        let pool = tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
+        tx.book().insert_lease(pool, 5, owner("a")).unwrap();
+        tx.commit().unwrap();
+        store.conn.execute("UPDATE meta SET value = 'an-older-boot'", []).unwrap();
+        drop(store);
+        let mut store = CniIpamStore::open(&path).unwrap();
+        assert!(store.write().unwrap().leases("n", None).unwrap().is_empty());
+        drop(store);
+        std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();
+        let _ = std::fs::remove_file(path.with_extension("db-wal"));
+        let _ = std::fs::remove_file(path.with_extension("db-shm"));
+        CniIpamStore::open(&path).unwrap().ping().unwrap();
+        assert!(path.with_extension("db.corrupt").exists());
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -5,8 +5,10 @@
 //! Where the database lives, first match wins: `ipam.state` (a file),
 //! `ipam.dataDir` (host-local's key; the file `cni-ipam.db` inside it), the
 //! directory of `NICSLICE_STATE` (beside nicslice's own `state.db`), else
-//! `/var/lib/nicslice/cni-ipam.db`. CNI leases are kept apart from the CLI's
-//! networks: they belong to the container runtime and are cleaned by its GC.
+//! `/run/nicslice/cni-ipam.db`. CNI leases are kept apart from the CLI's
+//! networks: they belong to the container runtime and are cleaned by its GC,
+//! and they last one boot, as the namespaces they serve (see
+//! `nicslice_store::cni_ipam`).
 
 mod alloc;
 pub mod conf;

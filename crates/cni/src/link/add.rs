@@ -11,15 +11,15 @@ use nicslice_engine::undo::{Sockets, UndoLog};
 use nicslice_engine::{Faults, Step};
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::placement::ChildLink;
-use nicslice_kernel::{MacvlanLinkRequest, Netns, Route, RouteSocket};
+use nicslice_kernel::{Link, MacvlanLinkRequest, Netns, Route, RouteSocket};
 use nicslice_model::{IfName, IpvlanMode};
 
-use super::plumb::{Plan, realize};
+use super::plumb::{configure, create_link};
 use super::{open_netns, parent_name};
 use crate::conf::NetConf;
 use crate::delegate::{self, Ipam};
 use crate::env::{CallEnv, Verb};
-use crate::error::{CniError, Result};
+use crate::error::{CniError, Code, Result};
 use crate::linkconf::{Family, KindConf, LinkConf};
 use crate::result::{CniResult, Interface, IpConfig, RouteConfig};
 
@@ -32,12 +32,9 @@ struct Checked {
     target: RouteSocket,
     parent_name: String,
     parent_index: u32,
-    ipam: Option<Ipam>,
 }
 
-fn validate(family: Family, net: &NetConf, env: &CallEnv) -> Result<Checked> {
-    let conf = LinkConf::parse(family, net, env)?;
-    let ifname = env.valid_ifname()?;
+fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
     let target_ns = open_netns(&env.netns)?;
     let host_ns =
         if conf.link_in_container { target_ns.clone_handle()? } else { Netns::current()? };
@@ -57,17 +54,7 @@ fn validate(family: Family, net: &NetConf, env: &CallEnv) -> Result<Checked> {
             parent.mtu
         )));
     }
-    let ipam = net.ipam_type().map(|t| delegate::find(t, env)).transpose()?;
-    Ok(Checked {
-        conf,
-        ifname,
-        target_ns,
-        host,
-        target,
-        parent_name,
-        parent_index: parent.index,
-        ipam,
-    })
+    Ok(Checked { conf, ifname, target_ns, host, target, parent_name, parent_index: parent.index })
 }
 
 fn child_link(c: &Checked) -> ChildLink {
@@ -139,66 +126,112 @@ fn kernel_route(r: &RouteConfig) -> Route {
     Route { destination: r.dst, gateway: r.gw, oif: None, metric: r.priority }
 }
 
-/// ADD: returns the result to print.
+/// The kernel half up to the new link, on the calling thread.
+fn make_link(
+    conf: LinkConf,
+    ifname: IfName,
+    env: &CallEnv,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<(Checked, Link)> {
+    let mut c = validate(conf, ifname, env)?;
+    let link = create_link(
+        &child_link(&c),
+        &c.parent_name,
+        &mut c.host,
+        &c.target_ns,
+        &mut c.target,
+        faults,
+        undo,
+    )?;
+    Ok((c, link))
+}
+
+/// The IPAM half: lease addresses (nothing when no IPAM is configured).
+fn lease(ipam: Option<&Ipam>, net: &NetConf, env: &CallEnv) -> Result<CniResult> {
+    let Some(ipam) = ipam else { return Ok(CniResult::default()) };
+    let r = delegate::run(ipam, Verb::Add, net, env)?.unwrap_or_default();
+    if r.ips.is_empty() {
+        release(ipam, net, env);
+        return Err(CniError::new(Code::Ipam, "IPAM plugin returned missing IP config"));
+    }
+    Ok(r)
+}
+
+/// Undoes `undo` on the sockets of `c` (or with fresh ones when validation
+/// failed before opening them) and joins the undo's errors to `e`.
+fn undo_all(undo: UndoLog, c: Option<&mut Checked>, e: CniError) -> CniError {
+    let Some(c) = c else { return e };
+    match undo.rollback(&mut Sockets { host: &mut c.host, target: Some(&mut c.target) }) {
+        Ok(()) => e,
+        Err(undo) => CniError { msg: format!("{}; undoing also failed: {undo}", e.msg), ..e },
+    }
+}
+
+/// ADD: returns the result to print. The lease (IPAM, usually a database
+/// write) is taken on a second thread while this one validates and creates
+/// the link; either failing undoes the other.
 pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Result<CniResult> {
-    let mut c = validate(family, net, env)?;
+    let conf = LinkConf::parse(family, net, env)?;
+    let ifname = env.valid_ifname()?;
+    let ipam = net.ipam_type().map(|t| delegate::find(t, env)).transpose()?;
     faults.check(Step::Allocate)?;
-    let ipam_result = match &c.ipam {
-        Some(ipam) => {
-            let r = delegate::run(ipam, Verb::Add, net, env)?.unwrap_or_default();
-            if r.ips.is_empty() {
+    let mut undo = UndoLog::default();
+    let (made, leased) = std::thread::scope(|s| {
+        let leasing = s.spawn(|| lease(ipam.as_ref(), net, env));
+        let made = make_link(conf, ifname, env, faults, &mut undo);
+        let leased = leasing
+            .join()
+            .unwrap_or_else(|_| Err(CniError::new(Code::Ipam, "the IPAM thread failed")));
+        (made, leased)
+    });
+    let (mut c, link, ipam_result) = match (made, leased) {
+        (Ok((c, link)), Ok(r)) => (c, link, r),
+        (Ok((mut c, _)), Err(e)) => return Err(undo_all(undo, Some(&mut c), e)),
+        (Err(e), leased) => {
+            if let (Some(ipam), Ok(_)) = (&ipam, &leased) {
                 release(ipam, net, env);
-                return Err(CniError::new(
-                    crate::error::Code::Ipam,
-                    "IPAM plugin returned missing IP config",
-                ));
             }
-            Some(r)
+            // create_link pushes its undo only once the link exists, with its sockets.
+            return Err(e);
         }
-        None => None,
     };
-    let ipam_result = ipam_result.unwrap_or_default();
     let ips: Vec<IpConfig> =
         ipam_result.ips.iter().map(|i| IpConfig { interface: Some(0), ..i.clone() }).collect();
     let routes = plan_routes(&c.conf, &ips, &ipam_result.routes);
-    let plan = Plan {
-        link: child_link(&c),
-        parent_name: &c.parent_name,
-        addresses: ips.iter().map(|i| i.address).collect(),
-        routes: routes.iter().map(kernel_route).collect(),
-    };
-    let mut undo = UndoLog::default();
-    let realized = realize(&plan, &mut c.host, &c.target_ns, &mut c.target, faults, &mut undo);
-    let realized = match realized {
-        Ok(r) => r,
+    let addresses: Vec<IpNet> = ips.iter().map(|i| i.address).collect();
+    let kernel_routes: Vec<Route> = routes.iter().map(kernel_route).collect();
+    let configured = configure(
+        &link,
+        &addresses,
+        &kernel_routes,
+        &c.target_ns,
+        &mut c.target,
+        faults,
+        &mut undo,
+    );
+    let added = match configured {
+        Ok(added) => added,
         Err(e) => {
-            let undone =
-                undo.rollback(&mut Sockets { host: &mut c.host, target: Some(&mut c.target) });
-            if let Some(ipam) = &c.ipam {
+            let e = undo_all(undo, Some(&mut c), e);
+            if let Some(ipam) = &ipam {
                 release(ipam, net, env);
             }
-            return Err(match undone {
-                Ok(()) => e,
-                Err(undo) => {
-                    CniError { msg: format!("{}; undoing also failed: {undo}", e.msg), ..e }
-                }
-            });
+            return Err(e);
         }
     };
     undo.commit();
     let interface = Interface {
         name: c.ifname.to_string(),
-        mac: realized.link.mac.map(|m| m.to_string()).unwrap_or_default(),
-        mtu: Some(realized.link.mtu),
+        mac: link.mac.map(|m| m.to_string()).unwrap_or_default(),
+        mtu: Some(link.mtu),
         sandbox: env.netns.clone(),
         ..Default::default()
     };
     let dns = if net.dns.is_empty() { ipam_result.dns } else { net.dns.clone() };
     // A default route the namespace already had was kept, not added: leave it out.
-    let added = |r: &RouteConfig| {
-        realized.routes.iter().any(|k| k.destination == r.dst && k.gateway == r.gw)
-    };
-    let routes = routes.into_iter().filter(added).collect();
+    let kept = |r: &RouteConfig| added.iter().any(|k| k.destination == r.dst && k.gateway == r.gw);
+    let routes = routes.into_iter().filter(kept).collect();
     Ok(CniResult { interfaces: vec![interface], ips, routes, dns })
 }
 

@@ -11,26 +11,13 @@
 //! route the container already has is detected by the kernel's EEXIST
 //! instead of a route dump first.
 
+use ipnet::IpNet;
 use nicslice_engine::undo::{UndoAction, UndoLog};
 use nicslice_engine::{Faults, Step};
 use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{KernelError, Link, Netns, Route, RouteSocket, sysctl};
 
 use crate::error::{CniError, Code, Result};
-
-/// What to make in the container.
-pub struct Plan<'a> {
-    pub link: ChildLink,
-    pub parent_name: &'a str,
-    pub addresses: Vec<ipnet::IpNet>,
-    pub routes: Vec<Route>,
-}
-
-/// What was made: the link as the kernel reports it and the routes added.
-pub struct Made {
-    pub link: Link,
-    pub routes: Vec<Route>,
-}
 
 fn fault(faults: Faults, step: Step) -> Result<()> {
     faults.check(step).map_err(CniError::from)
@@ -63,31 +50,43 @@ fn notify_neighbours(target_ns: &Netns, ifname: &str) -> Result<()> {
     })?
 }
 
-/// Makes `plan` real; every change is pushed on `undo` first.
-pub fn realize(
-    plan: &Plan<'_>,
+/// Creates the child in the container and reads it back; its undo is pushed.
+pub fn create_link(
+    link: &ChildLink,
+    parent_name: &str,
     host: &mut RouteSocket,
     target_ns: &Netns,
     target: &mut RouteSocket,
     faults: Faults,
     undo: &mut UndoLog,
-) -> Result<Made> {
-    let name = plan.link.name().as_str();
+) -> Result<Link> {
+    let name = link.name().as_str();
     fault(faults, Step::CreateLink)?;
-    plan.link
-        .create_in(host, target_ns, target)
-        .map_err(|e| explain_create(e, plan.parent_name, name))?;
-    let link = target.require_link(name, target_ns.label())?;
-    undo.push(UndoAction::DeleteLink { index: link.index });
+    link.create_in(host, target_ns, target).map_err(|e| explain_create(e, parent_name, name))?;
+    let made = target.require_link(name, target_ns.label())?;
+    undo.push(UndoAction::DeleteLink { index: made.index });
+    Ok(made)
+}
 
-    for addr in &plan.addresses {
+/// Addresses, announcement, up, routes on the new `link`; returns the routes
+/// added. Every change is pushed on `undo` as it is made.
+pub fn configure(
+    link: &Link,
+    addresses: &[IpNet],
+    routes: &[Route],
+    target_ns: &Netns,
+    target: &mut RouteSocket,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<Vec<Route>> {
+    for addr in addresses {
         fault(faults, Step::AddAddress)?;
         target.add_address(link.index, *addr)?;
         undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
     }
     fault(faults, Step::Announce)?;
-    if !plan.addresses.is_empty() {
-        notify_neighbours(target_ns, name)?;
+    if !addresses.is_empty() {
+        notify_neighbours(target_ns, &link.name)?;
     }
     fault(faults, Step::LinkUp)?;
     target.set_up(link.index, true).map_err(|e| match e.errno() {
@@ -99,7 +98,7 @@ pub fn realize(
     undo.push(UndoAction::SetUp { index: link.index, up: false });
 
     let mut added = Vec::new();
-    for route in &plan.routes {
+    for route in routes {
         fault(faults, Step::AddRoute)?;
         let route = Route { oif: Some(link.index), ..route.clone() };
         match target.add_route(&route) {
@@ -112,5 +111,5 @@ pub fn realize(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(Made { link, routes: added })
+    Ok(added)
 }
