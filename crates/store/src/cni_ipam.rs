@@ -243,30 +243,35 @@ impl CniIpamTx<'_> {
         network: &str,
         owner: Option<&CniOwner>,
     ) -> Result<Vec<CniLease>, StoreError> {
-        let mut stmt = self
-            .tx
-            .prepare_cached(
-                "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname, p.id FROM leases l \
-                 JOIN pools p ON p.id = l.pool_id WHERE p.network = ?1 \
-                 AND (?2 IS NULL OR (l.container_id = ?2 AND l.ifname = ?3)) \
-                 ORDER BY p.id, l.ip_offset",
-            )
-            .ctx("reading leases")?;
-        let (cid, ifname) = owner.map(|o| (o.container_id.as_str(), o.ifname.as_str())).unzip();
-        let rows = stmt
-            .query_map(params![network, cid, ifname], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .ctx("reading leases")?;
+        // Two statements, so the owner's lookup uses its index instead of a scan.
+        const COLS: &str = "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname, p.id \
+                            FROM leases l JOIN pools p ON p.id = l.pool_id";
+        let sql = match owner {
+            Some(_) => format!(
+                "{COLS} WHERE l.container_id = ?2 AND l.ifname = ?3 AND p.network = ?1 \
+                 ORDER BY p.id, l.ip_offset"
+            ),
+            None => format!("{COLS} WHERE p.network = ?1 ORDER BY p.id, l.ip_offset"),
+        };
+        let mut stmt = self.tx.prepare_cached(&sql).ctx("reading leases")?;
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        };
+        let rows: Vec<_> = match owner {
+            Some(o) => stmt
+                .query_map(params![network, o.container_id, o.ifname], row)
+                .and_then(Iterator::collect),
+            None => stmt.query_map(params![network], row).and_then(Iterator::collect),
+        }
+        .ctx("reading leases")?;
         let mut out = Vec::new();
-        for row in rows {
-            let (subnet, offset, container_id, ifname, pool) = row.ctx("reading leases")?;
+        for (subnet, offset, container_id, ifname, pool) in rows {
             let subnet: IpNet =
                 subnet.parse().map_err(|_| StoreError::corrupt(format!("pool subnet {subnet}")))?;
             let ip = ip_at(subnet, from_blob(&offset)?)
