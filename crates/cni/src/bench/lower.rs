@@ -26,37 +26,44 @@ pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
     if built { (bin, true) } else { (PathBuf::from("/bin/true"), false) }
 }
 
-/// One ADD's kernel work and one DEL's, timed separately, `runs` times.
-pub fn kernel_work(
-    host: &Netns,
-    container: &Netns,
-    runs: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    let mut h = RouteSocket::open_in(host)?;
-    let mut c = RouteSocket::open_in(container)?;
-    let parent = h
-        .link_by_name("eth0")?
-        .ok_or_else(|| CniError::new(Code::Kernel, "bench host has no eth0"))?;
-    let name = IfName::new("eth0")?;
-    let req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent.index, MacvlanMode::Bridge);
-    let (mut adds, mut dels) = (Vec::new(), Vec::new());
-    for i in 0..runs {
+/// One ADD's kernel work and one DEL's, timed separately, on open sockets.
+pub struct KernelWork {
+    host: RouteSocket,
+    container: RouteSocket,
+    req: MacvlanLinkRequest,
+    pub adds: Vec<Duration>,
+    pub dels: Vec<Duration>,
+}
+
+impl KernelWork {
+    pub fn new(host: &Netns, container: &Netns) -> Result<KernelWork> {
+        let mut h = RouteSocket::open_in(host)?;
+        let c = RouteSocket::open_in(container)?;
+        let parent = h
+            .link_by_name("eth0")?
+            .ok_or_else(|| CniError::new(Code::Kernel, "bench host has no eth0"))?;
+        let name = IfName::new("eth0")?;
+        let req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent.index, MacvlanMode::Bridge);
+        Ok(KernelWork { host: h, container: c, req, adds: Vec::new(), dels: Vec::new() })
+    }
+
+    /// Link into the container, address, up, default route; then delete it.
+    pub fn round(&mut self, container: &Netns, i: usize) -> Result<()> {
         let addr = format!("192.168.0.{}/24", 200 + (i % 50))
             .parse()
             .map_err(|_| CniError::config("addr"))?;
+        let gw = "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?;
+        let c = &mut self.container;
         let start = Instant::now();
-        h.create_macvlan(&req, Some(container))?;
+        self.host.create_macvlan(&self.req, Some(container))?;
         let link = c.require_link("eth0", "bench container")?;
         c.add_address(link.index, addr)?;
         c.set_up(link.index, true)?;
-        c.add_route(&Route::default_via(
-            "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?,
-            link.index,
-        ))?;
-        adds.push(start.elapsed());
+        c.add_route(&Route::default_via(gw, link.index))?;
+        self.adds.push(start.elapsed());
         let start = Instant::now();
         c.delete_link(link.index)?;
-        dels.push(start.elapsed());
+        self.dels.push(start.elapsed());
+        Ok(())
     }
-    Ok((adds, dels))
 }

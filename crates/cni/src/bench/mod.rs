@@ -112,54 +112,65 @@ fn setup() -> Result<Bench> {
     Ok(Bench { names, host, container, container_path, tmp })
 }
 
-/// Runs ADD then DEL `runs` times for one contender.
-fn contender(
-    b: &Bench,
-    name: &str,
-    dir: &Path,
-    plugin: &str,
-    conf: &serde_json::Value,
-    runs: usize,
-) -> Result<Contender> {
-    let program = dir.join(plugin);
-    let _inside = b.host.enter()?;
-    let (mut adds, mut dels, mut rss) = (Vec::new(), Vec::new(), 0);
-    let stdin = conf.to_string();
-    for i in 0..runs {
+/// One plugin set under test, accumulating its rounds.
+struct Plugins {
+    name: String,
+    program: PathBuf,
+    dir: PathBuf,
+    stdin: String,
+    adds: Vec<std::time::Duration>,
+    dels: Vec<std::time::Duration>,
+    rss: u64,
+}
+
+impl Plugins {
+    fn new(name: &str, dir: &Path, plugin: &str, conf: &serde_json::Value) -> Plugins {
+        Plugins {
+            name: name.into(),
+            program: dir.join(plugin),
+            dir: dir.into(),
+            stdin: conf.to_string(),
+            adds: Vec::new(),
+            dels: Vec::new(),
+            rss: 0,
+        }
+    }
+
+    /// One ADD and its DEL, run in the bench's host namespace.
+    fn round(&mut self, b: &Bench, i: usize) -> Result<()> {
+        let _inside = b.host.enter()?;
         let vars = |cmd: &str| {
             vec![
                 ("CNI_COMMAND", cmd.to_string()),
                 ("CNI_CONTAINERID", format!("bench{i}")),
                 ("CNI_NETNS", b.container_path.clone()),
                 ("CNI_IFNAME", "eth0".to_string()),
-                ("CNI_PATH", dir.display().to_string()),
+                ("CNI_PATH", self.dir.display().to_string()),
                 ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
             ]
         };
-        let add = spawn::timed(&program, &vars("ADD"), stdin.as_bytes())?;
-        if !add.ok {
-            return Err(CniError::new(
-                Code::Other(999),
-                format!("{name}: ADD failed: {}", add.stdout),
-            ));
+        for (cmd, into) in [("ADD", &mut self.adds), ("DEL", &mut self.dels)] {
+            let run = spawn::timed(&self.program, &vars(cmd), self.stdin.as_bytes())?;
+            if !run.ok {
+                return Err(CniError::new(
+                    Code::Other(999),
+                    format!("{}: {cmd} failed: {}", self.name, run.stdout),
+                ));
+            }
+            self.rss = self.rss.max(run.max_rss_kib);
+            into.push(run.elapsed);
         }
-        let del = spawn::timed(&program, &vars("DEL"), stdin.as_bytes())?;
-        if !del.ok {
-            return Err(CniError::new(
-                Code::Other(999),
-                format!("{name}: DEL failed: {}", del.stdout),
-            ));
-        }
-        rss = rss.max(add.max_rss_kib).max(del.max_rss_kib);
-        adds.push(add.elapsed);
-        dels.push(del.elapsed);
+        Ok(())
     }
-    Ok(Contender {
-        name: name.into(),
-        add: Stats::of(&adds),
-        del: Stats::of(&dels),
-        peak_rss_kib: rss,
-    })
+
+    fn report(&self) -> Contender {
+        Contender {
+            name: self.name.clone(),
+            add: Stats::of(&self.adds),
+            del: Stats::of(&self.dels),
+            peak_rss_kib: self.rss,
+        }
+    }
 }
 
 fn conf(plugin: &str, ipam: &str, data_dir: &Path) -> serde_json::Value {
@@ -183,62 +194,59 @@ fn install(binary: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Runs every contender once per round, interleaved, so that drift of the
+/// machine (the kernel's deferred work after deletions, other load) falls
+/// on all of them alike.
 pub fn run(opts: &Options) -> Result<Report> {
     let b = setup()?;
     let mut notes = Vec::new();
-    let mut contenders = Vec::new();
+    let mut sets = Vec::new();
     let runs = opts.runs.max(1);
     if opts.reference_dir.join("macvlan").exists() {
         let conf = conf("macvlan", "host-local", &b.tmp.join("ref-data"));
-        contenders.push(contender(
-            &b,
-            "reference macvlan + host-local",
-            &opts.reference_dir,
-            "macvlan",
-            &conf,
-            runs,
-        )?);
+        let name = "reference macvlan + host-local";
+        sets.push(Plugins::new(name, &opts.reference_dir, "macvlan", &conf));
     } else {
         notes.push(format!("reference plugins not found in {}", opts.reference_dir.display()));
     }
     let bin_dir = b.tmp.join("bin");
     install(&opts.nicslice, &bin_dir)?;
     let conf = conf("nicslice-macvlan", "nicslice-ipam", &b.tmp.join("nsl-data"));
-    contenders.push(contender(
-        &b,
+    sets.push(Plugins::new(
         "nicslice-macvlan + nicslice-ipam",
         &bin_dir,
         "nicslice-macvlan",
         &conf,
-        runs,
-    )?);
+    ));
     notes.push(
         "netavark: not measured (not a CNI plugin; Debian's netavark is not installed here)".into(),
     );
-
     let (nothing, is_static) = lower::nothing_binary(&b.tmp);
-    let exec = {
-        let _inside = b.host.enter()?;
-        let mut v = Vec::new();
-        for _ in 0..runs {
-            v.push(spawn::timed(&nothing, &[], b"")?.elapsed);
+    let mut kernel = lower::KernelWork::new(&b.host, &b.container)?;
+    let mut exec = Vec::new();
+    for i in 0..runs {
+        for set in &mut sets {
+            set.round(&b, i)?;
         }
-        v
-    };
-    let (kadd, kdel) = lower::kernel_work(&b.host, &b.container, runs)?;
+        {
+            let _inside = b.host.enter()?;
+            exec.push(spawn::timed(&nothing, &[], b"")?.elapsed);
+        }
+        kernel.round(&b.container, i)?;
+    }
     let exec_nothing = Stats::of(&exec);
-    let kernel_add = Stats::of(&kadd);
+    let kernel_add = Stats::of(&kernel.adds);
     let scale = if opts.leases > 0 {
         Some(scale::measure(&b.tmp, &opts.reference_dir, &bin_dir, opts.leases)?)
     } else {
         None
     };
     Ok(Report {
-        contenders,
+        contenders: sets.iter().map(Plugins::report).collect(),
         exec_nothing,
         exec_nothing_static: is_static,
         kernel_add,
-        kernel_del: Stats::of(&kdel),
+        kernel_del: Stats::of(&kernel.dels),
         lower_bound_add_ms: exec_nothing.median_ms + kernel_add.median_ms,
         scale,
         notes,
