@@ -23,7 +23,9 @@ apt_quiet() {
 # Installs the named Debian packages that are not installed yet; silent when
 # all are. Refreshes the package lists once if the first attempt fails (a
 # fresh machine or container often has none). Never removes a package to make
-# room (--no-remove): on a conflict it stops and says so.
+# room (--no-remove): on a conflict it stops and says so. APT_BACKPORTS, when
+# set, is a directory of sources that adds the backports suite, preferred for
+# this call only (see qemu_from_backports).
 ensure_packages() {
     local missing=() p
     for p in "$@"; do
@@ -32,12 +34,41 @@ ensure_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}; run as root or install them"
     say "installing ${missing[*]}"
-    local install=(install -y --no-install-recommends --no-remove "${missing[@]}")
+    local opts=()
+    if [ -n "${APT_BACKPORTS:-}" ]; then
+        opts=(-o "Dir::Etc::SourceParts=$APT_BACKPORTS" -t "$(os_codename)-backports")
+    fi
+    local install=("${opts[@]}" install -y --no-install-recommends --no-remove "${missing[@]}")
     if ! apt_quiet "${install[@]}" >/dev/null 2>&1; then
-        apt_quiet update || true
+        apt_quiet "${opts[@]}" update || true
         apt_quiet "${install[@]}" >/dev/null || die "apt-get install ${missing[*]} failed" \
             "(if it conflicts with an installed package, install an equivalent yourself)"
     fi
+}
+
+os_codename() { (. /etc/os-release && echo "${VERSION_CODENAME:-}"); }
+
+# qemu-system-x86 must come from the release of an installed qemu-utils: a
+# machine may carry qemu-utils from backports (this project's machines do),
+# whose Breaks keep the stable qemu-system out, so that apt would remove
+# qemu-utils. When qemu-utils is a backport, this sets APT_BACKPORTS to a
+# private copy of the system's sources plus the backports suite; /etc/apt is
+# never changed.
+qemu_from_backports() {
+    local version
+    version=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null) || return 0
+    pkg_installed qemu-utils || return 0
+    case "$version" in *~bpo*) ;; *) return 0 ;; esac
+    [ -n "$(os_codename)" ] || die "qemu-utils $version is a backport, but /etc/os-release names no codename"
+    APT_BACKPORTS=$(mktemp -d /tmp/nicslice-vmtest-apt.XXXXXX)
+    cp /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list "$APT_BACKPORTS"/ 2>/dev/null || true
+    cat >"$APT_BACKPORTS/nicslice-backports.sources" <<EOS
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: $(os_codename)-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOS
 }
 
 # The host tools of the VM stage: qemu, a static busybox for the VM's
@@ -46,12 +77,19 @@ ensure_packages() {
 # (qemu from backports, say), whichever package brought it.
 ensure_host_tools() {
     local need=()
-    command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+    if ! command -v qemu-system-x86_64 >/dev/null; then
+        need+=(qemu-system-x86)
+        qemu_from_backports
+    fi
     command -v modinfo >/dev/null || need+=(kmod)
     command -v cpio >/dev/null || need+=(cpio)
     command -v jq >/dev/null || need+=(jq)
     # The VM has no libc: its busybox must be the static build.
     pkg_installed busybox-static || need+=(busybox-static)
     ensure_packages "${need[@]}"
+    if [ -n "${APT_BACKPORTS:-}" ]; then
+        rm -rf "$APT_BACKPORTS"
+        unset APT_BACKPORTS
+    fi
     [ -x /bin/busybox ] || die "busybox-static is installed but /bin/busybox is missing"
 }

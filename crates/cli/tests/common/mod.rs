@@ -122,7 +122,13 @@ pub fn default_gateway(ns: &Netns) -> Option<IpAddr> {
     routes(ns).into_iter().find(|r| r.is_default()).and_then(|r| r.gateway)
 }
 
+/// One cold probe, as the lab does: `from`'s neighbour cache is flushed
+/// first, so an ARP entry left half-resolved by an earlier assertion (a
+/// source-mode child whose replies were dropped, say) cannot decide this one.
+/// Under emulation a nicslice command can outlast the kernel's ARP retries,
+/// and a stale INCOMPLETE entry then swallows every echo of the window.
 pub fn ping(from: &Netns, to: &str) -> bool {
+    RouteSocket::open_in(from).unwrap().flush_neighbours().unwrap();
     Pinger::open_in(from).unwrap().ping(to.parse().unwrap(), 3, Duration::from_millis(900)).unwrap()
 }
 
