@@ -25,7 +25,10 @@ export NICSLICE_REQUIRE_REFERENCE=1
 echo "== unit and kernel tests"
 cargo test --workspace --locked
 
-if [ -x vmtest/run.sh ] && [ "${NICSLICE_SKIP_VM:-0}" != 1 ]; then
+# The vm_* tests pass as no-ops outside the VM: the stage itself must run.
+if [ "${NICSLICE_SKIP_VM:-0}" = 1 ]; then
+    echo "== VM stage skipped (NICSLICE_SKIP_VM=1)"
+else
     echo "== VM stage (Debian kernel under qemu)"
     vmtest/run.sh
 fi

@@ -156,7 +156,7 @@ fn source_nodst_takes_the_listed_peer_away_from_the_parent() {
 #[test]
 fn children_follow_their_parent_down_and_away() {
     let mut lab = Lab::new("parent");
-    let (c1, _c2) = two_children(&mut lab, "bridge");
+    let (c1, c2) = two_children(&mut lab, "bridge");
     let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
     let parent = host.require_link("eth0", "host").unwrap();
     host.set_up(parent.index, false).unwrap();
@@ -165,6 +165,13 @@ fn children_follow_their_parent_down_and_away() {
     let detail = lab.json(&["network", "inspect", "m"]);
     assert_eq!(detail["parent_state"]["up"], false);
     host.set_up(parent.index, true).unwrap();
+    // The carrier comes back through the kernel's link watch, within a second.
+    let carrier = || [&c1, &c2].iter().all(|ns| link(ns, "eth0").unwrap().lower_up);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !carrier() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(carrier(), "parent up: the children's carrier is back");
     assert!(ping(&c1, "192.168.0.12"), "children come back with the parent");
 
     // Deleting the parent deletes every child, in whatever namespace.

@@ -259,6 +259,27 @@ fn vlan_parent_is_created_and_removed_with_its_network() {
     lab.ok(&["network", "create", "v70", "--parent", "eth0.70", "--subnet", "10.70.0.0/24"]);
     lab.ok(&["network", "rm", "v70"]);
     assert!(link(&lab.host.netns, "eth0.70").is_some(), "not nicslice's to delete");
+    // The explicit form takes the user's VLAN too, but only a VLAN on that lower device.
+    let vlan70 = ["network", "create", "v70", "--parent", "eth0", "--vlan", "70"];
+    lab.ok(&[&vlan70[..], &["--subnet", "10.70.0.0/24"]].concat());
+    lab.ok(&["network", "rm", "v70"]);
+    assert!(link(&lab.host.netns, "eth0.70").is_some(), "still not nicslice's to delete");
+    host.create_simple(SimpleKind::Dummy, "eth0.80", None).unwrap();
+    lab.fails(
+        &[
+            "network",
+            "create",
+            "v80",
+            "--parent",
+            "eth0",
+            "--vlan",
+            "80",
+            "--subnet",
+            "10.80.0.0/24",
+        ],
+        "is not a VLAN on eth0",
+    );
+    assert!(link(&lab.host.netns, "eth0.80").is_some(), "the user's link is left alone");
 }
 
 #[test]

@@ -142,7 +142,7 @@ impl Engine {
         let faults = self.faults;
         let mut host = self.host_socket()?;
         let mut undo = UndoLog::default();
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<Option<String>> {
             let tx = self.store.write()?;
             let siblings = tx.networks_on_parent(&record.spec.parent)?;
             let still_used = siblings.iter().any(|r| r.id != record.id);
@@ -163,14 +163,19 @@ impl Engine {
                 _ => {}
             }
             tx.delete_network(record.id)?;
-            parent::release(&mut host, &tx, &record.spec.parent, still_used)?;
+            let parent_to_delete = parent::forget(&tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
-            Ok(())
+            Ok(parent_to_delete)
         })();
         match result {
-            Ok(()) => {
+            Ok(parent_to_delete) => {
                 undo.commit();
+                // Last, once nothing can be undone any more: a parent deleted
+                // before a failing commit could not be brought back.
+                if let Some(name) = parent_to_delete {
+                    parent::delete(&mut host, &name)?;
+                }
                 Ok(detached)
             }
             Err(error) => Err(rollback(error, undo, &mut host, None)),

@@ -70,7 +70,8 @@ pub(crate) fn provision(
     request: &ParentRequest,
     undo: &mut UndoLog,
 ) -> Result<()> {
-    let exists = sock.link_by_name(parent.as_str())?.is_some();
+    let existing = sock.link_by_name(parent.as_str())?;
+    let exists = existing.is_some();
     let owned = tx.owned_link(parent.as_str())?;
     let request = match request {
         ParentRequest::Existing if !exists => match split_vlan(parent) {
@@ -89,7 +90,23 @@ pub(crate) fn provision(
             (ParentRequest::Dummy, None) => Err(EngineError::Invalid(format!(
                 "{parent} already exists and nicslice did not create it; an internal network needs a name of its own (--parent)"
             ))),
-            (ParentRequest::Vlan { .. }, None) => Ok(()), // the user's own VLAN interface: use, never delete
+            // The user's own VLAN interface: use it, never delete it, but
+            // only if it is what --vlan asks for (a VLAN on that lower device).
+            (ParentRequest::Vlan { lower, id }, None) => {
+                let Some(link) = existing.as_ref() else { return Ok(()) };
+                let lower_index = sock.link_by_name(lower.as_str())?.map(|l| l.index);
+                if link.kind.as_deref() == Some("vlan")
+                    && link.parent_index.is_some()
+                    && link.parent_index == lower_index
+                {
+                    Ok(())
+                } else {
+                    Err(EngineError::Invalid(format!(
+                        "{parent} already exists but is not a VLAN on {lower} (it is a {} link); remove it or choose another VLAN id than {id}",
+                        link.kind.as_deref().unwrap_or("physical")
+                    )))
+                }
+            }
         };
     }
     let (kind, lower_index, record) = match &request {
@@ -133,19 +150,29 @@ pub(crate) fn provision(
     Ok(())
 }
 
-/// Deletes the parent if nicslice owns it and no other network uses it.
-/// Runs inside the transaction that removes the network.
-pub(crate) fn release(
-    sock: &mut RouteSocket,
+/// Forgets the parent, inside the transaction that removes the network, if
+/// nicslice owns it and no other network uses it; returns its name, for
+/// [`delete`] once that transaction has committed.
+pub(crate) fn forget(
     tx: &WriteTx<'_>,
     parent: &IfName,
     still_used: bool,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if still_used || tx.owned_link(parent.as_str())?.is_none() {
-        return Ok(());
+        return Ok(None);
     }
-    sock.delete_link_by_name(parent.as_str())?;
     tx.delete_owned_link(parent.as_str())?;
+    Ok(Some(parent.to_string()))
+}
+
+/// Deletes a parent nicslice no longer records. The network is gone by now;
+/// a failure leaves only this link, and says so.
+pub(crate) fn delete(sock: &mut RouteSocket, name: &str) -> Result<()> {
+    sock.delete_link_by_name(name).map_err(|e| {
+        EngineError::Invalid(format!(
+            "the network was removed, but deleting its parent {name}, which nicslice made, failed: {e}; delete it by hand"
+        ))
+    })?;
     Ok(())
 }
 

@@ -79,9 +79,9 @@ fn link_info(driver: Driver, data: Vec<InfoMacVlan>) -> LinkAttribute {
 
 impl RouteSocket {
     /// Creates the child on the parent this socket's namespace holds. With
-    /// `target`, the kernel creates it directly inside that namespace, and
-    /// checks the name only there: a name that exists beside the parent does
-    /// not clash, so no temporary name and rename are needed.
+    /// `target`, the kernel creates it directly inside that namespace. Recent
+    /// kernels check the name only there; 6.1 also checks it beside the
+    /// parent, which `placement` handles with a temporary name and a rename.
     pub fn create_macvlan(
         &mut self,
         req: &MacvlanLinkRequest,

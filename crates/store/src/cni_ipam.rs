@@ -12,7 +12,8 @@
 //! (a file that no longer opens is moved aside). No fsync per call, as
 //! host-local does none.
 //!
-//! Same habits as the main store otherwise: WAL, `BEGIN IMMEDIATE` writes
+//! Same habits as the main store otherwise, but for the journal (a rollback
+//! journal kept between calls, see `open_once`): `BEGIN IMMEDIATE` writes
 //! (many plugin processes queue on the lock), every operation one indexed
 //! statement. The allocation policy is the model's (`nicslice_model::ipam`):
 //! this module only implements its `LeaseBook` and answers lookups.
@@ -103,6 +104,8 @@ impl CniIpamStore {
             Err(StoreError::Open { source, .. }) if is_corrupt(&source) => {
                 let aside = path.with_extension("db.corrupt");
                 let _ = std::fs::rename(&path, &aside);
+                // A journal left beside it would be played back into the new file.
+                let _ = std::fs::remove_file(path.with_extension("db-journal"));
                 let _ = std::fs::remove_file(path.with_extension("db-wal"));
                 let _ = std::fs::remove_file(path.with_extension("db-shm"));
                 Self::open_once(&path)
@@ -112,10 +115,20 @@ impl CniIpamStore {
     }
 
     fn open_once(path: &Path) -> Result<CniIpamStore, StoreError> {
+        crate::lean::for_short_lived_process();
         let open_err = |source| StoreError::Open { path: path.to_owned(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        conn.execute_batch("PRAGMA synchronous = OFF;").map_err(open_err)?;
+        // A rollback journal kept between calls (PERSIST), not WAL: a
+        // connection here lives for one call, and the last WAL connection to
+        // close checkpoints and deletes the WAL and its index, which the next
+        // call creates and maps again, every time. Unlike WAL, the rollback
+        // modes belong to the connection, so this is asked on every open; a
+        // file left in WAL by an earlier nicslice is converted when no other
+        // process has it open, and otherwise works on in WAL.
+        let _ = conn.query_row("PRAGMA journal_mode = PERSIST", [], |r| r.get::<_, String>(0));
+        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;")
+            .map_err(open_err)?;
         let version: i64 =
             conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
         if version > SCHEMA_VERSION {
@@ -126,9 +139,6 @@ impl CniIpamStore {
             });
         }
         if version < SCHEMA_VERSION {
-            // WAL is a property of the file: set once, when the schema is made.
-            let _: String =
-                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
             let migrate = |source| StoreError::Migrate {
                 path: path.to_owned(),
                 version: SCHEMA_VERSION,
@@ -139,7 +149,6 @@ impl CniIpamStore {
             ))
             .map_err(migrate)?;
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(open_err)?;
         let store = CniIpamStore { conn, path: path.to_owned() };
         store.forget_other_boots().map_err(|e| match e {
             StoreError::Sqlite { source, .. } if is_corrupt(&source) => open_err(source),
@@ -509,6 +518,28 @@ mod tests {
         std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();
         let _ = std::fs::remove_file(path.with_extension("db-wal"));
         let _ = std::fs::remove_file(path.with_extension("db-shm"));
+        CniIpamStore::open(&path).unwrap().ping().unwrap();
+        assert!(path.with_extension("db.corrupt").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_journal_is_kept_between_calls_and_no_wal_is_made() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-journal-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        let mut store = CniIpamStore::open(&path).unwrap();
+        let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "persist");
+        let tx = store.write().unwrap();
+        tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
+        tx.commit().unwrap();
+        drop(store);
+        let journal = path.with_extension("db-journal");
+        assert!(journal.exists(), "PERSIST keeps the journal file for the next call");
+        assert!(!path.with_extension("db-wal").exists(), "no WAL to create and delete per call");
+        // A corrupt database with a journal beside it is still replaced.
+        std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();
+        std::fs::write(&journal, [0xd9u8; 512]).unwrap();
         CniIpamStore::open(&path).unwrap().ping().unwrap();
         assert!(path.with_extension("db.corrupt").exists());
         let _ = std::fs::remove_dir_all(dir);

@@ -18,13 +18,13 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let features = if privileges.cap_sys_admin && privileges.cap_net_admin {
-        capabilities::probe_kernel()?
-    } else {
-        Vec::new()
-    };
+    // Trying link kinds needs a throwaway namespace (CAP_SYS_ADMIN) and
+    // links in it (CAP_NET_ADMIN); CAP_NET_RAW is for the probes of the lab.
+    let can_probe = privileges.cap_sys_admin && privileges.cap_net_admin;
+    let features = if can_probe { capabilities::probe_kernel()? } else { Vec::new() };
     if json {
-        return output::json(&Report { kernel, privileges, features });
+        output::json(&Report { kernel, privileges: privileges.clone(), features })?;
+        return insufficient(&privileges);
     }
     println!("kernel {kernel}");
     let yes = |b: bool| if b { "yes" } else { "NO" };
@@ -34,9 +34,11 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         yes(privileges.cap_sys_admin),
         yes(privileges.cap_net_raw)
     );
-    if !privileges.sufficient() {
-        println!("nicslice needs all three (run as root); link kinds were not tried");
-        return Ok(());
+    if !can_probe {
+        println!(
+            "link kinds were not tried: that needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run as root)"
+        );
+        return insufficient(&privileges);
     }
     let rows: Vec<Vec<String>> = features
         .iter()
@@ -49,5 +51,16 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         })
         .collect();
     output::table(&["FEATURE", "STATUS", "DETAIL"], &rows);
-    Ok(())
+    insufficient(&privileges)
+}
+
+/// Exits non-zero (after the report) when nicslice could not do its work here.
+fn insufficient(privileges: &Privileges) -> anyhow::Result<()> {
+    if privileges.sufficient() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "missing privileges: nicslice needs CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_NET_RAW (run as root)"
+        )
+    }
 }

@@ -21,6 +21,17 @@ pub struct Lab {
     pub state: PathBuf,
 }
 
+impl Drop for Lab {
+    /// The state database is the test's own: it goes with the world.
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = self.state.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 impl Lab {
     pub fn new(tag: &str) -> Lab {
         let mut world = World::new(tag);
