@@ -262,6 +262,10 @@ pub struct LabArgs {
     /// Leave the namespaces up to explore, and print how to enter and remove them.
     #[arg(long)]
     pub keep: bool,
+    /// Remove every namespace earlier `--keep` runs left up (and any a killed
+    /// lab left behind), then exit.
+    #[arg(long, conflicts_with_all = ["keep", "only", "mode", "markdown", "list"])]
+    pub clean: bool,
     /// Print Markdown tables (for docs).
     #[arg(long)]
     pub markdown: bool,

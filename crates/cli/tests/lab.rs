@@ -13,6 +13,12 @@ fn leftovers(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Ctrl-C, as a user would press it.
+fn sigint(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+}
+
 #[test]
 fn lab_matches_the_model_and_cleans_up() {
     let child = Command::new(env!("CARGO_BIN_EXE_nicslice"))
@@ -84,11 +90,7 @@ fn interrupted_lab_removes_its_namespaces() {
         .unwrap();
     let pid = child.id();
     std::thread::sleep(Duration::from_millis(1200));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    sigint(pid);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(leftovers(pid).is_empty(), "left behind: {:?}", leftovers(pid));
@@ -106,4 +108,150 @@ fn lab_lists_and_refuses_unknown_scenarios() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario nope"));
+}
+
+fn lab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nicslice")).arg("lab").args(args).output().unwrap()
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn names(report: &serde_json::Value) -> Vec<String> {
+    let scenarios = report["scenarios"].as_array().unwrap();
+    scenarios.iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    let out = lab(&["--only", "passthru", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out);
+    assert_eq!(report["ok"], true);
+    assert!(report["seconds"].is_f64());
+    let s = &report["scenarios"][0];
+    for key in ["name", "mode", "description", "endpoints", "skipped", "error", "seconds"] {
+        assert!(s.get(key).is_some(), "scenario without {key}: {s}");
+    }
+    assert!(s.get("namespaces").is_none(), "namespaces only with --keep: {s}");
+    let o = &s["observations"][0];
+    for key in ["from", "to", "address", "observed", "predicted", "verdict"] {
+        assert!(o.get(key).is_some(), "observation without {key}: {o}");
+    }
+    assert!(o.get("not_probed").is_none(), "every pair was probed: {o}");
+    assert!(["pass", "blocked"].contains(&o["observed"].as_str().unwrap()), "{o}");
+    for key in ["reach", "rule", "reason", "fix"] {
+        assert!(o["verdict"].get(key).is_some(), "verdict without {key}: {o}");
+    }
+}
+
+#[test]
+fn only_and_mode_select_scenarios() {
+    let report = json_of(&lab(&["--only", "passthru", "--only", "bridge", "--json"]));
+    assert_eq!(names(&report), ["bridge", "passthru"], "report order, not argument order");
+    let report = json_of(&lab(&["--mode", "private", "--json"]));
+    let got = names(&report);
+    assert!(got.contains(&"private".to_string()) && got.contains(&"private-hairpin".into()));
+    for s in report["scenarios"].as_array().unwrap() {
+        assert_eq!(s["mode"], "private", "{}", s["name"]);
+    }
+    let out = lab(&["--mode", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario matches --mode nope"));
+}
+
+#[test]
+fn markdown_has_tables_reasons_and_the_summary() {
+    let out = lab(&["--only", "vepa", "--only", "ipvlan-l2", "--markdown"]);
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("### vepa — seed 003: macvlan vepa"), "{md}");
+    assert!(md.contains("| from \\ to | br0 | ns3 | ns1 | ns2 |\n|---|---|---|---|---|"), "{md}");
+    assert!(md.contains("| ns1 | pass | -- | · | -- |"), "{md}");
+    assert!(
+        md.contains("- ns1 → ns2, ns2 → ns1: vepa siblings need a hairpin switch port"),
+        "{md}"
+    );
+    let summary = md.lines().last().unwrap_or_default();
+    assert!(summary.starts_with("1 scenarios, 12 probes in "), "{md}");
+    assert!(summary.contains(": 0 mismatch(es), 0 error(s)"), "{md}");
+    if md.contains("Skipped:") {
+        assert!(summary.ends_with("skipped (kernel lacks them): ipvlan-l2"), "{md}");
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `--keep` leaves the world up and says how to enter and remove it; a kept
+/// world survives later labs (their reaper); `--clean` removes it. An
+/// interrupted `--keep` run tells the truth about what it kept. One test, so
+/// that no other test's `--clean` runs in between.
+#[test]
+fn keep_then_clean_leaves_no_namespace() {
+    let child = Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .args(["lab", "--only", "bridge", "--keep"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&child.stdout).to_string();
+    assert!(child.status.success(), "{text}");
+    assert!(text.contains("ip netns exec NAMESPACE bash"), "{text}");
+    assert!(text.contains("nicslice lab --clean"), "{text}");
+    let kept: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("nsl-labbridge-") && text.contains(n.as_str()))
+        .collect();
+    assert_eq!(kept.len(), 4, "switch, host and two children kept: {kept:?}\n{text}");
+
+    // Another lab (whose reaper removes dead runs' namespaces) leaves it alone.
+    let out = lab(&["--only", "passthru"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for n in &kept {
+        assert!(std::path::Path::new("/run/netns").join(n).exists(), "{n} was reaped");
+    }
+
+    // Interrupted while keeping: what it says it kept is exactly what is left.
+    let run = Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .args(["lab", "--keep", "--mode", "vepa"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = run.id();
+    // Interrupt once worlds are being built, so that some are kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while leftovers(pid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    sigint(pid);
+    let out = run.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(130), "{said}");
+    let left = leftovers(pid);
+    if left.is_empty() {
+        assert!(said.contains("its namespaces were removed"), "{said}");
+    } else {
+        assert!(said.contains("were kept as --keep asked"), "{said}");
+        for n in &left {
+            assert!(said.contains(n.as_str()), "{n} left but not named:\n{said}");
+        }
+    }
+
+    let out = lab(&["--clean"]);
+    let cleaned = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{cleaned}{}", String::from_utf8_lossy(&out.stderr));
+    let removed: usize = cleaned
+        .strip_prefix("removed ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{cleaned}"));
+    assert!(removed >= kept.len() + left.len(), "{cleaned}");
+    for n in kept.iter().chain(&left) {
+        assert!(!std::path::Path::new("/run/netns").join(n).exists(), "{n} survived --clean");
+    }
+    assert!(leftovers(pid).is_empty());
+    let again = String::from_utf8_lossy(&lab(&["--clean"]).stdout).to_string();
+    assert!(again.contains("no lab namespaces to remove"), "{again}");
 }

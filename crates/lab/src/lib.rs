@@ -3,6 +3,7 @@
 //! this process creates and deletes, never touching the namespace it runs in.
 
 pub mod capabilities;
+pub mod kept;
 pub mod realize;
 pub mod run;
 pub mod scenarios;

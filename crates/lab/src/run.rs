@@ -13,6 +13,7 @@ use nicslice_kernel::{KernelError, Pinger, RouteSocket};
 use nicslice_model::reach::{self, Reach, Verdict};
 use serde::Serialize;
 
+use crate::kept::KeptWorlds;
 use crate::realize;
 use crate::scenarios::Scenario;
 
@@ -26,14 +27,41 @@ pub struct Observation {
     pub from: String,
     pub to: String,
     pub address: Option<std::net::IpAddr>,
-    pub observed: Reach,
+    /// What the probe saw; `None` when the pair could not be probed.
+    pub observed: Option<Reach>,
+    /// Why the pair was not probed, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_probed: Option<String>,
     pub predicted: Reach,
     pub verdict: Verdict,
 }
 
 impl Observation {
+    /// Probed, and seen as predicted. A pair that was not probed never matches.
     pub fn matches(&self) -> bool {
-        self.observed == self.predicted
+        self.observed == Some(self.predicted)
+    }
+
+    /// Probed, and seen otherwise than predicted.
+    pub fn mismatches(&self) -> bool {
+        self.observed.is_some_and(|o| o != self.predicted)
+    }
+}
+
+/// Why the probe `from -> to` cannot be sent: the target has no address to
+/// ping, or the source has no socket open in its namespace.
+fn why_not_probed(
+    from: &str,
+    to: &str,
+    address: Option<std::net::IpAddr>,
+    has_socket: bool,
+) -> Option<String> {
+    if address.is_none() {
+        Some(format!("{to} has no address to probe"))
+    } else if !has_socket {
+        Some(format!("no probe socket in {from}'s namespace"))
+    } else {
+        None
     }
 }
 
@@ -57,20 +85,42 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    pub fn mismatches(&self) -> usize {
-        self.observations.iter().filter(|o| !o.matches()).count()
+    /// A result with nothing observed yet.
+    pub fn new(name: &str, mode: &str, description: &str, endpoints: Vec<String>) -> Self {
+        ScenarioResult {
+            name: name.to_string(),
+            mode: mode.to_string(),
+            description: description.to_string(),
+            endpoints,
+            skipped: None,
+            error: None,
+            observations: Vec::new(),
+            seconds: 0.0,
+            namespaces: HashMap::new(),
+        }
     }
 
+    pub fn mismatches(&self) -> usize {
+        self.observations.iter().filter(|o| o.mismatches()).count()
+    }
+
+    /// Pairs the model predicted for that could not be probed.
+    pub fn not_probed(&self) -> usize {
+        self.observations.iter().filter(|o| o.observed.is_none()).count()
+    }
+
+    /// Built, every pair probed, every observation as predicted.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.mismatches() == 0
+        self.error.is_none() && self.mismatches() == 0 && self.not_probed() == 0
     }
 }
 
-/// Runs one scenario to completion (or until `stop` is set).
+/// Runs one scenario to completion (or until `stop` is set); with `keep` its
+/// world stays up, recorded there.
 pub fn run_one(
     s: &Scenario,
     ipvlan_available: bool,
-    keep: bool,
+    keep: Option<&KeptWorlds>,
     stop: &AtomicBool,
 ) -> ScenarioResult {
     let started = Instant::now();
@@ -79,17 +129,7 @@ pub fn run_one(
         .endpoints()
         .map(|e| e.into_iter().map(|e| e.name.0).collect())
         .unwrap_or_default();
-    let mut result = ScenarioResult {
-        name: s.name.to_string(),
-        mode: s.mode.to_string(),
-        description: s.topology.description.clone(),
-        endpoints,
-        skipped: None,
-        error: None,
-        observations: Vec::new(),
-        seconds: 0.0,
-        namespaces: HashMap::new(),
-    };
+    let mut result = ScenarioResult::new(s.name, s.mode, &s.topology.description, endpoints);
     if s.ipvlan && !ipvlan_available {
         result.skipped =
             Some("this kernel has no ipvlan (run the VM tests, or `nicslice check`)".into());
@@ -110,20 +150,29 @@ enum LabError {
     Kernel(#[from] KernelError),
     #[error("the model refused the topology: {0}")]
     Model(#[from] reach::TopologyError),
+    #[error("could not record the kept world in {dir}")]
+    Keep {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("interrupted")]
     Interrupted,
 }
 
 fn probe_all(
     s: &Scenario,
-    keep: bool,
+    keep: Option<&KeptWorlds>,
     stop: &AtomicBool,
     out: &mut ScenarioResult,
 ) -> Result<(), LabError> {
     let tag = format!("lab{}", s.name.replace('-', ""));
     let mut built = realize::build(&s.topology, &tag)?;
-    if keep {
-        built.world.keep();
+    if let Some(kept) = keep {
+        built
+            .world
+            .keep(kept)
+            .map_err(|source| LabError::Keep { dir: kept.dir().display().to_string(), source })?;
         out.namespaces = built.netns_names.clone();
     }
     let addresses: HashMap<String, Option<std::net::IpAddr>> =
@@ -140,20 +189,24 @@ fn probe_all(
             return Err(LabError::Interrupted);
         }
         let address = addresses.get(&entry.to.0).copied().flatten();
-        let observed = match (address, pingers.get(&entry.from.0)) {
+        let pinger = pingers.get(&entry.from.0);
+        let not_probed = why_not_probed(&entry.from.0, &entry.to.0, address, pinger.is_some());
+        let observed = match (address, pinger) {
             (Some(addr), Some(pinger)) => {
                 for sock in &mut sockets {
                     sock.flush_neighbours()?;
                 }
-                if pinger.ping(addr, 2, PROBE_TIMEOUT)? { Reach::Pass } else { Reach::Blocked }
+                let pass = pinger.ping(addr, 2, PROBE_TIMEOUT)?;
+                Some(if pass { Reach::Pass } else { Reach::Blocked })
             }
-            _ => Reach::Blocked,
+            _ => None,
         };
         out.observations.push(Observation {
             from: entry.from.0,
             to: entry.to.0,
             address,
             observed,
+            not_probed,
             predicted: entry.verdict.reach,
             verdict: entry.verdict,
         });
@@ -165,7 +218,7 @@ fn probe_all(
 pub fn run_all(
     scenarios: Vec<Scenario>,
     ipvlan_available: bool,
-    keep: bool,
+    keep: Option<&KeptWorlds>,
     stop: &AtomicBool,
     mut progress: impl FnMut(&ScenarioResult, usize, usize),
 ) -> Vec<ScenarioResult> {
@@ -189,4 +242,60 @@ pub fn run_all(
         done.sort_by_key(|r| order.iter().position(|n| *n == r.name));
         done
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nicslice_model::reach::Rule;
+
+    fn observation(observed: Option<Reach>, predicted: Reach) -> Observation {
+        Observation {
+            from: "a".into(),
+            to: "b".into(),
+            address: None,
+            observed,
+            not_probed: observed.is_none().then(|| "b has no address to probe".into()),
+            predicted,
+            verdict: Verdict {
+                reach: predicted,
+                rule: Rule::NoAddress,
+                reason: String::new(),
+                fix: None,
+            },
+        }
+    }
+
+    fn result(observations: Vec<Observation>) -> ScenarioResult {
+        let endpoints = vec!["a".into(), "b".into()];
+        ScenarioResult { observations, ..ScenarioResult::new("s", "bridge", "", endpoints) }
+    }
+
+    #[test]
+    fn a_pair_without_address_or_socket_is_not_probed() {
+        let addr = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(why_not_probed("a", "b", addr, true), None);
+        assert_eq!(
+            why_not_probed("a", "b", None, true).as_deref(),
+            Some("b has no address to probe")
+        );
+        assert_eq!(
+            why_not_probed("a", "b", addr, false).as_deref(),
+            Some("no probe socket in a's namespace")
+        );
+    }
+
+    #[test]
+    fn an_unprobed_pair_is_neither_a_match_nor_a_mismatch_and_fails_the_scenario() {
+        let unprobed = observation(None, Reach::Blocked);
+        assert!(!unprobed.matches(), "a pair not probed must not count as seen blocked");
+        assert!(!unprobed.mismatches());
+        let r = result(vec![observation(Some(Reach::Pass), Reach::Pass), unprobed]);
+        assert_eq!((r.mismatches(), r.not_probed()), (0, 1));
+        assert!(!r.ok());
+        let r = result(vec![observation(Some(Reach::Blocked), Reach::Blocked)]);
+        assert!(r.ok());
+        let json = serde_json::to_value(&r.observations[0]).unwrap();
+        assert!(json.get("not_probed").is_none(), "{json}");
+    }
 }

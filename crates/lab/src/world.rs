@@ -1,13 +1,15 @@
 //! A [`World`]: a set of namespaces with a unique prefix, deleted (with every
 //! interface inside) when the world drops, plus builders for the seeds'
 //! topology: a switch namespace with a bridge and hosts whose parent is a veth
-//! plugged into that bridge.
+//! plugged into that bridge. Kept and stale worlds are `kept.rs`'s.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nicslice_kernel::{Netns, Result, RouteSocket, SimpleKind, netns};
+
+use crate::kept::KeptWorlds;
 
 static WORLD_SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -44,9 +46,13 @@ impl World {
         &self.prefix
     }
 
-    /// Leave everything in place when dropped (`nicslice lab --keep`).
-    pub fn keep(&mut self) {
+    /// Leave everything in place when dropped (`nicslice lab --keep`), and
+    /// record the world in `kept` so that no later lab reaps it as stale and
+    /// `nicslice lab --clean` can find it. Nothing is kept if recording fails.
+    pub fn keep(&mut self, kept: &KeptWorlds) -> std::io::Result<()> {
+        kept.mark(&self.prefix)?;
         self.keep = true;
+        Ok(())
     }
 
     pub fn namespace_names(&self) -> &[String] {
@@ -131,29 +137,6 @@ pub fn wait_oper_up(sock: &mut RouteSocket, index: u32) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
-}
-
-/// Deletes namespaces a crashed or killed earlier run left behind: only names
-/// of nicslice's own scheme (`nsl-TAG-PID-N-ROLE`) whose PID is no longer a
-/// running process. Returns how many were removed.
-pub fn reap_stale() -> usize {
-    let Ok(dir) = std::fs::read_dir(netns::NETNS_RUN_DIR) else { return 0 };
-    let mut reaped = 0;
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let mut parts = name.split('-');
-        let (Some("nsl"), Some(_tag), Some(pid)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else { continue };
-        let dead =
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if dead && netns::delete_named(&name).is_ok() {
-            reaped += 1;
-        }
-    }
-    reaped
 }
 
 impl Drop for World {

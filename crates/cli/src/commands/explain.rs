@@ -64,27 +64,20 @@ pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
     }
     // The lab's report shows predictions as observations that match.
     let endpoints = topology.endpoints()?;
-    let result = ScenarioResult {
-        name: "predicted".into(),
-        mode: String::new(),
-        description: topology.description.clone(),
-        endpoints: endpoints.iter().map(|e| e.name.0.clone()).collect(),
-        skipped: None,
-        error: None,
-        observations: entries
-            .into_iter()
-            .map(|e| Observation {
-                address: endpoints.iter().find(|x| x.name == e.to).and_then(|x| x.address),
-                from: e.from.0,
-                to: e.to.0,
-                observed: e.verdict.reach,
-                predicted: e.verdict.reach,
-                verdict: e.verdict,
-            })
-            .collect(),
-        seconds: 0.0,
-        namespaces: Default::default(),
-    };
+    let names = endpoints.iter().map(|e| e.name.0.clone()).collect();
+    let mut result = ScenarioResult::new("predicted", "", &topology.description, names);
+    result.observations = entries
+        .into_iter()
+        .map(|e| Observation {
+            address: endpoints.iter().find(|x| x.name == e.to).and_then(|x| x.address),
+            from: e.from.0,
+            to: e.to.0,
+            observed: Some(e.verdict.reach),
+            not_probed: None,
+            predicted: e.verdict.reach,
+            verdict: e.verdict,
+        })
+        .collect();
     if result.observations.is_empty() {
         println!("{}: nothing to predict (no endpoints with addresses)", topology.description);
         return Ok(());

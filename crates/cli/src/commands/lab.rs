@@ -6,8 +6,9 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nicslice_lab::capabilities::{self, Privileges};
+use nicslice_lab::kept::KeptWorlds;
 use nicslice_lab::run::{self, ScenarioResult};
-use nicslice_lab::{scenarios, world};
+use nicslice_lab::scenarios;
 
 use crate::args::LabArgs;
 use crate::commands::lab_report;
@@ -42,6 +43,10 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
             "the lab creates network namespaces and needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_NET_RAW)"
         );
     }
+    let kept = KeptWorlds::default();
+    if args.clean {
+        return clean(&kept, json);
+    }
     let unknown: Vec<&String> =
         args.only.iter().filter(|n| !all.iter().any(|s| s.name == n.as_str())).collect();
     if let Some(n) = unknown.first() {
@@ -55,7 +60,7 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
     if selected.is_empty() {
         anyhow::bail!("no scenario matches --mode {}", args.mode.join(","));
     }
-    let reaped = world::reap_stale();
+    let reaped = kept.reap_stale().len();
     if reaped > 0 {
         eprintln!("removed {reaped} namespace(s) left by an earlier lab that was killed");
     }
@@ -63,13 +68,14 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
     install_signal_handlers()?;
     let tty = std::io::stderr().is_terminal();
     let started = std::time::Instant::now();
-    let results = run::run_all(selected, ipvlan, args.keep, &STOP, |r, n, total| {
+    let keep = args.keep.then_some(&kept);
+    let results = run::run_all(selected, ipvlan, keep, &STOP, |r, n, total| {
         if !STOP.load(Ordering::Relaxed) {
             eprintln!("{}", lab_report::progress_line(r, n, total, tty));
         }
     });
     if STOP.load(Ordering::Relaxed) {
-        eprintln!("nicslice: lab interrupted; its namespaces were removed");
+        eprint!("{}", lab_report::interrupted(&results));
         std::process::exit(130);
     }
     let color = std::io::stdout().is_terminal();
@@ -81,7 +87,7 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
             "scenarios": results,
         }))?;
     } else if args.markdown {
-        print!("{}", lab_report::markdown(&results));
+        print!("{}", lab_report::markdown(&results, elapsed));
     } else {
         print!("{}", lab_report::text(&results, color));
         print!("{}", lab_report::summary(&results, elapsed, color));
@@ -89,5 +95,39 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
             print!("{}", lab_report::keep_hint(&results));
         }
     }
+    if args.keep && (json || args.markdown) {
+        // Scripts read stdout; the person who asked to keep still hears how to leave.
+        eprint!("{}", lab_report::keep_hint(&results));
+    }
     if results.iter().all(ScenarioResult::ok) { Ok(()) } else { std::process::exit(1) }
+}
+
+/// `nicslice lab --clean`: remove what `--keep` left up and what killed labs
+/// left behind.
+fn clean(kept: &KeptWorlds, json: bool) -> anyhow::Result<()> {
+    let done = kept.clean();
+    if json {
+        crate::output::json(&serde_json::json!({
+            "removed": done.removed,
+            "stale": done.stale,
+            "kept_worlds": done.worlds,
+            "errors": done.errors,
+        }))?;
+    } else if done.removed.is_empty() && done.stale.is_empty() && done.errors.is_empty() {
+        println!("no lab namespaces to remove");
+    } else {
+        println!(
+            "removed {} namespace(s) of {} kept lab world(s) and {} left by killed labs",
+            done.removed.len(),
+            done.worlds,
+            done.stale.len()
+        );
+    }
+    match done.errors.first() {
+        None => Ok(()),
+        Some(first) => anyhow::bail!(
+            "could not remove everything ({} error(s)); first: {first}",
+            done.errors.len()
+        ),
+    }
 }

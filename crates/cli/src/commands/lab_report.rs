@@ -25,6 +25,8 @@ pub fn progress_line(r: &ScenarioResult, n: usize, total: usize, color: bool) ->
         paint(&format!("ERROR: {e}"), RED, color)
     } else if r.mismatches() > 0 {
         paint(&format!("{} MISMATCH(ES)", r.mismatches()), RED, color)
+    } else if r.not_probed() > 0 {
+        paint(&format!("{} NOT PROBED", r.not_probed()), RED, color)
     } else {
         paint("as predicted", GREEN, color)
     };
@@ -36,13 +38,16 @@ pub fn progress_line(r: &ScenarioResult, n: usize, total: usize, color: bool) ->
     )
 }
 
+/// The cell's text and whether it is as predicted: "pass", "--" (blocked),
+/// a trailing "!" on a mismatch, "n/a" for a pair that was not probed.
 fn cell(o: Option<&Observation>) -> (String, bool) {
     match o {
         None => ("·".to_string(), true),
         Some(o) => {
             let word = match o.observed {
-                Reach::Pass => "pass",
-                Reach::Blocked => "--",
+                Some(Reach::Pass) => "pass",
+                Some(Reach::Blocked) => "--",
+                None => return ("n/a".to_string(), false),
             };
             if o.matches() { (word.to_string(), true) } else { (format!("{word}!"), false) }
         }
@@ -65,17 +70,19 @@ fn probed(r: &ScenarioResult) -> Vec<&String> {
 fn reasons(r: &ScenarioResult) -> Vec<(String, Vec<String>, bool)> {
     let mut groups: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
     for o in &r.observations {
-        if o.matches() && o.observed == Reach::Pass {
+        if o.matches() && o.observed == Some(Reach::Pass) {
             continue;
         }
         let mut text = o.verdict.rule.summary().to_string();
         if let Some(fix) = &o.verdict.fix {
             text = format!("{text}; fix: {fix}");
         }
-        if !o.matches() {
+        if let (None, Some(why)) = (o.observed, &o.not_probed) {
+            text = format!("not probed: {why}; model predicted {}", word(o.predicted));
+        } else if let (false, Some(seen)) = (o.matches(), o.observed) {
             text = format!(
                 "observed {}, model predicted {} ({})",
-                word(o.observed),
+                word(seen),
                 word(o.predicted),
                 o.verdict.reason
             );
@@ -140,7 +147,9 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
     out
 }
 
-pub fn markdown(results: &[ScenarioResult]) -> String {
+/// Markdown: a heading, the error if any, a table and the reasons per
+/// scenario, then the summary line.
+pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
     let mut out = String::new();
     for r in results {
         let _ = writeln!(out, "### {} — {}\n", r.name, r.description);
@@ -148,7 +157,13 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
             let _ = writeln!(out, "Skipped: {why}\n");
             continue;
         }
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "**Error:** {e}\n");
+        }
         let eps = probed(r);
+        if eps.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             out,
             "| from \\ to | {} |",
@@ -163,16 +178,20 @@ pub fn markdown(results: &[ScenarioResult]) -> String {
             let _ = writeln!(out, "| {from} | {} |", cells.join(" | "));
         }
         out.push('\n');
-        for (text, pairs, _) in reasons(r) {
-            let _ = writeln!(out, "- {}: {}", pairs.join(", "), text);
+        for (text, pairs, ok) in reasons(r) {
+            let mark = if ok { "" } else { "**" };
+            let _ = writeln!(out, "- {mark}{}: {}{mark}", pairs.join(", "), text);
         }
         out.push('\n');
     }
+    let _ = writeln!(out, "{}", summary_line(results, seconds).0.trim_start());
     out
 }
 
-pub fn summary(results: &[ScenarioResult], seconds: f64, color: bool) -> String {
-    let probes: usize = results.iter().map(|r| r.observations.len()).sum();
+/// The summary line and whether the whole lab is as predicted.
+fn summary_line(results: &[ScenarioResult], seconds: f64) -> (String, bool) {
+    let unprobed: usize = results.iter().map(ScenarioResult::not_probed).sum();
+    let probes: usize = results.iter().map(|r| r.observations.len()).sum::<usize>() - unprobed;
     let mismatches: usize = results.iter().map(ScenarioResult::mismatches).sum();
     let errors = results.iter().filter(|r| r.error.is_some()).count();
     let skipped: Vec<&str> =
@@ -181,30 +200,153 @@ pub fn summary(results: &[ScenarioResult], seconds: f64, color: bool) -> String 
         "\n{} scenarios, {probes} probes in {seconds:.1}s: {mismatches} mismatch(es), {errors} error(s)",
         results.len() - skipped.len()
     );
+    if unprobed > 0 {
+        line.push_str(&format!(", {unprobed} pair(s) not probed"));
+    }
     if !skipped.is_empty() {
         line.push_str(&format!("; skipped (kernel lacks them): {}", skipped.join(", ")));
     }
-    let ok = mismatches == 0 && errors == 0;
+    (line, mismatches == 0 && errors == 0 && unprobed == 0)
+}
+
+pub fn summary(results: &[ScenarioResult], seconds: f64, color: bool) -> String {
+    let (line, ok) = summary_line(results, seconds);
     format!("{}\n", paint(&line, if ok { GREEN } else { RED }, color))
 }
 
+/// What `--keep` left up, how to enter it and how to remove it.
 pub fn keep_hint(results: &[ScenarioResult]) -> String {
-    let mut out = String::from(
-        "\nThe namespaces are still up (--keep). Enter one with `ip netns exec NAME bash`:\n",
-    );
-    let mut all = Vec::new();
+    let mut rows = Vec::new();
     for r in results {
         let mut names: Vec<_> = r.namespaces.iter().collect();
-        names.sort();
+        names.sort_by(|a, b| a.1.cmp(b.1));
         for (endpoint, ns) in names {
-            let _ = writeln!(out, "  {:<16} {:<10} {ns}", r.name, endpoint);
-            all.push(ns.clone());
+            rows.push(format!("  {:<20} {:<12} {ns}", r.name, endpoint));
         }
     }
-    let _ = writeln!(
-        out,
-        "Remove them all with:\n  for n in {}; do ip netns del $n; done",
-        all.join(" ")
+    if rows.is_empty() {
+        return "\nNo namespace was kept (no scenario was built).\n".to_string();
+    }
+    let mut out = format!(
+        "\nThe lab's {} namespace(s) are still up (--keep):\n  {:<20} {:<12} namespace\n",
+        rows.len(),
+        "scenario",
+        "endpoint"
+    );
+    for row in rows {
+        out.push_str(&row);
+        out.push('\n');
+    }
+    out.push_str(
+        "Enter one with `ip netns exec NAMESPACE bash` (or `nsenter --net=/run/netns/NAMESPACE`).\n\
+         Remove them all with `nicslice lab --clean`.\n",
     );
     out
+}
+
+/// The truth after Ctrl-C: what was removed and what `--keep` left up.
+pub fn interrupted(results: &[ScenarioResult]) -> String {
+    let kept: Vec<&ScenarioResult> = results.iter().filter(|r| !r.namespaces.is_empty()).collect();
+    if kept.is_empty() {
+        return "nicslice: lab interrupted; its namespaces were removed\n".to_string();
+    }
+    let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+    let removed = results.iter().filter(|r| r.skipped.is_none()).count() - kept.len();
+    let others = match removed {
+        0 => String::new(),
+        n => format!("; those of the {n} other(s) were removed"),
+    };
+    format!(
+        "nicslice: lab interrupted; the namespaces of {} built scenario(s) were kept as --keep asked ({}){others}\n{}",
+        kept.len(),
+        names.join(", "),
+        keep_hint(results)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use nicslice_lab::run::{Observation, ScenarioResult};
+    use nicslice_model::reach::{Reach, Rule, Verdict};
+
+    use super::{interrupted, keep_hint, markdown, summary, text};
+
+    fn seen(from: &str, to: &str, observed: Option<Reach>, predicted: Reach) -> Observation {
+        Observation {
+            from: from.into(),
+            to: to.into(),
+            address: None,
+            observed,
+            not_probed: observed.is_none().then(|| format!("{to} has no address to probe")),
+            predicted,
+            verdict: Verdict {
+                reach: predicted,
+                rule: if predicted == Reach::Pass { Rule::SameSegment } else { Rule::ParentChild },
+                reason: String::new(),
+                fix: None,
+            },
+        }
+    }
+
+    fn scenario(name: &str, observations: Vec<Observation>) -> ScenarioResult {
+        let endpoints = vec!["a".into(), "b".into()];
+        ScenarioResult { observations, ..ScenarioResult::new(name, "bridge", "test", endpoints) }
+    }
+
+    #[test]
+    fn a_pair_not_probed_is_na_and_counted_apart_in_the_summary() {
+        let r = scenario(
+            "s",
+            vec![
+                seen("a", "b", Some(Reach::Pass), Reach::Pass),
+                seen("b", "a", None, Reach::Blocked),
+            ],
+        );
+        let out = text(std::slice::from_ref(&r), false);
+        assert!(out.contains("n/a"), "{out}");
+        assert!(out.contains("b → a: not probed: a has no address to probe"), "{out}");
+        let line = summary(&[r], 1.0, false);
+        assert!(
+            line.contains("1 probes in 1.0s: 0 mismatch(es), 0 error(s), 1 pair(s) not probed"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn markdown_carries_errors_and_the_summary() {
+        let mut broken = scenario("broken", Vec::new());
+        broken.error = Some("create veth: File exists".into());
+        let fine = scenario(
+            "fine",
+            vec![
+                seen("a", "b", Some(Reach::Pass), Reach::Pass),
+                seen("b", "a", Some(Reach::Pass), Reach::Blocked),
+            ],
+        );
+        let md = markdown(&[broken, fine], 2.5);
+        assert!(md.contains("### broken — test\n\n**Error:** create veth: File exists"), "{md}");
+        assert!(md.contains("| a | · | pass |") && md.contains("| b | pass! | · |"), "{md}");
+        assert!(md.contains("- **b → a: observed pass, model predicted blocked"), "{md}");
+        assert!(
+            md.ends_with("2 scenarios, 2 probes in 2.5s: 1 mismatch(es), 1 error(s)\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn keep_hint_names_namespaces_and_the_clean_command() {
+        let mut r = scenario("bridge", Vec::new());
+        r.namespaces.insert("ns1".into(), "nsl-labbridge-1-0-c0_0".into());
+        let hint = keep_hint(std::slice::from_ref(&r));
+        assert!(
+            hint.contains("bridge               ns1          nsl-labbridge-1-0-c0_0"),
+            "{hint}"
+        );
+        assert!(hint.contains("ip netns exec NAMESPACE bash"), "{hint}");
+        assert!(hint.contains("nicslice lab --clean"), "{hint}");
+        let said = interrupted(std::slice::from_ref(&r));
+        assert!(said.contains("were kept as --keep asked (bridge)"), "{said}");
+        let said = interrupted(&[scenario("bridge", Vec::new())]);
+        assert_eq!(said, "nicslice: lab interrupted; its namespaces were removed\n");
+    }
 }
