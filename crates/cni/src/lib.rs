@@ -67,7 +67,7 @@ pub struct Outcome {
 /// Runs the plugin on the process's environment and stdin, writes stdout,
 /// and returns the exit code for `std::process::exit`.
 pub fn main(plugin: Plugin) -> i32 {
-    // One short-lived process per call: the IPAM thread shares the main
+    // One short-lived process per call: DEL's IPAM thread shares the main
     // malloc arena instead of mapping its own (less time, less memory).
     // SAFETY: mallopt only tunes glibc's allocator; called before any thread exists.
     unsafe {

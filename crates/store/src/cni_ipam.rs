@@ -119,18 +119,23 @@ impl CniIpamStore {
         let open_err = |source| StoreError::Open { path: path.to_owned(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        // A rollback journal kept between calls (PERSIST), not WAL: a
-        // connection here lives for one call, and the last WAL connection to
-        // close checkpoints and deletes the WAL and its index, which the next
-        // call creates and maps again, every time. Unlike WAL, the rollback
-        // modes belong to the connection, so this is asked on every open; a
-        // file left in WAL by an earlier nicslice is converted when no other
-        // process has it open, and otherwise works on in WAL.
-        let _ = conn.query_row("PRAGMA journal_mode = PERSIST", [], |r| r.get::<_, String>(0));
+        // A rollback journal kept between calls and emptied at each commit
+        // (TRUNCATE), not WAL: a connection here lives for one call, and the
+        // last WAL connection to close checkpoints and deletes the WAL and its
+        // index, which the next call creates and maps again, every time. Not
+        // PERSIST either: its zeroed journal is opened and read at the start
+        // of every transaction to learn it is not hot; an empty one is not
+        // even opened. Unlike WAL, the rollback modes belong to the
+        // connection, so this is asked on every open; a file left in WAL by
+        // an earlier nicslice is converted when no other process has it open,
+        // and otherwise works on in WAL.
+        let _ = conn.query_row("PRAGMA journal_mode = TRUNCATE", [], |r| r.get::<_, String>(0));
         conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;")
             .map_err(open_err)?;
-        let version: i64 =
-            conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        // What opening checks, the schema version and the boot the leases
+        // were written in, is read in one transaction: each transaction
+        // costs its locks and a look for a hot journal.
+        let (version, stored_boot) = Self::read_version_and_boot(&conn).map_err(open_err)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
                 path: path.to_owned(),
@@ -150,21 +155,31 @@ impl CniIpamStore {
             .map_err(migrate)?;
         }
         let store = CniIpamStore { conn, path: path.to_owned() };
-        store.forget_other_boots().map_err(|e| match e {
-            StoreError::Sqlite { source, .. } if is_corrupt(&source) => open_err(source),
-            other => other,
-        })?;
+        store.forget_other_boots(stored_boot)?;
         Ok(store)
     }
 
+    /// The schema version and the stored boot (none before the schema exists).
+    fn read_version_and_boot(conn: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
+        conn.execute_batch("BEGIN")?;
+        let read = (|| {
+            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let boot = if version >= 1 {
+                conn.prepare_cached("SELECT value FROM meta WHERE key = 'boot_id'")?
+                    .query_row([], |r| r.get(0))
+                    .optional()?
+            } else {
+                None
+            };
+            Ok((version, boot))
+        })();
+        conn.execute_batch("COMMIT")?;
+        read
+    }
+
     /// Drops every lease when the database was written in another boot.
-    fn forget_other_boots(&self) -> Result<(), StoreError> {
+    fn forget_other_boots(&self, stored: Option<String>) -> Result<(), StoreError> {
         let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default().trim().to_string();
-        let stored: Option<String> = self
-            .conn
-            .prepare_cached("SELECT value FROM meta WHERE key = 'boot_id'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-            .ctx("reading the boot of the leases")?;
         if stored.as_deref() == Some(boot.as_str()) {
             return Ok(());
         }
@@ -529,13 +544,14 @@ mod tests {
         let path = dir.join("cni-ipam.db");
         let mut store = CniIpamStore::open(&path).unwrap();
         let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
-        assert_eq!(mode, "persist");
+        assert_eq!(mode, "truncate");
         let tx = store.write().unwrap();
         tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
         tx.commit().unwrap();
         drop(store);
         let journal = path.with_extension("db-journal");
-        assert!(journal.exists(), "PERSIST keeps the journal file for the next call");
+        let kept = std::fs::metadata(&journal).expect("the journal file is kept for the next call");
+        assert_eq!(kept.len(), 0, "and emptied at commit, so no call has to read it");
         assert!(!path.with_extension("db-wal").exists(), "no WAL to create and delete per call");
         // A corrupt database with a journal beside it is still replaced.
         std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();

@@ -37,7 +37,7 @@ impl Store {
         }
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_err)?;
-        configure(&conn).map_err(open_err)?;
+        configure_when_free(&conn).map_err(open_err)?;
         schema::migrate(&mut conn, &path)?;
         Ok(Store { conn, path })
     }
@@ -67,6 +67,25 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// `configure`, retried while another process is making the same new file.
+/// Switching a new database to WAL can answer SQLITE_BUSY at once, without
+/// the busy handler, while a concurrent first opener holds the lock to do
+/// the same; seen with eight processes opening one new file together.
+fn configure_when_free(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match configure(conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            other => return other,
+        }
     }
 }
 
