@@ -128,17 +128,23 @@ fn siblings(w: &World, h: usize, a: StId, b: StId, drop: Drop) -> Verdict {
         Drop::SourceNodst { consumer } => return nodst(w, consumer, a, b),
         _ => {}
     }
+    let port = port_name(w, h);
     if let Some(s) = [a, b].into_iter().find(|s| mode(*s) == Some(MacvlanMode::Source)) {
-        let other = if s == a { b } else { a };
-        let body = format!(
-            "the switch reflects source-mode child {}'s broadcasts back to it only, so its sibling {} never hears its ARP",
-            name(w, s),
-            name(w, other)
-        );
-        let fix = format!("use bridge mode for {}", name(w, s));
+        let (sn, other) = (name(w, s), name(w, if s == a { b } else { a }));
+        let body = match drop {
+            Drop::ReturnedToSender { .. } => format!(
+                "the switch reflects source-mode child {sn}'s broadcasts back to it only, so its sibling {other} never hears its ARP"
+            ),
+            // No hairpin: the frame never comes back from the switch. Hairpin
+            // alone would not do: the source child's broadcasts would return to
+            // it only.
+            _ => format!(
+                "source-mode child {sn} and its sibling {other} on {on} meet only through the switch, and port {port} does not reflect frames (with hairpin {sn}'s broadcasts would come back to it only)"
+            ),
+        };
+        let fix = format!("use bridge mode for {sn}");
         return make(Rule::SourceBroadcastReturned, body, Some(fix));
     }
-    let port = port_name(w, h);
     let describe = |s: StId| match w.driver(s) {
         Some(Driver::Macvlan { mode, .. }) => format!("{} ({mode})", name(w, s)),
         _ => format!("{} (ipvlan vepa)", name(w, s)),

@@ -1,6 +1,7 @@
 //! The seeds' experiments as topologies, for `nicslice lab` (which builds them on the
 //! real kernel) and for tests: seed 003's mode matrix, seed 000's two nodes with a
-//! gateway and the shim fix, seed 001's ipvlan children on two subnets.
+//! gateway and the shim fix (also with node1's children in each macvlan mode), seed
+//! 001's ipvlan children on two subnets.
 //! Source-mode lists name endpoints (`"br0"`), not the seeds' random MACs.
 
 use std::net::IpAddr;
@@ -117,6 +118,49 @@ pub fn seed000_fixed() -> Topology {
             mac: None,
             routes: Vec::new(),
         });
+    }
+    t
+}
+
+/// Seed 000 fixed, with node1's children in `mode` (`kind` macvlan or macvtap): the
+/// other host node2 and its bridge child node2-ns1, the gateway and `mac` behind it,
+/// and node1's address on the bridge-mode shim mac0. node1-ns1 has the default route
+/// via 192.168.1.1, node1-ns2 none. Passthru takes the parent for itself: node1-ns1
+/// only, and no shim (node1 keeps its address on ens160). Source children list node2
+/// and gw; `hairpin` turns it on for node1's switch port.
+pub fn seed000_mode(kind: ChildKind, mode: MacvlanMode, hairpin: bool) -> Topology {
+    let mut t = seed000_fixed();
+    let pin = if hairpin { ", hairpin on" } else { "" };
+    t.description = match mode {
+        MacvlanMode::Passthru => format!(
+            "seed 000 with node1's one child {} passthru{pin} (no room for a shim), default routes",
+            kind.as_str()
+        ),
+        _ => format!(
+            "seed 000 with node1's children {} {mode}{pin}, the mac0 shim; node1-ns2 without default route",
+            kind.as_str()
+        ),
+    };
+    if hairpin {
+        t.switch.ports.push(Port { name: "node1".to_string(), hairpin: true });
+    }
+    let Some(node1) = t.hosts.first_mut() else { return t };
+    for c in &mut node1.children {
+        c.kind = kind;
+        c.mode = Some(mode.into());
+        if mode == MacvlanMode::Source {
+            c.source_macs =
+                ["node2", "gw"].into_iter().map(|n| MacRef::Endpoint(n.to_string())).collect();
+        }
+    }
+    if let Some(ns2) = node1.children.get_mut(1) {
+        ns2.gateway = None;
+    }
+    if mode == MacvlanMode::Passthru {
+        node1.children.truncate(1);
+        if let Some(shim) = node1.shim.take() {
+            node1.addresses = shim.addresses;
+        }
     }
     t
 }

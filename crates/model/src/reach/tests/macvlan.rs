@@ -161,6 +161,20 @@ fn a_source_child_and_its_siblings() {
     let t = lan(vec![source(&["sw", "b"], false), mv("b", Bridge, 11)], true);
     pass(&t, "b", "s", Rule::SourceListed);
     blocked(&t, "s", "b", Rule::SourceBroadcastReturned);
+    assert!(verdict(&t, "s", "b").reason.contains("the switch reflects"));
+}
+
+/// Without hairpin the switch reflects nothing: the reason must not say it does.
+#[test]
+fn a_source_child_and_its_siblings_without_hairpin() {
+    let t = lan(vec![source(&["sw", "b"], false), mv("b", Bridge, 11)], false);
+    blocked2(&t, "s", "b", Rule::SourceBroadcastReturned);
+    for (from, to) in [("s", "b"), ("b", "s")] {
+        let v = verdict(&t, from, to);
+        assert!(v.reason.contains("port p1 does not reflect frames"), "{}", v.reason);
+        assert!(!v.reason.contains("the switch reflects"), "{}", v.reason);
+        assert_eq!(v.fix.as_deref(), Some("use bridge mode for s"));
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::{blocked, blocked2, pass2};
 use crate::link::MacvlanMode;
 use crate::reach::presets;
-use crate::reach::{Reach, Rule, matrix};
+use crate::reach::{ChildKind, Reach, Rule, matrix};
 
 /// Seed 003 §1: bridge: switch 通, parent 不通, sibling 通.
 #[test]
@@ -99,6 +99,59 @@ fn seed000_fixed() {
     pass2(&t, "node1-ns1", "node1-ns2", Rule::BridgeSiblings);
 }
 
+/// Seed 000 with node1's children in each mode: what the mode changes (the shim's
+/// siblings, source lists, nodst, passthru) and what it does not (the other host, its
+/// child, the gateway's far side with a default route, none without).
+#[test]
+fn seed000_per_mode() {
+    use crate::reach::ChildKind::{Macvlan, Macvtap};
+    use MacvlanMode::{Bridge, Passthru, Private, Source, Vepa};
+    for (kind, mode) in [(Macvlan, Vepa), (Macvlan, Private), (Macvlan, Source), (Macvtap, Bridge)]
+    {
+        let t = presets::seed000_mode(kind, mode, false);
+        let listed = mode == Source;
+        let peer = if listed { Rule::SourceListed } else { Rule::SameSegment };
+        pass2(&t, "node1-ns1", "node2", peer);
+        pass2(&t, "node1-ns1", "mac", Rule::Routed);
+        blocked(&t, "node1-ns2", "mac", Rule::NoRoute);
+        blocked(&t, "mac", "node1-ns2", Rule::NoReturnRoute);
+        pass2(&t, "node1", "node2-ns1", Rule::SameSegment);
+        pass2(&t, "node1", "mac", Rule::Routed);
+        blocked2(&t, "node2", "node2-ns1", Rule::ParentChild);
+        let shim = match mode {
+            Vepa => Rule::SiblingNeedsHairpin,
+            Private => Rule::PrivateIsolation,
+            Source => Rule::SourceBroadcastReturned,
+            _ => Rule::ShimPath,
+        };
+        let want = if shim == Rule::ShimPath { Reach::Pass } else { Reach::Blocked };
+        super::expect(&t, "node1", "node1-ns1", want, shim);
+        super::expect(&t, "node1-ns1", "node1", want, shim);
+        if listed {
+            blocked2(&t, "node1-ns1", "node2-ns1", Rule::SourceNotListed);
+        } else {
+            pass2(&t, "node1-ns1", "node2-ns1", Rule::SameSegment);
+        }
+    }
+    let t = presets::seed000_mode(Macvlan, Vepa, true);
+    pass2(&t, "node1", "node1-ns1", Rule::ShimPath);
+    pass2(&t, "node1-ns1", "node1-ns2", Rule::HairpinReflection);
+
+    let t = presets::seed000_mode(Macvlan, Passthru, false);
+    assert!(t.hosts[0].shim.is_none() && t.hosts[0].children.len() == 1);
+    pass2(&t, "node1-ns1", "mac", Rule::Routed);
+    pass2(&t, "node1-ns1", "node2-ns1", Rule::SameSegment);
+    blocked2(&t, "node1", "node2", Rule::PassthruTakesParent);
+    blocked2(&t, "node1", "mac", Rule::PassthruTakesParent);
+
+    let mut t = presets::seed000_mode(Macvlan, Source, false);
+    t.hosts[0].children.iter_mut().for_each(|c| c.nodst = true);
+    blocked2(&t, "node1", "node2", Rule::SourceNodst);
+    blocked2(&t, "node1", "gw", Rule::SourceNodst);
+    pass2(&t, "node1", "node2-ns1", Rule::SameSegment);
+    pass2(&t, "node1-ns1", "gw", Rule::SourceListed);
+}
+
 /// Seed 001: ipvlan l3 children on two subnets of one parent reach each other through
 /// their `default dev` routes.
 #[test]
@@ -118,6 +171,8 @@ fn presets_are_valid() {
     all.extend(MacvlanMode::ALL.map(presets::seed003));
     all.extend(MacvlanMode::ALL.map(presets::seed003_hairpin));
     all.push(presets::seed001_l3());
+    all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvlan, m, false)));
+    all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvtap, m, true)));
     for t in all {
         t.validate().unwrap_or_else(|e| panic!("{}: {e}", t.description));
         let eps = t.endpoints().unwrap_or_default();
