@@ -54,6 +54,14 @@ fn lab_matches_the_model_and_cleans_up() {
         "source",
         "macvtap",
         "seed000",
+        "vepa-seed000",
+        "vepa-hairpin-seed000",
+        "private-seed000",
+        "passthru-seed000",
+        "source-seed000",
+        "source-unlisted-seed000",
+        "source-nodst-seed000",
+        "macvtap-seed000",
     ] {
         assert!(scenarios.iter().any(|s| s["name"] == wanted), "{wanted} missing");
     }
@@ -68,12 +76,31 @@ fn lab_matches_the_model_and_cleans_up() {
             .unwrap();
         o["observed"].as_str().unwrap().to_string()
     };
-    assert_eq!(cell("bridge", "ns1", "ns2"), "pass");
-    assert_eq!(cell("bridge", "ns1", "ns3"), "blocked");
-    assert_eq!(cell("vepa", "ns1", "ns2"), "blocked");
-    assert_eq!(cell("vepa-hairpin", "ns1", "ns2"), "pass");
-    assert_eq!(cell("private-hairpin", "ns1", "ns2"), "blocked");
-    assert_eq!(cell("seed000-fixed", "node1", "node1-ns1"), "pass");
+    let mut facts = vec![
+        ("bridge", "ns1", "ns2", "pass"),
+        ("bridge", "ns1", "ns3", "blocked"),
+        ("vepa", "ns1", "ns2", "blocked"),
+        ("vepa-hairpin", "ns1", "ns2", "pass"),
+        ("private-hairpin", "ns1", "ns2", "blocked"),
+        ("seed000-fixed", "node1", "node1-ns1", "pass"),
+        ("vepa-seed000", "node1", "node1-ns1", "blocked"),
+        ("vepa-hairpin-seed000", "node1", "node1-ns1", "pass"),
+        ("macvtap-seed000", "node1", "node1-ns1", "pass"),
+        ("source-seed000", "node1-ns1", "node2-ns1", "blocked"),
+        ("source-nodst-seed000", "node1", "node2", "blocked"),
+        ("passthru-seed000", "node1-ns1", "mac", "pass"),
+        ("passthru-seed000", "node1", "node2", "blocked"),
+    ];
+    // Per mode on seed 000's world: the other host, the far side with and without
+    // a default route.
+    for s in ["vepa-seed000", "private-seed000", "source-seed000", "macvtap-seed000"] {
+        facts.push((s, "node1-ns1", "node2", "pass"));
+        facts.push((s, "node1-ns1", "mac", "pass"));
+        facts.push((s, "node1-ns2", "mac", "blocked"));
+    }
+    for (scenario, from, to, want) in facts {
+        assert_eq!(cell(scenario, from, to), want, "{scenario}: {from} -> {to}");
+    }
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["ok"], true);
     assert!(report["seconds"].as_f64().unwrap() < 30.0);

@@ -22,18 +22,33 @@ fn scenario(name: &'static str, mode: &'static str, topology: Topology) -> Scena
     Scenario { name, mode, ipvlan: false, topology }
 }
 
-/// Every experiment, in the order they are reported.
+/// `t` with every source list naming a MAC nobody has, described as `description`.
+fn unlisted(mut t: Topology, description: &str) -> Topology {
+    t.description = description.to_string();
+    for c in t.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
+        if c.mode == Some(ChildMode::Source) {
+            c.source_macs = vec![MacRef::Mac(nicslice_model::MacAddr([0x02, 0, 0, 0, 0x0a, 0x0b]))];
+        }
+    }
+    t
+}
+
+/// `t` with nodst on every source-mode child, described as `description`.
+fn nodst(mut t: Topology, description: &str) -> Topology {
+    t.description = description.to_string();
+    for c in t.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
+        c.nodst = c.mode == Some(ChildMode::Source);
+    }
+    t
+}
+
+/// Every experiment, in the order they are reported: per mode seed 003's matrix
+/// (switch, parent, siblings) and then seed 000's world with that mode on node1
+/// (the other host and its child, the router's far side with and without a
+/// default route, the host through its shim).
 pub fn all() -> Vec<Scenario> {
-    let mut source_unlisted = presets::seed003(MacvlanMode::Source);
-    source_unlisted.description = "seed 003: macvlan source listing a MAC nobody has".into();
-    for c in source_unlisted.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
-        c.source_macs = vec![MacRef::Mac(nicslice_model::MacAddr([0x02, 0, 0, 0, 0x0a, 0x0b]))];
-    }
-    let mut nodst = presets::seed003(MacvlanMode::Source);
-    nodst.description = "seed 003: macvlan source nodst listing br0".into();
-    for c in nodst.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
-        c.nodst = true;
-    }
+    let source = MacvlanMode::Source;
+    let on_node1 = |mode| presets::seed000_mode(ChildKind::Macvlan, mode, false);
     let mut macvtap = presets::seed003(MacvlanMode::Bridge);
     macvtap.description = "seed 003 with macvtap bridge children".into();
     for c in macvtap.hosts.iter_mut().flat_map(|h| h.children.iter_mut()) {
@@ -60,18 +75,56 @@ pub fn all() -> Vec<Scenario> {
     };
     vec![
         scenario("bridge", "bridge", presets::seed003(MacvlanMode::Bridge)),
-        scenario("vepa", "vepa", presets::seed003(MacvlanMode::Vepa)),
-        scenario("vepa-hairpin", "vepa", presets::seed003_hairpin(MacvlanMode::Vepa)),
-        scenario("private", "private", presets::seed003(MacvlanMode::Private)),
-        scenario("private-hairpin", "private", presets::seed003_hairpin(MacvlanMode::Private)),
-        scenario("passthru", "passthru", presets::seed003(MacvlanMode::Passthru)),
-        scenario("source", "source", presets::seed003(MacvlanMode::Source)),
-        scenario("source-unlisted", "source", source_unlisted),
-        scenario("source-nodst", "source", nodst),
-        scenario("parent-down", "bridge", presets::seed003_link_down()),
-        scenario("macvtap", "macvtap", macvtap),
         scenario("seed000", "bridge", presets::seed000()),
         scenario("seed000-fixed", "bridge", presets::seed000_fixed()),
+        scenario("vepa", "vepa", presets::seed003(MacvlanMode::Vepa)),
+        scenario("vepa-hairpin", "vepa", presets::seed003_hairpin(MacvlanMode::Vepa)),
+        scenario("vepa-seed000", "vepa", on_node1(MacvlanMode::Vepa)),
+        scenario(
+            "vepa-hairpin-seed000",
+            "vepa",
+            presets::seed000_mode(ChildKind::Macvlan, MacvlanMode::Vepa, true),
+        ),
+        scenario("private", "private", presets::seed003(MacvlanMode::Private)),
+        scenario("private-hairpin", "private", presets::seed003_hairpin(MacvlanMode::Private)),
+        scenario("private-seed000", "private", on_node1(MacvlanMode::Private)),
+        scenario("passthru", "passthru", presets::seed003(MacvlanMode::Passthru)),
+        scenario("passthru-seed000", "passthru", on_node1(MacvlanMode::Passthru)),
+        scenario("source", "source", presets::seed003(source)),
+        scenario("source-seed000", "source", on_node1(source)),
+        scenario(
+            "source-unlisted",
+            "source",
+            unlisted(presets::seed003(source), "seed 003: macvlan source listing a MAC nobody has"),
+        ),
+        scenario(
+            "source-unlisted-seed000",
+            "source",
+            unlisted(
+                on_node1(source),
+                "seed 000 with node1's children macvlan source listing a MAC nobody has, the mac0 shim",
+            ),
+        ),
+        scenario(
+            "source-nodst",
+            "source",
+            nodst(presets::seed003(source), "seed 003: macvlan source nodst listing br0"),
+        ),
+        scenario(
+            "source-nodst-seed000",
+            "source",
+            nodst(
+                on_node1(source),
+                "seed 000 with node1's children macvlan source nodst listing node2 and gw, the mac0 shim",
+            ),
+        ),
+        scenario("parent-down", "bridge", presets::seed003_link_down()),
+        scenario("macvtap", "macvtap", macvtap),
+        scenario(
+            "macvtap-seed000",
+            "macvtap",
+            presets::seed000_mode(ChildKind::Macvtap, MacvlanMode::Bridge, false),
+        ),
         ipvlan("ipvlan-l2", "l2", presets::seed001(IpvlanMode::L2)),
         ipvlan("ipvlan-l3", "l3", presets::seed001_l3()),
         ipvlan("ipvlan-l3s", "l3s", presets::seed001(IpvlanMode::L3s)),

@@ -34,7 +34,7 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
     let all = scenarios::all();
     if args.list {
         for s in &all {
-            println!("{:<16} {:<9} {}", s.name, s.mode, s.topology.description);
+            println!("{:<24} {:<9} {}", s.name, s.mode, s.topology.description);
         }
         return Ok(());
     }

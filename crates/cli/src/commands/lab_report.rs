@@ -31,7 +31,7 @@ pub fn progress_line(r: &ScenarioResult, n: usize, total: usize, color: bool) ->
         paint("as predicted", GREEN, color)
     };
     format!(
-        "[{n:>2}/{total}] {:<16} {:>3} probes {:>5.1}s  {status}",
+        "[{n:>2}/{total}] {:<24} {:>3} probes {:>5.1}s  {status}",
         r.name,
         r.observations.len(),
         r.seconds
