@@ -61,10 +61,46 @@ fn l3s_routes_like_l3() {
     ipvlan_net(&lab, "a", "l3s", "bridge", "10.0.1.0/24");
     ipvlan_net(&lab, "b", "l3s", "bridge", "192.168.1.0/24");
     let (x, nx) = lab.netns("x");
-    let (_y, ny) = lab.netns("y");
+    let (y, ny) = lab.netns("y");
     lab.ok(&["attach", "a", "--netns", &nx, "--ip", "10.0.1.10"]);
     lab.ok(&["attach", "b", "--netns", &ny, "--ip", "192.168.1.10"]);
-    assert!(ping(&x, "192.168.1.10"));
+    let default = routes(&x).into_iter().find(|r| r.is_default()).expect("default route");
+    assert_eq!(default.gateway, None, "l3s too routes through the device");
+    assert!(ping(&x, "192.168.1.10"), "x -> y");
+    assert!(ping(&y, "10.0.1.10"), "y -> x");
+}
+
+#[test]
+fn l3_with_a_gateway_asked_for_routes_via_it() {
+    if !in_vm() {
+        return;
+    }
+    let mut lab = Lab::new("vml3gw");
+    lab.ok(&[
+        "network",
+        "create",
+        "g",
+        "--driver",
+        "ipvlan",
+        "--mode",
+        "l3",
+        "--parent",
+        "eth0",
+        "--subnet",
+        "10.0.7.0/24",
+        "--gateway",
+        "10.0.7.254",
+    ]);
+    ipvlan_net(&lab, "h", "l3", "bridge", "10.0.8.0/24");
+    let (g, ng) = lab.netns("g");
+    let (_h, nh) = lab.netns("h");
+    lab.ok(&["attach", "g", "--netns", &ng, "--ip", "10.0.7.10"]);
+    lab.ok(&["attach", "h", "--netns", &nh, "--ip", "10.0.8.10"]);
+    assert_eq!(default_gateway(&g), Some("10.0.7.254".parse().unwrap()), "the gateway named");
+    // On a NOARP device the gateway needs no neighbour: l3 still routes by the parent.
+    assert!(ping(&g, "10.0.8.10"), "g -> h across subnets");
+    let eps = lab.json(&["endpoint", "ls", "g"]);
+    assert_eq!(eps[0]["gateways"], serde_json::json!(["10.0.7.254"]), "{eps}");
 }
 
 #[test]
@@ -319,4 +355,47 @@ fn the_whole_lab_matches_the_model_on_this_kernel_too() {
         }
     }
     assert!(out.status.success(), "{text}");
+}
+
+#[test]
+fn failing_owned_parent_steps_leave_nothing_or_say_what_is_left() {
+    if !in_vm() {
+        return;
+    }
+    let lab = Lab::new("vmpfail");
+    let networks = |lab: &Lab| lab.json(&["network", "ls"]).as_array().unwrap().len();
+    let dummy = ["network", "create", "int", "--subnet", "10.8.0.0/24"];
+    let vlan = [
+        "network",
+        "create",
+        "v90",
+        "--parent",
+        "eth0",
+        "--vlan",
+        "90",
+        "--subnet",
+        "10.90.0.0/24",
+    ];
+    for (args, parent) in [(&dummy[..], "nsl-int"), (&vlan[..], "eth0.90")] {
+        for step in ["create-parent", "store-commit"] {
+            let out = lab.run_env(args, &[("NICSLICE_FAIL_AT", step)]);
+            assert!(!out.status.success(), "{args:?} with {step} failing");
+            assert!(link(&lab.host.netns, parent).is_none(), "{parent} undone after {step}");
+            assert_eq!(networks(&lab), 0, "no network row after {step}");
+        }
+    }
+    // Removal: a failing commit keeps network and parent; the parent goes
+    // only once the removal is recorded, and if that fails the error says so.
+    lab.ok(&dummy);
+    let out = lab.run_env(&["network", "rm", "int"], &[("NICSLICE_FAIL_AT", "store-commit")]);
+    assert!(!out.status.success());
+    assert_eq!(networks(&lab), 1, "the network stays when its removal cannot be recorded");
+    assert!(link(&lab.host.netns, "nsl-int").is_some(), "and so does its parent");
+    let out = lab.run_env(&["network", "rm", "int"], &[("NICSLICE_FAIL_AT", "delete-parent")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("nsl-int"), "{err}");
+    assert!(err.contains("delete it by hand"), "{err}");
+    assert_eq!(networks(&lab), 0, "the removal itself was recorded");
+    let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
+    assert!(host.delete_link_by_name("nsl-int").unwrap(), "the parent was left, as the error said");
 }

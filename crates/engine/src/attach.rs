@@ -222,19 +222,28 @@ impl Engine {
             faults.check(Step::Allocate)?;
             let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
             let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
-            let gateways: Vec<IpAddr> = leases.iter().map(|l| l.gateway).collect();
 
             // ipvlan l3/l3s children are NOARP and leave through the parent's
-            // routing: a default route through the device is what works
-            // (seed 001), whatever the subnet's gateway.
-            let default_dev =
-                matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
-            let routes: Vec<Route> = match (req.default_route, default_dev) {
-                (false, _) => Vec::new(),
-                (true, false) => gateways.iter().map(|gw| Route::default_via(*gw, 0)).collect(),
-                (true, true) => {
-                    addresses.iter().map(|a| Route::default_dev(a.addr().is_ipv6(), 0)).collect()
-                }
+            // routing: without a gateway asked for, a default route through
+            // the device is what works (seed 001); a gateway the user named
+            // is used as given (on a NOARP device it needs no neighbour).
+            let l3 = matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
+            let through_device = |l: &LeaseRecord| {
+                l3 && valid.subnet(l.subnet_index).is_none_or(|s| s.gateway_is_default())
+            };
+            let routes: Vec<Route> = if req.default_route {
+                leases
+                    .iter()
+                    .map(|l| {
+                        if through_device(l) {
+                            Route::default_dev(l.ip.is_ipv6(), 0)
+                        } else {
+                            Route::default_via(l.gateway, 0)
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
             };
             let plan = EndpointPlan {
                 link: match spec.mode {
@@ -277,7 +286,7 @@ impl Engine {
                 gateways,
                 tap_device: tap_device.clone(),
                 source_macs: req.source_macs.clone(),
-                default_dev: default_dev && !realized.routes.is_empty(),
+                default_dev: realized.routes.iter().any(|r| r.is_default() && r.gateway.is_none()),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;

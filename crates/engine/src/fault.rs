@@ -30,10 +30,14 @@ pub enum Step {
     DeleteLink,
     /// network rm: restore the parent's promiscuous mode.
     RestorePromisc,
+    /// network create: make the VLAN or dummy parent nicslice owns.
+    CreateParent,
+    /// network rm: delete the VLAN or dummy parent nicslice owns.
+    DeleteParent,
 }
 
 impl Step {
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 12] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -44,6 +48,8 @@ impl Step {
         Step::Announce,
         Step::DeleteLink,
         Step::RestorePromisc,
+        Step::CreateParent,
+        Step::DeleteParent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Step {
             Step::Announce => "announce",
             Step::DeleteLink => "delete-link",
             Step::RestorePromisc => "restore-promisc",
+            Step::CreateParent => "create-parent",
+            Step::DeleteParent => "delete-parent",
         }
     }
 }

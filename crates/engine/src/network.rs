@@ -90,7 +90,7 @@ impl Engine {
                     spec.name
                 )));
             }
-            parent::provision(&mut host, &tx, &spec.parent, &parent, &mut undo)?;
+            parent::provision(&mut host, &tx, &spec.parent, &parent, &mut undo, faults)?;
             let parent = check_parent(&mut host, &host_label, &spec)?;
             let siblings: Vec<NetworkSpec> =
                 tx.networks_on_parent(&spec.parent)?.into_iter().map(|r| r.spec).collect();
@@ -174,7 +174,7 @@ impl Engine {
                 // Last, once nothing can be undone any more: a parent deleted
                 // before a failing commit could not be brought back.
                 if let Some(name) = parent_to_delete {
-                    parent::delete(&mut host, &name)?;
+                    parent::delete(&mut host, &name, faults)?;
                 }
                 Ok(detached)
             }

@@ -9,6 +9,7 @@ use nicslice_model::IfName;
 use nicslice_store::{OwnedLink, WriteTx};
 
 use crate::error::{EngineError, Result};
+use crate::fault::{Faults, Step};
 use crate::undo::{UndoAction, UndoLog};
 
 /// How the parent of a new network comes to exist.
@@ -69,6 +70,7 @@ pub(crate) fn provision(
     parent: &IfName,
     request: &ParentRequest,
     undo: &mut UndoLog,
+    faults: Faults,
 ) -> Result<()> {
     let existing = sock.link_by_name(parent.as_str())?;
     let exists = existing.is_some();
@@ -137,6 +139,7 @@ pub(crate) fn provision(
             (SimpleKind::Dummy, None, record)
         }
     };
+    faults.check(Step::CreateParent)?;
     sock.create_simple(kind, parent.as_str(), lower_index).map_err(|e| match e.errno() {
         Some(libc::EOPNOTSUPP) => EngineError::Invalid(format!(
             "{e}: this kernel lacks that link kind (see `nicslice check`); give an existing --parent"
@@ -167,8 +170,11 @@ pub(crate) fn forget(
 
 /// Deletes a parent nicslice no longer records. The network is gone by now;
 /// a failure leaves only this link, and says so.
-pub(crate) fn delete(sock: &mut RouteSocket, name: &str) -> Result<()> {
-    sock.delete_link_by_name(name).map_err(|e| {
+pub(crate) fn delete(sock: &mut RouteSocket, name: &str, faults: Faults) -> Result<()> {
+    let deleted = faults
+        .check(Step::DeleteParent)
+        .and_then(|()| sock.delete_link_by_name(name).map_err(EngineError::from));
+    deleted.map_err(|e| {
         EngineError::Invalid(format!(
             "the network was removed, but deleting its parent {name}, which nicslice made, failed: {e}; delete it by hand"
         ))

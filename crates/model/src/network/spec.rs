@@ -24,12 +24,23 @@ pub struct SubnetSpec {
     /// Addresses reserved under a name (routers, hosts outside nicslice).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux_addresses: BTreeMap<String, IpAddr>,
+    /// Set by validation when it chose the gateway (none was asked for): an
+    /// ipvlan l3/l3s child then routes through its device, as seed 001
+    /// does, rather than via an address nobody named.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gateway_default: bool,
 }
 
 impl SubnetSpec {
     /// A subnet with the default gateway, no range and no reserved addresses.
     pub fn new(subnet: IpNet) -> Self {
-        SubnetSpec { subnet, gateway: None, ip_range: None, aux_addresses: BTreeMap::new() }
+        SubnetSpec {
+            subnet,
+            gateway: None,
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
+            gateway_default: false,
+        }
     }
 }
 

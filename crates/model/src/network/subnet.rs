@@ -28,7 +28,10 @@ impl ValidSubnet {
         check_prefix(&subnet)?;
         let gateway = match spec.gateway {
             Some(gw) => check_gateway(&subnet, gw)?,
-            None => first_usable(&subnet)?,
+            None => {
+                spec.gateway_default = true;
+                first_usable(&subnet)?
+            }
         };
         spec.gateway = Some(gateway);
         if let Some(range) = spec.ip_range {
@@ -56,6 +59,11 @@ impl ValidSubnet {
     /// The subnet in canonical form.
     pub fn subnet(&self) -> IpNet {
         self.spec.subnet
+    }
+
+    /// Whether the gateway was chosen by validation, not asked for.
+    pub fn gateway_is_default(&self) -> bool {
+        self.spec.gateway_default
     }
 
     /// The gateway: the one asked for or the first usable address.
@@ -150,6 +158,12 @@ mod tests {
         assert_eq!(v.gateway(), ip("192.168.0.1"));
         let v = ValidSubnet::check(spec("fd00:1::/64")).unwrap();
         assert_eq!(v.gateway(), ip("fd00:1::1"));
+        assert!(v.gateway_is_default());
+        // Validating the validated spec again (as a stored network is) keeps knowing it.
+        assert!(ValidSubnet::check(v.into_spec()).unwrap().gateway_is_default());
+        let mut asked = spec("10.0.0.0/24");
+        asked.gateway = Some(ip("10.0.0.254"));
+        assert!(!ValidSubnet::check(asked).unwrap().gateway_is_default());
     }
 
     #[test]
