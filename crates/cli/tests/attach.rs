@@ -204,3 +204,39 @@ fn every_failing_attach_step_is_undone() {
     lab.ok(&["detach", "dual", "--netns", &name]);
     assert!(link(&ns, "eth0").is_none());
 }
+
+#[test]
+fn ipv6_children_get_their_address_and_route_and_reach_each_other() {
+    let mut lab = Lab::new("att6");
+    lab.ok(&[
+        "network",
+        "create",
+        "v6",
+        "--parent",
+        "eth0",
+        "--mode",
+        "bridge",
+        "--subnet",
+        "192.168.0.0/24",
+        "--gateway",
+        "192.168.0.1",
+        "--subnet",
+        "fd00:6::/64",
+    ]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    lab.ok(&["attach", "v6", "--netns", &n1, "--ip", "192.168.0.21", "--ip", "fd00:6::21"]);
+    let b = lab.json(&["attach", "v6", "--netns", &n2]);
+    assert_eq!(b["addresses"][1], "fd00:6::2/64", "the first free IPv6 address: {b}");
+    assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.21/24", "fd00:6::21/64"]);
+    let v6_default =
+        routes(&ns1).into_iter().find(|r| r.is_default() && r.destination.addr().is_ipv6());
+    assert_eq!(
+        v6_default.and_then(|r| r.gateway),
+        Some("fd00:6::1".parse().unwrap()),
+        "the IPv6 default route goes via the subnet's first address"
+    );
+    assert!(ping(&ns1, "fd00:6::2"), "IPv6 sibling");
+    assert!(ping(&ns2, "fd00:6::21"), "and back");
+    assert!(!ping(&ns1, "fd00:6::99"), "nobody has that address");
+}
