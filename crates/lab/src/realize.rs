@@ -179,14 +179,21 @@ impl Builder<'_> {
         configure(&mut s, parent, host.mac, &host.addresses)?;
         self.mac_of.insert(host.name.clone(), host.parent.clone());
         if let Some(shim) = &host.shim {
-            let req = macvlan_request(
-                Driver::Macvlan,
-                &shim.name,
-                parent,
-                MacvlanMode::Bridge,
-                shim.mac,
-            )?;
-            s.create_macvlan(&req, None)?;
+            // On an ipvlan parent the shim is an ipvlan in the children's mode
+            // (a macvlan cannot share the parent with them).
+            match host.children.first().filter(|c| c.kind.is_ipvlan()) {
+                Some(c) => s.create_ipvlan(&ipvlan_request(&shim.name, parent, c)?, None)?,
+                None => {
+                    let req = macvlan_request(
+                        Driver::Macvlan,
+                        &shim.name,
+                        parent,
+                        MacvlanMode::Bridge,
+                        shim.mac,
+                    )?;
+                    s.create_macvlan(&req, None)?;
+                }
+            }
             let l = s.require_link(&shim.name, &host.name)?;
             configure(&mut s, l.index, None, &shim.addresses)?;
             add_routes(&mut s, l.index, None, &shim.routes)?;
@@ -234,28 +241,10 @@ impl Builder<'_> {
                 req.flags = MacvlanFlags { nopromisc: c.nopromisc, nodst: c.nodst };
                 ChildLink::Macvlan(req)
             }
-            ChildKind::Ipvlan | ChildKind::Ipvtap => {
-                let mode = match c.mode.unwrap_or(ChildMode::L2) {
-                    ChildMode::L2 => reach::IpvlanMode::L2,
-                    ChildMode::L3 => reach::IpvlanMode::L3,
-                    ChildMode::L3s => reach::IpvlanMode::L3s,
-                    other => {
-                        return Err(bad(format!(
-                            "{}: mode {} is not an ipvlan mode",
-                            c.name,
-                            other.as_str()
-                        )));
-                    }
-                };
-                ChildLink::Ipvlan(IpvlanLinkRequest {
-                    tap: c.kind == ChildKind::Ipvtap,
-                    name: ifname("eth0")?,
-                    parent_index: parent,
-                    mode,
-                    flag: c.flag.unwrap_or_default(),
-                    mtu: None,
-                })
-            }
+            ChildKind::Ipvlan | ChildKind::Ipvtap => ChildLink::Ipvlan(IpvlanLinkRequest {
+                tap: c.kind == ChildKind::Ipvtap,
+                ..ipvlan_request("eth0", parent, c)?
+            }),
         };
         link.create_in(&mut hs, &ns, &mut RouteSocket::open_in(&ns)?)?;
         let mut s = RouteSocket::open_in(&ns)?;
@@ -357,6 +346,26 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
+
+/// An ipvlan link `name` on `parent` in child `c`'s mode and flag.
+fn ipvlan_request(name: &str, parent: u32, c: &reach::Child) -> Result<IpvlanLinkRequest> {
+    let mode = match c.mode.unwrap_or(ChildMode::L2) {
+        ChildMode::L2 => reach::IpvlanMode::L2,
+        ChildMode::L3 => reach::IpvlanMode::L3,
+        ChildMode::L3s => reach::IpvlanMode::L3s,
+        other => {
+            return Err(bad(format!("{}: mode {} is not an ipvlan mode", c.name, other.as_str())));
+        }
+    };
+    Ok(IpvlanLinkRequest {
+        tap: false,
+        name: ifname(name)?,
+        parent_index: parent,
+        mode,
+        flag: c.flag.unwrap_or_default(),
+        mtu: None,
+    })
 }
 
 fn macvlan_request(

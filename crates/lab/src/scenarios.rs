@@ -128,6 +128,21 @@ pub fn all() -> Vec<Scenario> {
         ipvlan("ipvlan-l2", "l2", presets::seed001(IpvlanMode::L2)),
         ipvlan("ipvlan-l3", "l3", presets::seed001_l3()),
         ipvlan("ipvlan-l3s", "l3s", presets::seed001(IpvlanMode::L3s)),
+        ipvlan(
+            "ipvlan-l2-seed000",
+            "l2",
+            presets::seed000_mode(ChildKind::Ipvlan, IpvlanMode::L2, false),
+        ),
+        ipvlan(
+            "ipvlan-l3-seed000",
+            "l3",
+            presets::seed000_mode(ChildKind::Ipvlan, IpvlanMode::L3, false),
+        ),
+        ipvlan(
+            "ipvlan-l3s-seed000",
+            "l3s",
+            presets::seed000_mode(ChildKind::Ipvlan, IpvlanMode::L3s, false),
+        ),
         ipvlan("ipvlan-private", "l2", ipvlan_flag(IpvlanFlag::Private, false)),
         ipvlan("ipvlan-vepa", "l2", ipvlan_flag(IpvlanFlag::Vepa, false)),
         ipvlan("ipvlan-vepa-hairpin", "l2", ipvlan_flag(IpvlanFlag::Vepa, true)),

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::topology::{
-    Child, ChildKind, ChildMode, Host, IpvlanMode, MacRef, Port, Remote, Router, Shim, Switch,
-    Topology,
+    Child, ChildKind, ChildMode, Host, IpvlanMode, MacRef, Port, Remote, Route, Router, Shim,
+    Switch, Topology,
 };
 use crate::link::MacvlanMode;
 
@@ -122,23 +122,28 @@ pub fn seed000_fixed() -> Topology {
     t
 }
 
-/// Seed 000 fixed, with node1's children in `mode` (`kind` macvlan or macvtap): the
-/// other host node2 and its bridge child node2-ns1, the gateway and `mac` behind it,
-/// and node1's address on the bridge-mode shim mac0. node1-ns1 has the default route
-/// via 192.168.1.1, node1-ns2 none. Passthru takes the parent for itself: node1-ns1
-/// only, and no shim (node1 keeps its address on ens160). Source children list node2
-/// and gw; `hairpin` turns it on for node1's switch port.
-pub fn seed000_mode(kind: ChildKind, mode: MacvlanMode, hairpin: bool) -> Topology {
+/// Seed 000 fixed, with node1's children in `mode` (`kind` macvlan, macvtap or
+/// ipvlan): the other host node2 and its bridge child node2-ns1, the gateway and
+/// `mac` behind it, and node1's address on the shim mac0 (bridge-mode macvlan; on
+/// ipvlan l2 an ipvlan l2). node1-ns1 has the default route via 192.168.1.1,
+/// node1-ns2 none. Passthru takes the parent for itself: node1-ns1 only, and no shim
+/// (node1 keeps its address on ens160). ipvlan l3/l3s as seed 001 does it: no shim,
+/// node1-ns1 with `default dev`, and gw routing each child's address via node1. Source children list node2 and
+/// gw; `hairpin` turns it on for node1's switch port.
+pub fn seed000_mode(kind: ChildKind, mode: impl Into<ChildMode>, hairpin: bool) -> Topology {
+    let mode: ChildMode = mode.into();
     let mut t = seed000_fixed();
     let pin = if hairpin { ", hairpin on" } else { "" };
+    let (kind_name, mode_name) = (kind.as_str(), mode.as_str());
     t.description = match mode {
-        MacvlanMode::Passthru => format!(
-            "seed 000 with node1's one child {} passthru{pin} (no room for a shim), default routes",
-            kind.as_str()
+        ChildMode::Passthru => format!(
+            "seed 000 with node1's one child {kind_name} passthru{pin} (no room for a shim), default routes"
+        ),
+        ChildMode::L3 | ChildMode::L3s => format!(
+            "seed 000 with node1's children {kind_name} {mode_name}{pin}, gw routing them via node1; node1-ns2 without default route"
         ),
         _ => format!(
-            "seed 000 with node1's children {} {mode}{pin}, the mac0 shim; node1-ns2 without default route",
-            kind.as_str()
+            "seed 000 with node1's children {kind_name} {mode_name}{pin}, the mac0 shim; node1-ns2 without default route"
         ),
     };
     if hairpin {
@@ -147,8 +152,8 @@ pub fn seed000_mode(kind: ChildKind, mode: MacvlanMode, hairpin: bool) -> Topolo
     let Some(node1) = t.hosts.first_mut() else { return t };
     for c in &mut node1.children {
         c.kind = kind;
-        c.mode = Some(mode.into());
-        if mode == MacvlanMode::Source {
+        c.mode = Some(mode);
+        if mode == ChildMode::Source {
             c.source_macs =
                 ["node2", "gw"].into_iter().map(|n| MacRef::Endpoint(n.to_string())).collect();
         }
@@ -156,11 +161,26 @@ pub fn seed000_mode(kind: ChildKind, mode: MacvlanMode, hairpin: bool) -> Topolo
     if let Some(ns2) = node1.children.get_mut(1) {
         ns2.gateway = None;
     }
-    if mode == MacvlanMode::Passthru {
+    let l3 = matches!(mode, ChildMode::L3 | ChildMode::L3s);
+    if mode == ChildMode::Passthru {
         node1.children.truncate(1);
-        if let Some(shim) = node1.shim.take() {
-            node1.addresses = shim.addresses;
+    }
+    if (mode == ChildMode::Passthru || l3)
+        && let Some(shim) = node1.shim.take()
+    {
+        node1.addresses = shim.addresses;
+    }
+    if l3 {
+        // Seed 001's way: the children route through the host by `default dev`,
+        // and the gateway routes their addresses via node1.
+        let via = node1.addresses.first().map(|a| a.addr());
+        let mut routes = Vec::new();
+        for (i, c) in node1.children.iter_mut().enumerate() {
+            c.gateway = None;
+            c.default_dev = i == 0;
+            routes.extend(c.addresses.iter().map(|a| Route { to: IpNet::from(a.addr()), via }));
         }
+        t.routers.iter_mut().for_each(|r| r.routes.extend(routes.clone()));
     }
     t
 }

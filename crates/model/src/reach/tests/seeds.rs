@@ -1,6 +1,6 @@
 //! The seeds' observations, exactly as the articles report them.
 
-use super::{blocked, blocked2, pass2};
+use super::{blocked, blocked2, pass, pass2};
 use crate::link::MacvlanMode;
 use crate::reach::presets;
 use crate::reach::{ChildKind, Reach, Rule, matrix};
@@ -152,6 +152,30 @@ fn seed000_per_mode() {
     pass2(&t, "node1-ns1", "gw", Rule::SourceListed);
 }
 
+/// Seed 000's world with ipvlan children on node1: l2 with an ipvlan shim behaves like
+/// macvlan bridge with its shim; l3/l3s are NOARP, so only the gateway, which routes
+/// their addresses via node1, reaches them (the VM stage's lab confirms these).
+#[test]
+fn seed000_ipvlan() {
+    use crate::link::IpvlanMode;
+    let t = presets::seed000_mode(ChildKind::Ipvlan, IpvlanMode::L2, false);
+    pass2(&t, "node1", "node1-ns1", Rule::ShimPath);
+    pass2(&t, "node1-ns1", "node1-ns2", Rule::IpvlanL2Siblings);
+    pass2(&t, "node1-ns1", "mac", Rule::Routed);
+    pass2(&t, "node1-ns1", "node2-ns1", Rule::SameSegment);
+    blocked(&t, "node1-ns2", "mac", Rule::NoRoute);
+    for mode in [IpvlanMode::L3, IpvlanMode::L3s] {
+        let t = presets::seed000_mode(ChildKind::Ipvlan, mode, false);
+        assert!(t.hosts[0].shim.is_none(), "{mode}");
+        pass(&t, "gw", "node1-ns1", Rule::IpvlanRoutedViaParent);
+        pass2(&t, "node1-ns1", "mac", Rule::Routed);
+        pass2(&t, "node1-ns1", "node1-ns2", Rule::IpvlanL3Siblings);
+        blocked2(&t, "node1-ns1", "node2", Rule::IpvlanL3NoArp);
+        blocked2(&t, "node1", "node1-ns1", Rule::ParentChild);
+        blocked(&t, "mac", "node1-ns2", Rule::NoReturnRoute);
+    }
+}
+
 /// Seed 001: ipvlan l3 children on two subnets of one parent reach each other through
 /// their `default dev` routes.
 #[test]
@@ -173,6 +197,9 @@ fn presets_are_valid() {
     all.push(presets::seed001_l3());
     all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvlan, m, false)));
     all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvtap, m, true)));
+    for mode in crate::link::IpvlanMode::ALL {
+        all.push(presets::seed000_mode(ChildKind::Ipvlan, mode, false));
+    }
     for t in all {
         t.validate().unwrap_or_else(|e| panic!("{}: {e}", t.description));
         let eps = t.endpoints().unwrap_or_default();
