@@ -98,6 +98,9 @@ pub struct BenchCniArgs {
     /// Leases before the IPAM allocation measured at scale (0 skips that part).
     #[arg(long, default_value_t = 10_000)]
     pub leases: usize,
+    /// Podman's netavark, measured beside the CNI plugins when present.
+    #[arg(long, default_value = nicslice_cni::bench::DEFAULT_NETAVARK)]
+    pub netavark: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

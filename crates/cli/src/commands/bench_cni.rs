@@ -10,6 +10,7 @@ pub fn run(args: &BenchCniArgs, json: bool) -> anyhow::Result<()> {
         reference_dir: args.reference.clone(),
         nicslice: exe,
         leases: args.leases,
+        netavark: args.netavark.clone(),
     };
     let report = nicslice_cni::bench::run(&opts)?;
     if json {

@@ -26,6 +26,40 @@ pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
     if built { (bin, true) } else { (PathBuf::from("/bin/true"), false) }
 }
 
+/// Builds the RSS probe in `dir`: `rss-probe OUT PROGRAM ARGS...` forks
+/// (from a process of a few pages), runs PROGRAM with the same stdin, stdout
+/// and environment, and writes the peak RSS of its process tree in KiB to
+/// OUT; it exits with PROGRAM's status. None if gcc is missing.
+pub fn rss_probe(dir: &Path) -> Option<PathBuf> {
+    let src = dir.join("rss-probe.c");
+    let bin = dir.join("rss-probe");
+    let code = r#"#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    pid_t pid = fork();
+    if (pid == 0) { execv(argv[2], argv + 2); _exit(127); }
+    int status; struct rusage ru;
+    if (pid < 0 || wait4(pid, &status, 0, &ru) != pid) return 126;
+    FILE *out = fopen(argv[1], "w");
+    if (!out) return 125;
+    fprintf(out, "%ld\n", ru.ru_maxrss);
+    fclose(out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 124;
+}
+"#;
+    let built = std::fs::write(&src, code).is_ok()
+        && Command::new("gcc")
+            .args(["-static", "-O2", "-s", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+    built.then_some(bin)
+}
+
 /// One ADD's kernel work and one DEL's, timed separately, on open sockets.
 pub struct KernelWork {
     host: RouteSocket,

@@ -1,6 +1,8 @@
 //! The CNI benchmark (`nicslice bench-cni`): ADD and DEL of the reference
-//! plugins (macvlan + host-local), nicslice's (nicslice-macvlan +
-//! nicslice-ipam, the given binary under those names) and the lower bound,
+//! plugins (macvlan + host-local), Podman's netavark where it is installed
+//! (its macvlan setup and teardown, which take the same place in a container
+//! start), nicslice's (nicslice-macvlan + nicslice-ipam, the given binary
+//! under those names) and the lower bound,
 //! side by side in one run on the same private namespace set-up; then IPAM
 //! at scale (the first and the 10,000th allocation in a /16). A benchmark,
 //! not a test: it reports, it does not judge.
@@ -28,7 +30,12 @@ pub struct Options {
     pub nicslice: PathBuf,
     /// Leases before the allocation measured at scale (0: skip that part).
     pub leases: usize,
+    /// Podman's netavark (measured when the file exists).
+    pub netavark: PathBuf,
 }
+
+/// Where Debian's netavark package puts the binary.
+pub const DEFAULT_NETAVARK: &str = "/usr/lib/podman/netavark";
 
 /// ADD and DEL of one contender.
 #[derive(Debug, Clone, Serialize)]
@@ -112,11 +119,18 @@ fn setup() -> Result<Bench> {
     Ok(Bench { names, host, container, container_path, tmp })
 }
 
+/// How a contender is called: the CNI way (verb and container in the
+/// environment), or netavark's (`setup`/`teardown NETNS` with its own JSON).
+enum Calling {
+    Cni { dir: PathBuf },
+    Netavark { config: PathBuf },
+}
+
 /// One plugin set under test, accumulating its rounds.
 struct Plugins {
     name: String,
     program: PathBuf,
-    dir: PathBuf,
+    calling: Calling,
     stdin: String,
     adds: Vec<std::time::Duration>,
     dels: Vec<std::time::Duration>,
@@ -128,7 +142,7 @@ impl Plugins {
         Plugins {
             name: name.into(),
             program: dir.join(plugin),
-            dir: dir.into(),
+            calling: Calling::Cni { dir: dir.into() },
             stdin: conf.to_string(),
             adds: Vec::new(),
             dels: Vec::new(),
@@ -136,29 +150,88 @@ impl Plugins {
         }
     }
 
-    /// One ADD and its DEL, run in the bench's host namespace.
+    /// netavark's macvlan with a static address, as Podman calls it.
+    fn netavark(program: &Path, config: &Path) -> Plugins {
+        let options = json!({
+            "container_id": "bench", "container_name": "bench",
+            "networks": {"bench": {"static_ips": ["192.168.0.77"], "interface_name": "eth0"}},
+            "network_info": {"bench": {
+                "name": "bench",
+                "id": "6e6963736c6963652062656e6368206e6574776f726b20666f72206e657461",
+                "driver": "macvlan", "network_interface": "eth0",
+                "subnets": [{"subnet": "192.168.0.0/24", "gateway": "192.168.0.1"}],
+                "ipv6_enabled": false, "internal": false, "dns_enabled": false,
+                "ipam_options": {"driver": "host-local"}, "options": {"mode": "bridge"}
+            }}
+        });
+        Plugins {
+            name: "netavark macvlan (static IP)".into(),
+            program: program.into(),
+            calling: Calling::Netavark { config: config.into() },
+            stdin: options.to_string(),
+            adds: Vec::new(),
+            dels: Vec::new(),
+            rss: 0,
+        }
+    }
+
+    /// The arguments and environment of one verb ("ADD" or "DEL") of round `i`.
+    fn call(&self, b: &Bench, i: usize, cmd: &str) -> (Vec<String>, Vec<(&'static str, String)>) {
+        let path = ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+        match &self.calling {
+            Calling::Cni { dir } => (
+                Vec::new(),
+                vec![
+                    ("CNI_COMMAND", cmd.to_string()),
+                    ("CNI_CONTAINERID", format!("bench{i}")),
+                    ("CNI_NETNS", b.container_path.clone()),
+                    ("CNI_IFNAME", "eth0".to_string()),
+                    ("CNI_PATH", dir.display().to_string()),
+                    path,
+                ],
+            ),
+            Calling::Netavark { config } => {
+                let verb = if cmd == "ADD" { "setup" } else { "teardown" };
+                let args = ["--config", &config.display().to_string(), verb, &b.container_path]
+                    .map(String::from);
+                (args.to_vec(), vec![path])
+            }
+        }
+    }
+
+    fn failed(&self, cmd: &str, run: &spawn::Run) -> CniError {
+        CniError::new(Code::Other(999), format!("{}: {cmd} failed: {}", self.name, run.stdout))
+    }
+
+    /// One timed ADD and its DEL, run in the bench's host namespace.
     fn round(&mut self, b: &Bench, i: usize) -> Result<()> {
         let _inside = b.host.enter()?;
-        let vars = |cmd: &str| {
-            vec![
-                ("CNI_COMMAND", cmd.to_string()),
-                ("CNI_CONTAINERID", format!("bench{i}")),
-                ("CNI_NETNS", b.container_path.clone()),
-                ("CNI_IFNAME", "eth0".to_string()),
-                ("CNI_PATH", self.dir.display().to_string()),
-                ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
-            ]
-        };
-        for (cmd, into) in [("ADD", &mut self.adds), ("DEL", &mut self.dels)] {
-            let run = spawn::timed(&self.program, &vars(cmd), self.stdin.as_bytes())?;
+        for cmd in ["ADD", "DEL"] {
+            let (args, vars) = self.call(b, i, cmd);
+            let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
             if !run.ok {
-                return Err(CniError::new(
-                    Code::Other(999),
-                    format!("{}: {cmd} failed: {}", self.name, run.stdout),
-                ));
+                return Err(self.failed(cmd, &run));
             }
-            self.rss = self.rss.max(run.max_rss_kib);
-            into.push(run.elapsed);
+            if cmd == "ADD" { self.adds.push(run.elapsed) } else { self.dels.push(run.elapsed) }
+        }
+        Ok(())
+    }
+
+    /// One untimed ADD and DEL through the RSS probe (see `lower::rss_probe`),
+    /// for the peak RSS of the plugin's process tree alone.
+    fn rss_round(&mut self, b: &Bench, i: usize, probe: &Path, out: &Path) -> Result<()> {
+        let _inside = b.host.enter()?;
+        for cmd in ["ADD", "DEL"] {
+            let (args, vars) = self.call(b, i, cmd);
+            let mut probe_args =
+                vec![out.display().to_string(), self.program.display().to_string()];
+            probe_args.extend(args);
+            let run = spawn::timed_with_args(probe, &probe_args, &vars, self.stdin.as_bytes())?;
+            if !run.ok {
+                return Err(self.failed(cmd, &run));
+            }
+            let kib = std::fs::read_to_string(out).ok().and_then(|t| t.trim().parse().ok());
+            self.rss = self.rss.max(kib.unwrap_or(0));
         }
         Ok(())
     }
@@ -218,10 +291,32 @@ pub fn run(opts: &Options) -> Result<Report> {
         "nicslice-macvlan",
         &conf,
     ));
-    notes.push(
-        "netavark: not measured (not a CNI plugin; Debian's netavark is not installed here)".into(),
-    );
+    if opts.netavark.exists() {
+        let config = b.tmp.join("netavark");
+        std::fs::create_dir_all(&config).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        sets.push(Plugins::netavark(&opts.netavark, &config));
+        notes.push(
+            "netavark is handed its address (Podman allocates it): its ADD has no IPAM work".into(),
+        );
+    } else {
+        notes.push(format!(
+            "netavark: not measured ({} not found; Debian's package is netavark)",
+            opts.netavark.display()
+        ));
+    }
     let (nothing, is_static) = lower::nothing_binary(&b.tmp);
+    // ru_maxrss of a child spawned from this (bigger) process starts at this
+    // process's RSS (exec keeps the high-water mark of the memory it
+    // replaces), so peak RSS is read through a small static launcher.
+    match lower::rss_probe(&b.tmp) {
+        Some(probe) => {
+            let out = b.tmp.join("rss");
+            for set in &mut sets {
+                set.rss_round(&b, runs, &probe, &out)?;
+            }
+        }
+        None => notes.push("peak RSS not measured (gcc, for its probe, is missing)".into()),
+    }
     let mut kernel = lower::KernelWork::new(&b.host, &b.container)?;
     let mut exec = Vec::new();
     for i in 0..runs {

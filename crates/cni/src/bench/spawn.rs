@@ -1,7 +1,6 @@
 //! Timed plugin runs for the benchmark: spawn in the calling thread's
-//! namespace with the CNI variables and stdin, collect stdout, and reap with
-//! `wait4` for the peak RSS of the process tree (the plugin and the IPAM
-//! plugin it waited for).
+//! namespace with the CNI variables and stdin, collect stdout, reap. (Peak
+//! RSS is not read here: see `lower::rss_probe` for why.)
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -16,15 +15,24 @@ pub struct Run {
     pub elapsed: Duration,
     pub ok: bool,
     pub stdout: String,
-    /// `ru_maxrss` in KiB.
-    pub max_rss_kib: u64,
 }
 
 /// Runs `program` with exactly `vars` as environment and `stdin`.
 pub fn timed(program: &Path, vars: &[(&str, String)], stdin: &[u8]) -> Result<Run> {
+    timed_with_args(program, &[], vars, stdin)
+}
+
+/// [`timed`] with command-line arguments (netavark takes its verb there).
+pub fn timed_with_args(
+    program: &Path,
+    args: &[String],
+    vars: &[(&str, String)],
+    stdin: &[u8],
+) -> Result<Run> {
     let io = |e: std::io::Error| CniError::new(Code::Io, format!("{}: {e}", program.display()));
     let start = Instant::now();
     let mut child = Command::new(program)
+        .args(args)
         .env_clear()
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
@@ -39,18 +47,7 @@ pub fn timed(program: &Path, vars: &[(&str, String)], stdin: &[u8]) -> Result<Ru
     if let Some(mut out) = child.stdout.take() {
         let _ = out.read_to_string(&mut stdout);
     }
-    let pid = libc::pid_t::try_from(child.id())
-        .map_err(|_| CniError::new(Code::Io, "pid out of range"))?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; all zeros is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our own unreaped child (std never waited for it); the
-    // pointers are to live locals of the right types.
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let status = child.wait().map_err(io)?;
     let elapsed = start.elapsed();
-    if reaped != pid {
-        return Err(io(std::io::Error::last_os_error()));
-    }
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok(Run { elapsed, ok, stdout, max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0) })
+    Ok(Run { elapsed, ok: status.success(), stdout })
 }
