@@ -154,7 +154,7 @@ impl CniIpamStore {
             ))
             .map_err(migrate)?;
         }
-        let store = CniIpamStore { conn, path: path.to_owned() };
+        let mut store = CniIpamStore { conn, path: path.to_owned() };
         store.forget_other_boots(stored_boot)?;
         Ok(store)
     }
@@ -178,18 +178,33 @@ impl CniIpamStore {
     }
 
     /// Drops every lease when the database was written in another boot.
-    fn forget_other_boots(&self, stored: Option<String>) -> Result<(), StoreError> {
+    /// `stored` is the boot read at open; when it differs, the decision is
+    /// taken again under the write lock, since another process may have
+    /// forgotten the old boot and leased addresses in this one meanwhile
+    /// (deciding on the first read lost those leases: duplicate addresses
+    /// under concurrent first calls after a boot).
+    fn forget_other_boots(&mut self, stored: Option<String>) -> Result<(), StoreError> {
         let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default().trim().to_string();
         if stored.as_deref() == Some(boot.as_str()) {
             return Ok(());
         }
-        self.conn
-            .execute_batch(&format!(
-                "BEGIN IMMEDIATE; DELETE FROM pools; \
-                 INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', '{}'); COMMIT;",
-                boot.replace('\'', "")
-            ))
-            .ctx("forgetting the leases of an earlier boot")
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a write transaction")?;
+        let stored: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0))
+            .optional()
+            .ctx("reading the boot of the leases")?;
+        if stored.as_deref() != Some(boot.as_str()) {
+            tx.execute("DELETE FROM pools", []).ctx("forgetting the leases of an earlier boot")?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?1)",
+                params![boot],
+            )
+            .ctx("recording this boot")?;
+        }
+        tx.commit().ctx("forgetting the leases of an earlier boot")
     }
 
     pub fn path(&self) -> &Path {

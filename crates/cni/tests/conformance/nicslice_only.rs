@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Net, lan_ipam, nicslice};
+use crate::harness::{Net, lan_ipam, nicslice, run_plugin};
 
 #[test]
 fn a_failed_add_leaves_nothing_at_any_step() {
@@ -112,4 +112,41 @@ fn no_default_route_and_check_finds_breakage() {
     let mut wrong = check.clone();
     wrong["mode"] = json!("vepa");
     net.call(&imp, "CHECK", Some(&c), &wrong).expect_err("CHECK with another mode");
+}
+
+#[test]
+fn concurrent_ipam_calls_get_distinct_addresses_without_errors() {
+    // A node starting many pods at once: one nicslice-ipam process per call,
+    // all on one lease database, none refused for a busy lock.
+    const CALLS: usize = 16;
+    let imp = nicslice();
+    let mut net = Net::new("cniconc");
+    let c = net.container();
+    let conf = net.conf(&imp, "1.1.0", lan_ipam("192.168.0.100", "192.168.0.199"), Value::Null);
+    let plugin = imp.dir.join(imp.ipam);
+    let calls: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CALLS)
+            .map(|i| {
+                let (net, c, conf, plugin, dir) = (&net, &c, &conf, &plugin, &imp.dir);
+                s.spawn(move || {
+                    let vars = [
+                        ("CNI_COMMAND", "ADD".to_string()),
+                        ("CNI_CONTAINERID", format!("{}-{i}", c.id)),
+                        ("CNI_NETNS", c.path.clone()),
+                        ("CNI_IFNAME", "eth0".to_string()),
+                        ("CNI_PATH", dir.display().to_string()),
+                    ];
+                    run_plugin(&net.host.netns, plugin, &vars, conf.to_string().as_bytes())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = calls
+        .into_iter()
+        .map(|call| call.expect_ok("concurrent ADD")["ips"][0]["address"].as_str().unwrap().into())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), CALLS, "an address was handed out twice: {ips:?}");
 }
