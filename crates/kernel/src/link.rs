@@ -242,8 +242,7 @@ impl RouteSocket {
     }
 
     pub fn links(&mut self) -> Result<Vec<Link>> {
-        let parts =
-            self.dump("list interfaces", get_link_request(LinkMessage::default()))?;
+        let parts = self.dump("list interfaces", get_link_request(LinkMessage::default()))?;
         Ok(parts
             .into_iter()
             .filter_map(|m| match m {
