@@ -213,6 +213,10 @@ pub struct AttachArgs {
     /// Do not add the default route via the gateway.
     #[arg(long)]
     pub no_default_route: bool,
+    /// Another route: DEST (through the device) or DEST,via=GATEWAY, the
+    /// gateway on one of the network's subnets. Repeatable.
+    #[arg(long = "route", value_name = "DEST[,via=GW]")]
+    pub routes: Vec<String>,
 }
 
 #[derive(Debug, Args)]

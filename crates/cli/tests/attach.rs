@@ -107,6 +107,26 @@ fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
     assert_eq!(default_gateway(&without), None);
     assert!(ping(&with, "10.8.0.241"), "with the default route the child crosses subnets");
     assert!(!ping(&without, "10.8.0.241"), "without it, it cannot (seed 000)");
+
+    // Or just that subnet, by a route of its own and no default route.
+    let (routed, n_routed) = lab.netns("routed");
+    let out = lab.json(&[
+        "attach",
+        "lan",
+        "--netns",
+        &n_routed,
+        "--no-default-route",
+        "--route",
+        "10.8.0.0/24,via=192.168.0.1",
+    ]);
+    assert_eq!(out["routes"][0]["destination"], "10.8.0.0/24", "{out}");
+    assert_eq!(default_gateway(&routed), None);
+    let far = routes(&routed).into_iter().find(|r| r.destination.to_string() == "10.8.0.0/24");
+    assert_eq!(far.and_then(|r| r.gateway), Some("192.168.0.1".parse().unwrap()));
+    assert!(ping(&routed, "10.8.0.241"), "the route to the far subnet is enough");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let mine = listed.as_array().unwrap().iter().find(|e| e["netns"] == out["netns"]).unwrap();
+    assert_eq!(mine["routes"], out["routes"], "endpoint ls shows the routes");
 }
 
 #[test]
@@ -116,17 +136,21 @@ fn attach_refuses_bad_requests_without_touching_anything() {
     let (ns1, n1) = lab.netns("ns1");
     lab.fails(&["attach", "nope", "--netns", &n1], "network nope does not exist");
     lab.fails(&["attach", "lan", "--netns", "no-such-ns-here"], "does not exist");
-    lab.fails(
-        &["attach", "lan", "--netns", &n1, "--ifname", "averyveryverylongname"],
-        "longer than 15 bytes",
-    );
-    lab.fails(&["attach", "lan", "--netns", &n1, "--ifname", "a/b"], "may not contain");
-    lab.fails(
-        &["attach", "lan", "--netns", &n1, "--ip", "10.1.1.1"],
-        "in no subnet of network lan",
-    );
-    lab.fails(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.1"], "gateway");
-    lab.fails(&["attach", "lan", "--netns", &n1, "--ifname", "lo"], "already exists in");
+    let refused: [(&[&str], &str); 10] = [
+        (&["--ifname", "averyveryverylongname"], "longer than 15 bytes"),
+        (&["--ifname", "a/b"], "may not contain"),
+        (&["--ip", "10.1.1.1"], "in no subnet of network lan"),
+        (&["--ip", "192.168.0.1"], "gateway"),
+        (&["--ifname", "lo"], "already exists in"),
+        (&["--route", "10.9.0.0"], "is not a CIDR"),
+        (&["--route", "10.9.0.0/16,via=10.0.0.1"], "on no subnet of network lan"),
+        (&["--route", "fd00:9::/64"], "no IPv6 subnet"),
+        (&["--route", "0.0.0.0/0,via=192.168.0.1"], "--no-default-route"),
+        (&["--route", "10.9.0.0/16,via=192.168.0.1,via=192.168.0.2"], "two gateways"),
+    ];
+    for (extra, needle) in refused {
+        lab.fails(&[&["attach", "lan", "--netns", &n1][..], extra].concat(), needle);
+    }
     lab.fails(&["attach", "lan", "--netns", &n1, "--mac", "01:00:5e:00:00:01"], "multicast");
     lab.fails(
         &["attach", "lan", "--netns", &n1, "--source-mac", "02:00:00:00:00:01"],

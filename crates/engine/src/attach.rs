@@ -9,7 +9,8 @@ use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
 use nicslice_model::{
-    IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, NetworkSpec, ValidNetwork, rules,
+    IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork,
+    rules,
 };
 use nicslice_store::{
     EndpointId, LeaseRecord, NetnsId, NetworkId, NewEndpoint, StoreRead, WriteTx,
@@ -33,6 +34,8 @@ pub struct AttachRequest {
     pub mac: Option<MacAddr>,
     pub source_macs: Vec<MacAddr>,
     pub default_route: bool,
+    /// Routes besides the default one (`--route`).
+    pub routes: Vec<RouteRequest>,
 }
 
 /// What an endpoint row keeps besides its addresses (those are its leases).
@@ -48,6 +51,8 @@ pub(crate) struct EndpointDetails {
     /// ipvlan l3/l3s: the default route goes through the device itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default_dev: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRequest>,
 }
 
 pub(crate) fn netns_id(ns: &nicslice_kernel::Netns) -> NetnsId {
@@ -160,6 +165,9 @@ impl Engine {
                 )));
             }
         }
+        for route in &req.routes {
+            route.check(&valid).map_err(EngineError::Invalid)?;
+        }
         if !req.source_macs.is_empty() && spec.mode != MacvlanMode::Source {
             return Err(EngineError::Invalid(format!(
                 "--source-mac needs a source-mode network, and {} is in {} mode",
@@ -245,6 +253,15 @@ impl Engine {
             } else {
                 Vec::new()
             };
+            let routes: Vec<Route> = routes
+                .into_iter()
+                .chain(req.routes.iter().map(|r| Route {
+                    destination: r.destination,
+                    gateway: r.via,
+                    oif: Some(0),
+                    metric: None,
+                }))
+                .collect();
             let plan = EndpointPlan {
                 link: match spec.mode {
                     LinkMode::Macvlan(mode) => ChildLink::Macvlan(MacvlanLinkRequest {
@@ -287,6 +304,7 @@ impl Engine {
                 tap_device: tap_device.clone(),
                 source_macs: req.source_macs.clone(),
                 default_dev: realized.routes.iter().any(|r| r.is_default() && r.gateway.is_none()),
+                routes: req.routes.clone(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
@@ -301,6 +319,7 @@ impl Engine {
                 gateways: details.gateways,
                 tap_device,
                 source_macs: req.source_macs.clone(),
+                routes: details.routes,
             })
         })();
         match result {

@@ -47,6 +47,7 @@ fn endpoint_view(tx: &impl StoreRead, network: &str, ep: &EndpointRecord) -> Res
         gateways: details.gateways,
         tap_device: details.tap_device,
         source_macs: details.source_macs,
+        routes: details.routes,
     })
 }
 

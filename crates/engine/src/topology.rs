@@ -56,7 +56,11 @@ impl Engine {
                     addresses: tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect(),
                     gateway: details.gateways.first().copied(),
                     default_dev: details.default_dev,
-                    routes: Vec::new(),
+                    routes: details
+                        .routes
+                        .iter()
+                        .map(|r| reach::Route { to: r.destination, via: r.via })
+                        .collect(),
                 });
             }
             by_parent.entry(net.spec.parent.to_string()).or_default().push((net.spec, children));

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_model::{MacAddr, NetworkSpec};
+use nicslice_model::{MacAddr, NetworkSpec, RouteRequest};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +45,9 @@ pub struct EndpointView {
     pub tap_device: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_macs: Vec<MacAddr>,
+    /// Routes besides the default one, as asked for with `--route`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRequest>,
 }
 
 /// The parent as the kernel reports it now.

@@ -16,4 +16,4 @@ pub use error::ModelError;
 pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
-pub use network::{NetworkName, NetworkSpec, SubnetSpec, ValidNetwork, ValidSubnet};
+pub use network::{NetworkName, NetworkSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet};

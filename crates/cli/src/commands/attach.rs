@@ -23,6 +23,11 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()
             .context("--source-mac")?,
         default_route: !a.no_default_route,
+        routes: a
+            .routes
+            .iter()
+            .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
+            .collect::<anyhow::Result<_>>()?,
     };
     let view = g.engine()?.attach(req)?;
     if g.json {
@@ -38,6 +43,9 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
     );
     for gw in &view.gateways {
         println!("  default route via {gw}");
+    }
+    for route in &view.routes {
+        println!("  route {route}");
     }
     if let Some(tap) = &view.tap_device {
         println!("  tap device {tap}");

@@ -4,11 +4,13 @@
 //! and the engine accept. Cross-network rules live in `crate::rules`.
 
 mod name;
+mod route;
 mod spec;
 mod subnet;
 mod valid;
 
 pub use name::NetworkName;
+pub use route::RouteRequest;
 pub use spec::{NetworkSpec, SubnetSpec};
 pub use subnet::ValidSubnet;
 pub use valid::ValidNetwork;
