@@ -154,3 +154,22 @@ impl RouteSocket {
         Ok(())
     }
 }
+
+/// Whether this kernel keeps a macvlan's broadcast cutoff (`bclim`, Linux
+/// 6.4+; older kernels accept the attribute and drop it silently). Tried on
+/// a veth in a throwaway namespace, so no interface of the caller's is used.
+pub fn broadcast_cutoff_supported() -> Result<bool> {
+    let ns = crate::netns::create_anonymous()?;
+    let mut sock = RouteSocket::open_in(&ns)?;
+    sock.create_veth("probe0", "probe1", None)?;
+    let parent = sock.require_link("probe0", "probe netns")?.index;
+    let name = IfName::new("probe2").map_err(|e| crate::KernelError::Protocol {
+        op: "probe bclim".into(),
+        detail: e.to_string(),
+    })?;
+    let mut req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent, MacvlanMode::Bridge);
+    req.bclim = Some(1);
+    sock.create_macvlan(&req, None)?;
+    let child = sock.require_link("probe2", "probe netns")?;
+    Ok(child.macvlan.is_some_and(|m| m.bclim.is_some()))
+}
