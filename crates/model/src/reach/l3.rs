@@ -173,55 +173,75 @@ impl Walk<'_> {
         Err(Stop::Loop)
     }
 
-    /// ARP (or ND) on interface `st` for `ip`, asking as `arp_src`: every station that
-    /// hears the request and owns `ip` answers (arp_ignore 0: any address of its
-    /// namespace) and learns the asker; the first reply to arrive wins.
+    /// ARP (or ND) on interface `st` for `ip`, asking as `arp_src`, unless the
+    /// neighbour entry is already known; the stations that heard it learn the asker.
     fn resolve(&mut self, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> Result<StId, Stop> {
         if let Some(n) = self.neigh.get(&(st, ip)) {
             return Ok(*n);
         }
-        let w = self.w;
-        let me = w.st(st);
-        let mut cands: Vec<StId> = (0..w.stations.len())
-            .filter(|s| *s != st && w.st(*s).seg == me.seg && w.st(*s).ns != me.ns)
-            .filter(|s| w.ns_owns(w.st(*s).ns, ip))
-            .collect();
-        // The interface that carries the address first: its failure is the one to report.
-        cands.sort_by_key(|s| !w.has_addr(*s, ip));
-        let mut best: Option<(u8, StId)> = None;
-        let mut first_err: Option<Stop> = None;
-        for s in cands {
-            if w.l3_slave(s).is_some() {
-                first_err.get_or_insert(Stop::NoArp { asker: st, owner: s });
-                continue;
-            }
-            if let Err(drop) = l2::bcast(w, st, s, Some(ip)) {
-                first_err.get_or_insert(Stop::Frame { from: st, to: s, drop });
-                continue;
-            }
-            if let Some(a) = arp_src {
-                self.neigh.insert((s, a), st);
-            }
-            match l2::ucast(w, s, st, arp_src) {
-                Ok((rx, hop)) if rx == st => {
-                    if best.is_none_or(|(c, _)| hop.cost() < c) {
-                        best = Some((hop.cost(), s));
-                    }
-                }
-                Ok(_) | Err(Drop::Elsewhere) => {
-                    first_err.get_or_insert(Stop::NoNeighbour { st, ip });
-                }
-                Err(drop) => {
-                    first_err.get_or_insert(Stop::Frame { from: s, to: st, drop });
-                }
+        let out = arp(self.w, st, ip, arp_src);
+        if let Some(a) = arp_src {
+            for s in &out.learned {
+                self.neigh.insert((*s, a), st);
             }
         }
-        match best {
-            Some((_, s)) => {
+        match out.answer {
+            Some(s) => {
                 self.neigh.insert((st, ip), s);
                 Ok(s)
             }
-            None => Err(first_err.unwrap_or(Stop::NoNeighbour { st, ip })),
+            None => Err(out.stop.unwrap_or(Stop::NoNeighbour { st, ip })),
         }
     }
+}
+
+/// What one ARP request (or ND solicitation) does.
+pub(crate) struct Arp {
+    /// The station whose reply reaches the asker first.
+    pub answer: Option<StId>,
+    /// Stations that heard the request for their address (and learn the asker).
+    pub learned: Vec<StId>,
+    /// Why the first candidate that failed did not answer.
+    pub stop: Option<Stop>,
+}
+
+/// ARP (or ND) on interface `st` for `ip`, asking as `arp_src`, with cold caches:
+/// every station that hears the request and owns `ip` answers (arp_ignore 0: any
+/// address of its namespace); the first reply to arrive wins.
+pub(crate) fn arp(w: &World, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> Arp {
+    let me = w.st(st);
+    let mut cands: Vec<StId> = (0..w.stations.len())
+        .filter(|s| *s != st && w.st(*s).seg == me.seg && w.st(*s).ns != me.ns)
+        .filter(|s| w.ns_owns(w.st(*s).ns, ip))
+        .collect();
+    // The interface that carries the address first: its failure is the one to report.
+    cands.sort_by_key(|s| !w.has_addr(*s, ip));
+    let mut best: Option<(u8, StId)> = None;
+    let mut out = Arp { answer: None, learned: Vec::new(), stop: None };
+    for s in cands {
+        if w.l3_slave(s).is_some() {
+            out.stop.get_or_insert(Stop::NoArp { asker: st, owner: s });
+            continue;
+        }
+        if let Err(drop) = l2::bcast(w, st, s, Some(ip)) {
+            out.stop.get_or_insert(Stop::Frame { from: st, to: s, drop });
+            continue;
+        }
+        out.learned.push(s);
+        match l2::ucast(w, s, st, arp_src) {
+            Ok((rx, hop)) if rx == st => {
+                if best.is_none_or(|(c, _)| hop.cost() < c) {
+                    best = Some((hop.cost(), s));
+                }
+            }
+            Ok(_) | Err(Drop::Elsewhere) => {
+                out.stop.get_or_insert(Stop::NoNeighbour { st, ip });
+            }
+            Err(drop) => {
+                out.stop.get_or_insert(Stop::Frame { from: s, to: st, drop });
+            }
+        }
+    }
+    out.answer = best.map(|(_, s)| s);
+    out
 }

@@ -2,7 +2,8 @@
 //! echo passes between two endpoints (request and reply), which [`Rule`] decided it,
 //! and the usual fix. Pure and deterministic, no I/O. `nicslice explain` reads a
 //! topology from TOML/JSON and asks [`predict`]; `nicslice lab` builds the same
-//! topology on the real kernel and compares observed pings with [`matrix`].
+//! topology on the real kernel and compares observed pings with [`matrix`], and
+//! observed ARP (NDP) answers with [`neighbour_pairs`].
 //!
 //! How: `world` derives namespaces, interfaces and routing tables; `l3` walks the
 //! echo hop by hop (routes, ARP, forwarding); `l2` decides each frame the way
@@ -32,6 +33,7 @@ mod error;
 mod explain;
 mod l2;
 mod l3;
+mod neighbour;
 pub mod presets;
 mod rule;
 mod topology;
@@ -47,6 +49,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use error::TopologyError;
+pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
 pub use rule::{Reach, Rule};
 pub use topology::{
     Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,

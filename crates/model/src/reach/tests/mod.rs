@@ -2,6 +2,7 @@
 
 mod ipvlan;
 mod macvlan;
+mod neighbour;
 mod routing;
 mod seeds;
 mod topology;
