@@ -254,6 +254,9 @@ fn vlan_parent_is_created_and_removed_with_its_network() {
     lab.ok(&["network", "create", "v50", "--parent", "eth0.50", "--subnet", "10.50.0.0/24"]);
     let vlan = link(&lab.host.netns, "eth0.50").expect("eth0.50 created");
     assert_eq!(vlan.kind.as_deref(), Some("vlan"));
+    assert_eq!(vlan.vlan_id, Some(50), "Docker's convention: eth0.50 is VLAN 50");
+    let eth0_index = link(&lab.host.netns, "eth0").unwrap().index;
+    assert_eq!(vlan.parent_index, Some(eth0_index), "on eth0");
     assert!(vlan.up);
     lab.ok(&[
         "network",
@@ -316,6 +319,23 @@ fn vlan_parent_is_created_and_removed_with_its_network() {
         "is not a VLAN on eth0",
     );
     assert!(link(&lab.host.netns, "eth0.80").is_some(), "the user's link is left alone");
+    // A VLAN on eth0 named for another id is not the one asked for either.
+    host.create_simple(SimpleKind::Vlan(86), "eth0.85", Some(eth0.index)).unwrap();
+    assert_eq!(link(&lab.host.netns, "eth0.85").unwrap().vlan_id, Some(86));
+    lab.fails(
+        &[
+            "network",
+            "create",
+            "v85",
+            "--parent",
+            "eth0",
+            "--vlan",
+            "85",
+            "--subnet",
+            "10.85.0.0/24",
+        ],
+        "already exists as VLAN 86 on eth0, not VLAN 85",
+    );
 }
 
 #[test]

@@ -97,16 +97,19 @@ pub(crate) fn provision(
             (ParentRequest::Vlan { lower, id }, None) => {
                 let Some(link) = existing.as_ref() else { return Ok(()) };
                 let lower_index = sock.link_by_name(lower.as_str())?.map(|l| l.index);
-                if link.kind.as_deref() == Some("vlan")
+                let on_lower = link.kind.as_deref() == Some("vlan")
                     && link.parent_index.is_some()
-                    && link.parent_index == lower_index
-                {
-                    Ok(())
-                } else {
-                    Err(EngineError::Invalid(format!(
+                    && link.parent_index == lower_index;
+                match (on_lower, link.vlan_id) {
+                    (true, Some(have)) if have == *id => Ok(()),
+                    (true, have) => Err(EngineError::Invalid(format!(
+                        "{parent} already exists as VLAN {} on {lower}, not VLAN {id}; remove it or name another parent",
+                        have.map_or_else(|| "?".to_string(), |h| h.to_string())
+                    ))),
+                    (false, _) => Err(EngineError::Invalid(format!(
                         "{parent} already exists but is not a VLAN on {lower} (it is a {} link); remove it or choose another VLAN id than {id}",
                         link.kind.as_deref().unwrap_or("physical")
-                    )))
+                    ))),
                 }
             }
         };

@@ -4,8 +4,8 @@
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoMacVtap, LinkAttribute, LinkExtentMask, LinkFlags,
-    LinkInfo, LinkLayerType, LinkMessage, State,
+    InfoData, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan, LinkAttribute, LinkExtentMask,
+    LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
 };
 use nicslice_model::{MacAddr, MacvlanFlags, MacvlanMode};
 use serde::Serialize;
@@ -38,6 +38,8 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     pub master_index: Option<u32>,
     pub macvlan: Option<MacvlanState>,
+    /// An 802.1Q sub-interface's VLAN id.
+    pub vlan_id: Option<u16>,
 }
 
 /// The macvlan/macvtap part of a link.
@@ -70,6 +72,7 @@ impl Link {
             link_netnsid: None,
             master_index: None,
             macvlan: None,
+            vlan_id: None,
         };
         for attr in msg.attributes {
             match attr {
@@ -87,6 +90,12 @@ impl Link {
                     for info in infos {
                         match info {
                             LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Vlan(data)) => {
+                                link.vlan_id = data.iter().find_map(|v| match v {
+                                    InfoVlan::Id(id) => Some(*id),
+                                    _ => None,
+                                })
+                            }
                             LinkInfo::Data(InfoData::MacVlan(data)) => {
                                 link.macvlan = Some(MacvlanState::from_attrs(&data))
                             }
