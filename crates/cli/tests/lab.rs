@@ -43,6 +43,11 @@ fn lab_matches_the_model_and_cleans_up() {
         for o in obs {
             assert_eq!(o["observed"], o["predicted"], "{name}: {o}");
         }
+        let arp = s["neighbours"].as_array().unwrap();
+        assert!(arp.len() >= 2, "{name} asked too few ARP pairs");
+        for n in arp {
+            assert_eq!(n["observed"], n["predicted"], "{name}: ARP {n}");
+        }
     }
     for wanted in [
         "bridge",
@@ -100,6 +105,34 @@ fn lab_matches_the_model_and_cleans_up() {
     }
     for (scenario, from, to, want) in facts {
         assert_eq!(cell(scenario, from, to), want, "{scenario}: {from} -> {to}");
+    }
+    // ARP on its own, observed: who answers a request for whose address.
+    let arp = |scenario: &str, from: &str, to: &str| {
+        let s = scenarios.iter().find(|s| s["name"] == scenario).unwrap();
+        let n =
+            s["neighbours"].as_array().unwrap().iter().find(|n| n["from"] == from && n["to"] == to);
+        n.unwrap_or_else(|| panic!("{scenario}: no ARP {from} -> {to}"))["observed"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (scenario, from, to, want) in [
+        ("bridge", "ns1", "ns2", "answered"),
+        ("bridge", "ns1", "ns3", "unanswered"),
+        ("vepa", "ns1", "ns2", "unanswered"),
+        ("vepa-hairpin", "ns1", "ns2", "answered"),
+        ("private", "ns1", "ns2", "unanswered"),
+        ("private-hairpin", "ns1", "ns2", "unanswered"),
+        ("private-hairpin", "ns3", "ns1", "answered"),
+        // The parent hears and answers; the replies to its MAC are the child's.
+        ("passthru", "br0", "ns3", "answered"),
+        ("passthru", "ns3", "br0", "unanswered"),
+        ("source", "br0", "ns1", "answered"),
+        ("source-unlisted", "br0", "ns1", "unanswered"),
+        ("parent-down", "ns1", "br0", "unanswered"),
+        ("seed000", "gw", "mac", "answered"),
+    ] {
+        assert_eq!(arp(scenario, from, to), want, "{scenario}: ARP {from} -> {to}");
     }
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["ok"], true);
@@ -168,6 +201,13 @@ fn json_has_the_documented_shape() {
         assert!(o.get(key).is_some(), "observation without {key}: {o}");
     }
     assert!(o.get("not_probed").is_none(), "every pair was probed: {o}");
+    let n = &s["neighbours"][0];
+    for key in ["from", "to", "protocol", "sender", "target", "observed", "predicted", "rule"] {
+        assert!(n.get(key).is_some(), "ARP check without {key}: {n}");
+    }
+    assert_eq!(n["protocol"], "arp");
+    assert!(["answered", "unanswered"].contains(&n["observed"].as_str().unwrap()), "{n}");
+    assert!(n["reason"].as_str().unwrap().starts_with(n["predicted"].as_str().unwrap()), "{n}");
     assert!(["pass", "blocked"].contains(&o["observed"].as_str().unwrap()), "{o}");
     for key in ["reach", "rule", "reason", "fix"] {
         assert!(o["verdict"].get(key).is_some(), "verdict without {key}: {o}");
@@ -195,7 +235,8 @@ fn markdown_has_tables_reasons_and_the_summary() {
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains("### vepa — seed 003: macvlan vepa"), "{md}");
     assert!(md.contains("| from \\ to | br0 | ns3 | ns1 | ns2 |\n|---|---|---|---|---|"), "{md}");
-    assert!(md.contains("| ns1 | pass | -- | · | -- |"), "{md}");
+    assert!(md.contains("| ns1 | pass/yes | --/no | · | --/no |"), "{md}");
+    assert!(md.contains("Cells: echo/ARP"), "{md}");
     assert!(
         md.contains("- ns1 → ns2, ns2 → ns1: vepa siblings need a hairpin switch port"),
         "{md}"
@@ -204,7 +245,7 @@ fn markdown_has_tables_reasons_and_the_summary() {
     let summary = md.lines().last().unwrap_or_default();
     assert!(summary.contains(": 0 mismatch(es), 0 error(s)"), "{md}");
     if md.contains("Skipped: this kernel has no ipvlan") {
-        assert!(summary.starts_with("1 scenarios, 12 probes in "), "{md}");
+        assert!(summary.starts_with("1 scenarios, 12 echo and 12 ARP probes in "), "{md}");
         assert!(summary.ends_with("skipped (kernel lacks them): ipvlan-l2"), "{md}");
     } else {
         assert!(summary.starts_with("2 scenarios, "), "{md}");

@@ -2,8 +2,9 @@
 //!
 //! Netlink (netlink-packet-route over synchronous netlink-sys sockets, one per
 //! namespace), namespace handling, sysctls under `/proc/sys`, raw sockets for
-//! announcements and probes. No shelling out to `ip`, `ping` or `sysctl`, and no
-//! policy: deciding what is allowed belongs to the model and the engine.
+//! announcements and probes (ICMP echo, ARP, NDP). No shelling out to `ip`,
+//! `ping` or `sysctl`, and no policy: deciding what is allowed belongs to the
+//! model and the engine.
 
 pub mod addr;
 pub mod announce;
@@ -12,6 +13,7 @@ pub mod ipvlan;
 pub mod link;
 pub mod macvlan;
 pub mod neighbour;
+pub mod neighbour_probe;
 pub mod netlink;
 pub mod netns;
 pub mod placement;
@@ -24,6 +26,7 @@ pub mod topology;
 pub use error::{KernelError, Result};
 pub use link::{Link, MacvlanState};
 pub use macvlan::{MacvlanLinkRequest, SourceMacOp};
+pub use neighbour_probe::NeighbourProber;
 pub use netlink::RouteSocket;
 pub use netns::{Netns, NetnsGuard, NetnsId, NetnsTarget};
 pub use probe::Pinger;

@@ -4,6 +4,7 @@
 
 pub mod capabilities;
 pub mod kept;
+pub mod neighbours;
 pub mod realize;
 pub mod run;
 pub mod scenarios;

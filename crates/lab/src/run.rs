@@ -1,8 +1,9 @@
 //! Running experiments: build each topology in its own world, probe every
 //! ordered pair the model predicts for (ICMP echo from inside the source
-//! namespace, neighbour caches flushed first so each probe starts cold),
-//! compare, and tear the world down. Scenarios run in parallel; probes inside
-//! one scenario run one after the other so they cannot influence each other.
+//! namespace, neighbour caches flushed first so each probe starts cold), then
+//! the ARP/NDP pairs (`neighbours.rs`), compare, and tear the world down.
+//! Scenarios run in parallel; echo probes inside one scenario run one after the
+//! other so they cannot influence each other.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use nicslice_model::reach::{self, Reach, Verdict};
 use serde::Serialize;
 
 use crate::kept::KeptWorlds;
+use crate::neighbours::{self, NeighbourCheck};
 use crate::realize;
 use crate::scenarios::Scenario;
 
@@ -37,12 +39,13 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// Probed, and seen as predicted. A pair that was not probed never matches.
+    /// The echo was probed, and seen as predicted. A pair that was not probed
+    /// never matches.
     pub fn matches(&self) -> bool {
         self.observed == Some(self.predicted)
     }
 
-    /// Probed, and seen otherwise than predicted.
+    /// The echo was probed, and seen otherwise than predicted.
     pub fn mismatches(&self) -> bool {
         self.observed.is_some_and(|o| o != self.predicted)
     }
@@ -78,6 +81,8 @@ pub struct ScenarioResult {
     /// Why it failed to build or probe, if it did.
     pub error: Option<String>,
     pub observations: Vec<Observation>,
+    /// The ARP (NDP) requests between endpoints that share a subnet.
+    pub neighbours: Vec<NeighbourCheck>,
     pub seconds: f64,
     /// `--keep`: the namespaces, endpoint to iproute2 name.
     #[serde(skip_serializing_if = "HashMap::is_empty")]
@@ -95,18 +100,39 @@ impl ScenarioResult {
             skipped: None,
             error: None,
             observations: Vec::new(),
+            neighbours: Vec::new(),
             seconds: 0.0,
             namespaces: HashMap::new(),
         }
     }
 
+    /// Echo, ARP and NDP observations otherwise than predicted.
     pub fn mismatches(&self) -> usize {
-        self.observations.iter().filter(|o| o.mismatches()).count()
+        let neighbours = self.neighbour_checks().filter(|c| c.mismatches()).count();
+        self.observations.iter().filter(|o| o.mismatches()).count() + neighbours
     }
 
-    /// Pairs the model predicted for that could not be probed.
+    /// Echo, ARP and NDP probes the model predicted for that could not be sent.
     pub fn not_probed(&self) -> usize {
-        self.observations.iter().filter(|o| o.observed.is_none()).count()
+        let neighbours = self.neighbour_checks().filter(|c| c.observed.is_none()).count();
+        self.observations.iter().filter(|o| o.observed.is_none()).count() + neighbours
+    }
+
+    pub fn neighbour_checks(&self) -> impl Iterator<Item = &NeighbourCheck> {
+        self.neighbours.iter()
+    }
+
+    /// The ARP and NDP checks of the pair `from -> to`.
+    pub fn neighbours_of(&self, from: &str, to: &str) -> impl Iterator<Item = &NeighbourCheck> {
+        self.neighbours.iter().filter(move |c| c.from == from && c.to == to)
+    }
+
+    /// (echo, ARP, NDP) probes sent.
+    pub fn probes(&self) -> (usize, usize, usize) {
+        let sent = self.neighbours.iter().filter(|c| c.observed.is_some());
+        let arp = sent.clone().filter(|c| c.target.is_ipv4()).count();
+        let ndp = sent.count() - arp;
+        (self.observations.iter().filter(|o| o.observed.is_some()).count(), arp, ndp)
     }
 
     /// Built, every pair probed, every observation as predicted.
@@ -211,6 +237,11 @@ fn probe_all(
             verdict: entry.verdict,
         });
     }
+    if stop.load(Ordering::Relaxed) {
+        return Err(LabError::Interrupted);
+    }
+    let pairs = reach::neighbour_pairs(&s.topology)?;
+    out.neighbours = neighbours::probe(&built.endpoints, &pairs)?;
     Ok(())
 }
 

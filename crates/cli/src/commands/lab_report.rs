@@ -1,10 +1,12 @@
 //! Printing the lab's results: a matrix per scenario (colour on a terminal,
-//! plain in a pipe), Markdown for docs, the reasons for blocked pairs grouped
-//! by rule, and a summary.
+//! plain in a pipe) whose cells read echo/ARP (`pass/yes`, `--/no`), Markdown
+//! for docs, the reasons for blocked pairs grouped by rule (and for ARP answers
+//! that tell another story than the echo), and a summary.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use nicslice_lab::neighbours::{Answer, NeighbourCheck};
 use nicslice_lab::run::{Observation, ScenarioResult};
 use nicslice_model::reach::Reach;
 
@@ -30,27 +32,80 @@ pub fn progress_line(r: &ScenarioResult, n: usize, total: usize, color: bool) ->
     } else {
         paint("as predicted", GREEN, color)
     };
+    let (echo, arp, ndp) = r.probes();
     format!(
-        "[{n:>2}/{total}] {:<24} {:>3} probes {:>5.1}s  {status}",
+        "[{n:>2}/{total}] {:<24} {echo:>3} echo {:>3} ARP/NDP {:>5.1}s  {status}",
         r.name,
-        r.observations.len(),
+        arp + ndp,
         r.seconds
     )
 }
 
-/// The cell's text and whether it is as predicted: "pass", "--" (blocked),
-/// a trailing "!" on a mismatch, "n/a" for a pair that was not probed.
-fn cell(o: Option<&Observation>) -> (String, bool) {
-    match o {
-        None => ("·".to_string(), true),
-        Some(o) => {
-            let word = match o.observed {
-                Some(Reach::Pass) => "pass",
-                Some(Reach::Blocked) => "--",
-                None => return ("n/a".to_string(), false),
-            };
-            if o.matches() { (word.to_string(), true) } else { (format!("{word}!"), false) }
+/// What the cells say, printed under each matrix.
+const LEGEND: &str = "Cells: echo/ARP (pass or -- for the ping, then yes or no for an answer to an ARP \
+    request on the shared subnet); ! marks a mismatch with the model, n/a and ? what was not probed.";
+
+/// The cell's text and whether it is as predicted: "pass", "--" (blocked), then
+/// "/yes" or "/no" for each ARP/NDP request of the pair; "!" after a part that
+/// is a mismatch, "n/a" for an echo and "?" for a request that was not sent.
+fn cell(r: &ScenarioResult, o: Option<&Observation>) -> (String, bool) {
+    let Some(o) = o else { return ("·".to_string(), true) };
+    let mut text = match o.observed {
+        Some(Reach::Pass) => "pass".to_string(),
+        Some(Reach::Blocked) => "--".to_string(),
+        None => "n/a".to_string(),
+    };
+    if o.mismatches() {
+        text.push('!');
+    }
+    let mut ok = o.matches();
+    for n in r.neighbours_of(&o.from, &o.to) {
+        text.push_str(match n.observed {
+            Some(Answer::Answered) => "/yes",
+            Some(Answer::Unanswered) => "/no",
+            None => "/?",
+        });
+        if n.mismatches() {
+            text.push('!');
         }
+        ok &= n.matches();
+    }
+    (text, ok)
+}
+
+/// The name of a check's protocol.
+fn protocol(n: &NeighbourCheck) -> &'static str {
+    if n.target.is_ipv4() { "ARP" } else { "NDP" }
+}
+
+/// What to say about a pair's ARP/NDP check, when anything: a mismatch, a
+/// request not sent, or an answer that tells another story than the echo.
+fn neighbour_note(o: &Observation, n: &NeighbourCheck) -> Option<String> {
+    let p = protocol(n);
+    let answer = |a: Answer| match a {
+        Answer::Answered => "answered",
+        Answer::Unanswered => "unanswered",
+    };
+    match (n.observed, o.observed) {
+        (None, _) => Some(format!(
+            "{p} not probed: {}; model predicted {}",
+            n.not_probed.as_deref().unwrap_or("?"),
+            answer(n.predicted)
+        )),
+        (Some(seen), _) if seen != n.predicted => Some(format!(
+            "{p} observed {}, model predicted {} ({})",
+            answer(seen),
+            answer(n.predicted),
+            n.reason
+        )),
+        (Some(Answer::Answered), Some(Reach::Blocked)) => {
+            Some(format!("{p} answered although the echo is blocked"))
+        }
+        (Some(Answer::Unanswered), Some(Reach::Pass)) => {
+            let why = n.reason.strip_prefix("unanswered: ").unwrap_or(&n.reason);
+            Some(format!("{p} unanswered although the echo passes: {why}"))
+        }
+        _ => None,
     }
 }
 
@@ -89,6 +144,14 @@ fn reasons(r: &ScenarioResult) -> Vec<(String, Vec<String>, bool)> {
         }
         groups.entry((o.matches(), text)).or_default().push(format!("{} → {}", o.from, o.to));
     }
+    for o in &r.observations {
+        for n in r.neighbours_of(&o.from, &o.to) {
+            if let Some(text) = neighbour_note(o, n) {
+                let pair = format!("{} → {}", o.from, o.to);
+                groups.entry((n.matches(), text)).or_default().push(pair);
+            }
+        }
+    }
     groups.into_iter().map(|((ok, text), pairs)| (text, pairs, ok)).collect()
 }
 
@@ -125,7 +188,7 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
             let _ = write!(out, "  {:<width$}", from);
             for to in &eps {
                 let (text, ok) =
-                    if from == to { ("·".to_string(), true) } else { cell(find(r, from, to)) };
+                    if from == to { ("·".to_string(), true) } else { cell(r, find(r, from, to)) };
                 let padded = format!(" {text:>width$}");
                 let code = if !ok {
                     RED
@@ -143,6 +206,9 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
             out.push_str(&if ok { line } else { paint(&line, RED, color) });
             out.push('\n');
         }
+    }
+    if results.iter().any(|r| r.neighbour_checks().next().is_some()) {
+        let _ = writeln!(out, "\n{}", paint(LEGEND, DIM, color));
     }
     out
 }
@@ -173,7 +239,7 @@ pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
         for from in &eps {
             let cells: Vec<String> = eps
                 .iter()
-                .map(|to| if from == to { "·".into() } else { cell(find(r, from, to)).0 })
+                .map(|to| if from == to { "·".into() } else { cell(r, find(r, from, to)).0 })
                 .collect();
             let _ = writeln!(out, "| {from} | {} |", cells.join(" | "));
         }
@@ -184,6 +250,9 @@ pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
         }
         out.push('\n');
     }
+    if results.iter().any(|r| r.neighbour_checks().next().is_some()) {
+        let _ = writeln!(out, "{LEGEND}\n");
+    }
     let _ = writeln!(out, "{}", summary_line(results, seconds).0.trim_start());
     out
 }
@@ -191,13 +260,20 @@ pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
 /// The summary line and whether the whole lab is as predicted.
 fn summary_line(results: &[ScenarioResult], seconds: f64) -> (String, bool) {
     let unprobed: usize = results.iter().map(ScenarioResult::not_probed).sum();
-    let probes: usize = results.iter().map(|r| r.observations.len()).sum::<usize>() - unprobed;
+    let (mut echo, mut arp, mut ndp) = (0, 0, 0);
+    for (e, a, n) in results.iter().map(ScenarioResult::probes) {
+        (echo, arp, ndp) = (echo + e, arp + a, ndp + n);
+    }
+    let probes = match ndp {
+        0 => format!("{echo} echo and {arp} ARP probes"),
+        _ => format!("{echo} echo, {arp} ARP and {ndp} NDP probes"),
+    };
     let mismatches: usize = results.iter().map(ScenarioResult::mismatches).sum();
     let errors = results.iter().filter(|r| r.error.is_some()).count();
     let skipped: Vec<&str> =
         results.iter().filter(|r| r.skipped.is_some()).map(|r| r.name.as_str()).collect();
     let mut line = format!(
-        "\n{} scenarios, {probes} probes in {seconds:.1}s: {mismatches} mismatch(es), {errors} error(s)",
+        "\n{} scenarios, {probes} in {seconds:.1}s: {mismatches} mismatch(es), {errors} error(s)",
         results.len() - skipped.len()
     );
     if unprobed > 0 {
@@ -266,6 +342,7 @@ pub fn interrupted(results: &[ScenarioResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use nicslice_lab::neighbours::{Answer, NeighbourCheck};
     use nicslice_lab::run::{Observation, ScenarioResult};
     use nicslice_model::reach::{Reach, Rule, Verdict};
 
@@ -288,6 +365,21 @@ mod tests {
         }
     }
 
+    fn arp(from: &str, to: &str, observed: Option<Answer>, predicted: Answer) -> NeighbourCheck {
+        NeighbourCheck {
+            from: from.into(),
+            to: to.into(),
+            protocol: "arp",
+            sender: "10.0.0.1".parse().unwrap(),
+            target: "10.0.0.2".parse().unwrap(),
+            observed,
+            not_probed: observed.is_none().then(|| "no interface with 10.0.0.1 in a".into()),
+            predicted,
+            rule: None,
+            reason: "answered by b".into(),
+        }
+    }
+
     fn scenario(name: &str, observations: Vec<Observation>) -> ScenarioResult {
         let endpoints = vec!["a".into(), "b".into()];
         ScenarioResult { observations, ..ScenarioResult::new(name, "bridge", "test", endpoints) }
@@ -307,7 +399,9 @@ mod tests {
         assert!(out.contains("b → a: not probed: a has no address to probe"), "{out}");
         let line = summary(&[r], 1.0, false);
         assert!(
-            line.contains("1 probes in 1.0s: 0 mismatch(es), 0 error(s), 1 pair(s) not probed"),
+            line.contains(
+                "1 echo and 0 ARP probes in 1.0s: 0 mismatch(es), 0 error(s), 1 pair(s) not probed"
+            ),
             "{line}"
         );
     }
@@ -328,9 +422,43 @@ mod tests {
         assert!(md.contains("| a | · | pass |") && md.contains("| b | pass! | · |"), "{md}");
         assert!(md.contains("- **b → a: observed pass, model predicted blocked"), "{md}");
         assert!(
-            md.ends_with("2 scenarios, 2 probes in 2.5s: 1 mismatch(es), 1 error(s)\n"),
+            md.ends_with(
+                "2 scenarios, 2 echo and 0 ARP probes in 2.5s: 1 mismatch(es), 1 error(s)\n"
+            ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn arp_shows_as_a_cell_suffix_and_its_mismatch_counts() {
+        let ab = seen("a", "b", Some(Reach::Blocked), Reach::Blocked);
+        let ba = seen("b", "a", Some(Reach::Blocked), Reach::Blocked);
+        let mut r = scenario("s", vec![ab, ba]);
+        r.neighbours = vec![
+            arp("a", "b", Some(Answer::Answered), Answer::Answered),
+            arp("b", "a", Some(Answer::Answered), Answer::Unanswered),
+        ];
+        assert_eq!((r.mismatches(), r.probes()), (1, (2, 2, 0)));
+        assert!(!r.ok());
+        let out = text(std::slice::from_ref(&r), false);
+        assert!(out.contains("  a                 ·    --/yes\n"), "{out}");
+        assert!(out.contains("  b           --/yes!         ·\n"), "{out}");
+        assert!(out.contains("Cells: echo/ARP (pass or --"), "{out}");
+        assert!(out.contains("a → b: ARP answered although the echo is blocked"), "{out}");
+        assert!(
+            out.contains(
+                "b → a: ARP observed answered, model predicted unanswered (answered by b)"
+            ),
+            "{out}"
+        );
+        let line = summary(std::slice::from_ref(&r), 1.0, false);
+        assert!(line.contains("2 echo and 2 ARP probes in 1.0s: 1 mismatch(es)"), "{line}");
+        let mut r = scenario("s", vec![seen("a", "b", Some(Reach::Pass), Reach::Pass)]);
+        r.neighbours = vec![arp("a", "b", None, Answer::Answered)];
+        assert_eq!((r.mismatches(), r.not_probed()), (0, 1));
+        let out = text(&[r], false);
+        assert!(out.contains("pass/?"), "{out}");
+        assert!(out.contains("ARP not probed: no interface with 10.0.0.1 in a"), "{out}");
     }
 
     #[test]
