@@ -7,6 +7,11 @@ mod common;
 use common::*;
 
 fn create_lan(lab: &Lab) {
+    create_lan_via(lab, "192.168.0.1");
+}
+
+/// Seed 000's network: bridge mode, the children's range inside the subnet.
+fn create_lan_via(lab: &Lab, gateway: &str) {
     lab.ok(&[
         "network",
         "create",
@@ -18,7 +23,7 @@ fn create_lan(lab: &Lab) {
         "--subnet",
         "192.168.0.0/24",
         "--gateway",
-        "192.168.0.1",
+        gateway,
         "--ip-range",
         "192.168.0.128/25",
     ]);
@@ -78,33 +83,38 @@ fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
 #[test]
 fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
     let mut lab = Lab::new("route");
-    // A router on the switch: 192.168.0.1 is br0 itself in the switch
-    // namespace; give it a second subnet on a dummy-free veth stub.
+    // Seed 000's gateway: a router namespace of its own on the switch
+    // (192.168.0.2 on the LAN), forwarding to a second subnet where "far" is.
+    let router = lab
+        .world
+        .host(&lab.switch, "router", "lan0", Some("192.168.0.2/24".parse().unwrap()))
+        .unwrap();
     let (far, _) = lab.netns("far");
     {
-        let mut sw = nicslice_kernel::RouteSocket::open_in(&lab.switch).unwrap();
-        sw.create_veth("to-far", "eth0", Some(&far)).unwrap();
-        let l = sw.require_link("to-far", "switch").unwrap();
-        sw.add_address(l.index, "10.8.0.1/24".parse().unwrap()).unwrap();
-        sw.set_up(l.index, true).unwrap();
+        let mut rs = nicslice_kernel::RouteSocket::open_in(&router.netns).unwrap();
+        rs.create_veth("to-far", "eth0", Some(&far)).unwrap();
+        let l = rs.require_link("to-far", "router").unwrap();
+        rs.add_address(l.index, "10.8.0.1/24".parse().unwrap()).unwrap();
+        rs.set_up(l.index, true).unwrap();
         let mut fs = nicslice_kernel::RouteSocket::open_in(&far).unwrap();
         let f = fs.require_link("eth0", "far").unwrap();
         fs.add_address(f.index, "10.8.0.241/24".parse().unwrap()).unwrap();
         fs.set_up(f.index, true).unwrap();
         fs.add_route(&nicslice_kernel::Route::default_via("10.8.0.1".parse().unwrap(), f.index))
             .unwrap();
-        nicslice_kernel::Netns::run(&lab.switch, || {
+        nicslice_kernel::Netns::run(&router.netns, || {
             nicslice_kernel::sysctl::write("net.ipv4.ip_forward", "1")
         })
         .unwrap()
         .unwrap();
     }
-    create_lan(&lab);
+    create_lan_via(&lab, "192.168.0.2");
     let (with, n_with) = lab.netns("with");
     let (without, n_without) = lab.netns("without");
     lab.ok(&["attach", "lan", "--netns", &n_with]);
     lab.ok(&["attach", "lan", "--netns", &n_without, "--no-default-route"]);
     assert_eq!(default_gateway(&without), None);
+    assert_eq!(default_gateway(&with), Some("192.168.0.2".parse().unwrap()), "via the router");
     assert!(ping(&with, "10.8.0.241"), "with the default route the child crosses subnets");
     assert!(!ping(&without, "10.8.0.241"), "without it, it cannot (seed 000)");
 
@@ -117,12 +127,12 @@ fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
         &n_routed,
         "--no-default-route",
         "--route",
-        "10.8.0.0/24,via=192.168.0.1",
+        "10.8.0.0/24,via=192.168.0.2",
     ]);
     assert_eq!(out["routes"][0]["destination"], "10.8.0.0/24", "{out}");
     assert_eq!(default_gateway(&routed), None);
     let far = routes(&routed).into_iter().find(|r| r.destination.to_string() == "10.8.0.0/24");
-    assert_eq!(far.and_then(|r| r.gateway), Some("192.168.0.1".parse().unwrap()));
+    assert_eq!(far.and_then(|r| r.gateway), Some("192.168.0.2".parse().unwrap()));
     assert!(ping(&routed, "10.8.0.241"), "the route to the far subnet is enough");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
     let mine = listed.as_array().unwrap().iter().find(|e| e["netns"] == out["netns"]).unwrap();
