@@ -22,6 +22,17 @@ if [ ! -x /usr/lib/cni/macvlan ]; then
 fi
 export NICSLICE_REQUIRE_REFERENCE=1
 
+# A real CNI runtime for crates/cli/tests/podman.rs: Podman with its CNI
+# backend, runc (crun refuses this machine's hybrid cgroups), and a static
+# busybox as the container's root.
+static_busybox() { [ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" = "install ok installed" ]; }
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! static_busybox; then
+    echo "== installing podman, runc and busybox-static"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends podman runc conmon busybox-static) >/dev/null
+fi
+export NICSLICE_REQUIRE_PODMAN=1
+
 echo "== unit and kernel tests"
 cargo test --workspace --locked
 
