@@ -51,6 +51,7 @@ fn lab_matches_the_model_and_cleans_up() {
     }
     for wanted in [
         "bridge",
+        "bridge-ipv6",
         "vepa",
         "vepa-hairpin",
         "private",
@@ -133,6 +134,15 @@ fn lab_matches_the_model_and_cleans_up() {
         ("seed000", "gw", "mac", "answered"),
     ] {
         assert_eq!(arp(scenario, from, to), want, "{scenario}: ARP {from} -> {to}");
+    }
+    // NDP beside ARP where IPv6 is set up, with the same answers.
+    let s = scenarios.iter().find(|s| s["name"] == "bridge-ipv6").unwrap();
+    let ndp: Vec<_> =
+        s["neighbours"].as_array().unwrap().iter().filter(|n| n["protocol"] == "ndp").collect();
+    assert_eq!(ndp.len(), 12, "every ordered pair of br0, ns3, ns1, ns2");
+    for n in ndp {
+        let (from, to) = (n["from"].as_str().unwrap(), n["to"].as_str().unwrap());
+        assert_eq!(n["observed"].as_str().unwrap(), arp("bridge", from, to), "NDP {from} -> {to}");
     }
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(report["ok"], true);

@@ -50,6 +50,11 @@ fn neutral_sysctls(ns: &Netns, forward: bool) -> Result<()> {
         sysctl::write("net/ipv4/ip_forward", f)?;
         // IPv6 may be disabled in the kernel; forwarding then does not matter.
         let _ = sysctl::write("net/ipv6/conf/all/forwarding", f);
+        // A down parent keeps its IPv6 addresses as it keeps its IPv4 ones, so
+        // that probes from it are sent (and go unanswered).
+        for scope in ["all", "default"] {
+            let _ = sysctl::write(&format!("net/ipv6/conf/{scope}/keep_addr_on_down"), "1");
+        }
         Ok(())
     })?
 }

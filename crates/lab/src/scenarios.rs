@@ -3,6 +3,9 @@
 //! match, nodst, macvtap), each with a name for `--only` and the link kind and
 //! mode it exercises for `--mode`.
 
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
 use nicslice_model::MacvlanMode;
 use nicslice_model::reach::{
     ChildKind, ChildMode, IpvlanFlag, IpvlanMode, MacRef, Topology, presets,
@@ -42,6 +45,29 @@ fn nodst(mut t: Topology, description: &str) -> Topology {
     t
 }
 
+/// `t` with an IPv6 address beside every first IPv4 one (fd00::X:Y/64 for a.b.X.Y),
+/// described as `description`: the echo still goes to the IPv4 address, NDP
+/// solicitations go beside the ARP requests.
+fn dual_stack(mut t: Topology, description: &str) -> Topology {
+    t.description = description.to_string();
+    let add = |addrs: &mut Vec<IpNet>| {
+        let v6 = match addrs.first().map(|a| a.addr()) {
+            Some(IpAddr::V4(v4)) => {
+                let o = v4.octets();
+                Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, u16::from(o[2]), u16::from(o[3]))
+            }
+            _ => return,
+        };
+        addrs.extend(IpNet::new(v6.into(), 64).ok());
+    };
+    add(&mut t.switch.addresses);
+    for h in &mut t.hosts {
+        add(&mut h.addresses);
+        h.children.iter_mut().for_each(|c| add(&mut c.addresses));
+    }
+    t
+}
+
 /// Every experiment, in the order they are reported: per mode seed 003's matrix
 /// (switch, parent, siblings) and then seed 000's world with that mode on node1
 /// (the other host and its child, the router's far side with and without a
@@ -75,6 +101,14 @@ pub fn all() -> Vec<Scenario> {
     };
     vec![
         scenario("bridge", "bridge", presets::seed003(MacvlanMode::Bridge)),
+        scenario(
+            "bridge-ipv6",
+            "bridge",
+            dual_stack(
+                presets::seed003(MacvlanMode::Bridge),
+                "seed 003 with IPv6 beside IPv4: NDP as well as ARP",
+            ),
+        ),
         scenario("seed000", "bridge", presets::seed000()),
         scenario("seed000-fixed", "bridge", presets::seed000_fixed()),
         scenario("vepa", "vepa", presets::seed003(MacvlanMode::Vepa)),

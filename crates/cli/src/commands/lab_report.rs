@@ -43,7 +43,8 @@ pub fn progress_line(r: &ScenarioResult, n: usize, total: usize, color: bool) ->
 
 /// What the cells say, printed under each matrix.
 const LEGEND: &str = "Cells: echo/ARP (pass or -- for the ping, then yes or no for an answer to an ARP \
-    request on the shared subnet); ! marks a mismatch with the model, n/a and ? what was not probed.";
+    request on the shared subnet, and /NDP likewise where IPv6 is set up); ! marks a mismatch with \
+    the model, n/a and ? what was not probed.";
 
 /// The cell's text and whether it is as predicted: "pass", "--" (blocked), then
 /// "/yes" or "/no" for each ARP/NDP request of the pair; "!" after a part that
@@ -178,7 +179,9 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
         if eps.is_empty() {
             continue;
         }
-        let width = eps.iter().map(|e| e.chars().count()).max().unwrap_or(4).max(9);
+        let cells = r.observations.iter().map(|o| cell(r, Some(o)).0.chars().count());
+        let names = eps.iter().map(|e| e.chars().count());
+        let width = names.chain(cells).max().unwrap_or(4).max(9);
         let _ = write!(out, "  {:<width$}", "from \\ to");
         for e in &eps {
             let _ = write!(out, " {:>width$}", e);
