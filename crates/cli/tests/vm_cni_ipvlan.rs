@@ -2,7 +2,8 @@
 //! the `nicslice` binary run as nicslice-ipvlan with nicslice-ipam, as a CNI
 //! runtime calls it, in the lab's namespaces. ADD in l2 and l3 (default
 //! route through the device, seed 001), the port flag reaching the kernel,
-//! CHECK, DEL, DEL without the master, and a refused MAC. On a host without
+//! CHECK, DEL, DEL without the master, a refused MAC, and chained mode (the
+//! master is the previous plugin's interface in the container). On a host without
 //! `NICSLICE_VM` each test says so and returns.
 
 mod common;
@@ -33,13 +34,24 @@ fn plugin_dir() -> std::path::PathBuf {
 
 /// Runs nicslice-ipvlan in the lab's host namespace; (success, stdout JSON).
 fn call(lab: &Lab, cmd: &str, netns: &str, id: &str, conf: &Value) -> (bool, Value) {
+    call_as(lab, cmd, netns, id, "eth0", conf)
+}
+
+fn call_as(
+    lab: &Lab,
+    cmd: &str,
+    netns: &str,
+    id: &str,
+    ifname: &str,
+    conf: &Value,
+) -> (bool, Value) {
     let dir = plugin_dir();
     let _inside = lab.host.netns.enter().unwrap();
     let mut child = Command::new(dir.join("nicslice-ipvlan"))
         .env("CNI_COMMAND", cmd)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
+        .env("CNI_IFNAME", ifname)
         .env("CNI_PATH", &dir)
         .env_remove("NICSLICE_FAIL_AT")
         .stdin(Stdio::piped())
@@ -119,4 +131,43 @@ fn ipvlan_refuses_a_mac_before_touching_anything() {
     assert!(!ok);
     assert_eq!(err["code"], 7, "{err}");
     assert!(non_lo(&ns).is_empty());
+}
+
+#[test]
+fn chained_ipvlan_rides_on_the_previous_plugins_interface() {
+    if !in_vm() {
+        return;
+    }
+    let mut lab = Lab::new("vmcnichain");
+    let (ns, name) = lab.netns("c1");
+    let path = format!("/run/netns/{name}");
+    // What a previous plugin (host-device, say) left: eth0 in the container.
+    {
+        let mut host = nicslice_kernel::RouteSocket::open_in(&lab.host.netns).unwrap();
+        host.create_veth("prev0", "eth0", Some(&ns)).unwrap();
+        let mut c = nicslice_kernel::RouteSocket::open_in(&ns).unwrap();
+        let eth0 = c.require_link("eth0", "container").unwrap();
+        c.set_up(eth0.index, true).unwrap();
+    }
+    let prev = json!({"cniVersion": "1.1.0",
+        "interfaces": [{"name": "eth0", "sandbox": path}],
+        "ips": [{"address": "192.168.7.5/24", "interface": 0}]});
+    let conf = json!({"cniVersion": "1.1.0", "name": "chain", "type": "nicslice-ipvlan",
+        "mode": "l2", "prevResult": prev});
+    let (ok, result) = call_as(&lab, "ADD", &path, "c1", "ipv0", &conf);
+    assert!(ok, "chained ADD: {result}");
+    let ipv0 = link(&ns, "ipv0").expect("ipv0 in the container");
+    let eth0 = link(&ns, "eth0").unwrap();
+    assert_eq!(ipv0.kind.as_deref(), Some("ipvlan"));
+    assert_eq!(ipv0.parent_index, Some(eth0.index), "the previous interface is the master");
+    assert_eq!(addresses(&ns, "ipv0"), vec!["192.168.7.5/24"], "prevResult's address, no IPAM");
+    // The chain's interfaces pass through; ours comes last and holds the address.
+    assert_eq!(result["interfaces"][0]["name"], "eth0", "{result}");
+    assert_eq!(result["interfaces"][1]["name"], "ipv0", "{result}");
+    assert_eq!(result["ips"][0]["interface"], 1, "{result}");
+    let mut check = conf.clone();
+    check["prevResult"] = result;
+    assert!(call_as(&lab, "CHECK", &path, "c1", "ipv0", &check).0, "CHECK");
+    assert!(call_as(&lab, "DEL", &path, "c1", "ipv0", &check).0, "DEL");
+    assert!(link(&ns, "ipv0").is_none() && link(&ns, "eth0").is_some(), "DEL removes only ipv0");
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::conf::NetConf;
 use crate::env::CallEnv;
 use crate::error::{CniError, Result};
+use crate::result::CniResult;
 
 /// Which link plugin is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,10 @@ pub struct LinkConf {
     /// 802.1Q: the parent is `master.vlan` (it must exist).
     pub vlan: Option<u16>,
     pub link_in_container: bool,
+    /// ipvlan chained after another plugin: no `master` but a `prevResult`,
+    /// whose interface in the container is the master (as the reference
+    /// ipvlan plugin does); its addresses serve when there is no IPAM.
+    pub chained: bool,
     /// `None` or 0 in the config: the parent's MTU.
     pub mtu: Option<u32>,
     pub mac: Option<MacAddr>,
@@ -95,6 +100,31 @@ enum Flags {
     None,
     List(Vec<String>),
     One(String),
+}
+
+/// The master of a chained ipvlan: the one interface of `prev` in the
+/// container other than the one being made (CHECK and DEL see it in
+/// `prevResult` too). Where no interface names its sandbox, any other one.
+fn chained_master(prev: &CniResult, ifname: &str) -> Result<String> {
+    let others: Vec<&str> = prev
+        .interfaces
+        .iter()
+        .filter(|i| !i.name.is_empty() && i.name != ifname)
+        .map(|i| i.name.as_str())
+        .collect();
+    let in_container: Vec<&str> = prev
+        .interfaces
+        .iter()
+        .filter(|i| !i.name.is_empty() && i.name != ifname && !i.sandbox.is_empty())
+        .map(|i| i.name.as_str())
+        .collect();
+    match (in_container.as_slice(), others.as_slice()) {
+        ([one], _) | ([], [one]) => Ok(one.to_string()),
+        _ => Err(CniError::config(format!(
+            "chained ipvlan: prevResult must list exactly one interface in the container to be the master (found {:?}); or set master",
+            if in_container.is_empty() { &others } else { &in_container }
+        ))),
+    }
 }
 
 fn parse_mac(what: &str, s: &str) -> Result<MacAddr> {
@@ -150,11 +180,19 @@ impl LinkConf {
         if keys.vlan.is_some_and(|v| v == 0 || v > 4094) {
             return Err(CniError::config("vlan must be 1 to 4094"));
         }
+        let mut master = Some(keys.master).filter(|m| !m.is_empty());
+        let mut link_in_container = keys.link_in_container;
+        let chained = family == Family::Ipvlan && master.is_none() && conf.prev_result.is_some();
+        if let (true, Some(prev)) = (chained, &conf.prev_result) {
+            master = Some(chained_master(prev, &env.ifname)?);
+            link_in_container = true;
+        }
         Ok(LinkConf {
             driver,
-            master: Some(keys.master).filter(|m| !m.is_empty()),
+            master,
             vlan: keys.vlan,
-            link_in_container: keys.link_in_container,
+            link_in_container,
+            chained,
             mtu,
             mac,
             kind,
@@ -242,6 +280,36 @@ mod tests {
         let c = NetConf::parse(json.into_bytes()).unwrap();
         let env = CallEnv::from_vars(&[("CNI_ARGS", cni_args.to_string())]).unwrap();
         LinkConf::parse(family, &c, &env)
+    }
+
+    #[test]
+    fn chained_ipvlan_takes_the_previous_interface_as_master() {
+        let chained = |prev: &str, ifname: &str| {
+            let json = format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","type":"t","prevResult":{{"cniVersion":"1.1.0",{prev}}}}}"#
+            );
+            let c = NetConf::parse(json.into_bytes()).unwrap();
+            let env = CallEnv::from_vars(&[("CNI_IFNAME", ifname.to_string())]).unwrap();
+            LinkConf::parse(Family::Ipvlan, &c, &env)
+        };
+        let one = r#""interfaces":[{"name":"eth0","sandbox":"/run/netns/c"}]"#;
+        let c = chained(one, "ipv0").unwrap();
+        assert_eq!(
+            (c.master.as_deref(), c.chained, c.link_in_container),
+            (Some("eth0"), true, true)
+        );
+        // CHECK's prevResult lists the ipvlan itself too, and host-side interfaces don't count.
+        let check = r#""interfaces":[{"name":"veth1"},{"name":"eth0","sandbox":"/c"},{"name":"ipv0","sandbox":"/c"}]"#;
+        assert_eq!(chained(check, "ipv0").unwrap().master.as_deref(), Some("eth0"));
+        let two = r#""interfaces":[{"name":"a","sandbox":"/c"},{"name":"b","sandbox":"/c"}]"#;
+        assert!(chained(two, "ipv0").unwrap_err().msg.contains("exactly one interface"));
+        // macvlan has no chained mode: no master means the default route's interface.
+        let json = format!(
+            r#"{{"cniVersion":"1.1.0","name":"n","type":"t","prevResult":{{"cniVersion":"1.1.0",{one}}}}}"#
+        );
+        let c = NetConf::parse(json.into_bytes()).unwrap();
+        let m = LinkConf::parse(Family::Macvlan, &c, &CallEnv::default()).unwrap();
+        assert_eq!((m.master, m.chained), (None, false));
     }
 
     #[test]

@@ -186,12 +186,26 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let mut undo = UndoLog::default();
     // create_link pushes its undo only once the link exists, with its sockets.
     let (mut c, link) = make_link(conf, ifname, env, faults, &mut undo)?;
-    let ipam_result = match lease(ipam.as_ref(), net, env) {
-        Ok(r) => r,
-        Err(e) => return Err(undo_all(undo, Some(&mut c), e)),
+    let ipam_result = match (&ipam, &net.prev_result) {
+        // Chained without IPAM: the previous plugin's addresses, as the
+        // reference ipvlan plugin takes them.
+        (None, Some(prev)) if c.conf.chained => {
+            CniResult { interfaces: Vec::new(), ..prev.clone() }
+        }
+        _ => match lease(ipam.as_ref(), net, env) {
+            Ok(r) => r,
+            Err(e) => return Err(undo_all(undo, Some(&mut c), e)),
+        },
     };
+    // A chained plugin passes the interfaces before it through (the spec's
+    // rule for a chain) and adds its own; the addresses are on the new one.
+    let mut interfaces = match &net.prev_result {
+        Some(prev) if c.conf.chained => prev.interfaces.clone(),
+        _ => Vec::new(),
+    };
+    let ours = interfaces.len();
     let ips: Vec<IpConfig> =
-        ipam_result.ips.iter().map(|i| IpConfig { interface: Some(0), ..i.clone() }).collect();
+        ipam_result.ips.iter().map(|i| IpConfig { interface: Some(ours), ..i.clone() }).collect();
     let routes = plan_routes(&c.conf, &ips, &ipam_result.routes);
     let addresses: Vec<IpNet> = ips.iter().map(|i| i.address).collect();
     let kernel_routes: Vec<Route> = routes.iter().map(kernel_route).collect();
@@ -226,7 +240,8 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     // A default route the namespace already had was kept, not added: leave it out.
     let kept = |r: &RouteConfig| added.iter().any(|k| k.destination == r.dst && k.gateway == r.gw);
     let routes = routes.into_iter().filter(kept).collect();
-    Ok(CniResult { interfaces: vec![interface], ips, routes, dns })
+    interfaces.push(interface);
+    Ok(CniResult { interfaces, ips, routes, dns })
 }
 
 /// Best-effort IPAM DEL after a failed ADD; its own failure is reported on stderr.
