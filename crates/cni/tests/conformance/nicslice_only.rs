@@ -150,3 +150,38 @@ fn concurrent_ipam_calls_get_distinct_addresses_without_errors() {
     ips.dedup();
     assert_eq!(ips.len(), CALLS, "an address was handed out twice: {ips:?}");
 }
+
+#[test]
+fn nicslice_macvlan_delegates_to_other_ipam_plugins() {
+    // IPAM found in CNI_PATH and run as the spec says: Debian's host-local and
+    // static beside nicslice's plugins.
+    let Some(reference) = crate::harness::reference() else { return };
+    let imp = nicslice();
+    let mut net = Net::new("cnideleg");
+    let cni_path = format!("{}:{}", imp.dir.display(), reference.dir.display());
+    let cases = [
+        (
+            json!({"type": "static", "addresses": [{"address": "192.168.0.77/24", "gateway": "192.168.0.1"}]}),
+            "192.168.0.77/24",
+        ),
+        (
+            json!({"type": "host-local", "subnet": "192.168.0.0/24", "rangeStart": "192.168.0.70",
+                "rangeEnd": "192.168.0.71", "gateway": "192.168.0.1",
+                "dataDir": net.data_dir.join("host-local")}),
+            "192.168.0.70/24",
+        ),
+    ];
+    for (ipam, address) in cases {
+        let c = net.container();
+        let mut conf = net.conf(&imp, "1.0.0", Value::Null, Value::Null);
+        conf["ipam"] = ipam;
+        let env = [("CNI_PATH", cni_path.as_str())];
+        let result = net.call_env(&imp, "ADD", Some(&c), &conf, &env).expect_ok("ADD");
+        assert_eq!(result["ips"][0]["address"], address, "{result}");
+        assert_eq!(c.addresses("eth0"), [address]);
+        assert_eq!(c.default_gateway(false), Some("192.168.0.1".parse().unwrap()));
+        assert!(c.ping("192.168.0.1"), "the switch answers");
+        net.call_env(&imp, "DEL", Some(&c), &conf, &env).expect_ok("DEL");
+        assert!(c.link("eth0").is_none());
+    }
+}
