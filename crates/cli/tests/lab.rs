@@ -152,6 +152,29 @@ fn lab_matches_the_model_and_cleans_up() {
             assert_eq!(arp(scenario, from, to), want, "{scenario}: ARP {from} -> {to}");
         }
     }
+    // ipvlan l3/l3s port flags, where the kernel has ipvlan: PRIVATE and VEPA cut
+    // the siblings apart (hairpin does not bring VEPA's back, the children being
+    // NOARP); a router routing the children via the host does, and brings the host
+    // its own children too.
+    for mode in ["l3", "l3s"] {
+        let name = |flag: &str| format!("ipvlan-{mode}-{flag}");
+        for flag in ["private", "vepa", "vepa-hairpin", "vepa-routed"] {
+            assert!(scenarios.iter().any(|s| s["name"] == name(flag)), "{} missing", name(flag));
+        }
+        let mut facts = vec![
+            (name("private"), "net1", "net2", "blocked"),
+            (name("private"), "net1", "host", "blocked"),
+            (name("vepa"), "net1", "net2", "blocked"),
+            (name("vepa-hairpin"), "net2", "net1", "blocked"),
+            (name("vepa-routed"), "net1", "net2", "pass"),
+            (name("vepa-routed"), "host", "net2", "pass"),
+            (name("vepa-routed"), "lan", "net1", "blocked"),
+        ];
+        facts.retain(|(s, ..)| ran(s));
+        for (scenario, from, to, want) in facts {
+            assert_eq!(cell(&scenario, from, to), want, "{scenario}: {from} -> {to}");
+        }
+    }
     // NDP beside ARP where IPv6 is set up, with the same answers.
     let s = scenarios.iter().find(|s| s["name"] == "bridge-ipv6").unwrap();
     let ndp: Vec<_> =

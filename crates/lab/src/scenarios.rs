@@ -99,6 +99,8 @@ pub fn all() -> Vec<Scenario> {
         }
         t
     };
+    // Seed 001's two subnets with l3/l3s children under a port flag.
+    let l3_flag = presets::seed001_flag;
     vec![
         scenario("bridge", "bridge", presets::seed003(MacvlanMode::Bridge)),
         scenario(
@@ -180,5 +182,21 @@ pub fn all() -> Vec<Scenario> {
         ipvlan("ipvlan-private", "l2", ipvlan_flag(IpvlanFlag::Private, false)),
         ipvlan("ipvlan-vepa", "l2", ipvlan_flag(IpvlanFlag::Vepa, false)),
         ipvlan("ipvlan-vepa-hairpin", "l2", ipvlan_flag(IpvlanFlag::Vepa, true)),
+        ipvlan("ipvlan-l3-private", "l3", l3_flag(IpvlanMode::L3, IpvlanFlag::Private, false)),
+        ipvlan("ipvlan-l3-vepa", "l3", l3_flag(IpvlanMode::L3, IpvlanFlag::Vepa, false)),
+        ipvlan("ipvlan-l3-vepa-hairpin", "l3", l3_flag(IpvlanMode::L3, IpvlanFlag::Vepa, true)),
+        ipvlan("ipvlan-l3s-private", "l3s", l3_flag(IpvlanMode::L3s, IpvlanFlag::Private, false)),
+        ipvlan("ipvlan-l3s-vepa", "l3s", l3_flag(IpvlanMode::L3s, IpvlanFlag::Vepa, false)),
+        ipvlan("ipvlan-l3s-vepa-hairpin", "l3s", l3_flag(IpvlanMode::L3s, IpvlanFlag::Vepa, true)),
+        ipvlan(
+            "ipvlan-l3-vepa-routed",
+            "l3",
+            presets::seed001_routed(l3_flag(IpvlanMode::L3, IpvlanFlag::Vepa, false)),
+        ),
+        ipvlan(
+            "ipvlan-l3s-vepa-routed",
+            "l3s",
+            presets::seed001_routed(l3_flag(IpvlanMode::L3s, IpvlanFlag::Vepa, false)),
+        ),
     ]
 }

@@ -111,6 +111,27 @@ fn siblings(w: &World, h: usize, a: StId, b: StId, drop: Drop) -> Verdict {
         );
         return make(Rule::IpvlanPrivate, body, Some(fix));
     }
+    if let Drop::IpvlanVepaL3 { .. } = drop {
+        let host = &w.hosts[h];
+        let body = format!(
+            "with the vepa flag, ipvlan on {on} does not deliver traffic from {} to {} inside the kernel: {} routes it out of {}, and it does not come back (the child is NOARP, so hairpin does not help)",
+            name(w, a),
+            name(w, b),
+            host.name,
+            host.parent_if
+        );
+        let target = first_addr(w, b);
+        let fix = match w.st(host.parent).addrs.first() {
+            Some(via) => format!(
+                "drop the vepa flag on {}, or route {target} from {} through a router that routes it back via {}",
+                host.parent_if,
+                host.name,
+                via.addr()
+            ),
+            None => format!("drop the vepa flag on {}", host.parent_if),
+        };
+        return make(Rule::IpvlanVepaL3, body, Some(fix));
+    }
     if let Some(p) = [a, b].into_iter().find(|s| mode(*s) == Some(MacvlanMode::Private)) {
         let other = if p == a { b } else { a };
         let body = format!(

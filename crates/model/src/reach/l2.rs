@@ -57,6 +57,9 @@ pub(crate) enum Drop {
     PassthruTakesAll { child: StId },
     /// The ipvlan PRIVATE flag drops child-to-child frames.
     IpvlanPrivate { host: usize },
+    /// The ipvlan VEPA flag in l3/l3s: a packet for a sibling is routed by host
+    /// `host`'s namespace out of the parent and does not come back (set by `l3.rs`).
+    IpvlanVepaL3 { host: usize },
     /// ipvlan l3/l3s children get no broadcast.
     NoBroadcast { dst: StId },
     /// Different L2 segments.

@@ -114,6 +114,8 @@ impl Walk<'_> {
             }
             let route = w.lookup(ns, dst, None).ok_or(Stop::NoRoute { ns, dst })?;
             let (out, via) = (route.st, route.via);
+            // With VEPA, a sibling's address: the packet leaves through the parent.
+            let mut vepa: Option<(usize, StId)> = None;
             let (egress, next, arp_src) = match w.l3_slave(out) {
                 None => {
                     let local = w.ns_owns(ns, src_ip);
@@ -137,7 +139,12 @@ impl Walk<'_> {
                     // ... anything else is routed in the parent's namespace, out of
                     // the parent (ipvlan_process_v4_outbound, oif = parent): a local
                     // address there is delivered (RTN_LOCAL), no route at all means
-                    // on link for IPv4. The parent ARPs with its own address.
+                    // on link for IPv4. The parent ARPs with its own address. A
+                    // sibling's address (VEPA) comes back only from a router that
+                    // routes it via the host: on link, the sibling is NOARP.
+                    if flag == IpvlanFlag::Vepa {
+                        vepa = w.slave_with(h, Some(dst)).map(|c| (h, c));
+                    }
                     let parent = w.hosts[h].parent;
                     if let Some(host) = w.down_host(parent) {
                         return Err(Stop::Frame {
@@ -152,13 +159,13 @@ impl Walk<'_> {
                     }
                     let r = w.lookup(pns, dst, Some(parent));
                     if r.is_none() && !v4 {
-                        return Err(Stop::NoRoute { ns: pns, dst });
+                        return Err(vepa_stop(out, vepa, Stop::NoRoute { ns: pns, dst }));
                     }
                     let next = r.and_then(|r| r.via).unwrap_or(dst);
                     (parent, next, w.addr_on(parent, v4).or_else(|| w.any_addr(pns, v4)))
                 }
             };
-            let nb = self.resolve(egress, next, arp_src)?;
+            let nb = self.resolve(egress, next, arp_src).map_err(|s| vepa_stop(out, vepa, s))?;
             let (rx, hop) = l2::ucast(w, egress, nb, Some(dst)).map_err(|drop| Stop::Frame {
                 from: egress,
                 to: nb,
@@ -192,6 +199,20 @@ impl Walk<'_> {
             }
             None => Err(out.stop.unwrap_or(Stop::NoNeighbour { st, ip })),
         }
+    }
+}
+
+/// A VEPA sibling's packet that the parent's routing could not bring back: the
+/// sibling being NOARP, or no route, is the vepa flag's doing.
+fn vepa_stop(from: StId, vepa: Option<(usize, StId)>, stop: Stop) -> Stop {
+    match vepa {
+        Some((host, to))
+            if matches!(stop, Stop::NoRoute { .. })
+                || matches!(stop, Stop::NoArp { owner, .. } if owner == to) =>
+        {
+            Stop::Frame { from, to, drop: Drop::IpvlanVepaL3 { host } }
+        }
+        _ => stop,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The seeds' experiments as topologies, for `nicslice lab` (which builds them on the
 //! real kernel) and for tests: seed 003's mode matrix, seed 000's two nodes with a
 //! gateway and the shim fix (also with node1's children in each macvlan mode), seed
-//! 001's ipvlan children on two subnets.
+//! 001's ipvlan children on two subnets (also under the private and vepa port flags,
+//! with hairpin, and with a router that routes them via the host).
 //! Source-mode lists name endpoints (`"br0"`), not the seeds' random MACs.
 
 use std::net::IpAddr;
@@ -9,8 +10,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::topology::{
-    Child, ChildKind, ChildMode, Host, IpvlanMode, MacRef, Port, Remote, Route, Router, Shim,
-    Switch, Topology,
+    Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
+    Shim, Switch, Topology,
 };
 use crate::link::MacvlanMode;
 
@@ -209,6 +210,47 @@ pub fn seed001(mode: IpvlanMode) -> Topology {
 /// Seed 001's experiment: ipvlan l3.
 pub fn seed001_l3() -> Topology {
     seed001(IpvlanMode::L3)
+}
+
+/// Seed 001 with the port flag `flag` on the parent (every child shares it), and
+/// hairpin on for the host's switch port when `hairpin`.
+pub fn seed001_flag(mode: IpvlanMode, flag: IpvlanFlag, hairpin: bool) -> Topology {
+    let mut t = seed001(mode);
+    let pin = if hairpin { ", hairpin on" } else { "" };
+    t.description =
+        format!("seed 001: ipvlan {} {flag} on two subnets{pin}", ChildMode::from(mode).as_str());
+    for h in &mut t.hosts {
+        h.children.iter_mut().for_each(|c| c.flag = Some(flag));
+        if hairpin {
+            t.switch.ports.push(Port { name: h.name.clone(), hairpin: true });
+        }
+    }
+    t
+}
+
+/// `t` (seed 001) with a router `gw` on the LAN (192.168.0.254/24, far side
+/// 10.8.0.1/16) that routes each child's address via the host's, and the host's
+/// default route through it: traffic the parent's routing sends out comes back.
+pub fn seed001_routed(mut t: Topology) -> Topology {
+    t.description.push_str(", a router routing the children via the host");
+    let gw = addr("192.168.0.254");
+    let mut routes = Vec::new();
+    for h in &mut t.hosts {
+        h.gateway = Some(gw);
+        let via = h.addresses.first().map(|a| a.addr());
+        let addrs = h.children.iter().flat_map(|c| c.addresses.iter());
+        routes.extend(addrs.map(|a| Route { to: IpNet::from(a.addr()), via }));
+    }
+    t.routers.push(Router {
+        name: "gw".to_string(),
+        port: None,
+        lan: net("192.168.0.254/24"),
+        far: net("10.8.0.1/16"),
+        mac: None,
+        gateway: None,
+        routes,
+    });
+    t
 }
 
 fn host(name: &str, parent: &str, addrs: &[&str], gateway: Option<IpAddr>) -> Host {

@@ -95,8 +95,19 @@ pub enum Rule {
     /// parent's MAC") with macvlan_handle_frame (passthru: first vlan gets all unicast);
     /// confirmed by hand on kernel 6.18.
     PassthruTakesParent,
-    /// The ipvlan PRIVATE flag blocks child-to-child traffic. REFERENCE.md.
+    /// The ipvlan PRIVATE flag blocks child-to-child traffic, in l2, l3 and l3s.
+    /// REFERENCE.md; ipvlan_xmit_mode_l2/_l3 drop a packet for a sibling's address.
+    /// Observed in the lab (VM stage, Debian's 6.1): ipvlan-private,
+    /// ipvlan-l3-private, ipvlan-l3s-private.
     IpvlanPrivate,
+    /// The ipvlan VEPA flag in l3/l3s: ipvlan_xmit_mode_l3 skips the sibling lookup,
+    /// so a packet for a sibling is routed in the parent's namespace out of the
+    /// parent onto the wire. It comes back only through a router that routes the
+    /// sibling's address via the host (ipvlan_handle_mode_l3 then delivers it by
+    /// address); hairpin does not help, because on link the parent ARPs for the
+    /// sibling, which is NOARP. Derived from ipvlan_core.c; observed in the lab (VM
+    /// stage, Debian's 6.1): ipvlan-l3-vepa(-hairpin), ipvlan-l3s-vepa(-hairpin).
+    IpvlanVepaL3,
     /// Peers cannot ARP for an ipvlan l3/l3s child (NOARP; the parent does not answer
     /// for it), so it is reachable only through a route via the host's address.
     /// REFERENCE.md "L3/L3S children are NOARP"; seed 001. Same-subnet peers derived
@@ -119,7 +130,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 27] = [
+    pub const ALL: [Rule; 28] = [
         Rule::SameEndpoint,
         Rule::SameSegment,
         Rule::BridgeSiblings,
@@ -140,6 +151,7 @@ impl Rule {
         Rule::SourceBroadcastReturned,
         Rule::PassthruTakesParent,
         Rule::IpvlanPrivate,
+        Rule::IpvlanVepaL3,
         Rule::IpvlanL3NoArp,
         Rule::NoRoute,
         Rule::NoReturnRoute,
@@ -199,6 +211,7 @@ impl Rule {
             SourceBroadcastReturned => "a source-mode child cannot ARP its siblings",
             PassthruTakesParent => "a passthru child takes every unicast frame from its parent",
             IpvlanPrivate => "the ipvlan private flag blocks child-to-child traffic",
+            IpvlanVepaL3 => "ipvlan l3/l3s vepa siblings come back only through a router",
             IpvlanL3NoArp => "peers cannot ARP for ipvlan l3/l3s children",
             NoRoute => "the sender has no route to the destination",
             NoReturnRoute => "the reply has no route back",

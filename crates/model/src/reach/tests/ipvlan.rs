@@ -1,8 +1,9 @@
-//! ipvlan rules: l2 siblings and flags, l3/l3s siblings across subnets, NOARP l3
-//! children and the route via the host, the parent, an ipvlan shim.
+//! ipvlan rules: l2 siblings and flags, l3/l3s siblings across subnets and their
+//! flags (private, vepa out through the parent's routing and back via a router),
+//! NOARP l3 children and the route via the host, the parent, an ipvlan shim.
 
-use super::{blocked, blocked2, ipv, lan, pass2, verdict};
-use crate::reach::presets::net;
+use super::{blocked, blocked2, ipv, lan, pass, pass2, router_r, verdict};
+use crate::reach::presets::{addr, net};
 use crate::reach::{ChildMode, IpvlanFlag, Reach, Route, Rule, Shim, Topology};
 
 use ChildMode::{L2, L3, L3s};
@@ -117,4 +118,81 @@ fn an_l2_ipvlan_child_reaches_other_hosts_children() {
     let mut t = lan(vec![ipv("a", L2, "10.0.0.10/24")], false);
     t.hosts[1].children = vec![ipv("c", L2, "10.0.0.30/24")];
     pass2(&t, "a", "c", Rule::SameSegment);
+}
+
+/// `lan` with l3/l3s children a (10.1.0.10) and b (10.2.0.10) under `flag`, hairpin
+/// on the host's port as given.
+fn l3_pair(mode: ChildMode, flag: IpvlanFlag, hairpin: bool) -> Topology {
+    let t = lan(vec![ipv("a", mode, "10.1.0.10/24"), ipv("b", mode, "10.2.0.10/24")], hairpin);
+    flagged(t, flag)
+}
+
+/// `t` with router r on the LAN (10.0.0.254) routing the children via h (10.0.0.2),
+/// and h's default route through it.
+fn routed(mut t: Topology) -> Topology {
+    let via = Some(addr("10.0.0.2"));
+    let routes = ["10.1.0.10/32", "10.2.0.10/32"].map(|n| Route { to: net(n), via });
+    t.routers.push(router_r(routes.to_vec()));
+    t.hosts[0].gateway = Some(addr("10.0.0.254"));
+    t
+}
+
+#[test]
+fn l3_private_blocks_siblings_even_through_a_router() {
+    for mode in [L3, L3s] {
+        for t in [
+            l3_pair(mode, IpvlanFlag::Private, true),
+            routed(l3_pair(mode, IpvlanFlag::Private, false)),
+        ] {
+            blocked2(&t, "a", "b", Rule::IpvlanPrivate);
+            assert!(
+                verdict(&t, "a", "b").fix.unwrap_or_default().contains("drop the private flag")
+            );
+        }
+    }
+}
+
+#[test]
+fn l3_vepa_siblings_leave_through_the_parent_and_do_not_come_back() {
+    for (mode, hairpin) in [(L3, false), (L3, true), (L3s, false), (L3s, true)] {
+        let t = l3_pair(mode, IpvlanFlag::Vepa, hairpin);
+        blocked2(&t, "a", "b", Rule::IpvlanVepaL3);
+        let v = verdict(&t, "a", "b");
+        assert!(v.reason.contains("h routes it out of eth0"), "{}", v.reason);
+        let fix = v.fix.unwrap_or_default();
+        assert!(fix.contains("drop the vepa flag on eth0"), "{fix}");
+        assert!(fix.contains("route 10.2.0.10 from h through a router"), "{fix}");
+        // Everything but the siblings is as with the bridge flag.
+        let bridge = l3_pair(mode, IpvlanFlag::Bridge, hairpin);
+        for (from, to) in [("a", "sw"), ("sw", "a"), ("a", "h"), ("h", "b"), ("b", "h2")] {
+            assert_eq!(
+                verdict(&t, from, to).reach,
+                verdict(&bridge, from, to).reach,
+                "{from} -> {to}"
+            );
+        }
+    }
+}
+
+#[test]
+fn l3_vepa_siblings_meet_through_a_router_that_routes_them_via_the_host() {
+    for mode in [L3, L3s] {
+        let t = routed(l3_pair(mode, IpvlanFlag::Vepa, false));
+        pass2(&t, "a", "b", Rule::Routed);
+        assert!(verdict(&t, "a", "b").reason.contains("r routes between a and b"));
+        // The host's default route brings its own children back to it as well.
+        pass2(&t, "h", "a", Rule::Routed);
+        pass2(&t, "r", "b", Rule::IpvlanRoutedViaParent);
+        // Without the vepa flag the siblings stay inside the kernel.
+        let t = routed(l3_pair(mode, IpvlanFlag::Bridge, false));
+        pass2(&t, "a", "b", Rule::IpvlanL3Siblings);
+    }
+}
+
+#[test]
+fn l3_vepa_ipv6_siblings_have_no_route_in_the_parent() {
+    let t = lan(vec![ipv("a", L3, "fd00:1::10/64"), ipv("b", L3, "fd00:2::10/64")], false);
+    let t = flagged(t, IpvlanFlag::Vepa);
+    blocked(&t, "a", "b", Rule::IpvlanVepaL3);
+    pass(&flagged(t, IpvlanFlag::Bridge), "a", "b", Rule::IpvlanL3Siblings);
 }

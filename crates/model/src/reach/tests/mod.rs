@@ -9,8 +9,8 @@ mod topology;
 
 use super::presets::{child, net};
 use super::{
-    Child, ChildKind, ChildMode, EndpointRef, Host, Port, Reach, Rule, Switch, Topology, Verdict,
-    predict,
+    Child, ChildKind, ChildMode, EndpointRef, Host, Port, Reach, Route, Router, Rule, Switch,
+    Topology, Verdict, predict,
 };
 
 /// The verdict for `from -> to`; the topology must be valid.
@@ -93,4 +93,17 @@ fn mv(name: &str, mode: ChildMode, n: u8) -> Child {
 /// An ipvlan child `name` in `mode` at `addr`, with a `default dev` route.
 fn ipv(name: &str, mode: ChildMode, addr: &str) -> Child {
     Child { default_dev: true, ..child(name, ChildKind::Ipvlan, mode, addr) }
+}
+
+/// Router `r` on `lan`'s LAN (10.0.0.254/24), far side 10.8.0.1/24, with `routes`.
+fn router_r(routes: Vec<Route>) -> Router {
+    Router {
+        name: "r".to_string(),
+        port: None,
+        lan: net("10.0.0.254/24"),
+        far: net("10.8.0.1/24"),
+        mac: None,
+        gateway: None,
+        routes,
+    }
 }

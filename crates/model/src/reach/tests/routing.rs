@@ -1,7 +1,7 @@
 //! Routing rules: a second subnet through a router, missing routes either way, a
 //! gateway nobody answers for, a host that does not forward, loops, addresses.
 
-use super::{blocked, blocked2, lan, mv, pass, pass2, verdict};
+use super::{blocked, blocked2, lan, mv, pass, pass2, router_r, verdict};
 use crate::reach::presets::{addr, net};
 use crate::reach::{ChildMode, EndpointRef, Remote, Route, Router, Rule, Topology, predict};
 
@@ -11,15 +11,7 @@ fn routed(a_gw: Option<&str>, x_gw: bool) -> Topology {
     let mut a = mv("a", ChildMode::Bridge, 10);
     a.gateway = a_gw.map(addr);
     let mut t = lan(vec![a], false);
-    t.routers.push(Router {
-        name: "r".to_string(),
-        port: None,
-        lan: net("10.0.0.254/24"),
-        far: net("10.8.0.1/24"),
-        mac: None,
-        gateway: None,
-        routes: Vec::new(),
-    });
+    t.routers.push(router_r(Vec::new()));
     t.remotes.push(Remote {
         name: "x".to_string(),
         router: None,

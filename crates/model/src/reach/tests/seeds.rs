@@ -1,7 +1,7 @@
 //! The seeds' observations, exactly as the articles report them.
 
 use super::{blocked, blocked2, pass, pass2};
-use crate::link::MacvlanMode;
+use crate::link::{IpvlanFlag, IpvlanMode, MacvlanMode};
 use crate::reach::presets;
 use crate::reach::{ChildKind, Reach, Rule, matrix};
 
@@ -188,6 +188,37 @@ fn seed001_l3() {
     blocked(&t, "net1", "net2", Rule::NoRoute);
 }
 
+/// Seed 001 under each port flag, as the lab observes it (VM stage, 6.1): PRIVATE
+/// and VEPA block the siblings, hairpin does not bring VEPA's back, a router that
+/// routes the children via the host does; nothing else changes.
+#[test]
+fn seed001_flags() {
+    for mode in [IpvlanMode::L3, IpvlanMode::L3s] {
+        let bridge = presets::seed001(mode);
+        for (flag, hairpin, rule) in [
+            (IpvlanFlag::Private, false, Rule::IpvlanPrivate),
+            (IpvlanFlag::Vepa, false, Rule::IpvlanVepaL3),
+            (IpvlanFlag::Vepa, true, Rule::IpvlanVepaL3),
+        ] {
+            let t = presets::seed001_flag(mode, flag, hairpin);
+            blocked2(&t, "net1", "net2", rule);
+            let (m, b) = (matrix(&t).unwrap_or_default(), matrix(&bridge).unwrap_or_default());
+            for (x, y) in m.iter().zip(&b) {
+                if (x.from.0.as_str(), x.to.0.as_str()) != ("net1", "net2")
+                    && (x.from.0.as_str(), x.to.0.as_str()) != ("net2", "net1")
+                {
+                    assert_eq!(x.verdict.reach, y.verdict.reach, "{flag}: {} -> {}", x.from, x.to);
+                }
+            }
+        }
+        let t = presets::seed001_routed(presets::seed001_flag(mode, IpvlanFlag::Vepa, false));
+        pass2(&t, "net1", "net2", Rule::Routed);
+        pass2(&t, "host", "net1", Rule::Routed);
+        pass2(&t, "gw", "net2", Rule::IpvlanRoutedViaParent);
+        blocked(&t, "lan", "net1", Rule::NoRoute);
+    }
+}
+
 /// Every preset is valid and its matrix has one cell per ordered pair.
 #[test]
 fn presets_are_valid() {
@@ -195,9 +226,15 @@ fn presets_are_valid() {
     all.extend(MacvlanMode::ALL.map(presets::seed003));
     all.extend(MacvlanMode::ALL.map(presets::seed003_hairpin));
     all.push(presets::seed001_l3());
+    for mode in IpvlanMode::ALL {
+        for flag in [IpvlanFlag::Bridge, IpvlanFlag::Private, IpvlanFlag::Vepa] {
+            all.push(presets::seed001_flag(mode, flag, true));
+            all.push(presets::seed001_routed(presets::seed001_flag(mode, flag, false)));
+        }
+    }
     all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvlan, m, false)));
     all.extend(MacvlanMode::ALL.map(|m| presets::seed000_mode(ChildKind::Macvtap, m, true)));
-    for mode in crate::link::IpvlanMode::ALL {
+    for mode in IpvlanMode::ALL {
         all.push(presets::seed000_mode(ChildKind::Ipvlan, mode, false));
     }
     for t in all {
