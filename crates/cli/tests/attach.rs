@@ -242,21 +242,7 @@ fn every_failing_attach_step_is_undone() {
 #[test]
 fn ipv6_children_get_their_address_and_route_and_reach_each_other() {
     let mut lab = Lab::new("att6");
-    lab.ok(&[
-        "network",
-        "create",
-        "v6",
-        "--parent",
-        "eth0",
-        "--mode",
-        "bridge",
-        "--subnet",
-        "192.168.0.0/24",
-        "--gateway",
-        "192.168.0.1",
-        "--subnet",
-        "fd00:6::/64",
-    ]);
+    lab.lan("v6", &["--mode", "bridge", "--subnet", "fd00:6::/64"]);
     let (ns1, n1) = lab.netns("ns1");
     let (ns2, n2) = lab.netns("ns2");
     lab.ok(&["attach", "v6", "--netns", &n1, "--ip", "192.168.0.21", "--ip", "fd00:6::21"]);

@@ -106,18 +106,10 @@ enum Flags {
 /// container other than the one being made (CHECK and DEL see it in
 /// `prevResult` too). Where no interface names its sandbox, any other one.
 fn chained_master(prev: &CniResult, ifname: &str) -> Result<String> {
-    let others: Vec<&str> = prev
-        .interfaces
-        .iter()
-        .filter(|i| !i.name.is_empty() && i.name != ifname)
-        .map(|i| i.name.as_str())
-        .collect();
-    let in_container: Vec<&str> = prev
-        .interfaces
-        .iter()
-        .filter(|i| !i.name.is_empty() && i.name != ifname && !i.sandbox.is_empty())
-        .map(|i| i.name.as_str())
-        .collect();
+    let candidates = || prev.interfaces.iter().filter(|i| !i.name.is_empty() && i.name != ifname);
+    let others: Vec<&str> = candidates().map(|i| i.name.as_str()).collect();
+    let in_container: Vec<&str> =
+        candidates().filter(|i| !i.sandbox.is_empty()).map(|i| i.name.as_str()).collect();
     match (in_container.as_slice(), others.as_slice()) {
         ([one], _) | ([], [one]) => Ok(one.to_string()),
         _ => Err(CniError::config(format!(

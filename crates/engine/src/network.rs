@@ -81,9 +81,7 @@ impl Engine {
         // Refused here, not at every attach: kernels before 6.4 drop the
         // broadcast cutoff without an error.
         if spec.bclim.is_some() && !nicslice_kernel::macvlan::broadcast_cutoff_supported()? {
-            return Err(EngineError::Invalid(
-                "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later); drop --bclim".into(),
-            ));
+            return Err(EngineError::Invalid(crate::plumb::NO_BCLIM.into()));
         }
         let mut host = self.host_socket()?;
         let faults = self.faults;

@@ -32,6 +32,10 @@ pub struct Realized {
     pub routes: Vec<Route>,
 }
 
+/// The refusal of `--bclim` where the kernel drops it.
+pub(crate) const NO_BCLIM: &str =
+    "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later); drop --bclim";
+
 /// Runs the steps of `plan`; every change is pushed on `undo` as it is made.
 pub fn realize(
     plan: &EndpointPlan,
@@ -49,14 +53,14 @@ pub fn realize(
         .map_err(|e| explain_create(e, &plan.parent_name, name, target_ns.label()))?;
     let link = target.require_link(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: link.index });
-    // Kernels before 6.4 ignore the broadcast cutoff silently: say so.
+    // Kernels before 6.4 ignore the broadcast cutoff silently. `network
+    // create` refuses it there already; this catches a network made before
+    // that check, or under another kernel than the one booted now.
     if let ChildLink::Macvlan(req) = &plan.link
         && req.bclim.is_some()
         && link.macvlan.as_ref().is_some_and(|m| m.bclim.is_none())
     {
-        return Err(EngineError::Invalid(
-            "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later); drop --bclim".into(),
-        ));
+        return Err(EngineError::Invalid(NO_BCLIM.into()));
     }
 
     for addr in &plan.addresses {

@@ -12,18 +12,27 @@ use nicslice_model::{Driver, IfName, MacvlanMode};
 
 use crate::error::{CniError, Code, Result};
 
-/// Builds the do-nothing static binary in `dir`; `/bin/true` (dynamic) if gcc is missing.
-pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
-    let src = dir.join("nothing.c");
-    let bin = dir.join("nothing");
-    let built = std::fs::write(&src, "int main(void) { return 0; }\n").is_ok()
+/// Compiles the C program `code` into a static binary `dir/name`; None if
+/// gcc is missing or fails.
+fn static_c_binary(dir: &Path, name: &str, code: &str) -> Option<PathBuf> {
+    let src = dir.join(format!("{name}.c"));
+    let bin = dir.join(name);
+    let built = std::fs::write(&src, code).is_ok()
         && Command::new("gcc")
             .args(["-static", "-O2", "-s", "-o"])
             .arg(&bin)
             .arg(&src)
             .status()
             .is_ok_and(|s| s.success());
-    if built { (bin, true) } else { (PathBuf::from("/bin/true"), false) }
+    built.then_some(bin)
+}
+
+/// Builds the do-nothing static binary in `dir`; `/bin/true` (dynamic) if gcc is missing.
+pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
+    match static_c_binary(dir, "nothing", "int main(void) { return 0; }\n") {
+        Some(bin) => (bin, true),
+        None => (PathBuf::from("/bin/true"), false),
+    }
 }
 
 /// Builds the RSS probe in `dir`: `rss-probe OUT PROGRAM ARGS...` forks
@@ -31,8 +40,6 @@ pub fn nothing_binary(dir: &Path) -> (PathBuf, bool) {
 /// and environment, and writes the peak RSS of its process tree in KiB to
 /// OUT; it exits with PROGRAM's status. None if gcc is missing.
 pub fn rss_probe(dir: &Path) -> Option<PathBuf> {
-    let src = dir.join("rss-probe.c");
-    let bin = dir.join("rss-probe");
     let code = r#"#include <stdio.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -50,14 +57,7 @@ int main(int argc, char **argv) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 124;
 }
 "#;
-    let built = std::fs::write(&src, code).is_ok()
-        && Command::new("gcc")
-            .args(["-static", "-O2", "-s", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .status()
-            .is_ok_and(|s| s.success());
-    built.then_some(bin)
+    static_c_binary(dir, "rss-probe", code)
 }
 
 /// One ADD's kernel work and one DEL's, timed separately, on open sockets.
