@@ -186,12 +186,12 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let mut undo = UndoLog::default();
     // create_link pushes its undo only once the link exists, with its sockets.
     let (mut c, link) = make_link(conf, ifname, env, faults, &mut undo)?;
-    let ipam_result = match (&ipam, &net.prev_result) {
+    // The previous plugin's result, when this ipvlan is chained after it.
+    let chained_after = net.prev_result.as_ref().filter(|_| c.conf.chained);
+    let ipam_result = match (&ipam, chained_after) {
         // Chained without IPAM: the previous plugin's addresses, as the
         // reference ipvlan plugin takes them.
-        (None, Some(prev)) if c.conf.chained => {
-            CniResult { interfaces: Vec::new(), ..prev.clone() }
-        }
+        (None, Some(prev)) => CniResult { interfaces: Vec::new(), ..prev.clone() },
         _ => match lease(ipam.as_ref(), net, env) {
             Ok(r) => r,
             Err(e) => return Err(undo_all(undo, Some(&mut c), e)),
@@ -199,10 +199,7 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     };
     // A chained plugin passes the interfaces before it through (the spec's
     // rule for a chain) and adds its own; the addresses are on the new one.
-    let mut interfaces = match &net.prev_result {
-        Some(prev) if c.conf.chained => prev.interfaces.clone(),
-        _ => Vec::new(),
-    };
+    let mut interfaces = chained_after.map(|prev| prev.interfaces.clone()).unwrap_or_default();
     let ours = interfaces.len();
     let ips: Vec<IpConfig> =
         ipam_result.ips.iter().map(|i| IpConfig { interface: Some(ours), ..i.clone() }).collect();
