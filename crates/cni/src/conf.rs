@@ -88,7 +88,8 @@ impl NetConf {
                 "the network configuration is not a JSON object",
             ));
         }
-        let common: Common = serde_json::from_value(raw.clone())
+        // Deserialized from the borrowed tree: no copy of the configuration.
+        let common = Common::deserialize(&raw)
             .map_err(|e| CniError::config(format!("network configuration: {e}")))?;
         let version = CniVersion::parse(&common.cni_version)?;
         if common.name.is_empty() {
@@ -124,15 +125,20 @@ impl NetConf {
 
     /// The plugin-specific keys, typed.
     pub fn specific<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
-        serde_json::from_value(self.raw.clone())
+        T::deserialize(&self.raw)
             .map_err(|e| CniError::config(format!("network configuration {:?}: {e}", self.name)))
     }
 }
 
-/// Reads only `cniVersion` (for VERSION, and to tag an early error).
+/// Reads only `cniVersion` (for VERSION, and to tag an early error): the
+/// other keys are skipped, not built into a tree.
 pub fn peek_version(bytes: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(bytes).ok()?;
-    v.get("cniVersion").and_then(Value::as_str).map(str::to_string)
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(default, rename = "cniVersion")]
+        version: Option<String>,
+    }
+    serde_json::from_slice::<Peek>(bytes).ok()?.version
 }
 
 #[cfg(test)]

@@ -93,17 +93,19 @@ fn failure(e: &CniError, version: Option<&str>) -> Outcome {
 
 /// Runs one call: testable without a process.
 pub fn run(plugin: Plugin, env: &CallEnv, stdin: Vec<u8>) -> Outcome {
-    let asked = peek_version(&stdin);
+    // The version asked for is read on its own only where the full parse has
+    // not happened or failed: a successful call takes it from the parse.
     let verb = match Verb::parse(&env.command) {
         Ok(v) => v,
-        Err(e) => return failure(&e, asked.as_deref()),
+        Err(e) => return failure(&e, peek_version(&stdin).as_deref()),
     };
     if verb == Verb::Version {
-        return Outcome { stdout: version_json(asked.as_deref()), exit_code: 0 };
+        return Outcome { stdout: version_json(peek_version(&stdin).as_deref()), exit_code: 0 };
     }
-    let net = match NetConf::parse(stdin) {
+    // A copy (a few hundred bytes) keeps the input for an error's version.
+    let net = match NetConf::parse(stdin.clone()) {
         Ok(n) => n,
-        Err(e) => return failure(&e, asked.as_deref()),
+        Err(e) => return failure(&e, peek_version(&stdin).as_deref()),
     };
     match dispatch(plugin, verb, &net, env) {
         Ok(Some(result)) => {

@@ -113,7 +113,7 @@ impl CniResult {
                 "result in the pre-0.3.0 format (ip4/ip6); configure the plugin for cniVersion 0.3.0 or newer",
             ));
         }
-        serde_json::from_value(value.clone())
+        CniResult::deserialize(value)
             .map_err(|e| CniError::new(Code::Decode, format!("cannot decode result: {e}")))
     }
 

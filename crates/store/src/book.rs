@@ -43,31 +43,15 @@ impl LeaseBook for TxBook<'_> {
     }
 
     fn pop_lowest_freed(&mut self, pool: PoolId) -> Result<Option<u128>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = \
-                 (SELECT min(ip_offset) FROM freed WHERE pool_id = ?1) RETURNING ip_offset",
-            )
-            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
-            .ctx("reusing a released address")?;
-        blob.map(|b| from_blob(&b)).transpose()
+        crate::freed::pop_lowest(self.conn, pool)
     }
 
     fn remove_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = ?2")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("updating released addresses")?;
-        Ok(())
+        crate::freed::remove(self.conn, pool, offset)
     }
 
     fn push_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO freed (pool_id, ip_offset) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("recording a released address")?;
-        Ok(())
+        crate::freed::push(self.conn, pool, offset)
     }
 
     fn insert_lease(

@@ -11,6 +11,7 @@ mod blob;
 mod book;
 pub mod cni_ipam;
 mod error;
+mod freed;
 mod lean;
 mod leases;
 mod owned;

@@ -112,8 +112,8 @@ struct RawRoute {
 impl IpamConf {
     /// Checks the `ipam` object.
     pub fn parse(ipam: &serde_json::Value) -> Result<IpamConf> {
-        let raw: RawIpam = serde_json::from_value(ipam.clone())
-            .map_err(|e| CniError::config(format!("ipam: {e}")))?;
+        let raw: RawIpam =
+            RawIpam::deserialize(ipam).map_err(|e| CniError::config(format!("ipam: {e}")))?;
         let mut raw_sets = raw.ranges;
         if raw.top.subnet.is_some() {
             raw_sets.insert(0, vec![raw.top]);

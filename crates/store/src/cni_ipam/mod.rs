@@ -15,56 +15,34 @@
 //! Same habits as the main store otherwise, but for the journal (a rollback
 //! journal kept between calls, see `open_once`): `BEGIN IMMEDIATE` writes
 //! (many plugin processes queue on the lock), every operation one indexed
-//! statement. The allocation policy is the model's (`nicslice_model::ipam`):
-//! this module only implements its `LeaseBook` and answers lookups.
+//! statement. A call is one transaction: the schema version and the boot are
+//! checked inside the write transaction that does the work (each transaction
+//! costs its locks and a look for a hot journal). The allocation policy is
+//! the model's (`nicslice_model::ipam`): this module only implements its
+//! `LeaseBook` (`book`) and answers lookups; `schema` owns the tables.
+
+mod book;
+mod schema;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nicslice_model::ipam::{LeaseBook, PoolId};
+use nicslice_model::ipam::PoolId;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::StoreError;
 use crate::blob::{from_blob, to_blob};
 use crate::error::Context;
+pub use book::CniBook;
+use book::{PoolRow, PoolRows};
 
 /// Where the CNI lease database lives unless the config or environment says otherwise.
 pub const DEFAULT_CNI_IPAM_PATH: &str = "/run/nicslice/cni-ipam.db";
 
 /// The kernel's identity of this boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS pools (
-    id          INTEGER PRIMARY KEY,
-    network     TEXT    NOT NULL,
-    subnet      TEXT    NOT NULL,
-    range_key   TEXT    NOT NULL,
-    high_water  BLOB    NOT NULL CHECK (length(high_water) = 16),
-    UNIQUE (network, subnet, range_key)
-);
-CREATE TABLE IF NOT EXISTS leases (
-    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
-    ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
-    container_id TEXT    NOT NULL,
-    ifname       TEXT    NOT NULL,
-    PRIMARY KEY (pool_id, ip_offset)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS leases_by_owner ON leases(container_id, ifname);
-CREATE TABLE IF NOT EXISTS meta (
-    key          TEXT    PRIMARY KEY,
-    value        TEXT    NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS freed (
-    pool_id      INTEGER NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
-    ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
-    PRIMARY KEY (pool_id, ip_offset)
-) WITHOUT ROWID;
-"#;
 
 /// Who holds a CNI lease: the attachment's container ID and interface name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,9 +67,10 @@ pub struct CniIpamStore {
 }
 
 impl CniIpamStore {
-    /// Opens (creating if needed) the database and its directory, forgetting
-    /// the leases of an earlier boot. A file SQLite cannot read is moved
-    /// aside (`.corrupt`) and a new one made.
+    /// Opens (creating if needed) the database and its directory. A file
+    /// SQLite cannot read is moved aside (`.corrupt`) and a new one made.
+    /// The schema is created or upgraded, and the leases of an earlier boot
+    /// forgotten, by the first write transaction.
     pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
         let path = path.as_ref().to_owned();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -128,108 +107,90 @@ impl CniIpamStore {
         // even opened. Unlike WAL, the rollback modes belong to the
         // connection, so this is asked on every open; a file left in WAL by
         // an earlier nicslice is converted when no other process has it open,
-        // and otherwise works on in WAL.
-        let _ = conn.query_row("PRAGMA journal_mode = TRUNCATE", [], |r| r.get::<_, String>(0));
-        conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON;")
+        // and otherwise works on in WAL. This first statement reads the
+        // schema, so a file that is no database fails here.
+        conn.query_row("PRAGMA journal_mode = TRUNCATE", [], |r| r.get::<_, String>(0))
             .map_err(open_err)?;
-        // What opening checks, the schema version and the boot the leases
-        // were written in, is read in one transaction: each transaction
-        // costs its locks and a look for a hot journal.
-        let (version, stored_boot) = Self::read_version_and_boot(&conn).map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                path: path.to_owned(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < SCHEMA_VERSION {
-            let migrate = |source| StoreError::Migrate {
-                path: path.to_owned(),
-                version: SCHEMA_VERSION,
-                source,
-            };
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(migrate)?;
-        }
-        let mut store = CniIpamStore { conn, path: path.to_owned() };
-        store.forget_other_boots(stored_boot)?;
-        Ok(store)
-    }
-
-    /// The schema version and the stored boot (none before the schema exists).
-    fn read_version_and_boot(conn: &Connection) -> rusqlite::Result<(i64, Option<String>)> {
-        conn.execute_batch("BEGIN")?;
-        let read = (|| {
-            let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            let boot = if version >= 1 {
-                conn.prepare_cached("SELECT value FROM meta WHERE key = 'boot_id'")?
-                    .query_row([], |r| r.get(0))
-                    .optional()?
-            } else {
-                None
-            };
-            Ok((version, boot))
-        })();
-        conn.execute_batch("COMMIT")?;
-        read
-    }
-
-    /// Drops every lease when the database was written in another boot.
-    /// `stored` is the boot read at open; when it differs, the decision is
-    /// taken again under the write lock, since another process may have
-    /// forgotten the old boot and leased addresses in this one meanwhile
-    /// (deciding on the first read lost those leases: duplicate addresses
-    /// under concurrent first calls after a boot).
-    fn forget_other_boots(&mut self, stored: Option<String>) -> Result<(), StoreError> {
-        let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default().trim().to_string();
-        if stored.as_deref() == Some(boot.as_str()) {
-            return Ok(());
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx("starting a write transaction")?;
-        let stored: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| r.get(0))
-            .optional()
-            .ctx("reading the boot of the leases")?;
-        if stored.as_deref() != Some(boot.as_str()) {
-            tx.execute("DELETE FROM pools", []).ctx("forgetting the leases of an earlier boot")?;
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?1)",
-                params![boot],
-            )
-            .ctx("recording this boot")?;
-        }
-        tx.commit().ctx("forgetting the leases of an earlier boot")
+        conn.execute_batch("PRAGMA synchronous = OFF").map_err(open_err)?;
+        Ok(CniIpamStore { conn, path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Starts a write transaction (waits up to 5 s for other writers); it
-    /// rolls back when dropped unless committed.
+    /// Starts a write transaction (waits up to 5 s for other writers) on the
+    /// current schema and this boot's leases; it rolls back when dropped
+    /// unless committed.
     pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a write transaction")?;
-        Ok(CniIpamTx { tx })
+        let version = schema_version(&tx, &self.path)?;
+        if version < schema::VERSION {
+            schema::upgrade(&tx, version).map_err(|source| StoreError::Migrate {
+                path: self.path.clone(),
+                version: schema::VERSION,
+                source,
+            })?;
+        }
+        forget_other_boots(&tx)?;
+        Ok(CniIpamTx { tx, pools: PoolRows::default() })
     }
 
     /// Whether the database answers a query (for STATUS).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn.query_row("SELECT count(*) FROM pools", [], |_| Ok(())).ctx("reading pools")
+        let version = schema_version(&self.conn, &self.path)?;
+        if version >= 1 {
+            self.conn
+                .query_row("SELECT count(*) FROM pools", [], |_| Ok(()))
+                .ctx("reading pools")?;
+        }
+        Ok(())
     }
+}
+
+/// The schema version of the file; an error when it is newer than this build's.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .ctx("reading the schema version")?;
+    if found > schema::VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported: schema::VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Drops every lease when the database was written in another boot. Inside
+/// the write transaction: another process may have forgotten the old boot
+/// and leased addresses in this one since this process opened the file
+/// (deciding before the write lock lost those leases: duplicate addresses
+/// under concurrent first calls after a boot).
+fn forget_other_boots(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let boot = std::fs::read_to_string(BOOT_ID).unwrap_or_default().trim().to_string();
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'boot_id'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+        .ctx("reading the boot of the leases")?;
+    if stored.as_deref() == Some(boot.as_str()) {
+        return Ok(());
+    }
+    tx.execute_batch("DELETE FROM leases; DELETE FROM freed; DELETE FROM pools;")
+        .ctx("forgetting the leases of an earlier boot")?;
+    tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?1)", params![boot])
+        .ctx("recording this boot")?;
+    Ok(())
 }
 
 /// One write transaction on the CNI lease database.
 pub struct CniIpamTx<'a> {
     tx: Transaction<'a>,
+    pools: PoolRows,
 }
 
 impl CniIpamTx<'_> {
@@ -248,49 +209,54 @@ impl CniIpamTx<'_> {
         range_key: &str,
     ) -> Result<PoolId, StoreError> {
         let subnet = subnet.trunc().to_string();
-        let found: Option<i64> = self
+        let found: Option<(i64, Vec<u8>)> = self
             .tx
             .prepare_cached(
-                "SELECT id FROM pools WHERE network = ?1 AND subnet = ?2 AND range_key = ?3",
+                "SELECT id, high_water FROM pools \
+                 WHERE network = ?1 AND subnet = ?2 AND range_key = ?3",
             )
             .and_then(|mut s| {
-                s.query_row(params![network, subnet, range_key], |r| r.get(0)).optional()
+                s.query_row(params![network, subnet, range_key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
             })
             .ctx("reading an address pool")?;
-        if let Some(id) = found {
-            return Ok(PoolId(id));
-        }
-        self.tx
-            .prepare_cached(
-                "INSERT INTO pools (network, subnet, range_key, high_water) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![network, subnet, range_key, to_blob(0).as_slice()])
-            })
-            .ctx("creating an address pool")?;
-        Ok(PoolId(self.tx.last_insert_rowid()))
+        let (id, high_water) = match found {
+            Some((id, mark)) => (PoolId(id), from_blob(&mark)?),
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO pools (network, subnet, range_key, high_water) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![network, subnet, range_key, to_blob(0).as_slice()])
+                    })
+                    .ctx("creating an address pool")?;
+                (PoolId(self.tx.last_insert_rowid()), 0)
+            }
+        };
+        self.pools.remember(PoolRow { id, network: network.into(), subnet, high_water });
+        Ok(id)
     }
 
     /// The model's lease book over this transaction.
     pub fn book(&self) -> CniBook<'_> {
-        CniBook { conn: &self.tx }
+        CniBook { conn: &self.tx, pools: &self.pools }
     }
 
-    /// Every lease of `network`, optionally only those of `owner`.
+    /// Every lease of `network`, optionally only those of `owner`, by pool
+    /// and address.
     pub fn leases(
         &self,
         network: &str,
         owner: Option<&CniOwner>,
     ) -> Result<Vec<CniLease>, StoreError> {
-        // Two statements, so the owner's lookup uses its index instead of a scan.
-        const COLS: &str = "SELECT p.subnet, l.ip_offset, l.container_id, l.ifname, p.id \
-                            FROM leases l JOIN pools p ON p.id = l.pool_id";
+        // Two statements, so the owner's lookup uses its index; sorted here,
+        // which costs less than compiling SQLite's sorter for a handful of rows.
+        const COLS: &str = "SELECT subnet, ip_offset, container_id, ifname, pool_id FROM leases";
         let sql = match owner {
-            Some(_) => format!(
-                "{COLS} WHERE l.container_id = ?2 AND l.ifname = ?3 AND p.network = ?1 \
-                 ORDER BY p.id, l.ip_offset"
-            ),
-            None => format!("{COLS} WHERE p.network = ?1 ORDER BY p.id, l.ip_offset"),
+            Some(_) => format!("{COLS} WHERE container_id = ?2 AND ifname = ?3 AND network = ?1"),
+            None => format!("{COLS} WHERE network = ?1"),
         };
         let mut stmt = self.tx.prepare_cached(&sql).ctx("reading leases")?;
         let row = |r: &rusqlite::Row<'_>| {
@@ -311,8 +277,9 @@ impl CniIpamTx<'_> {
         .ctx("reading leases")?;
         let mut out = Vec::new();
         for (subnet, offset, container_id, ifname, pool) in rows {
-            let subnet: IpNet =
-                subnet.parse().map_err(|_| StoreError::corrupt(format!("pool subnet {subnet}")))?;
+            let subnet: IpNet = subnet
+                .parse()
+                .map_err(|_| StoreError::corrupt(format!("lease subnet {subnet}")))?;
             let ip = ip_at(subnet, from_blob(&offset)?)
                 .ok_or_else(|| StoreError::corrupt(format!("offset in pool {subnet}")))?;
             out.push(CniLease {
@@ -322,6 +289,7 @@ impl CniIpamTx<'_> {
                 owner: CniOwner { container_id, ifname },
             });
         }
+        out.sort_by_key(|l| (l.pool.0, to_u128(l.ip)));
         Ok(out)
     }
 
@@ -353,6 +321,7 @@ impl CniIpamTx<'_> {
     }
 
     fn release(&self, lease: &CniLease) -> Result<(), StoreError> {
+        use nicslice_model::ipam::LeaseBook;
         let pool = lease.pool;
         let offset = offset_of(lease.subnet, lease.ip);
         let mut book = self.book();
@@ -391,108 +360,10 @@ fn ip_at(subnet: IpNet, offset: u128) -> Option<IpAddr> {
     subnet.contains(&ip).then_some(ip)
 }
 
-/// `LeaseBook` over the CNI tables, inside one write transaction.
-pub struct CniBook<'a> {
-    conn: &'a Connection,
-}
-
-impl LeaseBook for CniBook<'_> {
-    type Owner = CniOwner;
-    type Error = StoreError;
-
-    /// Taken in any range of the pool's subnet, not only in this pool.
-    fn is_leased(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
-        self.conn
-            .prepare_cached(
-                "SELECT 1 FROM leases WHERE ip_offset = ?2 AND pool_id IN \
-                 (SELECT o.id FROM pools o JOIN pools p ON o.network = p.network \
-                  AND o.subnet = p.subnet WHERE p.id = ?1)",
-            )
-            .and_then(|mut s| s.exists(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("looking up a lease")
-    }
-
-    fn high_water(&mut self, pool: PoolId) -> Result<u128, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT high_water FROM pools WHERE id = ?1")
-            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
-            .ctx("reading an address pool")?;
-        from_blob(&blob.ok_or_else(|| StoreError::corrupt(format!("pool {}", pool.0)))?)
-    }
-
-    fn set_high_water(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE pools SET high_water = ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("updating an address pool")?;
-        Ok(())
-    }
-
-    fn pop_lowest_freed(&mut self, pool: PoolId) -> Result<Option<u128>, StoreError> {
-        let blob: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached(
-                "DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = \
-                 (SELECT min(ip_offset) FROM freed WHERE pool_id = ?1) RETURNING ip_offset",
-            )
-            .and_then(|mut s| s.query_row([pool.0], |r| r.get(0)).optional())
-            .ctx("reusing a released address")?;
-        blob.map(|b| from_blob(&b)).transpose()
-    }
-
-    fn remove_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM freed WHERE pool_id = ?1 AND ip_offset = ?2")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("updating released addresses")?;
-        Ok(())
-    }
-
-    fn push_freed(&mut self, pool: PoolId, offset: u128) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO freed (pool_id, ip_offset) VALUES (?1, ?2)")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("recording a released address")?;
-        Ok(())
-    }
-
-    fn insert_lease(
-        &mut self,
-        pool: PoolId,
-        offset: u128,
-        owner: CniOwner,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO leases (pool_id, ip_offset, container_id, ifname) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    pool.0,
-                    to_blob(offset).as_slice(),
-                    owner.container_id,
-                    owner.ifname
-                ])
-            })
-            .ctx("recording a lease")?;
-        Ok(())
-    }
-
-    fn remove_lease(&mut self, pool: PoolId, offset: u128) -> Result<bool, StoreError> {
-        let n = self
-            .conn
-            .prepare_cached("DELETE FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
-            .and_then(|mut s| s.execute(params![pool.0, to_blob(offset).as_slice()]))
-            .ctx("removing a lease")?;
-        Ok(n > 0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nicslice_model::ipam::LeaseBook;
 
     fn owner(c: &str) -> CniOwner {
         CniOwner { container_id: c.into(), ifname: "eth0".into() }
@@ -574,6 +445,68 @@ mod tests {
         CniIpamStore::open(&path).unwrap().ping().unwrap();
         assert!(path.with_extension("db.corrupt").exists());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_with_its_leases() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-v1-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        std::fs::create_dir_all(&dir).unwrap();
+        let boot = std::fs::read_to_string(BOOT_ID).unwrap().trim().to_string();
+        let v1 = Connection::open(&path).unwrap();
+        v1.execute_batch(schema::V1_FOR_TESTS).unwrap();
+        let five = to_blob(5);
+        let nine = to_blob(9);
+        v1.execute_batch(&format!(
+            "INSERT INTO meta VALUES ('boot_id', '{boot}');
+             INSERT INTO pools VALUES (1, 'n', '10.0.0.0/24', 'all', X'{}');
+             INSERT INTO leases VALUES (1, X'{}', 'a', 'eth0');
+             INSERT INTO freed VALUES (1, X'{}');",
+            hex(&to_blob(10)),
+            hex(&five),
+            hex(&nine)
+        ))
+        .unwrap();
+        drop(v1);
+        let mut store = CniIpamStore::open(&path).unwrap();
+        let tx = store.write().unwrap();
+        let held = tx.leases("n", Some(&owner("a"))).unwrap();
+        assert_eq!(held.len(), 1, "the lease of this boot survives the upgrade");
+        assert_eq!(held[0].ip, "10.0.0.5".parse::<IpAddr>().unwrap());
+        let pool = tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
+        assert_eq!(pool, PoolId(1));
+        assert_eq!(tx.book().high_water(pool).unwrap(), 10);
+        assert!(tx.book().is_leased(pool, 5).unwrap());
+        assert_eq!(tx.book().pop_lowest_freed(pool).unwrap(), Some(9));
+        tx.commit().unwrap();
+        let version: i64 =
+            store.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, schema::VERSION);
+        let left: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '%v1%'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(left, 0, "no table of version 1 is left behind");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-new-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        let mut store = CniIpamStore::open(&path).unwrap();
+        store.conn.pragma_update(None, "user_version", schema::VERSION + 1).unwrap();
+        assert!(matches!(store.write(), Err(StoreError::SchemaTooNew { .. })));
+        assert!(matches!(store.ping(), Err(StoreError::SchemaTooNew { .. })));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]
