@@ -5,8 +5,10 @@
 #
 # It builds the static release binary of the benchmark, makes a private world
 # (a host namespace with a veth parent, a container namespace; both deleted
-# at the end), runs nicslice-macvlan ADD and DEL twice (a new lease database,
-# then an existing one) under valgrind's callgrind with children traced, and
+# at the end), runs nicslice-macvlan ADD and DEL four times in a range of two
+# addresses (a new lease database, an existing one, then the steady state of a
+# busy node: the range walked, released addresses reused) under valgrind's
+# callgrind with children traced, and
 # keeps every function name callgrind saw. valgrind's CPU has no AVX-512, so
 # glibc's string functions are listed in all their variants.
 set -euo pipefail
@@ -40,9 +42,9 @@ ln -s "$bin" "$tmp/nicslice-ipam"
 cat >"$tmp/conf.json" <<EOF
 { "cniVersion": "1.1.0", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge",
   "ipam": { "type": "nicslice-ipam", "subnet": "192.168.0.0/24", "gateway": "192.168.0.1",
-            "dataDir": "$tmp/ipam" } }
+            "rangeStart": "192.168.0.10", "rangeEnd": "192.168.0.11", "dataDir": "$tmp/ipam" } }
 EOF
-for round in 1 2; do
+for round in 1 2 3 4; do
     for verb in ADD DEL; do
         ip netns exec "$pfx-h" env -i PATH=/usr/bin:/bin CNI_COMMAND=$verb CNI_CONTAINERID=hot$round \
             CNI_NETNS=/run/netns/$pfx-c CNI_IFNAME=eth0 CNI_PATH="$tmp" \

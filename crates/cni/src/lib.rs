@@ -73,7 +73,8 @@ pub fn main(plugin: Plugin) -> i32 {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    let mut stdin = Vec::new();
+    // Room for a typical configuration: one read instead of a doubling series.
+    let mut stdin = Vec::with_capacity(8192);
     let read = std::io::stdin().read_to_end(&mut stdin);
     let outcome = match (read, CallEnv::from_process()) {
         (Err(e), _) => failure(&CniError::new(Code::Io, format!("cannot read stdin: {e}")), None),

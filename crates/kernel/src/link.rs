@@ -4,8 +4,8 @@
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
+    AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
 };
 use nicslice_model::{MacAddr, MacvlanFlags, MacvlanMode};
 use serde::Serialize;
@@ -201,6 +201,20 @@ fn oper_state_name(s: State) -> &'static str {
 }
 
 /// A link message addressed to one interface, to fill with changes.
+/// The index of interface `name` in the calling thread's namespace (None if
+/// it has none), by `if_nametoindex`: one ioctl, where a GETLINK reply is a
+/// kilobyte of attributes to parse, for a caller that needs only the index.
+pub fn index_here(name: &str) -> Result<Option<u32>> {
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(index) => Ok(Some(index)),
+        Err(nix::errno::Errno::ENODEV) => Ok(None),
+        Err(e) => Err(KernelError::io(
+            "look up an interface index",
+            std::io::Error::from_raw_os_error(e as i32),
+        )),
+    }
+}
+
 pub(crate) fn link_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -272,6 +286,23 @@ impl RouteSocket {
             msg.header.flags = LinkFlags::Up;
         }
         self.set_link(if up { "bring interface up" } else { "bring interface down" }, msg)
+    }
+
+    /// Turns on the link's IPv4 `arp_notify` (announce its addresses by
+    /// gratuitous ARP when it comes up or changes MAC): the sysctl
+    /// `net/ipv4/conf/IF/arp_notify`, set over this socket's namespace
+    /// instead of through /proc/sys, which must be entered first. Before
+    /// `set_up`: the kernel reads it at the moment the link comes up, and
+    /// in one message with the flags it would apply the flags first. (The
+    /// request carries only non-zero settings, so it cannot turn one off.)
+    pub fn enable_arp_notify(&mut self, index: u32) -> Result<()> {
+        let mut msg = link_message(index);
+        let mut conf = InetDevConf::default();
+        conf.arp_notify = 1;
+        msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConfRequest(conf),
+        ])]));
+        self.set_link("set arp_notify", msg)
     }
 
     /// Sets the user's `IFF_PROMISC` flag (what `ip link set X promisc on` does).

@@ -22,6 +22,17 @@ pub const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
 /// two, a reply with extended ACK a few hundred bytes.
 const RECV_BUF: usize = 64 * 1024;
 
+/// What ends the replies to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The ACK (or error) of a change.
+    Ack,
+    /// The one message a GET answers with (or its error).
+    Reply,
+    /// DONE, after every part of a dump.
+    Done,
+}
+
 pub struct RouteSocket {
     socket: Socket,
     seq: u32,
@@ -65,15 +76,16 @@ impl RouteSocket {
         Ok(self.seq)
     }
 
-    /// Reads replies to `seq` and hands each inner message to `each` until the
-    /// ACK (or DONE for a dump) arrives.
+    /// Reads replies to `seq` and hands each inner message to `each` until
+    /// the end `until` names arrives (or an error).
     fn receive(
         &mut self,
         op: &str,
         seq: u32,
-        dump: bool,
+        until: Until,
         mut each: impl FnMut(RouteNetlinkMessage),
     ) -> Result<()> {
+        let dump = until == Until::Done;
         loop {
             self.recv_buf.clear();
             // recv writes into the spare capacity and sets the length.
@@ -111,7 +123,12 @@ impl RouteSocket {
                         };
                     }
                     NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::InnerMessage(inner) => each(inner),
+                    NetlinkPayload::InnerMessage(inner) => {
+                        each(inner);
+                        if until == Until::Reply {
+                            return Ok(());
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -127,14 +144,16 @@ impl RouteSocket {
     /// Sends a request and waits for its ACK.
     pub fn execute(&mut self, op: &str, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
         let seq = self.send(msg, flags | NLM_F_ACK)?;
-        self.receive(op, seq, false, |_| {})
+        self.receive(op, seq, Until::Ack, |_| {})
     }
 
     /// Sends a request that answers with one message (a GET by index or name).
+    /// No ACK is asked for: the reply itself ends the exchange (a refusal
+    /// still arrives as an error), one receive instead of two.
     pub fn get(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<RouteNetlinkMessage> {
-        let seq = self.send(msg, NLM_F_ACK)?;
+        let seq = self.send(msg, 0)?;
         let mut out = None;
-        self.receive(op, seq, false, |m| out = Some(m))?;
+        self.receive(op, seq, Until::Reply, |m| out = Some(m))?;
         out.ok_or_else(|| KernelError::Protocol {
             op: op.into(),
             detail: "no reply message".into(),
@@ -145,7 +164,7 @@ impl RouteSocket {
     pub fn dump(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
         let seq = self.send(msg, NLM_F_DUMP)?;
         let mut out = Vec::new();
-        self.receive(op, seq, true, |m| out.push(m))?;
+        self.receive(op, seq, Until::Done, |m| out.push(m))?;
         Ok(out)
     }
 }

@@ -46,18 +46,28 @@ fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
     let parent_name = parent_name(&conf, &mut host)?;
     let where_ =
         if conf.link_in_container { "the container's namespace" } else { "the host namespace" };
-    let parent = host.link_by_name(&parent_name)?.ok_or_else(|| {
-        CniError::config(format!("master {parent_name} does not exist in {where_}"))
-    })?;
-    if let Some(mtu) = conf.mtu
-        && mtu > parent.mtu
-    {
-        return Err(CniError::config(format!(
-            "invalid MTU {mtu}, must be at most the master's MTU ({} on {parent_name})",
-            parent.mtu
-        )));
-    }
-    Ok(Checked { conf, ifname, target_ns, host, target, parent_name, parent_index: parent.index })
+    let missing = || CniError::config(format!("master {parent_name} does not exist in {where_}"));
+    // Only the index is needed unless an MTU is to be checked against the
+    // master's: then the whole link is read. The plugin runs in the host
+    // namespace, where the index lookup acts.
+    let parent_index = match conf.mtu {
+        None if !conf.link_in_container => {
+            nicslice_kernel::link::index_here(&parent_name)?.ok_or_else(missing)?
+        }
+        _ => {
+            let parent = host.link_by_name(&parent_name)?.ok_or_else(missing)?;
+            if let Some(mtu) = conf.mtu
+                && mtu > parent.mtu
+            {
+                return Err(CniError::config(format!(
+                    "invalid MTU {mtu}, must be at most the master's MTU ({} on {parent_name})",
+                    parent.mtu
+                )));
+            }
+            parent.index
+        }
+    };
+    Ok(Checked { conf, ifname, target_ns, host, target, parent_name, parent_index })
 }
 
 fn child_link(c: &Checked) -> ChildLink {

@@ -40,14 +40,26 @@ fn explain_create(e: KernelError, parent: &str, ifname: &str) -> CniError {
     CniError::new(Code::Kernel, format!("{e}: {advice}"))
 }
 
-/// Asks the kernel to announce the link's addresses when it comes up.
-fn notify_neighbours(target_ns: &Netns, ifname: &str) -> Result<()> {
-    target_ns.run(|| -> Result<()> {
-        sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
-        // No IPv6 on the link (disabled in the container) is not an error.
-        let _ = sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
-        Ok(())
-    })?
+/// Asks the kernel to announce the link's addresses when it comes up: IPv4
+/// over netlink; IPv6's `ndisc_notify`, which netlink cannot set, through
+/// /proc/sys inside the container, only when there is an IPv6 address.
+fn notify_neighbours(
+    link: &Link,
+    addresses: &[IpNet],
+    target_ns: &Netns,
+    target: &mut RouteSocket,
+) -> Result<()> {
+    if addresses.iter().any(|a| a.addr().is_ipv4()) {
+        target.enable_arp_notify(link.index)?;
+    }
+    if addresses.iter().any(|a| a.addr().is_ipv6()) {
+        let ifname = &link.name;
+        target_ns.run(|| {
+            // No IPv6 on the link (disabled in the container) is not an error.
+            let _ = sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1");
+        })?;
+    }
+    Ok(())
 }
 
 /// Creates the child in the container and reads it back; its undo is pushed.
@@ -85,9 +97,7 @@ pub fn configure(
         undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
     }
     fault(faults, Step::Announce)?;
-    if !addresses.is_empty() {
-        notify_neighbours(target_ns, &link.name)?;
-    }
+    notify_neighbours(link, addresses, target_ns, target)?;
     fault(faults, Step::LinkUp)?;
     target.set_up(link.index, true).map_err(|e| match e.errno() {
         Some(libc::EADDRINUSE) => CniError::config(format!(

@@ -68,7 +68,7 @@ fn status_and_gc() {
 }
 
 #[test]
-fn source_mode_flags_and_queue_settings_reach_the_kernel() {
+fn source_mode_flags_queue_and_announce_settings_reach_the_kernel() {
     let imp = nicslice();
     let mut net = Net::new("cnisrc");
     let c = net.container();
@@ -86,6 +86,13 @@ fn source_mode_flags_and_queue_settings_reach_the_kernel() {
     );
     assert_eq!(mv.bcqueuelen, Some(300));
     assert_eq!(link.mtu, 1400);
+    // Neighbours learn the new MAC from the kernel's gratuitous ARP at link up.
+    let arp_notify = c
+        .netns
+        .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/conf/eth0/arp_notify"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(arp_notify.trim(), "1", "arp_notify is on in the container");
 }
 
 #[test]
