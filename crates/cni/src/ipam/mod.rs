@@ -40,12 +40,7 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         })
     };
     match verb {
-        Verb::Add => {
-            let mut store = open()?;
-            let result = add(&mut store, net, env, &conf)?;
-            store.leave_open_until_exit();
-            Ok(Some(result))
-        }
+        Verb::Add => add(&mut open()?, net, env, &conf).map(Some),
         Verb::Del => {
             let mut store = open()?;
             let tx = store.write()?;

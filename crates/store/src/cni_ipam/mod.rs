@@ -139,16 +139,6 @@ impl CniIpamStore {
         Ok(CniIpamTx { tx, pools: PoolRows::default() })
     }
 
-    /// Ends this process's use of the database without closing it, for a
-    /// plugin process that exits soon after: the connection is between
-    /// transactions (each call commits or rolls back before this), so it
-    /// holds no lock, and the exit closes the file. Closing would free every
-    /// cached statement and the schema, a tenth of an ADD's SQLite work
-    /// spent on memory the exit returns anyway.
-    pub fn leave_open_until_exit(self) {
-        std::mem::forget(self);
-    }
-
     /// Whether the database answers a query (for STATUS).
     pub fn ping(&self) -> Result<(), StoreError> {
         let version = schema_version(&self.conn, &self.path)?;
