@@ -494,6 +494,25 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_opened_before_another_made_the_schema_still_works() {
+        // Concurrent first calls: both open the empty file (and read its empty
+        // schema); one creates the tables; the other's write must see them.
+        let dir = std::env::temp_dir().join(format!("cni-ipam-race-{}", std::process::id()));
+        let path = dir.join("cni-ipam.db");
+        let mut first = CniIpamStore::open(&path).unwrap();
+        let mut second = CniIpamStore::open(&path).unwrap();
+        let tx = first.write().unwrap();
+        let pool = tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
+        tx.book().insert_lease(pool, 5, owner("a")).unwrap();
+        tx.commit().unwrap();
+        let tx = second.write().unwrap();
+        assert_eq!(tx.leases("n", None).unwrap().len(), 1, "the lease made meanwhile is seen");
+        tx.commit().unwrap();
+        drop((first, second));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = std::env::temp_dir().join(format!("cni-ipam-new-{}", std::process::id()));
         let path = dir.join("cni-ipam.db");
