@@ -6,7 +6,7 @@
 //! A CNI attachment lives in a network namespace, and no namespace survives
 //! a reboot: neither should its lease. So the database belongs in `/run`,
 //! remembers the boot it was written in (`boot_id`) and forgets every lease
-//! of an earlier boot when opened. That also makes `synchronous = OFF` safe:
+//! of an earlier boot in the first write transaction after it. That also makes `synchronous = OFF` safe:
 //! a process killed mid-write cannot hurt SQLite, and only a crash of the
 //! whole system can, which starts a new boot that discards the file anyway
 //! (a file that no longer opens is moved aside). No fsync per call, as
