@@ -200,7 +200,6 @@ fn oper_state_name(s: State) -> &'static str {
     }
 }
 
-/// A link message addressed to one interface, to fill with changes.
 /// The index of interface `name` in the calling thread's namespace (None if
 /// it has none), by `if_nametoindex`: one ioctl, where a GETLINK reply is a
 /// kilobyte of attributes to parse, for a caller that needs only the index.
@@ -215,6 +214,7 @@ pub fn index_here(name: &str) -> Result<Option<u32>> {
     }
 }
 
+/// A link message addressed to one interface, to fill with changes.
 pub(crate) fn link_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
     msg.header.index = index;

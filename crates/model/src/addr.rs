@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 /// The address as a number (IPv4 in the low 32 bits).
-pub(crate) fn to_u128(ip: IpAddr) -> u128 {
+pub fn to_u128(ip: IpAddr) -> u128 {
     match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => u128::from(v6),
@@ -15,7 +15,7 @@ pub(crate) fn to_u128(ip: IpAddr) -> u128 {
 }
 
 /// The address `n` of the same family as `like`, if it fits that family.
-pub(crate) fn from_u128(like: IpAddr, n: u128) -> Option<IpAddr> {
+pub fn from_u128(like: IpAddr, n: u128) -> Option<IpAddr> {
     match like {
         IpAddr::V4(_) => u32::try_from(n).ok().map(|v| IpAddr::V4(Ipv4Addr::from(v))),
         IpAddr::V6(_) => Some(IpAddr::V6(Ipv6Addr::from(n))),

@@ -12,6 +12,7 @@ pub mod network;
 pub mod reach;
 pub mod rules;
 
+pub use addr::{from_u128, to_u128};
 pub use error::ModelError;
 pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,

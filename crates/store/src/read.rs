@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use nicslice_model::{IfName, MacAddr, NetworkName, NetworkSpec};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::blob::from_blob;
+use crate::blob::{from_blob, ip_at};
 use crate::error::Context;
 use crate::{
     EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, ReadTx, Store,
@@ -232,33 +232,5 @@ impl Raw for RawLease {
             gateway,
             endpoint_id: endpoint.map(EndpointId),
         })
-    }
-}
-
-/// The address `offset` places after the first address of `net`, if inside it.
-fn ip_at(net: IpNet, offset: u128) -> Option<IpAddr> {
-    let ip = match net.network() {
-        IpAddr::V4(base) => {
-            let n = u32::try_from(offset).ok()?.checked_add(u32::from(base))?;
-            IpAddr::V4(n.into())
-        }
-        IpAddr::V6(base) => IpAddr::V6(u128::from(base).checked_add(offset)?.into()),
-    };
-    net.contains(&ip).then_some(ip)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ip_at_stays_inside_the_subnet() {
-        let net: IpNet = "10.0.0.0/24".parse().unwrap();
-        assert_eq!(ip_at(net, 7), Some("10.0.0.7".parse().unwrap()));
-        assert_eq!(ip_at(net, 256), None);
-        assert_eq!(ip_at(net, 1u128 << 40), None);
-        let net: IpNet = "fd00::/64".parse().unwrap();
-        assert_eq!(ip_at(net, 0x1_0000), Some("fd00::1:0".parse().unwrap()));
-        assert_eq!(ip_at(net, 1u128 << 64), None);
     }
 }

@@ -12,12 +12,12 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nicslice_model::ipam::{self, LeaseBook, Pool, PoolId};
 use nicslice_model::{
-    Driver, IfName, MacvlanMode, ModelError, NetworkName, NetworkSpec, SubnetSpec,
+    Driver, IfName, MacvlanMode, ModelError, NetworkName, NetworkSpec, SubnetSpec, to_u128,
 };
 use nicslice_store::StoreError;
 use nicslice_store::cni_ipam::{CniIpamTx, CniOwner};
 
-use super::conf::{IpamConf, Range, to_u128};
+use super::conf::{IpamConf, Range};
 use crate::error::{CniError, Code, Result};
 use crate::result::IpConfig;
 

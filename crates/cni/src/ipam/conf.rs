@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+use nicslice_model::{from_u128, to_u128};
 use serde::Deserialize;
 
 use crate::error::{CniError, Result};
@@ -46,20 +47,6 @@ impl std::fmt::Display for Range {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.first, self.last)
     }
-}
-
-pub(crate) fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v) => u128::from(u32::from(v)),
-        IpAddr::V6(v) => u128::from(v),
-    }
-}
-
-fn from_u128(like: IpAddr, n: u128) -> Option<IpAddr> {
-    Some(match like {
-        IpAddr::V4(_) => IpAddr::V4(u32::try_from(n).ok()?.into()),
-        IpAddr::V6(_) => IpAddr::V6(n.into()),
-    })
 }
 
 /// The checked IPAM configuration.

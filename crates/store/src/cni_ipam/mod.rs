@@ -5,12 +5,12 @@
 //!
 //! A CNI attachment lives in a network namespace, and no namespace survives
 //! a reboot: neither should its lease. So the database belongs in `/run`,
-//! remembers the boot it was written in (`boot_id`) and forgets every lease
-//! of an earlier boot in the first write transaction after it. That also makes `synchronous = OFF` safe:
-//! a process killed mid-write cannot hurt SQLite, and only a crash of the
-//! whole system can, which starts a new boot that discards the file anyway
-//! (a file that no longer opens is moved aside). No fsync per call, as
-//! host-local does none.
+//! remembers the boot it was written in (`boot_id`) and, in the first write
+//! transaction of a later boot, forgets every lease of the earlier one. That
+//! also makes `synchronous = OFF` safe: a process killed mid-write cannot
+//! hurt SQLite, and only a crash of the whole system can, which starts a new
+//! boot that discards the file anyway (a file that no longer opens is moved
+//! aside). No fsync per call, as host-local does none.
 //!
 //! Same habits as the main store otherwise, but for the journal (a rollback
 //! journal kept between calls, see `open_once`): `BEGIN IMMEDIATE` writes
@@ -30,10 +30,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nicslice_model::ipam::PoolId;
+use nicslice_model::to_u128;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::StoreError;
-use crate::blob::{from_blob, to_blob};
+use crate::blob::{from_blob, ip_at, offset_of, to_blob};
 use crate::error::Context;
 pub use book::CniBook;
 use book::{PoolRow, PoolRows};
@@ -70,7 +71,7 @@ impl CniIpamStore {
     /// Opens (creating if needed) the database and its directory. A file
     /// SQLite cannot read is moved aside (`.corrupt`) and a new one made.
     /// The schema is created or upgraded, and the leases of an earlier boot
-    /// forgotten, by the first write transaction.
+    /// forgotten, by [`CniIpamStore::write`], under the write lock.
     pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
         let path = path.as_ref().to_owned();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
@@ -340,30 +341,29 @@ fn is_corrupt(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn offset_of(subnet: IpNet, ip: IpAddr) -> u128 {
-    to_u128(ip).wrapping_sub(to_u128(subnet.network()))
-}
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v) => u128::from(u32::from(v)),
-        IpAddr::V6(v) => u128::from(v),
-    }
-}
-
-fn ip_at(subnet: IpNet, offset: u128) -> Option<IpAddr> {
-    let n = to_u128(subnet.network()).checked_add(offset)?;
-    let ip = match subnet {
-        IpNet::V4(_) => IpAddr::V4(u32::try_from(n).ok()?.into()),
-        IpNet::V6(_) => IpAddr::V6(n.into()),
-    };
-    subnet.contains(&ip).then_some(ip)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use nicslice_model::ipam::LeaseBook;
+
+    /// A database path in a directory of its own, removed when dropped.
+    struct TempDb {
+        dir: PathBuf,
+        path: PathBuf,
+    }
+
+    impl TempDb {
+        fn new(tag: &str) -> TempDb {
+            let dir = std::env::temp_dir().join(format!("cni-ipam-{tag}-{}", std::process::id()));
+            TempDb { path: dir.join("cni-ipam.db"), dir }
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 
     fn owner(c: &str) -> CniOwner {
         CniOwner { container_id: c.into(), ifname: "eth0".into() }
@@ -371,9 +371,9 @@ mod tests {
 
     #[test]
     fn leases_round_trip_and_release_by_owner_and_gc() {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-test-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let db = TempDb::new("test");
+        let path = &db.path;
+        let mut store = CniIpamStore::open(path).unwrap();
         let subnet: IpNet = "10.1.0.0/16".parse().unwrap();
         let tx = store.write().unwrap();
         let pool = tx.pool("net1", subnet, "all").unwrap();
@@ -398,37 +398,35 @@ mod tests {
         tx.commit().unwrap();
         drop(store);
         // Reopening an up-to-date database does not migrate again.
-        CniIpamStore::open(&path).unwrap().ping().unwrap();
-        let _ = std::fs::remove_dir_all(dir);
+        CniIpamStore::open(path).unwrap().ping().unwrap();
     }
 
     #[test]
     fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-boot-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let db = TempDb::new("boot");
+        let path = &db.path;
+        let mut store = CniIpamStore::open(path).unwrap();
         let tx = store.write().unwrap();
         let pool = tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
         tx.book().insert_lease(pool, 5, owner("a")).unwrap();
         tx.commit().unwrap();
         store.conn.execute("UPDATE meta SET value = 'an-older-boot'", []).unwrap();
         drop(store);
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let mut store = CniIpamStore::open(path).unwrap();
         assert!(store.write().unwrap().leases("n", None).unwrap().is_empty());
         drop(store);
-        std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();
+        std::fs::write(path, b"this is not a database, it is a long enough text").unwrap();
         let _ = std::fs::remove_file(path.with_extension("db-wal"));
         let _ = std::fs::remove_file(path.with_extension("db-shm"));
-        CniIpamStore::open(&path).unwrap().ping().unwrap();
+        CniIpamStore::open(path).unwrap().ping().unwrap();
         assert!(path.with_extension("db.corrupt").exists());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn the_journal_is_kept_between_calls_and_no_wal_is_made() {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-journal-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let db = TempDb::new("journal");
+        let path = &db.path;
+        let mut store = CniIpamStore::open(path).unwrap();
         let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "truncate");
         let tx = store.write().unwrap();
@@ -440,20 +438,19 @@ mod tests {
         assert_eq!(kept.len(), 0, "and emptied at commit, so no call has to read it");
         assert!(!path.with_extension("db-wal").exists(), "no WAL to create and delete per call");
         // A corrupt database with a journal beside it is still replaced.
-        std::fs::write(&path, b"this is not a database, it is a long enough text").unwrap();
+        std::fs::write(path, b"this is not a database, it is a long enough text").unwrap();
         std::fs::write(&journal, [0xd9u8; 512]).unwrap();
-        CniIpamStore::open(&path).unwrap().ping().unwrap();
+        CniIpamStore::open(path).unwrap().ping().unwrap();
         assert!(path.with_extension("db.corrupt").exists());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_version_1_file_is_upgraded_with_its_leases() {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-v1-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        std::fs::create_dir_all(&dir).unwrap();
+        let db = TempDb::new("v1");
+        let path = &db.path;
+        std::fs::create_dir_all(&db.dir).unwrap();
         let boot = std::fs::read_to_string(BOOT_ID).unwrap().trim().to_string();
-        let v1 = Connection::open(&path).unwrap();
+        let v1 = Connection::open(path).unwrap();
         v1.execute_batch(schema::V1_FOR_TESTS).unwrap();
         let five = to_blob(5);
         let nine = to_blob(9);
@@ -468,7 +465,7 @@ mod tests {
         ))
         .unwrap();
         drop(v1);
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let mut store = CniIpamStore::open(path).unwrap();
         let tx = store.write().unwrap();
         let held = tx.leases("n", Some(&owner("a"))).unwrap();
         assert_eq!(held.len(), 1, "the lease of this boot survives the upgrade");
@@ -490,17 +487,16 @@ mod tests {
             .unwrap();
         assert_eq!(left, 0, "no table of version 1 is left behind");
         drop(store);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_connection_opened_before_another_made_the_schema_still_works() {
         // Concurrent first calls: both open the empty file (and read its empty
         // schema); one creates the tables; the other's write must see them.
-        let dir = std::env::temp_dir().join(format!("cni-ipam-race-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        let mut first = CniIpamStore::open(&path).unwrap();
-        let mut second = CniIpamStore::open(&path).unwrap();
+        let db = TempDb::new("race");
+        let path = &db.path;
+        let mut first = CniIpamStore::open(path).unwrap();
+        let mut second = CniIpamStore::open(path).unwrap();
         let tx = first.write().unwrap();
         let pool = tx.pool("n", "10.0.0.0/24".parse().unwrap(), "all").unwrap();
         tx.book().insert_lease(pool, 5, owner("a")).unwrap();
@@ -509,30 +505,20 @@ mod tests {
         assert_eq!(tx.leases("n", None).unwrap().len(), 1, "the lease made meanwhile is seen");
         tx.commit().unwrap();
         drop((first, second));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-new-{}", std::process::id()));
-        let path = dir.join("cni-ipam.db");
-        let mut store = CniIpamStore::open(&path).unwrap();
+        let db = TempDb::new("new");
+        let path = &db.path;
+        let mut store = CniIpamStore::open(path).unwrap();
         store.conn.pragma_update(None, "user_version", schema::VERSION + 1).unwrap();
         assert!(matches!(store.write(), Err(StoreError::SchemaTooNew { .. })));
         assert!(matches!(store.ping(), Err(StoreError::SchemaTooNew { .. })));
         drop(store);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
-    fn offsets_and_addresses_agree() {
-        let v6: IpNet = "fd00::/64".parse().unwrap();
-        let ip: IpAddr = "fd00::1:2".parse().unwrap();
-        assert_eq!(ip_at(v6, offset_of(v6, ip)), Some(ip));
-        assert_eq!(ip_at("10.0.0.0/30".parse().unwrap(), 4), None);
     }
 }
