@@ -145,6 +145,7 @@ impl From<nicslice_store::StoreError> for CniError {
     fn from(e: nicslice_store::StoreError) -> CniError {
         let code = match &e {
             nicslice_store::StoreError::Busy { .. } => Code::TryAgainLater,
+            nicslice_store::StoreError::TooLong { .. } => Code::InvalidConfig,
             nicslice_store::StoreError::Model(m) => return m.clone().into(),
             _ => Code::Store,
         };

@@ -1,5 +1,6 @@
 //! `StoreError`: every way the store can fail, with the context a user needs.
-//! SQLite's own error is kept as the `#[source]`, never repeated in the message.
+//! SQLite's and LMDB's own errors are kept as the `#[source]`, never repeated
+//! in the message.
 
 use std::path::PathBuf;
 
@@ -63,6 +64,41 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot open the CNI lease database {path}")]
+    LeaseDbOpen {
+        path: PathBuf,
+        #[source]
+        source: heed::Error,
+    },
+    #[error("CNI lease database error while {context}")]
+    LeaseDb {
+        context: &'static str,
+        #[source]
+        source: heed::Error,
+    },
+    #[error(
+        "the CNI lease database is full while {context}; release stale leases (CNI GC) or \
+         move the file aside"
+    )]
+    LeaseDbFull { context: &'static str },
+    #[error(
+        "the CNI lease database {path} has format {found}, newer than format {supported} that \
+         this nicslice understands; upgrade nicslice or point ipam.state elsewhere"
+    )]
+    LeaseDbTooNew { path: PathBuf, found: u32, supported: u32 },
+    #[error(
+        "{path} is the SQLite lease database of an earlier nicslice; point ipam.state at another \
+         file (an earlier cni-ipam.db beside the new file has its leases taken over)"
+    )]
+    LeaseDbIsSqlite { path: PathBuf },
+    #[error("cannot take over the leases of the earlier lease database {path}")]
+    LeaseDbImport {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{what} is {len} bytes long, more than the CNI lease database keeps")]
+    TooLong { what: &'static str, len: usize },
     #[error(transparent)]
     Model(#[from] ModelError),
 }
@@ -86,6 +122,15 @@ impl<T> Context<T> for rusqlite::Result<T> {
             } else {
                 StoreError::Sqlite { context, source }
             }
+        })
+    }
+}
+
+impl<T> Context<T> for heed::Result<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| match source {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::LeaseDbFull { context },
+            source => StoreError::LeaseDb { context, source },
         })
     }
 }

@@ -1,6 +1,8 @@
 //! The store layer of nicslice: the only place that persists. Networks, their
 //! address pools and leases, and endpoints live in one SQLite database (WAL,
-//! safe for many concurrent processes: CNI runs one process per call).
+//! safe for many concurrent processes). The CNI plugin's leases live apart,
+//! in an LMDB file (`cni_ipam`: a process per call, which must not spend its
+//! time parsing SQL).
 //!
 //! Writes happen in `WriteTx` (`BEGIN IMMEDIATE`: concurrent writers queue on
 //! the lock instead of failing half-way); reads through `StoreRead`, which
@@ -11,8 +13,6 @@ mod blob;
 mod book;
 pub mod cni_ipam;
 mod error;
-mod freed;
-mod lean;
 mod leases;
 mod owned;
 mod read;

@@ -94,7 +94,7 @@ fn model_pool(network: &str, range: &Range, id: PoolId) -> Result<Pool> {
 }
 
 fn allocate_in(
-    tx: &CniIpamTx<'_>,
+    tx: &mut CniIpamTx<'_>,
     network: &str,
     range: &Range,
     owner: &CniOwner,
@@ -122,7 +122,7 @@ fn allocate_in(
 /// Leases one address in every range set (the requested one where a
 /// requested address falls in the set). Returns the IP configs in set order.
 pub fn allocate(
-    tx: &CniIpamTx<'_>,
+    tx: &mut CniIpamTx<'_>,
     network: &str,
     conf: &IpamConf,
     owner: &CniOwner,
@@ -172,7 +172,7 @@ pub fn allocate(
 }
 
 fn next_in_set<'r>(
-    tx: &CniIpamTx<'_>,
+    tx: &mut CniIpamTx<'_>,
     network: &str,
     set: &'r [Range],
     owner: &CniOwner,
@@ -216,21 +216,21 @@ mod tests {
         let conf = IpamConf::parse(&json!({"type":"x","subnet":"10.0.0.0/24",
             "rangeStart":"10.0.0.1","rangeEnd":"10.0.0.4"}))
         .unwrap();
-        let tx = s.write().unwrap();
+        let mut tx = s.write().unwrap();
         let got: Vec<String> = (0..3)
             .map(|i| {
-                allocate(&tx, "n", &conf, &owner(&format!("c{i}")), &[]).unwrap()[0]
+                allocate(&mut tx, "n", &conf, &owner(&format!("c{i}")), &[]).unwrap()[0]
                     .address
                     .to_string()
             })
             .collect();
         // .1 is the gateway.
         assert_eq!(got, ["10.0.0.2/24", "10.0.0.3/24", "10.0.0.4/24"]);
-        let e = allocate(&tx, "n", &conf, &owner("c9"), &[]).unwrap_err();
+        let e = allocate(&mut tx, "n", &conf, &owner("c9"), &[]).unwrap_err();
         assert_eq!(e.code, Code::PoolExhausted);
         assert!(e.msg.contains("10.0.0.1-10.0.0.4"), "{}", e.msg);
         tx.release_owner("n", &owner("c1")).unwrap();
-        let again = allocate(&tx, "n", &conf, &owner("c9"), &[]).unwrap();
+        let again = allocate(&mut tx, "n", &conf, &owner("c9"), &[]).unwrap();
         assert_eq!(again[0].address.to_string(), "10.0.0.3/24");
         drop(tx);
         let _ = std::fs::remove_dir_all(dir);
@@ -242,16 +242,16 @@ mod tests {
         let conf = IpamConf::parse(&json!({"type":"x","subnet":"fd00::/64",
             "rangeStart":"fd00::8000:0:0:0","rangeEnd":"fd00::8000:0:0:1"}))
         .unwrap();
-        let tx = s.write().unwrap();
+        let mut tx = s.write().unwrap();
         for c in ["a", "b"] {
-            allocate(&tx, "n", &conf, &owner(c), &[]).unwrap();
+            allocate(&mut tx, "n", &conf, &owner(c), &[]).unwrap();
         }
         assert_eq!(
-            allocate(&tx, "n", &conf, &owner("c"), &[]).unwrap_err().code,
+            allocate(&mut tx, "n", &conf, &owner("c"), &[]).unwrap_err().code,
             Code::PoolExhausted
         );
         tx.release_owner("n", &owner("a")).unwrap();
-        let ip = allocate(&tx, "n", &conf, &owner("c"), &[]).unwrap();
+        let ip = allocate(&mut tx, "n", &conf, &owner("c"), &[]).unwrap();
         assert_eq!(ip[0].address.to_string(), "fd00::8000:0:0:0/64");
         drop(tx);
         let _ = std::fs::remove_dir_all(dir);
@@ -263,17 +263,20 @@ mod tests {
         let conf = IpamConf::parse(&json!({"type":"x","ranges":[
             [{"subnet":"10.0.0.0/24"}],[{"subnet":"fd00::/64"}]]}))
         .unwrap();
-        let tx = s.write().unwrap();
-        let ips = allocate(&tx, "n", &conf, &owner("a"), &["10.0.0.77".parse().unwrap()]).unwrap();
+        let mut tx = s.write().unwrap();
+        let ips =
+            allocate(&mut tx, "n", &conf, &owner("a"), &["10.0.0.77".parse().unwrap()]).unwrap();
         assert_eq!(ips[0].address.to_string(), "10.0.0.77/24");
         assert_eq!(ips[1].address.to_string(), "fd00::2/64");
         assert_eq!(ips[1].gateway, Some("fd00::1".parse().unwrap()));
-        let e =
-            allocate(&tx, "n", &conf, &owner("b"), &["10.0.0.77".parse().unwrap()]).unwrap_err();
+        let e = allocate(&mut tx, "n", &conf, &owner("b"), &["10.0.0.77".parse().unwrap()])
+            .unwrap_err();
         assert_eq!(e.code, Code::AddressInUse);
-        let e = allocate(&tx, "n", &conf, &owner("b"), &["10.9.0.1".parse().unwrap()]).unwrap_err();
+        let e =
+            allocate(&mut tx, "n", &conf, &owner("b"), &["10.9.0.1".parse().unwrap()]).unwrap_err();
         assert_eq!(e.code, Code::InvalidConfig);
-        let e = allocate(&tx, "n", &conf, &owner("b"), &["10.0.0.1".parse().unwrap()]).unwrap_err();
+        let e =
+            allocate(&mut tx, "n", &conf, &owner("b"), &["10.0.0.1".parse().unwrap()]).unwrap_err();
         assert!(e.msg.contains("gateway"), "{}", e.msg);
         drop(tx);
         let _ = std::fs::remove_dir_all(dir);
@@ -286,9 +289,9 @@ mod tests {
             {"subnet":"10.0.0.0/24","rangeStart":"10.0.0.2","rangeEnd":"10.0.0.2"},
             {"subnet":"10.0.1.0/24","rangeStart":"10.0.1.9","rangeEnd":"10.0.1.9"}]]}))
         .unwrap();
-        let tx = s.write().unwrap();
-        let a = allocate(&tx, "n", &conf, &owner("a"), &[]).unwrap();
-        let b = allocate(&tx, "n", &conf, &owner("b"), &[]).unwrap();
+        let mut tx = s.write().unwrap();
+        let a = allocate(&mut tx, "n", &conf, &owner("a"), &[]).unwrap();
+        let b = allocate(&mut tx, "n", &conf, &owner("b"), &[]).unwrap();
         assert_eq!(a[0].address.to_string(), "10.0.0.2/24");
         assert_eq!(b[0].address.to_string(), "10.0.1.9/24");
         assert_eq!(b[0].gateway, Some("10.0.1.1".parse().unwrap()));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use nicslice_model::{from_u128, to_u128};
+use nicslice_store::cni_ipam::CNI_IPAM_FILE;
 use serde::Deserialize;
 
 use crate::error::{CniError, Result};
@@ -55,7 +56,7 @@ pub struct IpamConf {
     pub range_sets: Vec<Vec<Range>>,
     pub routes: Vec<RouteConfig>,
     pub resolv_conf: Option<PathBuf>,
-    /// `state`, else `dataDir/cni-ipam.db`, else `None` (the default applies).
+    /// `state`, else `dataDir/cni-leases.mdb`, else `None` (the default applies).
     pub state: Option<PathBuf>,
 }
 
@@ -130,7 +131,7 @@ impl IpamConf {
                 return Err(CniError::config(format!("ipam: range {a} overlaps range {b}")));
             }
         }
-        let state = raw.state.or_else(|| raw.data_dir.map(|d| d.join("cni-ipam.db")));
+        let state = raw.state.or_else(|| raw.data_dir.map(|d| d.join(CNI_IPAM_FILE)));
         Ok(IpamConf {
             range_sets,
             routes: raw.routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
@@ -199,7 +200,7 @@ mod tests {
         );
         assert_eq!(r.gateway.to_string(), "10.1.2.1");
         assert_eq!(c.routes[0].gw, None);
-        assert_eq!(c.state, Some(PathBuf::from("/tmp/x/cni-ipam.db")));
+        assert_eq!(c.state, Some(PathBuf::from("/tmp/x/cni-leases.mdb")));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! name, container ID and interface name.
 //!
 //! Where the database lives, first match wins: `ipam.state` (a file),
-//! `ipam.dataDir` (host-local's key; the file `cni-ipam.db` inside it), the
-//! directory of `NICSLICE_STATE` (beside nicslice's own `state.db`), else
-//! `/run/nicslice/cni-ipam.db`. CNI leases are kept apart from the CLI's
+//! `ipam.dataDir` (host-local's key; the file `cni-leases.mdb` inside it),
+//! the directory of `NICSLICE_STATE` (beside nicslice's own `state.db`), else
+//! `/run/nicslice/cni-leases.mdb`. CNI leases are kept apart from the CLI's
 //! networks: they belong to the container runtime and are cleaned by its GC,
 //! and they last one boot, as the namespaces they serve (see
 //! `nicslice_store::cni_ipam`).
@@ -17,7 +17,7 @@ pub mod resolv;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use nicslice_store::cni_ipam::{CniIpamStore, CniOwner, DEFAULT_CNI_IPAM_PATH};
+use nicslice_store::cni_ipam::{CNI_IPAM_FILE, CniIpamStore, CniOwner, DEFAULT_CNI_IPAM_PATH};
 use serde_json::Value;
 
 use crate::conf::NetConf;
@@ -43,7 +43,7 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         Verb::Add => add(&mut open()?, net, env, &conf).map(Some),
         Verb::Del => {
             let mut store = open()?;
-            let tx = store.write()?;
+            let mut tx = store.write()?;
             tx.release_owner(&net.name, &owner(env))?;
             tx.commit()?;
             Ok(None)
@@ -69,7 +69,7 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         Verb::Gc => {
             let valid = valid_attachments(&net.raw)?;
             let mut store = open()?;
-            let tx = store.write()?;
+            let mut tx = store.write()?;
             tx.release_unless(&net.name, |o| valid.contains(o))?;
             tx.commit()?;
             Ok(None)
@@ -94,7 +94,7 @@ fn add(
         None => Default::default(),
     };
     let owner = owner(env);
-    let tx = store.write()?;
+    let mut tx = store.write()?;
     if let Some(held) = tx.leases(&net.name, Some(&owner))?.first() {
         return Err(CniError::new(
             Code::AddressInUse,
@@ -104,7 +104,7 @@ fn add(
             ),
         ));
     }
-    let ips = alloc::allocate(&tx, &net.name, conf, &owner, &requested)?;
+    let ips = alloc::allocate(&mut tx, &net.name, conf, &owner, &requested)?;
     tx.commit()?;
     Ok(CniResult { interfaces: Vec::new(), ips, routes: conf.routes.clone(), dns })
 }
@@ -162,7 +162,7 @@ pub fn state_path(conf: &IpamConf) -> PathBuf {
         .and_then(|p| p.parent().map(PathBuf::from))
         .filter(|d| !d.as_os_str().is_empty())
     {
-        return dir.join("cni-ipam.db");
+        return dir.join(CNI_IPAM_FILE);
     }
     PathBuf::from(DEFAULT_CNI_IPAM_PATH)
 }

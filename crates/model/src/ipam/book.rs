@@ -6,8 +6,9 @@ use super::PoolId;
 use crate::ModelError;
 
 /// Lease storage for address pools. Offsets count from the subnet's first
-/// address (see `Pool`). The store implements it inside one SQLite write
-/// transaction, so a whole allocation is atomic.
+/// address (see `Pool`). The store implements it inside one write
+/// transaction (SQLite for `state.db`, LMDB for the CNI leases), so a whole
+/// allocation is atomic.
 pub trait LeaseBook {
     /// Who holds a lease (an endpoint id in the store).
     type Owner;

@@ -1,7 +1,8 @@
 //! Address management (IPAM): which addresses of a subnet may be handed out
 //! (`pool`), the storage interface the allocator works through (`book`), and
 //! the allocator itself (`allocator`). Pure and generic over storage: the store
-//! implements `LeaseBook` inside a SQLite transaction; tests use a map.
+//! implements `LeaseBook` inside a write transaction of its database;
+//! tests use a map.
 
 mod allocator;
 #[cfg(test)]
