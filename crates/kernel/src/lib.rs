@@ -24,7 +24,7 @@ pub mod tap;
 pub mod topology;
 
 pub use error::{KernelError, Result};
-pub use link::{Link, MacvlanState};
+pub use link::{Link, LinkBrief, MacvlanState};
 pub use macvlan::{MacvlanLinkRequest, SourceMacOp};
 pub use neighbour_probe::NeighbourProber;
 pub use netlink::RouteSocket;

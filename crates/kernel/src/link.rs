@@ -2,10 +2,12 @@
 //! operations every kind shares (up/down, rename, MTU, MAC, promiscuous mode,
 //! master, delete). Kind-specific creation lives in `macvlan.rs` and `topology.rs`.
 
+use netlink_packet_core::{Emitable, NlasIterator};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     AfSpecInet, AfSpecUnspec, InetDevConf, InfoData, InfoKind, InfoMacVlan, InfoMacVtap, InfoVlan,
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkInfo, LinkLayerType, LinkMessage,
+    State,
 };
 use nicslice_model::{MacAddr, MacvlanFlags, MacvlanMode};
 use serde::Serialize;
@@ -40,6 +42,54 @@ pub struct Link {
     pub macvlan: Option<MacvlanState>,
     /// An 802.1Q sub-interface's VLAN id.
     pub vlan_id: Option<u16>,
+}
+
+/// A link as a caller needs it right after making it: what later requests
+/// address (its index) and what a CNI result reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkBrief {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+}
+
+impl LinkBrief {
+    /// Reads the header and three attributes of a GETLINK reply's payload,
+    /// walking the rest undecoded (netlink-packet-route's `NlasIterator`):
+    /// decoding a new macvlan's every nested attribute (its IPv4 and IPv6
+    /// settings, link info) is most of a lookup's cost.
+    fn from_payload(payload: &[u8]) -> Result<LinkBrief> {
+        let bad = |e: netlink_packet_core::DecodeError| KernelError::Protocol {
+            op: "read an interface".into(),
+            detail: e.to_string(),
+        };
+        let header = LinkHeader::parse(payload).map_err(bad)?;
+        let mut link = LinkBrief { index: header.index, name: String::new(), mac: None, mtu: 0 };
+        let attributes = payload.get(header.buffer_len()..).unwrap_or_default();
+        for nla in NlasIterator::new(attributes) {
+            let nla = nla.map_err(bad)?;
+            let value = nla.value();
+            match nla.kind() {
+                libc::IFLA_IFNAME => {
+                    let name = value.split(|b| *b == 0).next().unwrap_or_default();
+                    link.name = String::from_utf8_lossy(name).into_owned();
+                }
+                libc::IFLA_ADDRESS => {
+                    if let Ok(mac) = <[u8; 6]>::try_from(value) {
+                        link.mac = Some(MacAddr(mac));
+                    }
+                }
+                libc::IFLA_MTU => {
+                    if let Ok(mtu) = <[u8; 4]>::try_from(value) {
+                        link.mtu = u32::from_ne_bytes(mtu);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(link)
+    }
 }
 
 /// The macvlan/macvtap part of a link.
@@ -200,20 +250,6 @@ fn oper_state_name(s: State) -> &'static str {
     }
 }
 
-/// The index of interface `name` in the calling thread's namespace (None if
-/// it has none), by `if_nametoindex`: one ioctl, where a GETLINK reply is a
-/// kilobyte of attributes to parse, for a caller that needs only the index.
-pub fn index_here(name: &str) -> Result<Option<u32>> {
-    match nix::net::if_::if_nametoindex(name) {
-        Ok(index) => Ok(Some(index)),
-        Err(nix::errno::Errno::ENODEV) => Ok(None),
-        Err(e) => Err(KernelError::io(
-            "look up an interface index",
-            std::io::Error::from_raw_os_error(e as i32),
-        )),
-    }
-}
-
 /// A link message addressed to one interface, to fill with changes.
 pub(crate) fn link_message(index: u32) -> LinkMessage {
     let mut msg = LinkMessage::default();
@@ -262,6 +298,50 @@ impl RouteSocket {
             name: name.to_string(),
             netns: netns_label.to_string(),
         })
+    }
+
+    /// The index of interface `name` in this socket's namespace (None if it
+    /// has none): the SIOCGIFINDEX ioctl on this socket, for a caller that
+    /// needs only the index, where a GETLINK reply is a kilobyte of
+    /// attributes to parse (and `if_nametoindex` a socket of its own).
+    pub fn index_of(&self, name: &str) -> Result<Option<u32>> {
+        // SAFETY: ifreq is plain old data, for which all zeroes is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= req.ifr_name.len() || name.as_bytes().contains(&0) {
+            return Ok(None); // no interface can have that name
+        }
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *dst = *src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads ifr_name (NUL-terminated: the rest is
+        // zero) and writes ifr_ifindex inside `req`, which outlives the call;
+        // the fd is this socket's, open for as long as `self`.
+        let rc = unsafe { libc::ioctl(self.raw_fd(), libc::SIOCGIFINDEX, &mut req) };
+        if rc == 0 {
+            // SAFETY: the kernel filled the ifindex member of the union.
+            return Ok(u32::try_from(unsafe { req.ifr_ifru.ifru_ifindex }).ok());
+        }
+        match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            e => Err(KernelError::io("look up an interface index", e)),
+        }
+    }
+
+    /// [`require_link`](Self::require_link) for a caller that needs only
+    /// the link's index, name, MAC and MTU ([`LinkBrief`]).
+    pub fn require_link_brief(&mut self, name: &str, netns_label: &str) -> Result<LinkBrief> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let op = format!("look up interface {name}");
+        match self.get_raw(&op, get_link_request(msg), LinkBrief::from_payload) {
+            Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {
+                Err(KernelError::NoSuchLink {
+                    name: name.to_string(),
+                    netns: netns_label.to_string(),
+                })
+            }
+            other => other,
+        }
     }
 
     pub fn links(&mut self) -> Result<Vec<Link>> {
@@ -373,5 +453,42 @@ impl RouteSocket {
             }),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_brief_reads_index_name_mac_and_mtu_past_nested_attributes() {
+        let mut msg = link_message(7);
+        msg.attributes.push(LinkAttribute::IfName("eth0".into()));
+        // A nested attribute between the ones read, as a real reply has.
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::MacVlan)]));
+        msg.attributes.push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]));
+        msg.attributes.push(LinkAttribute::Mtu(1400));
+        let mut payload = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut payload);
+        let brief = LinkBrief::from_payload(&payload).unwrap();
+        assert_eq!(
+            brief,
+            LinkBrief {
+                index: 7,
+                name: "eth0".into(),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 9])),
+                mtu: 1400
+            }
+        );
+        assert!(LinkBrief::from_payload(&payload[..8]).is_err(), "a cut header is refused");
+    }
+
+    #[test]
+    fn index_of_answers_in_the_sockets_namespace() {
+        // Read-only, in the namespace the tests run in: its loopback is 1.
+        let sock = RouteSocket::open_here().unwrap();
+        assert_eq!(sock.index_of("lo").unwrap(), Some(1));
+        assert_eq!(sock.index_of("nsl-no-such0").unwrap(), None);
+        assert_eq!(sock.index_of("a-name-longer-than-ifnamsiz").unwrap(), None);
     }
 }

@@ -6,8 +6,9 @@
 //! returns at once; every later request acts in that namespace.
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -44,7 +45,11 @@ impl RouteSocket {
     pub fn open_here() -> Result<RouteSocket> {
         let mut socket =
             Socket::new(NETLINK_ROUTE).map_err(|e| KernelError::io("open netlink socket", e))?;
-        socket.bind_auto().map_err(|e| KernelError::io("bind netlink socket", e))?;
+        // Port 0: the kernel picks one (bind_auto would also ask which, a
+        // system call for a number nothing reads).
+        socket
+            .bind(&SocketAddr::new(0, 0))
+            .map_err(|e| KernelError::io("bind netlink socket", e))?;
         // Strict checking makes the kernel filter dumps by the header fields we set.
         let _ = socket.set_netlink_get_strict_chk(true);
         let _ = socket.set_ext_ack(true);
@@ -63,6 +68,12 @@ impl RouteSocket {
         RouteSocket::open_here()
     }
 
+    /// The socket's file descriptor, for the ioctls that act in its namespace.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.socket.as_raw_fd()
+    }
+
     fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<u32> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
@@ -76,16 +87,19 @@ impl RouteSocket {
         Ok(self.seq)
     }
 
-    /// Reads replies to `seq` and hands each inner message to `each` until
-    /// the end `until` names arrives (or an error).
-    fn receive(
+    /// Reads replies to `seq` and hands each inner message, undecoded (its
+    /// type and payload), to `each` until the end `until` names arrives (or
+    /// an error). Only the netlink headers are read here: a caller decodes
+    /// as much of a message as it needs.
+    fn receive_raw(
         &mut self,
         op: &str,
         seq: u32,
         until: Until,
-        mut each: impl FnMut(RouteNetlinkMessage),
+        mut each: impl FnMut(u16, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let dump = until == Until::Done;
+        let protocol = |detail: String| KernelError::Protocol { op: op.to_string(), detail };
         loop {
             self.recv_buf.clear();
             // recv writes into the spare capacity and sets the length.
@@ -96,49 +110,60 @@ impl RouteSocket {
                 .min(self.recv_buf.len());
             let mut offset = 0;
             while offset < n {
-                let bytes = &self.recv_buf[offset..n];
-                let msg =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
-                        KernelError::Protocol { op: op.to_string(), detail: e.to_string() }
-                    })?;
-                let len = msg.header.length as usize;
+                let msg = NetlinkBuffer::new_checked(&self.recv_buf[offset..n])
+                    .map_err(|e| protocol(e.to_string()))?;
+                let len = msg.length() as usize;
                 if len == 0 {
-                    return Err(KernelError::Protocol {
-                        op: op.into(),
-                        detail: "zero-length message".into(),
-                    });
+                    return Err(protocol("zero-length message".into()));
                 }
                 offset += (len + 3) & !3;
-                if msg.header.sequence_number != seq {
+                if msg.sequence_number() != seq {
                     // A late reply to an earlier request; not ours.
                     continue;
                 }
-                match msg.payload {
-                    NetlinkPayload::Error(err) => {
-                        return match err.code {
+                match msg.message_type() {
+                    NLMSG_ERROR => {
+                        let err = ErrorBuffer::new_checked(msg.payload())
+                            .map_err(|e| protocol(e.to_string()))?;
+                        return match err.code() {
                             None => Ok(()),
                             Some(code) => {
                                 Err(KernelError::Netlink { op: op.to_string(), errno: -code.get() })
                             }
                         };
                     }
-                    NetlinkPayload::Done(_) => return Ok(()),
-                    NetlinkPayload::InnerMessage(inner) => {
-                        each(inner);
+                    NLMSG_DONE => return Ok(()),
+                    NLMSG_NOOP | NLMSG_OVERRUN => {}
+                    message_type => {
+                        each(message_type, msg.payload())?;
                         if until == Until::Reply {
                             return Ok(());
                         }
                     }
-                    _ => {}
                 }
             }
             if !dump && n == 0 {
-                return Err(KernelError::Protocol {
-                    op: op.into(),
-                    detail: "socket closed".into(),
-                });
+                return Err(protocol("socket closed".into()));
             }
         }
+    }
+
+    /// [`receive_raw`](Self::receive_raw), each message decoded whole.
+    fn receive(
+        &mut self,
+        op: &str,
+        seq: u32,
+        until: Until,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> Result<()> {
+        self.receive_raw(op, seq, until, |message_type, payload| {
+            let mut header = NetlinkHeader::default();
+            header.message_type = message_type;
+            let msg = RouteNetlinkMessage::deserialize(&header, payload)
+                .map_err(|e| KernelError::Protocol { op: op.to_string(), detail: e.to_string() })?;
+            each(msg);
+            Ok(())
+        })
     }
 
     /// Sends a request and waits for its ACK.
@@ -154,6 +179,28 @@ impl RouteSocket {
         let seq = self.send(msg, 0)?;
         let mut out = None;
         self.receive(op, seq, Until::Reply, |m| out = Some(m))?;
+        out.ok_or_else(|| KernelError::Protocol {
+            op: op.into(),
+            detail: "no reply message".into(),
+        })
+    }
+
+    /// [`get`](Self::get), the reply handed to `read` undecoded (its
+    /// payload): for callers that need a few attributes of a message whose
+    /// whole decoding (a link's every nested attribute) would cost more than
+    /// the request.
+    pub fn get_raw<T>(
+        &mut self,
+        op: &str,
+        msg: RouteNetlinkMessage,
+        mut read: impl FnMut(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let seq = self.send(msg, 0)?;
+        let mut out = None;
+        self.receive_raw(op, seq, Until::Reply, |_, payload| {
+            out = Some(read(payload)?);
+            Ok(())
+        })?;
         out.ok_or_else(|| KernelError::Protocol {
             op: op.into(),
             detail: "no reply message".into(),

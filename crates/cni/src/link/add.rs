@@ -11,7 +11,7 @@ use nicslice_engine::undo::{Sockets, UndoLog};
 use nicslice_engine::{Faults, Step};
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::placement::ChildLink;
-use nicslice_kernel::{Link, MacvlanLinkRequest, Netns, Route, RouteSocket};
+use nicslice_kernel::{LinkBrief, MacvlanLinkRequest, Netns, Route, RouteSocket};
 use nicslice_model::{IfName, IpvlanMode};
 
 use super::plumb::{configure, create_link};
@@ -48,12 +48,9 @@ fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
         if conf.link_in_container { "the container's namespace" } else { "the host namespace" };
     let missing = || CniError::config(format!("master {parent_name} does not exist in {where_}"));
     // Only the index is needed unless an MTU is to be checked against the
-    // master's: then the whole link is read. The plugin runs in the host
-    // namespace, where the index lookup acts.
+    // master's: then the whole link is read.
     let parent_index = match conf.mtu {
-        None if !conf.link_in_container => {
-            nicslice_kernel::link::index_here(&parent_name)?.ok_or_else(missing)?
-        }
+        None => host.index_of(&parent_name)?.ok_or_else(missing)?,
         _ => {
             let parent = host.link_by_name(&parent_name)?.ok_or_else(missing)?;
             if let Some(mtu) = conf.mtu
@@ -146,7 +143,7 @@ fn make_link(
     env: &CallEnv,
     faults: Faults,
     undo: &mut UndoLog,
-) -> Result<(Checked, Link)> {
+) -> Result<(Checked, LinkBrief)> {
     let mut c = validate(conf, ifname, env)?;
     let link = create_link(
         &child_link(&c),

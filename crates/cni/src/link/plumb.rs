@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use nicslice_engine::undo::{UndoAction, UndoLog};
 use nicslice_engine::{Faults, Step};
 use nicslice_kernel::placement::ChildLink;
-use nicslice_kernel::{KernelError, Link, Netns, Route, RouteSocket, sysctl};
+use nicslice_kernel::{KernelError, LinkBrief, Netns, Route, RouteSocket, sysctl};
 
 use crate::error::{CniError, Code, Result};
 
@@ -44,7 +44,7 @@ fn explain_create(e: KernelError, parent: &str, ifname: &str) -> CniError {
 /// over netlink; IPv6's `ndisc_notify`, which netlink cannot set, through
 /// /proc/sys inside the container, only when there is an IPv6 address.
 fn notify_neighbours(
-    link: &Link,
+    link: &LinkBrief,
     addresses: &[IpNet],
     target_ns: &Netns,
     target: &mut RouteSocket,
@@ -71,11 +71,11 @@ pub fn create_link(
     target: &mut RouteSocket,
     faults: Faults,
     undo: &mut UndoLog,
-) -> Result<Link> {
+) -> Result<LinkBrief> {
     let name = link.name().as_str();
     fault(faults, Step::CreateLink)?;
     link.create_in(host, target_ns, target).map_err(|e| explain_create(e, parent_name, name))?;
-    let made = target.require_link(name, target_ns.label())?;
+    let made = target.require_link_brief(name, target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: made.index });
     Ok(made)
 }
@@ -83,7 +83,7 @@ pub fn create_link(
 /// Addresses, announcement, up, routes on the new `link`; returns the routes
 /// added. Every change is pushed on `undo` as it is made.
 pub fn configure(
-    link: &Link,
+    link: &LinkBrief,
     addresses: &[IpNet],
     routes: &[Route],
     target_ns: &Netns,
