@@ -12,7 +12,8 @@
 //! is given up: a stack overflow ends in a plain SIGSEGV instead of a
 //! message saying so, and the main thread has no name in panic messages.
 
-#![no_main]
+// The unit tests of this crate have the test harness's own main.
+#![cfg_attr(not(test), no_main)]
 
 mod args;
 mod commands;
@@ -20,8 +21,14 @@ mod output;
 
 use clap::Parser;
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    run()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn run() -> libc::c_int {
     sanitize_standard_fds();
     // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
