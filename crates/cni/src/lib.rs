@@ -65,7 +65,7 @@ pub struct Outcome {
 }
 
 /// Runs the plugin on the process's environment and stdin, writes stdout,
-/// and returns the exit code for `std::process::exit`.
+/// and returns the exit code for the process.
 pub fn main(plugin: Plugin) -> i32 {
     // One short-lived process per call: DEL's IPAM thread shares the main
     // malloc arena instead of mapping its own (less time, less memory).
@@ -74,17 +74,27 @@ pub fn main(plugin: Plugin) -> i32 {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     // Room for a typical configuration: one read instead of a doubling series.
+    // Straight from descriptor 0: std's `stdin()` would first set up a
+    // locked, buffered reader the one read does not need.
     let mut stdin = Vec::with_capacity(8192);
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    let read = standard_fd(0).read_to_end(&mut stdin);
     let outcome = match (read, CallEnv::from_process()) {
         (Err(e), _) => failure(&CniError::new(Code::Io, format!("cannot read stdin: {e}")), None),
         (Ok(_), Err(e)) => failure(&e, peek_version(&stdin).as_deref()),
         (Ok(_), Ok(env)) => run(plugin, &env, stdin),
     };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(outcome.stdout.as_bytes());
-    let _ = out.flush();
+    // One write of the whole answer, unbuffered: nothing is left to flush
+    // at exit (the binary ends a plugin call with `_exit`).
+    let _ = standard_fd(1).write_all(outcome.stdout.as_bytes());
     outcome.exit_code
+}
+
+/// Standard descriptor `fd` as a file that is not closed when dropped.
+fn standard_fd(fd: std::os::fd::RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: 0 and 1 are open for the whole process (the binary's entry
+    // opens /dev/null on any that is closed); ManuallyDrop never closes them.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 fn failure(e: &CniError, version: Option<&str>) -> Outcome {
