@@ -90,7 +90,7 @@ impl KernelWork {
         let c = &mut self.container;
         let start = Instant::now();
         self.host.create_macvlan(&self.req, Some(container))?;
-        let link = c.require_link("eth0", "bench container")?;
+        let link = c.require_link_brief("eth0", "bench container")?;
         c.add_address(link.index, addr)?;
         c.set_up(link.index, true)?;
         c.add_route(&Route::default_via(gw, link.index))?;
