@@ -70,6 +70,12 @@ pub enum StoreError {
         #[source]
         source: heed::Error,
     },
+    #[error("cannot lock the CNI lease database with {path}")]
+    LeaseDbLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("CNI lease database error while {context}")]
     LeaseDb {
         context: &'static str,

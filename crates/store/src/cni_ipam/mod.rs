@@ -9,10 +9,10 @@
 //! schema and compiling the call's statements (0.55 M instructions, about
 //! 0.4 ms of an ADD; bench-cni). LMDB has nothing to parse or compile: the
 //! file is mapped, a lookup is a walk down a B+tree, a commit writes the
-//! changed pages and a meta page. It is built for many processes on one
-//! file: one writer at a time, queued on a robust mutex in the lock file (a
-//! writer killed mid-call releases it; its half-made transaction is never
-//! seen, as pages are copied on write and the new root is published last).
+//! changed pages and a meta page. Many processes share the file, one writer
+//! at a time, queued on a `flock` (`lock`; a writer killed mid-call releases
+//! it, and its half-made transaction is never seen, as pages are copied on
+//! write and the new root is published last).
 //!
 //! A CNI attachment lives in a network namespace, and no namespace survives
 //! a reboot: neither should its lease. So the database belongs in `/run`,
@@ -32,6 +32,7 @@
 mod book;
 mod keys;
 mod legacy;
+mod lock;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -50,6 +51,7 @@ use crate::error::Context;
 pub use book::CniBook;
 use book::PoolRows;
 use keys::{Bytes, LEASE, META, Reader, owner_prefix, pool_name_key};
+use lock::{Held, LockFile};
 
 /// The lease database's file name in a directory (`dataDir`, or beside
 /// `state.db`).
@@ -96,6 +98,7 @@ static OPEN: Mutex<Vec<(PathBuf, Weak<Env>)>> = Mutex::new(Vec::new());
 pub struct CniIpamStore {
     env: Arc<Env>,
     path: PathBuf,
+    lock: LockFile,
 }
 
 impl CniIpamStore {
@@ -111,11 +114,14 @@ impl CniIpamStore {
             std::fs::create_dir_all(dir)
                 .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
+        let lock = LockFile::open(&path)?;
         let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|(_, env)| env.strong_count() > 0);
         if let Some(env) = open.iter().find(|(p, _)| *p == path).and_then(|(_, e)| e.upgrade()) {
-            return Ok(CniIpamStore { env, path });
+            return Ok(CniIpamStore { env, path, lock });
         }
+        // Opening may create the file, and reads its meta pages: alone.
+        let held = lock.exclusive()?;
         let env = match open_env(&path) {
             Err(heed::Error::Mdb(
                 heed::MdbError::Invalid
@@ -130,15 +136,15 @@ impl CniIpamStore {
                 | heed::MdbError::Corrupted,
             )) => {
                 let _ = std::fs::rename(&path, corrupt_path(&path));
-                let _ = std::fs::remove_file(lock_path(&path));
                 open_env(&path)
             }
             other => other,
         }
         .map_err(|source| StoreError::LeaseDbOpen { path: path.clone(), source })?;
+        drop(held);
         let env = Arc::new(env);
         open.push((path.clone(), Arc::downgrade(&env)));
-        Ok(CniIpamStore { env, path })
+        Ok(CniIpamStore { env, path, lock })
     }
 
     pub fn path(&self) -> &Path {
@@ -148,6 +154,7 @@ impl CniIpamStore {
     /// Starts a write transaction (waits for the writer before it) on this
     /// boot's leases; it is abandoned when dropped unless committed.
     pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
+        let held = self.lock.exclusive()?;
         let db = main_db(&self.env)?;
         let mut txn = self.env.write_txn().ctx("starting a write transaction")?;
         let mut legacy_taken = None;
@@ -171,12 +178,13 @@ impl CniIpamStore {
             }
         }
         forget_other_boots(&mut txn, db)?;
-        Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken })
+        Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
     }
 
     /// Whether the database answers a read (for STATUS). A read transaction,
     /// so that a writer holding the lock does not make STATUS wait.
     pub fn ping(&self) -> Result<(), StoreError> {
+        let _held = self.lock.shared()?;
         let db = main_db(&self.env)?;
         let txn = self.env.read_txn().ctx("starting a read transaction")?;
         match read_format(&txn, db)? {
@@ -191,24 +199,23 @@ impl CniIpamStore {
 fn open_env(path: &Path) -> heed::Result<Env> {
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options.map_size(MAP_SIZE);
-    // SAFETY: NO_SYNC only drops the flush to disk at commit, which matters
-    // when the whole system crashes; the next boot forgets the leases (see
-    // the module docs). NO_SUB_DIR names the file itself; NO_READ_AHEAD
-    // keeps the kernel from reading pages no lookup asked for.
+    // SAFETY: NO_LOCK leaves the exclusion of writers, and of readers from
+    // writers, to the caller: every transaction, and this open, runs under
+    // the `lock` module's flock. NO_SYNC only drops the flush to disk at
+    // commit, which matters when the whole system crashes; the next boot
+    // forgets the leases (see the module docs). NO_SUB_DIR names the file
+    // itself; NO_READ_AHEAD keeps the kernel from reading pages no lookup
+    // asked for.
     unsafe {
-        options.flags(EnvFlags::NO_SUB_DIR | EnvFlags::NO_SYNC | EnvFlags::NO_READ_AHEAD);
+        options.flags(
+            EnvFlags::NO_SUB_DIR | EnvFlags::NO_SYNC | EnvFlags::NO_READ_AHEAD | EnvFlags::NO_LOCK,
+        );
     }
     // SAFETY: the file is mapped, and must not change under the map except
-    // through LMDB: only this module writes it, always through LMDB, whose
-    // lock file orders the processes; one environment per file and process
+    // through LMDB: only this module writes it, always through LMDB, under
+    // the flock that orders the processes; one environment per file and process
     // (`OPEN`) as LMDB requires.
     unsafe { options.open(path) }
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-lock");
-    PathBuf::from(name)
 }
 
 fn corrupt_path(path: &Path) -> PathBuf {
@@ -282,13 +289,15 @@ pub struct CniIpamTx<'e> {
     /// The SQLite file of an earlier nicslice whose leases this transaction
     /// took over; moved aside once the transaction commits.
     legacy_taken: Option<PathBuf>,
+    /// The lock, released after the transaction ends (fields drop in order).
+    _held: Held<'e>,
 }
 
 impl<'e> CniIpamTx<'e> {
     pub fn commit(self) -> Result<(), StoreError> {
         self.txn.commit().ctx("committing")?;
-        if let Some(legacy) = self.legacy_taken {
-            legacy::set_aside(&legacy);
+        if let Some(legacy) = &self.legacy_taken {
+            legacy::set_aside(legacy);
         }
         Ok(())
     }

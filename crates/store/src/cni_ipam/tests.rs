@@ -340,3 +340,40 @@ fn a_transaction_larger_than_the_dirty_page_list_still_commits() {
     assert!(tx.leases("crowded", None).unwrap().is_empty());
     assert_eq!(tx.book().pop_lowest_freed(pool).unwrap(), Some(1));
 }
+
+#[test]
+fn threads_with_handles_of_their_own_take_turns() {
+    // LMDB runs without its own lock: the flock of each handle is all that
+    // keeps two write transactions of one process apart.
+    let db = TempDb::new("threads");
+    std::fs::create_dir_all(&db.dir).unwrap();
+    let path = &db.path;
+    let offsets: Vec<u128> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut store = CniIpamStore::open(path).unwrap();
+                    let mut got = Vec::new();
+                    for i in 0..25 {
+                        let mut tx = store.write().unwrap();
+                        let pool = tx.pool("n", "10.9.0.0/16".parse().unwrap(), "all").unwrap();
+                        let mut book = tx.book();
+                        let next = book.high_water(pool).unwrap() + 1;
+                        book.insert_lease(pool, next, owner(&format!("t{t}-{i}"))).unwrap();
+                        book.set_high_water(pool, next).unwrap();
+                        tx.commit().unwrap();
+                        got.push(next);
+                    }
+                    got
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 200, "an offset was handed out twice");
+    let tx = CniIpamStore::open(path).unwrap().write().map(|tx| tx.leases("n", None).unwrap().len());
+    assert_eq!(tx.unwrap(), 200);
+}

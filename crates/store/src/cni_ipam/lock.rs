@@ -1,0 +1,81 @@
+//! The lock of the CNI lease database: `flock` on a file beside it (`-lock`
+//! appended). LMDB runs without its own lock file (`NO_LOCK`), whose set-up
+//! a process living for one call pays in full each time (mapping the lock
+//! file, re-initialising its robust mutexes as its first user, two `fcntl`
+//! locks: a fifth of opening the database). What LMDB then asks of the
+//! caller, this lock gives: one writer at a time, and no reader while one
+//! writes. Every transaction, and the opening of the file (which may create
+//! it), holds it; the kernel drops a `flock` when its holder dies, so a
+//! plugin killed mid-call blocks nobody, and LMDB's copy-on-write pages keep
+//! its unfinished transaction unseen.
+//!
+//! The lock file is never removed: a process waiting on it must lock the
+//! same file as the one holding it.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::StoreError;
+
+/// The open lock file of one database handle. Each handle opens its own:
+/// `flock` excludes open files from each other, so two handles in one
+/// process (two threads) wait for each other as two processes do.
+#[derive(Debug)]
+pub(super) struct LockFile {
+    file: File,
+    path: PathBuf,
+}
+
+/// A lock held until dropped.
+#[must_use]
+pub(super) struct Held<'a>(&'a LockFile);
+
+impl LockFile {
+    pub fn open(db_path: &Path) -> Result<LockFile, StoreError> {
+        let mut name = db_path.as_os_str().to_owned();
+        name.push("-lock");
+        let path = PathBuf::from(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::LeaseDbLock { path: path.clone(), source })?;
+        Ok(LockFile { file, path })
+    }
+
+    /// Waits for the lock alone (a write, or opening the file).
+    pub fn exclusive(&self) -> Result<Held<'_>, StoreError> {
+        self.flock(libc::LOCK_EX)
+    }
+
+    /// Waits for the lock beside other readers (STATUS).
+    pub fn shared(&self) -> Result<Held<'_>, StoreError> {
+        self.flock(libc::LOCK_SH)
+    }
+
+    fn flock(&self, operation: libc::c_int) -> Result<Held<'_>, StoreError> {
+        loop {
+            // SAFETY: flock on a descriptor this struct owns, open as long as it.
+            if unsafe { libc::flock(self.file.as_raw_fd(), operation) } == 0 {
+                return Ok(Held(self));
+            }
+            let source = std::io::Error::last_os_error();
+            if source.kind() != std::io::ErrorKind::Interrupted {
+                return Err(StoreError::LeaseDbLock { path: self.path.clone(), source });
+            }
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `flock`; unlocking cannot fail on an open descriptor
+        // that holds the lock, and closing the file would release it anyway.
+        unsafe { libc::flock(self.0.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
