@@ -37,31 +37,33 @@ pub fn find(plugin: &str, env: &CallEnv) -> Result<Ipam> {
             "CNI_PATH is not set; it must name the directory holding IPAM plugin {plugin:?}"
         )));
     }
-    let found = env.path.iter().map(|dir| dir.join(plugin)).find(|p| is_executable(p));
-    let Some(path) = found else {
+    let found = env.path.iter().find_map(|dir| {
+        let path = dir.join(plugin);
+        executable(&path).map(|meta| (path, meta))
+    });
+    let Some((path, meta)) = found else {
         return Err(CniError::config(format!(
             "failed to find IPAM plugin {plugin:?} in path {:?}",
             env.path
         )));
     };
-    if plugin == "nicslice-ipam" && same_binary(&path) {
+    if plugin == "nicslice-ipam" && is_this_binary(&meta) {
         return Ok(Ipam::InProcess);
     }
     Ok(Ipam::Exec(path))
 }
 
-fn is_executable(p: &Path) -> bool {
+/// The metadata of `p` (links followed) if it is an executable file.
+fn executable(p: &Path) -> Option<std::fs::Metadata> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(p).ok().filter(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Whether `path` is the executable of this process (through any links).
-fn same_binary(path: &Path) -> bool {
+/// Whether the file of `meta` is the executable of this process.
+fn is_this_binary(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(a), Ok(b)) = (std::fs::metadata(path), std::fs::metadata("/proc/self/exe")) else {
-        return false;
-    };
-    a.dev() == b.dev() && a.ino() == b.ino()
+    std::fs::metadata("/proc/self/exe")
+        .is_ok_and(|b| meta.dev() == b.dev() && meta.ino() == b.ino())
 }
 
 /// Runs `verb` on the IPAM plugin. ADD returns its result; the others `None`.

@@ -108,13 +108,20 @@ impl CniIpamStore {
     /// as `cni-ipam.db` beside a new file, see [`CniIpamStore::write`]).
     pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
         let path = path.as_ref().to_owned();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.is_dir()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
-        }
-        let lock = LockFile::open(&path)?;
+        // The directory is made when the lock file cannot be: one system
+        // call less in every call but the first.
+        let lock = match LockFile::open(&path) {
+            Err(StoreError::LeaseDbLock { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+                }
+                LockFile::open(&path)?
+            }
+            other => other?,
+        };
         let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|(_, env)| env.strong_count() > 0);
         if let Some(env) = open.iter().find(|(p, _)| *p == path).and_then(|(_, e)| e.upgrade()) {
