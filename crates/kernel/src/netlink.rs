@@ -38,6 +38,10 @@ pub struct RouteSocket {
     socket: Socket,
     seq: u32,
     recv_buf: Vec<u8>,
+    /// Whether strict checking is on, which makes the kernel filter dumps
+    /// by the header fields a request sets. Turned on before the first dump
+    /// only: a CNI ADD dumps nothing, and the option is a system call.
+    strict: bool,
 }
 
 impl RouteSocket {
@@ -50,16 +54,13 @@ impl RouteSocket {
         socket
             .bind(&SocketAddr::new(0, 0))
             .map_err(|e| KernelError::io("bind netlink socket", e))?;
-        // Strict checking makes the kernel filter dumps by the header fields we set.
-        let _ = socket.set_netlink_get_strict_chk(true);
-        let _ = socket.set_ext_ack(true);
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| KernelError::io("connect netlink socket", e))?;
         // Capacity, not zeroes: the kernel writes only what it sends, so only
         // those pages are ever touched (zeroing 64 KiB per socket was a fifth
         // of a CNI call's page faults).
-        Ok(RouteSocket { socket, seq: 0, recv_buf: Vec::with_capacity(RECV_BUF) })
+        Ok(RouteSocket { socket, seq: 0, recv_buf: Vec::with_capacity(RECV_BUF), strict: false })
     }
 
     /// Opens a socket inside `netns` (enter, open, return).
@@ -209,6 +210,12 @@ impl RouteSocket {
 
     /// Sends a dump request and collects every part.
     pub fn dump(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>> {
+        if !self.strict {
+            // Without it (kernels before 4.20) dumps arrive unfiltered and
+            // callers filter them again, as they all do.
+            let _ = self.socket.set_netlink_get_strict_chk(true);
+            self.strict = true;
+        }
         let seq = self.send(msg, NLM_F_DUMP)?;
         let mut out = Vec::new();
         self.receive(op, seq, Until::Done, |m| out.push(m))?;
