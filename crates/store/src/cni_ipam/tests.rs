@@ -374,6 +374,7 @@ fn threads_with_handles_of_their_own_take_turns() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted.len(), 200, "an offset was handed out twice");
-    let tx = CniIpamStore::open(path).unwrap().write().map(|tx| tx.leases("n", None).unwrap().len());
+    let tx =
+        CniIpamStore::open(path).unwrap().write().map(|tx| tx.leases("n", None).unwrap().len());
     assert_eq!(tx.unwrap(), 200);
 }
