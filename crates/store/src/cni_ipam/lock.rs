@@ -3,9 +3,8 @@
 //! a process living for one call pays in full each time (mapping the lock
 //! file, re-initialising its robust mutexes as its first user, two `fcntl`
 //! locks: a fifth of opening the database). What LMDB then asks of the
-//! caller, this lock gives: one writer at a time, and no reader while one
-//! writes. Every transaction, and the opening of the file (which may create
-//! it), holds it; the kernel drops a `flock` when its holder dies, so a
+//! caller, this lock gives: one transaction at a time. Every transaction,
+//! and the opening of the file (which may create it), holds it; the kernel drops a `flock` when its holder dies, so a
 //! plugin killed mid-call blocks nobody, and LMDB's copy-on-write pages keep
 //! its unfinished transaction unseen.
 //!
@@ -48,20 +47,11 @@ impl LockFile {
         Ok(LockFile { file, path })
     }
 
-    /// Waits for the lock alone (a write, or opening the file).
+    /// Waits for the lock (every transaction, and opening the file).
     pub fn exclusive(&self) -> Result<Held<'_>, StoreError> {
-        self.flock(libc::LOCK_EX)
-    }
-
-    /// Waits for the lock beside other readers (STATUS).
-    pub fn shared(&self) -> Result<Held<'_>, StoreError> {
-        self.flock(libc::LOCK_SH)
-    }
-
-    fn flock(&self, operation: libc::c_int) -> Result<Held<'_>, StoreError> {
         loop {
             // SAFETY: flock on a descriptor this struct owns, open as long as it.
-            if unsafe { libc::flock(self.file.as_raw_fd(), operation) } == 0 {
+            if unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX) } == 0 {
                 return Ok(Held(self));
             }
             let source = std::io::Error::last_os_error();
@@ -74,7 +64,7 @@ impl LockFile {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        // SAFETY: as in `flock`; unlocking cannot fail on an open descriptor
+        // SAFETY: as in `exclusive`; unlocking cannot fail on an open descriptor
         // that holds the lock, and closing the file would release it anyway.
         unsafe { libc::flock(self.0.file.as_raw_fd(), libc::LOCK_UN) };
     }

@@ -188,10 +188,13 @@ impl CniIpamStore {
         Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
     }
 
-    /// Whether the database answers a read (for STATUS). A read transaction,
-    /// so that a writer holding the lock does not make STATUS wait.
+    /// Whether the database answers a read (for STATUS). Under the lock
+    /// alone, as a write: heed hands out the database's handle through a
+    /// write transaction (one that changes nothing), and without LMDB's own
+    /// lock no two may overlap. A STATUS waits for a writer, for a
+    /// millisecond.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let _held = self.lock.shared()?;
+        let _held = self.lock.exclusive()?;
         let db = main_db(&self.env)?;
         let txn = self.env.read_txn().ctx("starting a read transaction")?;
         match read_format(&txn, db)? {
