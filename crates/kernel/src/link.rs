@@ -264,12 +264,17 @@ fn get_link_request(mut msg: LinkMessage) -> RouteNetlinkMessage {
     RouteNetlinkMessage::GetLink(msg)
 }
 
+/// A GETLINK request for the interface called `name`.
+fn get_link_by_name(name: &str) -> RouteNetlinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    get_link_request(msg)
+}
+
 impl RouteSocket {
     /// The interface called `name`, or `None` when there is none.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.get(&format!("look up interface {name}"), get_link_request(msg)) {
+        match self.get(&format!("look up interface {name}"), get_link_by_name(name)) {
             Ok(RouteNetlinkMessage::NewLink(m)) => Ok(Some(Link::from_message(m))),
             Ok(_) => Err(KernelError::Protocol {
                 op: "look up interface".into(),
@@ -330,10 +335,10 @@ impl RouteSocket {
     /// [`require_link`](Self::require_link) for a caller that needs only
     /// the link's index, name, MAC and MTU ([`LinkBrief`]).
     pub fn require_link_brief(&mut self, name: &str, netns_label: &str) -> Result<LinkBrief> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let op = format!("look up interface {name}");
-        match self.get_raw(&op, get_link_request(msg), LinkBrief::from_payload) {
+        match self
+            .get_raw(&op, get_link_by_name(name), |_, payload| LinkBrief::from_payload(payload))
+        {
             Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {
                 Err(KernelError::NoSuchLink {
                     name: name.to_string(),

@@ -158,11 +158,7 @@ impl RouteSocket {
         mut each: impl FnMut(RouteNetlinkMessage),
     ) -> Result<()> {
         self.receive_raw(op, seq, until, |message_type, payload| {
-            let mut header = NetlinkHeader::default();
-            header.message_type = message_type;
-            let msg = RouteNetlinkMessage::deserialize(&header, payload)
-                .map_err(|e| KernelError::Protocol { op: op.to_string(), detail: e.to_string() })?;
-            each(msg);
+            each(decode(op, message_type, payload)?);
             Ok(())
         })
     }
@@ -177,29 +173,23 @@ impl RouteSocket {
     /// No ACK is asked for: the reply itself ends the exchange (a refusal
     /// still arrives as an error), one receive instead of two.
     pub fn get(&mut self, op: &str, msg: RouteNetlinkMessage) -> Result<RouteNetlinkMessage> {
-        let seq = self.send(msg, 0)?;
-        let mut out = None;
-        self.receive(op, seq, Until::Reply, |m| out = Some(m))?;
-        out.ok_or_else(|| KernelError::Protocol {
-            op: op.into(),
-            detail: "no reply message".into(),
-        })
+        self.get_raw(op, msg, |message_type, payload| decode(op, message_type, payload))
     }
 
-    /// [`get`](Self::get), the reply handed to `read` undecoded (its
-    /// payload): for callers that need a few attributes of a message whose
+    /// [`get`](Self::get), the reply handed to `read` undecoded (its type
+    /// and payload): for callers that need a few attributes of a message whose
     /// whole decoding (a link's every nested attribute) would cost more than
     /// the request.
     pub fn get_raw<T>(
         &mut self,
         op: &str,
         msg: RouteNetlinkMessage,
-        mut read: impl FnMut(&[u8]) -> Result<T>,
+        mut read: impl FnMut(u16, &[u8]) -> Result<T>,
     ) -> Result<T> {
         let seq = self.send(msg, 0)?;
         let mut out = None;
-        self.receive_raw(op, seq, Until::Reply, |_, payload| {
-            out = Some(read(payload)?);
+        self.receive_raw(op, seq, Until::Reply, |message_type, payload| {
+            out = Some(read(message_type, payload)?);
             Ok(())
         })?;
         out.ok_or_else(|| KernelError::Protocol {
@@ -221,4 +211,12 @@ impl RouteSocket {
         self.receive(op, seq, Until::Done, |m| out.push(m))?;
         Ok(out)
     }
+}
+
+/// Decodes a whole inner message of type `message_type`.
+fn decode(op: &str, message_type: u16, payload: &[u8]) -> Result<RouteNetlinkMessage> {
+    let mut header = NetlinkHeader::default();
+    header.message_type = message_type;
+    RouteNetlinkMessage::deserialize(&header, payload)
+        .map_err(|e| KernelError::Protocol { op: op.to_string(), detail: e.to_string() })
 }

@@ -8,6 +8,7 @@ use nicslice_model::ipam::{LeaseBook, PoolId};
 
 use super::keys::{
     Bytes, FREED, Reader, freed_key, lease_key, lease_value, owner_key, pool_key, pool_value,
+    read_lease_value,
 };
 use super::{CniOwner, Db};
 use crate::StoreError;
@@ -169,11 +170,11 @@ impl LeaseBook for CniBook<'_, '_> {
         let Some(value) = self.db.get(self.txn, &key).ctx("removing a lease")? else {
             return Ok(false);
         };
-        let mut v = Reader::value(value);
-        if v.id()? != pool.0 {
+        let (held_by_pool, container_id, ifname) = read_lease_value(value)?;
+        if held_by_pool != pool.0 {
             return Ok(false);
         }
-        let owner = CniOwner { container_id: v.text()?.into(), ifname: v.text()?.into() };
+        let owner = CniOwner { container_id: container_id.into(), ifname: ifname.into() };
         let by_owner = row.owner_key(&owner, offset)?;
         self.db.delete(self.txn, &key).ctx("removing a lease")?;
         self.db.delete(self.txn, &by_owner).ctx("removing a lease")?;

@@ -112,11 +112,12 @@ pub(super) fn pool_value(
 
 /// `L`: the lease of `offset` in `subnet` of `network`.
 pub(super) fn lease_key(network: &str, subnet: &str, offset: u128) -> Result<Vec<u8>, StoreError> {
-    Bytes::key(LEASE)
-        .text("the network name", network)?
-        .text("the subnet", subnet)?
-        .offset(offset)
-        .done()
+    lease_prefix(network)?.text("the subnet", subnet)?.offset(offset).done()
+}
+
+/// The start of every `L` key of a network.
+pub(super) fn lease_prefix(network: &str) -> Result<Bytes, StoreError> {
+    Bytes::key(LEASE).text("the network name", network)
 }
 
 pub(super) fn lease_value(
@@ -129,6 +130,12 @@ pub(super) fn lease_value(
         .text("the container ID", container_id)?
         .text("the interface name", ifname)?
         .into_vec())
+}
+
+/// What [`lease_value`] wrote: the pool id, the container ID, the interface name.
+pub(super) fn read_lease_value(value: &[u8]) -> Result<(i64, &str, &str), StoreError> {
+    let mut v = Reader::value(value);
+    Ok((v.id()?, v.text()?, v.text()?))
 }
 
 /// `O`: the owner index's entry of a lease (its value: the pool id).

@@ -50,7 +50,7 @@ use crate::blob::{ip_at, offset_of};
 use crate::error::Context;
 pub use book::CniBook;
 use book::PoolRows;
-use keys::{Bytes, LEASE, META, Reader, owner_prefix, pool_name_key};
+use keys::{Bytes, META, Reader, lease_prefix, owner_prefix, pool_name_key, read_lease_value};
 use lock::{Held, LockFile};
 
 /// The lease database's file name in a directory (`dataDir`, or beside
@@ -134,14 +134,10 @@ impl CniIpamStore {
                 heed::MdbError::Invalid
                 | heed::MdbError::VersionMismatch
                 | heed::MdbError::Corrupted,
-            )) if legacy::is_sqlite(&path) => {
-                return Err(StoreError::LeaseDbIsSqlite { path });
-            }
-            Err(heed::Error::Mdb(
-                heed::MdbError::Invalid
-                | heed::MdbError::VersionMismatch
-                | heed::MdbError::Corrupted,
             )) => {
+                if legacy::is_sqlite(&path) {
+                    return Err(StoreError::LeaseDbIsSqlite { path });
+                }
                 let _ = std::fs::rename(&path, corrupt_path(&path));
                 open_env(&path)
             }
@@ -164,27 +160,18 @@ impl CniIpamStore {
         let held = self.lock.exclusive()?;
         let db = main_db(&self.env)?;
         let mut txn = self.env.write_txn().ctx("starting a write transaction")?;
+        let boot = this_boot();
         let mut legacy_taken = None;
-        match read_format(&txn, db)? {
-            Some(found) if found > FORMAT => {
-                return Err(StoreError::LeaseDbTooNew {
-                    path: self.path.clone(),
-                    found,
-                    supported: FORMAT,
-                });
+        if self.format(&txn, db)?.is_none() {
+            // The first write to this file, by whichever process got the lock first.
+            let legacy = self.path.with_file_name(legacy::LEGACY_FILE);
+            if legacy != self.path && legacy.exists() {
+                legacy::take_over(&legacy, &mut txn, db, &boot)?;
+                legacy_taken = Some(legacy);
             }
-            Some(_) => {}
-            None => {
-                // The first write to this file, by whichever process got the lock first.
-                let legacy = self.path.with_file_name(legacy::LEGACY_FILE);
-                if legacy != self.path && legacy.exists() {
-                    legacy::take_over(&legacy, &mut txn, db, &this_boot())?;
-                    legacy_taken = Some(legacy);
-                }
-                put_meta(&mut txn, db, "format", &FORMAT.to_be_bytes())?;
-            }
+            put_meta(&mut txn, db, "format", &FORMAT.to_be_bytes())?;
         }
-        forget_other_boots(&mut txn, db)?;
+        forget_other_boots(&mut txn, db, &boot)?;
         Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
     }
 
@@ -197,12 +184,27 @@ impl CniIpamStore {
         let _held = self.lock.exclusive()?;
         let db = main_db(&self.env)?;
         let txn = self.env.read_txn().ctx("starting a read transaction")?;
-        match read_format(&txn, db)? {
-            Some(found) if found > FORMAT => {
-                Err(StoreError::LeaseDbTooNew { path: self.path.clone(), found, supported: FORMAT })
-            }
-            _ => Ok(()),
+        self.format(&txn, db).map(drop)
+    }
+
+    /// The file's format (`None` before its first write); an error when it
+    /// is newer than this build's.
+    fn format(&self, txn: &heed::RoTxn<'_>, db: Db<'_>) -> Result<Option<u32>, StoreError> {
+        let Some(bytes) = db.get(txn, &meta_key("format")?).ctx("reading the database's format")?
+        else {
+            return Ok(None);
+        };
+        let found = <[u8; 4]>::try_from(bytes)
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::corrupt("CNI lease database format"))?;
+        if found > FORMAT {
+            return Err(StoreError::LeaseDbTooNew {
+                path: self.path.clone(),
+                found,
+                supported: FORMAT,
+            });
         }
+        Ok(Some(found))
     }
 }
 
@@ -254,16 +256,6 @@ fn put_meta(txn: &mut RwTxn<'_>, db: Db<'_>, name: &str, value: &[u8]) -> Result
     db.put(txn, &meta_key(name)?, value).ctx("recording the database's format")
 }
 
-fn read_format(txn: &heed::RoTxn<'_>, db: Db<'_>) -> Result<Option<u32>, StoreError> {
-    let Some(bytes) = db.get(txn, &meta_key("format")?).ctx("reading the database's format")?
-    else {
-        return Ok(None);
-    };
-    let bytes: [u8; 4] =
-        bytes.try_into().map_err(|_| StoreError::corrupt("CNI lease database format"))?;
-    Ok(Some(u32::from_be_bytes(bytes)))
-}
-
 /// This boot's id; empty when /proc cannot tell (then every boot looks the
 /// same, and leases are kept). One read: the file is 37 bytes.
 fn this_boot() -> String {
@@ -279,15 +271,14 @@ fn this_boot() -> String {
 /// and leased addresses in this one since this process opened the file
 /// (deciding before the write lock would lose those leases: duplicate
 /// addresses under concurrent first calls after a boot).
-fn forget_other_boots(txn: &mut RwTxn<'_>, db: Db<'_>) -> Result<(), StoreError> {
-    let boot = this_boot();
+fn forget_other_boots(txn: &mut RwTxn<'_>, db: Db<'_>, boot: &str) -> Result<(), StoreError> {
     let key = meta_key("boot")?;
     if db.get(txn, &key).ctx("reading the boot of the leases")? == Some(boot.as_bytes()) {
         return Ok(());
     }
-    let format = read_format(txn, db)?.unwrap_or(FORMAT);
+    // An emptied file is a file of this build's format.
     db.clear(txn).ctx("forgetting the leases of an earlier boot")?;
-    put_meta(txn, db, "format", &format.to_be_bytes())?;
+    put_meta(txn, db, "format", &FORMAT.to_be_bytes())?;
     db.put(txn, &key, boot.as_bytes()).ctx("recording this boot")
 }
 
@@ -372,17 +363,16 @@ impl<'e> CniIpamTx<'e> {
                 }
             }
             None => {
-                let prefix = Bytes::key(LEASE).text("the network name", network)?.done()?;
+                let prefix = lease_prefix(network)?.done()?;
                 let rows = self.db.prefix_iter(&self.txn, &prefix).ctx("reading leases")?;
                 for row in rows {
                     let (key, value) = row.ctx("reading leases")?;
                     let mut k = Reader::key(key);
                     let _network = k.text()?;
                     let (subnet, offset) = (k.text()?, k.offset()?);
-                    let mut v = Reader::value(value);
-                    let pool = v.id()?;
+                    let (pool, container_id, ifname) = read_lease_value(value)?;
                     let owner =
-                        CniOwner { container_id: v.text()?.into(), ifname: v.text()?.into() };
+                        CniOwner { container_id: container_id.into(), ifname: ifname.into() };
                     out.push(lease(subnet, offset, pool, owner)?);
                 }
             }
