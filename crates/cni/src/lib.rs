@@ -73,20 +73,39 @@ pub fn main(plugin: Plugin) -> i32 {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    // Room for a typical configuration: one read instead of a doubling series.
-    // Straight from descriptor 0: std's `stdin()` would first set up a
-    // locked, buffered reader the one read does not need.
-    let mut stdin = Vec::with_capacity(8192);
-    let read = standard_fd(0).read_to_end(&mut stdin);
+    let read = read_all(&mut *standard_fd(0));
     let outcome = match (read, CallEnv::from_process()) {
         (Err(e), _) => failure(&CniError::new(Code::Io, format!("cannot read stdin: {e}")), None),
-        (Ok(_), Err(e)) => failure(&e, peek_version(&stdin).as_deref()),
-        (Ok(_), Ok(env)) => run(plugin, &env, stdin),
+        (Ok(stdin), Err(e)) => failure(&e, peek_version(&stdin).as_deref()),
+        (Ok(stdin), Ok(env)) => run(plugin, &env, stdin),
     };
     // One write of the whole answer, unbuffered: nothing is left to flush
     // at exit (the binary ends a plugin call with `_exit`).
     let _ = standard_fd(1).write_all(outcome.stdout.as_bytes());
     outcome.exit_code
+}
+
+/// Everything `input` holds until its end. Room for a typical configuration
+/// first: one read, then the one that sees the end. Straight from the
+/// descriptor: std's `stdin()` would set up a locked, buffered reader, and
+/// `read_to_end` on a file asks its size and position first (two system
+/// calls for a pipe, which has neither).
+fn read_all(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut data = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        if len == data.len() {
+            data.resize(len * 2, 0);
+        }
+        match input.read(&mut data[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(len);
+    Ok(data)
 }
 
 /// Standard descriptor `fd` as a file that is not closed when dropped.
@@ -119,9 +138,7 @@ pub fn run(plugin: Plugin, env: &CallEnv, stdin: Vec<u8>) -> Outcome {
         Err(e) => return failure(&e, peek_version(&stdin).as_deref()),
     };
     match dispatch(plugin, verb, &net, env) {
-        Ok(Some(result)) => {
-            Outcome { stdout: result.to_value(net.version).to_string(), exit_code: 0 }
-        }
+        Ok(Some(result)) => Outcome { stdout: result.to_json(net.version), exit_code: 0 },
         Ok(None) => Outcome { stdout: String::new(), exit_code: 0 },
         Err(e) => Outcome { stdout: e.to_json(net.version.as_str()), exit_code: 1 },
     }

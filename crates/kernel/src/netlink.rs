@@ -47,13 +47,11 @@ pub struct RouteSocket {
 impl RouteSocket {
     /// Opens a socket in the calling thread's current namespace.
     pub fn open_here() -> Result<RouteSocket> {
-        let mut socket =
+        let socket =
             Socket::new(NETLINK_ROUTE).map_err(|e| KernelError::io("open netlink socket", e))?;
-        // Port 0: the kernel picks one (bind_auto would also ask which, a
-        // system call for a number nothing reads).
-        socket
-            .bind(&SocketAddr::new(0, 0))
-            .map_err(|e| KernelError::io("bind netlink socket", e))?;
+        // Connecting to the kernel (port 0) also binds the socket to a port
+        // the kernel picks, as bind would, one system call earlier. Connected,
+        // the socket takes datagrams from the kernel only.
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| KernelError::io("connect netlink socket", e))?;

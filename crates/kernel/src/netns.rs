@@ -86,6 +86,22 @@ pub struct Netns {
 
 impl Netns {
     fn open_path(path: &Path, label: String) -> Result<Netns> {
+        let netns = Netns::open_unchecked(path, label)?;
+        // nsfs files have this magic; a regular file at /run/netns/x is not a namespace.
+        let fs = nix::sys::statfs::fstatfs(&netns.file)
+            .map_err(|e| KernelError::io("statfs netns", e.into()))?;
+        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+            return Err(KernelError::NoSuchNetns(format!(
+                "{} ({} is not a namespace file)",
+                netns.label,
+                path.display()
+            )));
+        }
+        Ok(netns)
+    }
+
+    /// Opens `path`, known to be a namespace file, without checking it.
+    fn open_unchecked(path: &Path, label: String) -> Result<Netns> {
         let file = File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 KernelError::NoSuchNetns(label.clone())
@@ -94,21 +110,13 @@ impl Netns {
             }
         })?;
         let meta = file.metadata().map_err(|e| KernelError::io("stat netns", e))?;
-        // nsfs files have this magic; a regular file at /run/netns/x is not a namespace.
-        let fs = nix::sys::statfs::fstatfs(&file)
-            .map_err(|e| KernelError::io("statfs netns", e.into()))?;
-        if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
-            return Err(KernelError::NoSuchNetns(format!(
-                "{label} ({} is not a namespace file)",
-                path.display()
-            )));
-        }
         Ok(Netns { file, id: NetnsId { dev: meta.dev(), ino: meta.ino() }, label })
     }
 
     /// The namespace the calling thread is in now.
     pub fn current() -> Result<Netns> {
-        Netns::open_path(Path::new("/proc/thread-self/ns/net"), "the current netns".into())
+        // The kernel's own file for it: a namespace, no check needed.
+        Netns::open_unchecked(Path::new("/proc/thread-self/ns/net"), "the current netns".into())
     }
 
     /// A second handle on the same namespace (a duplicated descriptor).

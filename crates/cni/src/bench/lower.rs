@@ -1,7 +1,11 @@
 //! The lower bound of one CNI call: the exec of a static binary that does
 //! nothing (built here with `gcc -static`), plus the kernel's own work for
-//! one ADD (link straight into the container, address, up, default route)
-//! or DEL (delete the link), done in-process on open sockets.
+//! one ADD (link straight into the container, address, the announcement
+//! asked for, up, default route) or DEL (delete the link), done in-process
+//! on open sockets. The announcement (`arp_notify`: the kernel sends a
+//! gratuitous ARP as the link comes up, so that neighbours drop a stale MAC
+//! for a reused address) is part of the ADD of nicslice-macvlan and of the
+//! reference macvlan plugin alike (it sets the same `arp_notify`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,7 +85,8 @@ impl KernelWork {
         Ok(KernelWork { host: h, container: c, req, adds: Vec::new(), dels: Vec::new() })
     }
 
-    /// Link into the container, address, up, default route; then delete it.
+    /// Link into the container, address, announcement, up, default route;
+    /// then delete it.
     pub fn round(&mut self, container: &Netns, i: usize) -> Result<()> {
         let addr = format!("192.168.0.{}/24", 200 + (i % 50))
             .parse()
@@ -92,6 +97,7 @@ impl KernelWork {
         self.host.create_macvlan(&self.req, Some(container))?;
         let link = c.require_link_brief("eth0", "bench container")?;
         c.add_address(link.index, addr)?;
+        c.enable_arp_notify(link.index)?;
         c.set_up(link.index, true)?;
         c.add_route(&Route::default_via(gw, link.index))?;
         self.adds.push(start.elapsed());

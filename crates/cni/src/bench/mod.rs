@@ -81,7 +81,10 @@ impl Drop for Bench {
 
 fn setup() -> Result<Bench> {
     let prefix = format!("nsl-bench-{}", std::process::id());
-    let tmp = std::env::temp_dir().join(&prefix);
+    // In /run (a tmpfs, where nicslice keeps CNI leases by default and
+    // where IPAM state of one boot belongs) for every contender alike.
+    let run = Path::new("/run");
+    let tmp = if run.is_dir() { run.to_path_buf() } else { std::env::temp_dir() }.join(&prefix);
     std::fs::create_dir_all(&tmp)
         .map_err(|e| CniError::new(Code::Io, format!("{}: {e}", tmp.display())))?;
     let mut names = Vec::new();

@@ -25,6 +25,9 @@ use crate::StoreError;
 pub(super) struct LockFile {
     file: File,
     path: PathBuf,
+    /// Whether it lies on a file system in memory (tmpfs, ramfs), which a
+    /// reboot empties.
+    in_memory: bool,
 }
 
 /// A lock held until dropped.
@@ -44,7 +47,20 @@ impl LockFile {
             .mode(0o600)
             .open(&path)
             .map_err(|source| StoreError::LeaseDbLock { path: path.clone(), source })?;
-        Ok(LockFile { file, path })
+        // ramfs's magic (linux/magic.h), which libc does not name.
+        const RAMFS_MAGIC: libc::__fsword_t = 0x8584_58f6;
+        // SAFETY: statfs is plain old data; all zeroes is a valid value.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fstatfs writes into the struct given, on a descriptor owned here.
+        let known = unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } == 0;
+        // Unknown counts as a disk: its boot is then checked.
+        let in_memory = known && [libc::TMPFS_MAGIC, RAMFS_MAGIC].contains(&fs.f_type);
+        Ok(LockFile { file, path, in_memory })
+    }
+
+    /// Whether the database's directory is in memory (the lock file lies beside it).
+    pub fn in_memory(&self) -> bool {
+        self.in_memory
     }
 
     /// Waits for the lock (every transaction, and opening the file).

@@ -17,7 +17,8 @@
 //! A CNI attachment lives in a network namespace, and no namespace survives
 //! a reboot: neither should its lease. So the database belongs in `/run`,
 //! remembers the boot it was written in (`boot_id`) and, in the first write
-//! transaction of a later boot, forgets every lease of the earlier one. That
+//! transaction of a later boot, forgets every lease of the earlier one (a
+//! file in memory, as in /run, cannot see another boot: it is not checked). That
 //! also makes `NO_SYNC` safe: it only matters when the whole system crashes,
 //! which starts a new boot that discards the leases anyway (a file that no
 //! longer opens is moved aside). No fsync per call, as host-local does none.
@@ -66,9 +67,12 @@ const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 /// The layout this build writes (`keys`), recorded under `M format`.
 const FORMAT: u32 = 1;
 
-/// The most the file may grow to. Address space only: the file grows as
-/// leases are written (a lease takes about 300 bytes, so a million fit).
-const MAP_SIZE: usize = 1 << 30;
+/// The map of a file smaller than a quarter of it (a lease takes about 300
+/// bytes: a hundred thousand fit). Address space only, the file grows as
+/// leases are written; but a one-call process pays for the size of the map
+/// when it unmaps it (1 GiB: 14 µs, 64 MiB: 7 µs), so it starts small and
+/// grows (`fit_map`).
+const MAP_SIZE: usize = 64 << 20;
 
 type Env = heed::Env<WithoutTls>;
 type Db<'e> = heed::Database<'e, Raw, Raw>;
@@ -158,20 +162,27 @@ impl CniIpamStore {
     /// boot's leases; it is abandoned when dropped unless committed.
     pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
         let held = self.lock.exclusive()?;
+        fit_map(&self.env)?;
         let db = main_db(&self.env)?;
         let mut txn = self.env.write_txn().ctx("starting a write transaction")?;
-        let boot = this_boot();
         let mut legacy_taken = None;
-        if self.format(&txn, db)?.is_none() {
-            // The first write to this file, by whichever process got the lock first.
-            let legacy = self.path.with_file_name(legacy::LEGACY_FILE);
-            if legacy != self.path && legacy.exists() {
-                legacy::take_over(&legacy, &mut txn, db, &boot)?;
-                legacy_taken = Some(legacy);
+        let fresh = self.format(&txn, db)?.is_none();
+        // A file in memory (the default, in /run) does not outlive the boot:
+        // only a new one learns it (in case it is copied to a disk). Reading
+        // the boot's id walks /proc/sys, a tenth of the IPAM's time.
+        if fresh || !self.lock.in_memory() {
+            let boot = this_boot();
+            if fresh {
+                // The first write to this file, by whichever process got the lock first.
+                let legacy = self.path.with_file_name(legacy::LEGACY_FILE);
+                if legacy != self.path && legacy.exists() {
+                    legacy::take_over(&legacy, &mut txn, db, &boot)?;
+                    legacy_taken = Some(legacy);
+                }
+                put_meta(&mut txn, db, "format", &FORMAT.to_be_bytes())?;
             }
-            put_meta(&mut txn, db, "format", &FORMAT.to_be_bytes())?;
+            forget_other_boots(&mut txn, db, &boot)?;
         }
-        forget_other_boots(&mut txn, db, &boot)?;
         Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
     }
 
@@ -216,12 +227,11 @@ fn open_env(path: &Path) -> heed::Result<Env> {
     // the `lock` module's flock. NO_SYNC only drops the flush to disk at
     // commit, which matters when the whole system crashes; the next boot
     // forgets the leases (see the module docs). NO_SUB_DIR names the file
-    // itself; NO_READ_AHEAD keeps the kernel from reading pages no lookup
-    // asked for.
+    // itself. Read-ahead stays on: NO_READ_AHEAD is for files larger than
+    // memory, and it also stops the kernel mapping the cached pages around a
+    // faulting one (a fault per page instead of one per 16).
     unsafe {
-        options.flags(
-            EnvFlags::NO_SUB_DIR | EnvFlags::NO_SYNC | EnvFlags::NO_READ_AHEAD | EnvFlags::NO_LOCK,
-        );
+        options.flags(EnvFlags::NO_SUB_DIR | EnvFlags::NO_SYNC | EnvFlags::NO_LOCK);
     }
     // SAFETY: the file is mapped, and must not change under the map except
     // through LMDB: only this module writes it, always through LMDB, under
@@ -230,22 +240,47 @@ fn open_env(path: &Path) -> heed::Result<Env> {
     unsafe { options.open(path) }
 }
 
+/// Grows the map to four times the file's used pages when they fill more
+/// than half of it, so that no transaction finds it full: a call adds a
+/// few pages, copied on write. Also adopts a map grown by another process.
+/// Under the lock: no transaction of any handle is active, as resizing wants.
+fn fit_map(env: &Env) -> Result<(), StoreError> {
+    let info = env.info();
+    let page = page_size();
+    let used = (info.last_page_number + 1).saturating_mul(page);
+    if used.saturating_mul(2) <= info.map_size {
+        return Ok(());
+    }
+    let wanted = used.saturating_mul(4).max(MAP_SIZE).next_multiple_of(page);
+    // SAFETY: every transaction on this file, in any handle or process, runs
+    // under the flock the caller holds: none is active.
+    unsafe { env.resize(wanted) }.ctx("growing the map of the lease database")
+}
+
+/// The system's page size, which LMDB uses as its own.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
+}
+
 fn corrupt_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".corrupt");
     PathBuf::from(name)
 }
 
-/// The handle of the environment's one (unnamed) database. heed hands
-/// database handles out through a transaction of their own; opening the
-/// unnamed database changes nothing, so that commit writes nothing.
+/// The handle of the environment's one (unnamed) database, which LMDB
+/// always has. heed hands database handles out through a transaction of
+/// their own: a read transaction, lighter than a write.
 fn main_db(env: &Env) -> Result<Db<'_>, StoreError> {
-    let txn = env.write_txn().ctx("opening the lease table")?;
-    env.create_databases_and_commit(txn, |opener, txn| {
-        opener.create_database::<Raw, Raw>(txn, None).map(CommitOrAbort::<_, ()>::Commit)
+    let txn = env.read_txn().ctx("opening the lease table")?;
+    env.open_databases_and_commit(txn, |opener, txn| {
+        opener.open_database::<Raw, Raw>(txn, None).map(CommitOrAbort::<_, ()>::Commit)
     })
     .map(CommitOrAbort::unwrap_commit)
-    .ctx("opening the lease table")
+    .ctx("opening the lease table")?
+    .ok_or_else(|| StoreError::corrupt("CNI lease database without its main table"))
 }
 
 fn meta_key(name: &str) -> Result<Vec<u8>, StoreError> {

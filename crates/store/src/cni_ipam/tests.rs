@@ -12,8 +12,22 @@ struct TempDb {
 
 impl TempDb {
     fn new(tag: &str) -> TempDb {
-        let dir = std::env::temp_dir().join(format!("cni-ipam-{tag}-{}", std::process::id()));
+        TempDb::under(&std::env::temp_dir(), tag)
+    }
+
+    fn under(base: &Path, tag: &str) -> TempDb {
+        let dir = base.join(format!("cni-ipam-{tag}-{}", std::process::id()));
         TempDb { path: dir.join(CNI_IPAM_FILE), dir }
+    }
+
+    /// On a disk: /var/tmp, or this crate's directory when that is in memory.
+    fn on_disk(tag: &str) -> TempDb {
+        let db = TempDb::under(Path::new("/var/tmp"), tag);
+        std::fs::create_dir_all(&db.dir).unwrap();
+        if LockFile::open(&db.path).unwrap().in_memory() {
+            return TempDb::under(Path::new(env!("CARGO_MANIFEST_DIR")), tag);
+        }
+        db
     }
 }
 
@@ -37,6 +51,12 @@ fn set_meta(store: &CniIpamStore, name: &str, value: &[u8]) {
     let mut txn = store.env.write_txn().unwrap();
     put_meta(&mut txn, db, name, value).unwrap();
     txn.commit().unwrap();
+}
+
+fn meta(store: &CniIpamStore, name: &str) -> Option<Vec<u8>> {
+    let db = main_db(&store.env).unwrap();
+    let txn = store.env.read_txn().unwrap();
+    db.get(&txn, &meta_key(name).unwrap()).unwrap().map(<[u8]>::to_vec)
 }
 
 #[test]
@@ -112,8 +132,9 @@ fn an_abandoned_transaction_leaves_nothing() {
 
 #[test]
 fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
-    let db = TempDb::new("boot");
+    let db = TempDb::on_disk("boot");
     let mut store = CniIpamStore::open(&db.path).unwrap();
+    assert!(!store.lock.in_memory(), "{} is on a disk", db.dir.display());
     let mut tx = store.write().unwrap();
     let pool = tx.pool("n", net24(), "all").unwrap();
     tx.book().insert_lease(pool, 5, owner("a")).unwrap();
@@ -127,6 +148,22 @@ fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
         .unwrap();
     CniIpamStore::open(&db.path).unwrap().ping().unwrap();
     assert!(corrupt_path(&db.path).exists(), "the unreadable file is kept aside");
+}
+
+#[test]
+fn a_file_in_memory_is_not_checked_for_its_boot() {
+    // tmpfs (/dev/shm here, /run by default) is emptied by a reboot: a file
+    // there is of this boot, and its leases stay whatever boot it names.
+    let db = TempDb::under(Path::new("/dev/shm"), "memboot");
+    let mut store = CniIpamStore::open(&db.path).unwrap();
+    assert!(store.lock.in_memory());
+    let mut tx = store.write().unwrap();
+    let pool = tx.pool("n", net24(), "all").unwrap();
+    tx.book().insert_lease(pool, 5, owner("a")).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(meta(&store, "boot"), Some(this_boot().into_bytes()), "a new file learns the boot");
+    set_meta(&store, "boot", b"an-older-boot");
+    assert_eq!(store.write().unwrap().leases("n", None).unwrap().len(), 1);
 }
 
 #[test]
@@ -339,6 +376,30 @@ fn a_transaction_larger_than_the_dirty_page_list_still_commits() {
     let mut tx = store.write().unwrap();
     assert!(tx.leases("crowded", None).unwrap().is_empty());
     assert_eq!(tx.book().pop_lowest_freed(pool).unwrap(), Some(1));
+}
+
+#[test]
+fn the_map_grows_with_the_file() {
+    // The map starts at MAP_SIZE; a file filling more than half of it gets a
+    // larger one at the next write. Without that, the last batch here
+    // (250,000 leases take about 75 MB) would find the map full.
+    let db = TempDb::new("grow");
+    let mut store = CniIpamStore::open(&db.path).unwrap();
+    let subnet: IpNet = "10.0.0.0/8".parse().unwrap();
+    const BATCH: u128 = 50_000;
+    let mut pool = None;
+    for batch in 0..5 {
+        let mut tx = store.write().unwrap();
+        let id = *pool.get_or_insert_with(|| tx.pool("huge", subnet, "all").unwrap());
+        let mut book = tx.book();
+        for offset in batch * BATCH + 1..=(batch + 1) * BATCH {
+            book.insert_lease(id, offset, owner(&format!("container-{offset:07}"))).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    assert!(store.env.info().map_size > MAP_SIZE);
+    let tx = store.write().unwrap();
+    assert_eq!(tx.leases("huge", None).unwrap().len() as u128, 5 * BATCH);
 }
 
 #[test]
