@@ -5,12 +5,17 @@
 #
 # It builds the static release binary of the benchmark, makes a private world
 # (a host namespace with a veth parent, a container namespace; both deleted
-# at the end), runs nicslice-macvlan ADD and DEL four times in a range of two
-# addresses (a new lease database, an existing one, then the steady state of a
-# busy node: the range walked, released addresses reused) under valgrind's
-# callgrind with children traced, and
-# keeps every function name callgrind saw, ADD's first. valgrind's CPU has no
-# AVX-512, so glibc's string functions are listed in all their variants.
+# at the end; the lease database in /run, as by default), runs
+# nicslice-macvlan ADD and DEL four times in a range of two addresses (a new
+# lease database, an existing one, then the steady state of a busy node: the
+# range walked, released addresses reused), with bench-cni's configuration
+# (cniVersion 1.0.0, a default route from IPAM) and then a 1.1.0 one, under
+# valgrind's callgrind with children traced, and keeps every function name
+# callgrind saw, ADD's first. valgrind's CPU has no AVX-512: glibc's string
+# functions of the native CPU come from perf samples of native runs, and the
+# other variants follow ADD's code. The static data an ADD touches (from a
+# valgrind lackey trace of its memory accesses) is listed too: the linker
+# packs it in fewer pages of .data and .bss, each written page a fault.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +27,7 @@ NICSLICE_NO_SYMBOL_ORDER=1 RUSTFLAGS="-C target-feature=+crt-static -C relocatio
     cargo build --release --target "$target" -p nicslice
 bin=$PWD/target/$target/release/nicslice
 
-tmp=$(mktemp -d /tmp/nicslice-hot.XXXXXX)
+tmp=$(mktemp -d /run/nicslice-hot.XXXXXX)
 pfx=nslhot$$
 cleanup() {
     ip netns del "$pfx-h" 2>/dev/null || true
@@ -39,21 +44,35 @@ ip -n "$pfx-h" addr add 192.168.0.254/24 dev eth0
 
 ln -s "$bin" "$tmp/nicslice-macvlan"
 ln -s "$bin" "$tmp/nicslice-ipam"
-cat >"$tmp/conf.json" <<EOF
-{ "cniVersion": "1.1.0", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge",
+# bench-cni's configuration (crates/cni/src/bench/mod.rs), then the newest version's.
+write_conf() {
+    cat >"$tmp/conf.json" <<EOF
+{ "cniVersion": "$1", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge",
   "ipam": { "type": "nicslice-ipam", "subnet": "192.168.0.0/24", "gateway": "192.168.0.1",
-            "rangeStart": "192.168.0.10", "rangeEnd": "192.168.0.11", "dataDir": "$tmp/ipam" } }
+            "rangeStart": "192.168.0.10", "rangeEnd": "192.168.0.11", $2 "dataDir": "$tmp/ipam" } }
 EOF
+}
+# One call of `verb` in round `round` under valgrind with the options given.
+call() {
+    local verb=$1 round=$2
+    shift 2
+    ip netns exec "$pfx-h" env -i PATH=/usr/bin:/bin CNI_COMMAND=$verb CNI_CONTAINERID=hot$round \
+        CNI_NETNS=/run/netns/$pfx-c CNI_IFNAME=eth0 CNI_PATH="$tmp" \
+        valgrind "$@" "$tmp/nicslice-macvlan" \
+        <"$tmp/conf.json" >"$tmp/out.$verb.$round" 2>"$tmp/vg.$verb.$round" ||
+        { echo "$verb failed: $(cat "$tmp/out.$verb.$round")" >&2; exit 1; }
+}
 for round in 1 2 3 4; do
+    if [ "$round" -le 2 ]; then write_conf 1.0.0 '"routes": [{"dst": "0.0.0.0/0"}],'; else write_conf 1.1.0 ""; fi
     for verb in ADD DEL; do
-        ip netns exec "$pfx-h" env -i PATH=/usr/bin:/bin CNI_COMMAND=$verb CNI_CONTAINERID=hot$round \
-            CNI_NETNS=/run/netns/$pfx-c CNI_IFNAME=eth0 CNI_PATH="$tmp" \
-            valgrind --tool=callgrind --trace-children=yes --demangle=no \
-            --callgrind-out-file="$tmp/cg.$verb.$round.%p" "$tmp/nicslice-macvlan" \
-            <"$tmp/conf.json" >"$tmp/out.$verb.$round" 2>"$tmp/vg.$verb.$round" ||
-            { echo "$verb failed: $(cat "$tmp/out.$verb.$round")" >&2; exit 1; }
+        call $verb $round --tool=callgrind --trace-children=yes --demangle=no \
+            --callgrind-out-file="$tmp/cg.$verb.$round.%p"
     done
 done
+# Every load and store of one ADD (bench-cni's configuration, an existing database).
+write_conf 1.0.0 '"routes": [{"dst": "0.0.0.0/0"}],'
+call ADD 5 --tool=lackey --trace-mem=yes --log-file="$tmp/lackey.txt"
+call DEL 5 --tool=none
 
 # Run natively, glibc takes paths valgrind's CPU does not (its start-up code
 # by CPU vendor, the string functions of this CPU): 100 native ADDs are
@@ -85,14 +104,30 @@ seen() {
     cat "$@" | grep -oE "^c?fn=\([0-9]+\) [^ ]+" | awk '{print $2}' |
         grep -v '^0x' | grep -v '^(below' | sed "s/'[0-9]*\$//" | sort -u
 }
+# glibc's string functions by CPU feature: only those run natively belong with ADD's code.
+variants='^__(mem|str|wcs|wmem|raw)[a-z]*_(avx|evex|sse|erms)'
+# The named static data (.data, .bss, .data.rel.ro, .tdata, .tbss) the lackey
+# trace touched: each address looked up in nm's list, sorted by address.
+nm -S -n --defined-only "$bin" | awk 'NF == 4 && $3 ~ /^[bBdDvV]$/ {print $1, $2, $4}' >"$tmp/data-syms.txt"
+grep -E '^ [LSM] ' "$tmp/lackey.txt" | awk '{ split($2, a, ","); print a[1] }' | sort -u |
+    python3 -c '
+import bisect, sys
+syms = [(int(a, 16), int(a, 16) + int(z, 16), n) for a, z, n in (l.split() for l in open(sys.argv[1]))]
+starts = [s[0] for s in syms]
+for line in sys.stdin:
+    x = int(line, 16)
+    i = bisect.bisect_right(starts, x) - 1
+    if i >= 0 and x < syms[i][1]:
+        print(syms[i][2])' "$tmp/data-syms.txt" | sort -u >"$tmp/data.txt"
 # ADD's functions first, then those only DEL runs: the code of an ADD, the
 # call whose speed is measured against the kernel's, lies in the fewest pages.
-{ seen "$tmp"/cg.ADD.*; cat "$tmp/native.txt"; } | sort -u >"$tmp/add.txt"
+{ seen "$tmp"/cg.ADD.* | grep -vE "$variants"; cat "$tmp/native.txt"; } | sort -u >"$tmp/add.txt"
 {
     cat "$tmp/add.txt"
-    nm "$bin" | awk '{print $3}' |
-        grep -E '^__(mem|str|wcs|wmem|raw)[a-z]*_(avx|evex|sse|erms)' | sort -u || true
+    nm "$bin" | awk '{print $3}' | grep -E "$variants" | sort -u || true
     seen "$tmp"/cg.DEL.* | comm -23 - "$tmp/add.txt"
+    cat "$tmp/data.txt"
 } | awk '!seen[$0]++' >"$out"
-echo "hot-symbols.sh: $(wc -l <"$out") functions in $out ($(wc -l <"$tmp/add.txt") of them ADD's," \
+echo "hot-symbols.sh: $(wc -l <"$out") symbols in $out ($(wc -l <"$tmp/add.txt") of ADD's functions," \
+    "$(wc -l <"$tmp/data.txt") of its static data," \
     "$(comm -23 "$tmp/native.txt" <(seen "$tmp"/cg.ADD.*) | wc -l) seen only natively)"
