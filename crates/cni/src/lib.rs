@@ -19,7 +19,7 @@ pub mod result;
 pub mod version;
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use nicslice_engine::Faults;
@@ -73,7 +73,7 @@ pub fn main(plugin: Plugin) -> i32 {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    let read = read_all(&mut *standard_fd(0));
+    let read = read_all(0);
     let outcome = match (read, CallEnv::from_process()) {
         (Err(e), _) => failure(&CniError::new(Code::Io, format!("cannot read stdin: {e}")), None),
         (Ok(stdin), Err(e)) => failure(&e, peek_version(&stdin).as_deref()),
@@ -85,27 +85,35 @@ pub fn main(plugin: Plugin) -> i32 {
     outcome.exit_code
 }
 
-/// Everything `input` holds until its end. Room for a typical configuration
-/// first: one read, then the one that sees the end. Straight from the
-/// descriptor: std's `stdin()` would set up a locked, buffered reader, and
-/// `read_to_end` on a file asks its size and position first (two system
-/// calls for a pipe, which has neither).
-fn read_all(input: &mut impl Read) -> std::io::Result<Vec<u8>> {
-    let mut data = vec![0u8; 8192];
-    let mut len = 0;
+/// Everything readable from descriptor `fd` until its end. Room for a
+/// typical configuration first: one read, then the one that sees the end.
+/// Straight from the descriptor: std's `stdin()` would set up a locked,
+/// buffered reader, and `read_to_end` on a file asks its size and position
+/// first (two system calls for a pipe, which has neither). Into spare
+/// capacity, not zeroes: zeroing would touch every page of the buffer, and
+/// each first touch is a page fault.
+fn read_all(fd: std::os::fd::RawFd) -> std::io::Result<Vec<u8>> {
+    let mut data: Vec<u8> = Vec::with_capacity(8192);
     loop {
-        if len == data.len() {
-            data.resize(len * 2, 0);
+        if data.len() == data.capacity() {
+            data.reserve(data.capacity());
         }
-        match input.read(&mut data[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let spare = data.spare_capacity_mut();
+        // SAFETY: read writes at most `spare.len()` bytes into the spare
+        // capacity of `data`; the length grows by what it wrote.
+        let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+        match n {
+            0 => return Ok(data),
+            // SAFETY: the first n bytes of the spare capacity were just written.
+            n if n > 0 => unsafe { data.set_len(data.len() + n as usize) },
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
-    data.truncate(len);
-    Ok(data)
 }
 
 /// Standard descriptor `fd` as a file that is not closed when dropped.
