@@ -1,10 +1,13 @@
 //! The parts of a network configuration every plugin shares: `cniVersion`,
 //! `name`, `type`, `ipam`, `dns`, `prevResult`, `runtimeConfig` and `args`,
 //! parsed from stdin. The raw bytes are kept: a delegated IPAM plugin gets
-//! the full configuration exactly as the runtime sent it.
+//! the full configuration exactly as the runtime sent it, and a plugin's own
+//! keys are read from them (no tree of the whole configuration is built: a
+//! one-call process pays for every allocation and every page it touches).
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::error::Category;
 
 use crate::error::{CniError, Code, Result};
 use crate::result::{CniResult, Dns};
@@ -26,9 +29,7 @@ pub struct NetConf {
     pub requested_ips: Vec<String>,
     /// `args.cni.mac` (the reference plugins' convention for args).
     pub args_mac: Option<String>,
-    /// The whole object, for plugin-specific keys.
-    pub raw: Value,
-    /// The bytes as received, for delegation.
+    /// The bytes as received: for delegation, and the plugin-specific keys.
     pub bytes: Vec<u8>,
 }
 
@@ -77,20 +78,20 @@ struct CniArgs {
 
 impl NetConf {
     /// Parses stdin. Bad JSON is error 6; a bad version error 1; a missing
-    /// name error 7.
+    /// name error 7 (so is a key given twice).
     pub fn parse(bytes: Vec<u8>) -> Result<NetConf> {
-        let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            CniError::new(Code::Decode, format!("cannot decode the network configuration: {e}"))
-        })?;
-        if !raw.is_object() {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(CniError::new(
                 Code::Decode,
                 "the network configuration is not a JSON object",
             ));
         }
-        // Deserialized from the borrowed tree: no copy of the configuration.
-        let common = Common::deserialize(&raw)
-            .map_err(|e| CniError::config(format!("network configuration: {e}")))?;
+        let common: Common = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+            Category::Data => CniError::config(format!("network configuration: {e}")),
+            _ => {
+                CniError::new(Code::Decode, format!("cannot decode the network configuration: {e}"))
+            }
+        })?;
         let version = CniVersion::parse(&common.cni_version)?;
         if common.name.is_empty() {
             return Err(CniError::config("the network configuration has no \"name\""));
@@ -113,7 +114,6 @@ impl NetConf {
             runtime_mac: runtime.mac.filter(|m| !m.is_empty()),
             requested_ips,
             args_mac: cni_args.mac.filter(|m| !m.is_empty()),
-            raw,
             bytes,
         })
     }
@@ -123,10 +123,15 @@ impl NetConf {
         self.ipam.as_ref().and_then(|i| i.get("type")).and_then(Value::as_str)
     }
 
-    /// The plugin-specific keys, typed.
+    /// The plugin-specific keys, typed (the others are skipped).
     pub fn specific<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
-        T::deserialize(&self.raw)
+        serde_json::from_slice(&self.bytes)
             .map_err(|e| CniError::config(format!("network configuration {:?}: {e}", self.name)))
+    }
+
+    /// The whole configuration as a tree (for keys no struct names).
+    pub fn tree(&self) -> Result<Value> {
+        self.specific()
     }
 }
 
@@ -176,6 +181,7 @@ mod tests {
     fn errors_have_the_spec_codes() {
         assert_eq!(parse("{nope").unwrap_err().code, Code::Decode);
         assert_eq!(parse("[1]").unwrap_err().code, Code::Decode);
+        assert_eq!(parse(" {} trailing").unwrap_err().code, Code::Decode);
         assert_eq!(
             parse(r#"{"cniVersion":"0.2.0","name":"n"}"#).unwrap_err().code,
             Code::IncompatibleVersion

@@ -67,7 +67,7 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
             Ok(None)
         }
         Verb::Gc => {
-            let valid = valid_attachments(&net.raw)?;
+            let valid = valid_attachments(&net.tree()?)?;
             let mut store = open()?;
             let mut tx = store.write()?;
             tx.release_unless(&net.name, |o| valid.contains(o))?;
