@@ -68,7 +68,7 @@ pub enum StoreError {
     LeaseDbOpen {
         path: PathBuf,
         #[source]
-        source: heed::Error,
+        source: crate::cni_ipam::LmdbError,
     },
     #[error("cannot lock the CNI lease database with {path}")]
     LeaseDbLock {
@@ -80,7 +80,7 @@ pub enum StoreError {
     LeaseDb {
         context: &'static str,
         #[source]
-        source: heed::Error,
+        source: crate::cni_ipam::LmdbError,
     },
     #[error(
         "the CNI lease database is full while {context}; release stale leases (CNI GC) or \
@@ -132,10 +132,10 @@ impl<T> Context<T> for rusqlite::Result<T> {
     }
 }
 
-impl<T> Context<T> for heed::Result<T> {
+impl<T> Context<T> for Result<T, crate::cni_ipam::LmdbError> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError> {
         self.map_err(|source| match source {
-            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::LeaseDbFull { context },
+            crate::cni_ipam::LmdbError::MAP_FULL => StoreError::LeaseDbFull { context },
             source => StoreError::LeaseDb { context, source },
         })
     }

@@ -3,7 +3,7 @@
 //! subnet and high-water mark) and kept for its length, so each of the
 //! allocator's lookups is one key.
 
-use heed::{PutFlags, RoTxn, RwTxn};
+use super::lmdb::{RoTxn, RwTxn};
 use nicslice_model::ipam::{LeaseBook, PoolId};
 
 use super::keys::{
@@ -155,9 +155,7 @@ impl LeaseBook for CniBook<'_, '_> {
         let value = lease_value(pool.0, &owner.container_id, &owner.ifname)?;
         let by_owner = row.owner_key(&owner, offset)?;
         // The allocator asked `is_leased` first: an existing key is a bug, not a race.
-        self.db
-            .put_with_flags(self.txn, PutFlags::NO_OVERWRITE, &key, &value)
-            .ctx("recording a lease")?;
+        self.db.put_new(self.txn, &key, &value).ctx("recording a lease")?;
         self.db
             .put(self.txn, &by_owner, &Bytes::value().id(pool.0).into_vec())
             .ctx("recording a lease")

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use heed::RwTxn;
+use super::lmdb::RwTxn;
 use rusqlite::{Connection, OpenFlags};
 
 use super::keys::{

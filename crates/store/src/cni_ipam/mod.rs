@@ -33,6 +33,7 @@
 mod book;
 mod keys;
 mod legacy;
+mod lmdb;
 mod lock;
 
 use std::io::Read;
@@ -40,8 +41,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use heed::types::Bytes as Raw;
-use heed::{CommitOrAbort, EnvFlags, EnvOpenOptions, RwTxn, WithoutTls};
 use ipnet::IpNet;
 use nicslice_model::ipam::PoolId;
 use nicslice_model::to_u128;
@@ -52,6 +51,9 @@ use crate::error::Context;
 pub use book::CniBook;
 use book::PoolRows;
 use keys::{Bytes, META, Reader, lease_prefix, owner_prefix, pool_name_key, read_lease_value};
+/// What LMDB answered, in the store's errors.
+pub use lmdb::Error as LmdbError;
+use lmdb::{Env, RwTxn};
 use lock::{Held, LockFile};
 
 /// The lease database's file name in a directory (`dataDir`, or beside
@@ -74,8 +76,7 @@ const FORMAT: u32 = 1;
 /// grows (`fit_map`).
 const MAP_SIZE: usize = 64 << 20;
 
-type Env = heed::Env<WithoutTls>;
-type Db<'e> = heed::Database<'e, Raw, Raw>;
+type Db<'e> = lmdb::Database<'e>;
 
 /// Who holds a CNI lease: the attachment's container ID and interface name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,11 +135,7 @@ impl CniIpamStore {
         // Opening may create the file, and reads its meta pages: alone.
         let held = lock.exclusive()?;
         let env = match open_env(&path) {
-            Err(heed::Error::Mdb(
-                heed::MdbError::Invalid
-                | heed::MdbError::VersionMismatch
-                | heed::MdbError::Corrupted,
-            )) => {
+            Err(e) if e.is_unreadable_file() => {
                 if legacy::is_sqlite(&path) {
                     return Err(StoreError::LeaseDbIsSqlite { path });
                 }
@@ -186,11 +183,9 @@ impl CniIpamStore {
         Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
     }
 
-    /// Whether the database answers a read (for STATUS). Under the lock
-    /// alone, as a write: heed hands out the database's handle through a
-    /// write transaction (one that changes nothing), and without LMDB's own
-    /// lock no two may overlap. A STATUS waits for a writer, for a
-    /// millisecond.
+    /// Whether the database answers a read (for STATUS). Under the lock,
+    /// as a write: without LMDB's own lock, a reader may not overlap a
+    /// writer. A STATUS waits for a writer, for a millisecond.
     pub fn ping(&self) -> Result<(), StoreError> {
         let _held = self.lock.exclusive()?;
         let db = main_db(&self.env)?;
@@ -200,7 +195,7 @@ impl CniIpamStore {
 
     /// The file's format (`None` before its first write); an error when it
     /// is newer than this build's.
-    fn format(&self, txn: &heed::RoTxn<'_>, db: Db<'_>) -> Result<Option<u32>, StoreError> {
+    fn format(&self, txn: &lmdb::RoTxn<'_>, db: Db<'_>) -> Result<Option<u32>, StoreError> {
         let Some(bytes) = db.get(txn, &meta_key("format")?).ctx("reading the database's format")?
         else {
             return Ok(None);
@@ -219,25 +214,22 @@ impl CniIpamStore {
     }
 }
 
-fn open_env(path: &Path) -> heed::Result<Env> {
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(MAP_SIZE);
-    // SAFETY: NO_LOCK leaves the exclusion of writers, and of readers from
-    // writers, to the caller: every transaction, and this open, runs under
-    // the `lock` module's flock. NO_SYNC only drops the flush to disk at
-    // commit, which matters when the whole system crashes; the next boot
-    // forgets the leases (see the module docs). NO_SUB_DIR names the file
-    // itself. Read-ahead stays on: NO_READ_AHEAD is for files larger than
-    // memory, and it also stops the kernel mapping the cached pages around a
-    // faulting one (a fault per page instead of one per 16).
-    unsafe {
-        options.flags(EnvFlags::NO_SUB_DIR | EnvFlags::NO_SYNC | EnvFlags::NO_LOCK);
-    }
+/// NO_LOCK leaves the exclusion of writers, and of readers from writers,
+/// to the caller: every transaction, and the open, runs under the `lock`
+/// module's flock. NO_SYNC only drops the flush to disk at commit, which
+/// matters when the whole system crashes; the next boot forgets the leases
+/// (see the module docs). NO_SUB_DIR names the file itself; NO_TLS keeps
+/// read transactions off thread-local reader slots (there are none without
+/// LMDB's lock). Read-ahead stays on: NO_READ_AHEAD is for files larger than
+/// memory, and it also stops the kernel mapping the cached pages around a
+/// faulting one (a fault per page instead of one per 16).
+fn open_env(path: &Path) -> lmdb::Result<Env> {
+    let flags = lmdb::NO_SUB_DIR | lmdb::NO_SYNC | lmdb::NO_LOCK | lmdb::NO_TLS;
     // SAFETY: the file is mapped, and must not change under the map except
     // through LMDB: only this module writes it, always through LMDB, under
-    // the flock that orders the processes; one environment per file and process
-    // (`OPEN`) as LMDB requires.
-    unsafe { options.open(path) }
+    // the flock that orders the processes (and their transactions); one
+    // environment per file and process (`OPEN`) as LMDB requires.
+    unsafe { Env::open(path, flags, MAP_SIZE) }
 }
 
 /// Grows the map to four times the file's used pages when they fill more
@@ -254,7 +246,7 @@ fn fit_map(env: &Env) -> Result<(), StoreError> {
     let wanted = used.saturating_mul(4).max(MAP_SIZE).next_multiple_of(page);
     // SAFETY: every transaction on this file, in any handle or process, runs
     // under the flock the caller holds: none is active.
-    unsafe { env.resize(wanted) }.ctx("growing the map of the lease database")
+    unsafe { env.set_map_size(wanted) }.ctx("growing the map of the lease database")
 }
 
 /// The system's page size, which LMDB uses as its own.
@@ -270,17 +262,9 @@ fn corrupt_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The handle of the environment's one (unnamed) database, which LMDB
-/// always has. heed hands database handles out through a transaction of
-/// their own: a read transaction, lighter than a write.
+/// The handle of the environment's one (unnamed) database.
 fn main_db(env: &Env) -> Result<Db<'_>, StoreError> {
-    let txn = env.read_txn().ctx("opening the lease table")?;
-    env.open_databases_and_commit(txn, |opener, txn| {
-        opener.open_database::<Raw, Raw>(txn, None).map(CommitOrAbort::<_, ()>::Commit)
-    })
-    .map(CommitOrAbort::unwrap_commit)
-    .ctx("opening the lease table")?
-    .ok_or_else(|| StoreError::corrupt("CNI lease database without its main table"))
+    env.main_db().ctx("opening the lease table")
 }
 
 fn meta_key(name: &str) -> Result<Vec<u8>, StoreError> {
