@@ -464,6 +464,7 @@ impl RouteSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netns::Netns;
 
     #[test]
     fn a_brief_reads_index_name_mac_and_mtu_past_nested_attributes() {
@@ -486,6 +487,19 @@ mod tests {
             }
         );
         assert!(LinkBrief::from_payload(&payload[..8]).is_err(), "a cut header is refused");
+    }
+
+    #[test]
+    fn a_socket_opened_beside_another_acts_in_its_netns_and_the_thread_comes_back() {
+        let here = Netns::current().unwrap();
+        let other = crate::netns::create_anonymous().unwrap();
+        let host = RouteSocket::open_here().unwrap();
+        let mut inside = host.open_beside_in(&other).unwrap();
+        assert_eq!(Netns::current().unwrap().id(), here.id(), "the thread is back");
+        assert_eq!(Netns::of_socket(inside.raw_fd()).unwrap().id(), other.id());
+        // A new namespace has its loopback and nothing else.
+        let names: Vec<String> = inside.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, ["lo"]);
     }
 
     #[test]

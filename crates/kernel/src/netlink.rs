@@ -67,6 +67,14 @@ impl RouteSocket {
         RouteSocket::open_here()
     }
 
+    /// [`open_in`](Self::open_in) for a caller whose thread is in this
+    /// socket's namespace (as after `open_here`): the way back is asked of
+    /// this socket, a cheaper question than a walk through /proc.
+    pub fn open_beside_in(&self, netns: &Netns) -> Result<RouteSocket> {
+        let _guard = netns.enter_from(Netns::of_socket(self.raw_fd())?)?;
+        RouteSocket::open_here()
+    }
+
     /// The socket's file descriptor, for the ioctls that act in its namespace.
     pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;

@@ -113,6 +113,21 @@ impl Netns {
         Ok(Netns { file, id: NetnsId { dev: meta.dev(), ino: meta.ino() }, label })
     }
 
+    /// The namespace of the socket `fd` (`SIOCGSKNS`): no path to walk.
+    pub(crate) fn of_socket(fd: std::os::fd::RawFd) -> Result<Netns> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor.
+        let ns = unsafe { libc::ioctl(fd, libc::SIOCGSKNS as _) };
+        if ns < 0 {
+            return Err(KernelError::io("ask a socket its netns", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor the kernel just opened for this process, owned from here.
+        let file = unsafe { File::from_raw_fd(ns) };
+        let meta = file.metadata().map_err(|e| KernelError::io("stat netns", e))?;
+        let id = NetnsId { dev: meta.dev(), ino: meta.ino() };
+        Ok(Netns { file, id, label: "the socket's netns".into() })
+    }
+
     /// The namespace the calling thread is in now.
     pub fn current() -> Result<Netns> {
         // The kernel's own file for it: a namespace, no check needed.
@@ -136,7 +151,11 @@ impl Netns {
 
     /// Switches the current thread into this namespace until the guard drops.
     pub fn enter(&self) -> Result<NetnsGuard> {
-        let previous = Netns::current()?;
+        self.enter_from(Netns::current()?)
+    }
+
+    /// [`enter`](Self::enter), given the namespace the thread is in now.
+    pub(crate) fn enter_from(&self, previous: Netns) -> Result<NetnsGuard> {
         if previous.id == self.id {
             return Ok(NetnsGuard { previous: None });
         }

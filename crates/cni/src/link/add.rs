@@ -42,7 +42,11 @@ fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
     } else {
         RouteSocket::open_here()?
     };
-    let target = RouteSocket::open_in(&target_ns)?;
+    let target = if conf.link_in_container {
+        RouteSocket::open_in(&target_ns)?
+    } else {
+        host.open_beside_in(&target_ns)?
+    };
     let parent_name = parent_name(&conf, &mut host)?;
     let where_ =
         if conf.link_in_container { "the container's namespace" } else { "the host namespace" };
