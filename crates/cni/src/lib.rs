@@ -67,12 +67,6 @@ pub struct Outcome {
 /// Runs the plugin on the process's environment and stdin, writes stdout,
 /// and returns the exit code for the process.
 pub fn main(plugin: Plugin) -> i32 {
-    // One short-lived process per call: DEL's IPAM thread shares the main
-    // malloc arena instead of mapping its own (less time, less memory).
-    // SAFETY: mallopt only tunes glibc's allocator; called before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
     let read = read_all(0);
     let outcome = match (read, CallEnv::from_process()) {
         (Err(e), _) => failure(&CniError::new(Code::Io, format!("cannot read stdin: {e}")), None),

@@ -1,8 +1,10 @@
-//! DEL, STATUS and GC for the link plugins. DEL releases the lease and
-//! deletes the link at the same time (the link's deletion waits out the
-//! kernel's unregister grace period; the lease need not wait for it), and
-//! succeeds when the namespace, the link or the master is gone. A link of
-//! that name that is not of the plugin's kind is left alone.
+//! DEL, STATUS and GC for the link plugins. DEL deletes the link, then
+//! releases the lease (both run, both errors are reported), and succeeds
+//! when the namespace, the link or the master is gone. A link of that name
+//! that is not of the plugin's kind is left alone. The lease was once
+//! released on a second thread while the kernel waited out the link's
+//! unregistering: measured, the thread saved nothing (0.15 ms of IPAM
+//! against its own start and the other vCPU's wake-up).
 
 use nicslice_engine::{Faults, Step};
 use nicslice_kernel::{KernelError, Netns, RouteSocket};
@@ -47,17 +49,11 @@ fn delete_link(family: Family, netns_path: &str, ifname: &str, faults: Faults) -
     }
 }
 
-/// DEL: both halves run, both errors are reported.
+/// DEL: both halves run, the link first, and both errors are reported.
 pub fn del(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Result<()> {
     let ipam = net.ipam_type().map(|t| delegate::find(t, env)).transpose()?;
-    let (link, lease) = std::thread::scope(|s| {
-        let lease = ipam.as_ref().map(|ipam| s.spawn(|| delegate::run(ipam, Verb::Del, net, env)));
-        let link = delete_link(family, &env.netns, &env.ifname, faults);
-        let lease = lease.map(|h| {
-            h.join().unwrap_or_else(|_| Err(CniError::new(Code::Ipam, "IPAM DEL thread failed")))
-        });
-        (link, lease)
-    });
+    let link = delete_link(family, &env.netns, &env.ifname, faults);
+    let lease = ipam.as_ref().map(|ipam| delegate::run(ipam, Verb::Del, net, env));
     match (link, lease.transpose()) {
         (Ok(()), Ok(_)) => Ok(()),
         (Err(e), Ok(_)) | (Ok(()), Err(e)) => Err(e),
