@@ -220,6 +220,34 @@ impl Plugins {
         Ok(())
     }
 
+    /// One timed ADD whose link the kernel's own delete then removes (timed,
+    /// as the lower bound's DEL), followed by an untimed DEL that releases
+    /// the lease and finds the link gone.
+    fn round_for_kernel_delete(
+        &mut self,
+        b: &Bench,
+        i: usize,
+        kernel: &mut lower::KernelWork,
+    ) -> Result<()> {
+        {
+            let _inside = b.host.enter()?;
+            let (args, vars) = self.call(b, i, "ADD");
+            let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
+            if !run.ok {
+                return Err(self.failed("ADD", &run));
+            }
+            self.adds.push(run.elapsed);
+        }
+        kernel.delete_plugins_link()?;
+        let _inside = b.host.enter()?;
+        let (args, vars) = self.call(b, i, "DEL");
+        let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
+        if !run.ok {
+            return Err(self.failed("DEL", &run));
+        }
+        Ok(())
+    }
+
     /// One untimed ADD and DEL through the RSS probe (see `lower::rss_probe`),
     /// for the peak RSS of the plugin's process tree alone.
     fn rss_round(&mut self, b: &Bench, i: usize, probe: &Path, out: &Path) -> Result<()> {
@@ -287,6 +315,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
     let bin_dir = b.tmp.join("bin");
     install(&opts.nicslice, &bin_dir)?;
+    // Every other round, the kernel's own delete takes the place of this
+    // set's DEL, on the link its ADD made (see `lower`).
+    let nicslice = sets.len();
     let conf = conf("nicslice-macvlan", "nicslice-ipam", &b.tmp.join("nsl-data"));
     sets.push(Plugins::new(
         "nicslice-macvlan + nicslice-ipam",
@@ -330,6 +361,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     for i in 0..runs {
         for slot in (0..slots).map(|k| (k + i) % slots) {
             match slot {
+                s if s == nicslice && i % 2 == 1 => {
+                    sets[s].round_for_kernel_delete(&b, i, &mut kernel)?
+                }
                 s if s < sets.len() => sets[s].round(&b, i)?,
                 s if s == sets.len() => {
                     let _inside = b.host.enter()?;
