@@ -20,7 +20,7 @@ use crate::netns::Netns;
 pub const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
 
 /// The largest datagram one receive takes: a dump part is at most a page or
-/// two, a reply with extended ACK a few hundred bytes.
+/// two, an ACK a few dozen bytes.
 const RECV_BUF: usize = 64 * 1024;
 
 /// What ends the replies to one request.

@@ -109,6 +109,11 @@ impl Netns {
                 KernelError::io(format!("open {}", path.display()), e)
             }
         })?;
+        Netns::from_file(file, label)
+    }
+
+    /// An open namespace file, its identity read.
+    fn from_file(file: File, label: String) -> Result<Netns> {
         let meta = file.metadata().map_err(|e| KernelError::io("stat netns", e))?;
         Ok(Netns { file, id: NetnsId { dev: meta.dev(), ino: meta.ino() }, label })
     }
@@ -123,9 +128,7 @@ impl Netns {
         }
         // SAFETY: a descriptor the kernel just opened for this process, owned from here.
         let file = unsafe { File::from_raw_fd(ns) };
-        let meta = file.metadata().map_err(|e| KernelError::io("stat netns", e))?;
-        let id = NetnsId { dev: meta.dev(), ino: meta.ino() };
-        Ok(Netns { file, id, label: "the socket's netns".into() })
+        Netns::from_file(file, "the socket's netns".into())
     }
 
     /// The namespace the calling thread is in now.

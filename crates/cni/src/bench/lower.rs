@@ -2,14 +2,18 @@
 //! nothing (built here with `gcc -static`), plus the kernel's own work for
 //! one ADD (link straight into the container, address, the announcement
 //! asked for, up, default route) or DEL (delete the link), done in-process
-//! on open sockets. The delete is timed on the link a plugin's ADD made, at
-//! the moment its DEL would run: how long the kernel takes to unregister a
-//! link depends on what the link has gathered since it came up (IPv6's
-//! first packets, route cache entries), and one deleted at once, as in the
-//! ADD's round here, is quicker to go than any a CNI DEL meets. The announcement (`arp_notify`: the kernel sends a
-//! gratuitous ARP as the link comes up, so that neighbours drop a stale MAC
-//! for a reused address) is part of the ADD of nicslice-macvlan and of the
-//! reference macvlan plugin alike (it sets the same `arp_notify`).
+//! on open sockets.
+//!
+//! The announcement (`arp_notify`: the kernel sends a gratuitous ARP as the
+//! link comes up, so that neighbours drop a stale MAC for a reused address)
+//! is part of the ADD of nicslice-macvlan and of the reference macvlan
+//! plugin alike (it sets the same `arp_notify`).
+//!
+//! The delete is timed on the link a plugin's ADD made, at the moment its
+//! DEL would run: how long the kernel takes to unregister a link depends on
+//! what the link has gathered since it came up (IPv6's first packets, route
+//! cache entries), and one deleted at once, as in the ADD's round here, is
+//! quicker to go than any a CNI DEL meets.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,8 +109,7 @@ impl KernelWork {
         c.set_up(link.index, true)?;
         c.add_route(&Route::default_via(gw, link.index))?;
         self.adds.push(start.elapsed());
-        c.delete_link(link.index)
-            .map_err(|e| CniError::new(Code::Kernel, format!("bench cleanup: {e}")))?;
+        c.delete_link(link.index)?;
         Ok(())
     }
 

@@ -208,15 +208,10 @@ impl Plugins {
 
     /// One timed ADD and its DEL, run in the bench's host namespace.
     fn round(&mut self, b: &Bench, i: usize) -> Result<()> {
-        let _inside = b.host.enter()?;
-        for cmd in ["ADD", "DEL"] {
-            let (args, vars) = self.call(b, i, cmd);
-            let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
-            if !run.ok {
-                return Err(self.failed(cmd, &run));
-            }
-            if cmd == "ADD" { self.adds.push(run.elapsed) } else { self.dels.push(run.elapsed) }
-        }
+        let add = self.verb(b, i, "ADD")?;
+        self.adds.push(add);
+        let del = self.verb(b, i, "DEL")?;
+        self.dels.push(del);
         Ok(())
     }
 
@@ -229,23 +224,22 @@ impl Plugins {
         i: usize,
         kernel: &mut lower::KernelWork,
     ) -> Result<()> {
-        {
-            let _inside = b.host.enter()?;
-            let (args, vars) = self.call(b, i, "ADD");
-            let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
-            if !run.ok {
-                return Err(self.failed("ADD", &run));
-            }
-            self.adds.push(run.elapsed);
-        }
+        let add = self.verb(b, i, "ADD")?;
+        self.adds.push(add);
         kernel.delete_plugins_link()?;
+        self.verb(b, i, "DEL").map(drop)
+    }
+
+    /// Runs verb `cmd` ("ADD" or "DEL") of round `i` in the bench's host
+    /// namespace; how long it took, or its failure.
+    fn verb(&self, b: &Bench, i: usize, cmd: &str) -> Result<std::time::Duration> {
         let _inside = b.host.enter()?;
-        let (args, vars) = self.call(b, i, "DEL");
+        let (args, vars) = self.call(b, i, cmd);
         let run = spawn::timed_with_args(&self.program, &args, &vars, self.stdin.as_bytes())?;
         if !run.ok {
-            return Err(self.failed("DEL", &run));
+            return Err(self.failed(cmd, &run));
         }
-        Ok(())
+        Ok(run.elapsed)
     }
 
     /// One untimed ADD and DEL through the RSS probe (see `lower::rss_probe`),

@@ -36,16 +36,14 @@ struct Checked {
 
 fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
     let target_ns = open_netns(&env.netns)?;
-    // The plugin runs in the host namespace: its socket needs no namespace handle.
-    let mut host = if conf.link_in_container {
-        RouteSocket::open_in(&target_ns)?
+    let (mut host, target) = if conf.link_in_container {
+        (RouteSocket::open_in(&target_ns)?, RouteSocket::open_in(&target_ns)?)
     } else {
-        RouteSocket::open_here()?
-    };
-    let target = if conf.link_in_container {
-        RouteSocket::open_in(&target_ns)?
-    } else {
-        host.open_beside_in(&target_ns)?
+        // The plugin runs in the host namespace: its socket needs no
+        // namespace handle, and it tells the way back from the container's.
+        let host = RouteSocket::open_here()?;
+        let target = host.open_beside_in(&target_ns)?;
+        (host, target)
     };
     let parent_name = parent_name(&conf, &mut host)?;
     let where_ =
@@ -55,11 +53,9 @@ fn validate(conf: LinkConf, ifname: IfName, env: &CallEnv) -> Result<Checked> {
     // master's: then the whole link is read.
     let parent_index = match conf.mtu {
         None => host.index_of(&parent_name)?.ok_or_else(missing)?,
-        _ => {
+        Some(mtu) => {
             let parent = host.link_by_name(&parent_name)?.ok_or_else(missing)?;
-            if let Some(mtu) = conf.mtu
-                && mtu > parent.mtu
-            {
+            if mtu > parent.mtu {
                 return Err(CniError::config(format!(
                     "invalid MTU {mtu}, must be at most the master's MTU ({} on {parent_name})",
                     parent.mtu

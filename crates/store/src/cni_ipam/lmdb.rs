@@ -147,16 +147,6 @@ impl Env {
     pub fn write_txn(&self) -> Result<RwTxn<'_>> {
         Ok(RwTxn { txn: RoTxn { raw: self.begin(0)?, _env: PhantomData } })
     }
-
-    /// The handle of the environment's unnamed database, which it always has.
-    pub fn main_db(&self) -> Result<Database<'_>> {
-        let txn = self.read_txn()?;
-        let mut dbi = 0;
-        // SAFETY: a live transaction; a null name is the unnamed database,
-        // whose handle stays valid for the environment's life.
-        check(unsafe { ffi::mdb_dbi_open(txn.raw.as_ptr(), ptr::null(), 0, &mut dbi) })?;
-        Ok(Database { dbi, _env: PhantomData })
-    }
 }
 
 impl Drop for Env {
@@ -170,6 +160,17 @@ impl Drop for Env {
 pub struct RoTxn<'e> {
     raw: NonNull<ffi::MDB_txn>,
     _env: PhantomData<&'e Env>,
+}
+
+impl<'e> RoTxn<'e> {
+    /// The handle of the environment's unnamed database, which it always
+    /// has (asked in this transaction; valid for the environment's life).
+    pub fn main_db(&self) -> Result<Database<'e>> {
+        let mut dbi = 0;
+        // SAFETY: a live transaction; a null name is the unnamed database.
+        check(unsafe { ffi::mdb_dbi_open(self.raw.as_ptr(), ptr::null(), 0, &mut dbi) })?;
+        Ok(Database { dbi, _env: PhantomData })
+    }
 }
 
 impl Drop for RoTxn<'_> {
@@ -336,8 +337,8 @@ mod tests {
     fn writes_read_back_and_prefix_scans_stop_at_the_prefix() {
         let file = temp("scan");
         let env = open(&file).unwrap();
-        let db = env.main_db().unwrap();
         let mut txn = env.write_txn().unwrap();
+        let db = txn.main_db().unwrap();
         for key in ["a1", "b2", "b1", "b3", "c1"] {
             db.put(&mut txn, key.as_bytes(), key.to_uppercase().as_bytes()).unwrap();
         }
@@ -360,8 +361,8 @@ mod tests {
     fn an_uncommitted_write_is_dropped_and_clear_empties() {
         let file = temp("abort");
         let env = open(&file).unwrap();
-        let db = env.main_db().unwrap();
         let mut txn = env.write_txn().unwrap();
+        let db = txn.main_db().unwrap();
         db.put(&mut txn, b"k", b"v").unwrap();
         drop(txn);
         assert_eq!(db.get(&env.read_txn().unwrap(), b"k").unwrap(), None);

@@ -160,8 +160,8 @@ impl CniIpamStore {
     pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
         let held = self.lock.exclusive()?;
         fit_map(&self.env)?;
-        let db = main_db(&self.env)?;
         let mut txn = self.env.write_txn().ctx("starting a write transaction")?;
+        let db = main_db(&txn)?;
         let mut legacy_taken = None;
         let fresh = self.format(&txn, db)?.is_none();
         // A file in memory (the default, in /run) does not outlive the boot:
@@ -188,9 +188,8 @@ impl CniIpamStore {
     /// writer. A STATUS waits for a writer, for a millisecond.
     pub fn ping(&self) -> Result<(), StoreError> {
         let _held = self.lock.exclusive()?;
-        let db = main_db(&self.env)?;
         let txn = self.env.read_txn().ctx("starting a read transaction")?;
-        self.format(&txn, db).map(drop)
+        self.format(&txn, main_db(&txn)?).map(drop)
     }
 
     /// The file's format (`None` before its first write); an error when it
@@ -263,8 +262,8 @@ fn corrupt_path(path: &Path) -> PathBuf {
 }
 
 /// The handle of the environment's one (unnamed) database.
-fn main_db(env: &Env) -> Result<Db<'_>, StoreError> {
-    env.main_db().ctx("opening the lease table")
+fn main_db<'e>(txn: &lmdb::RoTxn<'e>) -> Result<Db<'e>, StoreError> {
+    txn.main_db().ctx("opening the lease table")
 }
 
 fn meta_key(name: &str) -> Result<Vec<u8>, StoreError> {

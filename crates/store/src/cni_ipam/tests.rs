@@ -47,15 +47,15 @@ fn net24() -> IpNet {
 
 /// Writes meta `name` = `value` in a transaction of its own.
 fn set_meta(store: &CniIpamStore, name: &str, value: &[u8]) {
-    let db = main_db(&store.env).unwrap();
     let mut txn = store.env.write_txn().unwrap();
+    let db = main_db(&txn).unwrap();
     put_meta(&mut txn, db, name, value).unwrap();
     txn.commit().unwrap();
 }
 
 fn meta(store: &CniIpamStore, name: &str) -> Option<Vec<u8>> {
-    let db = main_db(&store.env).unwrap();
     let txn = store.env.read_txn().unwrap();
+    let db = main_db(&txn).unwrap();
     db.get(&txn, &meta_key(name).unwrap()).unwrap().map(<[u8]>::to_vec)
 }
 
