@@ -4,8 +4,10 @@
 //! and calls [`main`]: read the environment and stdin, run the verb, print
 //! the result or the spec's error JSON, return the exit code.
 //!
-//! This crate parses, checks and converts; the link work is the engine's
-//! (`plumb::realize` with its undo log), leases are the store's.
+//! This crate speaks CNI: environment, configuration keys, result versions,
+//! error codes and IPAM delegation. The link work is the engine's
+//! (`nicslice_engine::endpoint`, the realize, teardown and check that
+//! `nicslice attach` runs too); leases are the store's.
 
 pub mod bench;
 pub mod conf;

@@ -6,21 +6,20 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_kernel::ipvlan::IpvlanLinkRequest;
-use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
+use nicslice_kernel::{NetnsTarget, tap};
 use nicslice_model::{
-    IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork,
-    rules,
+    IfName, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork, rules,
 };
 use nicslice_store::{
     EndpointId, LeaseRecord, NetnsId, NetworkId, NewEndpoint, StoreRead, WriteTx,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::{
+    self, AddressPlan, ChildSpec, EndpointPlan, Place, Policy, RouteSpec, Via, plan_routes,
+};
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
-use crate::network::rollback;
-use crate::plumb::{self, ChildLink, EndpointPlan};
 use crate::undo::UndoLog;
 use crate::{EndpointView, Engine};
 
@@ -185,30 +184,29 @@ impl Engine {
         }
 
         let target_ns = open_target(&req.netns)?;
-        let mut host = self.host_socket()?;
-        let parent = host.link_by_name(spec.parent.as_str())?.ok_or_else(|| {
-            EngineError::NotFound(format!(
-                "parent {} of network {} no longer exists in {}; recreate it or remove the network",
-                spec.parent,
-                spec.name,
-                self.host.label()
-            ))
-        })?;
-        if req.mac.is_some() && req.mac == parent.mac {
-            return Err(EngineError::Invalid(format!(
-                "--mac {} is the MAC of parent {}; a child needs its own (the kernel would refuse it on up)",
-                parent.mac.map(|m| m.to_string()).unwrap_or_default(),
-                spec.parent
-            )));
-        }
-        let mut target = RouteSocket::open_in(&target_ns)?;
-        if target.link_by_name(req.ifname.as_str())?.is_some() {
-            return Err(EngineError::Invalid(format!(
-                "an interface named {} already exists in {}; choose another --ifname",
-                req.ifname,
-                target_ns.label()
-            )));
-        }
+        let mut place = Place::between(&self.host, target_ns)?;
+        let parent = place
+            .resolve_parent(spec.parent.as_str(), None, req.mac)
+            .map_err(|e| match e {
+                EngineError::NotFound(_) => EngineError::NotFound(format!(
+                    "parent {} of network {} no longer exists in {}; recreate it or remove the network",
+                    spec.parent,
+                    spec.name,
+                    self.host.label()
+                )),
+                other => other,
+            })?;
+        let child = ChildSpec {
+            driver: spec.driver,
+            mode: spec.mode,
+            flags: spec.flags,
+            ipvlan_flag: spec.ipvlan_flag,
+            mtu: spec.mtu,
+            mac: req.mac,
+            bcqueuelen: spec.bcqueuelen,
+            bclim: spec.bclim,
+            source_macs: req.source_macs.clone(),
+        };
 
         let faults = self.faults;
         let mut undo = UndoLog::default();
@@ -220,7 +218,7 @@ impl Engine {
                 record.id,
                 &NewEndpoint {
                     netns: req.netns.path().display().to_string(),
-                    netns_id: netns_id(&target_ns),
+                    netns_id: netns_id(&place.target_ns),
                     ifname: req.ifname.clone(),
                     mac: None,
                     details: serde_json::Value::Null,
@@ -231,66 +229,34 @@ impl Engine {
             let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
             let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
-            // ipvlan l3/l3s children are NOARP and leave through the parent's
-            // routing: without a gateway asked for, a default route through
-            // the device is what works (seed 001); a gateway the user named
-            // is used as given (on a NOARP device it needs no neighbour).
-            let l3 = matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
-            let through_device = |l: &LeaseRecord| {
-                l3 && valid.subnet(l.subnet_index).is_none_or(|s| s.gateway_is_default())
-            };
-            let routes: Vec<Route> = if req.default_route {
-                leases
-                    .iter()
-                    .map(|l| {
-                        if through_device(l) {
-                            Route::default_dev(l.ip.is_ipv6(), 0)
-                        } else {
-                            Route::default_via(l.gateway, 0)
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let routes: Vec<Route> = routes
-                .into_iter()
-                .chain(req.routes.iter().map(|r| Route {
+            // A gateway the user named is used as given, even by a NOARP
+            // (ipvlan l3/l3s) child, which otherwise routes through its device.
+            let planned: Vec<AddressPlan> = leases
+                .iter()
+                .map(|l| AddressPlan {
+                    address: l.address(),
+                    gateway: Some(l.gateway),
+                    gateway_named: valid
+                        .subnet(l.subnet_index)
+                        .is_some_and(|s| !s.gateway_is_default()),
+                })
+                .collect();
+            let extra: Vec<RouteSpec> = req
+                .routes
+                .iter()
+                .map(|r| RouteSpec {
                     destination: r.destination,
-                    gateway: r.via,
-                    oif: Some(0),
+                    via: r.via.map_or(Via::Device, Via::Gateway),
                     metric: None,
-                }))
+                })
                 .collect();
             let plan = EndpointPlan {
-                link: match spec.mode {
-                    LinkMode::Macvlan(mode) => ChildLink::Macvlan(MacvlanLinkRequest {
-                        driver: spec.driver,
-                        name: req.ifname.clone(),
-                        parent_index: parent.index,
-                        mode,
-                        flags: spec.flags,
-                        mtu: spec.mtu,
-                        mac: req.mac,
-                        bcqueuelen: spec.bcqueuelen,
-                        bclim: spec.bclim,
-                        source_macs: req.source_macs.clone(),
-                    }),
-                    LinkMode::Ipvlan(mode) => ChildLink::Ipvlan(IpvlanLinkRequest {
-                        tap: spec.driver.has_tap(),
-                        name: req.ifname.clone(),
-                        parent_index: parent.index,
-                        mode,
-                        flag: spec.ipvlan_flag,
-                        mtu: spec.mtu,
-                    }),
-                },
-                parent_name: spec.parent.to_string(),
+                link: child.link(req.ifname.clone(), &parent),
+                parent: parent.clone(),
                 addresses: addresses.clone(),
-                routes,
+                routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
-            let realized =
-                plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
             let link = realized.link;
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = if spec.driver.has_tap() {
@@ -327,7 +293,7 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(rollback(error, undo, &mut host, Some(&mut target))),
+            Err(error) => Err(place.abort(undo, error)),
         }
     }
 }

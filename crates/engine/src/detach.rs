@@ -9,9 +9,9 @@ use nicslice_model::{IfName, MacAddr, MacvlanMode};
 use nicslice_store::{EndpointRecord, StoreRead};
 
 use crate::attach::{EndpointDetails, netns_id, open_target};
+use crate::endpoint::{self, Ours};
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
-use crate::plumb;
 use crate::{EndpointView, Engine};
 
 #[derive(Debug, Clone)]
@@ -87,14 +87,14 @@ impl Engine {
         let view = endpoint_view(&tx, &record.spec.name.to_string(), &endpoint)?;
         tx.release_endpoint_leases(endpoint.id)?;
         tx.delete_endpoint(endpoint.id)?;
-        if let Some(ns) = &target_ns {
-            let mut target = RouteSocket::open_in(ns)?;
-            plumb::remove_link(
-                &mut target,
-                req.ifname.as_str(),
-                (record.spec.driver.kind(), endpoint.mac),
-                faults,
-            )?;
+        let kinds = [record.spec.driver.kind()];
+        let ours = Ours { kinds: &kinds, mac: endpoint.mac };
+        let removed =
+            endpoint::delete_child(target_ns.as_ref(), req.ifname.as_str(), ours, faults)?;
+        if let Some(reason) = removed.not_ours_reason(req.ifname.as_str(), &req.netns.to_string()) {
+            return Err(EngineError::Invalid(format!(
+                "{reason}. Rename or remove it, then detach again"
+            )));
         }
         faults.check(Step::StoreCommit)?;
         tx.commit()?;

@@ -10,6 +10,9 @@ pub enum EngineError {
     /// The request is wrong; nothing was changed.
     #[error("{0}")]
     Invalid(String),
+    /// The kernel refused a change; the message says why and what to do.
+    #[error("{0}")]
+    Refused(String),
     /// The thing named does not exist.
     #[error("{0}")]
     NotFound(String),

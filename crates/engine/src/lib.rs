@@ -4,16 +4,18 @@
 //!
 //! Requests are checked (model rules, facts from the kernel and the store)
 //! before the kernel is touched. The CLI and the CNI plugins call this crate
-//! and print; they hold no logic of their own.
+//! and print; they hold no logic of their own: both make, remove and check
+//! endpoints through [`endpoint`], and are refused in the same words
+//! ([`refuse`]).
 
 mod attach;
 mod detach;
+pub mod endpoint;
 pub mod error;
 pub mod fault;
 mod network;
 mod parent;
-pub mod plumb;
-mod refuse;
+pub mod refuse;
 mod topology;
 pub mod undo;
 pub mod views;

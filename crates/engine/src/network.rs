@@ -26,41 +26,8 @@ pub(crate) fn check_parent(
             spec.parent
         ))
     })?;
-    if parent.loopback {
-        return Err(EngineError::Invalid(format!(
-            "parent {} is the loopback device; choose an Ethernet interface",
-            spec.parent
-        )));
-    }
-    if !parent.ethernet {
-        return Err(EngineError::Invalid(format!(
-            "parent {} is not an Ethernet device; {} needs an Ethernet parent",
-            spec.parent, spec.driver
-        )));
-    }
-    if let Some(master) = parent.master_index {
-        let name = sock.link_by_index(master)?.map_or(master.to_string(), |l| l.name);
-        return Err(EngineError::Invalid(format!(
-            "parent {} is a port of {name}; a bridge or bond port cannot also be a {} parent. Use {name} itself or another interface",
-            spec.parent, spec.driver
-        )));
-    }
-    // The other family's children on this parent (in the host namespace; the
-    // kernel refuses the mix anyway, with EBUSY).
-    let other: &[&str] =
-        if spec.driver.is_ipvlan() { &["macvlan", "macvtap"] } else { &["ipvlan", "ipvtap"] };
-    let other_child = sock.links()?.into_iter().find(|l| {
-        l.parent_index == Some(parent.index)
-            && l.link_netnsid.is_none()
-            && l.kind.as_deref().is_some_and(|k| other.contains(&k))
-    });
-    if let Some(child) = other_child {
-        return Err(EngineError::Invalid(format!(
-            "parent {} already carries {} child {}; macvlan and ipvlan cannot share a parent",
-            spec.parent,
-            child.kind.as_deref().unwrap_or("?"),
-            child.name
-        )));
+    if let Some(reason) = crate::refuse::parent_refusal(sock, &parent, spec.driver)? {
+        return Err(EngineError::Invalid(reason));
     }
     if let Some(mtu) = spec.mtu {
         rules::check_mtu(mtu, &spec.parent, parent.mtu)?;
@@ -81,7 +48,7 @@ impl Engine {
         // Refused here, not at every attach: kernels before 6.4 drop the
         // broadcast cutoff without an error.
         if spec.bclim.is_some() && !nicslice_kernel::macvlan::broadcast_cutoff_supported()? {
-            return Err(EngineError::Invalid(crate::plumb::NO_BCLIM.into()));
+            return Err(EngineError::Invalid(crate::endpoint::NO_BCLIM.into()));
         }
         let mut host = self.host_socket()?;
         let faults = self.faults;
@@ -267,8 +234,5 @@ pub(crate) fn rollback(
     host: &mut RouteSocket,
     target: Option<&mut RouteSocket>,
 ) -> EngineError {
-    match undo.rollback(&mut Sockets { host, target }) {
-        Ok(()) => error,
-        Err(undo) => EngineError::UndoFailed { error: Box::new(error), undo },
-    }
+    undo.abort(error, &mut Sockets { host, target })
 }

@@ -5,6 +5,8 @@
 use ipnet::IpNet;
 use nicslice_kernel::{Route, RouteSocket};
 
+use crate::EngineError;
+
 /// One revert. Link, address, route and up/down actions act in the target
 /// namespace (where the endpoint went); promiscuous mode and parents nicslice
 /// created act in the host namespace.
@@ -59,6 +61,15 @@ impl UndoLog {
     /// Forgets the log: the operation succeeded.
     pub fn commit(mut self) {
         self.actions.clear();
+    }
+
+    /// Runs every action, newest first, and joins the undo's own errors, if
+    /// any, to `error`, the failure that made it necessary.
+    pub fn abort(self, error: EngineError, sockets: &mut Sockets<'_>) -> EngineError {
+        match self.rollback(sockets) {
+            Ok(()) => error,
+            Err(undo) => EngineError::UndoFailed { error: Box::new(error), undo },
+        }
     }
 
     /// Runs every action, newest first. Returns the errors, if any, as one line.

@@ -1,16 +1,19 @@
-//! CHECK for the link plugins: the interface of `prevResult` exists in the
-//! container with the plugin's kind, mode and MAC, on an existing master,
-//! with every address and route the result lists; IPAM checks its lease.
+//! CHECK for the link plugins: IPAM checks its lease, then the engine's
+//! `endpoint::check` compares the kernel with the interface of `prevResult`
+//! (kind, mode, MAC, broadcast cutoff, every address and route, the master).
 
-use nicslice_kernel::{Netns, RouteSocket};
+use std::net::IpAddr;
 
-use super::add::has_address;
-use super::{open_netns, parent_name};
+use ipnet::IpNet;
+use nicslice_engine::endpoint::{self, Expected, Place};
+use nicslice_model::MacAddr;
+
+use super::{child_spec, open_netns, parent_name};
 use crate::conf::NetConf;
 use crate::delegate;
 use crate::env::{CallEnv, Verb};
 use crate::error::{CniError, Result};
-use crate::linkconf::{Family, KindConf, LinkConf};
+use crate::linkconf::{Family, LinkConf};
 
 pub fn check(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
     let conf = LinkConf::parse(family, net, env)?;
@@ -31,59 +34,31 @@ pub fn check(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
                 env.ifname, env.netns
             ))
         })?;
-    let ns = open_netns(&env.netns)?;
-    let mut host = if conf.link_in_container {
-        RouteSocket::open_in(&ns)?
-    } else {
-        RouteSocket::open_in(&Netns::current()?)?
+    let mac = match intf.mac.as_str() {
+        "" => None,
+        text => Some(text.parse::<MacAddr>().map_err(|e| {
+            CniError::config(format!("prevResult's MAC {text} of {}: {e}", env.ifname))
+        })?),
     };
-    let parent = parent_name(&conf, &mut host)?;
-    if host.link_by_name(&parent)?.is_none() {
-        return Err(CniError::config(format!("master {parent} does not exist")));
-    }
-    let mut sock = RouteSocket::open_in(&ns)?;
-    let link = sock.link_by_name(&env.ifname)?.ok_or_else(|| {
-        CniError::config(format!("interface {} not found in {}", env.ifname, env.netns))
-    })?;
-    let kind = conf.driver.kind();
-    if link.kind.as_deref() != Some(kind) {
-        return Err(CniError::config(format!(
-            "interface {} is a {} link, not {kind}",
-            env.ifname,
-            link.kind.as_deref().unwrap_or("physical")
-        )));
-    }
-    if let KindConf::Macvlan { mode, .. } = conf.kind {
-        let actual = link.macvlan.as_ref().and_then(|m| m.mode);
-        if actual != Some(mode) {
-            return Err(CniError::config(format!(
-                "container macvlan mode {actual:?} does not match expected value {mode}"
-            )));
-        }
-    }
-    if !intf.mac.is_empty() && link.mac.map(|m| m.to_string()) != Some(intf.mac.to_lowercase()) {
-        return Err(CniError::config(format!(
-            "interface {} MAC {:?} does not match prevResult's {}",
-            env.ifname, link.mac, intf.mac
-        )));
-    }
-    let addrs = sock.addresses(Some(link.index))?;
-    for ip in prev.ips.iter().filter(|i| i.interface.is_none_or(|n| n == index)) {
-        if !has_address(&addrs, link.index, ip.address.addr()) {
-            return Err(CniError::config(format!(
-                "address {} is missing on {}",
-                ip.address, env.ifname
-            )));
-        }
-    }
-    let routes = sock.routes()?;
-    for r in &prev.routes {
-        if !routes.iter().any(|k| k.destination == r.dst && (r.gw.is_none() || k.gateway == r.gw)) {
-            return Err(CniError::config(format!(
-                "route to {} is missing in {}",
-                r.dst, env.netns
-            )));
-        }
-    }
-    Ok(())
+    let addresses: Vec<IpAddr> = prev
+        .ips
+        .iter()
+        .filter(|i| i.interface.is_none_or(|n| n == index))
+        .map(|i| i.address.addr())
+        .collect();
+    let routes: Vec<(IpNet, Option<IpAddr>)> = prev.routes.iter().map(|r| (r.dst, r.gw)).collect();
+    let mut place = Place::here(open_netns(&env.netns)?, conf.link_in_container)?;
+    let parent = parent_name(&conf, &mut place)?;
+    let child = child_spec(&conf);
+    let expected = Expected {
+        parent: &parent,
+        ifname: &env.ifname,
+        kind: conf.driver.kind(),
+        mode: child.mode,
+        mac,
+        bclim: child.bclim,
+        addresses: &addresses,
+        routes: &routes,
+    };
+    Ok(endpoint::check(&mut place, &expected)?)
 }

@@ -1,13 +1,14 @@
-//! DEL, STATUS and GC for the link plugins. DEL deletes the link, then
-//! releases the lease (both run, both errors are reported), and succeeds
-//! when the namespace, the link or the master is gone. A link of that name
-//! that is not of the plugin's kind is left alone. The lease was once
-//! released on a second thread while the kernel waited out the link's
-//! unregistering: measured, the thread saved nothing (0.15 ms of IPAM
-//! against its own start and the other vCPU's wake-up).
+//! DEL, STATUS and GC for the link plugins. DEL removes the link through the
+//! engine's teardown (which succeeds when the namespace or the link is
+//! already gone and leaves a link that is not the plugin's kind alone),
+//! then releases the lease; both run, and both errors are reported. The
+//! lease was once released on a second thread while the kernel waited out
+//! the link's unregistering: measured, the thread saved nothing (0.15 ms of
+//! IPAM against its own start and the other vCPU's wake-up).
 
-use nicslice_engine::{Faults, Step};
-use nicslice_kernel::{KernelError, Netns, RouteSocket};
+use nicslice_engine::Faults;
+use nicslice_engine::endpoint::{self, Ours, Place};
+use nicslice_kernel::Netns;
 
 use super::{open_netns, parent_name};
 use crate::conf::NetConf;
@@ -16,37 +17,30 @@ use crate::env::{CallEnv, Verb};
 use crate::error::{CniError, Code, Result};
 use crate::linkconf::{Family, LinkConf};
 
-fn kinds(family: Family) -> [&'static str; 2] {
+fn kinds(family: Family) -> &'static [&'static str] {
     match family {
-        Family::Macvlan => ["macvlan", "macvtap"],
-        Family::Ipvlan => ["ipvlan", "ipvtap"],
+        Family::Macvlan => &["macvlan", "macvtap"],
+        Family::Ipvlan => &["ipvlan", "ipvtap"],
     }
 }
 
-/// Deletes `ifname` in the namespace at `netns_path` if it is ours.
+/// Deletes `ifname` in the namespace at `netns_path` if it is ours; a
+/// namespace that is not given or gone is the goal reached.
 fn delete_link(family: Family, netns_path: &str, ifname: &str, faults: Faults) -> Result<()> {
-    if netns_path.is_empty() {
-        return Ok(());
-    }
-    let ns = match open_netns(netns_path) {
-        Ok(ns) => ns,
-        Err(e) if e.code == Code::UnknownContainer => return Ok(()),
-        Err(e) => return Err(e),
+    let ns = match netns_path {
+        "" => None,
+        path => match open_netns(path) {
+            Ok(ns) => Some(ns),
+            Err(e) if e.code == Code::UnknownContainer => None,
+            Err(e) => return Err(e),
+        },
     };
-    faults.check(Step::DeleteLink)?;
-    let mut sock = RouteSocket::open_in(&ns)?;
-    let Some(link) = sock.link_by_name(ifname)? else { return Ok(()) };
-    if !link.kind.as_deref().is_some_and(|k| kinds(family).contains(&k)) {
-        eprintln!(
-            "nicslice: {ifname} in {netns_path} is a {} link, not one this plugin made; left it alone",
-            link.kind.as_deref().unwrap_or("physical")
-        );
-        return Ok(());
+    let ours = Ours { kinds: kinds(family), mac: None };
+    let removed = endpoint::delete_child(ns.as_ref(), ifname, ours, faults)?;
+    if let Some(reason) = removed.not_ours_reason(ifname, netns_path) {
+        eprintln!("nicslice: {reason}");
     }
-    match sock.delete_link(link.index) {
-        Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(()),
-        other => Ok(other?),
-    }
+    Ok(())
 }
 
 /// DEL: both halves run, the link first, and both errors are reported.
@@ -68,15 +62,10 @@ pub fn status(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
     let unavailable = |e: CniError| CniError::new(Code::NotAvailable, e.msg);
     let conf = LinkConf::parse(family, net, env)?;
     if !conf.link_in_container {
-        let mut sock =
-            RouteSocket::open_in(&Netns::current()?).map_err(|e| unavailable(e.into()))?;
-        let parent = parent_name(&conf, &mut sock).map_err(unavailable)?;
-        if sock.link_by_name(&parent).map_err(|e| unavailable(e.into()))?.is_none() {
-            return Err(CniError::new(
-                Code::NotAvailable,
-                format!("master {parent} does not exist"),
-            ));
-        }
+        let here = Netns::current().map_err(|e| unavailable(e.into()))?;
+        let mut place = Place::here(here, false).map_err(|e| unavailable(e.into()))?;
+        let parent = parent_name(&conf, &mut place).map_err(unavailable)?;
+        place.resolve_parent(&parent, None, None).map_err(|e| unavailable(e.into()))?;
     }
     if let Some(t) = net.ipam_type() {
         let ipam = delegate::find(t, env).map_err(unavailable)?;

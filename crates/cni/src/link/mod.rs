@@ -1,18 +1,22 @@
-//! nicslice-macvlan and nicslice-ipvlan: the verbs of a link plugin. ADD
-//! checks everything, asks IPAM, then `plumb::realize` makes the link with
-//! the engine's undo log, so a failure at any step leaves nothing
-//! behind (no link, address, route or lease). DEL succeeds when the
-//! namespace, the link or the master is already gone.
+//! nicslice-macvlan and nicslice-ipvlan: the verbs of a link plugin, as CNI
+//! protocol around the engine's one realize, teardown and check
+//! (`nicslice_engine::endpoint`, which `nicslice attach` runs too). This
+//! module turns the configuration and environment into the engine's
+//! requests, delegates the addresses to IPAM between making the link and
+//! configuring it, converts the outcome into a result of the call's version,
+//! and maps errors to CNI codes. It holds no netlink, address or route code.
 
 mod add;
 mod check;
 mod del;
-mod plumb;
 
-use nicslice_kernel::{KernelError, Netns, NetnsTarget, RouteSocket};
+use nicslice_engine::endpoint::{ChildSpec, ParentRef, Place};
+use nicslice_engine::undo::UndoLog;
+use nicslice_kernel::{KernelError, Netns, NetnsTarget};
+use nicslice_model::{IpvlanFlag, LinkMode, MacvlanFlags};
 
 use crate::error::{CniError, Code, Result};
-use crate::linkconf::LinkConf;
+use crate::linkconf::{KindConf, LinkConf};
 
 pub use add::add;
 pub use check::check;
@@ -32,26 +36,54 @@ fn open_netns(path: &str) -> Result<Netns> {
     })
 }
 
-/// The interface of the first default route in the socket's namespace, as the
-/// reference plugins choose a master when none is configured.
-fn default_route_interface(sock: &mut RouteSocket) -> Result<String> {
-    let routes = sock.routes()?;
-    for route in routes.iter().filter(|r| r.is_default()) {
-        if let Some(link) = route.oif.map(|i| sock.link_by_index(i)).transpose()?.flatten() {
-            return Ok(link.name);
-        }
-    }
-    Err(CniError::config(
-        "no master given and no default route to take it from; set \"master\" in the configuration",
-    ))
-}
-
-/// The parent's name: the configured master (with its VLAN) or the interface
-/// of the default route in `sock`'s namespace.
-fn parent_name(conf: &LinkConf, sock: &mut RouteSocket) -> Result<String> {
+/// The parent's name: the configured master (with its VLAN) or the
+/// interface of the default route where the parent lives.
+fn parent_name(conf: &LinkConf, place: &mut Place) -> Result<String> {
     let master = match &conf.master {
         Some(m) => m.clone(),
-        None => default_route_interface(sock)?,
+        None => place.default_route_interface()?,
     };
     Ok(conf.parent_name(&master))
+}
+
+/// The configured link's parent, checked against its MTU and MAC.
+fn resolve_parent(conf: &LinkConf, place: &mut Place) -> Result<ParentRef> {
+    let name = parent_name(conf, place)?;
+    Ok(place.resolve_parent(&name, conf.mtu, conf.mac)?)
+}
+
+/// The child the configuration asks for, in the engine's terms.
+fn child_spec(conf: &LinkConf) -> ChildSpec {
+    let (mode, flags, ipvlan_flag, bcqueuelen, bclim, source_macs) = match &conf.kind {
+        KindConf::Macvlan { mode, flags, bcqueuelen, bclim, source_macs } => (
+            LinkMode::Macvlan(*mode),
+            *flags,
+            IpvlanFlag::default(),
+            *bcqueuelen,
+            *bclim,
+            source_macs.clone(),
+        ),
+        KindConf::Ipvlan { mode, flag } => {
+            (LinkMode::Ipvlan(*mode), MacvlanFlags::default(), *flag, None, None, Vec::new())
+        }
+    };
+    ChildSpec {
+        driver: conf.driver,
+        mode,
+        flags,
+        ipvlan_flag,
+        mtu: conf.mtu,
+        mac: conf.mac,
+        bcqueuelen,
+        bclim,
+        source_macs,
+    }
+}
+
+/// Undoes `undo` and joins the undo's own errors to `e`.
+fn undo_all(place: &mut Place, undo: UndoLog, e: CniError) -> CniError {
+    match place.rollback(undo) {
+        Ok(()) => e,
+        Err(undo) => CniError { msg: format!("{}; undoing also failed: {undo}", e.msg), ..e },
+    }
 }
