@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 
+use nicslice_model::rules::{self, LinkSettings};
 use nicslice_model::{
     Driver, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
@@ -164,11 +165,7 @@ impl LinkConf {
                 "ipvlan children share the master's MAC; remove mac / MAC / runtimeConfig.mac",
             ));
         }
-        if let KindConf::Macvlan { mode: MacvlanMode::Passthru, .. } = kind
-            && keys.bcqueuelen.is_some()
-        {
-            return Err(CniError::config("bcqueuelen has no effect in passthru mode; remove it"));
-        }
+        rules::check_link_settings(&kind.settings(driver)).map_err(CniError::config)?;
         if keys.vlan.is_some_and(|v| v == 0 || v > 4094) {
             return Err(CniError::config("vlan must be 1 to 4094"));
         }
@@ -201,6 +198,31 @@ impl LinkConf {
     }
 }
 
+impl KindConf {
+    /// The settings the model's rules check, the same rules `network create`
+    /// applies.
+    fn settings(&self, driver: Driver) -> LinkSettings {
+        match *self {
+            KindConf::Macvlan { mode, flags, bcqueuelen, bclim, .. } => LinkSettings {
+                driver,
+                mode: LinkMode::Macvlan(mode),
+                flags,
+                ipvlan_flag: IpvlanFlag::Bridge,
+                bcqueuelen,
+                bclim,
+            },
+            KindConf::Ipvlan { mode, flag } => LinkSettings {
+                driver,
+                mode: LinkMode::Ipvlan(mode),
+                flags: MacvlanFlags::default(),
+                ipvlan_flag: flag,
+                bcqueuelen: None,
+                bclim: None,
+            },
+        }
+    }
+}
+
 fn macvlan_kind(keys: &Keys) -> Result<KindConf> {
     if !keys.flag.is_empty() {
         return Err(CniError::config("\"flag\" is an ipvlan key; macvlan takes \"flags\""));
@@ -219,12 +241,6 @@ fn macvlan_kind(keys: &Keys) -> Result<KindConf> {
     };
     for name in &names {
         flags.set_by_name(name).map_err(|e| CniError::config(e.to_string()))?;
-    }
-    if flags.nodst && mode != MacvlanMode::Source {
-        return Err(CniError::config("flag nodst applies to mode source only"));
-    }
-    if flags.nopromisc && mode != MacvlanMode::Passthru {
-        return Err(CniError::config("flag nopromisc applies to mode passthru only"));
     }
     if !keys.source_macs.is_empty() && mode != MacvlanMode::Source {
         return Err(CniError::config("sourceMacs applies to mode source only"));
@@ -376,10 +392,11 @@ mod tests {
             (r#","mtu":70000"#, "MTU"),
             (r#","mac":"01:00:5e:00:00:01""#, "mac"),
             (r#","mac":"zz""#, "mac"),
-            (r#","flags":["nodst"]"#, "source only"),
+            (r#","flags":["nodst"]"#, "only applies to source mode"),
             (r#","flags":["loud"]"#, "macvlan flag"),
             (r#","sourceMacs":["02:00:00:00:00:01"]"#, "source only"),
             (r#","mode":"passthru","bcqueuelen":5"#, "passthru"),
+            (r#","mode":"passthru","bclim":5"#, "does not apply to passthru mode"),
             (r#","flag":"private""#, "ipvlan key"),
             (r#","vlan":4095"#, "vlan"),
             (r#","master":7"#, "configuration"),

@@ -2,12 +2,12 @@
 //!
 //! Netlink (netlink-packet-route over synchronous netlink-sys sockets, one per
 //! namespace), namespace handling, sysctls under `/proc/sys`, raw sockets for
-//! announcements and probes (ICMP echo, ARP, NDP). No shelling out to `ip`,
+//! probes (ICMP echo, ARP, NDP). No shelling out to `ip`,
 //! `ping` or `sysctl`, and no policy: deciding what is allowed belongs to the
 //! model and the engine.
 
 pub mod addr;
-pub mod announce;
+pub mod arp;
 pub mod error;
 pub mod ipvlan;
 pub mod link;

@@ -38,7 +38,7 @@ pub struct NeighbourProber {
 /// The frame of an ARP request "who has `target`? tell `sender`" from `mac`: a
 /// gratuitous one with another target.
 pub fn arp_request_frame(mac: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = crate::announce::gratuitous_arp_frame(mac, sender);
+    let mut f = crate::arp::gratuitous_arp_frame(mac, sender);
     f[38..42].copy_from_slice(&target.octets());
     f
 }

@@ -3,7 +3,79 @@
 //! facts the engine gathers (from the store and the kernel); no I/O here.
 
 use crate::network::NetworkSpec;
-use crate::{IfName, LinkMode, MacvlanMode, ModelError, addr};
+use crate::{Driver, IfName, IpvlanFlag, LinkMode, MacvlanFlags, MacvlanMode, ModelError, addr};
+
+/// A child link's driver, mode and settings, as a network (`network create`)
+/// or a CNI configuration asks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSettings {
+    pub driver: Driver,
+    pub mode: LinkMode,
+    pub flags: MacvlanFlags,
+    pub ipvlan_flag: IpvlanFlag,
+    pub bcqueuelen: Option<u32>,
+    pub bclim: Option<i32>,
+}
+
+/// The rules of modes, flags and broadcast settings that hold whichever
+/// front end asks (the CLI and the CNI plugins refuse with these words):
+/// the mode fits the driver, each flag fits the mode, and ipvlan and
+/// passthru children have no broadcast queue.
+pub fn check_link_settings(spec: &LinkSettings) -> Result<(), String> {
+    let mode = spec.mode;
+    if !mode.fits(spec.driver) {
+        let family = if spec.driver.is_ipvlan() {
+            "l2, l3 or l3s"
+        } else {
+            "bridge, vepa, private, passthru or source"
+        };
+        return Err(format!(
+            "mode {mode} is not a mode of the {} driver; use {family}, or another driver",
+            spec.driver
+        ));
+    }
+    if spec.driver.is_ipvlan() {
+        if spec.flags != Default::default() {
+            return Err(
+                "flags nopromisc and nodst are macvlan flags; ipvlan takes bridge, private or vepa"
+                    .into(),
+            );
+        }
+        if spec.bcqueuelen.is_some() || spec.bclim.is_some() {
+            return Err(
+                "bcqueuelen and bclim are macvlan settings; ipvlan has no broadcast queue".into()
+            );
+        }
+    } else if !spec.ipvlan_flag.is_bridge() {
+        return Err(format!(
+            "flag {} is an ipvlan flag; macvlan's private and vepa are modes",
+            spec.ipvlan_flag
+        ));
+    }
+    if spec.flags.nodst && mode != MacvlanMode::Source {
+        return Err(format!(
+            "flag nodst only applies to source mode, but the mode is {mode}; drop nodst or use mode source"
+        ));
+    }
+    if spec.flags.nopromisc && mode != MacvlanMode::Passthru {
+        return Err(format!(
+            "flag nopromisc only applies to passthru mode, but the mode is {mode}; drop nopromisc or use mode passthru"
+        ));
+    }
+    if mode == MacvlanMode::Passthru {
+        let name = match (spec.bcqueuelen, spec.bclim) {
+            (Some(_), _) => Some("bcqueuelen"),
+            (None, Some(_)) => Some("bclim"),
+            (None, None) => None,
+        };
+        if let Some(name) = name {
+            return Err(format!(
+                "{name} does not apply to passthru mode (a passthru child has no broadcast queue); drop it"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Whether `new` may be created on a parent that already carries
 /// `existing_on_same_parent`. Refuses overlapping subnets, a passthru network

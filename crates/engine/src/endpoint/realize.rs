@@ -15,8 +15,7 @@ use crate::refuse::explain_create;
 use crate::undo::{UndoAction, UndoLog};
 
 /// The refusal of a broadcast cutoff where the kernel drops it.
-pub const NO_BCLIM: &str =
-    "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later, older ones drop it silently); drop --bclim (CNI: the \"bclim\" key)";
+pub const NO_BCLIM: &str = "this kernel has no macvlan broadcast cutoff (bclim needs Linux 6.4 or later, older ones drop it silently); drop --bclim (CNI: the \"bclim\" key)";
 
 /// What the kernel must hold when an endpoint is made.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use super::NetworkSpec;
 use super::subnet::ValidSubnet;
-use crate::{MacvlanMode, ModelError, addr};
+use crate::{ModelError, addr};
 
 /// A network spec that passed `validate`; derefs to the (normalized) spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,62 +72,18 @@ impl Deref for ValidNetwork {
 }
 
 fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
-    let mode = spec.mode;
-    if !mode.fits(spec.driver) {
-        let family = if spec.driver.is_ipvlan() {
-            "l2, l3 or l3s"
-        } else {
-            "bridge, vepa, private, passthru or source"
-        };
-        return Err(format!(
-            "mode {mode} is not a mode of the {} driver; use {family}, or another --driver",
-            spec.driver
-        ));
-    }
-    if spec.driver.is_ipvlan() {
-        if spec.flags != Default::default() {
-            return Err(
-                "flags nopromisc and nodst are macvlan flags; ipvlan takes bridge, private or vepa"
-                    .into(),
-            );
-        }
-        if spec.bcqueuelen.is_some() || spec.bclim.is_some() {
-            return Err(
-                "bcqueuelen and bclim are macvlan settings; ipvlan has no broadcast queue".into()
-            );
-        }
-    } else if !spec.ipvlan_flag.is_bridge() {
-        return Err(format!(
-            "flag {} is an ipvlan flag; macvlan's private and vepa are modes (--mode)",
-            spec.ipvlan_flag
-        ));
-    }
-    if spec.flags.nodst && mode != MacvlanMode::Source {
-        return Err(format!(
-            "flag nodst only applies to source mode, but the mode is {mode}; drop nodst or use mode source"
-        ));
-    }
-    if spec.flags.nopromisc && mode != MacvlanMode::Passthru {
-        return Err(format!(
-            "flag nopromisc only applies to passthru mode, but the mode is {mode}; drop nopromisc or use mode passthru"
-        ));
-    }
+    crate::rules::check_link_settings(&crate::rules::LinkSettings {
+        driver: spec.driver,
+        mode: spec.mode,
+        flags: spec.flags,
+        ipvlan_flag: spec.ipvlan_flag,
+        bcqueuelen: spec.bcqueuelen,
+        bclim: spec.bclim,
+    })?;
     if spec.flags.nopromisc && spec.promisc {
         return Err(
             "flag nopromisc and promisc contradict each other; keep one of them".to_string()
         );
-    }
-    if mode == MacvlanMode::Passthru {
-        let name = match (spec.bcqueuelen, spec.bclim) {
-            (Some(_), _) => Some("bcqueuelen"),
-            (None, Some(_)) => Some("bclim"),
-            (None, None) => None,
-        };
-        if let Some(name) = name {
-            return Err(format!(
-                "{name} does not apply to passthru mode (a passthru child has no broadcast queue); drop it"
-            ));
-        }
     }
     Ok(())
 }
@@ -169,7 +125,7 @@ fn check_mtu_bounds(spec: &NetworkSpec, subnets: &[ValidSubnet]) -> Result<(), S
 mod tests {
     use super::*;
     use crate::network::SubnetSpec;
-    use crate::{Driver, MacvlanFlags};
+    use crate::{Driver, MacvlanFlags, MacvlanMode};
 
     fn spec(mode: MacvlanMode, subnets: &[&str]) -> NetworkSpec {
         let mut s = NetworkSpec::new(
