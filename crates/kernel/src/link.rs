@@ -99,7 +99,18 @@ pub struct MacvlanState {
     pub flags: MacvlanFlags,
     pub source_macs: Vec<MacAddr>,
     pub bcqueuelen: Option<u32>,
+    /// The broadcast cutoff as reported: absent while it is the default
+    /// ([`DEFAULT_BCLIM`](crate::macvlan::DEFAULT_BCLIM)) and on kernels
+    /// before 6.4, which have none.
     pub bclim: Option<i32>,
+}
+
+impl MacvlanState {
+    /// Whether the port's broadcast cutoff is `requested`. A kernel without
+    /// the setting reads as holding only the default.
+    pub fn holds_bclim(&self, requested: i32) -> bool {
+        self.bclim.unwrap_or(crate::macvlan::DEFAULT_BCLIM) == requested
+    }
 }
 
 impl Link {

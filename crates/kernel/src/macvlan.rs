@@ -51,6 +51,10 @@ impl MacvlanLinkRequest {
     }
 }
 
+/// The broadcast cutoff a macvlan port has unless told otherwise; kernels
+/// that know the setting leave it out of their replies while it is this.
+pub const DEFAULT_BCLIM: i32 = 1;
+
 /// How a source-mode MAC list changes (`IFLA_MACVLAN_MACADDR_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceMacOp {
@@ -157,7 +161,9 @@ impl RouteSocket {
 
 /// Whether this kernel keeps a macvlan's broadcast cutoff (`bclim`, Linux
 /// 6.4+; older kernels accept the attribute and drop it silently). Tried on
-/// a veth in a throwaway namespace, so no interface of the caller's is used.
+/// a veth in a throwaway namespace, so no interface of the caller's is used,
+/// with a cutoff of 2: the kernel reports the attribute only when it is not
+/// its default, [`DEFAULT_BCLIM`].
 pub fn broadcast_cutoff_supported() -> Result<bool> {
     let ns = crate::netns::create_anonymous()?;
     let mut sock = RouteSocket::open_in(&ns)?;
@@ -168,7 +174,7 @@ pub fn broadcast_cutoff_supported() -> Result<bool> {
         detail: e.to_string(),
     })?;
     let mut req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent, MacvlanMode::Bridge);
-    req.bclim = Some(1);
+    req.bclim = Some(DEFAULT_BCLIM + 1);
     sock.create_macvlan(&req, None)?;
     let child = sock.require_link("probe2", "probe netns")?;
     Ok(child.macvlan.is_some_and(|m| m.bclim.is_some()))

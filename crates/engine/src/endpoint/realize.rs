@@ -4,6 +4,7 @@
 //! caller's undo log as it is made, and every step checks its fault point.
 
 use ipnet::IpNet;
+use nicslice_kernel::macvlan::DEFAULT_BCLIM;
 use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{LinkBrief, Netns, Route, RouteSocket, sysctl};
 
@@ -68,10 +69,11 @@ pub fn create_link(
     // Kernels before 6.4 drop the broadcast cutoff without a word: read the
     // link back whole (only when one was asked for) to see that it took.
     if let ChildLink::Macvlan(req) = link
-        && req.bclim.is_some()
+        && let Some(bclim) = req.bclim
+        && bclim != DEFAULT_BCLIM
     {
         let whole = place.target.require_link(name, place.target_ns.label())?;
-        if whole.macvlan.as_ref().is_some_and(|m| m.bclim.is_none()) {
+        if whole.macvlan.as_ref().is_some_and(|m| !m.holds_bclim(bclim)) {
             return Err(EngineError::Invalid(NO_BCLIM.into()));
         }
     }
