@@ -168,9 +168,12 @@ impl From<nicslice_model::ModelError> for CniError {
 impl From<nicslice_engine::EngineError> for CniError {
     fn from(e: nicslice_engine::EngineError) -> CniError {
         use nicslice_engine::EngineError as E;
-        let code = match &e {
-            E::Invalid(_) | E::NotFound(_) | E::Model(_) => Code::InvalidConfig,
-            E::Store(_) => Code::Store,
+        let code = match e {
+            E::Model(m) => return m.into(),
+            E::Store(s) => return s.into(),
+            E::Invalid(_) | E::NotFound(_) => Code::InvalidConfig,
+            E::PoolExhausted(_) => Code::PoolExhausted,
+            E::AddressInUse(_) => Code::AddressInUse,
             _ => Code::Kernel,
         };
         CniError::new(code, chain(&e))

@@ -13,6 +13,12 @@ pub enum EngineError {
     /// The kernel refused a change; the message says why and what to do.
     #[error("{0}")]
     Refused(String),
+    /// No free address is left where one was asked for.
+    #[error("{0}")]
+    PoolExhausted(String),
+    /// The address asked for is taken.
+    #[error("{0}")]
+    AddressInUse(String),
     /// The thing named does not exist.
     #[error("{0}")]
     NotFound(String),

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+use nicslice_model::ipam::AddressRange;
 use nicslice_model::{from_u128, to_u128};
 use nicslice_store::cni_ipam::CNI_IPAM_FILE;
 use serde::Deserialize;
@@ -15,45 +16,10 @@ use serde::Deserialize;
 use crate::error::{CniError, Result};
 use crate::result::RouteConfig;
 
-/// One range: a subnet, the window `[first, last]` addresses are handed out
-/// from, and the gateway (never handed out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Range {
-    pub subnet: IpNet,
-    pub first: IpAddr,
-    pub last: IpAddr,
-    pub gateway: IpAddr,
-}
-
-impl Range {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.subnet.contains(&ip)
-            && to_u128(ip) >= to_u128(self.first)
-            && to_u128(ip) <= to_u128(self.last)
-    }
-
-    /// The pool key of this range in the lease database.
-    pub fn key(&self) -> String {
-        format!("{}-{}", self.first, self.last)
-    }
-
-    fn overlaps(&self, other: &Range) -> bool {
-        self.first.is_ipv4() == other.first.is_ipv4()
-            && to_u128(self.first) <= to_u128(other.last)
-            && to_u128(other.first) <= to_u128(self.last)
-    }
-}
-
-impl std::fmt::Display for Range {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.first, self.last)
-    }
-}
-
 /// The checked IPAM configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpamConf {
-    pub range_sets: Vec<Vec<Range>>,
+    pub range_sets: Vec<Vec<AddressRange>>,
     pub routes: Vec<RouteConfig>,
     pub resolv_conf: Option<PathBuf>,
     /// `state`, else `dataDir/cni-leases.mdb`, else `None` (the default applies).
@@ -125,7 +91,7 @@ impl IpamConf {
             }
             range_sets.push(set);
         }
-        let all: Vec<&Range> = range_sets.iter().flatten().collect();
+        let all: Vec<&AddressRange> = range_sets.iter().flatten().collect();
         for (i, a) in all.iter().enumerate() {
             if let Some(b) = all[i + 1..].iter().find(|b| a.overlaps(b)) {
                 return Err(CniError::config(format!("ipam: range {a} overlaps range {b}")));
@@ -144,7 +110,7 @@ impl IpamConf {
 /// host-local's rules: the subnet leaves room (IPv4 /30, IPv6 /126 at most),
 /// the window defaults to the subnet minus network and broadcast, the
 /// gateway to the first address.
-fn check_range(raw: RawRange) -> Result<Range> {
+fn check_range(raw: RawRange) -> Result<AddressRange> {
     let subnet = raw.subnet.ok_or_else(|| CniError::config("ipam: a range has no subnet"))?.trunc();
     let limit = if subnet.addr().is_ipv4() { 30 } else { 126 };
     if subnet.prefix_len() > limit || subnet.prefix_len() == 0 {
@@ -180,7 +146,7 @@ fn check_range(raw: RawRange) -> Result<Range> {
         Some(ip) => inside("gateway", ip)?,
         None => at(base + 1)?,
     };
-    Ok(Range { subnet, first, last, gateway })
+    Ok(AddressRange { subnet, first, last, gateway })
 }
 
 #[cfg(test)]

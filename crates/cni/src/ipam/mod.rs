@@ -10,20 +10,20 @@
 //! and they last one boot, as the namespaces they serve (see
 //! `nicslice_store::cni_ipam`).
 
-mod alloc;
 pub mod conf;
 pub mod resolv;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use nicslice_engine::ranges;
 use nicslice_store::cni_ipam::{CNI_IPAM_FILE, CniIpamStore, CniOwner, DEFAULT_CNI_IPAM_PATH};
 use serde_json::Value;
 
 use crate::conf::NetConf;
 use crate::env::{CallEnv, Verb};
 use crate::error::{CniError, Code, Result};
-use crate::result::CniResult;
+use crate::result::{CniResult, IpConfig};
 pub use conf::IpamConf;
 
 /// Runs one verb of nicslice-ipam; ADD returns the result.
@@ -104,7 +104,10 @@ fn add(
             ),
         ));
     }
-    let ips = alloc::allocate(&mut tx, &net.name, conf, &owner, &requested)?;
+    let ips = ranges::allocate(&mut tx, &net.name, &conf.range_sets, &owner, &requested)?
+        .into_iter()
+        .map(|l| IpConfig { address: l.address, gateway: Some(l.gateway), interface: None })
+        .collect();
     tx.commit()?;
     Ok(CniResult { interfaces: Vec::new(), ips, routes: conf.routes.clone(), dns })
 }

@@ -11,7 +11,9 @@ mod book;
 #[cfg(test)]
 mod memory;
 mod pool;
+mod range;
 
 pub use allocator::{allocate, allocate_next, allocate_static, release};
 pub use book::LeaseBook;
 pub use pool::{Pool, PoolId, Reserved};
+pub use range::AddressRange;
