@@ -240,6 +240,13 @@ pub enum EndpointCommand {
     },
     /// Change a source-mode endpoint's list of accepted source MACs.
     Macaddr(MacaddrArgs),
+    /// Compare each recorded endpoint with the kernel (the check a CNI CHECK
+    /// runs): its namespace, link, kind, mode, MAC, addresses and routes.
+    /// Exits 1 when any differs.
+    Check {
+        /// Only this network.
+        network: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod ranges;
 pub mod refuse;
 mod topology;
 pub mod undo;
+mod verify;
 pub mod views;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use detach::DetachRequest;
 pub use error::{EngineError, Result};
 pub use fault::{Faults, Step};
 pub use parent::{ParentRequest, internal_parent_name, vlan_name};
+pub use verify::EndpointHealth;
 pub use views::{EndpointView, NetworkDetail, NetworkView};
 
 /// One engine per command: the state database and the namespace that holds

@@ -1,4 +1,4 @@
-//! `nicslice endpoint ls|macaddr`.
+//! `nicslice endpoint ls|macaddr|check`.
 
 use anyhow::Context;
 use nicslice_kernel::SourceMacOp;
@@ -31,6 +31,26 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             output::table(&["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY"], &rows);
+        }
+        EndpointCommand::Check { network } => {
+            let health = engine.check_endpoints(network.as_deref())?;
+            let bad = health.iter().filter(|h| h.problem.is_some()).count();
+            if g.json {
+                output::json(&health)?;
+            } else {
+                let rows: Vec<Vec<String>> = health
+                    .iter()
+                    .map(|h| {
+                        let e = &h.endpoint;
+                        let state = h.problem.clone().unwrap_or_else(|| "ok".into());
+                        vec![e.network.clone(), e.netns.clone(), e.ifname.clone(), state]
+                    })
+                    .collect();
+                output::table(&["NETWORK", "NETNS", "IFNAME", "STATE"], &rows);
+            }
+            if bad > 0 {
+                anyhow::bail!("{bad} of {} endpoint(s) differ from what was made", health.len());
+            }
         }
         EndpointCommand::Macaddr(a) => {
             let op = match a.op.as_str() {

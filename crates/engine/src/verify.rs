@@ -1,0 +1,76 @@
+//! `endpoint check`: each recorded endpoint compared with the kernel through
+//! the same `endpoint::check` a CNI CHECK runs: its namespace, link, kind,
+//! mode, MAC, broadcast cutoff, addresses and routes, on its parent. It
+//! reads only; repairing is for the caller to decide.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use nicslice_kernel::NetnsTarget;
+use serde::Serialize;
+
+use crate::endpoint::{self, Expected, Place};
+use crate::error::{EngineError, Result};
+use crate::{EndpointView, Engine};
+
+/// One endpoint and what differs, if anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointHealth {
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// `None` when the kernel holds the endpoint as recorded.
+    pub problem: Option<String>,
+}
+
+impl Engine {
+    /// Checks the endpoints of one network, or of all.
+    pub fn check_endpoints(&mut self, network: Option<&str>) -> Result<Vec<EndpointHealth>> {
+        let mut out = Vec::new();
+        for view in self.endpoints(network)? {
+            let problem = match self.check_one(&view) {
+                Ok(()) => None,
+                Err(EngineError::Invalid(p) | EngineError::NotFound(p)) => Some(p),
+                Err(e) => return Err(e),
+            };
+            out.push(EndpointHealth { endpoint: view, problem });
+        }
+        Ok(out)
+    }
+
+    fn check_one(&mut self, view: &EndpointView) -> Result<()> {
+        let spec = self.network_record(&view.network)?.spec;
+        let ns = NetnsTarget::Path(PathBuf::from(&view.netns)).open().map_err(|_| {
+            EngineError::NotFound(format!(
+                "its namespace {} is gone; `nicslice detach {} --netns {}` releases its addresses",
+                view.netns, view.network, view.netns
+            ))
+        })?;
+        let mut place = Place::between(&self.host, ns)?;
+        let addresses: Vec<IpAddr> = view.addresses.iter().map(IpNet::addr).collect();
+        let mut routes: Vec<(IpNet, Option<IpAddr>)> = view
+            .gateways
+            .iter()
+            .map(|gw| {
+                let any = if gw.is_ipv6() {
+                    IpNet::V6(Default::default())
+                } else {
+                    IpNet::V4(Default::default())
+                };
+                (any, Some(*gw))
+            })
+            .collect();
+        routes.extend(view.routes.iter().map(|r| (r.destination, r.via)));
+        let expected = Expected {
+            parent: spec.parent.as_str(),
+            ifname: &view.ifname,
+            kind: spec.driver.kind(),
+            mode: spec.mode,
+            mac: view.mac,
+            bclim: spec.bclim,
+            addresses: &addresses,
+            routes: &routes,
+        };
+        endpoint::check(&mut place, &expected)
+    }
+}
