@@ -72,6 +72,11 @@ pub enum Command {
     /// List endpoints or change a source-mode endpoint's MAC list.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Host access: a shim on the parent through which the host reaches the
+    /// network's endpoints (the host never reaches its own macvlan/ipvlan
+    /// children through the parent itself).
+    #[command(subcommand)]
+    Shim(ShimCommand),
     /// Install the CNI plugins nicslice-macvlan, nicslice-ipvlan and
     /// nicslice-ipam as links to this binary.
     InstallCni(InstallCniArgs),
@@ -178,6 +183,10 @@ pub struct NetworkCreateArgs {
     /// Put the parent in promiscuous mode while the network exists (restored on rm).
     #[arg(long)]
     pub promisc: bool,
+    /// Let the host reach the network's endpoints: `shim add` right after
+    /// create (the network is removed again if the shim cannot be made).
+    #[arg(long)]
+    pub host_access: bool,
 }
 
 /// How to name the target namespace.
@@ -247,6 +256,40 @@ pub enum EndpointCommand {
         /// Only this network.
         network: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShimCommand {
+    /// Make the network's shim in the host namespace (a bridge-mode macvlan on
+    /// the parent; on ipvlan, a child in the parent's mode) and route every
+    /// endpoint through it; later attaches get their routes at once.
+    ///
+    /// For IPv4 the host's own address on the parent is borrowed as the
+    /// routes' source (no address spent); IPv6, and IPv4 when the parent has
+    /// no address, takes an address of the network's pool (or --ip). Refused
+    /// when the reachability model says the shim cannot reach the children
+    /// (passthru, private, vepa without hairpin, source mode), and undone if
+    /// the host would lose a route or a neighbour it reached before.
+    Add {
+        /// Network name.
+        network: String,
+        /// The shim's interface name (default nsh-ID).
+        #[arg(long)]
+        name: Option<String>,
+        /// An address of the network's pool for the shim itself, at most one
+        /// per family (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+    },
+    /// Remove the network's shim, its routes and addresses.
+    #[command(alias = "remove")]
+    Rm {
+        /// Network name.
+        network: String,
+    },
+    /// List shims with the addresses routed through them.
+    #[command(alias = "list")]
+    Ls,
 }
 
 #[derive(Debug, Args)]

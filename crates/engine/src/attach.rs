@@ -258,6 +258,10 @@ impl Engine {
             };
             let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
             let link = realized.link;
+            if let Some(shim) = tx.shim(record.id)? {
+                let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
+                crate::shim::route_endpoint(&mut place.host, &shim, &ips, &mut undo)?;
+            }
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = if spec.driver.has_tap() {
                 Some(tap::tap_device(link.index, spec.driver.kind())?.path.display().to_string())

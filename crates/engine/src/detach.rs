@@ -96,6 +96,10 @@ impl Engine {
                 "{reason}. Rename or remove it, then detach again"
             )));
         }
+        if let Some(shim) = tx.shim(record.id)? {
+            let ips: Vec<std::net::IpAddr> = view.addresses.iter().map(|a| a.addr()).collect();
+            crate::shim::unroute(&mut RouteSocket::open_in(&self.host)?, &shim, &ips);
+        }
         faults.check(Step::StoreCommit)?;
         tx.commit()?;
         Ok(view)

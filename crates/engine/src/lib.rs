@@ -17,6 +17,7 @@ mod network;
 mod parent;
 pub mod ranges;
 pub mod refuse;
+mod shim;
 mod topology;
 pub mod undo;
 mod verify;
@@ -32,6 +33,7 @@ pub use detach::DetachRequest;
 pub use error::{EngineError, Result};
 pub use fault::{Faults, Step};
 pub use parent::{ParentRequest, internal_parent_name, vlan_name};
+pub use shim::{ShimRequest, ShimView};
 pub use verify::EndpointHealth;
 pub use views::{EndpointView, NetworkDetail, NetworkView};
 

@@ -134,6 +134,9 @@ impl Engine {
                 }
                 _ => {}
             }
+            if let Some(shim) = tx.shim(record.id)? {
+                crate::shim::drop_shim(&tx, &mut host, record.id, &shim, faults)?;
+            }
             tx.delete_network(record.id)?;
             let parent_to_delete = parent::forget(&tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;

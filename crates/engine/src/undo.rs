@@ -34,6 +34,11 @@ pub enum UndoAction {
     DeleteHostLink {
         index: u32,
     },
+    /// A host route through a shim, in the host namespace.
+    DeleteHostRoute {
+        to: std::net::IpAddr,
+        oif: u32,
+    },
 }
 
 /// The sockets undo actions run on.
@@ -104,7 +109,16 @@ impl UndoLog {
                     sockets.target().map(|s| s.set_up(*index, *up))
                 }
                 UndoAction::SetPromisc { index, on } => Some(sockets.host.set_promisc(*index, *on)),
-                UndoAction::DeleteHostLink { index } => Some(sockets.host.delete_link(*index)),
+                UndoAction::DeleteHostLink { index } => {
+                    deleted.push(*index);
+                    Some(sockets.host.delete_link(*index))
+                }
+                UndoAction::DeleteHostRoute { to, oif } => {
+                    if deleted.contains(oif) {
+                        continue;
+                    }
+                    Some(sockets.host.delete_host_route(*to, *oif))
+                }
             };
             match result {
                 Some(Ok(())) => {}

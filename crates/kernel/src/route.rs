@@ -77,6 +77,13 @@ fn route_message(route: &Route) -> RouteMessage {
     msg
 }
 
+fn host_route(to: IpAddr, oif: u32) -> Route {
+    let prefix = if to.is_ipv4() { 32 } else { 128 };
+    let destination =
+        IpNet::new(to, prefix).unwrap_or_else(|_| unreachable!("a full-length prefix"));
+    Route { destination, gateway: None, oif: Some(oif), metric: None }
+}
+
 impl RouteSocket {
     pub fn add_route(&mut self, route: &Route) -> Result<()> {
         let op = match route.gateway {
@@ -84,6 +91,23 @@ impl RouteSocket {
             None => format!("add route {} through the device", route.destination),
         };
         self.execute(&op, RouteNetlinkMessage::NewRoute(route_message(route)), CREATE_EXCL)
+    }
+
+    /// `ip route add ADDR/32 dev OIF [src SOURCE]` (`/128` for IPv6): a route
+    /// to one address through a device, with the source address the host
+    /// uses for it.
+    pub fn add_host_route(&mut self, to: IpAddr, oif: u32, source: Option<IpAddr>) -> Result<()> {
+        let mut msg = route_message(&host_route(to, oif));
+        if let Some(src) = source {
+            msg.attributes.push(RouteAttribute::PrefSource(route_address(src)));
+        }
+        let op = format!("add route {to} through interface {oif}");
+        self.execute(&op, RouteNetlinkMessage::NewRoute(msg), CREATE_EXCL)
+    }
+
+    /// `ip route del ADDR/32 dev OIF`.
+    pub fn delete_host_route(&mut self, to: IpAddr, oif: u32) -> Result<()> {
+        self.delete_route(&host_route(to, oif))
     }
 
     pub fn delete_route(&mut self, route: &Route) -> Result<()> {

@@ -18,6 +18,7 @@ mod owned;
 mod read;
 mod records;
 mod schema;
+mod shims;
 mod store;
 mod write;
 
@@ -28,6 +29,7 @@ pub use records::{
     EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,
 };
 pub use schema::SCHEMA_VERSION;
+pub use shims::ShimRecord;
 pub use store::{DEFAULT_STATE_PATH, ReadTx, Store};
 pub use write::WriteTx;
 

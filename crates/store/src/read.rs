@@ -103,6 +103,16 @@ pub trait StoreRead: sealed::Conn {
         many(self.conn(), &sql, params![endpoint.0], lease_row, "listing leases")
     }
 
+    /// The host-access shim of `network`, if it has one.
+    fn shim(&self, network: NetworkId) -> Result<Option<crate::ShimRecord>, StoreError> {
+        crate::shims::of_network(self.conn(), network)
+    }
+
+    /// Every host-access shim, by network.
+    fn shims(&self) -> Result<Vec<crate::ShimRecord>, StoreError> {
+        crate::shims::all(self.conn())
+    }
+
     /// Every address leased in `network`, by subnet and address.
     fn leases_in(&self, network: NetworkId) -> Result<Vec<LeaseRecord>, StoreError> {
         let sql =

@@ -73,6 +73,15 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     );
     "#,
+    // 3: host-access shims, one per network, made in the parent's namespace.
+    r#"
+    CREATE TABLE shims (
+        network_id   INTEGER PRIMARY KEY REFERENCES networks(id) ON DELETE CASCADE,
+        name         TEXT    NOT NULL,
+        details_json TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -10,6 +10,7 @@ mod install_cni;
 mod lab;
 mod lab_report;
 mod network;
+mod shim;
 
 use std::path::PathBuf;
 
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attach(args) => attach::attach(&globals, args),
         Command::Detach(args) => attach::detach(&globals, args),
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
+        Command::Shim(cmd) => shim::run(&globals, cmd),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
     }

@@ -15,8 +15,24 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
     match cmd {
         NetworkCommand::Create(args) => {
+            let host_access = args.host_access;
             let (spec, parent) = spec_from(*args)?;
+            let name = spec.name.to_string();
             let view = engine.create_network(spec, parent)?;
+            if host_access
+                && let Err(e) = engine.add_shim(nicslice_engine::ShimRequest {
+                    network: name.clone(),
+                    name: None,
+                    ips: Vec::new(),
+                })
+            {
+                // One step: without its shim the network is not what was asked.
+                if let Err(rm) = engine.remove_network(&name, false) {
+                    return Err(e)
+                        .context(format!("removing network {name} again also failed: {rm}"));
+                }
+                return Err(e.into());
+            }
             if g.json {
                 return output::json(&view);
             }

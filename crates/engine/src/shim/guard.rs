@@ -1,0 +1,110 @@
+//! Never cut the host off: what the host reaches before a shim is made (the
+//! routes of its namespace with their devices, and the neighbours on the
+//! parent that answer ARP/NDP: its gateways and on-link peers), compared
+//! with what it reaches once the shim, its addresses and routes are in place.
+//! Any difference is named, and the caller undoes everything.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nicslice_kernel::{NeighbourProber, Netns, RouteSocket};
+
+use crate::error::{EngineError, Result};
+
+/// At most this many on-link neighbours are probed besides the gateways.
+const MAX_PEERS: usize = 16;
+/// Requests per probe, spread over the timeout.
+const ATTEMPTS: u16 = 3;
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A route as the guard compares it: destination, gateway, device.
+type RouteKey = (IpNet, Option<IpAddr>, Option<u32>);
+
+/// The host's view before the change.
+pub struct Snapshot {
+    routes: Vec<RouteKey>,
+    /// Neighbours that answered, with the address they were asked from.
+    answered: Vec<(IpAddr, IpAddr)>,
+}
+
+fn routes(host: &mut RouteSocket) -> Result<Vec<RouteKey>> {
+    Ok(host.routes()?.into_iter().map(|r| (r.destination, r.gateway, r.oif)).collect())
+}
+
+/// What to probe from each of the parent's addresses: the gateways of the
+/// routes through the parent, then neighbours in the parent's subnets.
+fn targets(host: &mut RouteSocket, parent: u32) -> Result<Vec<(IpAddr, Vec<IpAddr>)>> {
+    let own: Vec<IpNet> = host
+        .addresses(Some(parent))?
+        .into_iter()
+        .map(|(_, a)| a)
+        .filter(|a| match a.addr() {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+        })
+        .collect();
+    let gateways: Vec<IpAddr> = host
+        .routes()?
+        .into_iter()
+        .filter(|r| r.oif == Some(parent))
+        .filter_map(|r| r.gateway)
+        .collect();
+    let peers: Vec<IpAddr> = host.neighbours()?.into_iter().map(|(ip, _)| ip).collect();
+    let mut out = Vec::new();
+    for addr in own {
+        let mut asked: Vec<IpAddr> =
+            gateways.iter().copied().filter(|g| addr.contains(g) && *g != addr.addr()).collect();
+        for p in &peers {
+            if asked.len() >= MAX_PEERS {
+                break;
+            }
+            if addr.contains(p) && *p != addr.addr() && !asked.contains(p) {
+                asked.push(*p);
+            }
+        }
+        if !asked.is_empty() {
+            out.push((addr.addr(), asked));
+        }
+    }
+    Ok(out)
+}
+
+fn probe(host_ns: &Netns, from: IpAddr, targets: &[IpAddr]) -> Result<Vec<IpAddr>> {
+    let Some(prober) = NeighbourProber::open_in(host_ns, from)? else { return Ok(Vec::new()) };
+    let answers = prober.ask(targets, ATTEMPTS, TIMEOUT)?;
+    Ok(targets.iter().zip(answers).filter(|(_, a)| *a).map(|(t, _)| *t).collect())
+}
+
+impl Snapshot {
+    /// Reads the routes and probes the neighbours from the parent `parent`.
+    pub fn take(host_ns: &Netns, host: &mut RouteSocket, parent: u32) -> Result<Snapshot> {
+        let mut answered = Vec::new();
+        for (from, asked) in targets(host, parent)? {
+            answered.extend(probe(host_ns, from, &asked)?.into_iter().map(|t| (from, t)));
+        }
+        Ok(Snapshot { routes: routes(host)?, answered })
+    }
+
+    /// Errors with what broke: a route of the host gone or moved to another
+    /// device, or a neighbour that answered before and no longer does.
+    pub fn still_holds(&self, host_ns: &Netns, host: &mut RouteSocket) -> Result<()> {
+        let now = routes(host)?;
+        for (dst, gw, oif) in &self.routes {
+            if !now.iter().any(|(d, g, o)| d == dst && g == gw && o == oif) {
+                let via = gw.map_or(String::new(), |g| format!(" via {g}"));
+                return Err(EngineError::Invalid(format!(
+                    "the shim would have changed the host's route to {dst}{via}; undone, nothing changed"
+                )));
+            }
+        }
+        for (from, target) in &self.answered {
+            if probe(host_ns, *from, &[*target])?.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "with the shim, {target} no longer answered the host (asked from {from}); undone, nothing changed"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! Host access: the shim that lets the host reach its own macvlan/ipvlan
+//! children (seed 000's `mac0`, made and kept by nicslice). One per network,
+//! in the parents' namespace: a bridge-mode macvlan on the parent for a
+//! macvlan network, for an ipvlan network a child in the parent's own mode
+//! and flag. Every endpoint address gets a host route through it (`ip route
+//! add CHILD/32 dev SHIM src HOST`), added on attach and removed on detach.
+//!
+//! Addresses: for IPv4 the shim borrows the host's own address on the parent
+//! as the routes' source (no address of the pool spent; the host answers ARP
+//! for it on the shim, arp_ignore 0). IPv6 neighbour discovery answers only
+//! for addresses on the asking interface, so for IPv6 (and for IPv4 where the
+//! parent has no address or `arp_ignore` is set) the shim takes an address of
+//! the network's pool, as a /32 or /128 so that it never takes over the
+//! parent's subnet route; `--ip` chooses it.
+//!
+//! Before the kernel is touched the reachability model must agree that the
+//! shim will reach the children (`model.rs`); before the change is recorded
+//! the host must still reach what it reached (`guard.rs`). Any failure undoes
+//! every step.
+
+mod guard;
+mod model;
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, sysctl};
+use nicslice_model::{IfName, LinkMode, MacvlanMode, NetworkSpec, ValidNetwork};
+use nicslice_store::{NetworkId, ShimRecord, StoreRead, WriteTx};
+use serde::Serialize;
+
+use crate::Engine;
+use crate::error::{EngineError, Result};
+use crate::fault::Step;
+use crate::undo::{Sockets, UndoAction, UndoLog};
+
+/// `nicslice shim add`.
+#[derive(Debug, Clone)]
+pub struct ShimRequest {
+    pub network: String,
+    /// Default: `nsh-` and the network's id.
+    pub name: Option<IfName>,
+    /// Addresses of the pool for the shim itself, at most one per family.
+    pub ips: Vec<IpAddr>,
+}
+
+/// A shim as users read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShimView {
+    pub network: String,
+    pub name: String,
+    pub mac: Option<String>,
+    /// Addresses on the shim, leased from the network's pool.
+    pub addresses: Vec<IpAddr>,
+    /// The host's addresses borrowed as the source of its routes.
+    pub sources: Vec<IpAddr>,
+    /// The endpoint addresses routed through it.
+    pub routes: Vec<IpAddr>,
+}
+
+fn view(network: &str, shim: &ShimRecord, routes: Vec<IpAddr>) -> ShimView {
+    ShimView {
+        network: network.to_string(),
+        name: shim.name.clone(),
+        mac: shim.mac.map(|m| m.to_string()),
+        addresses: shim.addresses.clone(),
+        sources: shim.sources.clone(),
+        routes,
+    }
+}
+
+/// The source of the routes of `ip`'s family through `shim`.
+fn source_for(shim: &ShimRecord, ip: IpAddr) -> Option<IpAddr> {
+    let same = |a: &&IpAddr| a.is_ipv6() == ip.is_ipv6();
+    shim.addresses.iter().find(same).or_else(|| shim.sources.iter().find(same)).copied()
+}
+
+fn full_prefix(ip: IpAddr) -> IpNet {
+    IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 })
+        .unwrap_or_else(|_| unreachable!("a full-length prefix"))
+}
+
+/// Adds a host route to each of `addresses` through `shim` (index `index`),
+/// pushing their undo. A route already there is someone else's: refused.
+pub(crate) fn route_through(
+    host: &mut RouteSocket,
+    shim: &ShimRecord,
+    index: u32,
+    addresses: &[IpAddr],
+    undo: &mut UndoLog,
+) -> Result<()> {
+    for ip in addresses {
+        match host.add_host_route(*ip, index, source_for(shim, *ip)) {
+            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: index }),
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                return Err(EngineError::Invalid(format!(
+                    "the host already has a route to {ip}; nicslice will not route it through shim {} as well",
+                    shim.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Routes a new endpoint's `addresses` through the network's `shim`. A shim
+/// link gone missing (deleted by hand) is skipped with a warning: the
+/// endpoint works, and `nicslice endpoint check`/`shim ls` show the rest.
+pub(crate) fn route_endpoint(
+    host: &mut RouteSocket,
+    shim: &ShimRecord,
+    addresses: &[IpAddr],
+    undo: &mut UndoLog,
+) -> Result<()> {
+    match host.index_of(&shim.name)? {
+        Some(index) => route_through(host, shim, index, addresses, undo),
+        None => {
+            tracing::warn!("shim {} is missing; the host cannot reach the new endpoint", shim.name);
+            Ok(())
+        }
+    }
+}
+
+/// Removes the host routes of `addresses` through `shim`; a route already
+/// gone (the shim deleted by hand) is not an error.
+pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[IpAddr]) {
+    let Ok(Some(index)) = host.index_of(&shim.name) else { return };
+    for ip in addresses {
+        match host.delete_host_route(*ip, index) {
+            Ok(()) => {}
+            Err(KernelError::Netlink { errno, .. })
+                if errno == libc::ESRCH || errno == libc::ENOENT || errno == libc::ENODEV => {}
+            Err(e) => tracing::warn!("could not remove the host route to {ip}: {e}"),
+        }
+    }
+}
+
+/// The host's first global address of `v6`'s family on interface `index`.
+fn host_address(host: &mut RouteSocket, index: u32, v6: bool) -> Result<Option<IpAddr>> {
+    Ok(host.addresses(Some(index))?.into_iter().map(|(_, a)| a.addr()).find(|a| match a {
+        IpAddr::V4(_) => !v6,
+        IpAddr::V6(x) => v6 && x.segments()[0] & 0xffc0 != 0xfe80,
+    }))
+}
+
+/// Whether the host answers ARP on the shim for an address of another of
+/// its interfaces (`arp_ignore` 0 everywhere that counts).
+fn answers_arp_for_others(host_ns: &nicslice_kernel::Netns) -> bool {
+    host_ns
+        .run(|| {
+            ["all", "default"].iter().all(|c| {
+                sysctl::read(&format!("net/ipv4/conf/{c}/arp_ignore")).is_ok_and(|v| v == "0")
+            })
+        })
+        .unwrap_or(false)
+}
+
+impl Engine {
+    /// Makes the shim of a network and routes its endpoints through it.
+    pub fn add_shim(&mut self, req: ShimRequest) -> Result<ShimView> {
+        let record = self.network_record(&req.network)?;
+        let valid = record.validate()?;
+        let spec = valid.spec().clone();
+        if let Some(why) = model::refusal(&spec) {
+            return Err(EngineError::Invalid(format!(
+                "a shim on network {} would not reach its children: {why}",
+                spec.name
+            )));
+        }
+        let name = match req.name.clone() {
+            Some(n) => n,
+            None => IfName::new(&format!("nsh-{}", record.id.0))?,
+        };
+        let mut host = self.host_socket()?;
+        if host.index_of(name.as_str())?.is_some() {
+            return Err(EngineError::Invalid(format!(
+                "an interface named {name} already exists in {}; choose another --name",
+                self.host.label()
+            )));
+        }
+        let parent = host.link_by_name(spec.parent.as_str())?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "parent {} of network {} does not exist in {}",
+                spec.parent,
+                spec.name,
+                self.host.label()
+            ))
+        })?;
+        let borrow_v4 = answers_arp_for_others(&self.host);
+        let mut sources = Vec::new();
+        if borrow_v4
+            && !req.ips.iter().any(IpAddr::is_ipv4)
+            && let Some(v4) = host_address(&mut host, parent.index, false)?
+        {
+            sources.push(v4);
+        }
+        let snapshot = guard::Snapshot::take(&self.host, &mut host, parent.index)?;
+        let faults = self.faults;
+        let mut undo = UndoLog::default();
+        let result = (|| -> Result<ShimView> {
+            let tx = self.store.write()?;
+            if let Some(old) = tx.shim(record.id)? {
+                return Err(EngineError::Invalid(format!(
+                    "network {} already has shim {}; `nicslice shim rm {}` first",
+                    spec.name, old.name, spec.name
+                )));
+            }
+            let addresses = lease_addresses(&tx, &valid, record.id, &req.ips, &sources)?;
+            faults.check(Step::CreateLink)?;
+            create_shim_link(&mut host, &spec, &name, parent.index)?;
+            let link = host.require_link(name.as_str(), self.host.label())?;
+            undo.push(UndoAction::DeleteHostLink { index: link.index });
+            for ip in &addresses {
+                faults.check(Step::AddAddress)?;
+                host.add_address(link.index, full_prefix(*ip))?;
+            }
+            faults.check(Step::LinkUp)?;
+            host.set_up(link.index, true)?;
+            let shim = ShimRecord {
+                network_id: record.id,
+                name: name.to_string(),
+                mac: link.mac,
+                addresses,
+                sources: sources.clone(),
+            };
+            let routed = endpoint_addresses(&tx, record.id)?;
+            faults.check(Step::AddRoute)?;
+            route_through(&mut host, &shim, link.index, &routed, &mut undo)?;
+            snapshot.still_holds(&self.host, &mut host)?;
+            tx.insert_shim(&shim)?;
+            faults.check(Step::StoreCommit)?;
+            tx.commit()?;
+            Ok(view(spec.name.as_str(), &shim, routed))
+        })();
+        match result {
+            Ok(v) => {
+                undo.commit();
+                Ok(v)
+            }
+            Err(e) => Err(undo.abort(e, &mut Sockets { host: &mut host, target: None })),
+        }
+    }
+
+    /// Removes the shim of a network (its routes go with it) and releases
+    /// its addresses. Returns what was removed.
+    pub fn remove_shim(&mut self, network: &str) -> Result<ShimView> {
+        let record = self.network_record(network)?;
+        let mut host = self.host_socket()?;
+        let faults = self.faults;
+        let tx = self.store.write()?;
+        let shim = tx.shim(record.id)?.ok_or_else(|| {
+            EngineError::NotFound(format!(
+                "network {network} has no shim; `nicslice shim ls` lists them"
+            ))
+        })?;
+        let routed = endpoint_addresses(&tx, record.id)?;
+        drop_shim(&tx, &mut host, record.id, &shim, faults)?;
+        faults.check(Step::StoreCommit)?;
+        tx.commit()?;
+        Ok(view(network, &shim, routed))
+    }
+
+    /// Every shim, by network.
+    pub fn list_shims(&mut self) -> Result<Vec<ShimView>> {
+        let tx = self.store.read()?;
+        let mut out = Vec::new();
+        for shim in tx.shims()? {
+            let Some(net) = tx.network(shim.network_id)? else { continue };
+            let routed = endpoint_addresses(&tx, shim.network_id)?;
+            out.push(view(net.spec.name.as_str(), &shim, routed));
+        }
+        Ok(out)
+    }
+}
+
+/// Deletes the shim's link (if it is still the one nicslice made), releases
+/// its addresses and forgets it, inside `tx`.
+pub(crate) fn drop_shim(
+    tx: &WriteTx<'_>,
+    host: &mut RouteSocket,
+    network: NetworkId,
+    shim: &ShimRecord,
+    faults: crate::Faults,
+) -> Result<()> {
+    faults.check(Step::DeleteLink)?;
+    if let Some(link) = host.link_by_name(&shim.name)? {
+        let ours = link.mac == shim.mac
+            && link.kind.as_deref().is_some_and(|k| k == "macvlan" || k == "ipvlan");
+        if !ours {
+            return Err(EngineError::Invalid(format!(
+                "interface {} is no longer the shim nicslice made (another kind or MAC); left it alone",
+                shim.name
+            )));
+        }
+        match host.delete_link(link.index) {
+            Ok(()) => {}
+            Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for ip in &shim.addresses {
+        tx.release_address(network, *ip)?;
+    }
+    tx.delete_shim(network)?;
+    Ok(())
+}
+
+/// Every address leased to an endpoint of `network`.
+fn endpoint_addresses(tx: &impl StoreRead, network: NetworkId) -> Result<Vec<IpAddr>> {
+    Ok(tx
+        .leases_in(network)?
+        .into_iter()
+        .filter(|l| l.endpoint_id.is_some())
+        .map(|l| l.ip)
+        .collect())
+}
+
+/// The shim's own addresses: those asked for, and one of the pool for each
+/// family of the network that has neither an address asked for nor a
+/// borrowed source.
+fn lease_addresses(
+    tx: &WriteTx<'_>,
+    valid: &ValidNetwork,
+    network: NetworkId,
+    wanted: &[IpAddr],
+    sources: &[IpAddr],
+) -> Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let subnets: Vec<usize> = (0..valid.subnets().len())
+            .filter(|&i| valid.subnets()[i].subnet().addr().is_ipv6() == v6)
+            .collect();
+        let Some(&first) = subnets.first() else { continue };
+        let asked: Vec<IpAddr> = wanted.iter().copied().filter(|ip| ip.is_ipv6() == v6).collect();
+        if asked.len() > 1 {
+            return Err(EngineError::Invalid(format!(
+                "--ip {asked:?}: give the shim at most one address per family"
+            )));
+        }
+        if let Some(ip) = asked.first() {
+            let i = subnets
+                .iter()
+                .copied()
+                .find(|&i| valid.subnets()[i].subnet().contains(ip))
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "--ip {ip} is in no subnet of network {}",
+                        valid.name
+                    ))
+                })?;
+            out.push(tx.allocate(network, i, Some(*ip), None)?.ip);
+        } else if !sources.iter().any(|s| s.is_ipv6() == v6) {
+            out.push(tx.allocate(network, first, None, None)?.ip);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the shim link on the parent in the host namespace: bridge-mode
+/// macvlan, or an ipvlan child of the network's mode and flag.
+fn create_shim_link(
+    host: &mut RouteSocket,
+    spec: &NetworkSpec,
+    name: &IfName,
+    parent: u32,
+) -> Result<()> {
+    match spec.mode {
+        LinkMode::Macvlan(_) => {
+            let req = MacvlanLinkRequest::new(
+                nicslice_model::Driver::Macvlan,
+                name.clone(),
+                parent,
+                MacvlanMode::Bridge,
+            );
+            host.create_macvlan(&req, None)?;
+        }
+        LinkMode::Ipvlan(mode) => {
+            let req = IpvlanLinkRequest {
+                tap: false,
+                name: name.clone(),
+                parent_index: parent,
+                mode,
+                flag: spec.ipvlan_flag,
+                mtu: None,
+            };
+            host.create_ipvlan(&req, None)?;
+        }
+    }
+    Ok(())
+}
