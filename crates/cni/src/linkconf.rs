@@ -60,6 +60,9 @@ pub struct LinkConf {
     pub mac: Option<MacAddr>,
     pub kind: KindConf,
     pub no_default_route: bool,
+    /// `hostAccess`: route the pod's IPv4 addresses from the host through a
+    /// shim on the master (the engine's `shim::shared`).
+    pub host_access: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -91,6 +94,8 @@ struct Keys {
     vlan: Option<u16>,
     #[serde(default)]
     no_default_route: bool,
+    #[serde(default)]
+    host_access: bool,
 }
 
 /// `flags` as a list (`["nodst"]`) or one comma-separated string.
@@ -176,6 +181,11 @@ impl LinkConf {
             master = Some(chained_master(prev, &env.ifname)?);
             link_in_container = true;
         }
+        if keys.host_access && link_in_container {
+            return Err(CniError::config(
+                "hostAccess makes a shim beside the master in the host namespace; it does not apply to a master inside the container (linkInContainer, chained ipvlan)",
+            ));
+        }
         Ok(LinkConf {
             driver,
             master,
@@ -186,6 +196,7 @@ impl LinkConf {
             mac,
             kind,
             no_default_route: keys.no_default_route,
+            host_access: keys.host_access,
         })
     }
 

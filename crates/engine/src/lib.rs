@@ -17,7 +17,7 @@ mod network;
 mod parent;
 pub mod ranges;
 pub mod refuse;
-mod shim;
+pub mod shim;
 mod topology;
 pub mod undo;
 mod verify;

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use nicslice_engine::endpoint::{
     self, AddressPlan, Place, Policy, Route, RouteSpec, Via, plan_routes,
 };
+use nicslice_engine::shim;
 use nicslice_engine::undo::UndoLog;
 use nicslice_engine::{Faults, Step};
 
@@ -122,6 +123,15 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
         faults,
         &mut undo,
     );
+    // hostAccess: the pod's addresses routed from the host through the
+    // master's shared shim, on the same undo log.
+    let configured = configured.and_then(|added| {
+        if conf.host_access {
+            let ips: Vec<std::net::IpAddr> = addresses.iter().map(IpNet::addr).collect();
+            shim::shared::join(&mut place, &parent, &child, &ips, &mut undo)?;
+        }
+        Ok(added)
+    });
     let added = match configured {
         Ok(added) => added,
         Err(e) => {

@@ -8,6 +8,7 @@
 
 use nicslice_engine::Faults;
 use nicslice_engine::endpoint::{self, Ours, Place};
+use nicslice_engine::shim;
 use nicslice_kernel::Netns;
 
 use super::{open_netns, parent_name};
@@ -16,6 +17,7 @@ use crate::delegate;
 use crate::env::{CallEnv, Verb};
 use crate::error::{CniError, Code, Result};
 use crate::linkconf::{Family, LinkConf};
+use crate::result::CniResult;
 
 fn kinds(family: Family) -> &'static [&'static str] {
     match family {
@@ -25,8 +27,11 @@ fn kinds(family: Family) -> &'static [&'static str] {
 }
 
 /// Deletes `ifname` in the namespace at `netns_path` if it is ours; a
-/// namespace that is not given or gone is the goal reached.
-fn delete_link(family: Family, netns_path: &str, ifname: &str, faults: Faults) -> Result<()> {
+/// namespace that is not given or gone is the goal reached. With
+/// `hostAccess`, the pod's routes through the master's shim go too (the
+/// addresses from `prevResult`, else from the link before it goes).
+fn delete_link(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Result<()> {
+    let (netns_path, ifname) = (env.netns.as_str(), env.ifname.as_str());
     let ns = match netns_path {
         "" => None,
         path => match open_netns(path) {
@@ -35,18 +40,45 @@ fn delete_link(family: Family, netns_path: &str, ifname: &str, faults: Faults) -
             Err(e) => return Err(e),
         },
     };
+    let host_access = host_access(family, net, env);
+    let routed = match (&host_access, &net.prev_result) {
+        (None, _) => Vec::new(),
+        (Some(_), Some(prev)) => pod_addresses(prev, env),
+        (Some(_), None) => endpoint::child_addresses(ns.as_ref(), ifname)?,
+    };
     let ours = Ours { kinds: kinds(family), mac: None };
     let removed = endpoint::delete_child(ns.as_ref(), ifname, ours, faults)?;
     if let Some(reason) = removed.not_ours_reason(ifname, netns_path) {
         eprintln!("nicslice: {reason}");
     }
+    if let Some(master) = host_access {
+        shim::shared::leave(master.as_deref(), &routed)?;
+    }
     Ok(())
+}
+
+/// With `hostAccess`, the master to find the shim by (`None`: the interface
+/// of the default route).
+/// A configuration too broken to parse has made no shim: DEL stays lenient.
+fn host_access(family: Family, net: &NetConf, env: &CallEnv) -> Option<Option<String>> {
+    let conf = LinkConf::parse(family, net, env).ok()?;
+    conf.host_access.then(|| conf.master.as_deref().map(|m| conf.parent_name(m)))
+}
+
+/// The addresses `prev` gave the interface this DEL removes.
+fn pod_addresses(prev: &CniResult, env: &CallEnv) -> Vec<std::net::IpAddr> {
+    let ours = prev.interfaces.iter().position(|i| i.name == env.ifname && i.sandbox == env.netns);
+    prev.ips
+        .iter()
+        .filter(|i| i.interface.is_none() || i.interface == ours)
+        .map(|i| i.address.addr())
+        .collect()
 }
 
 /// DEL: both halves run, the link first, and both errors are reported.
 pub fn del(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Result<()> {
     let ipam = net.ipam_type().map(|t| delegate::find(t, env)).transpose()?;
-    let link = delete_link(family, &env.netns, &env.ifname, faults);
+    let link = delete_link(family, net, env, faults);
     let lease = ipam.as_ref().map(|ipam| delegate::run(ipam, Verb::Del, net, env));
     match (link, lease.transpose()) {
         (Ok(()), Ok(_)) => Ok(()),

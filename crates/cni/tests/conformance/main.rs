@@ -6,6 +6,7 @@
 //! Needs root (it creates namespaces); ipvlan cases run in the VM stage.
 
 mod harness;
+mod host_access;
 mod lifecycle;
 mod nicslice_only;
 mod requests;

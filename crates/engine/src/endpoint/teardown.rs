@@ -43,6 +43,15 @@ impl Teardown {
     }
 }
 
+/// The addresses on `ifname` in `netns` (none when either is gone), read
+/// before a teardown that must undo something per address.
+pub fn child_addresses(netns: Option<&Netns>, ifname: &str) -> Result<Vec<std::net::IpAddr>> {
+    let Some(ns) = netns else { return Ok(Vec::new()) };
+    let mut target = RouteSocket::open_in(ns)?;
+    let Some(index) = target.index_of(ifname)? else { return Ok(Vec::new()) };
+    Ok(target.addresses(Some(index))?.into_iter().map(|(_, a)| a.addr()).collect())
+}
+
 /// Deletes `ifname` in `netns` if it is [`Ours`]. `None` for the namespace
 /// means it is gone (or was never given, as a CNI DEL may come without one).
 pub fn delete_child(

@@ -20,6 +20,7 @@
 
 mod guard;
 mod model;
+pub mod shared;
 
 use std::net::IpAddr;
 

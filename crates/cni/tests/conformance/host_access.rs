@@ -1,0 +1,92 @@
+//! `"hostAccess": true`: the host reaches its pods through one shim per
+//! master, made by the first ADD, shared by concurrent ADDs, routed per pod,
+//! and removed by the DEL of the last pod on that master.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nicslice_kernel::{Netns, Pinger, RouteSocket};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Links in the host namespace whose name starts with "nsh" (the shims).
+fn shims(host: &Netns) -> Vec<String> {
+    let mut sock = RouteSocket::open_in(host).unwrap();
+    sock.links().unwrap().into_iter().map(|l| l.name).filter(|n| n.starts_with("nsh")).collect()
+}
+
+fn host_pings(host: &Netns, ip: &str) -> bool {
+    RouteSocket::open_in(host).unwrap().flush_neighbours().unwrap();
+    Pinger::open_in(host).unwrap().ping(ip.parse().unwrap(), 3, Duration::from_millis(900)).unwrap()
+}
+
+fn pod_ip(result: &Value) -> String {
+    let cidr = result["ips"][0]["address"].as_str().unwrap();
+    cidr.split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn the_host_reaches_its_pods_through_one_shared_shim() {
+    const PODS: usize = 16;
+    let imp = nicslice();
+    let mut net = Net::new("cnihost");
+    let conf = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.100", "192.168.0.199"),
+        json!({"hostAccess": true}),
+    );
+    let pods: Vec<Container> = (0..PODS).map(|_| net.container()).collect();
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .map(|c| {
+                let (net, imp, conf) = (&net, &imp, &conf);
+                s.spawn(move || {
+                    net.call(imp, "ADD", Some(c), conf).expect_ok("ADD with hostAccess")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(shims(&net.host.netns).len(), 1, "concurrent ADDs made exactly one shim");
+    let ips: Vec<String> = results.iter().map(pod_ip).collect();
+    for ip in [&ips[0], &ips[PODS - 1]] {
+        assert!(host_pings(&net.host.netns, ip), "host -> pod {ip}");
+    }
+    assert!(pods[0].ping("192.168.0.254"), "pod -> host");
+    assert!(pods[0].ping("192.168.0.1"), "pod -> gateway");
+    assert!(host_pings(&net.host.netns, "192.168.0.1"), "host -> gateway, through the parent");
+
+    // Each DEL takes its route; the last one takes the shim.
+    for (i, (c, result)) in pods.iter().zip(&results).enumerate() {
+        let mut del = conf.clone();
+        del["prevResult"] = result.clone();
+        net.call(&imp, "DEL", Some(c), &del).expect_ok("DEL");
+        let ip: IpAddr = pod_ip(result).parse().unwrap();
+        let routes = RouteSocket::open_in(&net.host.netns).unwrap().routes().unwrap();
+        assert!(
+            !routes.iter().any(|r| r.destination.addr() == ip && r.destination.prefix_len() == 32)
+        );
+        let expected = usize::from(i + 1 < PODS);
+        assert_eq!(shims(&net.host.netns).len(), expected, "after DEL {}", i + 1);
+    }
+}
+
+#[test]
+fn a_del_without_prev_result_finds_the_pods_addresses_itself() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihost2");
+    let conf = net.conf(
+        &imp,
+        "1.0.0",
+        lan_ipam("192.168.0.100", "192.168.0.199"),
+        json!({"hostAccess": true}),
+    );
+    let c = net.container();
+    let added = net.call(&imp, "ADD", Some(&c), &conf).expect_ok("ADD");
+    assert!(host_pings(&net.host.netns, &pod_ip(&added)));
+    net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL without prevResult");
+    assert!(shims(&net.host.netns).is_empty(), "the last DEL removed the shim");
+}
