@@ -13,6 +13,8 @@ mod blob;
 mod book;
 pub mod cni_ipam;
 mod error;
+mod files;
+mod flock;
 mod leases;
 mod owned;
 mod read;
@@ -22,6 +24,7 @@ mod store;
 mod write;
 
 pub use error::StoreError;
+pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;
 pub use read::StoreRead;
 pub use records::{
