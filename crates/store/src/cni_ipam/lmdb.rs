@@ -97,7 +97,6 @@ pub const NO_SUB_DIR: c_uint = ffi::MDB_NOSUBDIR;
 pub const NO_SYNC: c_uint = ffi::MDB_NOSYNC;
 pub const NO_LOCK: c_uint = ffi::MDB_NOLOCK;
 pub const NO_TLS: c_uint = ffi::MDB_NOTLS;
-pub const READ_ONLY: c_uint = ffi::MDB_RDONLY;
 
 /// An open LMDB environment (one file). Closed when dropped.
 pub struct Env {
@@ -174,19 +173,14 @@ impl Env {
     /// A read transaction, holding the lock until it ends.
     pub fn read_txn<'e>(&'e self, held: Held<'e>) -> Result<RoTxn<'e>> {
         let raw = self.begin(ffi::MDB_RDONLY)?;
-        Ok(RoTxn { raw, ended: false, _held: Some(held), _env: PhantomData })
+        Ok(RoTxn { raw, ended: false, _held: held, _env: PhantomData })
     }
 
-    /// A read transaction under a lock its caller keeps past it.
-    pub fn read_txn_under<'e>(&'e self, _: &'e Held<'_>) -> Result<RoTxn<'e>> {
-        let raw = self.begin(ffi::MDB_RDONLY)?;
-        Ok(RoTxn { raw, ended: false, _held: None, _env: PhantomData })
-    }
 
     /// A write transaction, holding the lock until it ends.
     pub fn write_txn<'e>(&'e self, held: Held<'e>) -> Result<RwTxn<'e>> {
         let raw = self.begin(0)?;
-        Ok(RwTxn { txn: RoTxn { raw, ended: false, _held: Some(held), _env: PhantomData } })
+        Ok(RwTxn { txn: RoTxn { raw, ended: false, _held: held, _env: PhantomData } })
     }
 }
 
@@ -203,9 +197,8 @@ pub struct RoTxn<'e> {
     raw: NonNull<ffi::MDB_txn>,
     /// Committed: nothing left to abort.
     ended: bool,
-    /// The lock, released after the transaction ends (fields drop after
-    /// `drop`); `None` when the caller holds it ([`Env::read_txn_under`]).
-    _held: Option<Held<'e>>,
+    /// The lock, released after the transaction ends (fields drop after `drop`).
+    _held: Held<'e>,
     _env: PhantomData<&'e Env>,
 }
 

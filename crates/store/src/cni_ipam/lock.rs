@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{legacy, lmdb};
 use crate::StoreError;
@@ -88,7 +89,13 @@ impl LockFile {
     /// Waits for the lock (every transaction, and opening the file), at
     /// most `NICSLICE_LOCK_TIMEOUT`.
     pub fn exclusive(&self) -> Result<Held<'_>, StoreError> {
-        let taken = flock::lock(&self.file, &self.path, None)?;
+        self.exclusive_within(None)
+    }
+
+    /// [`LockFile::exclusive`], waiting at most `timeout` (`None`: the
+    /// variable's bound).
+    pub fn exclusive_within(&self, timeout: Option<Duration>) -> Result<Held<'_>, StoreError> {
+        let taken = flock::lock(&self.file, &self.path, timeout)?;
         Ok(Held { lock: self, taken: Some(taken) })
     }
 }

@@ -466,3 +466,5 @@ fn next_pool_id(txn: &mut RwTxn<'_>, db: Db<'_>) -> Result<i64, StoreError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;

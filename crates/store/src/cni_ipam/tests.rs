@@ -5,13 +5,13 @@ use nicslice_model::ipam::LeaseBook;
 use super::*;
 
 /// A database path in a directory of its own, removed when dropped.
-struct TempDb {
-    dir: PathBuf,
-    path: PathBuf,
+pub(super) struct TempDb {
+    pub dir: PathBuf,
+    pub path: PathBuf,
 }
 
 impl TempDb {
-    fn new(tag: &str) -> TempDb {
+    pub fn new(tag: &str) -> TempDb {
         TempDb::under(&std::env::temp_dir(), tag)
     }
 
@@ -37,11 +37,11 @@ impl Drop for TempDb {
     }
 }
 
-fn owner(c: &str) -> CniOwner {
+pub(super) fn owner(c: &str) -> CniOwner {
     CniOwner { container_id: c.into(), ifname: "eth0".into() }
 }
 
-fn net24() -> IpNet {
+pub(super) fn net24() -> IpNet {
     "10.0.0.0/24".parse().unwrap()
 }
 
