@@ -15,6 +15,17 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create {path}")]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an SQLite database, which nicslice's state is, and nicslice writes only \
+         into files it made; point --state (or NICSLICE_STATE) at another path"
+    )]
+    NotAStateDb { path: PathBuf },
     #[error("cannot open the state database {path}")]
     Open {
         path: PathBuf,

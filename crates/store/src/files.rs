@@ -74,7 +74,11 @@ fn resolve(path: &Path, lstat: Metadata) -> Result<Metadata, StoreError> {
 pub(crate) fn check_file(path: &Path) -> Result<Option<Metadata>, StoreError> {
     let lstat = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // A file where a directory of the path should be: no file here,
+        // and `prepare_dir` says what is in the way.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(None);
+        }
         Err(source) => return Err(StoreError::Inspect { path: path.to_owned(), source }),
     };
     let meta = resolve(path, lstat)?;
@@ -158,7 +162,7 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     match std::fs::symlink_metadata(dir) {
         Ok(lstat) => return check_dir(dir, lstat),
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
         Err(source) => return Err(StoreError::Inspect { path: dir.to_owned(), source }),
     }
     if let Some(parent) = dir.parent() {
