@@ -140,7 +140,10 @@ fn check_dir(dir: &Path, lstat: Metadata) -> Result<(), StoreError> {
     if meta.uid() != me && meta.uid() != 0 {
         return Err(unsafe_path(
             dir,
-            format!("the directory is owned by uid {}, neither you (uid {me}) nor root", meta.uid()),
+            format!(
+                "the directory is owned by uid {}, neither you (uid {me}) nor root",
+                meta.uid()
+            ),
         ));
     }
     let mode = meta.mode() & 0o7777;
@@ -226,12 +229,17 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File, StoreError> {
 pub(crate) fn set_aside(path: &Path, tag: &str) -> Result<std::path::PathBuf, StoreError> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
-    let from = c(path).map_err(|e| StoreError::Inspect { path: path.to_owned(), source: e.into() })?;
+    let from =
+        c(path).map_err(|e| StoreError::Inspect { path: path.to_owned(), source: e.into() })?;
     let mut last = None;
     for n in 0..1000 {
-        let aside =
-            if n == 0 { with_suffix(path, &format!(".{tag}")) } else { with_suffix(path, &format!(".{tag}.{n}")) };
-        let err = |source| StoreError::SetAside { path: path.to_owned(), aside: aside.clone(), source };
+        let aside = if n == 0 {
+            with_suffix(path, &format!(".{tag}"))
+        } else {
+            with_suffix(path, &format!(".{tag}.{n}"))
+        };
+        let err =
+            |source| StoreError::SetAside { path: path.to_owned(), aside: aside.clone(), source };
         let to = c(&aside).map_err(|e| err(e.into()))?;
         // SAFETY: two NUL-terminated paths that live across the call; the
         // raw system call, which glibc and musl both pass through.

@@ -79,8 +79,9 @@ impl Store {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .ctx("reading the schema version")?;
-        let mode: String =
-            conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).ctx("reading the journal mode")?;
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .ctx("reading the journal mode")?;
         if version != schema::SCHEMA_VERSION || !mode.eq_ignore_ascii_case("wal") {
             // A new or older file: made ready by one process at a time.
             let taken = flock::lock(&queue, &queue_path, Some(lock_timeout))?;
@@ -155,7 +156,9 @@ fn prepare_files(path: &Path) -> Result<(), StoreError> {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return prepare_files(path);
                 }
-                Err(source) => return Err(StoreError::CreateFile { path: path.to_owned(), source }),
+                Err(source) => {
+                    return Err(StoreError::CreateFile { path: path.to_owned(), source });
+                }
             }
         }
     }

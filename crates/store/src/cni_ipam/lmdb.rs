@@ -176,7 +176,6 @@ impl Env {
         Ok(RoTxn { raw, ended: false, _held: held, _env: PhantomData })
     }
 
-
     /// A write transaction, holding the lock until it ends.
     pub fn write_txn<'e>(&'e self, held: Held<'e>) -> Result<RwTxn<'e>> {
         let raw = self.begin(0)?;

@@ -53,8 +53,9 @@ impl LockFile {
         let path = with_suffix(db_path, "-lock");
         let file = match files::open_existing(&path) {
             Ok(file) => {
-                let meta =
-                    file.metadata().map_err(|source| StoreError::Lock { path: path.clone(), source })?;
+                let meta = file
+                    .metadata()
+                    .map_err(|source| StoreError::Lock { path: path.clone(), source })?;
                 files::check_file_meta(&path, &meta)?;
                 file
             }

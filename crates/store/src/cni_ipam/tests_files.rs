@@ -49,7 +49,10 @@ fn an_unreadable_lease_file_is_an_error_naming_it_and_left_as_it_is() {
     std::fs::write(&db.path, &bytes[..100]).unwrap();
     let before = listing(&db.dir);
     let Err(err) = CniIpamStore::open(&db.path) else { panic!("an unreadable file opened") };
-    assert!(matches!(&err, StoreError::LeaseDbUnreadable { path, .. } if *path == db.path), "{err}");
+    assert!(
+        matches!(&err, StoreError::LeaseDbUnreadable { path, .. } if *path == db.path),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.contains(&db.path.display().to_string()), "{text}");
     assert!(text.contains("nicslice cni-leases recover"), "{text}");

@@ -29,7 +29,8 @@ fn listing(dir: &Path) -> Vec<String> {
 
 #[test]
 fn dev_null_as_the_state_is_refused_and_nothing_made_beside_it() {
-    let beside = ["-journal", "-wal", "-shm", "-lock"].map(|s| PathBuf::from(format!("/dev/null{s}")));
+    let beside =
+        ["-journal", "-wal", "-shm", "-lock"].map(|s| PathBuf::from(format!("/dev/null{s}")));
     let before: Vec<bool> = beside.iter().map(|p| p.exists()).collect();
     let err = Store::open("/dev/null").err().expect("/dev/null is no database");
     assert!(err.to_string().contains("a character device, not a regular file"), "{err}");
