@@ -300,8 +300,8 @@ mod tests {
         assert!(e.contains("a character device, not a regular file"), "{e}");
         let e = check_file(&dir).unwrap_err().to_string();
         assert!(e.contains("a directory, not a regular file"), "{e}");
-        // SAFETY: chown of a file this test made.
         let c = std::ffi::CString::new(file.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: chown of a file this test made, by a NUL-terminated path.
         if unsafe { libc::chown(c.as_ptr(), 4321, 4321) } == 0 {
             let e = check_file(&file).unwrap_err().to_string();
             assert!(e.contains("owned by uid 4321, not by you"), "{e}");

@@ -181,11 +181,11 @@ fn is_sqlite(path: &Path) -> bool {
 /// the mode as it was, which `prepare_files` accepted.
 fn narrow_modes(path: &Path) {
     for file in std::iter::once(path.to_owned()).chain(SIDE_FILES.map(|s| with_suffix(path, s))) {
-        if let Ok(meta) = std::fs::symlink_metadata(&file) {
-            if meta.is_file() && meta.mode() & 0o077 != 0 {
-                let mode = std::fs::Permissions::from_mode(files::FILE_MODE);
-                let _ = std::fs::set_permissions(&file, mode);
-            }
+        let narrow = std::fs::symlink_metadata(&file)
+            .is_ok_and(|meta| meta.is_file() && meta.mode() & 0o077 != 0);
+        if narrow {
+            let _ =
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(files::FILE_MODE));
         }
     }
 }

@@ -224,16 +224,16 @@ mod tests {
         handle(Verb::Add, &conf, &env).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..100]).unwrap();
-        let add = handle(Verb::Add, &conf, &env).err().expect("ADD fails");
+        let add = handle(Verb::Add, &conf, &env).expect_err("ADD fails");
         assert_eq!(add.code_number(), 11, "{}", add.msg);
-        let status = handle(Verb::Status, &conf, &env).err().expect("STATUS fails");
+        let status = handle(Verb::Status, &conf, &env).expect_err("STATUS fails");
         assert_eq!(status.code_number(), 50, "{}", status.msg);
         assert!(status.msg.contains(&path.display().to_string()), "{}", status.msg);
         assert_eq!(std::fs::read(&path).unwrap(), bytes[..100], "left as it was");
         // A file that is no lease database: the configuration's fault.
         std::fs::write(&path, "root:x:0:0:root:/root:/bin/bash\n".repeat(20)).unwrap();
         let _ = std::fs::remove_file(dir.join("leases.mdb-lock"));
-        let add = handle(Verb::Add, &conf, &env).err().expect("ADD fails");
+        let add = handle(Verb::Add, &conf, &env).expect_err("ADD fails");
         assert_eq!(add.code_number(), 7, "{}", add.msg);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -152,7 +152,7 @@ fn recover_sets_the_file_aside_and_starts_a_new_book() {
     let db = TempDb::new("recover");
     with_leases(&db, 3);
     let bytes = std::fs::read(&db.path).unwrap();
-    let err = recover(&db.path, false).err().expect("a readable book is not recovered");
+    let err = recover(&db.path, false).expect_err("a readable book is not recovered");
     assert!(err.to_string().contains("nothing to recover"), "{err}");
     std::fs::write(&db.path, &bytes[..100]).unwrap();
     // A name already taken is not replaced: the next one is used.
@@ -173,7 +173,7 @@ fn recover_moves_nothing_that_is_not_a_lease_database() {
     std::fs::create_dir_all(&db.dir).unwrap();
     let passwd = db.dir.join("passwd");
     std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-    let err = recover(&passwd, true).err().expect("not a lease database");
+    let err = recover(&passwd, true).expect_err("not a lease database");
     assert!(matches!(err, StoreError::NotALeaseDb { .. }), "{err}");
     assert_eq!(listing(&db.dir), ["passwd"]);
 }

@@ -201,7 +201,7 @@ fn a_writer_waiting_past_the_timeout_is_told_the_holders_pid() {
     std::io::copy(&mut out, &mut std::io::sink()).unwrap();
     let _ = child.wait();
     assert!(holding, "the child took the lock");
-    let err = result.err().expect("the lock is held by the child");
+    let err = result.expect_err("the lock is held by the child");
     let text = err.to_string();
     assert!(matches!(err, StoreError::LockTimeout { .. }), "{text}");
     assert!(text.contains(&format!("pid {}", child.id())), "{text}");
