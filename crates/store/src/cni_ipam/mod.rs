@@ -134,6 +134,12 @@ impl CniIpamStore {
         }
         // Opening may create the file, and reads its meta pages: alone.
         let held = lock.exclusive()?;
+        // Checked before LMDB opens it, which would initialise an empty file
+        // (one made since the lock file: `lock::first_use` checked then),
+        // and on the descriptor it opened, in case the path changed between.
+        if let Some(meta) = files::check_file(&path)? {
+            files::check_empty_is_ours(&path, &meta)?;
+        }
         let env = open_env(&path, &held).map_err(|e| open_error(&path, e))?;
         check_data_file(&env, &path)?;
         drop(held);

@@ -82,6 +82,15 @@ fn a_file_that_is_not_a_lease_database_is_never_touched() {
     let err = CniIpamStore::open(&empty).err().expect("an empty file of someone else");
     assert!(err.to_string().contains("empty file of mode 0644"), "{err}");
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // Also when it appears after nicslice's first use (its lock file is there).
+    let db = TempDb::new("empty-late");
+    CniIpamStore::open(&db.path).unwrap().ping().unwrap();
+    std::fs::remove_file(&db.path).unwrap();
+    std::fs::write(&db.path, "").unwrap();
+    std::fs::set_permissions(&db.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = CniIpamStore::open(&db.path).err().expect("an empty file made since");
+    assert!(err.to_string().contains("empty file of mode 0644"), "{err}");
+    assert_eq!(std::fs::metadata(&db.path).unwrap().len(), 0, "not initialised");
 }
 
 #[test]
