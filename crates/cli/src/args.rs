@@ -83,6 +83,33 @@ pub enum Command {
     /// Time CNI ADD and DEL of the reference plugins, nicslice's and the lower
     /// bound side by side in private namespaces (a benchmark, not a test).
     BenchCni(BenchCniArgs),
+    /// Manage the CNI plugins' lease database (nicslice-ipam's leases).
+    #[command(subcommand)]
+    CniLeases(CniLeasesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CniLeasesCommand {
+    /// Set an unreadable lease database aside and start a new, empty one.
+    #[command(
+        long_about = "Set an unreadable CNI lease database aside (renamed to FILE.unreadable, or \
+FILE.unreadable.N if that is taken: nothing is replaced) and start a new, empty database in its \
+place, so that CNI calls work again. Run it while no CNI call is running if you can; it waits for \
+the database's lock.\n\n\
+No lease is rebuilt. A CNI lease is keyed by network name, container ID and interface name: the \
+damaged file cannot be read safely (LMDB may abort on a damaged page), and links in namespaces do \
+not tell those keys. Containers attached before keep their addresses, but the new database does \
+not know them: until they are re-attached (CNI DEL and ADD, or a restart), a new ADD may hand out \
+one of their addresses. The old file is kept for inspection."
+    )]
+    Recover {
+        /// The lease database (default location: /run/nicslice/cni-leases.mdb).
+        file: PathBuf,
+        /// Set the file aside even though it opens (for a file that opens
+        /// but fails in use).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

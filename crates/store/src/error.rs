@@ -9,12 +9,23 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("cannot create the directory {path} for the state database")]
+    #[error("cannot create the directory {path}")]
     CreateDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create {path}")]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an SQLite database, which nicslice's state is, and nicslice writes only \
+         into files it made; point --state (or NICSLICE_STATE) at another path"
+    )]
+    NotAStateDb { path: PathBuf },
     #[error("cannot open the state database {path}")]
     Open {
         path: PathBuf,
@@ -50,8 +61,8 @@ pub enum StoreError {
     #[error("the state database holds a corrupt {what}; inspect it or restore a backup")]
     Corrupt { what: String },
     #[error(
-        "the state database stayed locked by another process for more than 5 s while {context}; \
-         try again"
+        "the state database stayed locked by another process longer than NICSLICE_LOCK_TIMEOUT \
+         allows (seconds, default 30) while {context}; try again"
     )]
     Busy {
         context: &'static str,
@@ -70,9 +81,43 @@ pub enum StoreError {
         #[source]
         source: crate::cni_ipam::LmdbError,
     },
-    #[error("cannot lock the CNI lease database with {path}")]
-    LeaseDbLock {
+    #[error("cannot lock {path}")]
+    Lock {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "gave up after {:.1} s waiting for the lock {path}, held by {holder}; wait for it to \
+         finish, or set NICSLICE_LOCK_TIMEOUT (seconds, default 30) to wait longer",
+        waited.as_secs_f64()
+    )]
+    LockTimeout { path: PathBuf, waited: std::time::Duration, holder: String },
+    #[error("NICSLICE_LOCK_TIMEOUT={value:?} is not a number of seconds")]
+    BadLockTimeout { value: String },
+    #[error("refusing {path}: {reason}")]
+    UnsafePath { path: PathBuf, reason: String },
+    #[error("cannot inspect {path}")]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the CNI lease database {path} is unreadable ({reason}); no address is handed out while \
+         the leases it holds are unknown: `nicslice cni-leases recover {path}` sets it aside and \
+         starts a new one"
+    )]
+    LeaseDbUnreadable { path: PathBuf, reason: String },
+    #[error(
+        "{path} is not a CNI lease database (it does not start with an LMDB meta page), and \
+         nicslice writes only into files it made; point ipam.state at another path"
+    )]
+    NotALeaseDb { path: PathBuf },
+    #[error("cannot set {path} aside as {aside}")]
+    SetAside {
+        path: PathBuf,
+        aside: PathBuf,
         #[source]
         source: std::io::Error,
     },

@@ -4,15 +4,19 @@
 //! in an LMDB file (`cni_ipam`: a process per call, which must not spend its
 //! time parsing SQL).
 //!
-//! Writes happen in `WriteTx` (`BEGIN IMMEDIATE`: concurrent writers queue on
-//! the lock instead of failing half-way); reads through `StoreRead`, which
-//! `Store`, `ReadTx` and `WriteTx` all implement. No kernel access and no
-//! policy here: the model decides, the store records.
+//! Writes happen in `WriteTx` (`BEGIN IMMEDIATE`, behind a `flock` queue:
+//! concurrent writers wait their turn instead of failing half-way, at most
+//! `NICSLICE_LOCK_TIMEOUT`, `flock`); reads through `StoreRead`, which
+//! `Store`, `ReadTx` and `WriteTx` all implement. What files and directories
+//! the store accepts and how it makes them is `files`'s. No kernel access
+//! and no policy here: the model decides, the store records.
 
 mod blob;
 mod book;
 pub mod cni_ipam;
 mod error;
+mod files;
+mod flock;
 mod leases;
 mod owned;
 mod read;
@@ -23,6 +27,7 @@ mod store;
 mod write;
 
 pub use error::StoreError;
+pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;
 pub use read::StoreRead;
 pub use records::{

@@ -1,24 +1,61 @@
-//! `Store`: opening the database (directories, pragmas, migrations) and
-//! starting transactions. Queries live in `read` and `write`.
+//! `Store`: opening the database (its files, directories, pragmas,
+//! migrations) and starting transactions. Queries live in `read` and `write`.
+//!
+//! Files: the directory is made 0755 and the database 0600 whatever the
+//! umask (SQLite gives its `-wal` and `-shm` files the database's mode); a
+//! path that is not a regular file (a directory, `/dev/null`), a file of
+//! another user or one others may write is refused before SQLite creates
+//! anything beside it (`files`). An existing database readable by others
+//! (earlier versions made it 0644) is narrowed to 0600.
+//!
+//! Writers queue on a `flock` of `<state>-lock` before SQLite's own lock
+//! (`crate::flock`: the kernel wakes a waiter at the release, where
+//! SQLite's busy handler polls and starves the oldest waiters under a
+//! crowd). Every wait, the queue's and SQLite's, is bounded by
+//! `NICSLICE_LOCK_TIMEOUT` (seconds, default 30).
 
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::Context;
+use crate::files::{self, with_suffix};
+use crate::flock::{self, Taken};
 use crate::{StoreError, WriteTx, schema};
 
 /// Where the state lives unless `--state` or `NICSLICE_STATE` says otherwise.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/nicslice/state.db";
 
-/// How long a process waits for another's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The files SQLite keeps beside the database.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// One connection to the state database.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The writers' queue (`<state>-lock`, module docs).
+    queue: File,
+    queue_path: PathBuf,
+    lock_timeout: Duration,
+}
+
+/// A place in the writers' queue, held until dropped (after the
+/// transaction it guards, which is declared before it).
+#[must_use]
+pub(crate) struct Queued<'a> {
+    file: &'a File,
+    taken: Option<Taken>,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            flock::unlock(self.file, taken);
+        }
+    }
 }
 
 /// A read-only snapshot: every read in it sees the same state.
@@ -31,29 +68,60 @@ impl Store {
     /// directories, and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
-        }
+        let lock_timeout = flock::lock_timeout()?;
+        prepare_files(&path)?;
+        let queue_path = with_suffix(&path, "-lock");
+        let queue = files::open_lock_file(&queue_path)?;
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let mut conn = Connection::open(&path).map_err(open_err)?;
-        configure_when_free(&conn).map_err(open_err)?;
-        schema::migrate(&mut conn, &path)?;
-        Ok(Store { conn, path })
+        conn.busy_timeout(lock_timeout).map_err(open_err)?;
+        // A read first: the journal mode of a WAL file is known once read.
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .ctx("reading the schema version")?;
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .ctx("reading the journal mode")?;
+        if version != schema::SCHEMA_VERSION || !mode.eq_ignore_ascii_case("wal") {
+            // A new or older file: made ready by one process at a time.
+            let taken = flock::lock(&queue, &queue_path, Some(lock_timeout))?;
+            let _queued = Queued { file: &queue, taken: Some(taken) };
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                .map_err(open_err)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "state database could not switch to WAL journaling");
+            }
+            schema::migrate(&mut conn, &path)?;
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
+        narrow_modes(&path);
+        Ok(Store { conn, path, queue, queue_path, lock_timeout })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Starts a write transaction, waiting (up to 5 s) for other writers.
-    /// It rolls back when dropped unless `WriteTx::commit` is called.
+    /// Waits for other writers at most this long (`NICSLICE_LOCK_TIMEOUT`
+    /// when opened).
+    pub fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        self.lock_timeout = timeout;
+        self.conn.busy_timeout(timeout).ctx("setting the lock timeout")
+    }
+
+    /// Starts a write transaction, after the writers queued before it (at
+    /// most the lock timeout). It rolls back when dropped unless
+    /// `WriteTx::commit` is called.
     pub fn write(&mut self) -> Result<WriteTx<'_>, StoreError> {
+        let taken = flock::lock(&self.queue, &self.queue_path, Some(self.lock_timeout))?;
+        let queued = Queued { file: &self.queue, taken: Some(taken) };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a write transaction")?;
-        Ok(WriteTx { tx })
+        Ok(WriteTx { tx, _queued: queued })
     }
 
     /// Starts a read transaction: a consistent snapshot for several reads.
@@ -70,33 +138,56 @@ impl Store {
     }
 }
 
-/// `configure`, retried while another process is making the same new file.
-/// Switching a new database to WAL can answer SQLITE_BUSY at once, without
-/// the busy handler, while a concurrent first opener holds the lock to do
-/// the same; seen with eight processes opening one new file together.
-fn configure_when_free(conn: &Connection) -> rusqlite::Result<()> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-    loop {
-        match configure(conn) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+/// The checks and creation of `files` for the database and its side files,
+/// before SQLite touches the path. An absent database is made here (0600),
+/// so that SQLite opens a file nicslice made.
+fn prepare_files(path: &Path) -> Result<(), StoreError> {
+    match files::check_file(path)? {
+        Some(meta) if meta.len() == 0 => files::check_empty_is_ours(path, &meta)?,
+        Some(_) if !is_sqlite(path) => {
+            return Err(StoreError::NotAStateDb { path: path.to_owned() });
+        }
+        Some(_) => {}
+        None => {
+            files::prepare_dir(path.parent().unwrap_or(Path::new("")))?;
+            match files::create_new(path) {
+                Ok(_) => {}
+                // Made meanwhile by another process: checked as any existing one.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return prepare_files(path);
+                }
+                Err(source) => {
+                    return Err(StoreError::CreateFile { path: path.to_owned(), source });
+                }
             }
-            other => return other,
         }
     }
+    for suffix in SIDE_FILES {
+        files::check_file(&with_suffix(path, suffix))?;
+    }
+    Ok(())
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // First, so that the pragmas below wait for a concurrent opener too.
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(mode, "state database could not switch to WAL journaling");
+/// Whether `path` starts with SQLite's header.
+fn is_sqlite(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    File::open(path).and_then(|mut f| f.read_exact(&mut header)).is_ok()
+        && &header == b"SQLite format 3\0"
+}
+
+/// Narrows the database and its side files to 0600 when others may read
+/// them (earlier versions made them 0644). Best effort: a failure leaves
+/// the mode as it was, which `prepare_files` accepted.
+fn narrow_modes(path: &Path) {
+    for file in std::iter::once(path.to_owned()).chain(SIDE_FILES.map(|s| with_suffix(path, s))) {
+        let narrow = std::fs::symlink_metadata(&file)
+            .is_ok_and(|meta| meta.is_file() && meta.mode() & 0o077 != 0);
+        if narrow {
+            let _ =
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(files::FILE_MODE));
+        }
     }
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

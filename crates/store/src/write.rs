@@ -13,6 +13,8 @@ use crate::{EndpointId, NetworkId, NewEndpoint, StoreError, StoreRead};
 /// A write transaction. Reads through `StoreRead` see its own writes.
 pub struct WriteTx<'a> {
     pub(crate) tx: Transaction<'a>,
+    /// The writers' queue, left after the transaction ends (declared after it).
+    pub(crate) _queued: crate::store::Queued<'a>,
 }
 
 impl WriteTx<'_> {

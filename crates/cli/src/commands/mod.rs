@@ -4,6 +4,7 @@
 mod attach;
 mod bench_cni;
 mod check;
+mod cni_leases;
 mod endpoint;
 mod explain;
 mod install_cni;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shim(cmd) => shim::run(&globals, cmd),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
+        Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),
     }
 }
 

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use nicslice_engine::ranges;
+use nicslice_store::StoreError;
 use nicslice_store::cni_ipam::{CNI_IPAM_FILE, CniIpamStore, CniOwner, DEFAULT_CNI_IPAM_PATH};
 use serde_json::Value;
 
@@ -35,7 +36,7 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
     let path = state_path(&conf);
     let open = || {
         CniIpamStore::open(&path).map_err(|e| {
-            let e = CniError::from(e);
+            let e = store_error(e);
             if verb == Verb::Status { CniError::new(Code::NotAvailable, e.msg) } else { e }
         })
     };
@@ -43,14 +44,14 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         Verb::Add => add(&mut open()?, net, env, &conf).map(Some),
         Verb::Del => {
             let mut store = open()?;
-            let mut tx = store.write()?;
+            let mut tx = store.write().map_err(store_error)?;
             tx.release_owner(&net.name, &owner(env))?;
             tx.commit()?;
             Ok(None)
         }
         Verb::Check => {
             let mut store = open()?;
-            let tx = store.write()?;
+            let tx = store.write().map_err(store_error)?;
             if tx.leases(&net.name, Some(&owner(env)))?.is_empty() {
                 return Err(CniError::new(
                     Code::UnknownContainer,
@@ -69,13 +70,29 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         Verb::Gc => {
             let valid = valid_attachments(&net.tree()?)?;
             let mut store = open()?;
-            let mut tx = store.write()?;
+            let mut tx = store.write().map_err(store_error)?;
             tx.release_unless(&net.name, |o| valid.contains(o))?;
             tx.commit()?;
             Ok(None)
         }
         Verb::Version => Ok(None),
     }
+}
+
+/// The lease database's failures that have a CNI code of their own: an
+/// unreadable database or a lock held too long is "try again later" (11:
+/// the runtime retries, and no address is handed out meanwhile); a file
+/// that is no lease database is the configuration's fault (7). The rest as
+/// every store error (`CniError::from`).
+fn store_error(e: StoreError) -> CniError {
+    let code = match &e {
+        StoreError::LeaseDbUnreadable { .. } | StoreError::LockTimeout { .. } => {
+            Code::TryAgainLater
+        }
+        StoreError::NotALeaseDb { .. } => Code::InvalidConfig,
+        _ => return CniError::from(e),
+    };
+    CniError::new(code, crate::error::chain(&e))
 }
 
 fn owner(env: &CallEnv) -> CniOwner {
@@ -94,7 +111,7 @@ fn add(
         None => Default::default(),
     };
     let owner = owner(env);
-    let mut tx = store.write()?;
+    let mut tx = store.write().map_err(store_error)?;
     if let Some(held) = tx.leases(&net.name, Some(&owner))?.first() {
         return Err(CniError::new(
             Code::AddressInUse,
@@ -183,6 +200,45 @@ mod tests {
         assert_eq!(valid_attachments(&b).unwrap()[0].ifname, "net1");
         assert!(valid_attachments(&json!({})).is_err());
         assert!(valid_attachments(&json!({"cni.dev/attachments":[{"containerID":"d"}]})).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_lease_file_fails_add_with_11_and_status_with_50_naming_it() {
+        let dir = std::env::temp_dir().join(format!("cni-ipam-unreadable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("leases.mdb");
+        let conf = NetConf::parse(
+            format!(
+                r#"{{"cniVersion":"1.1.0","name":"n","type":"nicslice-ipam","ipam":{{
+                        "type":"nicslice-ipam","state":"{}",
+                        "ranges":[[{{"subnet":"10.77.0.0/24"}}]]}}}}"#,
+                path.display()
+            )
+            .into_bytes(),
+        )
+        .unwrap();
+        let env = CallEnv::from_vars(&[
+            ("CNI_CONTAINERID", "c1".into()),
+            ("CNI_IFNAME", "eth0".into()),
+            ("CNI_NETNS", "/run/netns/x".into()),
+        ])
+        .unwrap();
+        // A book with a lease, then cut short: LMDB's marker stays, the rest does not read.
+        handle(Verb::Add, &conf, &env).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..100]).unwrap();
+        let add = handle(Verb::Add, &conf, &env).expect_err("ADD fails");
+        assert_eq!(add.code_number(), 11, "{}", add.msg);
+        let status = handle(Verb::Status, &conf, &env).expect_err("STATUS fails");
+        assert_eq!(status.code_number(), 50, "{}", status.msg);
+        assert!(status.msg.contains(&path.display().to_string()), "{}", status.msg);
+        assert_eq!(std::fs::read(&path).unwrap(), bytes[..100], "left as it was");
+        // A file that is no lease database: the configuration's fault.
+        std::fs::write(&path, "root:x:0:0:root:/root:/bin/bash\n".repeat(20)).unwrap();
+        let _ = std::fs::remove_file(dir.join("leases.mdb-lock"));
+        let add = handle(Verb::Add, &conf, &env).expect_err("ADD fails");
+        assert_eq!(add.code_number(), 7, "{}", add.msg);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! moved aside (`.taken-over`). Containers started before an upgrade keep
 //! their addresses and no address is handed out twice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::lmdb::RwTxn;
@@ -143,10 +143,8 @@ fn read_freed(conn: &Connection) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
 /// it again; a failure only leaves it where it was (it is never read again:
 /// the new file is no longer empty).
 pub(super) fn set_aside(legacy: &Path) {
-    let mut aside = legacy.as_os_str().to_owned();
-    aside.push(".taken-over");
-    let _ = std::fs::rename(legacy, PathBuf::from(aside));
-    let mut journal = legacy.as_os_str().to_owned();
-    journal.push("-journal");
-    let _ = std::fs::remove_file(PathBuf::from(journal));
+    // Never over an earlier `.taken-over`: the next free name.
+    if crate::files::set_aside(legacy, "taken-over").is_ok() {
+        let _ = std::fs::remove_file(crate::files::with_suffix(legacy, "-journal"));
+    }
 }

@@ -9,17 +9,20 @@
 //! Lifetimes carry LMDB's rules: a transaction borrows its environment,
 //! values borrow the transaction they were read in (and a write needs the
 //! transaction mutably, so no value read before it outlives it), a cursor
-//! lives inside one borrow of its transaction.
+//! lives inside one borrow of its transaction. The environment runs without
+//! LMDB's own lock (`NO_LOCK`): a transaction begins only with the database's
+//! `flock` ([`Held`]), which it keeps until it ends, so none can overlap.
 
 use std::ffi::{CStr, CString, c_int, c_uint};
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::{self, NonNull};
 
 use lmdb_master_sys as ffi;
+
+use super::lock::Held;
 
 /// An LMDB return code (or an errno, which LMDB passes through).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,23 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// LMDB's format marker: every data file starts with a meta page, whose
+/// header flags say so and whose body starts with this number.
+const MAGIC: u32 = 0xBEEF_C0DE;
+/// The meta page's flag in a page header.
+const P_META: u16 = 0x08;
+
+/// Whether `head` (the first bytes of a file) is an LMDB meta page: the page
+/// header (a page number, then two 16-bit fields, the second the flags,
+/// then 32 bits) and the magic number after it, in this machine's order.
+pub fn is_meta_page(head: &[u8]) -> bool {
+    let pgno = std::mem::size_of::<usize>();
+    let at = |i: usize, n: usize| head.get(i..i + n);
+    let flags = at(pgno + 2, 2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let magic = at(pgno + 8, 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    flags.is_some_and(|f| f & P_META != 0) && magic == Some(MAGIC)
+}
 
 fn check(rc: c_int) -> Result<()> {
     if rc == 0 { Ok(()) } else { Err(Error(rc)) }
@@ -101,8 +121,9 @@ impl Env {
     /// # Safety
     /// LMDB maps the file: nothing but LMDB may change it while it is open,
     /// there may be one environment per file in a process, and with
-    /// `NO_LOCK` the caller must keep transactions from overlapping.
-    pub unsafe fn open(path: &Path, flags: c_uint, map_size: usize) -> Result<Env> {
+    /// `NO_LOCK` the caller must keep transactions from overlapping (the
+    /// lock, held while opening too, which may create the file).
+    pub unsafe fn open(path: &Path, flags: c_uint, map_size: usize, _: &Held<'_>) -> Result<Env> {
         let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error(libc::EINVAL))?;
         let mut raw = ptr::null_mut();
         // SAFETY: mdb_env_create writes the new handle into `raw`.
@@ -116,6 +137,14 @@ impl Env {
         Ok(env)
     }
 
+    /// The descriptor of the data file (to check who owns it).
+    pub fn fd(&self) -> Result<std::os::fd::RawFd> {
+        let mut fd = -1;
+        // SAFETY: an open environment; mdb_env_get_fd writes its descriptor.
+        check(unsafe { ffi::mdb_env_get_fd(self.raw.as_ptr(), &mut fd) })?;
+        Ok(fd)
+    }
+
     pub fn info(&self) -> EnvInfo {
         // SAFETY: MDB_envinfo is plain old data, filled by mdb_env_info.
         let mut info: ffi::MDB_envinfo = unsafe { std::mem::zeroed() };
@@ -127,8 +156,9 @@ impl Env {
     /// Maps `size` bytes of the file from now on.
     ///
     /// # Safety
-    /// No transaction of this environment may be active.
-    pub unsafe fn set_map_size(&self, size: usize) -> Result<()> {
+    /// No transaction of this environment may be active (under the lock,
+    /// none of this file is, if every handle keeps to it).
+    pub unsafe fn set_map_size(&self, size: usize, _: &Held<'_>) -> Result<()> {
         // SAFETY: the caller guarantees no transaction is active.
         check(unsafe { ffi::mdb_env_set_mapsize(self.raw.as_ptr(), size) })
     }
@@ -140,12 +170,16 @@ impl Env {
         NonNull::new(txn).ok_or(Error(libc::ENOMEM))
     }
 
-    pub fn read_txn(&self) -> Result<RoTxn<'_>> {
-        Ok(RoTxn { raw: self.begin(ffi::MDB_RDONLY)?, _env: PhantomData })
+    /// A read transaction, holding the lock until it ends.
+    pub fn read_txn<'e>(&'e self, held: Held<'e>) -> Result<RoTxn<'e>> {
+        let raw = self.begin(ffi::MDB_RDONLY)?;
+        Ok(RoTxn { raw, ended: false, _held: held, _env: PhantomData })
     }
 
-    pub fn write_txn(&self) -> Result<RwTxn<'_>> {
-        Ok(RwTxn { txn: RoTxn { raw: self.begin(0)?, _env: PhantomData } })
+    /// A write transaction, holding the lock until it ends.
+    pub fn write_txn<'e>(&'e self, held: Held<'e>) -> Result<RwTxn<'e>> {
+        let raw = self.begin(0)?;
+        Ok(RwTxn { txn: RoTxn { raw, ended: false, _held: held, _env: PhantomData } })
     }
 }
 
@@ -156,9 +190,14 @@ impl Drop for Env {
     }
 }
 
-/// A read transaction (and what a write transaction can do as well). Aborted when dropped.
+/// A read transaction (and what a write transaction can do as well).
+/// Aborted when dropped, then the lock released.
 pub struct RoTxn<'e> {
     raw: NonNull<ffi::MDB_txn>,
+    /// Committed: nothing left to abort.
+    ended: bool,
+    /// The lock, released after the transaction ends (fields drop after `drop`).
+    _held: Held<'e>,
     _env: PhantomData<&'e Env>,
 }
 
@@ -175,8 +214,10 @@ impl<'e> RoTxn<'e> {
 
 impl Drop for RoTxn<'_> {
     fn drop(&mut self) {
-        // SAFETY: a live transaction, ended here once.
-        unsafe { ffi::mdb_txn_abort(self.raw.as_ptr()) };
+        if !self.ended {
+            // SAFETY: a live transaction, ended here once.
+            unsafe { ffi::mdb_txn_abort(self.raw.as_ptr()) };
+        }
     }
 }
 
@@ -193,11 +234,12 @@ impl<'e> std::ops::Deref for RwTxn<'e> {
 }
 
 impl RwTxn<'_> {
-    pub fn commit(self) -> Result<()> {
-        let txn = ManuallyDrop::new(self);
+    /// Commits, then releases the lock.
+    pub fn commit(mut self) -> Result<()> {
+        self.txn.ended = true;
         // SAFETY: a live write transaction; mdb_txn_commit frees it whether
-        // it succeeds or not, so it is not aborted again (ManuallyDrop).
-        check(unsafe { ffi::mdb_txn_commit(txn.txn.raw.as_ptr()) })
+        // it succeeds or not, so it is not aborted again (`ended`).
+        check(unsafe { ffi::mdb_txn_commit(self.txn.raw.as_ptr()) })
     }
 }
 
@@ -316,28 +358,39 @@ impl Drop for PrefixIter<'_> {
 mod tests {
     use super::*;
 
-    struct TempFile(std::path::PathBuf);
+    use super::super::lock::LockFile;
+
+    struct TempFile(std::path::PathBuf, LockFile);
 
     impl Drop for TempFile {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
+            let _ = std::fs::remove_file(crate::files::with_suffix(&self.0, "-lock"));
         }
     }
 
     fn temp(tag: &str) -> TempFile {
-        TempFile(std::env::temp_dir().join(format!("lmdb-{tag}-{}", std::process::id())))
+        let path = std::env::temp_dir().join(format!("lmdb-{tag}-{}", std::process::id()));
+        let lock = LockFile::open(&path).unwrap();
+        TempFile(path, lock)
     }
 
     fn open(file: &TempFile) -> Result<Env> {
-        // SAFETY: a file of this test alone, one environment, one thread.
-        unsafe { Env::open(&file.0, NO_SUB_DIR | NO_SYNC | NO_LOCK | NO_TLS, 1 << 20) }
+        let held = file.1.exclusive().unwrap();
+        // SAFETY: a file of this test alone, one environment, under its lock.
+        unsafe { Env::open(&file.0, NO_SUB_DIR | NO_SYNC | NO_LOCK | NO_TLS, 1 << 20, &held) }
+    }
+
+    /// The lock, for a transaction.
+    fn held(file: &TempFile) -> Held<'_> {
+        file.1.exclusive().unwrap()
     }
 
     #[test]
     fn writes_read_back_and_prefix_scans_stop_at_the_prefix() {
         let file = temp("scan");
         let env = open(&file).unwrap();
-        let mut txn = env.write_txn().unwrap();
+        let mut txn = env.write_txn(held(&file)).unwrap();
         let db = txn.main_db().unwrap();
         for key in ["a1", "b2", "b1", "b3", "c1"] {
             db.put(&mut txn, key.as_bytes(), key.to_uppercase().as_bytes()).unwrap();
@@ -346,7 +399,8 @@ mod tests {
         assert!(db.delete(&mut txn, b"b3").unwrap());
         assert!(!db.delete(&mut txn, b"b3").unwrap());
         txn.commit().unwrap();
-        let txn = env.read_txn().unwrap();
+        assert!(is_meta_page(&std::fs::read(&file.0).unwrap()), "LMDB's marker is recognised");
+        let txn = env.read_txn(held(&file)).unwrap();
         let scanned: Vec<(&[u8], &[u8])> =
             db.prefix_iter(&txn, b"b").unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(scanned, [(&b"b1"[..], &b"B1"[..]), (&b"b2"[..], &b"B2"[..])]);
@@ -361,16 +415,16 @@ mod tests {
     fn an_uncommitted_write_is_dropped_and_clear_empties() {
         let file = temp("abort");
         let env = open(&file).unwrap();
-        let mut txn = env.write_txn().unwrap();
+        let mut txn = env.write_txn(held(&file)).unwrap();
         let db = txn.main_db().unwrap();
         db.put(&mut txn, b"k", b"v").unwrap();
         drop(txn);
-        assert_eq!(db.get(&env.read_txn().unwrap(), b"k").unwrap(), None);
-        let mut txn = env.write_txn().unwrap();
+        assert_eq!(db.get(&env.read_txn(held(&file)).unwrap(), b"k").unwrap(), None);
+        let mut txn = env.write_txn(held(&file)).unwrap();
         db.put(&mut txn, b"k", b"v").unwrap();
         db.clear(&mut txn).unwrap();
         txn.commit().unwrap();
-        let txn = env.read_txn().unwrap();
+        let txn = env.read_txn(held(&file)).unwrap();
         assert_eq!(db.prefix_iter(&txn, b"").unwrap().count(), 0);
     }
 
@@ -381,6 +435,7 @@ mod tests {
             .unwrap();
         let Err(e) = open(&file) else { panic!("garbage opened") };
         assert!(e.is_unreadable_file(), "{e}");
+        assert!(!is_meta_page(&std::fs::read(&file.0).unwrap()));
         assert!(!Error(libc::ENOENT).is_unreadable_file());
         assert_eq!(Error(libc::ENOENT).to_string(), "No such file or directory");
     }

@@ -12,7 +12,8 @@
 //! changed pages and a meta page. Many processes share the file, one writer
 //! at a time, queued on a `flock` (`lock`; a writer killed mid-call releases
 //! it, and its half-made transaction is never seen, as pages are copied on
-//! write and the new root is published last).
+//! write and the new root is published last). The lock's guard is what
+//! starts a transaction (`lmdb`), so none can run without it.
 //!
 //! A CNI attachment lives in a network namespace, and no namespace survives
 //! a reboot: neither should its lease. So the database belongs in `/run`,
@@ -20,8 +21,13 @@
 //! transaction of a later boot, forgets every lease of the earlier one (a
 //! file in memory, as in /run, cannot see another boot: it is not checked). That
 //! also makes `NO_SYNC` safe: it only matters when the whole system crashes,
-//! which starts a new boot that discards the leases anyway (a file that no
-//! longer opens is moved aside). No fsync per call, as host-local does none.
+//! which starts a new boot that discards the leases anyway. No fsync per
+//! call, as host-local does none.
+//!
+//! A file that does not open is an error, never replaced: its leases are
+//! unknown, and a new empty book would hand out addresses running
+//! containers hold. `nicslice cni-leases recover` sets it aside and starts
+//! a new book with what can still be read of it (`recover`).
 //!
 //! A call is one write transaction; the file's format and boot are checked
 //! inside it, under the writer lock. The first write to a new file takes over
@@ -35,6 +41,7 @@ mod keys;
 mod legacy;
 mod lmdb;
 mod lock;
+mod recover;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -48,6 +55,7 @@ use nicslice_model::to_u128;
 use crate::StoreError;
 use crate::blob::{ip_at, offset_of};
 use crate::error::Context;
+use crate::files;
 pub use book::CniBook;
 use book::PoolRows;
 use keys::{Bytes, META, Reader, lease_prefix, owner_prefix, pool_name_key, read_lease_value};
@@ -55,6 +63,7 @@ use keys::{Bytes, META, Reader, lease_prefix, owner_prefix, pool_name_key, read_
 pub use lmdb::Error as LmdbError;
 use lmdb::{Env, RwTxn};
 use lock::{Held, LockFile};
+pub use recover::{Recovered, recover};
 
 /// The lease database's file name in a directory (`dataDir`, or beside
 /// `state.db`).
@@ -108,25 +117,16 @@ pub struct CniIpamStore {
 
 impl CniIpamStore {
     /// Opens (creating if needed) the database and its directory. A file
-    /// LMDB cannot read is moved aside (`.corrupt`) and a new one made; an
-    /// SQLite file of an earlier nicslice is refused (it is taken over only
-    /// as `cni-ipam.db` beside a new file, see [`CniIpamStore::write`]).
+    /// that is not one nicslice may use is refused before anything is made
+    /// beside it (`lock::first_use`, `files`); one LMDB cannot read is an
+    /// error, and stays as it is: its leases are unknown, so handing out
+    /// any address could give one a running container holds. Recovery is
+    /// explicit ([`recover`]). An SQLite file of an earlier nicslice is
+    /// refused too (it is taken over only as `cni-ipam.db` beside a new
+    /// file, see [`CniIpamStore::write`]).
     pub fn open(path: impl AsRef<Path>) -> Result<CniIpamStore, StoreError> {
         let path = path.as_ref().to_owned();
-        // The directory is made when the lock file cannot be: one system
-        // call less in every call but the first.
-        let lock = match LockFile::open(&path) {
-            Err(StoreError::LeaseDbLock { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
-                }
-                LockFile::open(&path)?
-            }
-            other => other?,
-        };
+        let lock = LockFile::open(&path)?;
         let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
         open.retain(|(_, env)| env.strong_count() > 0);
         if let Some(env) = open.iter().find(|(p, _)| *p == path).and_then(|(_, e)| e.upgrade()) {
@@ -134,17 +134,14 @@ impl CniIpamStore {
         }
         // Opening may create the file, and reads its meta pages: alone.
         let held = lock.exclusive()?;
-        let env = match open_env(&path) {
-            Err(e) if e.is_unreadable_file() => {
-                if legacy::is_sqlite(&path) {
-                    return Err(StoreError::LeaseDbIsSqlite { path });
-                }
-                let _ = std::fs::rename(&path, corrupt_path(&path));
-                open_env(&path)
-            }
-            other => other,
+        // Checked before LMDB opens it, which would initialise an empty file
+        // (one made since the lock file: `lock::first_use` checked then),
+        // and on the descriptor it opened, in case the path changed between.
+        if let Some(meta) = files::check_file(&path)? {
+            files::check_empty_is_ours(&path, &meta)?;
         }
-        .map_err(|source| StoreError::LeaseDbOpen { path: path.clone(), source })?;
+        let env = open_env(&path, &held).map_err(|e| open_error(&path, e))?;
+        check_data_file(&env, &path)?;
         drop(held);
         let env = Arc::new(env);
         open.push((path.clone(), Arc::downgrade(&env)));
@@ -159,8 +156,8 @@ impl CniIpamStore {
     /// boot's leases; it is abandoned when dropped unless committed.
     pub fn write(&mut self) -> Result<CniIpamTx<'_>, StoreError> {
         let held = self.lock.exclusive()?;
-        fit_map(&self.env)?;
-        let mut txn = self.env.write_txn().ctx("starting a write transaction")?;
+        fit_map(&self.env, &held)?;
+        let mut txn = self.env.write_txn(held).ctx("starting a write transaction")?;
         let db = main_db(&txn)?;
         let mut legacy_taken = None;
         let fresh = self.format(&txn, db)?.is_none();
@@ -180,15 +177,14 @@ impl CniIpamStore {
             }
             forget_other_boots(&mut txn, db, &boot)?;
         }
-        Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken, _held: held })
+        Ok(CniIpamTx { txn, db, pools: PoolRows::default(), legacy_taken })
     }
 
     /// Whether the database answers a read (for STATUS). Under the lock,
     /// as a write: without LMDB's own lock, a reader may not overlap a
     /// writer. A STATUS waits for a writer, for a millisecond.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let _held = self.lock.exclusive()?;
-        let txn = self.env.read_txn().ctx("starting a read transaction")?;
+        let txn = self.env.read_txn(self.lock.exclusive()?).ctx("starting a read transaction")?;
         self.format(&txn, main_db(&txn)?).map(drop)
     }
 
@@ -222,20 +218,52 @@ impl CniIpamStore {
 /// LMDB's lock). Read-ahead stays on: NO_READ_AHEAD is for files larger than
 /// memory, and it also stops the kernel mapping the cached pages around a
 /// faulting one (a fault per page instead of one per 16).
-fn open_env(path: &Path) -> lmdb::Result<Env> {
+fn open_env(path: &Path, held: &Held<'_>) -> lmdb::Result<Env> {
     let flags = lmdb::NO_SUB_DIR | lmdb::NO_SYNC | lmdb::NO_LOCK | lmdb::NO_TLS;
     // SAFETY: the file is mapped, and must not change under the map except
     // through LMDB: only this module writes it, always through LMDB, under
     // the flock that orders the processes (and their transactions); one
     // environment per file and process (`OPEN`) as LMDB requires.
-    unsafe { Env::open(path, flags, MAP_SIZE) }
+    unsafe { Env::open(path, flags, MAP_SIZE, held) }
+}
+
+/// The error of a file LMDB would not open: an unreadable lease database
+/// when it carries LMDB's marker (corrupt, or of another LMDB version),
+/// else a file that is no lease database at all.
+fn open_error(path: &Path, e: lmdb::Error) -> StoreError {
+    if !e.is_unreadable_file() {
+        return StoreError::LeaseDbOpen { path: path.to_owned(), source: e };
+    }
+    if legacy::is_sqlite(path) {
+        return StoreError::LeaseDbIsSqlite { path: path.to_owned() };
+    }
+    match lock::starts_with_lmdb_meta(path) {
+        Ok(true) => StoreError::LeaseDbUnreadable { path: path.to_owned(), reason: e.to_string() },
+        Ok(false) => StoreError::NotALeaseDb { path: path.to_owned() },
+        Err(other) => other,
+    }
+}
+
+/// Refuses a data file that is not the caller's or that others may write
+/// (`files`), made before nicslice's first use of the path by someone else.
+/// On the descriptor LMDB opened: the very file it maps.
+fn check_data_file(env: &Env, path: &Path) -> Result<(), StoreError> {
+    let fd = env.fd().ctx("finding the lease database's file")?;
+    // SAFETY: an all-zero stat is a valid value for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on the environment's open descriptor, into `st`.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(StoreError::Inspect { path: path.to_owned(), source });
+    }
+    files::check_stat(path, st.st_mode, st.st_uid)
 }
 
 /// Grows the map to four times the file's used pages when they fill more
 /// than half of it, so that no transaction finds it full: a call adds a
 /// few pages, copied on write. Also adopts a map grown by another process.
 /// Under the lock: no transaction of any handle is active, as resizing wants.
-fn fit_map(env: &Env) -> Result<(), StoreError> {
+fn fit_map(env: &Env, held: &Held<'_>) -> Result<(), StoreError> {
     let info = env.info();
     let page = page_size();
     let used = (info.last_page_number + 1).saturating_mul(page);
@@ -245,7 +273,7 @@ fn fit_map(env: &Env) -> Result<(), StoreError> {
     let wanted = used.saturating_mul(4).max(MAP_SIZE).next_multiple_of(page);
     // SAFETY: every transaction on this file, in any handle or process, runs
     // under the flock the caller holds: none is active.
-    unsafe { env.set_map_size(wanted) }.ctx("growing the map of the lease database")
+    unsafe { env.set_map_size(wanted, held) }.ctx("growing the map of the lease database")
 }
 
 /// The system's page size, which LMDB uses as its own.
@@ -253,12 +281,6 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).ok().filter(|s| *s > 0).unwrap_or(4096)
-}
-
-fn corrupt_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".corrupt");
-    PathBuf::from(name)
 }
 
 /// The handle of the environment's one (unnamed) database.
@@ -308,8 +330,6 @@ pub struct CniIpamTx<'e> {
     /// The SQLite file of an earlier nicslice whose leases this transaction
     /// took over; moved aside once the transaction commits.
     legacy_taken: Option<PathBuf>,
-    /// The lock, released after the transaction ends (fields drop in order).
-    _held: Held<'e>,
 }
 
 impl<'e> CniIpamTx<'e> {
@@ -452,3 +472,5 @@ fn next_pool_id(txn: &mut RwTxn<'_>, db: Db<'_>) -> Result<i64, StoreError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;

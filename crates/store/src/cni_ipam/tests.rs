@@ -5,13 +5,13 @@ use nicslice_model::ipam::LeaseBook;
 use super::*;
 
 /// A database path in a directory of its own, removed when dropped.
-struct TempDb {
-    dir: PathBuf,
-    path: PathBuf,
+pub(super) struct TempDb {
+    pub dir: PathBuf,
+    pub path: PathBuf,
 }
 
 impl TempDb {
-    fn new(tag: &str) -> TempDb {
+    pub fn new(tag: &str) -> TempDb {
         TempDb::under(&std::env::temp_dir(), tag)
     }
 
@@ -37,24 +37,24 @@ impl Drop for TempDb {
     }
 }
 
-fn owner(c: &str) -> CniOwner {
+pub(super) fn owner(c: &str) -> CniOwner {
     CniOwner { container_id: c.into(), ifname: "eth0".into() }
 }
 
-fn net24() -> IpNet {
+pub(super) fn net24() -> IpNet {
     "10.0.0.0/24".parse().unwrap()
 }
 
 /// Writes meta `name` = `value` in a transaction of its own.
 fn set_meta(store: &CniIpamStore, name: &str, value: &[u8]) {
-    let mut txn = store.env.write_txn().unwrap();
+    let mut txn = store.env.write_txn(store.lock.exclusive().unwrap()).unwrap();
     let db = main_db(&txn).unwrap();
     put_meta(&mut txn, db, name, value).unwrap();
     txn.commit().unwrap();
 }
 
 fn meta(store: &CniIpamStore, name: &str) -> Option<Vec<u8>> {
-    let txn = store.env.read_txn().unwrap();
+    let txn = store.env.read_txn(store.lock.exclusive().unwrap()).unwrap();
     let db = main_db(&txn).unwrap();
     db.get(&txn, &meta_key(name).unwrap()).unwrap().map(<[u8]>::to_vec)
 }
@@ -131,7 +131,7 @@ fn an_abandoned_transaction_leaves_nothing() {
 }
 
 #[test]
-fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
+fn leases_of_another_boot_are_forgotten() {
     let db = TempDb::on_disk("boot");
     let mut store = CniIpamStore::open(&db.path).unwrap();
     assert!(!store.lock.in_memory(), "{} is on a disk", db.dir.display());
@@ -143,11 +143,6 @@ fn leases_of_another_boot_are_forgotten_and_garbage_is_replaced() {
     drop(store);
     let mut store = CniIpamStore::open(&db.path).unwrap();
     assert!(store.write().unwrap().leases("n", None).unwrap().is_empty());
-    drop(store);
-    std::fs::write(&db.path, "this is not a database, it is a long enough text".repeat(200))
-        .unwrap();
-    CniIpamStore::open(&db.path).unwrap().ping().unwrap();
-    assert!(corrupt_path(&db.path).exists(), "the unreadable file is kept aside");
 }
 
 #[test]

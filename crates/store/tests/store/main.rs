@@ -4,5 +4,6 @@ mod allocation;
 mod common;
 mod concurrency;
 mod endpoints;
+mod files;
 mod networks;
 mod schema;

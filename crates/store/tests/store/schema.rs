@@ -50,8 +50,8 @@ fn an_unopenable_path_says_which() {
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, b"a file where a directory should be").unwrap();
     let err = Store::open(dir.db()).err().expect("must fail");
-    assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
-    assert!(err.to_string().contains("cannot create the directory"), "{err}");
+    assert!(matches!(err, StoreError::UnsafePath { ref path, .. } if *path == blocker), "{err:?}");
+    assert!(err.to_string().contains("a regular file, not a directory"), "{err}");
 }
 
 #[test]
