@@ -125,3 +125,27 @@ fn each_failed_step_of_shim_add_leaves_nothing() {
     lab.fails(&["attach", "lan", "--netns", &n2, "--ip", "192.168.0.200"], "in use");
     assert!(ping(&lab.host.netns, "192.168.0.11"), "host -> child through a shim with its own /32");
 }
+
+#[test]
+fn ipv6_goes_through_the_shims_own_address_of_the_pool() {
+    let mut lab = Lab::new("shim6");
+    lab.ok(&["network", "create", "v6", "--parent", "eth0", "--subnet", "fd00:5::/64"]);
+    let (c1, n1) = lab.netns("c1");
+    lab.ok(&["attach", "v6", "--netns", &n1, "--ip", "fd00:5::11"]);
+    assert!(!ping(&lab.host.netns, "fd00:5::11"));
+    let made = lab.json(&["shim", "add", "v6"]);
+    // NDP answers only for addresses on the asking interface: the shim takes
+    // one of the pool, as a /128 (no subnet route of its own).
+    let own = made["addresses"][0].as_str().unwrap().to_string();
+    assert!(own.starts_with("fd00:5::"), "{made}");
+    assert!(
+        addresses(&lab.host.netns, made["name"].as_str().unwrap()).contains(&format!("{own}/128"))
+    );
+    assert!(ping(&lab.host.netns, "fd00:5::11"), "host -> child over IPv6");
+    assert!(ping(&c1, &own), "child -> the shim's address");
+    // The shim's address is leased: no endpoint gets it.
+    let (_c2, n2) = lab.netns("c2");
+    lab.fails(&["attach", "v6", "--netns", &n2, "--ip", &own], "in use");
+    lab.ok(&["shim", "rm", "v6"]);
+    lab.ok(&["attach", "v6", "--netns", &n2, "--ip", &own]);
+}
