@@ -9,7 +9,6 @@ use nicslice_kernel::{KernelError, Link, RouteSocket};
 use nicslice_model::Driver;
 
 use crate::EngineError;
-use crate::endpoint::ParentRef;
 use crate::error::Result;
 
 /// Why `parent` cannot carry `driver` children, if it cannot: the loopback
@@ -54,13 +53,14 @@ pub(crate) fn parent_refusal(
     }))
 }
 
-/// Explains the kernel's refusal to create `link` on `parent`: first what
-/// is wrong with the parent, if anything ([`parent_refusal`]), else what the
+/// Explains the kernel's refusal to create `link` on the parent named
+/// `parent` (index `parent_index` in `host`'s namespace): first what is
+/// wrong with the parent, if anything ([`parent_refusal`]), else what the
 /// errno means here.
 pub fn explain_create(
     err: KernelError,
     host: &mut RouteSocket,
-    parent: &ParentRef,
+    (parent, parent_index): (&str, u32),
     link: &ChildLink,
     netns: &str,
 ) -> EngineError {
@@ -75,12 +75,12 @@ pub fn explain_create(
         }
     };
     if matches!(err.errno(), Some(libc::EBUSY | libc::EINVAL))
-        && let Ok(Some(whole)) = host.link_by_index(parent.index)
+        && let Ok(Some(whole)) = host.link_by_index(parent_index)
         && let Ok(Some(reason)) = parent_refusal(host, &whole, driver)
     {
         return EngineError::Invalid(reason);
     }
-    let (ifname, p) = (link.name(), &parent.name);
+    let (ifname, p) = (link.name(), parent);
     let advice = match err.errno() {
         Some(libc::EBUSY) => format!(
             "parent {p} is busy: a bridge port, a bond slave or the parent of the other family (macvlan and ipvlan cannot share one)"

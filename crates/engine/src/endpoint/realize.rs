@@ -62,7 +62,8 @@ pub fn create_link(
     faults.check(Step::CreateLink)?;
     tracing::debug!(link = %name, netns = place.target_ns.label(), parent = %parent.name, "create link");
     if let Err(e) = link.create_in(&mut place.host, &place.target_ns, &mut place.target) {
-        return Err(explain_create(e, &mut place.host, parent, link, place.target_ns.label()));
+        let at = (parent.name.as_str(), parent.index);
+        return Err(explain_create(e, &mut place.host, at, link, place.target_ns.label()));
     }
     let made = place.target.require_link_brief(name, place.target_ns.label())?;
     undo.push(UndoAction::DeleteLink { index: made.index });
