@@ -79,7 +79,7 @@ pub enum StoreError {
     LeaseDbOpen {
         path: PathBuf,
         #[source]
-        source: crate::cni_ipam::LmdbError,
+        source: crate::lmdb_error::Error,
     },
     #[error("cannot lock {path}")]
     Lock {
@@ -125,7 +125,7 @@ pub enum StoreError {
     LeaseDb {
         context: &'static str,
         #[source]
-        source: crate::cni_ipam::LmdbError,
+        source: crate::lmdb_error::Error,
     },
     #[error(
         "the CNI lease database is full while {context}; release stale leases (CNI GC) or \
@@ -177,10 +177,10 @@ impl<T> Context<T> for rusqlite::Result<T> {
     }
 }
 
-impl<T> Context<T> for Result<T, crate::cni_ipam::LmdbError> {
+impl<T> Context<T> for Result<T, crate::lmdb_error::Error> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError> {
         self.map_err(|source| match source {
-            crate::cni_ipam::LmdbError::MAP_FULL => StoreError::LeaseDbFull { context },
+            crate::lmdb_error::Error::MAP_FULL => StoreError::LeaseDbFull { context },
             source => StoreError::LeaseDb { context, source },
         })
     }

@@ -18,6 +18,7 @@ mod error;
 mod files;
 mod flock;
 mod leases;
+mod lmdb_error;
 mod owned;
 mod read;
 mod records;

@@ -13,8 +13,7 @@
 //! LMDB's own lock (`NO_LOCK`): a transaction begins only with the database's
 //! `flock` ([`Held`]), which it keeps until it ends, so none can overlap.
 
-use std::ffi::{CStr, CString, c_int, c_uint};
-use std::fmt;
+use std::ffi::{CString, c_int, c_uint};
 use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -24,31 +23,7 @@ use lmdb_master_sys as ffi;
 
 use super::lock::Held;
 
-/// An LMDB return code (or an errno, which LMDB passes through).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Error(pub c_int);
-
-pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    pub const MAP_FULL: Error = Error(ffi::MDB_MAP_FULL);
-
-    /// The file is not an LMDB environment this library can read.
-    pub fn is_unreadable_file(self) -> bool {
-        matches!(self.0, ffi::MDB_INVALID | ffi::MDB_VERSION_MISMATCH | ffi::MDB_CORRUPTED)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SAFETY: mdb_strerror returns a static NUL-terminated string for
-        // every code (strerror's for an errno).
-        let text = unsafe { CStr::from_ptr(ffi::mdb_strerror(self.0)) };
-        f.write_str(&text.to_string_lossy())
-    }
-}
-
-impl std::error::Error for Error {}
+pub use crate::lmdb_error::{Error, Result};
 
 /// LMDB's format marker: every data file starts with a meta page, whose
 /// header flags say so and whose body starts with this number.
