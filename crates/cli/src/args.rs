@@ -72,6 +72,20 @@ pub enum Command {
     /// List endpoints or change a source-mode endpoint's MAC list.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Compare what nicslice made with the kernel and list every difference
+    /// with its fix: parents missing, down, without carrier, wireless or
+    /// enslaved; promiscuous mode off; shims missing; endpoints whose
+    /// namespace is gone, whose link is missing or changed. Exits 1 when
+    /// anything is left to fix.
+    Doctor {
+        /// Only this network.
+        network: Option<String>,
+        /// Repair what is safe to repair: parents nicslice owns, promiscuous
+        /// mode, shims, endpoint links missing from living namespaces, and
+        /// the leases of endpoints whose namespace is gone.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Host access: a shim on the parent through which the host reaches the
     /// network's endpoints (the host never reaches its own macvlan/ipvlan
     /// children through the parent itself).

@@ -10,6 +10,7 @@
 
 mod attach;
 mod detach;
+mod doctor;
 pub mod endpoint;
 pub mod error;
 pub mod fault;
@@ -30,6 +31,7 @@ use nicslice_store::Store;
 
 pub use attach::AttachRequest;
 pub use detach::DetachRequest;
+pub use doctor::Finding;
 pub use error::{EngineError, Result};
 pub use fault::{Faults, Step};
 pub use parent::{ParentRequest, internal_parent_name, vlan_name};

@@ -156,6 +156,26 @@ pub(crate) fn provision(
     Ok(())
 }
 
+/// Makes again a parent nicslice owns that has gone missing (`doctor
+/// --fix`), as its record says: a VLAN on its lower device, or a dummy.
+pub(crate) fn recreate(sock: &mut RouteSocket, owned: &OwnedLink) -> Result<()> {
+    let (kind, lower) = match (owned.kind.as_str(), &owned.lower, owned.vlan_id) {
+        ("vlan", Some(lower), Some(id)) => {
+            let l = sock.link_by_name(lower)?.ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "{lower}, the lower device of {}, does not exist",
+                    owned.name
+                ))
+            })?;
+            (SimpleKind::Vlan(id), Some(l.index))
+        }
+        _ => (SimpleKind::Dummy, None),
+    };
+    sock.create_simple(kind, &owned.name, lower)?;
+    let link = sock.require_link(&owned.name, "the host namespace")?;
+    Ok(sock.set_up(link.index, true)?)
+}
+
 /// Forgets the parent, inside the transaction that removes the network, if
 /// nicslice owns it and no other network uses it; returns its name, for
 /// [`delete`] once that transaction has committed.

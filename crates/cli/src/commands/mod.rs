@@ -5,6 +5,7 @@ mod attach;
 mod bench_cni;
 mod check;
 mod cni_leases;
+mod doctor;
 mod endpoint;
 mod explain;
 mod install_cni;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => attach::detach(&globals, args),
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
         Command::Shim(cmd) => shim::run(&globals, cmd),
+        Command::Doctor { network, fix } => doctor::run(&globals, network.as_deref(), fix),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
         Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),

@@ -1,0 +1,84 @@
+//! `nicslice doctor`: drift made by hand in the namespace world is found with
+//! the right finding, `--fix` repairs what is safe, and a healthy system gets
+//! one line and exit status 0.
+
+mod common;
+
+use common::*;
+use nicslice_kernel::RouteSocket;
+use serde_json::Value;
+
+fn findings(lab: &Lab, fix: bool) -> (bool, Vec<Value>) {
+    let mut args = vec!["doctor", "--json"];
+    if fix {
+        args.push("--fix");
+    }
+    let out = lab.run(&args);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.success(), list.as_array().unwrap().clone())
+}
+
+#[test]
+fn doctor_finds_drift_and_fix_repairs_what_is_safe() {
+    let mut lab = Lab::new("doctor");
+    lab.lan("lan", &["--promisc"]);
+    let (c1, n1) = lab.netns("c1");
+    let (c2, n2) = lab.netns("c2");
+    let a1 = lab.json(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11"]);
+    lab.ok(&["attach", "lan", "--netns", &n2, "--ip", "192.168.0.12"]);
+    lab.ok(&["shim", "add", "lan"]);
+    let healthy = lab.ok(&["doctor"]);
+    assert_eq!(healthy.trim().lines().count(), 1, "{healthy}");
+
+    // Drift by hand: promiscuous mode off, the shim deleted, c1's link
+    // deleted, c2's namespace deleted.
+    let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
+    let eth0 = host.require_link("eth0", "host").unwrap();
+    host.set_promisc(eth0.index, false).unwrap();
+    let shim = lab.json(&["shim", "ls"])[0]["name"].as_str().unwrap().to_string();
+    host.delete_link_by_name(&shim).unwrap();
+    RouteSocket::open_in(&c1).unwrap().delete_link_by_name("eth0").unwrap();
+    drop(c2);
+    nicslice_kernel::netns::delete_named(&n2).unwrap();
+
+    let (ok, found) = findings(&lab, false);
+    assert!(!ok, "doctor exits 1 while anything is left");
+    let about =
+        |needle: &str| found.iter().any(|f| f["problem"].as_str().unwrap().contains(needle));
+    assert!(about("promiscuous mode was asked"), "{found:?}");
+    assert!(about(&format!("shim {shim} is missing")), "{found:?}");
+    assert!(about("interface eth0 not found"), "{found:?}");
+    assert!(about("is gone"), "{found:?}");
+    assert!(found.iter().all(|f| f["repairable"] == true), "{found:?}");
+
+    let (ok, fixed) = findings(&lab, true);
+    assert!(ok, "every finding repaired: {fixed:?}");
+    assert!(fixed.iter().all(|f| f["repaired"] == true), "{fixed:?}");
+    assert!(link(&lab.host.netns, "eth0").unwrap().promisc_flag);
+    assert!(link(&lab.host.netns, &shim).is_some(), "the shim is back");
+    let eth0 = link(&c1, "eth0").expect("c1's link is back");
+    assert_eq!(eth0.mac.map(|m| m.to_string()), a1["mac"].as_str().map(String::from));
+    assert!(addresses(&c1, "eth0").contains(&"192.168.0.11/24".to_string()));
+    assert!(ping(&lab.host.netns, "192.168.0.11"), "through the shim made again");
+    // c2's lease was released: its address is free again.
+    let eps = lab.json(&["endpoint", "ls"]);
+    assert_eq!(eps.as_array().unwrap().len(), 1, "{eps}");
+    let (_c3, n3) = lab.netns("c3");
+    lab.ok(&["attach", "lan", "--netns", &n3, "--ip", "192.168.0.12"]);
+    assert_eq!(lab.ok(&["doctor"]).trim().lines().count(), 1);
+}
+
+#[test]
+fn a_down_parent_is_reported_not_touched() {
+    let lab = Lab::new("doctordown");
+    lab.lan("lan", &[]);
+    let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
+    let eth0 = host.require_link("eth0", "host").unwrap();
+    host.set_up(eth0.index, false).unwrap();
+    let (ok, found) = findings(&lab, true);
+    assert!(!ok);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0]["problem"].as_str().unwrap().contains("eth0 is down"));
+    assert_eq!(found[0]["repairable"], false);
+    assert!(!link(&lab.host.netns, "eth0").unwrap().up, "doctor --fix leaves the user's NIC alone");
+}
