@@ -86,6 +86,20 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
+    /// After a reboot: make again what the record says must exist without any
+    /// container (parents nicslice owns, promiscuous mode, shims, endpoints in
+    /// namespaces that exist again) and release the leases of endpoints whose
+    /// namespace did not come back. `doctor --fix`, quiet; idempotent. The
+    /// unit `install-systemd` writes runs it at boot.
+    Restore,
+    /// Write the systemd unit nicslice-restore.service (runs `nicslice
+    /// restore` once the network is up) into DIR; then `systemctl
+    /// daemon-reload && systemctl enable nicslice-restore`.
+    InstallSystemd {
+        /// Where units go.
+        #[arg(default_value = "/etc/systemd/system")]
+        dir: PathBuf,
+    },
     /// Host access: a shim on the parent through which the host reaches the
     /// network's endpoints (the host never reaches its own macvlan/ipvlan
     /// children through the parent itself).

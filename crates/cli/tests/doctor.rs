@@ -82,3 +82,45 @@ fn a_down_parent_is_reported_not_touched() {
     assert_eq!(found[0]["repairable"], false);
     assert!(!link(&lab.host.netns, "eth0").unwrap().up, "doctor --fix leaves the user's NIC alone");
 }
+
+#[test]
+fn restore_after_a_simulated_reboot_is_idempotent() {
+    let mut lab = Lab::new("restore");
+    lab.lan("lan", &["--promisc", "--host-access"]);
+    let (c1, n1) = lab.netns("c1");
+    lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11"]);
+    let shim = lab.json(&["shim", "ls"])[0]["name"].as_str().unwrap().to_string();
+    // A reboot: links nicslice made and the namespaces are gone, promiscuous
+    // mode is off.
+    let mut host = RouteSocket::open_in(&lab.host.netns).unwrap();
+    let eth0 = host.require_link("eth0", "host").unwrap();
+    host.set_promisc(eth0.index, false).unwrap();
+    host.delete_link_by_name(&shim).unwrap();
+    drop(c1);
+    nicslice_kernel::netns::delete_named(&n1).unwrap();
+
+    let out = lab.ok(&["restore"]);
+    assert_eq!(out.lines().filter(|l| l.starts_with("restored: ")).count(), 3, "{out}");
+    assert!(link(&lab.host.netns, &shim).is_some());
+    assert!(link(&lab.host.netns, "eth0").unwrap().promisc_flag);
+    assert!(lab.json(&["endpoint", "ls"]).as_array().unwrap().is_empty());
+    // Again: nothing to do.
+    assert_eq!(lab.ok(&["restore"]).trim(), "");
+}
+
+#[test]
+fn install_systemd_writes_its_unit_and_never_replaces_a_foreign_file() {
+    let lab = Lab::new("units");
+    let dir = std::env::temp_dir().join(format!("{}-units", lab.world.prefix()));
+    lab.ok(&["install-systemd", dir.to_str().unwrap()]);
+    let unit = std::fs::read_to_string(dir.join("nicslice-restore.service")).unwrap();
+    assert!(unit.contains("After=network-online.target"), "{unit}");
+    assert!(unit.contains(&format!("--state {} restore", lab.state.display())), "{unit}");
+    lab.ok(&["install-systemd", dir.to_str().unwrap()]); // its own file: replaced
+    std::fs::write(dir.join("nicslice-restore.service"), "[Unit]\nDescription=mine\n").unwrap();
+    lab.fails(&["install-systemd", dir.to_str().unwrap()], "nicslice did not write it");
+    assert!(
+        std::fs::read_to_string(dir.join("nicslice-restore.service")).unwrap().contains("mine")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

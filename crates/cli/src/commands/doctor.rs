@@ -1,4 +1,5 @@
-//! `nicslice doctor [NET] [--fix]`: findings, one line each, and their fixes.
+//! `nicslice doctor [NET] [--fix]`: findings, one line each, and their
+//! fixes; `nicslice restore`: the same repairs after a reboot, quietly.
 
 use super::Globals;
 use crate::output;
@@ -24,6 +25,37 @@ pub fn run(g: &Globals, network: Option<&str>, fix: bool) -> anyhow::Result<()> 
     }
     if left > 0 {
         anyhow::bail!("{left} finding(s) left to fix");
+    }
+    Ok(())
+}
+
+/// `nicslice restore`: every safe repair, one line per thing restored or
+/// released; what could not be is an error.
+pub fn restore(g: &Globals) -> anyhow::Result<()> {
+    let mut engine = g.engine()?;
+    let findings = engine.doctor(None, true)?;
+    if g.json {
+        output::json(&findings)?;
+    }
+    let mut left = 0;
+    for f in &findings {
+        match (f.repaired, &f.repair_error) {
+            (Some(true), _) if !g.json => {
+                println!("restored: {}: {}: {}", f.network, f.subject, f.fix)
+            }
+            (Some(true), _) => {}
+            (_, error) => {
+                left += 1;
+                let why = error.as_deref().unwrap_or(&f.fix);
+                eprintln!(
+                    "nicslice: not restored: {}: {}: {} ({why})",
+                    f.network, f.subject, f.problem
+                );
+            }
+        }
+    }
+    if left > 0 {
+        anyhow::bail!("{left} thing(s) could not be restored; `nicslice doctor` lists them");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod doctor;
 mod endpoint;
 mod explain;
 mod install_cni;
+mod install_systemd;
 mod lab;
 mod lab_report;
 mod network;
@@ -55,6 +56,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
         Command::Shim(cmd) => shim::run(&globals, cmd),
         Command::Doctor { network, fix } => doctor::run(&globals, network.as_deref(), fix),
+        Command::Restore => doctor::restore(&globals),
+        Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
         Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),
