@@ -86,6 +86,20 @@ pub enum Command {
         #[arg(long)]
         fix: bool,
     },
+    /// Print, as they happen, the kernel's link events that concern nicslice's
+    /// networks: a parent down, up, without carrier, deleted or recreated; a
+    /// shim removed; each with the networks and endpoints it affects. Runs in
+    /// the foreground (or as a service) and sleeps in the kernel between
+    /// events.
+    Events {
+        /// Repair as events arrive what `doctor --fix` repairs: a parent
+        /// recreated gets its children back; a removed shim is made again.
+        #[arg(long)]
+        fix: bool,
+        /// Stop after this many seconds without an event (default: never).
+        #[arg(long, value_name = "SECONDS")]
+        idle_exit: Option<u64>,
+    },
     /// After a reboot: make again what the record says must exist without any
     /// container (parents nicslice owns, promiscuous mode, shims, endpoints in
     /// namespaces that exist again) and release the leases of endpoints whose

@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod arp;
 pub mod error;
+pub mod events;
 pub mod ipvlan;
 pub mod link;
 pub mod macvlan;

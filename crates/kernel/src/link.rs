@@ -114,7 +114,7 @@ impl MacvlanState {
 }
 
 impl Link {
-    fn from_message(msg: LinkMessage) -> Link {
+    pub(crate) fn from_message(msg: LinkMessage) -> Link {
         let header = &msg.header;
         let mut link = Link {
             index: header.index,

@@ -220,7 +220,7 @@ impl RouteSocket {
 }
 
 /// Decodes a whole inner message of type `message_type`.
-fn decode(op: &str, message_type: u16, payload: &[u8]) -> Result<RouteNetlinkMessage> {
+pub(crate) fn decode(op: &str, message_type: u16, payload: &[u8]) -> Result<RouteNetlinkMessage> {
     let mut header = NetlinkHeader::default();
     header.message_type = message_type;
     RouteNetlinkMessage::deserialize(&header, payload)

@@ -7,6 +7,7 @@ mod check;
 mod cni_leases;
 mod doctor;
 mod endpoint;
+mod events;
 mod explain;
 mod install_cni;
 mod install_systemd;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shim(cmd) => shim::run(&globals, cmd),
         Command::Doctor { network, fix } => doctor::run(&globals, network.as_deref(), fix),
         Command::Restore => doctor::restore(&globals),
+        Command::Events { fix, idle_exit } => events::run(&globals, fix, idle_exit),
         Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
