@@ -34,6 +34,10 @@ fn the_host_reaches_its_children_through_the_shim_and_only_through_it() {
     assert!(ping(&host, "192.168.0.11"), "host -> child through the shim");
     assert!(ping(&c1, "192.168.0.254"), "child -> host");
     assert!(ping(&host, "192.168.0.1"), "the gateway is still reached through the parent");
+    // `explain` sees the shim nicslice made as the host's path.
+    let v = lab.json(&["explain", "--from", "host", "--to", &format!("eth0@{n1}")]);
+    assert_eq!(v["reach"], "pass", "{v}");
+    assert_eq!(v["rule"], "shim_path", "{v}");
     // The parent's subnet route is untouched.
     let subnet = routes(&host).into_iter().find(|r| r.destination.to_string() == "192.168.0.0/24");
     assert_eq!(subnet.and_then(|r| r.oif), link(&host, "eth0").map(|l| l.index));

@@ -65,6 +65,12 @@ impl Engine {
             }
             by_parent.entry(net.spec.parent.to_string()).or_default().push((net.spec, children));
         }
+        // Shims nicslice made that borrow the host's address as their routes'
+        // source: to the model, that address is the shim's, as in seed 000's
+        // fixed world (the host answers ARP for it there, and its traffic to
+        // the children leaves through the shim).
+        let borrowed: BTreeMap<String, Vec<std::net::IpAddr>> =
+            tx.shims()?.into_iter().map(|s| (s.name, s.sources)).collect();
         drop(tx);
         let mut host_sock = self.host_socket()?;
         let links = host_sock.links()?;
@@ -83,7 +89,7 @@ impl Engine {
         let mut hosts = Vec::new();
         for (parent, nets) in by_parent {
             let link = links.iter().find(|l| l.name == parent);
-            let addresses = match link {
+            let mut addresses = match link {
                 Some(l) => global(host_sock.addresses(Some(l.index))?),
                 None => Vec::new(),
             };
@@ -94,9 +100,12 @@ impl Engine {
                     .filter(|l| l.parent_index == Some(p.index) && l.link_netnsid.is_none())
                     .find(|l| l.kind.as_deref() == Some("macvlan"))
                     .map(|l| -> Result<Shim> {
+                        let mut own = global(host_sock.addresses(Some(l.index))?);
+                        let lent = borrowed.get(&l.name).cloned().unwrap_or_default();
+                        own.extend(addresses.iter().filter(|a| lent.contains(&a.addr())));
                         Ok(Shim {
                             name: l.name.clone(),
-                            addresses: global(host_sock.addresses(Some(l.index))?),
+                            addresses: own,
                             mac: l.mac,
                             routes: through(l.index),
                         })
@@ -104,6 +113,9 @@ impl Engine {
                     .transpose()?,
                 None => None,
             };
+            if let Some(shim) = &shim {
+                addresses.retain(|a| !shim.addresses.contains(a));
+            }
             hosts.push(Host {
                 name: if single { "host".to_string() } else { format!("host-{parent}") },
                 port: None,
