@@ -171,6 +171,9 @@ fn dispatch(
         _ => {}
     }
     env.require_for(verb)?;
+    if verb == Verb::Del && env.del_of_the_impossible(&net.name) {
+        return Ok(None);
+    }
     let faults = Faults::from_env().map_err(|e| CniError::config(e.to_string()))?;
     let family = match plugin {
         Plugin::Ipam => return ipam::handle(verb, net, env),

@@ -13,7 +13,7 @@ use nicslice_model::{
 };
 use serde::Deserialize;
 
-use crate::conf::NetConf;
+use crate::conf::{NetConf, null_as_default};
 use crate::env::CallEnv;
 use crate::error::{CniError, Result};
 use crate::result::CniResult;
@@ -61,18 +61,20 @@ pub struct LinkConf {
     pub no_default_route: bool,
 }
 
+/// The keys as given. Each may be `null`, meaning "not given", as for the
+/// reference plugins.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Keys {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     master: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mtu: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mac: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     link_in_container: bool,
     #[serde(default)]
     bcqueuelen: Option<u32>,
@@ -80,15 +82,15 @@ struct Keys {
     bclim: Option<i32>,
     #[serde(default)]
     flags: Flags,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     flag: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     source_macs: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tap: bool,
     #[serde(default)]
     vlan: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     no_default_route: bool,
 }
 
@@ -351,6 +353,15 @@ mod tests {
     }
 
     #[test]
+    fn null_keys_mean_unset() {
+        let keys = r#","master":null,"mode":null,"mtu":null,"mac":null,"linkInContainer":null,"tap":null,"noDefaultRoute":null,"flags":null,"flag":null,"sourceMacs":null,"bcqueuelen":null,"bclim":null,"vlan":null"#;
+        let c = conf(Family::Macvlan, keys, "").unwrap();
+        assert_eq!(c, conf(Family::Macvlan, "", "").unwrap());
+        let c = conf(Family::Ipvlan, keys, "").unwrap();
+        assert_eq!(c, conf(Family::Ipvlan, "", "").unwrap());
+    }
+
+    #[test]
     fn mac_precedence() {
         let c = conf(
             Family::Macvlan,
@@ -383,6 +394,10 @@ mod tests {
             (r#","flag":"private""#, "ipvlan key"),
             (r#","vlan":4095"#, "vlan"),
             (r#","master":7"#, "configuration"),
+            (r#","mtu":"1400""#, "configuration"),
+            (r#","tap":"yes""#, "configuration"),
+            (r#","linkInContainer":1"#, "configuration"),
+            (r#","flags":7"#, "configuration"),
         ] {
             let e = conf(Family::Macvlan, keys, "").unwrap_err();
             assert_eq!(e.code, crate::error::Code::InvalidConfig, "{keys}");
