@@ -174,6 +174,13 @@ impl LinkConf {
         if keys.vlan.is_some_and(|v| v == 0 || v > 4094) {
             return Err(CniError::config("vlan must be 1 to 4094"));
         }
+        if keys.master == "lo" {
+            // The kernel would refuse it too, with advice that does not fit.
+            return Err(CniError::config(
+                "master lo is a loopback, not an Ethernet parent; name the host's Ethernet \
+                 interface, or leave master out to take the default route's",
+            ));
+        }
         let mut master = Some(keys.master).filter(|m| !m.is_empty());
         let mut link_in_container = keys.link_in_container;
         let chained = family == Family::Ipvlan && master.is_none() && conf.prev_result.is_some();
@@ -231,8 +238,15 @@ fn macvlan_kind(keys: &Keys) -> Result<KindConf> {
     if !keys.source_macs.is_empty() && mode != MacvlanMode::Source {
         return Err(CniError::config("sourceMacs applies to mode source only"));
     }
-    let source_macs =
-        keys.source_macs.iter().map(|m| parse_mac("sourceMacs", m)).collect::<Result<Vec<_>>>()?;
+    let source_macs = keys
+        .source_macs
+        .iter()
+        .map(|m| {
+            MacAddr::from_str(m)
+                .and_then(MacAddr::ensure_listable_source)
+                .map_err(|e| CniError::config(format!("sourceMacs: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(KindConf::Macvlan {
         mode,
         flags,
@@ -393,6 +407,8 @@ mod tests {
             (r#","mode":"passthru","bcqueuelen":5"#, "passthru"),
             (r#","flag":"private""#, "ipvlan key"),
             (r#","vlan":4095"#, "vlan"),
+            (r#","master":"lo""#, "lo is a loopback, not an Ethernet parent"),
+            (r#","mode":"source","sourceMacs":["01:00:5e:00:00:01"]"#, "cannot be listed"),
             (r#","master":7"#, "configuration"),
             (r#","mtu":"1400""#, "configuration"),
             (r#","tap":"yes""#, "configuration"),
