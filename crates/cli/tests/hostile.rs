@@ -82,7 +82,27 @@ impl Bench {
             _ if err.contains('\u{1b}') => Some("colour codes in a pipe".into()),
             _ => self.leftover(),
         };
-        wrong.map(|w| format!("nicslice {args:?}: {w}\n    stderr: {}", err.trim_end()))
+        wrong.map(|w| {
+            self.clear();
+            format!("nicslice {args:?}: {w}\n    stderr: {}", err.trim_end())
+        })
+    }
+
+    /// Clears what a failed row may have left (a network it should not
+    /// have made, links in the container), so later rows start clean.
+    fn clear(&self) {
+        let networks = self.run(&["network", "ls", "--json"]);
+        let networks: serde_json::Value =
+            serde_json::from_slice(&networks.stdout).unwrap_or_default();
+        for name in networks.as_array().into_iter().flatten().filter_map(|n| n["name"].as_str()) {
+            if name != "lan" && name != "src" {
+                let _ = self.run(&["network", "rm", name, "--force"]);
+            }
+        }
+        let mut sock = nicslice_kernel::RouteSocket::open_in(&self.container).unwrap();
+        for link in sock.links().unwrap().into_iter().filter(|l| l.name != "lo") {
+            let _ = sock.delete_link(link.index);
+        }
     }
 
     /// What the row left behind, if anything.
