@@ -20,7 +20,9 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunne
 
 /// The repository's `fuzz/` directory.
 pub fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+    // CARGO_MANIFEST_DIR is crates/NAME.
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.ancestors().nth(2).unwrap_or(crate_dir).join("fuzz")
 }
 
 /// The seeds of `target`, as files' bytes (sorted by name, so reproducible).
@@ -100,10 +102,47 @@ fn apply(seed: &[u8], edits: &[Edit]) -> Vec<u8> {
 
 /// Tokens that break parsers, beside each target's own.
 pub const COMMON_TOKENS: &[&str] = &[
-    "null", "true", "false", "0", "-1", "1e999", "-0", "18446744073709551616", "1.5", "\"", "\"\"",
-    "{", "}", "[", "]", ",", ":", "=", ";", "\\", "\\u0000", "\\ud800", "\u{0}", "\n", "é", "😀",
-    "\u{202e}", "%s", "..", "/", "//", "-", "_", "0.0.0.0/0", "::/0", "255.255.255.255/32",
-    "fe80::1%eth0", "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "lo", "eth0",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1e999",
+    "-0",
+    "18446744073709551616",
+    "1.5",
+    "\"",
+    "\"\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "=",
+    ";",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "\u{0}",
+    "\n",
+    "é",
+    "😀",
+    "\u{202e}",
+    "%s",
+    "..",
+    "/",
+    "//",
+    "-",
+    "_",
+    "0.0.0.0/0",
+    "::/0",
+    "255.255.255.255/32",
+    "fe80::1%eth0",
+    "01:00:5e:00:00:01",
+    "ff:ff:ff:ff:ff:ff",
+    "lo",
+    "eth0",
 ];
 
 fn edit(tokens: Vec<&'static str>) -> impl Strategy<Value = Edit> {
@@ -150,10 +189,8 @@ pub fn fuzz(
         std::env::var("FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let base_seed: u64 = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
+    let base_seed: u64 =
+        std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
@@ -204,9 +241,9 @@ pub fn fuzz(
 fn save_regression(target: &str, input: &[u8]) -> PathBuf {
     let dir = fuzz_dir().join("regressions").join(target);
     std::fs::create_dir_all(&dir).unwrap();
-    let hash = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = input
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     let path = dir.join(format!("{hash:016x}"));
     std::fs::write(&path, input).unwrap();
     path
@@ -259,17 +296,31 @@ pub fn spoiled(
         .boxed()
 }
 
+/// Sets the value at a dotted path of object keys and list indices
+/// (`hosts.0.children.1.mode`); a path that leads nowhere sets nothing.
 fn set_path(conf: &mut serde_json::Value, path: &str, value: serde_json::Value) {
     let mut at = conf;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
-        if !at.is_object() {
-            return;
-        }
-        if parts.peek().is_none() {
-            at[part] = value;
-            return;
-        }
-        at = &mut at[part];
+        let last = parts.peek().is_none();
+        at = match (at, part.parse::<usize>()) {
+            (serde_json::Value::Array(items), Ok(i)) => match items.get_mut(i) {
+                Some(item) if last => {
+                    *item = value;
+                    return;
+                }
+                Some(item) => item,
+                None => return,
+            },
+            (serde_json::Value::Object(fields), _) if last => {
+                fields.insert(part.to_string(), value);
+                return;
+            }
+            (serde_json::Value::Object(fields), _) => match fields.get_mut(part) {
+                Some(inner) => inner,
+                None => return,
+            },
+            _ => return,
+        };
     }
 }

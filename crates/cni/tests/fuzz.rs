@@ -10,6 +10,8 @@
 #[path = "../../../fuzz/driver.rs"]
 mod driver;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use nicslice_cni::conf::{NetConf, peek_version};
 use nicslice_cni::env::{CallEnv, parse_args};
 use nicslice_cni::error::{CniError, Code};
@@ -34,6 +36,10 @@ fn refusal(what: &str, e: &CniError) -> Result<(), String> {
     Ok(())
 }
 
+/// How deep the configurations got: parsed, a link configuration accepted,
+/// an IPAM configuration accepted (for the figures).
+static DEPTH: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
 /// The configuration's contract: parse, then every stage after it.
 fn check_conf(bytes: &[u8]) -> Result<(), String> {
     let _ = peek_version(bytes);
@@ -54,6 +60,7 @@ fn check_conf(bytes: &[u8]) -> Result<(), String> {
         Ok(conf) => conf,
         Err(e) => return refusal("NetConf", &e),
     };
+    DEPTH[0].fetch_add(1, Ordering::Relaxed);
     if let Some(prev) = &conf.prev_result {
         for version in [CniVersion::V1_1_0, CniVersion::V1_0_0, CniVersion::V0_4_0] {
             let text = prev.to_json(version);
@@ -64,6 +71,7 @@ fn check_conf(bytes: &[u8]) -> Result<(), String> {
     for family in [Family::Macvlan, Family::Ipvlan] {
         match LinkConf::parse(family, &conf, &env) {
             Ok(link) => {
+                DEPTH[1].fetch_add(1, Ordering::Relaxed);
                 let _ = link.parent_name(link.master.as_deref().unwrap_or("eth0"));
             }
             Err(e) => refusal("LinkConf", &e)?,
@@ -72,6 +80,7 @@ fn check_conf(bytes: &[u8]) -> Result<(), String> {
     if let Some(ipam) = &conf.ipam {
         match IpamConf::parse(ipam) {
             Ok(ipam) => {
+                DEPTH[2].fetch_add(1, Ordering::Relaxed);
                 for range in ipam.range_sets.iter().flatten() {
                     let _ = (range.key(), range.contains(range.gateway), range.to_string());
                 }
@@ -104,30 +113,133 @@ fn check_args(bytes: &[u8]) -> Result<(), String> {
 }
 
 const CONF_KEYS: &[&str] = &[
-    "cniVersion", "name", "type", "ipam", "dns", "prevResult", "runtimeConfig", "args", "master",
-    "mode", "mtu", "mac", "linkInContainer", "bcqueuelen", "bclim", "flags", "flag",
-    "sourceMacs", "tap", "vlan", "noDefaultRoute", "subnet", "rangeStart", "rangeEnd", "gateway",
-    "routes", "ranges", "dst", "gw", "dataDir", "state", "resolvConf", "nameservers", "interfaces",
-    "ips", "address", "interface", "version", "sandbox", "cni", "cni.dev/valid-attachments",
+    "cniVersion",
+    "name",
+    "type",
+    "ipam",
+    "dns",
+    "prevResult",
+    "runtimeConfig",
+    "args",
+    "master",
+    "mode",
+    "mtu",
+    "mac",
+    "linkInContainer",
+    "bcqueuelen",
+    "bclim",
+    "flags",
+    "flag",
+    "sourceMacs",
+    "tap",
+    "vlan",
+    "noDefaultRoute",
+    "subnet",
+    "rangeStart",
+    "rangeEnd",
+    "gateway",
+    "routes",
+    "ranges",
+    "dst",
+    "gw",
+    "dataDir",
+    "state",
+    "resolvConf",
+    "nameservers",
+    "interfaces",
+    "ips",
+    "address",
+    "interface",
+    "version",
+    "sandbox",
+    "cni",
+    "cni.dev/valid-attachments",
 ];
 
 /// Paths a spoiled configuration sets, the IPAM's inside it.
 const CONF_PATHS: &[&str] = &[
-    "cniVersion", "name", "type", "ipam", "dns", "prevResult", "runtimeConfig", "args", "master",
-    "mode", "mtu", "mac", "linkInContainer", "bcqueuelen", "bclim", "flags", "flag",
-    "sourceMacs", "tap", "vlan", "noDefaultRoute", "ipam.type", "ipam.subnet", "ipam.rangeStart",
-    "ipam.rangeEnd", "ipam.gateway", "ipam.routes", "ipam.ranges", "ipam.dataDir", "ipam.state",
-    "ipam.resolvConf", "runtimeConfig.mac", "runtimeConfig.ips", "args.cni", "dns.nameservers",
-    "prevResult.interfaces", "prevResult.ips", "prevResult.routes",
+    "cniVersion",
+    "name",
+    "type",
+    "ipam",
+    "dns",
+    "prevResult",
+    "runtimeConfig",
+    "args",
+    "master",
+    "mode",
+    "mtu",
+    "mac",
+    "linkInContainer",
+    "bcqueuelen",
+    "bclim",
+    "flags",
+    "flag",
+    "sourceMacs",
+    "tap",
+    "vlan",
+    "noDefaultRoute",
+    "ipam.type",
+    "ipam.subnet",
+    "ipam.rangeStart",
+    "ipam.rangeEnd",
+    "ipam.gateway",
+    "ipam.routes",
+    "ipam.ranges",
+    "ipam.dataDir",
+    "ipam.state",
+    "ipam.resolvConf",
+    "runtimeConfig.mac",
+    "runtimeConfig.ips",
+    "args.cni",
+    "dns.nameservers",
+    "prevResult.interfaces",
+    "prevResult.ips",
+    "prevResult.routes",
 ];
 
 const CONF_STRINGS: &[&str] = &[
-    "1.1.0", "1.0.0", "0.4.0", "0.3.1", "0.3.0", "0.2.0", "bridge", "vepa", "private",
-    "passthru", "source", "l2", "l3", "l3s", "nodst", "nopromisc", "nicslice-ipam",
-    "host-local", "eth0", "lo", "eth0.50", "10.0.0.0/24", "10.0.0.0/31", "10.0.0.0/0",
-    "0.0.0.0/0", "::/0", "fd00::/64", "fd00::/127", "2001:db8::/32", "10.0.0.1", "10.0.0.255",
-    "fd00::1", "255.255.255.255", "02:00:00:00:00:01", "01:00:5e:00:00:01", "4", "6", "",
-    "nodst,nopromisc", "/tmp/x", "",
+    "1.1.0",
+    "1.0.0",
+    "0.4.0",
+    "0.3.1",
+    "0.3.0",
+    "0.2.0",
+    "bridge",
+    "vepa",
+    "private",
+    "passthru",
+    "source",
+    "l2",
+    "l3",
+    "l3s",
+    "nodst",
+    "nopromisc",
+    "nicslice-ipam",
+    "host-local",
+    "eth0",
+    "lo",
+    "eth0.50",
+    "10.0.0.0/24",
+    "10.0.0.0/31",
+    "10.0.0.0/0",
+    "0.0.0.0/0",
+    "::/0",
+    "fd00::/64",
+    "fd00::/127",
+    "2001:db8::/32",
+    "10.0.0.1",
+    "10.0.0.255",
+    "fd00::1",
+    "255.255.255.255",
+    "02:00:00:00:00:01",
+    "01:00:5e:00:00:01",
+    "4",
+    "6",
+    "",
+    "nodst,nopromisc",
+    "/tmp/x",
+    "",
 ];
 
 fn conf_inputs() -> BoxedStrategy<Vec<u8>> {
@@ -168,6 +280,10 @@ fn replay_cni_args_corpus_and_regressions() {
 #[ignore = "fuzzing: scripts/fuzz.sh runs it"]
 fn fuzz_cni_conf() {
     driver::fuzz("cni-conf", conf_inputs(), check_conf);
+    let [parsed, link, ipam] = DEPTH.each_ref().map(|n| n.load(Ordering::Relaxed));
+    println!(
+        "fuzz cni-conf: {parsed} parsed, {link} link configurations and {ipam} IPAM configurations accepted"
+    );
 }
 
 #[test]
