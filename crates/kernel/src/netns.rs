@@ -534,6 +534,18 @@ mod tests {
         .unwrap()
     }
 
+    /// The lines of this thread's mount table, less those of `before`
+    /// (the machine's own namespaces under /run/netns are copied into the
+    /// private world too, hidden under its /run: they are not the test's).
+    fn mounts_since(before: &[String]) -> Vec<String> {
+        std::fs::read_to_string("/proc/thread-self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| !before.iter().any(|b| b == l))
+            .map(String::from)
+            .collect()
+    }
+
     fn ip_netns(verb: &str, name: &str) -> std::process::Output {
         std::process::Command::new("ip").args(["netns", verb, name]).output().unwrap()
     }
@@ -543,6 +555,7 @@ mod tests {
     #[test]
     fn named_namespaces_interleaved_with_iproute2() {
         on_a_fresh_run(|| {
+            let before = mounts_since(&[]);
             let ours_a = create_named("nsl-a").unwrap();
             let ip_b = ip_netns("add", "nsl-b");
             assert!(ip_b.status.success(), "{}", String::from_utf8_lossy(&ip_b.stderr));
@@ -568,8 +581,8 @@ mod tests {
             assert!(ip_netns("del", "nsl-d").status.success());
             let left: Vec<_> = std::fs::read_dir(NETNS_RUN_DIR).unwrap().collect();
             assert!(left.is_empty(), "files left in /run/netns: {left:?}");
-            let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
-            let stray: Vec<&str> = mounts.lines().filter(|l| l.contains("/run/netns/")).collect();
+            let mounts = mounts_since(&before);
+            let stray: Vec<&String> = mounts.iter().filter(|l| l.contains("/run/netns/")).collect();
             assert!(stray.is_empty(), "mounts left: {stray:?}");
             // The handles still held keep their namespaces, unmounted.
             assert!(!ours_a.is_current().unwrap() && !ours_c.is_current().unwrap());
@@ -579,10 +592,11 @@ mod tests {
     #[test]
     fn run_netns_becomes_a_shared_mount_as_iproute2_makes_it() {
         on_a_fresh_run(|| {
+            let before = mounts_since(&[]);
             let ns = create_named("nsl-shared").unwrap();
-            let mounts = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+            let mounts = mounts_since(&before);
             let run_netns =
-                mounts.lines().find(|l| l.split(' ').nth(4) == Some(NETNS_RUN_DIR)).unwrap();
+                mounts.iter().find(|l| l.split(' ').nth(4) == Some(NETNS_RUN_DIR)).unwrap();
             assert!(run_netns.contains(" shared:"), "{run_netns}");
             delete_named("nsl-shared").unwrap();
             drop(ns);
