@@ -93,10 +93,16 @@ impl Bench {
         .collect()
     }
 
-    /// Runs nicslice-macvlan in the host namespace with exactly `env`.
+    /// Runs the plugin the configuration's `type` names (nicslice-macvlan
+    /// when it names none of them) in the host namespace with exactly `env`.
     fn run(&self, env: &[(String, String)], stdin: &[u8]) -> Outcome {
+        let named = serde_json::from_slice::<Value>(stdin).ok().and_then(|c| {
+            let t = c["type"].as_str()?;
+            ["nicslice-ipvlan", "nicslice-ipam"].contains(&t).then(|| t.to_string())
+        });
+        let plugin = named.unwrap_or_else(|| "nicslice-macvlan".into());
         let _inside = self.net.host.netns.enter().unwrap();
-        let mut cmd = Command::new(self.plugin_dir.join("nicslice-macvlan"));
+        let mut cmd = Command::new(self.plugin_dir.join(plugin));
         cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").current_dir(&self.cwd);
         for (k, v) in env {
             cmd.env(k, v);
@@ -359,6 +365,43 @@ fn every_configuration_key_spoiled() {
         let what = format!("{key} = {value:?}");
         let conf = with(b.conf(), key, value);
         failures.extend(b.check(&what, &b.env("ADD"), conf.to_string().as_bytes(), expect));
+    }
+    report(failures);
+}
+
+/// The other two plugins' keys: nicslice-ipvlan's (refused before any
+/// link is made: this kernel may lack ipvlan) and nicslice-ipam called on
+/// its own.
+#[test]
+fn ipvlan_and_ipam_keys_spoiled() {
+    let b = Bench::new("hostile-ipv");
+    let ipvlan = with(b.conf(), "type", Some(json!("nicslice-ipvlan")));
+    let ipam = with(b.conf(), "type", Some(json!("nicslice-ipam")));
+    let rows: Vec<(&Value, &str, Option<Value>, u64)> = vec![
+        (&ipvlan, "mode", Some(json!("bridge")), C_CONFIG),
+        (&ipvlan, "mode", Some(json!(7)), C_CONFIG),
+        (&ipvlan, "flag", Some(json!("loud")), C_CONFIG),
+        (&ipvlan, "flags", Some(json!(["nodst"])), C_CONFIG),
+        (&ipvlan, "mac", Some(json!("02:00:00:00:00:01")), C_CONFIG),
+        (&ipvlan, "bcqueuelen", Some(json!(5)), C_CONFIG),
+        (&ipvlan, "master", Some(json!("lo")), C_CONFIG),
+        (&ipvlan, "ipam", Some(json!("x")), C_CONFIG),
+        (&ipam, "ipam", None, C_CONFIG),
+        (&ipam, "ipam", Some(json!({})), C_CONFIG),
+        (&ipam, "ipam", Some(json!(["x"])), C_CONFIG),
+        (&ipam, "ipam.subnet", Some(json!("::/0")), C_CONFIG),
+        (&ipam, "ipam.ranges", Some(json!([[{"subnet": 7}]])), C_CONFIG),
+    ];
+    let mut failures = Vec::new();
+    for (base, key, value, code) in rows {
+        let what = format!("{} with {key} = {value:?}", base["type"]);
+        let conf = with(base.clone(), key, value);
+        failures.extend(b.check(
+            &what,
+            &b.env("ADD"),
+            conf.to_string().as_bytes(),
+            Expect::Code(code),
+        ));
     }
     report(failures);
 }
