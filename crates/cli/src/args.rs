@@ -35,7 +35,7 @@ pub struct Cli {
 
     /// The namespace holding the parents: an iproute2 name or a namespace file
     /// (default: the namespace nicslice runs in).
-    #[arg(long, global = true, value_name = "NETNS")]
+    #[arg(long, global = true, value_name = "NETNS", value_parser = netns_arg)]
     pub host_netns: Option<String>,
 
     /// Print machine-readable JSON instead of text.
@@ -256,6 +256,9 @@ pub struct NetworkCreateArgs {
     /// create (the network is removed again if the shim cannot be made).
     #[arg(long)]
     pub host_access: bool,
+    /// Allow an IPv4 link-local subnet (169.254.0.0/16), refused otherwise.
+    #[arg(long)]
+    pub link_local: bool,
 }
 
 /// How to name the target namespace.
@@ -263,11 +266,27 @@ pub struct NetworkCreateArgs {
 #[group(required = true, multiple = false)]
 pub struct TargetArgs {
     /// Target namespace: an iproute2 name (/run/netns/NAME) or a path to a namespace file.
-    #[arg(long)]
+    #[arg(long, value_parser = netns_arg)]
     pub netns: Option<String>,
     /// Target the network namespace of this process (a container's pid).
     #[arg(long)]
     pub pid: Option<u32>,
+}
+
+/// A namespace as `--netns`/`--host-netns` take it: a path (with a `/`) or
+/// an iproute2 name, which is never empty, `.` or `..` (iproute2 refuses
+/// those too); refused here, before anything is looked up.
+fn netns_arg(s: &str) -> Result<String, String> {
+    match s {
+        "" => Err("an empty name names no namespace; give an iproute2 name (see `ip netns list`) \
+                   or the path of a namespace file"
+            .into()),
+        "." | ".." => Err(format!(
+            "{s:?} is not a namespace name; give an iproute2 name (see `ip netns list`) or the \
+             path of a namespace file"
+        )),
+        _ => Ok(s.to_string()),
+    }
 }
 
 #[derive(Debug, Args)]

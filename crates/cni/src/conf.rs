@@ -33,15 +33,17 @@ pub struct NetConf {
     pub bytes: Vec<u8>,
 }
 
+/// The common keys. Every one may be `null`, which means "not given", as it
+/// does to the reference plugins (Go's decoder leaves the field unset).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Common {
     #[serde(default)]
-    cni_version: String,
+    cni_version: Option<String>,
     #[serde(default)]
-    name: String,
+    name: Option<String>,
     #[serde(default, rename = "type")]
-    plugin_type: String,
+    plugin_type: Option<String>,
     #[serde(default)]
     ipam: Option<Value>,
     #[serde(default)]
@@ -59,7 +61,7 @@ struct RuntimeConfig {
     #[serde(default)]
     mac: Option<String>,
     #[serde(default)]
-    ips: Vec<String>,
+    ips: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -71,7 +73,7 @@ struct Args {
 #[derive(Deserialize, Default)]
 struct CniArgs {
     #[serde(default)]
-    ips: Vec<String>,
+    ips: Option<Vec<String>>,
     #[serde(default)]
     mac: Option<String>,
 }
@@ -92,22 +94,21 @@ impl NetConf {
                 CniError::new(Code::Decode, format!("cannot decode the network configuration: {e}"))
             }
         })?;
-        let version = CniVersion::parse(&common.cni_version)?;
-        if common.name.is_empty() {
+        let version = CniVersion::parse(common.cni_version.as_deref().unwrap_or_default())?;
+        let name = common.name.unwrap_or_default();
+        if name.is_empty() {
             return Err(CniError::config("the network configuration has no \"name\""));
         }
-        let ipam = common
-            .ipam
-            .filter(|v| v.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty()));
+        let ipam = common.ipam.map(checked_ipam).transpose()?.flatten();
         let prev_result = common.prev_result.as_ref().map(CniResult::parse).transpose()?;
         let runtime = common.runtime_config.unwrap_or_default();
         let cni_args = common.args.and_then(|a| a.cni).unwrap_or_default();
-        let mut requested_ips = runtime.ips;
-        requested_ips.extend(cni_args.ips);
+        let mut requested_ips = runtime.ips.unwrap_or_default();
+        requested_ips.extend(cni_args.ips.unwrap_or_default());
         Ok(NetConf {
             version,
-            name: common.name,
-            plugin_type: common.plugin_type,
+            name,
+            plugin_type: common.plugin_type.unwrap_or_default(),
             ipam,
             dns: common.dns.unwrap_or_default(),
             prev_result,
@@ -132,6 +133,53 @@ impl NetConf {
     /// The whole configuration as a tree (for keys no struct names).
     pub fn tree(&self) -> Result<Value> {
         self.specific()
+    }
+}
+
+/// The `ipam` value as IPAM to delegate to: an object with a non-empty
+/// string `type`. `null`, `{}` or an empty or `null` type mean no IPAM (an
+/// interface without addresses, as the reference plugins do); anything else
+/// (a string, number, list or boolean, or a `type` that is not a string) is
+/// refused, as the reference plugins' decoder refuses it: taken as "no IPAM",
+/// it made an interface without the addresses the configuration meant to ask.
+fn checked_ipam(ipam: Value) -> Result<Option<Value>> {
+    let Value::Object(fields) = &ipam else {
+        return Err(CniError::config(format!(
+            "\"ipam\" must be an object with a \"type\" (the IPAM plugin), not {}",
+            json_kind(&ipam)
+        )));
+    };
+    match fields.get("type") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if t.is_empty() => Ok(None),
+        Some(Value::String(_)) => Ok(Some(ipam)),
+        Some(other) => Err(CniError::config(format!(
+            "\"ipam.type\" must be a string naming the IPAM plugin, not {}",
+            json_kind(other)
+        ))),
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "null_as_default")]`: a key
+/// given as `null` reads as if it were absent, as in the reference plugins
+/// (Go's decoder leaves a field untouched for `null`).
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What kind of JSON value `v` is, for an error message.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -192,6 +240,46 @@ mod tests {
             Code::InvalidConfig
         );
         assert_eq!(peek_version(br#"{"cniVersion":"0.4.0"}"#).as_deref(), Some("0.4.0"));
+    }
+
+    #[test]
+    fn malformed_ipam_and_type_are_config_errors() {
+        for bad in [
+            r#""ipam":"host-local""#,
+            r#""ipam":7"#,
+            r#""ipam":["host-local"]"#,
+            r#""ipam":true"#,
+            r#""ipam":{"type":7}"#,
+            r#""ipam":{"type":["x"]}"#,
+            r#""type":7"#,
+            r#""name":7"#,
+            r#""dns":{"nameservers":"1.1.1.1"}"#,
+        ] {
+            let e = parse(&format!(r#"{{"cniVersion":"1.0.0","name":"n","type":"x",{bad}}}"#))
+                .unwrap_err();
+            assert_eq!(e.code, Code::InvalidConfig, "{bad}: {}", e.msg);
+        }
+        let e = parse(r#"{"cniVersion":"1.0.0","name":"n","ipam":"host-local"}"#).unwrap_err();
+        assert!(e.msg.contains("\"ipam\" must be an object"), "{}", e.msg);
+    }
+
+    #[test]
+    fn null_means_not_given() {
+        let c = parse(
+            r#"{"cniVersion":"1.0.0","name":"n","type":null,"ipam":null,"dns":null,
+                "prevResult":null,"runtimeConfig":{"mac":null,"ips":null},
+                "args":{"cni":{"ips":null,"mac":null}}}"#,
+        )
+        .unwrap();
+        assert!(c.ipam.is_none() && c.plugin_type.is_empty() && c.requested_ips.is_empty());
+        let c = parse(r#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":null}}"#).unwrap();
+        assert!(c.ipam.is_none());
+        let c = parse(r#"{"cniVersion":"1.0.0","name":"n","dns":{"nameservers":null}}"#).unwrap();
+        assert!(c.dns.is_empty());
+        assert_eq!(
+            parse(r#"{"cniVersion":"1.0.0","name":null}"#).unwrap_err().code,
+            Code::InvalidConfig
+        );
     }
 
     #[test]

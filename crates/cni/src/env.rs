@@ -9,6 +9,12 @@ use nicslice_model::IfName;
 
 use crate::error::{CniError, Result};
 
+/// The longest container ID (and network name) an attachment can have: the
+/// lease book records each name in at most 255 bytes (`nicslice_store`'s
+/// length-prefixed keys), so ADD refuses a longer one and nothing can have
+/// been made for it.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// The spec's verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -99,6 +105,12 @@ impl CallEnv {
                 need("CNI_NETNS", &self.netns)?;
                 need("CNI_IFNAME", &self.ifname)?;
                 self.check_container_id()?;
+                if self.container_id.len() > MAX_NAME_LEN {
+                    return Err(CniError::env(format!(
+                        "CNI_CONTAINERID is {} bytes long; at most {MAX_NAME_LEN} are supported",
+                        self.container_id.len()
+                    )));
+                }
                 self.valid_ifname().map(|_| ())
             }
             Verb::Del => {
@@ -108,6 +120,14 @@ impl CallEnv {
             }
             Verb::Status | Verb::Gc | Verb::Version => Ok(()),
         }
+    }
+
+    /// Whether a DEL names an attachment no ADD can have made (its container
+    /// ID or network name is longer than ADD accepts): such a DEL has
+    /// nothing to undo and succeeds at once, as the spec asks of a DEL of
+    /// what is gone (a runtime retries a failed DEL for ever).
+    pub fn del_of_the_impossible(&self, network_name: &str) -> bool {
+        self.container_id.len() > MAX_NAME_LEN || network_name.len() > MAX_NAME_LEN
     }
 
     /// `CNI_IFNAME` as a Linux interface name, or error code 4.
@@ -184,6 +204,21 @@ mod tests {
         }
         let e = env(&[("CNI_CONTAINERID", "-bad"), ("CNI_IFNAME", "eth0")]).unwrap();
         assert_eq!(e.require_for(Verb::Del).unwrap_err().code, Code::InvalidEnvironment);
+    }
+
+    #[test]
+    fn container_ids_past_the_limit() {
+        let long = "c".repeat(MAX_NAME_LEN + 1);
+        let at_limit = "c".repeat(MAX_NAME_LEN);
+        let call = |id: &str| {
+            env(&[("CNI_CONTAINERID", id), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")]).unwrap()
+        };
+        assert_eq!(call(&long).require_for(Verb::Add).unwrap_err().code, Code::InvalidEnvironment);
+        assert!(call(&long).require_for(Verb::Del).is_ok());
+        assert!(call(&long).del_of_the_impossible("n"));
+        assert!(call(&at_limit).require_for(Verb::Add).is_ok());
+        assert!(!call(&at_limit).del_of_the_impossible("n"));
+        assert!(call("c").del_of_the_impossible(&long));
     }
 
     #[test]

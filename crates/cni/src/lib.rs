@@ -173,6 +173,16 @@ fn dispatch(
         _ => {}
     }
     env.require_for(verb)?;
+    if verb == Verb::Del && env.del_of_the_impossible(&net.name) {
+        return Ok(None);
+    }
+    if matches!(verb, Verb::Add | Verb::Check) && net.name.len() > env::MAX_NAME_LEN {
+        return Err(CniError::config(format!(
+            "the network name is {} bytes long; at most {} are supported",
+            net.name.len(),
+            env::MAX_NAME_LEN
+        )));
+    }
     let faults = Faults::from_env().map_err(|e| CniError::config(e.to_string()))?;
     let family = match plugin {
         Plugin::Ipam => return ipam::handle(verb, net, env),

@@ -14,7 +14,7 @@ use nicslice_model::{
 };
 use serde::Deserialize;
 
-use crate::conf::NetConf;
+use crate::conf::{NetConf, null_as_default};
 use crate::env::CallEnv;
 use crate::error::{CniError, Result};
 use crate::result::CniResult;
@@ -65,18 +65,20 @@ pub struct LinkConf {
     pub host_access: bool,
 }
 
+/// The keys as given. Each may be `null`, meaning "not given", as for the
+/// reference plugins.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct Keys {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     master: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mtu: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     mac: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     link_in_container: bool,
     #[serde(default)]
     bcqueuelen: Option<u32>,
@@ -84,15 +86,15 @@ struct Keys {
     bclim: Option<i32>,
     #[serde(default)]
     flags: Flags,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     flag: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     source_macs: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tap: bool,
     #[serde(default)]
     vlan: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     no_default_route: bool,
     #[serde(default)]
     host_access: bool,
@@ -256,8 +258,15 @@ fn macvlan_kind(keys: &Keys) -> Result<KindConf> {
     if !keys.source_macs.is_empty() && mode != MacvlanMode::Source {
         return Err(CniError::config("sourceMacs applies to mode source only"));
     }
-    let source_macs =
-        keys.source_macs.iter().map(|m| parse_mac("sourceMacs", m)).collect::<Result<Vec<_>>>()?;
+    let source_macs = keys
+        .source_macs
+        .iter()
+        .map(|m| {
+            MacAddr::from_str(m)
+                .and_then(MacAddr::ensure_listable_source)
+                .map_err(|e| CniError::config(format!("sourceMacs: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(KindConf::Macvlan {
         mode,
         flags,
@@ -378,6 +387,15 @@ mod tests {
     }
 
     #[test]
+    fn null_keys_mean_unset() {
+        let keys = r#","master":null,"mode":null,"mtu":null,"mac":null,"linkInContainer":null,"tap":null,"noDefaultRoute":null,"flags":null,"flag":null,"sourceMacs":null,"bcqueuelen":null,"bclim":null,"vlan":null"#;
+        let c = conf(Family::Macvlan, keys, "").unwrap();
+        assert_eq!(c, conf(Family::Macvlan, "", "").unwrap());
+        let c = conf(Family::Ipvlan, keys, "").unwrap();
+        assert_eq!(c, conf(Family::Ipvlan, "", "").unwrap());
+    }
+
+    #[test]
     fn mac_precedence() {
         let c = conf(
             Family::Macvlan,
@@ -410,7 +428,12 @@ mod tests {
             (r#","mode":"passthru","bclim":5"#, "does not apply to passthru mode"),
             (r#","flag":"private""#, "ipvlan key"),
             (r#","vlan":4095"#, "vlan"),
+            (r#","mode":"source","sourceMacs":["01:00:5e:00:00:01"]"#, "cannot be listed"),
             (r#","master":7"#, "configuration"),
+            (r#","mtu":"1400""#, "configuration"),
+            (r#","tap":"yes""#, "configuration"),
+            (r#","linkInContainer":1"#, "configuration"),
+            (r#","flags":7"#, "configuration"),
         ] {
             let e = conf(Family::Macvlan, keys, "").unwrap_err();
             assert_eq!(e.code, crate::error::Code::InvalidConfig, "{keys}");

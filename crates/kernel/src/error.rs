@@ -24,6 +24,9 @@ pub enum KernelError {
     NoSuchLink { name: String, netns: String },
     #[error("network namespace {0} does not exist")]
     NoSuchNetns(String),
+    /// The path exists but is no network namespace (`what` says what it is).
+    #[error("{} is {what}, not a network namespace", path.display())]
+    NotANetns { path: std::path::PathBuf, what: String },
     /// A test asked for this step to fail (see the engine's fault injection).
     #[error("injected failure at step {0}")]
     Injected(String),

@@ -14,7 +14,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::error::{KernelError, Result};
-use crate::netns::Netns;
+use crate::netns::{Netns, ThreadNsStamp};
 
 /// Flags of a request that creates something and must not replace it.
 pub const CREATE_EXCL: u16 = NLM_F_CREATE | NLM_F_EXCL;
@@ -42,6 +42,9 @@ pub struct RouteSocket {
     /// by the header fields a request sets. Turned on before the first dump
     /// only: a CNI ADD dumps nothing, and the option is a system call.
     strict: bool,
+    /// The opening thread and its namespace changes then: while the same
+    /// thread has made no change since, it is in this socket's namespace.
+    opened: ThreadNsStamp,
 }
 
 impl RouteSocket {
@@ -58,7 +61,13 @@ impl RouteSocket {
         // Capacity, not zeroes: the kernel writes only what it sends, so only
         // those pages are ever touched (zeroing 64 KiB per socket was a fifth
         // of a CNI call's page faults).
-        Ok(RouteSocket { socket, seq: 0, recv_buf: Vec::with_capacity(RECV_BUF), strict: false })
+        Ok(RouteSocket {
+            socket,
+            seq: 0,
+            recv_buf: Vec::with_capacity(RECV_BUF),
+            strict: false,
+            opened: ThreadNsStamp::now(),
+        })
     }
 
     /// Opens a socket inside `netns` (enter, open, return).
@@ -67,11 +76,20 @@ impl RouteSocket {
         RouteSocket::open_here()
     }
 
-    /// [`open_in`](Self::open_in) for a caller whose thread is in this
-    /// socket's namespace (as after `open_here`): the way back is asked of
-    /// this socket, a cheaper question than a walk through /proc.
+    /// [`open_in`](Self::open_in), with the way back asked of this socket
+    /// (`SIOCGSKNS`, a cheaper question than a walk through /proc) when the
+    /// calling thread is provably still in this socket's namespace: it is
+    /// the thread that opened the socket and has not changed namespace
+    /// since (a [`ThreadNsStamp`]). Otherwise the way back is the thread's
+    /// own namespace, read from /proc. Either way the guard returns the
+    /// thread to the namespace it was in: no caller can leave it elsewhere.
     pub fn open_beside_in(&self, netns: &Netns) -> Result<RouteSocket> {
-        let _guard = netns.enter_from(Netns::of_socket(self.raw_fd())?)?;
+        let back = if self.opened == ThreadNsStamp::now() {
+            Netns::of_socket(self.raw_fd())?
+        } else {
+            Netns::current()?
+        };
+        let _guard = netns.enter_from(back)?;
         RouteSocket::open_here()
     }
 

@@ -14,6 +14,8 @@ pub enum ModelError {
     InvalidMac(String),
     #[error("MAC address {0} is not usable for an interface: {1}")]
     UnusableMac(String, &'static str),
+    #[error("MAC address {0} cannot be listed as a source: {1}")]
+    UnlistableSourceMac(String, &'static str),
     #[error("unknown {what} {value:?}; expected one of: {expected}")]
     UnknownValue { what: &'static str, value: String, expected: &'static str },
     #[error("{0}")]

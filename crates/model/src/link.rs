@@ -461,6 +461,28 @@ impl MacAddr {
     }
 }
 
+impl MacAddr {
+    /// Refuses what a source-mode list cannot hold: it lists the senders
+    /// whose frames a child takes, and a sender's address is unicast (the
+    /// kernel answers "Cannot assign requested address" otherwise).
+    pub fn ensure_listable_source(self) -> Result<Self, ModelError> {
+        if self.is_multicast() {
+            return Err(ModelError::UnlistableSourceMac(
+                self.to_string(),
+                "multicast and broadcast MACs cannot be listed; a source-mode list holds the \
+                 unicast addresses of senders",
+            ));
+        }
+        if self.is_zero() {
+            return Err(ModelError::UnlistableSourceMac(
+                self.to_string(),
+                "the all-zero MAC is no sender's address",
+            ));
+        }
+        Ok(self)
+    }
+}
+
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
@@ -525,6 +547,14 @@ mod tests {
         let local = MacAddr::local_from_random([0xff; 6]);
         assert_eq!(local.0[0], 0xfe);
         assert!(local.ensure_unicast().is_ok());
+        assert!(local.ensure_listable_source().is_ok());
+        let group = "01:00:5e:00:00:01".parse::<MacAddr>().unwrap().ensure_listable_source();
+        assert!(
+            group
+                .unwrap_err()
+                .to_string()
+                .contains("multicast and broadcast MACs cannot be listed")
+        );
     }
 
     #[test]

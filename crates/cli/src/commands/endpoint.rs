@@ -62,7 +62,11 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
             if op != SourceMacOp::Flush && a.macs.is_empty() {
                 anyhow::bail!("macaddr {} needs at least one MAC address", a.op);
             }
-            let macs: Vec<MacAddr> = a.macs.iter().map(|m| m.parse()).collect::<Result<_, _>>()?;
+            let macs: Vec<MacAddr> = a
+                .macs
+                .iter()
+                .map(|m| m.parse().and_then(MacAddr::ensure_listable_source))
+                .collect::<Result<_, _>>()?;
             let ifname = IfName::new(&a.ifname).context("--ifname")?;
             let view =
                 engine.change_source_macs(&a.network, &target(&a.target)?, &ifname, op, &macs)?;

@@ -31,8 +31,22 @@ fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<Topology> {
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid topology (JSON)", path.display()))
     } else {
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid topology (TOML)", path.display()))
+        toml::from_str(&text).map_err(|e| {
+            // toml's own rendering quotes the line with a caret under it, on
+            // four lines; an error is one line: where, then what.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" at line {line}, column {column}")
+            });
+            anyhow::anyhow!(
+                "{} is not a valid topology (TOML){}: {}",
+                path.display(),
+                at.unwrap_or_default(),
+                e.message().trim_end()
+            )
+        })
     }
 }
 

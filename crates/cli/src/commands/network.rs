@@ -151,7 +151,11 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
             a.subnets.len()
         );
     }
-    spec.subnets = a.subnets.iter().map(|s| SubnetSpec::new(*s)).collect();
+    spec.subnets = a
+        .subnets
+        .iter()
+        .map(|s| SubnetSpec { link_local: a.link_local, ..SubnetSpec::new(*s) })
+        .collect();
     for (subnet, gw) in spec.subnets.iter_mut().zip(&a.gateways) {
         subnet.gateway = Some(*gw);
     }

@@ -13,6 +13,7 @@ use nicslice_model::{from_u128, to_u128};
 use nicslice_store::cni_ipam::CNI_IPAM_FILE;
 use serde::Deserialize;
 
+use crate::conf::null_as_default;
 use crate::error::{CniError, Result};
 use crate::result::RouteConfig;
 
@@ -44,9 +45,9 @@ struct RawRange {
 struct RawIpam {
     #[serde(flatten)]
     top: RawRange,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     ranges: Vec<Vec<RawRange>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     routes: Vec<RawRoute>,
     #[serde(default)]
     resolv_conf: Option<PathBuf>,
@@ -97,7 +98,11 @@ impl IpamConf {
                 return Err(CniError::config(format!("ipam: range {a} overlaps range {b}")));
             }
         }
-        let state = raw.state.or_else(|| raw.data_dir.map(|d| d.join(CNI_IPAM_FILE)));
+        // An empty path means "not given", not the current directory: the
+        // default applies (a lease book must not land wherever the runtime
+        // happened to start the plugin).
+        let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
+        let state = given(raw.state).or_else(|| given(raw.data_dir).map(|d| d.join(CNI_IPAM_FILE)));
         Ok(IpamConf {
             range_sets,
             routes: raw.routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
@@ -167,6 +172,20 @@ mod tests {
         assert_eq!(r.gateway.to_string(), "10.1.2.1");
         assert_eq!(c.routes[0].gw, None);
         assert_eq!(c.state, Some(PathBuf::from("/tmp/x/cni-leases.mdb")));
+    }
+
+    #[test]
+    fn empty_paths_mean_the_default() {
+        let c = IpamConf::parse(&json!({"type":"x","subnet":"10.1.2.0/24","dataDir":""})).unwrap();
+        assert_eq!(c.state, None);
+        let c =
+            IpamConf::parse(&json!({"type":"x","subnet":"10.1.2.0/24","state":"","dataDir":"/d"}))
+                .unwrap();
+        assert_eq!(c.state, Some(PathBuf::from("/d/cni-leases.mdb")));
+        let c = IpamConf::parse(&json!({"type":"x","subnet":"10.1.2.0/24","routes":null,
+            "ranges":null,"dataDir":null,"state":null,"resolvConf":null}))
+        .unwrap();
+        assert_eq!((c.state, c.routes.len()), (None, 0));
     }
 
     #[test]

@@ -22,18 +22,33 @@ pub use add::add;
 pub use check::check;
 pub use del::{del, gc, status};
 
-/// Opens the container's namespace (`CNI_NETNS`, a path).
+/// Opens the container's namespace (`CNI_NETNS`, a path). A path that does
+/// not exist is code 3 (the container is gone: DEL then has nothing to do);
+/// one that exists but is no network namespace, or is the namespace the
+/// plugin runs in (the host's: a link, address and default route added
+/// there would change the host, and DEL would delete the host's own
+/// interface of that name), is code 4, an invalid `CNI_NETNS`.
 fn open_netns(path: &str) -> Result<Netns> {
-    NetnsTarget::Path(path.into()).open().map_err(|e| match e {
+    let netns = NetnsTarget::Path(path.into()).open().map_err(|e| match e {
         KernelError::NoSuchNetns(_) => CniError::new(
             Code::UnknownContainer,
             format!("network namespace {path} does not exist"),
         ),
         other => CniError::new(
             Code::InvalidEnvironment,
-            format!("CNI_NETNS {path}: {}", crate::error::chain(&other)),
+            format!("CNI_NETNS: {}", crate::error::chain(&other)),
         ),
-    })
+    })?;
+    if netns.is_current()? {
+        return Err(CniError::new(
+            Code::InvalidEnvironment,
+            format!(
+                "CNI_NETNS {path} is the namespace the plugin runs in (the host's), not a \
+                 container's; nothing is made or deleted there"
+            ),
+        ));
+    }
+    Ok(netns)
 }
 
 /// The parent's name: the configured master (with its VLAN) or the

@@ -29,6 +29,11 @@ pub struct SubnetSpec {
     /// does, rather than via an address nobody named.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gateway_default: bool,
+    /// The user asked for an IPv4 link-local subnet (169.254.0.0/16), which
+    /// is refused otherwise: such addresses are what a host takes when
+    /// nothing gave it one, rarely what a network is meant to hand out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_local: bool,
 }
 
 impl SubnetSpec {
@@ -40,6 +45,7 @@ impl SubnetSpec {
             ip_range: None,
             aux_addresses: BTreeMap::new(),
             gateway_default: false,
+            link_local: false,
         }
     }
 }

@@ -26,6 +26,7 @@ impl ValidSubnet {
         spec.subnet = spec.subnet.trunc();
         let subnet = spec.subnet;
         check_prefix(&subnet)?;
+        check_scope(&subnet, spec.link_local)?;
         let gateway = match spec.gateway {
             Some(gw) => check_gateway(&subnet, gw)?,
             None => {
@@ -94,6 +95,37 @@ fn check_prefix(subnet: &IpNet) -> Result<(), String> {
     if len >= limit {
         return Err(format!(
             "subnet {subnet} leaves no room for a gateway and endpoints; use {wider} or wider"
+        ));
+    }
+    Ok(())
+}
+
+/// Address blocks no interface of a network can live in, and why.
+const NEVER_A_NETWORK: [(&str, &str); 6] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8), which no interface may use"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8), which stays inside each host"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4): group addresses, never an interface's own"),
+    ("240.0.0.0/4", "reserved (240.0.0.0/4, with the broadcast address), which hosts drop"),
+    ("ff00::/8", "IPv6 multicast (ff00::/8): group addresses, never an interface's own"),
+    ("::/127", "the IPv6 unspecified and loopback addresses (::/127)"),
+];
+
+/// Refuses subnets that overlap a block no network can use, and an IPv4
+/// link-local subnet unless the user asked for one (`link_local`).
+fn check_scope(subnet: &IpNet, link_local: bool) -> Result<(), String> {
+    let overlaps = |block: &IpNet| block.contains(subnet) || subnet.contains(block);
+    for (block, why) in NEVER_A_NETWORK {
+        let block: IpNet = block.parse().map_err(|_| format!("bad block {block}"))?;
+        if overlaps(&block) {
+            return Err(format!("subnet {subnet} lies in {why}; give a unicast subnet"));
+        }
+    }
+    let v4_link_local: IpNet = "169.254.0.0/16".parse().map_err(|_| "bad block".to_string())?;
+    if !link_local && overlaps(&v4_link_local) {
+        return Err(format!(
+            "subnet {subnet} is IPv4 link-local (169.254.0.0/16), the addresses a host gives \
+             itself when nothing else does; give another subnet, or ask for link-local \
+             explicitly (--link-local)"
         ));
     }
     Ok(())
@@ -184,6 +216,34 @@ mod tests {
         }
         assert!(ValidSubnet::check(spec("10.0.0.0/30")).is_ok());
         assert!(ValidSubnet::check(spec("fd00::/126")).is_ok());
+    }
+
+    #[test]
+    fn multicast_loopback_and_link_local_are_refused() {
+        for (bad, needle) in [
+            ("224.0.0.0/24", "multicast"),
+            ("239.1.0.0/16", "multicast"),
+            ("127.0.0.0/24", "loopback"),
+            ("0.0.0.0/24", "this network"),
+            ("240.0.0.0/24", "reserved"),
+            ("255.255.255.0/24", "reserved"),
+            ("128.0.0.0/1", "multicast"),
+            ("ff02::/64", "multicast"),
+            ("::/64", "loopback"),
+            ("169.254.0.0/24", "--link-local"),
+            ("169.0.0.0/8", "--link-local"),
+        ] {
+            let err = ValidSubnet::check(spec(bad)).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+        let mut asked = spec("169.254.10.0/24");
+        asked.link_local = true;
+        assert!(ValidSubnet::check(asked).is_ok());
+        for good in
+            ["10.0.0.0/8", "192.168.0.0/16", "223.255.255.0/24", "fd00::/64", "2001:db8::/64"]
+        {
+            assert!(ValidSubnet::check(spec(good)).is_ok(), "{good}");
+        }
     }
 
     #[test]
