@@ -4,11 +4,10 @@
 
 use std::net::IpAddr;
 
-use super::Verdict;
-use super::explain::{Rel, first_addr, make, name, ns_name, parent_of, port_name, relation};
 use super::l2::Drop;
 use super::l3::{Blocked, Phase, Stop};
-use super::rule::Rule;
+use super::naming::{Rel, first_addr, make, name, ns_name, parent_of, port_name, relation};
+use super::rule::{Rule, Verdict};
 use super::validate::on_link;
 use super::world::{Driver, NsId, Role, StId, World};
 use crate::link::MacvlanMode;

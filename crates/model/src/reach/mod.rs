@@ -7,7 +7,9 @@
 //!
 //! How: `world` derives namespaces, interfaces and routing tables; `l3` walks the
 //! echo hop by hop (routes, ARP, forwarding); `l2` decides each frame the way
-//! macvlan, ipvlan and the Linux bridge do; `explain` names the rule.
+//! macvlan, ipvlan and the Linux bridge do; `explain` names the rule of a pass and
+//! `blame` that of a block, both in the words of `naming` (one direction only:
+//! explain -> blame -> naming).
 //!
 //! Conditions the lab must reproduce for predictions to hold:
 //! - neighbour caches are cold for every probe (flush ARP/ND in every namespace
@@ -35,6 +37,7 @@ mod error;
 mod explain;
 mod l2;
 mod l3;
+mod naming;
 mod neighbour;
 pub mod presets;
 mod rule;
@@ -52,25 +55,13 @@ use serde::{Deserialize, Serialize};
 
 pub use error::TopologyError;
 pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
-pub use rule::{Reach, Rule};
+pub use rule::{Reach, Rule, Verdict};
 pub use topology::{
     Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
     Shim, Switch, Topology,
 };
 
 use world::{EpKind, EpView, World};
-
-/// The prediction for one ordered pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub reach: Reach,
-    pub rule: Rule,
-    /// One sentence naming the rule, e.g. "blocked: a macvlan child never reaches its
-    /// own parent (ns3 and ns1); add a shim".
-    pub reason: String,
-    /// The usual fix, for blocked pairs.
-    pub fix: Option<String>,
-}
 
 /// An endpoint by name: the switch, a host, a child, a router or a remote.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -172,7 +163,7 @@ pub fn matrix(t: &Topology) -> Result<Vec<MatrixEntry>, TopologyError> {
 fn predict_in(w: &World, from: &EpView, to: &EpView) -> Verdict {
     if from.name == to.name {
         let body = format!("{} reaches its own address", from.name);
-        return explain::make(Rule::SameEndpoint, body, None);
+        return naming::make(Rule::SameEndpoint, body, None);
     }
     for ep in [from, to] {
         if let Some(h) = w.down_host(ep.st) {
@@ -192,5 +183,5 @@ fn predict_in(w: &World, from: &EpView, to: &EpView) -> Verdict {
 fn no_address(who: &str, family: &str) -> Verdict {
     let body = format!("{who} has no {family}address");
     let fix = format!("give {who} an {family}address");
-    explain::make(Rule::NoAddress, body, Some(fix))
+    naming::make(Rule::NoAddress, body, Some(fix))
 }

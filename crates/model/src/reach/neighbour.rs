@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::error::TopologyError;
-use super::explain::name;
 use super::l3::{self, Blocked, Phase, Stop};
+use super::naming::name;
 use super::world::{EpKind, EpView, StId, World};
 use super::{EndpointRef, Rule, Topology, blame};
 

@@ -1,9 +1,22 @@
 //! The rules of the reachability model: one variant per rule, each citing where it
 //! comes from (REFERENCE.md, a seed article, or the kernel code it was derived from).
-//! Sentences for one pair are built in `explain.rs`; the frame and packet logic that
+//! A [`Verdict`] carries the rule that decided a pair. Sentences for one pair are
+//! built in `explain.rs` and `blame.rs`; the frame and packet logic that
 //! decides lives in `l2.rs` and `l3.rs`.
 
 use serde::{Deserialize, Serialize};
+
+/// The prediction for one ordered pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub reach: Reach,
+    pub rule: Rule,
+    /// One sentence naming the rule, e.g. "blocked: a macvlan child never reaches its
+    /// own parent (ns3 and ns1); add a shim".
+    pub reason: String,
+    /// The usual fix, for blocked pairs.
+    pub fix: Option<String>,
+}
 
 /// Whether an echo request and its reply both got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
