@@ -2,15 +2,29 @@
 //! behind each blocked pair and its usual fix, for a topology file (TOML or
 //! JSON), one of the lab's scenarios, or the live state of nicslice's networks.
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::path::Path;
+
 use anyhow::Context;
 use nicslice_lab::run::{Observation, ScenarioResult};
 use nicslice_lab::scenarios;
-use nicslice_model::reach::{self, EndpointRef, Topology};
+use nicslice_model::reach::{self, Endpoint, EndpointRef, MatrixEntry, Topology};
+use serde::Serialize;
 
 use super::Globals;
 use crate::args::ExplainArgs;
 use crate::commands::lab_report;
 use crate::output;
+
+/// `explain --json` without `--from`/`--to`.
+#[derive(Serialize)]
+struct MatrixReport<'a> {
+    description: &'a str,
+    endpoints: Vec<Endpoint>,
+    matrix: &'a [MatrixEntry],
+}
 
 fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<Topology> {
     if let Some(name) = &args.preset {
@@ -23,17 +37,45 @@ fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<Topology> {
     let Some(path) = &args.file else {
         return Ok(g.engine()?.live_topology()?);
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = read_bounded(path)?;
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     if is_json {
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid topology (JSON)", path.display()))
     } else {
-        toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid topology (TOML)", path.display()))
+        // toml's own message quotes the line with a caret under it: several lines,
+        // where a bad input gets one.
+        toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(String::new(), |s| {
+                let before = text.get(..s.start).unwrap_or(&text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" at line {line}, column {column}")
+            });
+            let message = e.message().trim_end().replace('\n', "; ");
+            anyhow::anyhow!("{} is not a valid topology (TOML){at}: {message}", path.display())
+        })
     }
+}
+
+/// The largest topology file read: a real one is a few KiB (one child is about
+/// 100 bytes), and a device like /dev/zero must not be read until memory runs out.
+const MAX_TOPOLOGY_BYTES: u64 = 1 << 20;
+
+/// The file's text, refused past [`MAX_TOPOLOGY_BYTES`] without reading further.
+fn read_bounded(path: &Path) -> anyhow::Result<String> {
+    let reading = || format!("reading {}", path.display());
+    let file = std::fs::File::open(path).with_context(reading)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TOPOLOGY_BYTES + 1).read_to_end(&mut bytes).with_context(reading)?;
+    if bytes.len() as u64 > MAX_TOPOLOGY_BYTES {
+        anyhow::bail!(
+            "{} is larger than 1 MiB, too large for a topology (a real one is a few KiB)",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
@@ -56,20 +98,28 @@ pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
     }
     let entries = reach::matrix(&topology)?;
     if g.json {
-        return output::json(&serde_json::json!({
-            "description": topology.description,
-            "endpoints": topology.endpoints()?,
-            "matrix": entries,
-        }));
+        // Written as it is serialised: a matrix of 400 endpoints is 45 MB of JSON,
+        // which neither a `Value` tree nor a string in between should hold again.
+        let report = MatrixReport {
+            description: &topology.description,
+            endpoints: topology.endpoints()?,
+            matrix: &entries,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(out.flush()?);
     }
     // The lab's report shows predictions as observations that match.
     let endpoints = topology.endpoints()?;
     let names = endpoints.iter().map(|e| e.name.0.clone()).collect();
+    let address: HashMap<&EndpointRef, Option<IpAddr>> =
+        endpoints.iter().map(|e| (&e.name, e.address)).collect();
     let mut result = ScenarioResult::new("predicted", "", &topology.description, names);
     result.observations = entries
         .into_iter()
         .map(|e| Observation {
-            address: endpoints.iter().find(|x| x.name == e.to).and_then(|x| x.address),
+            address: address.get(&e.to).copied().flatten(),
             from: e.from.0,
             to: e.to.0,
             observed: Some(e.verdict.reach),

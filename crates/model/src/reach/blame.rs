@@ -240,8 +240,7 @@ fn no_route(w: &World, ns: NsId, dst: IpAddr, phase: Phase) -> Verdict {
         Phase::Request => (Rule::NoRoute, format!("{who} has no route to {dst}")),
         Phase::Reply => (Rule::NoReturnRoute, format!("{who} has no route back to {dst}")),
     };
-    let ipvlan_owner =
-        (0..w.stations.len()).find(|s| w.has_addr(*s, dst) && w.l3_slave(*s).is_some());
+    let ipvlan_owner = w.owner_of(dst).filter(|s| w.l3_slave(*s).is_some());
     let fix = if let Some(owner) = ipvlan_owner {
         ipvlan_route_fix(w, who, owner)
     } else if let Some((router, gw)) = gateway_hint(w, ns) {
@@ -255,12 +254,9 @@ fn no_route(w: &World, ns: NsId, dst: IpAddr, phase: Phase) -> Verdict {
 /// A router leg on link for namespace `ns`.
 fn gateway_hint(w: &World, ns: NsId) -> Option<(String, IpAddr)> {
     let mine: Vec<_> = w.nss[ns].stations.iter().flat_map(|s| w.st(*s).addrs.clone()).collect();
-    w.stations.iter().filter(|s| s.ns != ns).find_map(|s| match s.role {
-        Role::RouterLan(_) | Role::RouterFar(_) => {
-            let a = s.addrs.first()?.addr();
-            on_link(&mine, a).then(|| (s.label.clone(), a))
-        }
-        _ => None,
+    w.router_legs.iter().map(|s| w.st(*s)).filter(|s| s.ns != ns).find_map(|s| {
+        let a = s.addrs.first()?.addr();
+        on_link(&mine, a).then(|| (s.label.clone(), a))
     })
 }
 

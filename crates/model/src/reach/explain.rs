@@ -7,7 +7,7 @@ use super::l2::Drop;
 use super::l3::{Blocked, Note, Stop};
 use super::naming::{Rel, make, name, ns_name, parent_of, port_name, relation};
 use super::rule::{Rule, Verdict};
-use super::world::{EpKind, EpView, Segment, StId, World};
+use super::world::{EpKind, EpView, Role, Segment, StId, World};
 
 pub(crate) fn verdict(
     w: &World,
@@ -137,11 +137,11 @@ fn pass(w: &World, from: &EpView, to: &EpView, notes: &[Note]) -> Verdict {
         return make(Rule::IpvlanL3Siblings, body, None);
     }
     let far = [from, to].into_iter().find_map(|e| match w.st(e.st).seg {
-        Segment::Far(r) => w.eps.iter().find(|x| x.kind == EpKind::Router(r)),
+        Segment::Far(r) => w.router_legs.iter().find(|s| w.st(**s).role == Role::RouterFar(r)),
         Segment::Lan => None,
     });
     let segment = match far {
-        Some(r) => format!("{}'s second subnet", r.name),
+        Some(leg) => format!("{}'s second subnet", ns_name(w, w.st(*leg).ns)),
         None => "the switch's L2 segment".to_string(),
     };
     let body = format!("{} and {} share {segment}", from.name, to.name);

@@ -103,6 +103,7 @@ impl Walk<'_> {
         let w = self.w;
         let v4 = dst.is_ipv4();
         for hop in 0..MAX_HOPS {
+            w.step();
             if w.ns_owns(ns, dst) {
                 return Ok(ns);
             }
@@ -231,15 +232,20 @@ pub(crate) struct Arp {
 /// address of its namespace); the first reply to arrive wins.
 pub(crate) fn arp(w: &World, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> Arp {
     let me = w.st(st);
-    let mut cands: Vec<StId> = (0..w.stations.len())
+    // Those who hear it and own `ip`: the interfaces of the namespace that has it.
+    let owner_ns = w.owner_of(ip).map(|o| w.st(o).ns);
+    let mut cands: Vec<StId> = owner_ns
+        .map_or(&[][..], |ns| &w.nss[ns].stations)
+        .iter()
+        .copied()
         .filter(|s| *s != st && w.st(*s).seg == me.seg && w.st(*s).ns != me.ns)
-        .filter(|s| w.ns_owns(w.st(*s).ns, ip))
         .collect();
     // The interface that carries the address first: its failure is the one to report.
     cands.sort_by_key(|s| !w.has_addr(*s, ip));
     let mut best: Option<(u8, StId)> = None;
     let mut out = Arp { answer: None, learned: Vec::new(), stop: None };
     for s in cands {
+        w.step();
         if w.l3_slave(s).is_some() {
             out.stop.get_or_insert(Stop::NoArp { asker: st, owner: s });
             continue;

@@ -35,6 +35,7 @@ mod blame;
 mod build;
 mod error;
 mod explain;
+mod index;
 mod l2;
 mod l3;
 mod naming;

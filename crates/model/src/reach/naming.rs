@@ -24,7 +24,7 @@ pub(crate) fn parent_of(w: &World, h: usize) -> String {
 }
 
 pub(crate) fn ns_name(w: &World, ns: NsId) -> &str {
-    w.eps.iter().find(|e| e.ns == ns).map_or("?", |e| e.name.as_str())
+    w.ns_ep[ns].map_or("?", |e| w.eps[e].name.as_str())
 }
 
 pub(crate) fn port_name(w: &World, h: usize) -> &str {
