@@ -28,6 +28,77 @@ fn explains_a_topology_file_and_one_pair() {
     lab.fails(&["explain", "--preset", "nope"], "no preset nope");
 }
 
+/// `nicslice ARGS` with no namespace world (explaining a file needs none).
+fn nicslice(args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"));
+    cmd.args(args).output().expect("run nicslice")
+}
+
+/// A topology file of `n` bridge-mode children on one host, written out.
+fn many_children(n: usize) -> std::path::PathBuf {
+    let mut text = String::from(
+        "[switch]\nname = \"lan\"\naddresses = [\"10.0.0.1/16\"]\n\
+         [[hosts]]\nname = \"host\"\naddresses = [\"10.0.0.2/16\"]\n",
+    );
+    for i in 0..n {
+        let (third, fourth) = (1 + i / 250, 1 + i % 250);
+        text.push_str(&format!(
+            "[[hosts.children]]\nname = \"c{i}\"\nmode = \"bridge\"\n\
+             addresses = [\"10.0.{third}.{fourth}/16\"]\ngateway = \"10.0.0.1\"\n"
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("nicslice-many-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Defect 7 of issue 16: 400 children took minutes (every ARP of every pair looked
+/// at every station, every cell of the report searched every observation). Now a
+/// few seconds even in a debug build on a busy machine.
+#[test]
+fn explains_400_children_in_seconds() {
+    let path = many_children(400);
+    for json in [false, true] {
+        let mut args = vec!["explain", path.to_str().unwrap()];
+        args.extend(json.then_some("--json"));
+        let started = std::time::Instant::now();
+        let out = nicslice(&args);
+        let took = started.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(took.as_secs_f64() < 20.0, "explain {args:?} took {took:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["matrix"].as_array().unwrap().len(), 402 * 401, "every ordered pair");
+        } else {
+            assert!(text.contains("host → c399"), "the blocked pairs are listed");
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+/// A topology is a few KiB: /dev/zero or a huge file gets one line, not all memory.
+#[test]
+fn refuses_inputs_over_1_mib_with_one_line() {
+    let big = std::env::temp_dir().join(format!("nicslice-big-{}.toml", std::process::id()));
+    std::fs::write(&big, format!("description = \"{}\"\n", "x".repeat(1 << 20))).unwrap();
+    for path in ["/dev/zero", big.to_str().unwrap()] {
+        let out = nicslice(&["explain", path]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "explain {path} succeeded");
+        assert!(err.contains("is larger than 1 MiB"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
+    let _ = std::fs::remove_file(big);
+    let bad = std::env::temp_dir().join(format!("nicslice-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "[switch]\nname = 5\n").unwrap();
+    let out = nicslice(&["explain", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(TOML) at line 2, column 8: invalid type: integer `5`"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let _ = std::fs::remove_file(bad);
+}
+
 #[test]
 fn explains_the_live_state_and_sees_a_shim() {
     let mut lab = Lab::new("explive");
