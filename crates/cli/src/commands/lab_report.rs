@@ -373,6 +373,8 @@ mod tests {
                 rule: if predicted == Reach::Pass { Rule::SameSegment } else { Rule::ParentChild },
                 reason: String::new(),
                 fix: None,
+                unconfirmed: false,
+                beyond: None,
             },
         }
     }

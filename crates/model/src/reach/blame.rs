@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::beyond;
 use super::l2::Drop;
 use super::l3::{Blocked, Phase, Stop};
 use super::naming::{Rel, first_addr, make, name, ns_name, parent_of, port_name, relation};
@@ -23,7 +24,10 @@ pub(crate) fn blocked(w: &World, b: Blocked) -> Verdict {
         Stop::NoNeighbour { st, ip } => {
             let body = format!("nothing on {}'s link answers ARP for {ip}", name(w, st));
             let fix = format!("check that {ip} belongs to something on {}'s link", name(w, st));
-            make(Rule::NoNeighbour, body, Some(fix))
+            Verdict {
+                beyond: beyond::next_hop(w, st, ip, b.dst),
+                ..make(Rule::NoNeighbour, body, Some(fix))
+            }
         }
         Stop::NotForwarding { ns } => {
             let body = format!("{} is not a router and does not forward", ns_name(w, ns));

@@ -63,6 +63,8 @@ pub(crate) enum Phase {
 pub(crate) struct Blocked {
     pub stop: Stop,
     pub phase: Phase,
+    /// Where the packet of that phase was going: the target, or the reply's.
+    pub dst: IpAddr,
 }
 
 struct Walk<'a> {
@@ -75,13 +77,17 @@ struct Walk<'a> {
 /// An echo request from namespace `src` to `dst` and its reply.
 pub(crate) fn ping(w: &World, src: NsId, dst: IpAddr) -> Result<Vec<Note>, Blocked> {
     let mut walk = Walk { w, neigh: HashMap::new(), notes: Vec::new() };
-    let at = |phase| move |stop| Blocked { stop, phase };
-    let src_ip = source_addr(w, src, dst)
-        .ok_or(Blocked { stop: Stop::NoRoute { ns: src, dst }, phase: Phase::Request })?;
-    let far = walk.send(src, src_ip, dst).map_err(at(Phase::Request))?;
-    let back = walk.send(far, dst, src_ip).map_err(at(Phase::Reply))?;
+    let at = |phase, dst| move |stop| Blocked { stop, phase, dst };
+    let src_ip = source_addr(w, src, dst).ok_or(Blocked {
+        stop: Stop::NoRoute { ns: src, dst },
+        phase: Phase::Request,
+        dst,
+    })?;
+    let far = walk.send(src, src_ip, dst).map_err(at(Phase::Request, dst))?;
+    let back = walk.send(far, dst, src_ip).map_err(at(Phase::Reply, src_ip))?;
     if back != src {
-        return Err(Blocked { stop: Stop::NotForwarding { ns: back }, phase: Phase::Reply });
+        let stop = Stop::NotForwarding { ns: back };
+        return Err(Blocked { stop, phase: Phase::Reply, dst: src_ip });
     }
     Ok(walk.notes)
 }

@@ -31,6 +31,7 @@
 //! (Debian's 6.1, which has ipvlan) observes them: l2, l3 and l3s with the bridge,
 //! private and vepa flags, vepa with hairpin and with a router.
 
+mod beyond;
 mod blame;
 mod build;
 mod error;
@@ -56,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::TopologyError;
 pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
-pub use rule::{Reach, Rule, Verdict};
+pub use rule::{Beyond, Reach, Rule, Seen, Verdict};
 pub use topology::{
     Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
     Shim, Switch, Topology,

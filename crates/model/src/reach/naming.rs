@@ -11,7 +11,8 @@ pub(crate) fn make(rule: Rule, body: String, fix: Option<String>) -> Verdict {
         Reach::Pass => "pass",
         Reach::Blocked => "blocked",
     };
-    Verdict { reach: rule.reach(), rule, reason: format!("{word}: {body}"), fix }
+    let reason = format!("{word}: {body}");
+    Verdict { reach: rule.reach(), rule, reason, fix, unconfirmed: false, beyond: None }
 }
 
 pub(crate) fn name(w: &World, st: StId) -> &str {

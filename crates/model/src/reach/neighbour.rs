@@ -108,7 +108,7 @@ fn predict_in(w: &World, a: &EpView, b: &EpView, v4: bool) -> Option<NeighbourPr
             Some(s) => (true, None, format!("answered by {}", name(w, s))),
             None => {
                 let stop = out.stop.unwrap_or(Stop::NoNeighbour { st, ip: target });
-                let v = blame::blocked(w, Blocked { stop, phase: Phase::Request });
+                let v = blame::blocked(w, Blocked { stop, phase: Phase::Request, dst: target });
                 let body = v.reason.strip_prefix("blocked: ").unwrap_or(&v.reason);
                 (false, Some(v.rule), format!("unanswered: {body}"))
             }
