@@ -136,3 +136,52 @@ fn explains_the_live_state_and_sees_a_shim() {
     assert!(ping(&lab.host.netns, "192.168.0.11"), "and the kernel agrees");
     let _ = c1;
 }
+
+/// Issue 16, defect 14: two networks on one parent, 192.168.0.0/24 whose gateway
+/// 192.168.0.1 (the switch's bridge) answers ARP but routes nowhere, and
+/// 10.60.0.0/24 whose gateway 10.60.0.1 does not exist. What lies beyond
+/// nicslice's namespaces is probed, and the reasons say what was seen.
+#[test]
+fn the_live_state_probes_the_gateway_it_cannot_see_past() {
+    let mut lab = Lab::new("explgw");
+    lab.lan("lan", &[]);
+    let far = [("--subnet", "10.60.0.0/24"), ("--gateway", "10.60.0.1")];
+    let mut args = vec!["network", "create", "far", "--parent", "eth0"];
+    args.extend(far.iter().flat_map(|(k, v)| [*k, *v]));
+    lab.ok(&args);
+    let (c1, n1) = lab.netns("c1");
+    let (c2, n2) = lab.netns("c2");
+    lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11"]);
+    lab.ok(&["attach", "far", "--netns", &n2, "--ip", "10.60.0.11"]);
+    let (a, b) = (format!("eth0@{n1}"), format!("eth0@{n2}"));
+    // The child's cache holds the gateway (it answered), which the probe ignores.
+    assert!(ping(&c1, "192.168.0.1"), "the gateway answers");
+
+    let v = lab.json(&["explain", "--from", &a, "--to", &b]);
+    assert_eq!((&v["reach"], &v["rule"]), (&"blocked".into(), &"next_hop_beyond".into()), "{v}");
+    assert_eq!(v["unconfirmed"], true, "{v}");
+    assert_eq!(v["beyond"]["seen"], "answered", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason
+            .contains(&format!("192.168.0.1 answers {a}'s ARP; whether it routes to 10.60.0.0/24")),
+        "{reason}"
+    );
+    assert!(!ping(&c1, "10.60.0.11"), "and the kernel agrees: the gateway does not route");
+
+    let v = lab.json(&["explain", "--from", &b, "--to", &a]);
+    assert_eq!((&v["reach"], &v["rule"]), (&"blocked".into(), &"no_neighbour".into()), "{v}");
+    assert!(v["unconfirmed"].is_null(), "seen, so not unconfirmed: {v}");
+    assert_eq!(v["beyond"]["seen"], "unanswered", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("nothing answers {b}'s ARP for 10.60.0.1")), "{reason}");
+    assert!(!ping(&c2, "192.168.0.11"), "and the kernel agrees");
+
+    // The matrix says the same, in text too.
+    let m = lab.json(&["explain"]);
+    let cell = m["matrix"].as_array().unwrap().iter().find(|e| e["from"] == a && e["to"] == b);
+    assert_eq!(cell.unwrap()["verdict"]["rule"], "next_hop_beyond");
+    let text = lab.ok(&["explain"]);
+    assert!(text.contains("the next hop answers; what it routes is beyond"), "{text}");
+    assert!(!text.contains("check that 192.168.0.1 belongs to something"), "{text}");
+}

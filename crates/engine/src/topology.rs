@@ -1,15 +1,24 @@
 //! The live state as a reachability-model topology, for `nicslice explain`:
 //! one host per parent (with the addresses the kernel reports on it, and any
 //! macvlan shim beside it), one child per endpoint with its mode, addresses
-//! and default route.
+//! and default route; and the probes of what lies beyond it: a next hop no
+//! endpoint carries (the LAN's gateway) is asked for by ARP/NDP from the
+//! endpoint's own interface inside its namespace, cold (a raw request, whatever
+//! its neighbour cache holds).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
-use nicslice_model::reach::{self, Child, ChildKind, ChildMode, Host, MacRef, Shim, Topology};
+use nicslice_kernel::neighbour_probe::{ask_all, close_all};
+use nicslice_kernel::{NeighbourProber, Netns, NetnsTarget};
+use nicslice_model::reach::{
+    self, Beyond, Child, ChildKind, ChildMode, Host, MacRef, Seen, Shim, Topology,
+};
 use nicslice_model::{Driver, NetworkSpec};
-use nicslice_store::StoreRead;
+use nicslice_store::{NetnsId, StoreRead};
 
 use crate::Engine;
 use crate::attach::EndpointDetails;
@@ -26,9 +35,26 @@ fn global(addrs: Vec<(u32, IpNet)>) -> Vec<IpNet> {
         .collect()
 }
 
+/// Requests per next hop, spread over [`PROBE_TIMEOUT`]: a gateway on the LAN
+/// answers within milliseconds; the retries cover a lost frame or a busy machine.
+const PROBE_ATTEMPTS: u16 = 3;
+const PROBE_TIMEOUT: Duration = Duration::from_millis(600);
+
+/// The live state as a topology, and where each of its endpoints lives.
+pub struct LiveTopology {
+    pub topology: Topology,
+    /// A child's namespace (as recorded, with its identity) by endpoint name;
+    /// the hosts live in the engine's host namespace.
+    places: HashMap<String, (PathBuf, NetnsId)>,
+}
+
+/// What a probe for one next hop saw, and why none was sent when none was.
+pub type Sighting = (Seen, Option<String>);
+
 impl Engine {
     /// Describes nicslice's networks and the kernel state around them.
-    pub fn live_topology(&mut self) -> Result<Topology> {
+    pub fn live_topology(&mut self) -> Result<LiveTopology> {
+        let mut places = HashMap::new();
         let tx = self.store.read()?;
         let mut by_parent: BTreeMap<String, Vec<(NetworkSpec, Vec<Child>)>> = BTreeMap::new();
         for net in tx.list_networks()? {
@@ -39,8 +65,10 @@ impl Engine {
                 let netns = Path::new(&ep.netns)
                     .file_name()
                     .map_or(ep.netns.clone(), |n| n.to_string_lossy().into());
+                let name = format!("{}@{netns}", ep.ifname);
+                places.insert(name.clone(), (PathBuf::from(&ep.netns), ep.netns_id));
                 children.push(Child {
-                    name: format!("{}@{netns}", ep.ifname),
+                    name,
                     kind: match net.spec.driver {
                         Driver::Macvlan => ChildKind::Macvlan,
                         Driver::Macvtap => ChildKind::Macvtap,
@@ -117,10 +145,89 @@ impl Engine {
                 shim,
             });
         }
-        Ok(Topology {
+        let topology = Topology {
             description: format!("live state of nicslice's networks in {}", self.host.label()),
             hosts,
             ..Topology::default()
-        })
+        };
+        Ok(LiveTopology { topology, places })
+    }
+
+    /// Probes each next hop the verdicts rest on (see [`Beyond`]) from the endpoint
+    /// that asks for it: one ARP request (NDP solicitation) from its interface in
+    /// its namespace, repeated a few times, all endpoints at once. A probe that
+    /// cannot be sent is reported with the reason, never an error: the verdicts
+    /// stand without it, unconfirmed.
+    pub fn probe_beyond(&self, live: &LiveTopology, asks: &[Beyond]) -> HashMap<Beyond, Sighting> {
+        // One prober per asking interface, for all its next hops.
+        let mut groups: BTreeMap<(&str, IpAddr), Vec<&Beyond>> = BTreeMap::new();
+        let mut seen = HashMap::new();
+        for b in asks {
+            match b.sender {
+                Some(sender) => groups.entry((b.asker.0.as_str(), sender)).or_default().push(b),
+                None => {
+                    let why = format!("{} has no address to ask from", b.interface);
+                    seen.insert(b.clone(), (Seen::NotProbed, Some(why)));
+                }
+            }
+        }
+        let mut probers = Vec::new();
+        for ((asker, sender), members) in groups {
+            match self.prober(live, asker, sender) {
+                Ok(p) => probers.push((p, members)),
+                Err(why) => {
+                    for b in members {
+                        seen.insert(b.clone(), (Seen::NotProbed, Some(why.clone())));
+                    }
+                }
+            }
+        }
+        let targets: Vec<(&NeighbourProber, Vec<IpAddr>)> =
+            probers.iter().map(|(p, m)| (p, m.iter().map(|b| b.next_hop).collect())).collect();
+        match ask_all(&targets, PROBE_ATTEMPTS, PROBE_TIMEOUT) {
+            Ok(answers) => {
+                for ((_, members), answered) in probers.iter().zip(answers) {
+                    for (b, yes) in members.iter().zip(answered) {
+                        let s = if yes { Seen::Answered } else { Seen::Unanswered };
+                        seen.insert((*b).clone(), (s, None));
+                    }
+                }
+            }
+            Err(e) => {
+                for b in probers.iter().flat_map(|(_, m)| m) {
+                    seen.insert((*b).clone(), (Seen::NotProbed, Some(e.to_string())));
+                }
+            }
+        }
+        drop(targets);
+        close_all(probers.into_iter().map(|(p, _)| p).collect());
+        seen
+    }
+
+    /// A prober on `asker`'s interface with address `sender`, in its namespace
+    /// (the host's, or the child's as recorded, if it is still that namespace).
+    fn prober(
+        &self,
+        live: &LiveTopology,
+        asker: &str,
+        sender: IpAddr,
+    ) -> std::result::Result<NeighbourProber, String> {
+        let opened;
+        let ns: &Netns = match live.places.get(asker) {
+            None => &self.host,
+            Some((path, id)) => {
+                let gone = || format!("{asker}'s namespace {} is gone", path.display());
+                opened = NetnsTarget::Path(path.clone()).open().map_err(|_| gone())?;
+                if crate::attach::netns_id(&opened) != *id {
+                    return Err(gone());
+                }
+                &opened
+            }
+        };
+        match NeighbourProber::open_in(ns, sender) {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(format!("no interface in {asker}'s namespace has {sender}")),
+            Err(e) => Err(format!("cannot probe from {asker}: {e}")),
+        }
     }
 }

@@ -1,16 +1,19 @@
 //! `nicslice explain`: the reachability model's predictions, with the rule
 //! behind each blocked pair and its usual fix, for a topology file (TOML or
 //! JSON), one of the lab's scenarios, or the live state of nicslice's networks.
+//! On the live state, a verdict that rests on a next hop outside nicslice's
+//! namespaces (the LAN's gateway) is worded by what a probe of it saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::Context;
+use nicslice_engine::{Engine, LiveTopology};
 use nicslice_lab::run::{Observation, ScenarioResult};
 use nicslice_lab::scenarios;
-use nicslice_model::reach::{self, Endpoint, EndpointRef, MatrixEntry, Topology};
+use nicslice_model::reach::{self, Beyond, Endpoint, EndpointRef, MatrixEntry, Topology, Verdict};
 use serde::Serialize;
 
 use super::Globals;
@@ -26,17 +29,31 @@ struct MatrixReport<'a> {
     matrix: &'a [MatrixEntry],
 }
 
-fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<Topology> {
+/// The live state, with the engine that probes what lies beyond it.
+struct Live {
+    engine: Engine,
+    state: LiveTopology,
+}
+
+/// The topology asked about, and the live state when that is what it describes.
+fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<(Topology, Option<Live>)> {
     if let Some(name) = &args.preset {
         return scenarios::all()
             .into_iter()
             .find(|s| s.name == name.as_str())
-            .map(|s| s.topology)
+            .map(|s| (s.topology, None))
             .with_context(|| format!("no preset {name}; `nicslice lab --list` names them"));
     }
     let Some(path) = &args.file else {
-        return Ok(g.engine()?.live_topology()?);
+        let mut engine = g.engine()?;
+        let state = engine.live_topology()?;
+        return Ok((state.topology.clone(), Some(Live { engine, state })));
     };
+    parse(path).map(|t| (t, None))
+}
+
+/// A topology file, TOML or JSON.
+fn parse(path: &Path) -> anyhow::Result<Topology> {
     let text = read_bounded(path)?;
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
@@ -78,12 +95,32 @@ fn read_bounded(path: &Path) -> anyhow::Result<String> {
     String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
+/// On the live state, probes every next hop outside nicslice's namespaces that
+/// `verdicts` rest on, once each, and words those verdicts by what was seen. A
+/// topology file is the whole world: its verdicts stay as they are.
+fn see_beyond<'a>(live: Option<&Live>, verdicts: impl Iterator<Item = &'a mut Verdict>) {
+    let Some(live) = live else { return };
+    let resting: Vec<&mut Verdict> = verdicts.filter(|v| v.beyond.is_some()).collect();
+    let asks: HashSet<&Beyond> = resting.iter().filter_map(|v| v.beyond.as_ref()).collect();
+    if asks.is_empty() {
+        return;
+    }
+    let asks: Vec<Beyond> = asks.into_iter().cloned().collect();
+    let seen = live.engine.probe_beyond(&live.state, &asks);
+    for v in resting {
+        if let Some((s, why)) = v.beyond.as_ref().and_then(|b| seen.get(b)) {
+            *v = v.clone().seen(*s, why.as_deref());
+        }
+    }
+}
+
 pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
-    let topology = load(&args, g)?;
+    let (topology, live) = load(&args, g)?;
     topology.validate()?;
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
-        let verdict =
+        let mut verdict =
             reach::predict(&topology, &EndpointRef(from.clone()), &EndpointRef(to.clone()))?;
+        see_beyond(live.as_ref(), std::iter::once(&mut verdict));
         if g.json {
             return output::json(&verdict);
         }
@@ -96,7 +133,8 @@ pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
     if args.from.is_some() || args.to.is_some() {
         anyhow::bail!("give both --from and --to, or neither for the whole matrix");
     }
-    let entries = reach::matrix(&topology)?;
+    let mut entries = reach::matrix(&topology)?;
+    see_beyond(live.as_ref(), entries.iter_mut().map(|e| &mut e.verdict));
     if g.json {
         // Written as it is serialised: a matrix of 400 endpoints is 45 MB of JSON,
         // which neither a `Value` tree nor a string in between should hold again.
