@@ -28,7 +28,7 @@ pub use detach::DetachRequest;
 pub use error::{EngineError, Result};
 pub use fault::{Faults, Step};
 pub use parent::{ParentRequest, internal_parent_name, vlan_name};
-pub use topology::{LiveTopology, Sighting};
+pub use topology::LiveTopology;
 pub use views::{EndpointView, NetworkDetail, NetworkView};
 
 /// One engine per command: the state database and the namespace that holds

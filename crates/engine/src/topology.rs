@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use nicslice_kernel::neighbour_probe::{ask_all, close_all};
 use nicslice_kernel::{NeighbourProber, Netns, NetnsTarget};
 use nicslice_model::reach::{
-    self, Beyond, Child, ChildKind, ChildMode, Host, MacRef, Seen, Shim, Topology,
+    self, Beyond, Child, ChildKind, ChildMode, Host, MacRef, Seen, Shim, Sighting, Topology,
 };
 use nicslice_model::{Driver, NetworkSpec};
 use nicslice_store::{NetnsId, StoreRead};
@@ -45,11 +45,17 @@ pub struct LiveTopology {
     pub topology: Topology,
     /// A child's namespace (as recorded, with its identity) by endpoint name;
     /// the hosts live in the engine's host namespace.
-    places: HashMap<String, (PathBuf, NetnsId)>,
+    places: HashMap<String, Place>,
 }
 
-/// What a probe for one next hop saw, and why none was sent when none was.
-pub type Sighting = (Seen, Option<String>);
+struct Place {
+    path: PathBuf,
+    id: NetnsId,
+    /// Children with the same key (parent, network, mode) hear the same answer
+    /// from a next hop outside: it comes back over the same wire to a MAC on that
+    /// parent. `None` for a source-mode child, which hears only the MACs it lists.
+    beside: Option<String>,
+}
 
 impl Engine {
     /// Describes nicslice's networks and the kernel state around them.
@@ -66,7 +72,11 @@ impl Engine {
                     .file_name()
                     .map_or(ep.netns.clone(), |n| n.to_string_lossy().into());
                 let name = format!("{}@{netns}", ep.ifname);
-                places.insert(name.clone(), (PathBuf::from(&ep.netns), ep.netns_id));
+                let mode = ChildMode::from(net.spec.mode);
+                let beside = (mode != ChildMode::Source)
+                    .then(|| format!("{} {:?} {mode:?}", net.spec.parent, net.id));
+                let (path, id) = (PathBuf::from(&ep.netns), ep.netns_id);
+                places.insert(name.clone(), Place { path, id, beside });
                 children.push(Child {
                     name,
                     kind: match net.spec.driver {
@@ -154,53 +164,71 @@ impl Engine {
     }
 
     /// Probes each next hop the verdicts rest on (see [`Beyond`]) from the endpoint
-    /// that asks for it: one ARP request (NDP solicitation) from its interface in
-    /// its namespace, repeated a few times, all endpoints at once. A probe that
-    /// cannot be sent is reported with the reason, never an error: the verdicts
-    /// stand without it, unconfirmed.
+    /// that asks for it: an ARP request (NDP solicitation) from its interface in its
+    /// namespace, repeated a few times, all at once. Children beside each other (one
+    /// parent, network and mode) share one probe, sent by the first of them: a
+    /// request from each of 400 bridge-mode siblings at once is a broadcast storm
+    /// (every request copied to 399 siblings) whose copies overflow the kernel's
+    /// backlog and drop the gateway's answers. A probe that cannot be sent is
+    /// reported with the reason, never an error: the verdict stands, unconfirmed.
     pub fn probe_beyond(&self, live: &LiveTopology, asks: &[Beyond]) -> HashMap<Beyond, Sighting> {
-        // One prober per asking interface, for all its next hops.
-        let mut groups: BTreeMap<(&str, IpAddr), Vec<&Beyond>> = BTreeMap::new();
         let mut seen = HashMap::new();
+        let not_probed =
+            |why: String| Sighting { seen: Seen::NotProbed, asked_from: None, why_not: Some(why) };
+        // The asks each probe answers, by who sends it and the next hop.
+        let mut by_sender: BTreeMap<(&str, IpAddr), Vec<(IpAddr, Vec<&Beyond>)>> = BTreeMap::new();
+        let mut sent_by: HashMap<(&str, IpAddr), (&str, IpAddr)> = HashMap::new();
         for b in asks {
-            match b.sender {
-                Some(sender) => groups.entry((b.asker.0.as_str(), sender)).or_default().push(b),
-                None => {
-                    let why = format!("{} has no address to ask from", b.interface);
-                    seen.insert(b.clone(), (Seen::NotProbed, Some(why)));
-                }
+            let Some(sender) = b.sender else {
+                seen.insert(b.clone(), not_probed(format!("{} has no address", b.interface)));
+                continue;
+            };
+            let beside = live.places.get(&b.asker.0).and_then(|p| p.beside.as_deref());
+            let who = *sent_by
+                .entry((beside.unwrap_or(&b.asker.0), b.next_hop))
+                .or_insert((&b.asker.0, sender));
+            let hops = by_sender.entry(who).or_default();
+            match hops.iter_mut().find(|(hop, _)| *hop == b.next_hop) {
+                Some((_, members)) => members.push(b),
+                None => hops.push((b.next_hop, vec![b])),
             }
         }
         let mut probers = Vec::new();
-        for ((asker, sender), members) in groups {
+        for ((asker, sender), hops) in by_sender {
             match self.prober(live, asker, sender) {
-                Ok(p) => probers.push((p, members)),
+                Ok(p) => probers.push((p, asker, hops)),
                 Err(why) => {
-                    for b in members {
-                        seen.insert(b.clone(), (Seen::NotProbed, Some(why.clone())));
+                    for b in hops.iter().flat_map(|(_, m)| m) {
+                        seen.insert((*b).clone(), not_probed(why.clone()));
                     }
                 }
             }
         }
         let targets: Vec<(&NeighbourProber, Vec<IpAddr>)> =
-            probers.iter().map(|(p, m)| (p, m.iter().map(|b| b.next_hop).collect())).collect();
-        match ask_all(&targets, PROBE_ATTEMPTS, PROBE_TIMEOUT) {
-            Ok(answers) => {
-                for ((_, members), answered) in probers.iter().zip(answers) {
-                    for (b, yes) in members.iter().zip(answered) {
-                        let s = if yes { Seen::Answered } else { Seen::Unanswered };
-                        seen.insert((*b).clone(), (s, None));
-                    }
-                }
-            }
-            Err(e) => {
-                for b in probers.iter().flat_map(|(_, m)| m) {
-                    seen.insert((*b).clone(), (Seen::NotProbed, Some(e.to_string())));
+            probers.iter().map(|(p, _, hops)| (p, hops.iter().map(|h| h.0).collect())).collect();
+        let answers = ask_all(&targets, PROBE_ATTEMPTS, PROBE_TIMEOUT);
+        drop(targets);
+        for (i, (_, asker, hops)) in probers.iter().enumerate() {
+            for (j, (_, members)) in hops.iter().enumerate() {
+                let sighting = match &answers {
+                    Ok(a) if a[i][j] => Sighting {
+                        seen: Seen::Answered,
+                        asked_from: Some(interface_of(asker, members)),
+                        why_not: None,
+                    },
+                    Ok(_) => Sighting {
+                        seen: Seen::Unanswered,
+                        asked_from: Some(interface_of(asker, members)),
+                        why_not: None,
+                    },
+                    Err(e) => not_probed(e.to_string()),
+                };
+                for b in members {
+                    seen.insert((*b).clone(), sighting.clone());
                 }
             }
         }
-        drop(targets);
-        close_all(probers.into_iter().map(|(p, _)| p).collect());
+        close_all(probers.into_iter().map(|(p, _, _)| p).collect());
         seen
     }
 
@@ -215,7 +243,7 @@ impl Engine {
         let opened;
         let ns: &Netns = match live.places.get(asker) {
             None => &self.host,
-            Some((path, id)) => {
+            Some(Place { path, id, .. }) => {
                 let gone = || format!("{asker}'s namespace {} is gone", path.display());
                 opened = NetnsTarget::Path(path.clone()).open().map_err(|_| gone())?;
                 if crate::attach::netns_id(&opened) != *id {
@@ -225,9 +253,19 @@ impl Engine {
             }
         };
         match NeighbourProber::open_in(ns, sender) {
-            Ok(Some(p)) => Ok(p),
+            Ok(Some(p)) => match p.only_answers() {
+                Ok(()) => Ok(p),
+                Err(e) => Err(format!("cannot probe from {asker}: {e}")),
+            },
             Ok(None) => Err(format!("no interface in {asker}'s namespace has {sender}")),
             Err(e) => Err(format!("cannot probe from {asker}: {e}")),
         }
     }
+}
+
+/// The interface that asked, as the verdicts name it: that of the ask from
+/// `asker` itself among `members` (the first member's otherwise).
+fn interface_of(asker: &str, members: &[&Beyond]) -> String {
+    let own = members.iter().find(|b| b.asker.0 == asker).or(members.first());
+    own.map_or_else(|| asker.to_string(), |b| b.interface.clone())
 }

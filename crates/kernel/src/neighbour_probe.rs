@@ -143,6 +143,75 @@ impl NeighbourProber {
         Ok(Some(NeighbourProber { fd, sender, mac, index }))
     }
 
+    /// Lets only answers reach this prober's socket: ARP replies (a classic BPF
+    /// filter on the packet socket), or neighbour advertisements (ICMPv6 filter).
+    /// Many probers asking at once on one segment hear each other's broadcast
+    /// requests; unfiltered, those fill a socket's buffer before its answer comes.
+    pub fn only_answers(&self) -> Result<()> {
+        let fd = self.fd.as_raw_fd();
+        let rc = match self.sender {
+            IpAddr::V4(_) => {
+                // ldh [12]; jne ETH_P_ARP, drop; ldh [20]; jne 2 (reply), drop;
+                // accept: ret 0xffff; drop: ret 0.
+                let code = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+                    code: code as u16,
+                    jt,
+                    jf,
+                    k,
+                };
+                let (ldh, jeq, ret) = (
+                    libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
+                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                    libc::BPF_RET | libc::BPF_K,
+                );
+                let program = [
+                    code(ldh, 0, 0, 12),
+                    code(jeq, 0, 3, u32::from(ETH_P_ARP)),
+                    code(ldh, 0, 0, 20),
+                    code(jeq, 0, 1, 2),
+                    code(ret, 0, 0, 0xffff),
+                    code(ret, 0, 0, 0),
+                ];
+                let prog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr().cast_mut(),
+                };
+                // SAFETY: `prog` points at `program`, both alive for the call; the
+                // kernel copies the program.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_ATTACH_FILTER,
+                        (&raw const prog).cast(),
+                        std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                    )
+                }
+            }
+            IpAddr::V6(_) => {
+                // struct icmp6_filter: a set bit blocks that ICMPv6 type; pass 136.
+                let mut blocked = [u32::MAX; 8];
+                blocked[136 / 32] &= !(1 << (136 % 32));
+                const ICMPV6_FILTER: libc::c_int = 1;
+                // SAFETY: `blocked` is the 32-byte filter, alive for the call.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_ICMPV6,
+                        ICMPV6_FILTER,
+                        blocked.as_ptr().cast(),
+                        std::mem::size_of_val(&blocked) as libc::socklen_t,
+                    )
+                }
+            }
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(KernelError::io("filter the neighbour probe's socket", e));
+        }
+        Ok(())
+    }
+
     /// The address the requests are sent from.
     pub fn sender(&self) -> IpAddr {
         self.sender

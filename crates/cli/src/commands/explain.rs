@@ -108,8 +108,8 @@ fn see_beyond<'a>(live: Option<&Live>, verdicts: impl Iterator<Item = &'a mut Ve
     let asks: Vec<Beyond> = asks.into_iter().cloned().collect();
     let seen = live.engine.probe_beyond(&live.state, &asks);
     for v in resting {
-        if let Some((s, why)) = v.beyond.as_ref().and_then(|b| seen.get(b)) {
-            *v = v.clone().seen(*s, why.as_deref());
+        if let Some(sighting) = v.beyond.as_ref().and_then(|b| seen.get(b)) {
+            *v = v.clone().seen(sighting);
         }
     }
 }

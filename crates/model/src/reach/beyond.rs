@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::EndpointRef;
 use super::naming::{make, name, ns_name};
-use super::rule::{Beyond, Rule, Seen, Verdict};
+use super::rule::{Beyond, Rule, Seen, Sighting, Verdict};
 use super::world::{StId, World};
 
 /// The [`Beyond`] of a walk stopped on interface `st` with no answer for `ip`, when
@@ -29,6 +29,7 @@ pub(crate) fn next_hop(w: &World, st: StId, ip: IpAddr, dst: IpAddr) -> Option<B
         next_hop: ip,
         destination,
         seen: None,
+        asked_from: None,
     })
 }
 
@@ -37,14 +38,19 @@ impl Verdict {
     /// the outcome to what the next hop routes, which nicslice cannot see (the
     /// verdict stays blocked, unconfirmed); silence confirms that nothing answers.
     /// A verdict that rests on no next hop outside the topology is returned as is.
-    pub fn seen(self, seen: Seen, why_not: Option<&str>) -> Verdict {
+    pub fn seen(self, sighting: &Sighting) -> Verdict {
         let Some(beyond) = self.beyond else { return self };
         let (hop, net, who) = (beyond.next_hop, beyond.destination, &beyond.interface);
         let ask = if hop.is_ipv4() { "ARP" } else { "NDP" };
-        let mut v = match seen {
+        // "eth0@c2's ARP", or "ARP from eth0@c2 (beside eth0@c4)" when a sibling asked.
+        let asked = match &sighting.asked_from {
+            Some(other) if other != who => format!("{ask} from {other} (beside {who})"),
+            _ => format!("{who}'s {ask}"),
+        };
+        let mut v = match sighting.seen {
             Seen::Answered => {
                 let body = format!(
-                    "{hop} answers {who}'s {ask}; whether it routes to {net} (and back) is beyond what nicslice can see"
+                    "{hop} answers {asked}; whether it routes to {net} (and back) is beyond what nicslice can see"
                 );
                 let fix = format!(
                     "if {hop} should carry this traffic, check its routes to {net} and back, or route {net} another way"
@@ -52,12 +58,12 @@ impl Verdict {
                 Verdict { unconfirmed: true, ..make(Rule::NextHopBeyond, body, Some(fix)) }
             }
             Seen::Unanswered => {
-                let body = format!("nothing answers {who}'s {ask} for {hop} (probed just now)");
+                let body = format!("nothing answers {asked} for {hop} (probed just now)");
                 let fix = format!("check that {hop} is up and on {who}'s link");
                 make(Rule::NoNeighbour, body, Some(fix))
             }
             Seen::NotProbed => {
-                let why = why_not.unwrap_or("no probe could be sent");
+                let why = sighting.why_not.as_deref().unwrap_or("no probe could be sent");
                 let body = format!(
                     "nothing nicslice describes answers {who}'s {ask} for {hop}, and whether something else does is unknown ({why})"
                 );
@@ -65,7 +71,8 @@ impl Verdict {
                 Verdict { unconfirmed: true, ..make(Rule::NoNeighbour, body, Some(fix)) }
             }
         };
-        v.beyond = Some(Beyond { seen: Some(seen), ..beyond });
+        let asked_from = sighting.asked_from.clone().filter(|a| a != who);
+        v.beyond = Some(Beyond { seen: Some(sighting.seen), asked_from, ..beyond });
         v
     }
 }

@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::TopologyError;
 pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
-pub use rule::{Beyond, Reach, Rule, Seen, Verdict};
+pub use rule::{Beyond, Reach, Rule, Seen, Sighting, Verdict};
 pub use topology::{
     Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
     Shim, Switch, Topology,

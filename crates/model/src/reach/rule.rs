@@ -48,6 +48,20 @@ pub struct Beyond {
     /// What a probe saw; absent when none was sent (a topology file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<Seen>,
+    /// The interface the probe was sent from, when another than `interface`: a
+    /// child beside it on the same parent and network, asking for the same next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_from: Option<String>,
+}
+
+/// What a probe for a [`Beyond`]'s next hop saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub seen: Seen,
+    /// The interface that asked, when another than the verdict's own.
+    pub asked_from: Option<String>,
+    /// Why no probe was sent, with [`Seen::NotProbed`].
+    pub why_not: Option<String>,
 }
 
 /// What a probe for a next hop saw.

@@ -4,7 +4,7 @@
 use super::{blocked, blocked2, lan, mv, pass, pass2, router_r, verdict};
 use crate::reach::presets::{addr, net};
 use crate::reach::{
-    ChildMode, EndpointRef, Reach, Remote, Route, Router, Rule, Seen, Topology, predict,
+    ChildMode, EndpointRef, Reach, Remote, Route, Router, Rule, Seen, Sighting, Topology, predict,
 };
 
 /// `lan` with child `a` (.10, gateway as given) and router `r` (.254 / 10.8.0.1/24)
@@ -82,7 +82,12 @@ fn a_gateway_nobody_answers_for() {
 #[test]
 fn a_gateway_outside_is_worded_by_what_a_probe_saw() {
     let v = verdict(&routed(Some("10.0.0.99"), true), "a", "x");
-    let answered = v.clone().seen(Seen::Answered, None);
+    let saw = |seen, asked_from: Option<&str>, why_not: Option<&str>| Sighting {
+        seen,
+        asked_from: asked_from.map(str::to_string),
+        why_not: why_not.map(str::to_string),
+    };
+    let answered = v.clone().seen(&saw(Seen::Answered, None, None));
     assert_eq!((answered.reach, answered.rule), (Reach::Blocked, Rule::NextHopBeyond));
     assert!(answered.unconfirmed);
     assert_eq!(
@@ -90,10 +95,17 @@ fn a_gateway_outside_is_worded_by_what_a_probe_saw() {
         "blocked: 10.0.0.99 answers a's ARP; whether it routes to 10.8.0.0/24 (and back) is beyond what nicslice can see"
     );
     assert_eq!(answered.beyond.as_ref().and_then(|b| b.seen), Some(Seen::Answered));
-    let silent = v.clone().seen(Seen::Unanswered, None);
+    let silent = v.clone().seen(&saw(Seen::Unanswered, Some("a"), None));
     assert_eq!((silent.rule, silent.unconfirmed), (Rule::NoNeighbour, false));
     assert_eq!(silent.reason, "blocked: nothing answers a's ARP for 10.0.0.99 (probed just now)");
-    let unprobed = v.seen(Seen::NotProbed, Some("a's namespace is gone"));
+    let beside = v.clone().seen(&saw(Seen::Answered, Some("b"), None));
+    assert!(
+        beside.reason.contains("10.0.0.99 answers ARP from b (beside a);"),
+        "{}",
+        beside.reason
+    );
+    assert_eq!(beside.beyond.and_then(|b| b.asked_from).as_deref(), Some("b"));
+    let unprobed = v.seen(&saw(Seen::NotProbed, None, Some("a's namespace is gone")));
     assert!(unprobed.unconfirmed && unprobed.reason.contains("(a's namespace is gone)"));
     let json = serde_json::to_value(&answered).unwrap_or_default();
     assert_eq!(json["unconfirmed"], true);
@@ -101,7 +113,7 @@ fn a_gateway_outside_is_worded_by_what_a_probe_saw() {
     assert_eq!(json["beyond"]["seen"], "answered");
     // A verdict resting on nothing outside is left as it is.
     let inside = verdict(&routed(None, true), "a", "x");
-    assert_eq!(inside.clone().seen(Seen::Answered, None), inside);
+    assert_eq!(inside.clone().seen(&saw(Seen::Answered, None, None)), inside);
 }
 
 #[test]
