@@ -101,11 +101,17 @@ fn read_bounded(path: &Path) -> anyhow::Result<String> {
 fn see_beyond<'a>(live: Option<&Live>, verdicts: impl Iterator<Item = &'a mut Verdict>) {
     let Some(live) = live else { return };
     let resting: Vec<&mut Verdict> = verdicts.filter(|v| v.beyond.is_some()).collect();
-    let asks: HashSet<&Beyond> = resting.iter().filter_map(|v| v.beyond.as_ref()).collect();
+    // In the matrix's order, so that the same child asks for its neighbours each time.
+    let mut once = HashSet::new();
+    let asks: Vec<Beyond> = resting
+        .iter()
+        .filter_map(|v| v.beyond.as_ref())
+        .filter(|b| once.insert(*b))
+        .cloned()
+        .collect();
     if asks.is_empty() {
         return;
     }
-    let asks: Vec<Beyond> = asks.into_iter().cloned().collect();
     let seen = live.engine.probe_beyond(&live.state, &asks);
     for v in resting {
         if let Some(sighting) = v.beyond.as_ref().and_then(|b| seen.get(b)) {
