@@ -176,7 +176,7 @@ impl Engine {
         let not_probed =
             |why: String| Sighting { seen: Seen::NotProbed, asked_from: None, why_not: Some(why) };
         // The asks each probe answers, by who sends it and the next hop.
-        let mut by_sender: BTreeMap<(&str, IpAddr), Vec<(IpAddr, Vec<&Beyond>)>> = BTreeMap::new();
+        let mut by_sender: BTreeMap<(&str, IpAddr), Vec<NextHopAsks>> = BTreeMap::new();
         let mut sent_by: HashMap<(&str, IpAddr), (&str, IpAddr)> = HashMap::new();
         for b in asks {
             let Some(sender) = b.sender else {
@@ -262,6 +262,9 @@ impl Engine {
         }
     }
 }
+
+/// A next hop one prober asks for, and the asks its answer settles.
+type NextHopAsks<'a> = (IpAddr, Vec<&'a Beyond>);
 
 /// The interface that asked, as the verdicts name it: that of the ask from
 /// `asker` itself among `members` (the first member's otherwise).

@@ -40,7 +40,7 @@ impl World {
                 };
                 by_prefix[bucket].2.entry(r.to).or_default().push(i);
             }
-            by_prefix.sort_by(|a, b| b.0.cmp(&a.0));
+            by_prefix.sort_by_key(|b| std::cmp::Reverse(b.0));
             ns.by_prefix = by_prefix;
         }
         for h in 0..self.hosts.len() {
