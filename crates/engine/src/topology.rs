@@ -68,9 +68,7 @@ impl Engine {
             for ep in tx.endpoints(net.id)? {
                 let details: EndpointDetails =
                     serde_json::from_value(ep.details.clone()).unwrap_or_default();
-                let netns = Path::new(&ep.netns)
-                    .file_name()
-                    .map_or(ep.netns.clone(), |n| n.to_string_lossy().into());
+                let netns = netns_label(&ep.netns);
                 let name = format!("{}@{netns}", ep.ifname);
                 let mode = ChildMode::from(net.spec.mode);
                 let beside = (mode != ChildMode::Source)
@@ -263,6 +261,18 @@ impl Engine {
     }
 }
 
+/// How a child's namespace appears in its endpoint name: an iproute2 name, or
+/// `pid1234` for `/proc/1234/ns/net` (whose file name, `net`, every such
+/// namespace shares).
+fn netns_label(recorded: &str) -> String {
+    let path = Path::new(recorded);
+    let pid = path.strip_prefix("/proc").ok().and_then(|p| p.iter().next());
+    match (pid, path.ends_with("ns/net")) {
+        (Some(pid), true) => format!("pid{}", pid.to_string_lossy()),
+        _ => path.file_name().map_or(recorded.to_string(), |n| n.to_string_lossy().into()),
+    }
+}
+
 /// A next hop one prober asks for, and the asks its answer settles.
 type NextHopAsks<'a> = (IpAddr, Vec<&'a Beyond>);
 
@@ -271,4 +281,14 @@ type NextHopAsks<'a> = (IpAddr, Vec<&'a Beyond>);
 fn interface_of(asker: &str, members: &[&Beyond]) -> String {
     let own = members.iter().find(|b| b.asker.0 == asker).or(members.first());
     own.map_or_else(|| asker.to_string(), |b| b.interface.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn namespaces_by_pid_get_names_of_their_own() {
+        assert_eq!(super::netns_label("/proc/1234/ns/net"), "pid1234");
+        assert_eq!(super::netns_label("/run/netns/c1"), "c1");
+        assert_eq!(super::netns_label("/var/run/netns/web"), "web");
+    }
 }
