@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::EndpointRef;
 use super::naming::{make, name, ns_name};
 use super::rule::{Beyond, Rule, Seen, Sighting, Verdict};
+use super::topology::EndpointRef;
 use super::world::{StId, World};
 
 /// The [`Beyond`] of a walk stopped on interface `st` with no answer for `ip`, when

@@ -50,7 +50,6 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -59,28 +58,11 @@ pub use error::TopologyError;
 pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
 pub use rule::{Beyond, Reach, Rule, Seen, Sighting, Verdict};
 pub use topology::{
-    Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
-    Shim, Switch, Topology,
+    Child, ChildKind, ChildMode, EndpointRef, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote,
+    Route, Router, Shim, Switch, Topology,
 };
 
 use world::{EpKind, EpView, World};
-
-/// An endpoint by name: the switch, a host, a child, a router or a remote.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EndpointRef(pub String);
-
-impl From<&str> for EndpointRef {
-    fn from(s: &str) -> Self {
-        EndpointRef(s.to_string())
-    }
-}
-
-impl fmt::Display for EndpointRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

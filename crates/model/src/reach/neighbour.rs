@@ -12,11 +12,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::blame;
 use super::error::TopologyError;
 use super::l3::{self, Blocked, Phase, Stop};
 use super::naming::name;
+use super::rule::Rule;
+use super::topology::{EndpointRef, Topology};
 use super::world::{EpKind, EpView, StId, World};
-use super::{EndpointRef, Rule, Topology, blame};
 
 /// The prediction for one ARP (IPv4) or NDP (IPv6) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

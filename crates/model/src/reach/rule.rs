@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::EndpointRef;
+use super::topology::EndpointRef;
 
 /// The prediction for one ordered pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
