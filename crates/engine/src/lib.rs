@@ -38,6 +38,7 @@ pub use events::Event;
 pub use fault::{Faults, Step};
 pub use parent::{ParentRequest, internal_parent_name, vlan_name};
 pub use shim::{ShimRequest, ShimView};
+pub use topology::LiveTopology;
 pub use verify::EndpointHealth;
 pub use views::{EndpointView, NetworkDetail, NetworkView};
 

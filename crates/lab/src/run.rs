@@ -305,6 +305,8 @@ mod tests {
                 rule: Rule::NoAddress,
                 reason: String::new(),
                 fix: None,
+                unconfirmed: false,
+                beyond: None,
             },
         }
     }

@@ -1,61 +1,132 @@
 //! `nicslice explain`: the reachability model's predictions, with the rule
 //! behind each blocked pair and its usual fix, for a topology file (TOML or
 //! JSON), one of the lab's scenarios, or the live state of nicslice's networks.
+//! On the live state, a verdict that rests on a next hop outside nicslice's
+//! namespaces (the LAN's gateway) is worded by what a probe of it saw.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::path::Path;
 
 use anyhow::Context;
+use nicslice_engine::{Engine, LiveTopology};
 use nicslice_lab::run::{Observation, ScenarioResult};
 use nicslice_lab::scenarios;
-use nicslice_model::reach::{self, EndpointRef, Topology};
+use nicslice_model::reach::{self, Beyond, Endpoint, EndpointRef, MatrixEntry, Topology, Verdict};
+use serde::Serialize;
 
 use super::Globals;
 use crate::args::ExplainArgs;
 use crate::commands::lab_report;
 use crate::output;
 
-fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<Topology> {
+/// `explain --json` without `--from`/`--to`.
+#[derive(Serialize)]
+struct MatrixReport<'a> {
+    description: &'a str,
+    endpoints: Vec<Endpoint>,
+    matrix: &'a [MatrixEntry],
+}
+
+/// The live state, with the engine that probes what lies beyond it.
+struct Live {
+    engine: Engine,
+    state: LiveTopology,
+}
+
+/// The topology asked about, and the live state when that is what it describes.
+fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<(Topology, Option<Live>)> {
     if let Some(name) = &args.preset {
         return scenarios::all()
             .into_iter()
             .find(|s| s.name == name.as_str())
-            .map(|s| s.topology)
+            .map(|s| (s.topology, None))
             .with_context(|| format!("no preset {name}; `nicslice lab --list` names them"));
     }
     let Some(path) = &args.file else {
-        return Ok(g.engine()?.live_topology()?);
+        let mut engine = g.engine()?;
+        let state = engine.live_topology()?;
+        return Ok((state.topology.clone(), Some(Live { engine, state })));
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(path).map(|t| (t, None))
+}
+
+/// A topology file, TOML or JSON.
+fn parse(path: &Path) -> anyhow::Result<Topology> {
+    let text = read_bounded(path)?;
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     if is_json {
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid topology (JSON)", path.display()))
     } else {
+        // toml's own message quotes the line with a caret under it: several lines,
+        // where a bad input gets one.
         toml::from_str(&text).map_err(|e| {
-            // toml's own rendering quotes the line with a caret under it, on
-            // four lines; an error is one line: where, then what.
-            let at = e.span().map(|span| {
-                let before = &text[..span.start.min(text.len())];
+            let at = e.span().map_or(String::new(), |s| {
+                let before = text.get(..s.start).unwrap_or(&text);
                 let line = before.matches('\n').count() + 1;
                 let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                 format!(" at line {line}, column {column}")
             });
-            anyhow::anyhow!(
-                "{} is not a valid topology (TOML){}: {}",
-                path.display(),
-                at.unwrap_or_default(),
-                e.message().trim_end()
-            )
+            let message = e.message().trim_end().replace('\n', "; ");
+            anyhow::anyhow!("{} is not a valid topology (TOML){at}: {message}", path.display())
         })
     }
 }
 
+/// The largest topology file read: a real one is a few KiB (one child is about
+/// 100 bytes), and a device like /dev/zero must not be read until memory runs out.
+const MAX_TOPOLOGY_BYTES: u64 = 1 << 20;
+
+/// The file's text, refused past [`MAX_TOPOLOGY_BYTES`] without reading further.
+fn read_bounded(path: &Path) -> anyhow::Result<String> {
+    let reading = || format!("reading {}", path.display());
+    let file = std::fs::File::open(path).with_context(reading)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TOPOLOGY_BYTES + 1).read_to_end(&mut bytes).with_context(reading)?;
+    if bytes.len() as u64 > MAX_TOPOLOGY_BYTES {
+        anyhow::bail!(
+            "{} is larger than 1 MiB, too large for a topology (a real one is a few KiB)",
+            path.display()
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
+}
+
+/// On the live state, probes every next hop outside nicslice's namespaces that
+/// `verdicts` rest on, once each, and words those verdicts by what was seen. A
+/// topology file is the whole world: its verdicts stay as they are.
+fn see_beyond<'a>(live: Option<&Live>, verdicts: impl Iterator<Item = &'a mut Verdict>) {
+    let Some(live) = live else { return };
+    let resting: Vec<&mut Verdict> = verdicts.filter(|v| v.beyond.is_some()).collect();
+    // In the matrix's order, so that the same child asks for its neighbours each time.
+    let mut once = HashSet::new();
+    let asks: Vec<Beyond> = resting
+        .iter()
+        .filter_map(|v| v.beyond.as_ref())
+        .filter(|b| once.insert(*b))
+        .cloned()
+        .collect();
+    if asks.is_empty() {
+        return;
+    }
+    let seen = live.engine.probe_beyond(&live.state, &asks);
+    for v in resting {
+        if let Some(sighting) = v.beyond.as_ref().and_then(|b| seen.get(b)) {
+            *v = v.clone().seen(sighting);
+        }
+    }
+}
+
 pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
-    let topology = load(&args, g)?;
+    let (topology, live) = load(&args, g)?;
     topology.validate()?;
     if let (Some(from), Some(to)) = (&args.from, &args.to) {
-        let verdict =
+        let mut verdict =
             reach::predict(&topology, &EndpointRef(from.clone()), &EndpointRef(to.clone()))?;
+        see_beyond(live.as_ref(), std::iter::once(&mut verdict));
         if g.json {
             return output::json(&verdict);
         }
@@ -68,22 +139,31 @@ pub fn run(args: ExplainArgs, g: &Globals) -> anyhow::Result<()> {
     if args.from.is_some() || args.to.is_some() {
         anyhow::bail!("give both --from and --to, or neither for the whole matrix");
     }
-    let entries = reach::matrix(&topology)?;
+    let mut entries = reach::matrix(&topology)?;
+    see_beyond(live.as_ref(), entries.iter_mut().map(|e| &mut e.verdict));
     if g.json {
-        return output::json(&serde_json::json!({
-            "description": topology.description,
-            "endpoints": topology.endpoints()?,
-            "matrix": entries,
-        }));
+        // Written as it is serialised: a matrix of 400 endpoints is 45 MB of JSON,
+        // which neither a `Value` tree nor a string in between should hold again.
+        let report = MatrixReport {
+            description: &topology.description,
+            endpoints: topology.endpoints()?,
+            matrix: &entries,
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(out.flush()?);
     }
     // The lab's report shows predictions as observations that match.
     let endpoints = topology.endpoints()?;
     let names = endpoints.iter().map(|e| e.name.0.clone()).collect();
+    let address: HashMap<&EndpointRef, Option<IpAddr>> =
+        endpoints.iter().map(|e| (&e.name, e.address)).collect();
     let mut result = ScenarioResult::new("predicted", "", &topology.description, names);
     result.observations = entries
         .into_iter()
         .map(|e| Observation {
-            address: endpoints.iter().find(|x| x.name == e.to).and_then(|x| x.address),
+            address: address.get(&e.to).copied().flatten(),
             from: e.from.0,
             to: e.to.0,
             observed: Some(e.verdict.reach),

@@ -3,7 +3,7 @@
 //! for docs, the reasons for blocked pairs grouped by rule (and for ARP answers
 //! that tell another story than the echo), and a summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
 use nicslice_lab::neighbours::{Answer, NeighbourCheck};
@@ -110,16 +110,17 @@ fn neighbour_note(o: &Observation, n: &NeighbourCheck) -> Option<String> {
     }
 }
 
-fn find<'a>(r: &'a ScenarioResult, from: &str, to: &str) -> Option<&'a Observation> {
-    r.observations.iter().find(|o| o.from == from && o.to == to)
+/// The observations by (from, to), looked up once per cell: a matrix of n
+/// endpoints costs n² lookups, not n⁴ scans.
+fn by_pair(r: &ScenarioResult) -> HashMap<(&str, &str), &Observation> {
+    r.observations.iter().map(|o| ((o.from.as_str(), o.to.as_str()), o)).collect()
 }
 
 /// Endpoints that were probed, in matrix order.
 fn probed(r: &ScenarioResult) -> Vec<&String> {
-    r.endpoints
-        .iter()
-        .filter(|e| r.observations.iter().any(|o| &o.from == *e || &o.to == *e))
-        .collect()
+    let seen: HashSet<&str> =
+        r.observations.iter().flat_map(|o| [o.from.as_str(), o.to.as_str()]).collect();
+    r.endpoints.iter().filter(|e| seen.contains(e.as_str())).collect()
 }
 
 /// Blocked pairs (and mismatches) grouped by the rule and fix that explain them.
@@ -179,6 +180,7 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
         if eps.is_empty() {
             continue;
         }
+        let find = by_pair(r);
         let cells = r.observations.iter().map(|o| cell(r, Some(o)).0.chars().count());
         let names = eps.iter().map(|e| e.chars().count());
         let width = names.chain(cells).max().unwrap_or(4).max(9);
@@ -190,8 +192,11 @@ pub fn text(results: &[ScenarioResult], color: bool) -> String {
         for from in &eps {
             let _ = write!(out, "  {:<width$}", from);
             for to in &eps {
-                let (text, ok) =
-                    if from == to { ("·".to_string(), true) } else { cell(r, find(r, from, to)) };
+                let (text, ok) = if from == to {
+                    ("·".to_string(), true)
+                } else {
+                    cell(r, find.get(&(from.as_str(), to.as_str())).copied())
+                };
                 let padded = format!(" {text:>width$}");
                 let code = if !ok {
                     RED
@@ -233,6 +238,7 @@ pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
         if eps.is_empty() {
             continue;
         }
+        let find = by_pair(r);
         let _ = writeln!(
             out,
             "| from \\ to | {} |",
@@ -242,7 +248,10 @@ pub fn markdown(results: &[ScenarioResult], seconds: f64) -> String {
         for from in &eps {
             let cells: Vec<String> = eps
                 .iter()
-                .map(|to| if from == to { "·".into() } else { cell(r, find(r, from, to)).0 })
+                .map(|to| match from == to {
+                    true => "·".into(),
+                    false => cell(r, find.get(&(from.as_str(), to.as_str())).copied()).0,
+                })
                 .collect();
             let _ = writeln!(out, "| {from} | {} |", cells.join(" | "));
         }
@@ -364,6 +373,8 @@ mod tests {
                 rule: if predicted == Reach::Pass { Rule::SameSegment } else { Rule::ParentChild },
                 reason: String::new(),
                 fix: None,
+                unconfirmed: false,
+                beyond: None,
             },
         }
     }

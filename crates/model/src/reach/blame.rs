@@ -4,11 +4,11 @@
 
 use std::net::IpAddr;
 
-use super::Verdict;
-use super::explain::{Rel, first_addr, make, name, ns_name, parent_of, port_name, relation};
+use super::beyond;
 use super::l2::Drop;
 use super::l3::{Blocked, Phase, Stop};
-use super::rule::Rule;
+use super::naming::{Rel, first_addr, make, name, ns_name, parent_of, port_name, relation};
+use super::rule::{Rule, Verdict};
 use super::validate::on_link;
 use super::world::{Driver, NsId, Role, StId, World};
 use crate::link::MacvlanMode;
@@ -24,7 +24,10 @@ pub(crate) fn blocked(w: &World, b: Blocked) -> Verdict {
         Stop::NoNeighbour { st, ip } => {
             let body = format!("nothing on {}'s link answers ARP for {ip}", name(w, st));
             let fix = format!("check that {ip} belongs to something on {}'s link", name(w, st));
-            make(Rule::NoNeighbour, body, Some(fix))
+            Verdict {
+                beyond: beyond::next_hop(w, st, ip, b.dst),
+                ..make(Rule::NoNeighbour, body, Some(fix))
+            }
         }
         Stop::NotForwarding { ns } => {
             let body = format!("{} is not a router and does not forward", ns_name(w, ns));
@@ -241,8 +244,7 @@ fn no_route(w: &World, ns: NsId, dst: IpAddr, phase: Phase) -> Verdict {
         Phase::Request => (Rule::NoRoute, format!("{who} has no route to {dst}")),
         Phase::Reply => (Rule::NoReturnRoute, format!("{who} has no route back to {dst}")),
     };
-    let ipvlan_owner =
-        (0..w.stations.len()).find(|s| w.has_addr(*s, dst) && w.l3_slave(*s).is_some());
+    let ipvlan_owner = w.owner_of(dst).filter(|s| w.l3_slave(*s).is_some());
     let fix = if let Some(owner) = ipvlan_owner {
         ipvlan_route_fix(w, who, owner)
     } else if let Some((router, gw)) = gateway_hint(w, ns) {
@@ -256,12 +258,9 @@ fn no_route(w: &World, ns: NsId, dst: IpAddr, phase: Phase) -> Verdict {
 /// A router leg on link for namespace `ns`.
 fn gateway_hint(w: &World, ns: NsId) -> Option<(String, IpAddr)> {
     let mine: Vec<_> = w.nss[ns].stations.iter().flat_map(|s| w.st(*s).addrs.clone()).collect();
-    w.stations.iter().filter(|s| s.ns != ns).find_map(|s| match s.role {
-        Role::RouterLan(_) | Role::RouterFar(_) => {
-            let a = s.addrs.first()?.addr();
-            on_link(&mine, a).then(|| (s.label.clone(), a))
-        }
-        _ => None,
+    w.router_legs.iter().map(|s| w.st(*s)).filter(|s| s.ns != ns).find_map(|s| {
+        let a = s.addrs.first()?.addr();
+        on_link(&mine, a).then(|| (s.label.clone(), a))
     })
 }
 

@@ -2,6 +2,7 @@
 //! child, router and remote, their interfaces with addresses and MAC identities, the
 //! switch ports, and each namespace's routing table (connected routes first).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -89,7 +90,19 @@ impl World {
                 w.add_routes(ns, &[], None, &s.routes, st);
             }
             let (name, parent_if, up) = (h.name.clone(), h.parent.clone(), h.up);
-            w.hosts.push(HostView { name, parent_if, up, port, parent, slaves, shim });
+            w.hosts.push(HostView {
+                name,
+                parent_if,
+                up,
+                port,
+                parent,
+                slaves,
+                shim,
+                ipvlan: None,
+                passthru: None,
+                macvlan_by_mac: HashMap::new(),
+                listeners: HashMap::new(),
+            });
         }
         let mut fars = Vec::new();
         for (ri, r) in t.routers.iter().enumerate() {
@@ -111,19 +124,26 @@ impl World {
             w.add_ep(&x.name, EpKind::Remote, ns, st);
             w.add_routes(ns, &[st], x.gateway, &x.routes, st);
         }
+        let by_name: HashMap<String, StId> = w.eps.iter().map(|e| (e.name.clone(), e.st)).collect();
         for (st, refs) in lists {
-            let list: Vec<MacId> = refs.iter().filter_map(|r| w.resolve_mac(r)).collect();
+            let list: Vec<MacId> = refs.iter().filter_map(|r| w.resolve_mac(r, &by_name)).collect();
             if let Role::Slave { driver: Driver::Macvlan { list: l, .. }, .. } =
                 &mut w.stations[st].role
             {
                 *l = list;
             }
         }
+        w.index();
         Ok(w)
     }
 
     fn add_ns(&mut self, forwarding: bool) -> NsId {
-        self.nss.push(Ns { stations: Vec::new(), routes: Vec::new(), forwarding });
+        self.nss.push(Ns {
+            stations: Vec::new(),
+            routes: Vec::new(),
+            forwarding,
+            by_prefix: Vec::new(),
+        });
         self.nss.len() - 1
     }
 
@@ -192,12 +212,12 @@ impl World {
         }
     }
 
-    fn resolve_mac(&self, r: &MacRef) -> Option<MacId> {
+    /// A source list entry's MAC; `by_name` is each endpoint's station (the first
+    /// of a name, as validation keeps names unique).
+    fn resolve_mac(&self, r: &MacRef, by_name: &HashMap<String, StId>) -> Option<MacId> {
         match r {
             MacRef::Mac(m) => Some(MacId::Given(*m)),
-            MacRef::Endpoint(n) => {
-                self.eps.iter().find(|e| &e.name == n).map(|e| self.stations[e.st].mac)
-            }
+            MacRef::Endpoint(n) => by_name.get(n).map(|st| self.stations[*st].mac),
         }
     }
 }

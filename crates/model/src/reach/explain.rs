@@ -1,12 +1,13 @@
 //! Turns a walk's outcome into a [`Verdict`]: names the rule of a pass from the notes
-//! the walk left, hands a block to `blame.rs`, and holds the naming helpers both use.
-//! Decides nothing about frames or packets itself.
+//! the walk left and hands a block to `blame.rs` (the words of both come from
+//! `naming.rs`). Decides nothing about frames or packets itself.
 
+use super::blame;
 use super::l2::Drop;
 use super::l3::{Blocked, Note, Stop};
-use super::rule::{Reach, Rule};
-use super::world::{EpKind, EpView, NsId, Segment, StId, World};
-use super::{Verdict, blame};
+use super::naming::{Rel, make, name, ns_name, parent_of, port_name, relation};
+use super::rule::{Rule, Verdict};
+use super::world::{EpKind, EpView, Role, Segment, StId, World};
 
 pub(crate) fn verdict(
     w: &World,
@@ -35,63 +36,6 @@ fn own_child(w: &World, a: &EpView, b: &EpView) -> Option<(usize, StId)> {
         _ => return None,
     };
     (w.host_of(pair.1) == Some(pair.0) && w.hosts[pair.0].shim.is_none()).then_some(pair)
-}
-
-pub(crate) fn make(rule: Rule, body: String, fix: Option<String>) -> Verdict {
-    let word = match rule.reach() {
-        Reach::Pass => "pass",
-        Reach::Blocked => "blocked",
-    };
-    Verdict { reach: rule.reach(), rule, reason: format!("{word}: {body}"), fix }
-}
-
-pub(crate) fn name(w: &World, st: StId) -> &str {
-    &w.st(st).label
-}
-
-/// "node1's ens160"
-pub(crate) fn parent_of(w: &World, h: usize) -> String {
-    format!("{}'s {}", w.hosts[h].name, w.hosts[h].parent_if)
-}
-
-pub(crate) fn ns_name(w: &World, ns: NsId) -> &str {
-    w.eps.iter().find(|e| e.ns == ns).map_or("?", |e| e.name.as_str())
-}
-
-pub(crate) fn port_name(w: &World, h: usize) -> &str {
-    &w.ports[w.hosts[h].port].name
-}
-
-pub(crate) fn first_addr(w: &World, st: StId) -> String {
-    w.st(st).addrs.first().map_or_else(|| name(w, st).to_string(), |a| a.addr().to_string())
-}
-
-pub(crate) enum Rel {
-    /// `child` is a child of host `h`, the other side its parent.
-    ParentChild {
-        h: usize,
-        child: StId,
-    },
-    Siblings {
-        h: usize,
-    },
-    Other,
-}
-
-pub(crate) fn relation(w: &World, a: StId, b: StId) -> Rel {
-    match (w.host_of(a), w.host_of(b)) {
-        (Some(x), Some(y)) if x == y && a != b => {
-            let parent = w.hosts[x].parent;
-            if a == parent {
-                Rel::ParentChild { h: x, child: b }
-            } else if b == parent {
-                Rel::ParentChild { h: x, child: a }
-            } else {
-                Rel::Siblings { h: x }
-            }
-        }
-        _ => Rel::Other,
-    }
 }
 
 fn pass(w: &World, from: &EpView, to: &EpView, notes: &[Note]) -> Verdict {
@@ -193,11 +137,11 @@ fn pass(w: &World, from: &EpView, to: &EpView, notes: &[Note]) -> Verdict {
         return make(Rule::IpvlanL3Siblings, body, None);
     }
     let far = [from, to].into_iter().find_map(|e| match w.st(e.st).seg {
-        Segment::Far(r) => w.eps.iter().find(|x| x.kind == EpKind::Router(r)),
+        Segment::Far(r) => w.router_legs.iter().find(|s| w.st(**s).role == Role::RouterFar(r)),
         Segment::Lan => None,
     });
     let segment = match far {
-        Some(r) => format!("{}'s second subnet", r.name),
+        Some(leg) => format!("{}'s second subnet", ns_name(w, w.st(*leg).ns)),
         None => "the switch's L2 segment".to_string(),
     };
     let body = format!("{} and {} share {segment}", from.name, to.name);

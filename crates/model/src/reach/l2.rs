@@ -88,6 +88,7 @@ fn siblings(w: &World, a: StId, b: StId) -> Option<usize> {
 
 /// Does a broadcast (an ARP request for `target`) from `from` reach `to`?
 pub(crate) fn bcast(w: &World, from: StId, to: StId, target: Option<IpAddr>) -> Result<Hop, Drop> {
+    w.step();
     endpoints_up(w, from, to)?;
     if let Segment::Far(_) = w.st(from).seg {
         return Ok(Hop::default());
@@ -124,6 +125,7 @@ pub(crate) fn ucast(
     to: StId,
     ip: Option<IpAddr>,
 ) -> Result<(StId, Hop), Drop> {
+    w.step();
     endpoints_up(w, from, to)?;
     if let Segment::Far(_) = w.st(from).seg {
         return Ok((to, Hop::default()));
@@ -183,27 +185,8 @@ fn switch(w: &World, from: StId, to: StId) -> Result<Hop, Drop> {
 
 /// Source-mode children of host `h` whose list holds `from`'s MAC
 /// (macvlan_forward_source runs first on every frame from the wire).
-fn listing(w: &World, h: usize, from: StId) -> Vec<(StId, bool)> {
-    let mac = w.st(from).mac;
-    let host = &w.hosts[h];
-    host.slaves
-        .iter()
-        .filter_map(|s| match w.driver(*s) {
-            Some(Driver::Macvlan { mode: MacvlanMode::Source, nodst, list })
-                if list.contains(&mac) =>
-            {
-                Some((*s, *nodst))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-fn is_ipvlan_host(w: &World, h: usize) -> Option<IpvlanMode> {
-    w.hosts[h].slaves.iter().find_map(|s| match w.driver(*s) {
-        Some(Driver::Ipvlan { mode, .. }) => Some(*mode),
-        _ => None,
-    })
+fn listing(w: &World, h: usize, from: StId) -> &[(StId, bool)] {
+    w.hosts[h].listeners.get(&w.st(from).mac).map_or(&[], Vec::as_slice)
 }
 
 /// A broadcast arriving on host `h`'s parent from the wire: who of `h` gets it.
@@ -216,7 +199,7 @@ fn host_rx_bcast(
     hop: Hop,
 ) -> Result<Hop, Drop> {
     let parent = w.hosts[h].parent;
-    if let Some(mode) = is_ipvlan_host(w, h) {
+    if let Some(mode) = w.hosts[h].ipvlan {
         return match mode {
             // ipvlan_handle_mode_l2: the parent always gets it; children get external
             // frames (their own reflected ones were already delivered on the way out).
@@ -240,12 +223,7 @@ fn host_rx_bcast(
     if let Some((consumer, _)) = listed.iter().find(|(_, nodst)| *nodst) {
         return Err(Drop::SourceNodst { consumer: *consumer });
     }
-    let mac = w.st(from).mac;
-    let src = w.hosts[h]
-        .slaves
-        .iter()
-        .copied()
-        .find(|s| w.st(*s).mac == mac && matches!(w.driver(*s), Some(Driver::Macvlan { .. })));
+    let src = w.hosts[h].macvlan_by_mac.get(&w.st(from).mac).copied();
     let src_mode = src.and_then(|s| w.macvlan_mode(s));
     if let (Some(s), Some(m)) = (src, src_mode)
         && m != MacvlanMode::Vepa
@@ -281,7 +259,7 @@ fn host_rx_ucast(
     hop: Hop,
 ) -> Result<(StId, Hop), Drop> {
     let parent = w.hosts[h].parent;
-    if is_ipvlan_host(w, h).is_some() {
+    if w.hosts[h].ipvlan.is_some() {
         // l2 and l3 look the address up (l3s does it in its l3mdev hook): a child's
         // address goes to the child, anything else to the parent.
         return Ok((w.slave_with(h, ip).unwrap_or(parent), hop));
@@ -294,12 +272,7 @@ fn host_rx_ucast(
     if let Some((consumer, _)) = listed.iter().find(|(_, nodst)| *nodst) {
         return Err(Drop::SourceNodst { consumer: *consumer });
     }
-    let passthru = w.hosts[h]
-        .slaves
-        .iter()
-        .copied()
-        .find(|s| w.macvlan_mode(*s) == Some(MacvlanMode::Passthru));
-    if let Some(p) = passthru {
+    if let Some(p) = w.hosts[h].passthru {
         return if to == p { Ok((p, hop)) } else { Err(Drop::PassthruTakesAll { child: p }) };
     }
     match w.macvlan_mode(to) {

@@ -63,6 +63,8 @@ pub(crate) enum Phase {
 pub(crate) struct Blocked {
     pub stop: Stop,
     pub phase: Phase,
+    /// Where the packet of that phase was going: the target, or the reply's.
+    pub dst: IpAddr,
 }
 
 struct Walk<'a> {
@@ -75,13 +77,17 @@ struct Walk<'a> {
 /// An echo request from namespace `src` to `dst` and its reply.
 pub(crate) fn ping(w: &World, src: NsId, dst: IpAddr) -> Result<Vec<Note>, Blocked> {
     let mut walk = Walk { w, neigh: HashMap::new(), notes: Vec::new() };
-    let at = |phase| move |stop| Blocked { stop, phase };
-    let src_ip = source_addr(w, src, dst)
-        .ok_or(Blocked { stop: Stop::NoRoute { ns: src, dst }, phase: Phase::Request })?;
-    let far = walk.send(src, src_ip, dst).map_err(at(Phase::Request))?;
-    let back = walk.send(far, dst, src_ip).map_err(at(Phase::Reply))?;
+    let at = |phase, dst| move |stop| Blocked { stop, phase, dst };
+    let src_ip = source_addr(w, src, dst).ok_or(Blocked {
+        stop: Stop::NoRoute { ns: src, dst },
+        phase: Phase::Request,
+        dst,
+    })?;
+    let far = walk.send(src, src_ip, dst).map_err(at(Phase::Request, dst))?;
+    let back = walk.send(far, dst, src_ip).map_err(at(Phase::Reply, src_ip))?;
     if back != src {
-        return Err(Blocked { stop: Stop::NotForwarding { ns: back }, phase: Phase::Reply });
+        let stop = Stop::NotForwarding { ns: back };
+        return Err(Blocked { stop, phase: Phase::Reply, dst: src_ip });
     }
     Ok(walk.notes)
 }
@@ -103,6 +109,7 @@ impl Walk<'_> {
         let w = self.w;
         let v4 = dst.is_ipv4();
         for hop in 0..MAX_HOPS {
+            w.step();
             if w.ns_owns(ns, dst) {
                 return Ok(ns);
             }
@@ -231,15 +238,20 @@ pub(crate) struct Arp {
 /// address of its namespace); the first reply to arrive wins.
 pub(crate) fn arp(w: &World, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> Arp {
     let me = w.st(st);
-    let mut cands: Vec<StId> = (0..w.stations.len())
+    // Those who hear it and own `ip`: the interfaces of the namespace that has it.
+    let owner_ns = w.owner_of(ip).map(|o| w.st(o).ns);
+    let mut cands: Vec<StId> = owner_ns
+        .map_or(&[][..], |ns| &w.nss[ns].stations)
+        .iter()
+        .copied()
         .filter(|s| *s != st && w.st(*s).seg == me.seg && w.st(*s).ns != me.ns)
-        .filter(|s| w.ns_owns(w.st(*s).ns, ip))
         .collect();
     // The interface that carries the address first: its failure is the one to report.
     cands.sort_by_key(|s| !w.has_addr(*s, ip));
     let mut best: Option<(u8, StId)> = None;
     let mut out = Arp { answer: None, learned: Vec::new(), stop: None };
     for s in cands {
+        w.step();
         if w.l3_slave(s).is_some() {
             out.stop.get_or_insert(Stop::NoArp { asker: st, owner: s });
             continue;

@@ -7,7 +7,9 @@
 //!
 //! How: `world` derives namespaces, interfaces and routing tables; `l3` walks the
 //! echo hop by hop (routes, ARP, forwarding); `l2` decides each frame the way
-//! macvlan, ipvlan and the Linux bridge do; `explain` names the rule.
+//! macvlan, ipvlan and the Linux bridge do; `explain` names the rule of a pass and
+//! `blame` that of a block, both in the words of `naming` (one direction only:
+//! explain -> blame -> naming).
 //!
 //! Conditions the lab must reproduce for predictions to hold:
 //! - neighbour caches are cold for every probe (flush ARP/ND in every namespace
@@ -29,12 +31,15 @@
 //! (Debian's 6.1, which has ipvlan) observes them: l2, l3 and l3s with the bridge,
 //! private and vepa flags, vepa with hairpin and with a router.
 
+mod beyond;
 mod blame;
 mod build;
 mod error;
 mod explain;
+mod index;
 mod l2;
 mod l3;
+mod naming;
 mod neighbour;
 pub mod presets;
 mod rule;
@@ -45,49 +50,19 @@ mod world;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 pub use error::TopologyError;
 pub use neighbour::{NeighbourPrediction, neighbour_pairs, predict_arp};
-pub use rule::{Reach, Rule};
+pub use rule::{Beyond, Reach, Rule, Seen, Sighting, Verdict};
 pub use topology::{
-    Child, ChildKind, ChildMode, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote, Route, Router,
-    Shim, Switch, Topology,
+    Child, ChildKind, ChildMode, EndpointRef, Host, IpvlanFlag, IpvlanMode, MacRef, Port, Remote,
+    Route, Router, Shim, Switch, Topology,
 };
 
 use world::{EpKind, EpView, World};
-
-/// The prediction for one ordered pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub reach: Reach,
-    pub rule: Rule,
-    /// One sentence naming the rule, e.g. "blocked: a macvlan child never reaches its
-    /// own parent (ns3 and ns1); add a shim".
-    pub reason: String,
-    /// The usual fix, for blocked pairs.
-    pub fix: Option<String>,
-}
-
-/// An endpoint by name: the switch, a host, a child, a router or a remote.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EndpointRef(pub String);
-
-impl From<&str> for EndpointRef {
-    fn from(s: &str) -> Self {
-        EndpointRef(s.to_string())
-    }
-}
-
-impl fmt::Display for EndpointRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,7 +147,7 @@ pub fn matrix(t: &Topology) -> Result<Vec<MatrixEntry>, TopologyError> {
 fn predict_in(w: &World, from: &EpView, to: &EpView) -> Verdict {
     if from.name == to.name {
         let body = format!("{} reaches its own address", from.name);
-        return explain::make(Rule::SameEndpoint, body, None);
+        return naming::make(Rule::SameEndpoint, body, None);
     }
     for ep in [from, to] {
         if let Some(h) = w.down_host(ep.st) {
@@ -192,5 +167,5 @@ fn predict_in(w: &World, from: &EpView, to: &EpView) -> Verdict {
 fn no_address(who: &str, family: &str) -> Verdict {
     let body = format!("{who} has no {family}address");
     let fix = format!("give {who} an {family}address");
-    explain::make(Rule::NoAddress, body, Some(fix))
+    naming::make(Rule::NoAddress, body, Some(fix))
 }

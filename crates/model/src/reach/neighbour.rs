@@ -12,11 +12,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::blame;
 use super::error::TopologyError;
-use super::explain::name;
 use super::l3::{self, Blocked, Phase, Stop};
+use super::naming::name;
+use super::rule::Rule;
+use super::topology::{EndpointRef, Topology};
 use super::world::{EpKind, EpView, StId, World};
-use super::{EndpointRef, Rule, Topology, blame};
 
 /// The prediction for one ARP (IPv4) or NDP (IPv6) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +110,7 @@ fn predict_in(w: &World, a: &EpView, b: &EpView, v4: bool) -> Option<NeighbourPr
             Some(s) => (true, None, format!("answered by {}", name(w, s))),
             None => {
                 let stop = out.stop.unwrap_or(Stop::NoNeighbour { st, ip: target });
-                let v = blame::blocked(w, Blocked { stop, phase: Phase::Request });
+                let v = blame::blocked(w, Blocked { stop, phase: Phase::Request, dst: target });
                 let body = v.reason.strip_prefix("blocked: ").unwrap_or(&v.reason);
                 (false, Some(v.rule), format!("unanswered: {body}"))
             }

@@ -1,9 +1,80 @@
 //! The rules of the reachability model: one variant per rule, each citing where it
 //! comes from (REFERENCE.md, a seed article, or the kernel code it was derived from).
-//! Sentences for one pair are built in `explain.rs`; the frame and packet logic that
+//! A [`Verdict`] carries the rule that decided a pair (and the [`Beyond`] it rests
+//! on, if any). Sentences for one pair are
+//! built in `explain.rs` and `blame.rs`; the frame and packet logic that
 //! decides lives in `l2.rs` and `l3.rs`.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use super::topology::EndpointRef;
+
+/// The prediction for one ordered pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub reach: Reach,
+    pub rule: Rule,
+    /// One sentence naming the rule, e.g. "blocked: a macvlan child never reaches its
+    /// own parent (ns3 and ns1); add a shim".
+    pub reason: String,
+    /// The usual fix, for blocked pairs.
+    pub fix: Option<String>,
+    /// True when what decides lies beyond what nicslice can see (the live state: a
+    /// gateway that answers, and what it routes); see [`Beyond`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
+    /// The next hop outside the topology this verdict rests on, when it rests on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond: Option<Beyond>,
+}
+
+/// A next hop outside the topology that a verdict rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Beyond {
+    /// The endpoint that asks for the next hop (ARP or NDP)...
+    pub asker: EndpointRef,
+    /// ... from its interface with this address...
+    pub sender: Option<IpAddr>,
+    /// ... named so in the sentences.
+    pub interface: String,
+    /// The next hop no endpoint of the topology carries.
+    pub next_hop: IpAddr,
+    /// Where the packet was going, with its subnet (what the next hop would have to
+    /// route to).
+    pub destination: IpNet,
+    /// What a probe saw; absent when none was sent (a topology file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Seen>,
+    /// The interface the probe was sent from, when another than `interface`: a
+    /// child beside it on the same parent and network, asking for the same next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_from: Option<String>,
+}
+
+/// What a probe for a [`Beyond`]'s next hop saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub seen: Seen,
+    /// The interface that asked, when another than the verdict's own.
+    pub asked_from: Option<String>,
+    /// Why no probe was sent, with [`Seen::NotProbed`].
+    pub why_not: Option<String>,
+}
+
+/// What a probe for a next hop saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seen {
+    /// Something answered the ARP request (NDP solicitation).
+    Answered,
+    /// Nothing answered within the probe's time.
+    Unanswered,
+    /// No probe could be sent (the reason is in the verdict).
+    NotProbed,
+}
 
 /// Whether an echo request and its reply both got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,6 +192,11 @@ pub enum Rule {
     NoReturnRoute,
     /// Nothing on the link answers ARP for the next hop (no such address there).
     NoNeighbour,
+    /// The next hop is outside what nicslice describes (the live state's gateway)
+    /// and a probe saw it answer: whether it routes the traffic on, and back, is
+    /// beyond what nicslice can see, so the verdict is unconfirmed. Issue 16,
+    /// defect 14: a gateway that answers ARP but does not route to the other subnet.
+    NextHopBeyond,
     /// The endpoint has no address of the probe's family.
     NoAddress,
     /// The packet reached a namespace that does not forward (only routers do).
@@ -130,7 +206,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 28] = [
+    pub const ALL: [Rule; 29] = [
         Rule::SameEndpoint,
         Rule::SameSegment,
         Rule::BridgeSiblings,
@@ -156,6 +232,7 @@ impl Rule {
         Rule::NoRoute,
         Rule::NoReturnRoute,
         Rule::NoNeighbour,
+        Rule::NextHopBeyond,
         Rule::NoAddress,
         Rule::NotForwarding,
         Rule::RoutingLoop,
@@ -184,7 +261,7 @@ impl Rule {
     /// an experiment has confirmed yet (the ipvlan ones: no ipvlan on the development
     /// kernel); the lab (VM) should confirm them first.
     pub fn certain(self) -> bool {
-        !matches!(self, Rule::IpvlanL3NoArp | Rule::IpvlanRoutedViaParent)
+        !matches!(self, Rule::IpvlanL3NoArp | Rule::IpvlanRoutedViaParent | Rule::NextHopBeyond)
     }
 
     /// The rule in general, one line.
@@ -216,6 +293,7 @@ impl Rule {
             NoRoute => "the sender has no route to the destination",
             NoReturnRoute => "the reply has no route back",
             NoNeighbour => "nothing on the link answers ARP for the next hop",
+            NextHopBeyond => "the next hop answers; what it routes is beyond what nicslice sees",
             NoAddress => "an endpoint without an address of the probe's family",
             NotForwarding => "only routers forward",
             RoutingLoop => "the routes form a loop",

@@ -13,6 +13,23 @@ use serde::{Deserialize, Serialize};
 pub use crate::link::{IpvlanFlag, IpvlanMode};
 use crate::link::{MacAddr, MacvlanMode};
 
+/// An endpoint by name: the switch, a host, a child, a router or a remote.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EndpointRef(pub String);
+
+impl From<&str> for EndpointRef {
+    fn from(s: &str) -> Self {
+        EndpointRef(s.to_string())
+    }
+}
+
+impl fmt::Display for EndpointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A whole topology, as read from TOML or JSON by `nicslice explain` and built on the
 /// real kernel by `nicslice lab`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

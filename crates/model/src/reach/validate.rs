@@ -2,7 +2,7 @@
 //! names, addresses and MACs, known ports and routers, modes that fit their kind, the
 //! parent-level rules of macvlan/ipvlan, gateways and routes on link. No prediction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -53,7 +53,7 @@ pub(crate) fn port_name<'a>(name: &'a str, port: Option<&'a str>) -> &'a str {
     port.unwrap_or(name)
 }
 
-fn check_names(t: &Topology) -> Result<Vec<String>, TopologyError> {
+fn check_names(t: &Topology) -> Result<HashSet<String>, TopologyError> {
     let mut all: Vec<(&'static str, &str)> = vec![("the switch", t.switch.name.as_str())];
     for h in &t.hosts {
         all.push(("a host", &h.name));
@@ -64,7 +64,7 @@ fn check_names(t: &Topology) -> Result<Vec<String>, TopologyError> {
     }
     all.extend(t.routers.iter().map(|r| ("a router", r.name.as_str())));
     all.extend(t.remotes.iter().map(|r| ("a remote", r.name.as_str())));
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for (what, name) in all {
         if name.trim().is_empty() {
             return Err(TopologyError::EmptyName { what });
@@ -72,10 +72,9 @@ fn check_names(t: &Topology) -> Result<Vec<String>, TopologyError> {
         if what == "a shim" {
             continue; // a shim is no endpoint; one per host may keep the default name
         }
-        if seen.iter().any(|s| s == name) {
+        if !seen.insert(name.to_string()) {
             return Err(TopologyError::DuplicateName(name.to_string()));
         }
-        seen.push(name.to_string());
     }
     Ok(seen)
 }
@@ -111,7 +110,7 @@ fn check_ports(t: &Topology) -> Result<(), TopologyError> {
     Ok(())
 }
 
-fn check_host(h: &Host, names: &[String]) -> Result<(), TopologyError> {
+fn check_host(h: &Host, names: &HashSet<String>) -> Result<(), TopologyError> {
     if let Err(e) = IfName::new(&h.parent) {
         let (host, parent, reason) = (h.name.clone(), h.parent.clone(), e.to_string());
         return Err(TopologyError::ParentName { host, parent, reason });
@@ -149,7 +148,7 @@ fn check_host(h: &Host, names: &[String]) -> Result<(), TopologyError> {
     Ok(())
 }
 
-fn check_child(c: &Child, names: &[String]) -> Result<(), TopologyError> {
+fn check_child(c: &Child, names: &HashSet<String>) -> Result<(), TopologyError> {
     const MACVLAN: &str = "bridge, vepa, private, passthru, source";
     let misplaced =
         |what, applies| TopologyError::Misplaced { child: c.name.clone(), what, applies };
@@ -181,7 +180,7 @@ fn check_child(c: &Child, names: &[String]) -> Result<(), TopologyError> {
     }
     for e in &c.source_macs {
         if let MacRef::Endpoint(n) = e
-            && !names.iter().any(|k| k == n)
+            && !names.contains(n)
         {
             let (child, entry) = (c.name.clone(), n.clone());
             return Err(TopologyError::UnknownSourceEntry { child, entry });
@@ -214,15 +213,13 @@ fn addresses(t: &Topology) -> Vec<(String, IpNet)> {
 }
 
 fn check_unique_addresses(t: &Topology) -> Result<(), TopologyError> {
-    let all = addresses(t);
-    for (i, (who, net)) in all.iter().enumerate() {
-        if let Some((first, _)) = all[..i].iter().find(|(_, n)| n.addr() == net.addr()) {
-            return Err(TopologyError::DuplicateAddress {
-                addr: net.addr(),
-                first: first.clone(),
-                second: who.clone(),
-            });
+    let mut first: HashMap<IpAddr, String> = HashMap::new();
+    for (who, net) in addresses(t) {
+        if let Some(first) = first.get(&net.addr()) {
+            let (addr, first) = (net.addr(), first.clone());
+            return Err(TopologyError::DuplicateAddress { addr, first, second: who });
         }
+        first.insert(net.addr(), who);
     }
     Ok(())
 }
@@ -236,11 +233,13 @@ fn check_unique_macs(t: &Topology) -> Result<(), TopologyError> {
         macs.extend(h.shim.as_ref().and_then(|s| s.mac.map(|m| (m, s.name.clone()))));
     }
     macs.extend(t.routers.iter().filter_map(|r| r.mac.map(|m| (m, r.name.clone()))));
-    for (i, (mac, who)) in macs.iter().enumerate() {
-        if let Some((_, first)) = macs[..i].iter().find(|(m, _)| m == mac) {
-            let (mac, first, second) = (mac.to_string(), first.clone(), who.clone());
-            return Err(TopologyError::DuplicateMac { mac, first, second });
+    let mut first = HashMap::new();
+    for (mac, who) in macs {
+        if let Some(first) = first.get(&mac) {
+            let (mac, first) = (mac.to_string(), Clone::clone(first));
+            return Err(TopologyError::DuplicateMac { mac, first, second: who });
         }
+        first.insert(mac, who);
     }
     Ok(())
 }

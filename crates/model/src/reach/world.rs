@@ -1,8 +1,11 @@
 //! The derived view the walkers use: namespaces, the interfaces in them ("stations")
 //! on their L2 segment, MAC identities, switch ports and routing tables, built from a
-//! validated topology (by `build.rs`). Lookups only; the kernel behaviour lives in
-//! `l2.rs` and `l3.rs`.
+//! validated topology (by `build.rs`), with the indexes `index.rs` adds so that every
+//! lookup here costs the same whatever the number of children. Lookups only; the
+//! kernel behaviour lives in `l2.rs` and `l3.rs`.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -73,6 +76,9 @@ pub(crate) struct Ns {
     pub stations: Vec<StId>,
     pub routes: Vec<RouteEntry>,
     pub forwarding: bool,
+    /// The routes by destination, longest prefix first: (prefix length, IPv4,
+    /// destination -> indexes into `routes` in creation order). Built by `index.rs`.
+    pub by_prefix: Vec<(u8, bool, HashMap<IpNet, Vec<usize>>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +90,15 @@ pub(crate) struct HostView {
     pub parent: StId,
     pub slaves: Vec<StId>,
     pub shim: Option<StId>,
+    /// Derived by `index.rs` from `slaves`:
+    /// the mode of the host's ipvlan children, when they are ipvlan;
+    pub ipvlan: Option<IpvlanMode>,
+    /// its passthru child;
+    pub passthru: Option<StId>,
+    /// the first macvlan child (or shim) with each MAC;
+    pub macvlan_by_mac: HashMap<MacId, StId>,
+    /// the source-mode children listing each MAC, with their nodst flag.
+    pub listeners: HashMap<MacId, Vec<(StId, bool)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,9 +132,27 @@ pub(crate) struct World {
     pub hosts: Vec<HostView>,
     pub ports: Vec<PortView>,
     pub eps: Vec<EpView>,
+    /// Built by `index.rs`: the station carrying each address (validation makes
+    /// addresses unique), ...
+    pub owner: HashMap<IpAddr, StId>,
+    /// ... each endpoint's index in `eps` by name, ...
+    pub ep_by_name: HashMap<String, usize>,
+    /// ... the first endpoint of each namespace, ...
+    pub ns_ep: Vec<Option<usize>>,
+    /// ... and every router's legs (LAN and far).
+    pub router_legs: Vec<StId>,
+    /// Steps the walkers took (frames decided, neighbours asked, route buckets and
+    /// hops looked at): the cost of a prediction, which must not grow with the
+    /// number of endpoints (a test holds a matrix to a constant per pair).
+    pub steps: Cell<u64>,
 }
 
 impl World {
+    /// Counts one step of a walk.
+    pub fn step(&self) {
+        self.steps.set(self.steps.get() + 1);
+    }
+
     pub fn st(&self, id: StId) -> &Station {
         &self.stations[id]
     }
@@ -168,29 +201,40 @@ impl World {
 
     /// The child (or shim) of host `h` that carries `ip` (ipvlan delivers by address).
     pub fn slave_with(&self, h: usize, ip: Option<IpAddr>) -> Option<StId> {
-        let ip = ip?;
-        self.hosts[h].slaves.iter().copied().find(|s| self.has_addr(*s, ip))
+        let s = self.owner_of(ip?)?;
+        matches!(self.stations[s].role, Role::Slave { host, .. } if host == h).then_some(s)
+    }
+
+    /// The station carrying `ip`.
+    pub fn owner_of(&self, ip: IpAddr) -> Option<StId> {
+        self.owner.get(&ip).copied()
     }
 
     pub fn has_addr(&self, st: StId, ip: IpAddr) -> bool {
-        self.stations[st].addrs.iter().any(|a| a.addr() == ip)
+        self.owner_of(ip) == Some(st)
     }
 
     pub fn ns_owns(&self, ns: NsId, ip: IpAddr) -> bool {
-        self.nss[ns].stations.iter().any(|s| self.has_addr(*s, ip))
+        self.owner_of(ip).is_some_and(|s| self.stations[s].ns == ns)
     }
 
     /// Longest-prefix match; on a tie the route created first wins (the kernel keeps
-    /// the older of two equal routes first).
+    /// the older of two equal routes first). With `oif`, only routes out of it.
     pub fn lookup(&self, ns: NsId, dst: IpAddr, oif: Option<StId>) -> Option<&RouteEntry> {
-        let fits = |r: &&RouteEntry| r.to.contains(&dst) && oif.is_none_or(|o| r.st == o);
-        let mut best: Option<&RouteEntry> = None;
-        for r in self.nss[ns].routes.iter().filter(fits) {
-            if best.is_none_or(|b| r.to.prefix_len() > b.to.prefix_len()) {
-                best = Some(r);
+        let routes = &self.nss[ns].routes;
+        for (len, v4, by_dst) in &self.nss[ns].by_prefix {
+            self.step();
+            if *v4 != dst.is_ipv4() {
+                continue;
+            }
+            let Some(ids) = IpNet::new(dst, *len).ok().and_then(|n| by_dst.get(&n.trunc())) else {
+                continue;
+            };
+            if let Some(i) = ids.iter().find(|i| oif.is_none_or(|o| routes[**i].st == o)) {
+                return Some(&routes[*i]);
             }
         }
-        best
+        None
     }
 
     pub fn addr_on(&self, st: StId, v4: bool) -> Option<IpAddr> {
@@ -202,7 +246,7 @@ impl World {
     }
 
     pub fn endpoint(&self, name: &str) -> Result<&EpView, TopologyError> {
-        self.eps.iter().find(|e| e.name == name).ok_or_else(|| {
+        self.ep_by_name.get(name).map(|i| &self.eps[*i]).ok_or_else(|| {
             let known: Vec<&str> = self.eps.iter().map(|e| e.name.as_str()).collect();
             TopologyError::UnknownEndpoint(name.to_string(), known.join(", "))
         })

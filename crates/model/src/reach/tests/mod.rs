@@ -4,6 +4,7 @@ mod ipvlan;
 mod macvlan;
 mod neighbour;
 mod routing;
+mod scale;
 mod seeds;
 mod topology;
 

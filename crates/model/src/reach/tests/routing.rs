@@ -3,7 +3,9 @@
 
 use super::{blocked, blocked2, lan, mv, pass, pass2, router_r, verdict};
 use crate::reach::presets::{addr, net};
-use crate::reach::{ChildMode, EndpointRef, Remote, Route, Router, Rule, Topology, predict};
+use crate::reach::{
+    ChildMode, EndpointRef, Reach, Remote, Route, Router, Rule, Seen, Sighting, Topology, predict,
+};
 
 /// `lan` with child `a` (.10, gateway as given) and router `r` (.254 / 10.8.0.1/24)
 /// in front of remote `x` (10.8.0.5/24, default route via r unless `x_gw` is false).
@@ -63,6 +65,55 @@ fn a_router_needs_a_route_to_an_ipvlan_l3_subnet() {
 fn a_gateway_nobody_answers_for() {
     let t = routed(Some("10.0.0.99"), true);
     blocked(&t, "a", "x", Rule::NoNeighbour);
+    // The file is the whole world: nothing else answers; the verdict says which
+    // next hop outside the topology it rests on, for the live state to probe.
+    let v = verdict(&t, "a", "x");
+    let beyond = v.beyond.clone().unwrap_or_else(|| panic!("no beyond: {v:?}"));
+    assert_eq!((beyond.asker.0.as_str(), beyond.next_hop), ("a", addr("10.0.0.99")));
+    assert_eq!((beyond.sender, beyond.destination), (Some(addr("10.0.0.10")), net("10.8.0.0/24")));
+    assert!(!v.unconfirmed && beyond.seen.is_none());
+    // A next hop the topology carries (the router) is no such assumption.
+    let t = routed(Some("10.0.0.254"), false);
+    assert!(verdict(&t, "a", "x").beyond.is_none());
+}
+
+/// Issue 16, defect 14: on the live state a gateway outside nicslice's namespaces
+/// is probed, and the verdict is worded by what was seen.
+#[test]
+fn a_gateway_outside_is_worded_by_what_a_probe_saw() {
+    let v = verdict(&routed(Some("10.0.0.99"), true), "a", "x");
+    let saw = |seen, asked_from: Option<&str>, why_not: Option<&str>| Sighting {
+        seen,
+        asked_from: asked_from.map(str::to_string),
+        why_not: why_not.map(str::to_string),
+    };
+    let answered = v.clone().seen(&saw(Seen::Answered, None, None));
+    assert_eq!((answered.reach, answered.rule), (Reach::Blocked, Rule::NextHopBeyond));
+    assert!(answered.unconfirmed);
+    assert_eq!(
+        answered.reason,
+        "blocked: 10.0.0.99 answers a's ARP; whether it routes to 10.8.0.0/24 (and back) is beyond what nicslice can see"
+    );
+    assert_eq!(answered.beyond.as_ref().and_then(|b| b.seen), Some(Seen::Answered));
+    let silent = v.clone().seen(&saw(Seen::Unanswered, Some("a"), None));
+    assert_eq!((silent.rule, silent.unconfirmed), (Rule::NoNeighbour, false));
+    assert_eq!(silent.reason, "blocked: nothing answers a's ARP for 10.0.0.99 (probed just now)");
+    let beside = v.clone().seen(&saw(Seen::Answered, Some("b"), None));
+    assert!(
+        beside.reason.contains("10.0.0.99 answers ARP from b (beside a);"),
+        "{}",
+        beside.reason
+    );
+    assert_eq!(beside.beyond.and_then(|b| b.asked_from).as_deref(), Some("b"));
+    let unprobed = v.seen(&saw(Seen::NotProbed, None, Some("a's namespace is gone")));
+    assert!(unprobed.unconfirmed && unprobed.reason.contains("(a's namespace is gone)"));
+    let json = serde_json::to_value(&answered).unwrap_or_default();
+    assert_eq!(json["unconfirmed"], true);
+    assert_eq!(json["beyond"]["next_hop"], "10.0.0.99");
+    assert_eq!(json["beyond"]["seen"], "answered");
+    // A verdict resting on nothing outside is left as it is.
+    let inside = verdict(&routed(None, true), "a", "x");
+    assert_eq!(inside.clone().seen(&saw(Seen::Answered, None, None)), inside);
 }
 
 #[test]
