@@ -7,7 +7,6 @@
 //! This crate parses, checks and converts; the link work is the engine's
 //! (`plumb::realize` with its undo log), leases are the store's.
 
-pub mod bench;
 pub mod conf;
 pub mod delegate;
 pub mod env;

@@ -2,7 +2,6 @@
 //! requests, calls the engine and prints.
 
 mod attach;
-mod bench_cni;
 mod check;
 mod endpoint;
 mod explain;
@@ -51,7 +50,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => attach::detach(&globals, args),
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
         Command::InstallCni(args) => install_cni::run(&args),
-        Command::BenchCni(args) => bench_cni::run(&args, globals.json),
     }
 }
 
