@@ -114,9 +114,7 @@ impl KernelWork {
     /// Deletes the container's `eth0`, made by a plugin's ADD (timed).
     pub fn delete_plugins_link(&mut self) -> Result<()> {
         let c = &mut self.container;
-        let index = c
-            .index_of("eth0")?
-            .ok_or_else(|| anyhow!("the plugin's ADD left no eth0"))?;
+        let index = c.index_of("eth0")?.ok_or_else(|| anyhow!("the plugin's ADD left no eth0"))?;
         let start = Instant::now();
         c.delete_link(index)?;
         self.dels.push(start.elapsed());
