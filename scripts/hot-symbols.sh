@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Regenerates crates/cli/hot-symbols.txt, the functions a CNI call runs, which
-# release builds place together (see crates/cli/build.rs). Run it after
-# changing the CNI path; a stale list only loses some of the gain.
+# release builds place together (see crates/cli/build.rs). Run it (as root,
+# about 2 minutes plus a release build) after changing the CNI path:
 #
-# It builds the static release binary of the benchmark, makes a private world
+#   scripts/hot-symbols.sh
+#
+# A stale list loses the layout without a word from the linker;
+# scripts/check-hot-symbols.sh, part of scripts/test.sh, fails when more than
+# a tenth of it is missing from the release binary.
+#
+# It builds the release binary without the present order, makes a private world
 # (a host namespace with a veth parent, a container namespace; both deleted
 # at the end; the lease database in /run, as by default), runs
 # nicslice-macvlan ADD and DEL four times in a range of two addresses (a new
 # lease database, an existing one, then the steady state of a busy node: the
-# range walked, released addresses reused), with bench-cni's configuration
+# range walked, released addresses reused), with the benchmark's configuration
 # (cniVersion 1.0.0, a default route from IPAM) and then a 1.1.0 one, under
 # valgrind's callgrind with children traced, and keeps every function name
 # callgrind saw, ADD's first. valgrind's CPU has no AVX-512: glibc's string
@@ -22,10 +28,14 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "hot-symbols.sh: needs root (network namespaces)" >&2; exit 1; }
 command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
 
-target=x86_64-unknown-linux-gnu
-NICSLICE_NO_SYMBOL_ORDER=1 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    cargo build --release --target "$target" -p nicslice
-bin=$PWD/target/$target/release/nicslice
+# The release build users get (static, non-PIE: .cargo/config.toml), laid
+# out without the list being replaced; the path as cargo reports it.
+release_build() {
+    cargo build --release --locked -p nicslice --message-format=json-render-diagnostics |
+        sed -n 's/.*"executable":"\([^"]*\/release\/nicslice\)".*/\1/p' | tail -n1
+}
+bin=$(NICSLICE_NO_SYMBOL_ORDER=1 release_build)
+[ -x "$bin" ] || { echo "hot-symbols.sh: cargo reported no release nicslice binary" >&2; exit 1; }
 
 tmp=$(mktemp -d /run/nicslice-hot.XXXXXX)
 pfx=nslhot$$
@@ -44,7 +54,7 @@ ip -n "$pfx-h" addr add 192.168.0.254/24 dev eth0
 
 ln -s "$bin" "$tmp/nicslice-macvlan"
 ln -s "$bin" "$tmp/nicslice-ipam"
-# bench-cni's configuration (crates/cni/src/bench/mod.rs), then the newest version's.
+# The benchmark's configuration (crates/bench/src/cni/mod.rs), then the newest version's.
 write_conf() {
     cat >"$tmp/conf.json" <<EOF
 { "cniVersion": "$1", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge",
@@ -69,7 +79,7 @@ for round in 1 2 3 4; do
             --callgrind-out-file="$tmp/cg.$verb.$round.%p"
     done
 done
-# Every load and store of one ADD (bench-cni's configuration, an existing database).
+# Every load and store of one ADD (the benchmark's configuration, an existing database).
 write_conf 1.0.0 '"routes": [{"dst": "0.0.0.0/0"}],'
 call ADD 5 --tool=lackey --trace-mem=yes --log-file="$tmp/lackey.txt"
 call DEL 5 --tool=none
@@ -131,3 +141,7 @@ for line in sys.stdin:
 echo "hot-symbols.sh: $(wc -l <"$out") symbols in $out ($(wc -l <"$tmp/add.txt") of ADD's functions," \
     "$(wc -l <"$tmp/data.txt") of its static data," \
     "$(comm -23 "$tmp/native.txt" <(seen "$tmp"/cg.ADD.*) | wc -l) seen only natively)"
+# The release binary again, laid out by the new list (the build above left
+# one without any order in the target directory), and the list checked on it.
+bin=$(release_build)
+scripts/check-hot-symbols.sh "$bin"

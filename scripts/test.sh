@@ -33,6 +33,16 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! static_bu
 fi
 export NICSLICE_REQUIRE_PODMAN=1
 
+# The binary users get: `cargo build --release` (static and non-PIE by the
+# workspace's .cargo/config.toml), without fault injection. Its hot-symbol
+# list must still match it, and crates/cli/tests/release_build.rs runs it.
+echo "== release build and its hot-symbol list"
+release=$(cargo build --release --locked -p nicslice --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\/release\/nicslice\)".*/\1/p' | tail -n1)
+[ -x "$release" ] || { echo "scripts/test.sh: cargo reported no release nicslice binary" >&2; exit 1; }
+scripts/check-hot-symbols.sh "$release"
+export NICSLICE_RELEASE_BIN=$release NICSLICE_REQUIRE_RELEASE=1
+
 echo "== unit and kernel tests"
 cargo test --workspace --locked
 

@@ -2,7 +2,7 @@
 //! (listed in `hot-symbols.txt`, made by `scripts/hot-symbols.sh`) together
 //! at the start of `.text`. A CNI plugin is one short-lived process per call:
 //! the kernel maps the binary's pages around each one the call touches, so
-//! scattered hot code costs page faults and resident memory (bench-cni: peak
+//! scattered hot code costs page faults and resident memory (nicslice-bench cni: peak
 //! RSS 4.2 -> 2.2 MiB, ADD about 0.15 ms faster). Only the order changes;
 //! names the list no longer matches are skipped. Needs LLD, rustc's default
 //! linker on x86_64 Linux since 1.90; `NICSLICE_NO_SYMBOL_ORDER=1` opts out.

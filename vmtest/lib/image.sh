@@ -4,11 +4,13 @@
 # libraries they load. Rebuilt only when one of its inputs changed.
 # Sourced by vmtest/run.sh; defines functions only.
 
-# Shared libraries (and the dynamic loader) of the executables in "$@".
+# Shared libraries (and the dynamic loader) of the executables in "$@". The
+# workspace's builds are static (.cargo/config.toml): ldd then names none and
+# fails, which must not end the loop (pipefail) before a dynamic one.
 shared_libraries() {
     local exe
     for exe in "$@"; do
-        ldd "$exe" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+        { ldd "$exe" 2>/dev/null || true; } | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
     done | sort -u
 }
 

@@ -122,9 +122,6 @@ pub enum Command {
     /// Install the CNI plugins nicslice-macvlan, nicslice-ipvlan and
     /// nicslice-ipam as links to this binary.
     InstallCni(InstallCniArgs),
-    /// Time CNI ADD and DEL of the reference plugins, nicslice's and the lower
-    /// bound side by side in private namespaces (a benchmark, not a test).
-    BenchCni(BenchCniArgs),
     /// Manage the CNI plugins' lease database (nicslice-ipam's leases).
     #[command(subcommand)]
     CniLeases(CniLeasesCommand),
@@ -159,22 +156,6 @@ pub struct InstallCniArgs {
     /// Directory of the runtime's CNI plugins.
     #[arg(default_value = "/opt/cni/bin")]
     pub dir: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchCniArgs {
-    /// ADD/DEL pairs per contender.
-    #[arg(long, default_value_t = 50)]
-    pub runs: usize,
-    /// Directory of the reference plugins (Debian's containernetworking-plugins).
-    #[arg(long, default_value = "/usr/lib/cni")]
-    pub reference: PathBuf,
-    /// Leases before the IPAM allocation measured at scale (0 skips that part).
-    #[arg(long, default_value_t = 10_000)]
-    pub leases: usize,
-    /// Podman's netavark, measured beside the CNI plugins when present.
-    #[arg(long, default_value = nicslice_cni::bench::DEFAULT_NETAVARK)]
-    pub netavark: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,7 +9,6 @@
 //! (`nicslice_engine::endpoint`, the realize, teardown and check that
 //! `nicslice attach` runs too); leases are the store's.
 
-pub mod bench;
 pub mod conf;
 pub mod delegate;
 pub mod env;

@@ -1,7 +1,14 @@
 //! Fault injection: make a named step fail on purpose, so tests can prove that
 //! every step already done is undone. Set by the `NICSLICE_FAIL_AT` variable
-//! (a step name, see [`Step`]); unset in normal use, where it costs one
-//! comparison per step.
+//! (a step name, see [`Step`]).
+//!
+//! Only in test builds: the injection is compiled in under the cargo feature
+//! `fault-injection` (which the tests of nicslice and nicslice-cni turn on
+//! through their dev-dependencies) and in this crate's own unit tests. A
+//! build without it, the release binary users get among them, never reads
+//! the variable (a stray one in a container runtime's environment must not
+//! make real calls fail), and its [`Faults`] fail nothing: the checks at
+//! every step compile to nothing.
 
 use std::fmt;
 
@@ -76,9 +83,10 @@ impl fmt::Display for Step {
     }
 }
 
-/// Which step, if any, must fail.
+/// Which step, if any, must fail (none, always, without the feature).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
+    #[cfg(any(test, feature = "fault-injection"))]
     fail_at: Option<Step>,
 }
 
@@ -89,12 +97,21 @@ impl Faults {
         Faults::default()
     }
 
+    /// `step` fails; without the feature, nothing does.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn at(step: Step) -> Faults {
         Faults { fail_at: Some(step) }
     }
 
+    /// `step` fails; without the feature, nothing does.
+    #[cfg(not(any(test, feature = "fault-injection")))]
+    pub fn at(_step: Step) -> Faults {
+        Faults::none()
+    }
+
     /// Reads `NICSLICE_FAIL_AT`; an unknown step name is an error, so a typo in
     /// a test cannot pass silently.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn from_env() -> Result<Faults, EngineError> {
         match std::env::var(Self::ENV) {
             Err(_) => Ok(Faults::none()),
@@ -111,8 +128,37 @@ impl Faults {
         }
     }
 
+    /// Without the feature the variable is not read: no step fails.
+    #[cfg(not(any(test, feature = "fault-injection")))]
+    pub fn from_env() -> Result<Faults, EngineError> {
+        Ok(Faults::none())
+    }
+
     /// Fails if `step` is the one chosen to fail.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub fn check(&self, step: Step) -> Result<(), EngineError> {
         if self.fail_at == Some(step) { Err(EngineError::Injected(step)) } else { Ok(()) }
+    }
+
+    /// Never fails without the feature.
+    #[cfg(not(any(test, feature = "fault-injection")))]
+    #[inline(always)]
+    pub fn check(&self, _step: Step) -> Result<(), EngineError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chosen_step_fails() {
+        let faults = Faults::at(Step::AddRoute);
+        assert!(matches!(faults.check(Step::AddRoute), Err(EngineError::Injected(Step::AddRoute))));
+        assert!(
+            Step::ALL.into_iter().filter(|s| *s != Step::AddRoute).all(|s| faults.check(s).is_ok())
+        );
+        assert!(Step::ALL.into_iter().all(|s| Faults::none().check(s).is_ok()));
     }
 }

@@ -1,6 +1,9 @@
 //! Links: reading what the kernel reports about an interface, and the generic
 //! operations every kind shares (up/down, rename, MTU, MAC, promiscuous mode,
-//! master, delete). Kind-specific creation lives in `macvlan.rs` and `topology.rs`.
+//! master, delete). Kind-specific creation lives elsewhere: macvlan and
+//! macvtap in `macvlan.rs`, ipvlan and ipvtap in `ipvlan.rs`, veth, bridge,
+//! dummy and 802.1Q in `topology.rs`; `placement.rs` puts a child straight
+//! into its namespace under its final name.
 
 use netlink_packet_core::{Emitable, NlasIterator};
 use netlink_packet_route::RouteNetlinkMessage;

@@ -2,7 +2,6 @@
 //! requests, calls the engine and prints.
 
 mod attach;
-mod bench_cni;
 mod check;
 mod cni_leases;
 mod doctor;
@@ -61,7 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events { fix, idle_exit } => events::run(&globals, fix, idle_exit),
         Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),
         Command::InstallCni(args) => install_cni::run(&args),
-        Command::BenchCni(args) => bench_cni::run(&args, globals.json),
         Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),
     }
 }

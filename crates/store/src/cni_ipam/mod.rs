@@ -7,7 +7,7 @@
 //! Why LMDB and not the SQLite of `state.db`: the plugin is one process per
 //! call, and SQLite spends most of such a call opening the file, parsing the
 //! schema and compiling the call's statements (0.55 M instructions, about
-//! 0.4 ms of an ADD; bench-cni). LMDB has nothing to parse or compile: the
+//! 0.4 ms of an ADD; nicslice-bench). LMDB has nothing to parse or compile: the
 //! file is mapped, a lookup is a walk down a B+tree, a commit writes the
 //! changed pages and a meta page. Many processes share the file, one writer
 //! at a time, queued on a `flock` (`lock`; a writer killed mid-call releases

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use nicslice_kernel::{MacvlanLinkRequest, Netns, Route, RouteSocket};
 use nicslice_model::{Driver, IfName, MacvlanMode};
 
-use crate::error::{CniError, Code, Result};
+use anyhow::{Result, anyhow};
 
 /// Compiles the C program `code` into a static binary `dir/name`; None if
 /// gcc is missing or fails.
@@ -87,7 +87,7 @@ impl KernelWork {
         let c = RouteSocket::open_in(container)?;
         let parent = h
             .link_by_name("eth0")?
-            .ok_or_else(|| CniError::new(Code::Kernel, "bench host has no eth0"))?;
+            .ok_or_else(|| anyhow!("the benchmark's host namespace has no eth0"))?;
         let name = IfName::new("eth0")?;
         let req = MacvlanLinkRequest::new(Driver::Macvlan, name, parent.index, MacvlanMode::Bridge);
         Ok(KernelWork { host: h, container: c, req, adds: Vec::new(), dels: Vec::new() })
@@ -96,10 +96,8 @@ impl KernelWork {
     /// Link into the container, address, announcement, up, default route
     /// (timed); then delete it (not timed: see the module docs).
     pub fn round(&mut self, container: &Netns, i: usize) -> Result<()> {
-        let addr = format!("192.168.0.{}/24", 200 + (i % 50))
-            .parse()
-            .map_err(|_| CniError::config("addr"))?;
-        let gw = "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?;
+        let addr = format!("192.168.0.{}/24", 200 + (i % 50)).parse()?;
+        let gw = "192.168.0.1".parse()?;
         let c = &mut self.container;
         let start = Instant::now();
         self.host.create_macvlan(&self.req, Some(container))?;
@@ -116,9 +114,7 @@ impl KernelWork {
     /// Deletes the container's `eth0`, made by a plugin's ADD (timed).
     pub fn delete_plugins_link(&mut self) -> Result<()> {
         let c = &mut self.container;
-        let index = c
-            .index_of("eth0")?
-            .ok_or_else(|| CniError::new(Code::Kernel, "the plugin's ADD left no eth0"))?;
+        let index = c.index_of("eth0")?.ok_or_else(|| anyhow!("the plugin's ADD left no eth0"))?;
         let start = Instant::now();
         c.delete_link(index)?;
         self.dels.push(start.elapsed());

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::{CniError, Code, Result};
+use anyhow::{Context, Result};
 
 /// One timed run.
 #[derive(Debug, Clone)]
@@ -29,7 +29,6 @@ pub fn timed_with_args(
     vars: &[(&str, String)],
     stdin: &[u8],
 ) -> Result<Run> {
-    let io = |e: std::io::Error| CniError::new(Code::Io, format!("{}: {e}", program.display()));
     let start = Instant::now();
     let mut child = Command::new(program)
         .args(args)
@@ -39,7 +38,7 @@ pub fn timed_with_args(
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(io)?;
+        .with_context(|| program.display().to_string())?;
     if let Some(mut input) = child.stdin.take() {
         let _ = input.write_all(stdin);
     }
@@ -47,7 +46,7 @@ pub fn timed_with_args(
     if let Some(mut out) = child.stdout.take() {
         let _ = out.read_to_string(&mut stdout);
     }
-    let status = child.wait().map_err(io)?;
+    let status = child.wait().with_context(|| program.display().to_string())?;
     let elapsed = start.elapsed();
     Ok(Run { elapsed, ok: status.success(), stdout })
 }

@@ -1,11 +1,11 @@
-//! The CNI benchmark (`nicslice bench-cni`): ADD and DEL of the reference
+//! The CNI benchmark (`nicslice-bench cni`): ADD and DEL of the reference
 //! plugins (macvlan + host-local), Podman's netavark where it is installed
 //! (its macvlan setup and teardown, which take the same place in a container
 //! start), nicslice's (nicslice-macvlan + nicslice-ipam, the given binary
-//! under those names) and the lower bound,
-//! side by side in one run on the same private namespace set-up; then IPAM
-//! at scale (the first and the 10,000th allocation in a /16). A benchmark,
-//! not a test: it reports, it does not judge.
+//! under those names) and the lower bound, side by side in one run on the
+//! same private namespace set-up; then IPAM at scale (the first and the
+//! 10,000th allocation in a /16). A benchmark, not a test: it reports, it
+//! does not judge.
 
 mod lower;
 mod scale;
@@ -18,8 +18,11 @@ use nicslice_kernel::{Netns, Route, RouteSocket, netns};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::{CniError, Code, Result};
+use anyhow::{Context, Result, anyhow};
 pub use stats::Stats;
+
+/// The names the nicslice binary answers to as a CNI plugin.
+const PLUGINS: [&str; 3] = ["nicslice-macvlan", "nicslice-ipvlan", "nicslice-ipam"];
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -85,8 +88,7 @@ fn setup() -> Result<Bench> {
     // where IPAM state of one boot belongs) for every contender alike.
     let run = Path::new("/run");
     let tmp = if run.is_dir() { run.to_path_buf() } else { std::env::temp_dir() }.join(&prefix);
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| CniError::new(Code::Io, format!("{}: {e}", tmp.display())))?;
+    std::fs::create_dir_all(&tmp).with_context(|| tmp.display().to_string())?;
     let mut names = Vec::new();
     let mut make = |role: &str| -> Result<Netns> {
         let name = format!("{prefix}-{role}");
@@ -105,7 +107,7 @@ fn setup() -> Result<Bench> {
     let mut s = RouteSocket::open_in(&sw)?;
     s.create_simple(nicslice_kernel::SimpleKind::Bridge, "br0", None)?;
     let br = s.require_link("br0", "switch")?;
-    s.add_address(br.index, "192.168.0.1/24".parse().map_err(|_| CniError::config("addr"))?)?;
+    s.add_address(br.index, "192.168.0.1/24".parse()?)?;
     s.set_up(br.index, true)?;
     s.create_veth("p-host", "eth0", Some(&host))?;
     let port = s.require_link("p-host", "switch")?;
@@ -113,12 +115,9 @@ fn setup() -> Result<Bench> {
     s.set_up(port.index, true)?;
     let mut h = RouteSocket::open_in(&host)?;
     let eth0 = h.require_link("eth0", "host")?;
-    h.add_address(eth0.index, "192.168.0.254/24".parse().map_err(|_| CniError::config("addr"))?)?;
+    h.add_address(eth0.index, "192.168.0.254/24".parse()?)?;
     h.set_up(eth0.index, true)?;
-    h.add_route(&Route::default_via(
-        "192.168.0.1".parse().map_err(|_| CniError::config("gw"))?,
-        eth0.index,
-    ))?;
+    h.add_route(&Route::default_via("192.168.0.1".parse()?, eth0.index))?;
     Ok(Bench { names, host, container, container_path, tmp })
 }
 
@@ -202,8 +201,8 @@ impl Plugins {
         }
     }
 
-    fn failed(&self, cmd: &str, run: &spawn::Run) -> CniError {
-        CniError::new(Code::Other(999), format!("{}: {cmd} failed: {}", self.name, run.stdout))
+    fn failed(&self, cmd: &str, run: &spawn::Run) -> anyhow::Error {
+        anyhow!("{}: {cmd} failed: {}", self.name, run.stdout)
     }
 
     /// One timed ADD and its DEL, run in the bench's host namespace.
@@ -280,14 +279,15 @@ fn conf(plugin: &str, ipam: &str, data_dir: &Path) -> serde_json::Value {
     })
 }
 
-/// Links the nicslice plugins to `binary` in `dir`.
+/// Links the nicslice plugins to `binary` in `dir` (the benchmark's own).
 fn install(binary: &Path, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-    for p in crate::Plugin::ALL {
-        let link = dir.join(p.name());
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    for name in PLUGINS {
+        let link = dir.join(name);
+        // A leftover of a killed run of the same pid, in this run's own directory.
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(binary, &link)
-            .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+            .with_context(|| format!("{} -> {}", link.display(), binary.display()))?;
     }
     Ok(())
 }
@@ -321,7 +321,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     ));
     if opts.netavark.exists() {
         let config = b.tmp.join("netavark");
-        std::fs::create_dir_all(&config).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        std::fs::create_dir_all(&config).with_context(|| config.display().to_string())?;
         sets.push(Plugins::netavark(&opts.netavark, &config));
         notes.push(
             "netavark is handed its address (Podman allocates it): its ADD has no IPAM work".into(),

@@ -1,7 +1,8 @@
 //! IPAM at scale: the cost of an ADD on a fresh /16 and after `leases`
-//! leases, for nicslice-ipam and host-local (their own on-disk formats,
-//! filled directly: host-local's one file per address, nicslice's database
-//! through in-process allocations). Only the IPAM plugins are executed.
+//! leases, for nicslice-ipam and host-local. host-local's store (one file
+//! per address) is filled directly; nicslice's database through the plugin
+//! itself, one ADD per lease, untimed (its format is nicslice's own
+//! business). Only the IPAM plugins are executed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,9 +12,7 @@ use serde_json::json;
 
 use super::spawn;
 use super::stats::Stats;
-use crate::conf::NetConf;
-use crate::env::{CallEnv, Verb};
-use crate::error::{CniError, Code, Result};
+use anyhow::{Context, Result, bail};
 
 /// Samples per point.
 const SAMPLES: usize = 20;
@@ -32,9 +31,17 @@ fn conf(ipam: &str, data_dir: &Path) -> serde_json::Value {
            "ipam": {"type": ipam, "subnet": "10.20.0.0/16", "dataDir": data_dir}})
 }
 
-fn adds(dir: &Path, plugin: &str, conf: &serde_json::Value, tag: &str) -> Result<Stats> {
-    let mut samples: Vec<Duration> = Vec::new();
-    for i in 0..SAMPLES {
+/// `count` IPAM ADDs by `plugin` in `dir`, container IDs `{tag}0`, `{tag}1`...
+fn adds(
+    dir: &Path,
+    plugin: &str,
+    conf: &serde_json::Value,
+    tag: &str,
+    count: usize,
+) -> Result<Vec<Duration>> {
+    let stdin = conf.to_string();
+    let mut samples: Vec<Duration> = Vec::with_capacity(count);
+    for i in 0..count {
         let vars = [
             ("CNI_COMMAND", "ADD".to_string()),
             ("CNI_CONTAINERID", format!("{tag}{i}")),
@@ -42,58 +49,48 @@ fn adds(dir: &Path, plugin: &str, conf: &serde_json::Value, tag: &str) -> Result
             ("CNI_IFNAME", "eth0".to_string()),
             ("CNI_PATH", dir.display().to_string()),
         ];
-        let run = spawn::timed(&dir.join(plugin), &vars, conf.to_string().as_bytes())?;
+        let run = spawn::timed(&dir.join(plugin), &vars, stdin.as_bytes())?;
         if !run.ok {
-            return Err(CniError::new(
-                Code::Other(999),
-                format!("{plugin} ADD failed: {}", run.stdout),
-            ));
+            bail!("{plugin} ADD failed: {}", run.stdout);
         }
         samples.push(run.elapsed);
     }
-    Ok(Stats::of(&samples))
+    Ok(samples)
+}
+
+/// [`SAMPLES`] timed IPAM ADDs.
+fn timed_adds(dir: &Path, plugin: &str, conf: &serde_json::Value, tag: &str) -> Result<Stats> {
+    Ok(Stats::of(&adds(dir, plugin, conf, tag, SAMPLES)?))
 }
 
 /// host-local's store: a file per address holding "ID\r\nIFNAME".
 fn fill_host_local(data_dir: &Path, leases: usize) -> Result<()> {
     let dir = data_dir.join("scale");
-    std::fs::create_dir_all(&dir).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let mut last = String::new();
     for i in 0..leases {
         let n = i + 2 + SAMPLES; // after the gateway and the samples of the first point
         last = format!("10.20.{}.{}", n / 256, n % 256);
-        std::fs::write(dir.join(&last), format!("fill{i}\r\neth0"))
-            .map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+        let file = dir.join(&last);
+        std::fs::write(&file, format!("fill{i}\r\neth0"))
+            .with_context(|| file.display().to_string())?;
     }
-    std::fs::write(dir.join("last_reserved_ip.0"), last)
-        .map_err(|e| CniError::new(Code::Io, e.to_string()))
-}
-
-fn fill_nicslice(conf: &serde_json::Value, leases: usize) -> Result<()> {
-    let net = NetConf::parse(conf.to_string().into_bytes())?;
-    for i in 0..leases {
-        let env = CallEnv {
-            container_id: format!("fill{i}"),
-            ifname: "eth0".into(),
-            ..CallEnv::default()
-        };
-        crate::ipam::handle(Verb::Add, &net, &env)?;
-    }
-    Ok(())
+    let file = dir.join("last_reserved_ip.0");
+    std::fs::write(&file, last).with_context(|| file.display().to_string())
 }
 
 pub fn measure(tmp: &Path, reference: &Path, bin: &Path, leases: usize) -> Result<Scale> {
     let nsl = conf("nicslice-ipam", &tmp.join("scale-nsl"));
-    let nicslice_first = adds(bin, "nicslice-ipam", &nsl, "first")?;
-    fill_nicslice(&nsl, leases)?;
-    let nicslice_nth = adds(bin, "nicslice-ipam", &nsl, "nth")?;
+    let nicslice_first = timed_adds(bin, "nicslice-ipam", &nsl, "first")?;
+    adds(bin, "nicslice-ipam", &nsl, "fill", leases)?;
+    let nicslice_nth = timed_adds(bin, "nicslice-ipam", &nsl, "nth")?;
     let (mut host_local_first, mut host_local_nth) = (None, None);
     if reference.join("host-local").exists() {
         let data = tmp.join("scale-ref");
         let hl = conf("host-local", &data);
-        host_local_first = Some(adds(reference, "host-local", &hl, "first")?);
+        host_local_first = Some(timed_adds(reference, "host-local", &hl, "first")?);
         fill_host_local(&data, leases)?;
-        host_local_nth = Some(adds(reference, "host-local", &hl, "nth")?);
+        host_local_nth = Some(timed_adds(reference, "host-local", &hl, "nth")?);
     }
     Ok(Scale { leases, nicslice_first, nicslice_nth, host_local_first, host_local_nth })
 }

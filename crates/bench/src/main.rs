@@ -1,0 +1,117 @@
+//! `nicslice-bench`: the workspace's benchmarks, a development tool that is
+//! not part of the product (the `nicslice` binary users install contains
+//! none of it). It measures the release `nicslice` binary of its own target
+//! directory, the one `cargo build --release` (or README's `cargo run
+//! --release -p nicslice`) made beside it:
+//!
+//! ```text
+//! cargo build --release -p nicslice
+//! cargo run --release -p nicslice-bench -- cni [--runs N] [--leases N] [--netavark PATH]
+//! ```
+//!
+//! `cni` (module [`cni`]) times CNI ADD and DEL of the reference plugins,
+//! netavark, nicslice's plugins and the lower bound side by side in private
+//! namespaces (needs root).
+
+mod cni;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "nicslice-bench", about = "nicslice's benchmarks (a development tool)")]
+struct Cli {
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Time CNI ADD and DEL of the reference plugins, netavark, nicslice's
+    /// and the lower bound side by side in private namespaces.
+    Cni(CniArgs),
+}
+
+#[derive(Debug, Args)]
+struct CniArgs {
+    /// ADD/DEL pairs per contender.
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Directory of the reference plugins (Debian's containernetworking-plugins).
+    #[arg(long, default_value = "/usr/lib/cni")]
+    reference: PathBuf,
+    /// Leases before the IPAM allocation measured at scale (0 skips that part).
+    #[arg(long, default_value_t = 10_000)]
+    leases: usize,
+    /// Podman's netavark, measured beside the CNI plugins when present.
+    #[arg(long, default_value = cni::DEFAULT_NETAVARK)]
+    netavark: PathBuf,
+    /// The nicslice binary measured [default: `nicslice` beside this program,
+    /// the release build of the same target directory].
+    #[arg(long)]
+    nicslice: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("nicslice-bench: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Cni(args) => {
+            let nicslice = match args.nicslice {
+                Some(path) => path,
+                None => beside_this_program("nicslice")?,
+            };
+            if !nicslice.is_file() {
+                bail!(
+                    "{} not found: build the binary measured first with \
+                     `cargo build --release -p nicslice`",
+                    nicslice.display()
+                );
+            }
+            eprintln!("nicslice-bench: measuring {}", describe(&nicslice));
+            let opts = cni::Options {
+                runs: args.runs,
+                reference_dir: args.reference,
+                nicslice,
+                leases: args.leases,
+                netavark: args.netavark,
+            };
+            let report = cni::run(&opts)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `name` in the directory of this program: for `cargo run --release -p
+/// nicslice-bench`, the release build of the same target directory.
+fn beside_this_program(name: &str) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("cannot find this program's own path")?;
+    Ok(me.with_file_name(name))
+}
+
+/// The binary's path and age, so that a stale build is not measured unseen.
+fn describe(path: &Path) -> String {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map(|d| format!(" (built {} min ago)", d.as_secs() / 60))
+        .unwrap_or_default();
+    format!("{}{age}", path.display())
+}
