@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod announce;
 pub mod error;
+pub mod identity;
 pub mod ipvlan;
 pub mod link;
 pub mod macvlan;
@@ -24,6 +25,7 @@ pub mod tap;
 pub mod topology;
 
 pub use error::{KernelError, Result};
+pub use identity::ProcessId;
 pub use link::{Link, LinkBrief, MacvlanState};
 pub use macvlan::{MacvlanLinkRequest, SourceMacOp};
 pub use neighbour_probe::NeighbourProber;

@@ -25,7 +25,8 @@ pub use error::StoreError;
 pub use owned::OwnedLink;
 pub use read::StoreRead;
 pub use records::{
-    EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,
+    EndpointId, EndpointRecord, EndpointState, LeaseRecord, NetnsId, NetworkId, NetworkRecord,
+    NewEndpoint, Owner,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{DEFAULT_STATE_PATH, ReadTx, Store};

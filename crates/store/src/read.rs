@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::blob::{from_blob, ip_at};
 use crate::error::Context;
 use crate::{
-    EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, ReadTx, Store,
-    StoreError, WriteTx,
+    EndpointId, EndpointRecord, EndpointState, LeaseRecord, NetnsId, NetworkId, NetworkRecord,
+    Owner, ReadTx, Store, StoreError, WriteTx,
 };
 
 mod sealed {
@@ -42,8 +42,8 @@ impl StoreRead for ReadTx<'_> {}
 impl StoreRead for WriteTx<'_> {}
 
 const NETWORK_COLS: &str = "id, spec_json, promisc_prev, created_at";
-const ENDPOINT_COLS: &str =
-    "id, network_id, netns, netns_dev, netns_ino, ifname, mac, details_json, created_at";
+const ENDPOINT_COLS: &str = "id, network_id, netns, netns_dev, netns_ino, ifname, mac, \
+     details_json, created_at, netns_cookie, state, owner_pid, owner_start";
 const LEASE_SELECT: &str = "SELECT p.network_id, p.subnet_index, p.subnet, p.gateway, \
      l.ip_offset, l.endpoint_id FROM leases l JOIN pools p ON p.id = l.pool_id";
 
@@ -95,6 +95,14 @@ pub trait StoreRead: sealed::Conn {
         );
         let p = params![netns.dev as i64, netns.ino as i64, ifname.as_str()];
         one(self.conn(), &sql, p, endpoint_row, "reading an endpoint")
+    }
+
+    /// Endpoints being attached or detached (by a live process, or by one
+    /// that died part-way), oldest first.
+    fn endpoints_in_flight(&self) -> Result<Vec<EndpointRecord>, StoreError> {
+        let sql =
+            format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE state != 'attached' ORDER BY id");
+        many(self.conn(), &sql, params![], endpoint_row, "listing endpoints in flight")
     }
 
     /// The addresses leased to `endpoint`, by subnet.
@@ -169,6 +177,10 @@ struct RawEndpoint {
     mac: Option<String>,
     details: String,
     created_at: i64,
+    cookie: Option<i64>,
+    state: String,
+    owner_pid: Option<u32>,
+    owner_start: Option<i64>,
 }
 
 fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<RawEndpoint> {
@@ -182,6 +194,10 @@ fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<RawEndpoint> {
         mac: row.get(6)?,
         details: row.get(7)?,
         created_at: row.get(8)?,
+        cookie: row.get(9)?,
+        state: row.get(10)?,
+        owner_pid: row.get(11)?,
+        owner_start: row.get(12)?,
     })
 }
 
@@ -206,6 +222,13 @@ impl Raw for RawEndpoint {
             mac,
             details,
             created_at: self.created_at,
+            netns_cookie: self.cookie.map(|c| c as u64),
+            state: EndpointState::parse(&self.state)
+                .ok_or_else(|| corrupt(format!("state {}", self.state)))?,
+            owner: match (self.owner_pid, self.owner_start) {
+                (Some(pid), Some(start)) => Some(Owner { pid, start: start as u64 }),
+                _ => None,
+            },
         })
     }
 }
