@@ -1,24 +1,28 @@
 //! attach: give a namespace an interface on a network. Checks everything it
-//! can before touching the kernel, then leases addresses, makes the link and
-//! records the endpoint in one store transaction that commits only when the
-//! kernel work succeeded; any failure undoes every step.
+//! can before touching the kernel; then records the intent (the endpoint in
+//! state "attaching", its leases and its MAC, committed), makes the link and
+//! marks the endpoint attached. Any failure, or SIGINT/SIGTERM/SIGHUP at a
+//! step boundary, undoes every step and the intent; a command killed outright
+//! leaves the intent for the next one to undo (see `intent`).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
-use nicslice_kernel::{MacvlanLinkRequest, NetnsTarget, Route, RouteSocket, tap};
+use nicslice_kernel::signals::Shield;
+use nicslice_kernel::{MacvlanLinkRequest, Netns, NetnsTarget, Route, RouteSocket, tap};
 use nicslice_model::{
     IfName, IpvlanMode, LinkMode, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork,
     rules,
 };
 use nicslice_store::{
-    EndpointId, LeaseRecord, NetnsId, NetworkId, NewEndpoint, StoreRead, WriteTx,
+    EndpointId, EndpointState, LeaseRecord, NetworkId, NewEndpoint, StoreError, StoreRead, WriteTx,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
+use crate::intent::{self, NsIdentity};
 use crate::network::rollback;
 use crate::plumb::{self, ChildLink, EndpointPlan};
 use crate::undo::UndoLog;
@@ -55,11 +59,6 @@ pub(crate) struct EndpointDetails {
     pub routes: Vec<RouteRequest>,
 }
 
-pub(crate) fn netns_id(ns: &nicslice_kernel::Netns) -> NetnsId {
-    let id = ns.id();
-    NetnsId { dev: id.dev, ino: id.ino }
-}
-
 pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns> {
     target.open().map_err(|e| match e {
         nicslice_kernel::KernelError::NoSuchNetns(label) => EngineError::NotFound(match target {
@@ -71,6 +70,53 @@ pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns
         }),
         other => other.into(),
     })
+}
+
+/// Refuses as a target the namespace nicslice runs in and the host
+/// namespace: a link there would sit beside the parents, and a path like
+/// `/proc/self/ns/net` means nothing to any other process.
+fn refuse_own_namespace(target: &NetnsTarget, ns: &Netns, host: &Netns) -> Result<()> {
+    let own = Netns::current()?;
+    let why = if ns.id() == own.id() {
+        "the namespace nicslice itself runs in"
+    } else if ns.id() == host.id() {
+        "the host namespace, where the parents are (--host-netns)"
+    } else {
+        return Ok(());
+    };
+    Err(EngineError::Invalid(format!(
+        "{target} is {why}; name a container's or another namespace as the target"
+    )))
+}
+
+/// A MAC for a new macvlan child, chosen before the link is made so the
+/// intent can name it: the link of a killed attach is recognised by it.
+/// Passthru children take their parent's MAC whatever is asked.
+fn child_mac(spec: &NetworkSpec, asked: Option<MacAddr>) -> Result<Option<MacAddr>> {
+    Ok(match spec.mode {
+        LinkMode::Macvlan(MacvlanMode::Passthru) | LinkMode::Ipvlan(_) => asked,
+        LinkMode::Macvlan(_) => match asked {
+            Some(mac) => Some(mac),
+            None => Some(MacAddr::local_from_random(nicslice_kernel::identity::random_bytes()?)),
+        },
+    })
+}
+
+/// Drops a record that holds `ifname` in a namespace with this inode but
+/// another cookie: that namespace is gone (the kernel reuses an inode only
+/// then), and the record would refuse the new namespace its `eth0`.
+fn release_dead_namesake(tx: &WriteTx<'_>, identity: NsIdentity, ifname: &IfName) -> Result<()> {
+    if let Some(old) = tx.endpoint_by_netns_ifname(identity.id, ifname)?
+        && !identity.matches(&old)
+    {
+        tracing::info!(
+            netns = %old.netns,
+            %ifname,
+            "releasing the record of a namespace that is gone (its inode is reused)"
+        );
+        tx.delete_endpoint(old.id)?;
+    }
+    Ok(())
 }
 
 /// Refuses a second child on a passthru parent and a MAC another endpoint on
@@ -117,7 +163,7 @@ fn allocate_addresses(
             leases.push(tx.allocate(network, i, Some(ip), Some(endpoint))?);
             continue;
         }
-        let mut first_error = None;
+        let mut first_error: Option<StoreError> = None;
         let mut got = None;
         for &i in &subnets {
             match tx.allocate(network, i, None, Some(endpoint)) {
@@ -185,6 +231,7 @@ impl Engine {
         }
 
         let target_ns = open_target(&req.netns)?;
+        refuse_own_namespace(&req.netns, &target_ns, &self.host)?;
         let mut host = self.host_socket()?;
         let parent = host.link_by_name(spec.parent.as_str())?.ok_or_else(|| {
             EngineError::NotFound(format!(
@@ -209,28 +256,53 @@ impl Engine {
                 target_ns.label()
             )));
         }
-
+        let identity = NsIdentity::of(&target_ns, &target)?;
+        let mac = child_mac(&spec, req.mac)?;
+        let owner = intent::this_process()?;
         let faults = self.faults;
-        let mut undo = UndoLog::default();
-        let result = (|| -> Result<EndpointView> {
-            let tx = self.store.write()?;
-            check_parent_room(&tx, &spec, req.mac)?;
 
+        // The intent, committed before the kernel is touched. Stop signals
+        // wait from here until the work is whole (done or undone); the wait
+        // for the lock above stays interruptible.
+        let tx = self.store.write()?;
+        let shield = Shield::raise()?;
+        let (endpoint_id, leases) = {
+            check_parent_room(&tx, &spec, req.mac)?;
+            release_dead_namesake(&tx, identity, &req.ifname)?;
             let endpoint_id = tx.insert_endpoint(
                 record.id,
                 &NewEndpoint {
                     netns: req.netns.path().display().to_string(),
-                    netns_id: netns_id(&target_ns),
+                    netns_id: identity.id,
+                    netns_cookie: Some(identity.cookie),
                     ifname: req.ifname.clone(),
-                    mac: None,
+                    mac,
                     details: serde_json::Value::Null,
+                    state: EndpointState::Attaching,
+                    owner: Some(owner),
                 },
             )?;
-
             faults.check(Step::Allocate)?;
-            let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
-            let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+            let leases = match allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips) {
+                Err(EngineError::Store(e)) if is_exhausted(&e) => {
+                    // Room held by namespaces that are gone is taken back.
+                    if release_stale(&tx, record.id)? == 0 {
+                        return Err(e.into());
+                    }
+                    // From scratch: a family already leased before the other failed.
+                    tx.release_endpoint_leases(endpoint_id)?;
+                    allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?
+                }
+                other => other?,
+            };
+            tx.commit()?;
+            (endpoint_id, leases)
+        };
+        let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
+        let mut undo = UndoLog::default();
+        let result = (|| -> Result<EndpointView> {
+            interrupted(&shield)?;
             // ipvlan l3/l3s children are NOARP and leave through the parent's
             // routing: without a gateway asked for, a default route through
             // the device is what works (seed 001); a gateway the user named
@@ -271,7 +343,7 @@ impl Engine {
                         mode,
                         flags: spec.flags,
                         mtu: spec.mtu,
-                        mac: req.mac,
+                        mac,
                         bcqueuelen: spec.bcqueuelen,
                         bclim: spec.bclim,
                         source_macs: req.source_macs.clone(),
@@ -291,6 +363,7 @@ impl Engine {
             };
             let realized =
                 plumb::realize(&plan, &mut host, &target_ns, &mut target, faults, &mut undo)?;
+            interrupted(&shield)?;
             let link = realized.link;
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = if spec.driver.has_tap() {
@@ -307,7 +380,9 @@ impl Engine {
                 routes: req.routes.clone(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
+            let tx = self.store.write()?;
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            tx.set_endpoint_state(endpoint_id, EndpointState::Attached, None)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {
@@ -320,6 +395,7 @@ impl Engine {
                 tap_device,
                 source_macs: req.source_macs.clone(),
                 routes: details.routes,
+                state: EndpointState::Attached.as_str(),
             })
         })();
         match result {
@@ -327,7 +403,49 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(rollback(error, undo, &mut host, Some(&mut target))),
+            Err(error) => {
+                let error = rollback(error, undo, &mut host, Some(&mut target));
+                // The kernel is back as it was: the intent goes with its
+                // leases. Should that fail, the intent stays, and the next
+                // command ends it once this process is gone.
+                let forgotten = self.store.write().and_then(|tx| {
+                    tx.delete_endpoint(endpoint_id)?;
+                    tx.commit()
+                });
+                match forgotten {
+                    Ok(()) => Err(error),
+                    Err(e) => Err(EngineError::UndoFailed {
+                        error: Box::new(error),
+                        undo: format!("the record of the attach stays for the next command: {e}"),
+                    }),
+                }
+            }
         }
     }
+}
+
+/// Fails with the stop signal that came, if one did: the caller undoes.
+fn interrupted(shield: &Shield) -> Result<()> {
+    match shield.interrupted() {
+        Some(signal) => Err(EngineError::Interrupted(signal.as_str())),
+        None => Ok(()),
+    }
+}
+
+/// Whether `e` says a pool has no free address left.
+fn is_exhausted(e: &StoreError) -> bool {
+    matches!(e, StoreError::Model(nicslice_model::ModelError::PoolExhausted { .. }))
+}
+
+/// Releases the endpoints of `network` whose namespace is gone; returns how many.
+fn release_stale(tx: &WriteTx<'_>, network: NetworkId) -> Result<usize> {
+    let mut released = 0;
+    for ep in tx.endpoints(network)? {
+        if ep.state == EndpointState::Attached && intent::is_stale(&ep) {
+            tracing::info!(netns = %ep.netns, ifname = %ep.ifname, "releasing the leases of a namespace that is gone");
+            tx.delete_endpoint(ep.id)?;
+            released += 1;
+        }
+    }
+    Ok(released)
 }

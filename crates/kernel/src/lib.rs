@@ -20,6 +20,7 @@ pub mod netns;
 pub mod placement;
 pub mod probe;
 pub mod route;
+pub mod signals;
 pub mod sysctl;
 pub mod tap;
 pub mod topology;
