@@ -214,8 +214,9 @@ fn every_failing_attach_step_is_undone() {
             "{step}: leaked state row"
         );
     }
-    // No lease leaked either: the first attach after all those failures gets the first address.
-    let ok = lab.json(&["attach", "dual", "--netns", &name]);
+    // No lease leaked either: the first addresses, which every failed
+    // attach had leased, are free again.
+    let ok = lab.json(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
     assert_eq!(ok["addresses"][0], "192.168.0.2/24", "{ok}");
     assert_eq!(ok["addresses"][1], "fd00:5::2/64", "{ok}");
     assert_eq!(ok["gateways"].as_array().unwrap().len(), 2);
@@ -226,17 +227,20 @@ fn every_failing_attach_step_is_undone() {
     assert!(!out.status.success());
     assert!(link(&ns, "eth0").is_some());
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+    // The link went before the last commit failed: the detach is past the
+    // point of no return, and the next command finishes it.
     let out =
         lab.run_env(&["detach", "dual", "--netns", &name], &[("NICSLICE_FAIL_AT", "store-commit")]);
     assert!(!out.status.success());
+    assert!(link(&ns, "eth0").is_none());
     assert_eq!(
         lab.json(&["endpoint", "ls"]).as_array().unwrap().len(),
-        1,
-        "a failed detach keeps its row"
+        0,
+        "the next command finishes the detach"
     );
-    // The link went before the commit failed; a retried detach still succeeds.
-    lab.ok(&["detach", "dual", "--netns", &name]);
-    assert!(link(&ns, "eth0").is_none());
+    lab.fails(&["detach", "dual", "--netns", &name], "no endpoint eth0");
+    // Its addresses are free.
+    lab.ok(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
 }
 
 #[test]
