@@ -424,10 +424,11 @@ impl Engine {
     }
 }
 
-/// Fails with the stop signal that came, if one did: the caller undoes.
+/// Fails with the stop signal that came, if one did, taking it: the caller
+/// undoes, and the front end exits saying so.
 fn interrupted(shield: &Shield) -> Result<()> {
-    match shield.interrupted() {
-        Some(signal) => Err(EngineError::Interrupted(signal.as_str())),
+    match shield.take() {
+        Some(signal) => Err(EngineError::Interrupted(signal as i32)),
         None => Ok(()),
     }
 }

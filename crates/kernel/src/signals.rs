@@ -1,9 +1,10 @@
 //! Deferring the signals that ask a command to stop (SIGINT, SIGTERM, SIGHUP)
 //! across work that must be finished or undone, not cut in half: a
 //! [`Shield`] blocks them on the calling thread (and on threads it starts),
-//! says whether one came so the work can undo itself at a step boundary, and
-//! when dropped unblocks them: a signal that came is then delivered and ends
-//! the process as it would have, once the work is whole again.
+//! says whether one came so the work can undo itself at a step boundary (and
+//! take the signal, to exit saying so), and when dropped unblocks them: a
+//! signal that came and was not taken is then delivered and ends the process
+//! as it would have, once the work is whole again.
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
@@ -27,6 +28,17 @@ impl Shield {
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut previous))
             .map_err(|e| KernelError::io("block stop signals", e.into()))?;
         Ok(Shield { previous })
+    }
+
+    /// Takes the stop signal that came while raised, if any: it will not
+    /// end the process when the shield drops, and the caller, having undone
+    /// its work, says why it stopped and exits.
+    pub fn take(&self) -> Option<Signal> {
+        let signal = self.interrupted()?;
+        let mut only = SigSet::empty();
+        only.add(signal);
+        // Pending, so this returns at once.
+        only.wait().ok()
     }
 
     /// The stop signal that came while raised, if any (it stays pending).
@@ -66,10 +78,8 @@ mod tests {
             // SAFETY: a signal to this very thread, which blocks it.
             assert_eq!(unsafe { libc::pthread_kill(libc::pthread_self(), libc::SIGHUP) }, 0);
             assert_eq!(shield.interrupted(), Some(Signal::SIGHUP));
-            // Consume it rather than let the drop deliver it to the test process.
-            let mut set = SigSet::empty();
-            set.add(Signal::SIGHUP);
-            assert_eq!(set.wait().unwrap(), Signal::SIGHUP);
+            // Taken: the drop does not deliver it to the test process.
+            assert_eq!(shield.take(), Some(Signal::SIGHUP));
             assert_eq!(shield.interrupted(), None);
         })
         .join()
