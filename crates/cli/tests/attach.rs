@@ -216,7 +216,8 @@ fn every_failing_attach_step_is_undone() {
     }
     // No lease leaked either: the first addresses, which every failed
     // attach had leased, are free again.
-    let ok = lab.json(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
+    let ok =
+        lab.json(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
     assert_eq!(ok["addresses"][0], "192.168.0.2/24", "{ok}");
     assert_eq!(ok["addresses"][1], "fd00:5::2/64", "{ok}");
     assert_eq!(ok["gateways"].as_array().unwrap().len(), 2);

@@ -26,15 +26,14 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Rng {
-        let seed = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(
-            || {
+        let seed =
+            std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_nanos() as u64
                     | 1
-            },
-        );
+            });
         eprintln!("CRASH_SEED={seed}");
         Rng(seed)
     }
@@ -127,7 +126,8 @@ fn killed_attaches_and_detaches_are_ended_by_the_next_command() {
             namespaces.iter().map(|(_, n)| n).filter(|n| !busy.contains(&path(n))).collect();
         let taken: Vec<&String> =
             namespaces.iter().map(|(_, n)| n).filter(|n| busy.contains(&path(n))).collect();
-        let attach = detaches >= 100 || (attaches < 100 && (taken.is_empty() || rng.next() % 2 == 0));
+        let attach =
+            detaches >= 100 || (attaches < 100 && (taken.is_empty() || rng.next() % 2 == 0));
         let round = if attach && !free.is_empty() {
             let name = free[rng.next() as usize % free.len()];
             attaches += 1;

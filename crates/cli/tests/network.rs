@@ -255,7 +255,10 @@ fn two_hundred_fifty_six_concurrent_attaches_and_detaches_all_succeed() {
     lab.ok(&["network", "create", "wide", "--parent", "eth0", "--subnet", "10.66.0.0/16"]);
     let names: Vec<String> = (0..N).map(|i| lab.netns(&format!("c{i}")).1).collect();
     let verb = |verb: &str| -> Vec<Vec<String>> {
-        names.iter().map(|n| vec![verb.into(), "wide".into(), "--netns".into(), n.clone()]).collect()
+        names
+            .iter()
+            .map(|n| vec![verb.into(), "wide".into(), "--netns".into(), n.clone()])
+            .collect()
     };
     let t = std::time::Instant::now();
     let failed = all_at_once(&lab, &verb("attach"));

@@ -27,7 +27,11 @@ fn details_of(ep: &EndpointRecord) -> EndpointDetails {
     serde_json::from_value(ep.details.clone()).unwrap_or_default()
 }
 
-pub(crate) fn endpoint_view(tx: &impl StoreRead, network: &str, ep: &EndpointRecord) -> Result<EndpointView> {
+pub(crate) fn endpoint_view(
+    tx: &impl StoreRead,
+    network: &str,
+    ep: &EndpointRecord,
+) -> Result<EndpointView> {
     let details = details_of(ep);
     Ok(EndpointView {
         network: network.to_string(),
@@ -95,10 +99,9 @@ impl Engine {
         // stale, and detaching it only releases it.
         let mut stale = false;
         if endpoint.is_none() {
-            endpoint = tx
-                .endpoints(record.id)?
-                .into_iter()
-                .find(|e| e.netns == recorded_path && e.ifname == req.ifname && intent::is_stale(e));
+            endpoint = tx.endpoints(record.id)?.into_iter().find(|e| {
+                e.netns == recorded_path && e.ifname == req.ifname && intent::is_stale(e)
+            });
             stale = endpoint.is_some();
         }
         let endpoint = endpoint.ok_or_else(|| {

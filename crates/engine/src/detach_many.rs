@@ -79,7 +79,11 @@ impl Engine {
 /// Deletes the link of each endpoint (where its namespace still is the
 /// recorded one), in up to `MAX_THREADS` threads; one result per endpoint,
 /// in order.
-fn delete_concurrently(endpoints: &[EndpointRecord], kind: &str, faults: Faults) -> Vec<Result<()>> {
+fn delete_concurrently(
+    endpoints: &[EndpointRecord],
+    kind: &str,
+    faults: Faults,
+) -> Vec<Result<()>> {
     if endpoints.is_empty() {
         return Vec::new();
     }

@@ -129,7 +129,8 @@ impl Engine {
         let mut ended = 0;
         for ep in tx.endpoints_in_flight()? {
             if owner_gone(ep.owner) {
-                let what = if ep.state == EndpointState::Detaching { "finishing" } else { "undoing" };
+                let what =
+                    if ep.state == EndpointState::Detaching { "finishing" } else { "undoing" };
                 tracing::info!(
                     ifname = %ep.ifname,
                     netns = %ep.netns,

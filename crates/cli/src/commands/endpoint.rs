@@ -31,7 +31,10 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY", "STATE"], &rows);
+            output::table(
+                &["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY", "STATE"],
+                &rows,
+            );
         }
         EndpointCommand::Macaddr(a) => {
             let op = match a.op.as_str() {
