@@ -126,8 +126,8 @@ fn killed_attaches_and_detaches_are_ended_by_the_next_command() {
             namespaces.iter().map(|(_, n)| n).filter(|n| !busy.contains(&path(n))).collect();
         let taken: Vec<&String> =
             namespaces.iter().map(|(_, n)| n).filter(|n| busy.contains(&path(n))).collect();
-        let attach =
-            detaches >= 100 || (attaches < 100 && (taken.is_empty() || rng.next() % 2 == 0));
+        let attach = detaches >= 100
+            || (attaches < 100 && (taken.is_empty() || rng.next().is_multiple_of(2)));
         let round = if attach && !free.is_empty() {
             let name = free[rng.next() as usize % free.len()];
             attaches += 1;
