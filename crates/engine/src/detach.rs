@@ -230,10 +230,9 @@ impl Engine {
     }
 }
 
-/// The last step of a detach, once the link is gone: the leases released
-/// and the row dropped.
+/// The last step of a detach, once the link is gone: the row dropped with
+/// its leases.
 pub(crate) fn finish_detach(tx: &WriteTx<'_>, endpoint: &EndpointRecord) -> Result<()> {
-    tx.release_endpoint_leases(endpoint.id)?;
     tx.delete_endpoint(endpoint.id)?;
     Ok(())
 }

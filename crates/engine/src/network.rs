@@ -154,6 +154,8 @@ impl Engine {
         let result = (|| -> Result<Option<String>> {
             let tx = self.store.write()?;
             // The endpoints' removal and the network's, in one transaction.
+            // Should it fail, the endpoints stay "detaching" in this
+            // process's name, and the next command finishes them.
             for ep in &detached.records {
                 finish_detach(&tx, ep)?;
             }
