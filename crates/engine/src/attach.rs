@@ -122,20 +122,15 @@ fn release_dead_namesake(tx: &WriteTx<'_>, identity: NsIdentity, ifname: &IfName
 /// Refuses a second child on a passthru parent and a MAC another endpoint on
 /// the same parent already has.
 fn check_parent_room(tx: &WriteTx<'_>, spec: &NetworkSpec, mac: Option<MacAddr>) -> Result<()> {
-    let mut on_parent = 0;
-    for net in tx.networks_on_parent(&spec.parent)? {
-        let endpoints = tx.endpoints(net.id)?;
-        on_parent += endpoints.len();
-        if let Some(ep) = endpoints.iter().find(|e| mac.is_some() && e.mac == mac) {
-            return Err(EngineError::Invalid(format!(
-                "--mac {} is already used by {} in {} (network {}); choose another",
-                mac.map(|m| m.to_string()).unwrap_or_default(),
-                ep.ifname,
-                ep.netns,
-                net.spec.name
-            )));
-        }
+    if let Some(mac) = mac
+        && let Some((ep, network)) = tx.endpoint_with_mac_on_parent(&spec.parent, mac)?
+    {
+        return Err(EngineError::Invalid(format!(
+            "--mac {mac} is already used by {} in {} (network {network}); choose another",
+            ep.ifname, ep.netns
+        )));
     }
+    let on_parent = tx.endpoint_count_on_parent(&spec.parent)?;
     Ok(rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?)
 }
 

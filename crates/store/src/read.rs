@@ -97,6 +97,43 @@ pub trait StoreRead: sealed::Conn {
         one(self.conn(), &sql, p, endpoint_row, "reading an endpoint")
     }
 
+    /// How many endpoints the networks on `parent` have, all together.
+    fn endpoint_count_on_parent(&self, parent: &IfName) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached(
+                "SELECT count(*) FROM endpoints e JOIN networks n ON n.id = e.network_id \
+                 WHERE n.parent = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![parent.as_str()], |r| r.get(0)))
+            .ctx("counting endpoints")?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The endpoint with MAC `mac` on any network of `parent`, with the name
+    /// of its network.
+    fn endpoint_with_mac_on_parent(
+        &self,
+        parent: &IfName,
+        mac: MacAddr,
+    ) -> Result<Option<(EndpointRecord, String)>, StoreError> {
+        let cols: Vec<String> = ENDPOINT_COLS.split(", ").map(|c| format!("e.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, n.name FROM endpoints e JOIN networks n ON n.id = e.network_id \
+             WHERE n.parent = ?1 AND e.mac = ?2 LIMIT 1",
+            cols.join(", ")
+        );
+        let context = "reading an endpoint";
+        let raw = self
+            .conn()
+            .query_row(&sql, params![parent.as_str(), mac.to_string()], |row| {
+                Ok((endpoint_row(row)?, row.get::<_, String>(13)?))
+            })
+            .optional()
+            .ctx(context)?;
+        raw.map(|(ep, network)| Ok((ep.into_record()?, network))).transpose()
+    }
+
     /// Endpoints being attached or detached (by a live process, or by one
     /// that died part-way), oldest first.
     fn endpoints_in_flight(&self) -> Result<Vec<EndpointRecord>, StoreError> {

@@ -127,3 +127,28 @@ fn an_intent_is_listed_in_flight_until_it_is_attached() {
     let rec = store.endpoint(id).unwrap().unwrap();
     assert_eq!((rec.state, rec.owner), (EndpointState::Attached, None));
 }
+
+#[test]
+fn endpoints_on_a_parent_are_counted_and_found_by_mac() {
+    let dir = TempDir::new("ep-parent");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let a = tx.insert_network(&network("a", "ens160", &["10.0.0.0/24"]), None).unwrap();
+    let b = tx.insert_network(&network("b", "ens160", &["10.1.0.0/24"]), None).unwrap();
+    let c = tx.insert_network(&network("c", "ens192", &["10.2.0.0/24"]), None).unwrap();
+    tx.insert_endpoint(a, &endpoint(1, "eth0")).unwrap();
+    let mut other = endpoint(2, "eth1");
+    other.mac = Some("02:00:00:00:00:02".parse().unwrap());
+    tx.insert_endpoint(b, &other).unwrap();
+    tx.insert_endpoint(c, &endpoint(3, "eth0")).unwrap();
+    tx.commit().unwrap();
+
+    let ens160: IfName = "ens160".parse().unwrap();
+    assert_eq!(store.endpoint_count_on_parent(&ens160).unwrap(), 2);
+    assert_eq!(store.endpoint_count_on_parent(&"eth9".parse().unwrap()).unwrap(), 0);
+    let (ep, net) =
+        store.endpoint_with_mac_on_parent(&ens160, other.mac.unwrap()).unwrap().unwrap();
+    assert_eq!((ep.ifname.as_str(), net.as_str()), ("eth1", "b"));
+    let unused = "02:00:00:00:00:09".parse().unwrap();
+    assert!(store.endpoint_with_mac_on_parent(&ens160, unused).unwrap().is_none());
+}
