@@ -4,10 +4,8 @@
 //! time (a pid is reused; a pid with its start time is not). Plus random
 //! bytes from the kernel, for MAC addresses nicslice picks itself.
 
-use std::os::fd::AsRawFd;
-
+use crate::RouteSocket;
 use crate::error::{KernelError, Result};
-use crate::{Netns, RouteSocket};
 
 /// `SO_NETNS_COOKIE` (Linux 5.14), the value asm-generic gives it (x86_64,
 /// aarch64, riscv, ...); the libc crate lists it only for its raw uapi.
@@ -41,19 +39,6 @@ fn socket_netns_cookie(fd: std::os::fd::RawFd) -> Result<u64> {
         ));
     }
     Ok(cookie)
-}
-
-/// The cookie of `netns`, through a socket made in it for the question.
-pub fn netns_cookie(netns: &Netns) -> Result<u64> {
-    let _guard = netns.enter()?;
-    // SAFETY: plain socket(2); the descriptor is owned by the File below.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(KernelError::io("open a socket in a netns", std::io::Error::last_os_error()));
-    }
-    // SAFETY: a descriptor this process just opened, closed when dropped.
-    let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    socket_netns_cookie(owned.as_raw_fd())
 }
 
 /// A process as no other process can be: its pid and the time it started
@@ -146,13 +131,13 @@ mod tests {
     }
 
     #[test]
-    fn a_new_namespace_has_a_new_cookie_even_on_a_reused_inode() {
-        let here = netns_cookie(&Netns::current().unwrap()).unwrap();
+    fn every_new_namespace_has_a_new_cookie() {
+        let here = RouteSocket::open_here().unwrap().netns_cookie().unwrap();
+        assert_eq!(RouteSocket::open_here().unwrap().netns_cookie().unwrap(), here, "stable");
         let mut cookies = vec![here];
         for _ in 0..3 {
             let ns = crate::netns::create_anonymous().unwrap();
-            let cookie = netns_cookie(&ns).unwrap();
-            assert_eq!(RouteSocket::open_in(&ns).unwrap().netns_cookie().unwrap(), cookie);
+            let cookie = RouteSocket::open_in(&ns).unwrap().netns_cookie().unwrap();
             assert!(!cookies.contains(&cookie), "{cookie} seen before: {cookies:?}");
             cookies.push(cookie);
         }
