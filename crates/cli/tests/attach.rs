@@ -214,8 +214,10 @@ fn every_failing_attach_step_is_undone() {
             "{step}: leaked state row"
         );
     }
-    // No lease leaked either: the first attach after all those failures gets the first address.
-    let ok = lab.json(&["attach", "dual", "--netns", &name]);
+    // No lease leaked either: the first addresses, which every failed
+    // attach had leased, are free again.
+    let ok =
+        lab.json(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
     assert_eq!(ok["addresses"][0], "192.168.0.2/24", "{ok}");
     assert_eq!(ok["addresses"][1], "fd00:5::2/64", "{ok}");
     assert_eq!(ok["gateways"].as_array().unwrap().len(), 2);
@@ -226,17 +228,20 @@ fn every_failing_attach_step_is_undone() {
     assert!(!out.status.success());
     assert!(link(&ns, "eth0").is_some());
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+    // The link went before the last commit failed: the detach is past the
+    // point of no return, and the next command finishes it.
     let out =
         lab.run_env(&["detach", "dual", "--netns", &name], &[("NICSLICE_FAIL_AT", "store-commit")]);
     assert!(!out.status.success());
+    assert!(link(&ns, "eth0").is_none());
     assert_eq!(
         lab.json(&["endpoint", "ls"]).as_array().unwrap().len(),
-        1,
-        "a failed detach keeps its row"
+        0,
+        "the next command finishes the detach"
     );
-    // The link went before the commit failed; a retried detach still succeeds.
-    lab.ok(&["detach", "dual", "--netns", &name]);
-    assert!(link(&ns, "eth0").is_none());
+    lab.fails(&["detach", "dual", "--netns", &name], "no endpoint eth0");
+    // Its addresses are free.
+    lab.ok(&["attach", "dual", "--netns", &name, "--ip", "192.168.0.2", "--ip", "fd00:5::2"]);
 }
 
 #[test]
@@ -259,4 +264,107 @@ fn ipv6_children_get_their_address_and_route_and_reach_each_other() {
     assert!(ping(&ns1, "fd00:6::2"), "IPv6 sibling");
     assert!(ping(&ns2, "fd00:6::21"), "and back");
     assert!(!ping(&ns1, "fd00:6::99"), "nobody has that address");
+}
+
+/// Issue 16, defect 6 and the end of defect 5: the namespace nicslice runs
+/// in (by pid, by /proc/self) and the host namespace are not targets.
+#[test]
+fn own_and_host_namespaces_are_refused_as_targets() {
+    let lab = Lab::new("ownns");
+    create_lan(&lab);
+    let host_ns = lab.host.netns_name.clone();
+    let refused: [(&[&str], &str); 3] = [
+        (&["--netns", "/proc/self/ns/net"], "the namespace nicslice itself runs in"),
+        (&["--netns", &host_ns], "the host namespace"),
+        (&["--netns", &format!("/run/netns/{host_ns}")], "the host namespace"),
+    ];
+    let before = non_lo(&lab.host.netns);
+    for (target, needle) in refused {
+        lab.fails(&[&["attach", "lan"][..], target].concat(), needle);
+    }
+    let own = std::process::id().to_string();
+    lab.fails(&["attach", "lan", "--pid", &own], "the namespace nicslice itself runs in");
+    // The issue's `--pid 2`: kthreadd, in the root namespace, where this test runs.
+    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    if ino("/proc/2/ns/net").ok() == ino("/proc/self/ns/net").ok() {
+        lab.fails(&["attach", "lan", "--pid", "2"], "the namespace nicslice itself runs in");
+    }
+    assert_eq!(non_lo(&lab.host.netns), before, "nothing added beside the parent");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
+
+/// Issue 16, defect 5: a namespace deleted without `detach` leaves a stale
+/// record. The next namespace that gets its inode is not mistaken for it:
+/// its own `eth0` is attached, and detach acts on the new one only. The
+/// stale record is listed as such and released by `detach` of its path.
+#[test]
+fn a_namespace_reusing_a_dead_ones_inode_is_not_mistaken_for_it() {
+    let mut lab = Lab::new("inode");
+    create_lan(&lab);
+    let (old, old_name) = lab.netns("old");
+    lab.ok(&["attach", "lan", "--netns", &old_name, "--ip", "192.168.0.140"]);
+    let old_ino = old.id().ino;
+    drop(old);
+    nicslice_kernel::netns::delete_named(&old_name).unwrap();
+
+    // Namespaces until one has the dead one's inode (the kernel frees it
+    // once the namespace is cleaned up, and hands it out again at once).
+    let mut reuse = None;
+    for k in 0..200 {
+        let (ns, name) = lab.netns(&format!("new{k}"));
+        if ns.id().ino == old_ino {
+            reuse = Some((ns, name));
+            break;
+        }
+        drop(ns);
+        nicslice_kernel::netns::delete_named(&name).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (new, new_name) = reuse.expect("the kernel reused the inode within 200 namespaces");
+
+    let listed = lab.json(&["endpoint", "ls"]);
+    assert_eq!(listed[0]["state"], "stale", "the dead namespace's record: {listed}");
+    lab.fails(&["detach", "lan", "--netns", &new_name], "no endpoint eth0");
+    let a = lab.json(&["attach", "lan", "--netns", &new_name]);
+    assert_eq!(addresses(&new, "eth0"), vec![a["addresses"][0].as_str().unwrap()]);
+    // The stale record went with the attach that needed its name; its address is free.
+    let listed = lab.json(&["endpoint", "ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["netns"], format!("/run/netns/{new_name}"));
+    let (_third, third) = lab.netns("third");
+    lab.ok(&["attach", "lan", "--netns", &third, "--ip", "192.168.0.140"]);
+    lab.ok(&["detach", "lan", "--netns", &new_name]);
+    assert!(link(&new, "eth0").is_none());
+}
+
+/// A namespace gone without `detach`: listed as stale, released by `detach`
+/// of the path it was attached by, and its addresses taken back by an
+/// attach that finds the pool full.
+#[test]
+fn stale_endpoints_are_listed_and_released() {
+    let mut lab = Lab::new("stale");
+    lab.lan("tiny", &["--ip-range", "192.168.0.200/31"]);
+    let (a, a_name) = lab.netns("a");
+    let (b, b_name) = lab.netns("b");
+    lab.ok(&["attach", "tiny", "--netns", &a_name]);
+    lab.ok(&["attach", "tiny", "--netns", &b_name]);
+    drop((a, b));
+    nicslice_kernel::netns::delete_named(&a_name).unwrap();
+    nicslice_kernel::netns::delete_named(&b_name).unwrap();
+    let listed = lab.json(&["endpoint", "ls"]);
+    let states: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["stale", "stale"], "{listed}");
+
+    let out = lab.json(&["detach", "tiny", "--netns", &a_name]);
+    assert_eq!(out["state"], "attached", "what was recorded: {out}");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+    // The pool (two addresses) has one held by b's dead namespace: two
+    // attaches need it back.
+    let (c, c_name) = lab.netns("c");
+    lab.ok(&["attach", "tiny", "--netns", &c_name]);
+    lab.ok(&["attach", "tiny", "--netns", &c_name, "--ifname", "eth1"]);
+    assert_eq!(non_lo(&c).len(), 2);
+    let listed = lab.json(&["endpoint", "ls"]);
+    assert!(listed.as_array().unwrap().iter().all(|e| e["state"] == "attached"), "{listed}");
 }

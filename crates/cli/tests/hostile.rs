@@ -325,7 +325,7 @@ fn malformed_topology_files() {
         p
     };
     let files: Vec<(PathBuf, &str)> = vec![
-        (write("garbage.toml", b"\xff\xfe\x00garbage"), "valid UTF-8"),
+        (write("garbage.toml", b"\xff\xfe\x00garbage"), "not UTF-8"),
         (write("open.json", b"{"), "not a valid topology"),
         (write("list.json", b"[1,2]"), "not a valid topology"),
         (write("types.toml", b"[switch]\nname = 7\n"), "not a valid topology"),

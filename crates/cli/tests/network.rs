@@ -220,3 +220,84 @@ fn owned_parents_are_refused_cleanly_where_the_kernel_lacks_them() {
         assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 0);
     }
 }
+
+/// Starts `nicslice ARGS` for each argument list at once; returns the
+/// failures' error lines.
+fn all_at_once(lab: &Lab, commands: &[Vec<String>]) -> Vec<String> {
+    let procs: Vec<_> = commands
+        .iter()
+        .map(|args| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+                .args(["--state", lab.state.to_str().unwrap()])
+                .args(["--host-netns", &lab.host.netns_name])
+                .args(args)
+                .env_remove("NICSLICE_FAIL_AT")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    procs
+        .into_iter()
+        .map(|p| p.wait_with_output().unwrap())
+        .filter(|out| !out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stderr).trim().to_string())
+        .collect()
+}
+
+/// Issue 16, defect 11: 256 concurrent attaches on one network, then 256
+/// concurrent detaches, all succeed, each address once.
+#[test]
+fn two_hundred_fifty_six_concurrent_attaches_and_detaches_all_succeed() {
+    const N: usize = 256;
+    let mut lab = Lab::new("c256");
+    lab.ok(&["network", "create", "wide", "--parent", "eth0", "--subnet", "10.66.0.0/16"]);
+    let names: Vec<String> = (0..N).map(|i| lab.netns(&format!("c{i}")).1).collect();
+    let verb = |verb: &str| -> Vec<Vec<String>> {
+        names
+            .iter()
+            .map(|n| vec![verb.into(), "wide".into(), "--netns".into(), n.clone()])
+            .collect()
+    };
+    let t = std::time::Instant::now();
+    let failed = all_at_once(&lab, &verb("attach"));
+    eprintln!("{N} concurrent attaches: {:?}, {} failed", t.elapsed(), failed.len());
+    assert!(failed.is_empty(), "{} of {N} attaches failed: {:?}", failed.len(), &failed[..1]);
+    let listed = lab.json(&["endpoint", "ls"]);
+    let mut addrs: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|e| e["addresses"][0].as_str().unwrap()).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(addrs.len(), N, "each attach its own address");
+
+    let t = std::time::Instant::now();
+    let failed = all_at_once(&lab, &verb("detach"));
+    eprintln!("{N} concurrent detaches: {:?}, {} failed", t.elapsed(), failed.len());
+    assert!(failed.is_empty(), "{} of {N} detaches failed: {:?}", failed.len(), &failed[..1]);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
+
+/// Issue 11: `network rm --force` deletes the endpoints' links together and
+/// records the removal in one transaction; every link and lease is gone.
+#[test]
+fn network_rm_force_removes_every_endpoint() {
+    let mut lab = Lab::new("rmforce");
+    lab.lan("lan", &[]);
+    let spaces: Vec<_> = (0..20).map(|i| lab.netns(&format!("e{i}"))).collect();
+    for (_, name) in &spaces {
+        lab.ok(&["attach", "lan", "--netns", name]);
+    }
+    // One namespace went without a detach: its endpoint is stale, and goes too.
+    let mut spaces = spaces;
+    let (gone, gone_name) = spaces.pop().unwrap();
+    drop(gone);
+    nicslice_kernel::netns::delete_named(&gone_name).unwrap();
+    let out = lab.json(&["network", "rm", "lan", "--force"]);
+    assert_eq!(out["detached"].as_array().unwrap().len(), 20, "{out}");
+    for (ns, name) in &spaces {
+        assert!(non_lo(ns).is_empty(), "{name} kept its link");
+    }
+    assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 0);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}

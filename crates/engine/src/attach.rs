@@ -1,17 +1,20 @@
 //! attach: give a namespace an interface on a network. Checks everything it
-//! can before touching the kernel, then leases addresses, makes the link and
-//! records the endpoint in one store transaction that commits only when the
-//! kernel work succeeded; any failure undoes every step.
+//! can before touching the kernel; then records the intent (the endpoint in
+//! state "attaching", its leases and its MAC, committed), makes the link and
+//! marks the endpoint attached. Any failure, or SIGINT/SIGTERM/SIGHUP at a
+//! step boundary, undoes every step and the intent; a command killed outright
+//! leaves the intent for the next one to undo (see `intent`).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_kernel::{NetnsTarget, tap};
+use nicslice_kernel::signals::Shield;
+use nicslice_kernel::{Netns, NetnsTarget, tap};
 use nicslice_model::{
-    IfName, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork, rules,
+    IfName, LinkMode, MacAddr, MacvlanMode, NetworkSpec, RouteRequest, ValidNetwork, rules,
 };
 use nicslice_store::{
-    EndpointId, LeaseRecord, NetnsId, NetworkId, NewEndpoint, StoreRead, WriteTx,
+    EndpointId, EndpointState, LeaseRecord, NetworkId, NewEndpoint, StoreError, StoreRead, WriteTx,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +23,7 @@ use crate::endpoint::{
 };
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
+use crate::intent::{self, NsIdentity};
 use crate::undo::UndoLog;
 use crate::{EndpointView, Engine};
 
@@ -54,11 +58,6 @@ pub(crate) struct EndpointDetails {
     pub routes: Vec<RouteRequest>,
 }
 
-pub(crate) fn netns_id(ns: &nicslice_kernel::Netns) -> NetnsId {
-    let id = ns.id();
-    NetnsId { dev: id.dev, ino: id.ino }
-}
-
 pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns> {
     target.open().map_err(|e| match e {
         nicslice_kernel::KernelError::NoSuchNetns(label) => EngineError::NotFound(match target {
@@ -72,23 +71,65 @@ pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns
     })
 }
 
+/// Refuses as a target the namespace nicslice runs in and the host
+/// namespace: a link there would sit beside the parents, and a path like
+/// `/proc/self/ns/net` means nothing to any other process.
+fn refuse_own_namespace(target: &NetnsTarget, ns: &Netns, host: &Netns) -> Result<()> {
+    let own = Netns::current()?;
+    let why = if ns.id() == own.id() {
+        "the namespace nicslice itself runs in"
+    } else if ns.id() == host.id() {
+        "the host namespace, where the parents are (--host-netns)"
+    } else {
+        return Ok(());
+    };
+    Err(EngineError::Invalid(format!(
+        "{target} is {why}; name a container's or another namespace as the target"
+    )))
+}
+
+/// A MAC for a new macvlan child, chosen before the link is made so the
+/// intent can name it: the link of a killed attach is recognised by it.
+/// Passthru children take their parent's MAC whatever is asked.
+fn child_mac(spec: &NetworkSpec, asked: Option<MacAddr>) -> Result<Option<MacAddr>> {
+    Ok(match spec.mode {
+        LinkMode::Macvlan(MacvlanMode::Passthru) | LinkMode::Ipvlan(_) => asked,
+        LinkMode::Macvlan(_) => match asked {
+            Some(mac) => Some(mac),
+            None => Some(MacAddr::local_from_random(nicslice_kernel::identity::random_bytes()?)),
+        },
+    })
+}
+
+/// Drops a record that holds `ifname` in a namespace with this inode but
+/// another cookie: that namespace is gone (the kernel reuses an inode only
+/// then), and the record would refuse the new namespace its `eth0`.
+fn release_dead_namesake(tx: &WriteTx<'_>, identity: NsIdentity, ifname: &IfName) -> Result<()> {
+    if let Some(old) = tx.endpoint_by_netns_ifname(identity.id, ifname)?
+        && !identity.matches(&old)
+    {
+        tracing::info!(
+            netns = %old.netns,
+            %ifname,
+            "releasing the record of a namespace that is gone (its inode is reused)"
+        );
+        tx.delete_endpoint(old.id)?;
+    }
+    Ok(())
+}
+
 /// Refuses a second child on a passthru parent and a MAC another endpoint on
 /// the same parent already has.
 fn check_parent_room(tx: &WriteTx<'_>, spec: &NetworkSpec, mac: Option<MacAddr>) -> Result<()> {
-    let mut on_parent = 0;
-    for net in tx.networks_on_parent(&spec.parent)? {
-        let endpoints = tx.endpoints(net.id)?;
-        on_parent += endpoints.len();
-        if let Some(ep) = endpoints.iter().find(|e| mac.is_some() && e.mac == mac) {
-            return Err(EngineError::Invalid(format!(
-                "--mac {} is already used by {} in {} (network {}); choose another",
-                mac.map(|m| m.to_string()).unwrap_or_default(),
-                ep.ifname,
-                ep.netns,
-                net.spec.name
-            )));
-        }
+    if let Some(mac) = mac
+        && let Some((ep, network)) = tx.endpoint_with_mac_on_parent(&spec.parent, mac)?
+    {
+        return Err(EngineError::Invalid(format!(
+            "--mac {mac} is already used by {} in {} (network {network}); choose another",
+            ep.ifname, ep.netns
+        )));
     }
+    let on_parent = tx.endpoint_count_on_parent(&spec.parent)?;
     Ok(rules::check_passthru_attach(&spec.parent, spec.name.as_str(), spec.mode, on_parent)?)
 }
 
@@ -116,7 +157,7 @@ fn allocate_addresses(
             leases.push(tx.allocate(network, i, Some(ip), Some(endpoint))?);
             continue;
         }
-        let mut first_error = None;
+        let mut first_error: Option<StoreError> = None;
         let mut got = None;
         for &i in &subnets {
             match tx.allocate(network, i, None, Some(endpoint)) {
@@ -184,6 +225,7 @@ impl Engine {
         }
 
         let target_ns = open_target(&req.netns)?;
+        refuse_own_namespace(&req.netns, &target_ns, &self.host)?;
         let mut place = Place::between(&self.host, target_ns)?;
         let parent = place
             .resolve_parent(spec.parent.as_str(), None, req.mac)
@@ -196,39 +238,73 @@ impl Engine {
                 )),
                 other => other,
             })?;
-        let child = ChildSpec {
-            driver: spec.driver,
-            mode: spec.mode,
-            flags: spec.flags,
-            ipvlan_flag: spec.ipvlan_flag,
-            mtu: spec.mtu,
-            mac: req.mac,
-            bcqueuelen: spec.bcqueuelen,
-            bclim: spec.bclim,
-            source_macs: req.source_macs.clone(),
-        };
-
+        // Refused before the intent is recorded (the kernel's EEXIST would
+        // say the same, after it).
+        if place.target.index_of(req.ifname.as_str())?.is_some() {
+            return Err(EngineError::Invalid(format!(
+                "an interface named {} already exists in {}; choose another --ifname",
+                req.ifname,
+                place.target_ns.label()
+            )));
+        }
+        let identity = NsIdentity::of(&place.target_ns, &place.target)?;
+        let mac = child_mac(&spec, req.mac)?;
+        let owner = intent::this_process()?;
         let faults = self.faults;
-        let mut undo = UndoLog::default();
-        let result = (|| -> Result<EndpointView> {
-            let tx = self.store.write()?;
-            check_parent_room(&tx, &spec, req.mac)?;
 
+        // The intent, committed before the kernel is touched. Stop signals
+        // wait from here until the work is whole (done or undone); the wait
+        // for the lock above stays interruptible.
+        let tx = self.store.write()?;
+        let shield = Shield::raise()?;
+        let (endpoint_id, leases) = {
+            check_parent_room(&tx, &spec, req.mac)?;
+            release_dead_namesake(&tx, identity, &req.ifname)?;
             let endpoint_id = tx.insert_endpoint(
                 record.id,
                 &NewEndpoint {
                     netns: req.netns.path().display().to_string(),
-                    netns_id: netns_id(&place.target_ns),
+                    netns_id: identity.id,
+                    netns_cookie: Some(identity.cookie),
                     ifname: req.ifname.clone(),
-                    mac: None,
+                    mac,
                     details: serde_json::Value::Null,
+                    state: EndpointState::Attaching,
+                    owner: Some(owner),
                 },
             )?;
-
             faults.check(Step::Allocate)?;
-            let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
-            let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+            let leases = match allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips) {
+                Err(EngineError::Store(e)) if is_exhausted(&e) => {
+                    // Room held by namespaces that are gone is taken back.
+                    if release_stale(&tx, record.id)? == 0 {
+                        return Err(e.into());
+                    }
+                    // From scratch: a family already leased before the other failed.
+                    tx.release_endpoint_leases(endpoint_id)?;
+                    allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?
+                }
+                other => other?,
+            };
+            tx.commit()?;
+            (endpoint_id, leases)
+        };
+        let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
+        let mut undo = UndoLog::default();
+        let result = (|| -> Result<EndpointView> {
+            interrupted(&shield)?;
+            let child = ChildSpec {
+                driver: spec.driver,
+                mode: spec.mode,
+                flags: spec.flags,
+                ipvlan_flag: spec.ipvlan_flag,
+                mtu: spec.mtu,
+                mac,
+                bcqueuelen: spec.bcqueuelen,
+                bclim: spec.bclim,
+                source_macs: req.source_macs.clone(),
+            };
             // A gateway the user named is used as given, even by a NOARP
             // (ipvlan l3/l3s) child, which otherwise routes through its device.
             let planned: Vec<AddressPlan> = leases
@@ -257,11 +333,12 @@ impl Engine {
                 routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
             let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
-            let link = realized.link;
-            if let Some(shim) = tx.shim(record.id)? {
+            if let Some(shim) = self.store.read()?.shim(record.id)? {
                 let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
                 crate::shim::route_endpoint(&mut place.host, &shim, &ips, &mut undo)?;
             }
+            interrupted(&shield)?;
+            let link = realized.link;
             let gateways: Vec<IpAddr> = realized.routes.iter().filter_map(|r| r.gateway).collect();
             let tap_device = if spec.driver.has_tap() {
                 Some(tap::tap_device(link.index, spec.driver.kind())?.path.display().to_string())
@@ -277,7 +354,9 @@ impl Engine {
                 routes: req.routes.clone(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
+            let tx = self.store.write()?;
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            tx.set_endpoint_state(endpoint_id, EndpointState::Attached, None)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {
@@ -290,6 +369,7 @@ impl Engine {
                 tap_device,
                 source_macs: req.source_macs.clone(),
                 routes: details.routes,
+                state: EndpointState::Attached.as_str(),
             })
         })();
         match result {
@@ -297,7 +377,50 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(place.abort(undo, error)),
+            Err(error) => {
+                let error = place.abort(undo, error);
+                // The kernel is back as it was: the intent goes with its
+                // leases. Should that fail, the intent stays, and the next
+                // command ends it once this process is gone.
+                let forgotten = self.store.write().and_then(|tx| {
+                    tx.delete_endpoint(endpoint_id)?;
+                    tx.commit()
+                });
+                match forgotten {
+                    Ok(()) => Err(error),
+                    Err(e) => Err(EngineError::UndoFailed {
+                        error: Box::new(error),
+                        undo: format!("the record of the attach stays for the next command: {e}"),
+                    }),
+                }
+            }
         }
     }
+}
+
+/// Fails with the stop signal that came, if one did, taking it: the caller
+/// undoes, and the front end exits saying so.
+fn interrupted(shield: &Shield) -> Result<()> {
+    match shield.take() {
+        Some(signal) => Err(EngineError::Interrupted(signal as i32)),
+        None => Ok(()),
+    }
+}
+
+/// Whether `e` says a pool has no free address left.
+fn is_exhausted(e: &StoreError) -> bool {
+    matches!(e, StoreError::Model(nicslice_model::ModelError::PoolExhausted { .. }))
+}
+
+/// Releases the endpoints of `network` whose namespace is gone; returns how many.
+fn release_stale(tx: &WriteTx<'_>, network: NetworkId) -> Result<usize> {
+    let mut released = 0;
+    for ep in tx.endpoints(network)? {
+        if ep.state == EndpointState::Attached && intent::is_stale(&ep) {
+            tracing::info!(netns = %ep.netns, ifname = %ep.ifname, "releasing the leases of a namespace that is gone");
+            tx.delete_endpoint(ep.id)?;
+            released += 1;
+        }
+    }
+    Ok(released)
 }

@@ -1,17 +1,19 @@
 //! detach: remove a namespace's interface from a network, free its leases and
-//! drop its row; the store transaction commits only after the link is gone.
-//! Also the endpoint listing and source-mode MAC list changes.
+//! drop its row. The intent (state "detaching", with this process) is
+//! committed first; the link deletion, which cannot be undone, comes next, and
+//! the release last: a command killed in between leaves an intent the next
+//! one finishes. Also the endpoint listing and source-mode MAC list changes.
 
-use std::path::PathBuf;
-
+use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{NetnsTarget, RouteSocket, SourceMacOp};
 use nicslice_model::{IfName, MacAddr, MacvlanMode};
-use nicslice_store::{EndpointRecord, StoreRead};
+use nicslice_store::{EndpointRecord, EndpointState, StoreRead, WriteTx};
 
-use crate::attach::{EndpointDetails, netns_id, open_target};
-use crate::endpoint::{self, Ours};
+use crate::attach::{EndpointDetails, open_target};
+use crate::endpoint::{Ours, Teardown, delete_child_on};
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
+use crate::intent::{self, NsIdentity};
 use crate::{EndpointView, Engine};
 
 #[derive(Debug, Clone)]
@@ -21,22 +23,15 @@ pub struct DetachRequest {
     pub ifname: IfName,
 }
 
-impl DetachRequest {
-    /// A request for an endpoint as the store recorded it.
-    pub fn from_recorded(network: &str, netns: &str, ifname: &str) -> Result<DetachRequest> {
-        Ok(DetachRequest {
-            network: network.to_string(),
-            netns: NetnsTarget::Path(PathBuf::from(netns)),
-            ifname: ifname.parse()?,
-        })
-    }
-}
-
 fn details_of(ep: &EndpointRecord) -> EndpointDetails {
     serde_json::from_value(ep.details.clone()).unwrap_or_default()
 }
 
-fn endpoint_view(tx: &impl StoreRead, network: &str, ep: &EndpointRecord) -> Result<EndpointView> {
+pub(crate) fn endpoint_view(
+    tx: &impl StoreRead,
+    network: &str,
+    ep: &EndpointRecord,
+) -> Result<EndpointView> {
     let details = details_of(ep);
     Ok(EndpointView {
         network: network.to_string(),
@@ -48,7 +43,68 @@ fn endpoint_view(tx: &impl StoreRead, network: &str, ep: &EndpointRecord) -> Res
         tap_device: details.tap_device,
         source_macs: details.source_macs,
         routes: details.routes,
+        state: ep.state.as_str(),
     })
+}
+
+/// The endpoint `ifname` in the namespace `identity`, if one is recorded for
+/// that very namespace (a record of an earlier namespace that had its inode
+/// is not it).
+fn recorded_in(
+    tx: &impl StoreRead,
+    identity: NsIdentity,
+    ifname: &IfName,
+) -> Result<Option<EndpointRecord>> {
+    Ok(tx.endpoint_by_netns_ifname(identity.id, ifname)?.filter(|e| identity.matches(e)))
+}
+
+/// Deletes an endpoint's link if it is the one nicslice made (its kind and,
+/// where recorded, its MAC); `Ok(false)` when it was gone already. A link of
+/// that name that is not ours is left alone, and refused with the reason.
+pub(crate) fn remove_ours(
+    sock: &mut RouteSocket,
+    ifname: &str,
+    kind: &str,
+    mac: Option<MacAddr>,
+    faults: crate::Faults,
+) -> Result<bool> {
+    let kinds = [kind];
+    match delete_child_on(sock, ifname, Ours { kinds: &kinds, mac }, faults)? {
+        Teardown::Deleted => Ok(true),
+        Teardown::AlreadyGone => Ok(false),
+        not_ours => Err(EngineError::Invalid(format!(
+            "{}. Rename or remove it, then detach again",
+            not_ours.not_ours_reason(ifname, "its namespace").unwrap_or_default()
+        ))),
+    }
+}
+
+/// Takes the host routes of a detached endpoint's addresses out of its
+/// network's shim, if it has one.
+fn unroute_from_shim(
+    host: &nicslice_kernel::Netns,
+    tx: &WriteTx<'_>,
+    network: nicslice_store::NetworkId,
+    addresses: &[std::net::IpAddr],
+) -> Result<()> {
+    if let Some(shim) = tx.shim(network)? {
+        crate::shim::unroute(&mut RouteSocket::open_in(host)?, &shim, addresses);
+    }
+    Ok(())
+}
+
+/// Refuses an endpoint another live command is attaching or detaching.
+pub(crate) fn refuse_in_flight(ep: &EndpointRecord) -> Result<()> {
+    if ep.state != EndpointState::Attached && !intent::owner_gone(ep.owner) {
+        return Err(EngineError::Invalid(format!(
+            "{} in {} is being {} by process {}; try again when it is done",
+            ep.ifname,
+            ep.netns,
+            if ep.state == EndpointState::Attaching { "attached" } else { "detached" },
+            ep.owner.map_or(0, |o| o.pid)
+        )));
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -57,21 +113,32 @@ impl Engine {
         // The namespace may be gone (a container that exited): the endpoint
         // is then found by the path it was recorded under, and its link went
         // away with the namespace.
-        let target_ns = match open_target(&req.netns) {
-            Ok(ns) => Some(ns),
+        let target = match open_target(&req.netns) {
+            Ok(ns) => {
+                let sock = RouteSocket::open_in(&ns)?;
+                Some((NsIdentity::of(&ns, &sock)?, sock))
+            }
             Err(EngineError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
         let faults = self.faults;
-        let tx = self.store.write()?;
+        let owner = intent::this_process()?;
         let recorded_path = req.netns.path().display().to_string();
-        let endpoint = match &target_ns {
-            Some(ns) => tx.endpoint_by_netns_ifname(netns_id(ns), &req.ifname)?,
-            None => tx
-                .endpoints(record.id)?
-                .into_iter()
-                .find(|e| e.netns == recorded_path && e.ifname == req.ifname),
+        let tx = self.store.write()?;
+        let mut endpoint = match &target {
+            Some((identity, _)) => recorded_in(&tx, *identity, &req.ifname)?,
+            None => None,
         };
+        // Not in the namespace the path names now: a record under that path
+        // whose namespace is gone (deleted, maybe replaced by a namesake) is
+        // stale, and detaching it only releases it.
+        let mut stale = false;
+        if endpoint.is_none() {
+            endpoint = tx.endpoints(record.id)?.into_iter().find(|e| {
+                e.netns == recorded_path && e.ifname == req.ifname && intent::is_stale(e)
+            });
+            stale = endpoint.is_some();
+        }
         let endpoint = endpoint.ok_or_else(|| {
             EngineError::NotFound(format!(
                 "no endpoint {} in {} is attached to network {}; `nicslice endpoint ls` lists them",
@@ -84,28 +151,45 @@ impl Engine {
                 req.ifname, req.netns, req.network
             )));
         }
+        refuse_in_flight(&endpoint)?;
         let view = endpoint_view(&tx, &record.spec.name.to_string(), &endpoint)?;
-        tx.release_endpoint_leases(endpoint.id)?;
-        tx.delete_endpoint(endpoint.id)?;
-        let kinds = [record.spec.driver.kind()];
-        let ours = Ours { kinds: &kinds, mac: endpoint.mac };
-        let removed =
-            endpoint::delete_child(target_ns.as_ref(), req.ifname.as_str(), ours, faults)?;
-        if let Some(reason) = removed.not_ours_reason(req.ifname.as_str(), &req.netns.to_string()) {
-            return Err(EngineError::Invalid(format!(
-                "{reason}. Rename or remove it, then detach again"
-            )));
+        let addresses: Vec<std::net::IpAddr> = view.addresses.iter().map(|a| a.addr()).collect();
+        let (Some((_, mut sock)), false) = (target, stale) else {
+            unroute_from_shim(&self.host, &tx, record.id, &addresses)?;
+            tx.delete_endpoint(endpoint.id)?;
+            faults.check(Step::StoreCommit)?;
+            tx.commit()?;
+            return Ok(view);
+        };
+
+        // The intent, then the link (no way back from there: the detach is
+        // finished whatever comes, stop signals included), then the release.
+        let _shield = Shield::raise()?;
+        tx.set_endpoint_state(endpoint.id, EndpointState::Detaching, Some(owner))?;
+        tx.commit()?;
+        let removed = remove_ours(
+            &mut sock,
+            req.ifname.as_str(),
+            record.spec.driver.kind(),
+            endpoint.mac,
+            faults,
+        );
+        let tx = self.store.write()?;
+        if let Err(e) = removed {
+            // Nothing was deleted: the endpoint is attached as before.
+            tx.set_endpoint_state(endpoint.id, EndpointState::Attached, None)?;
+            tx.commit()?;
+            return Err(e);
         }
-        if let Some(shim) = tx.shim(record.id)? {
-            let ips: Vec<std::net::IpAddr> = view.addresses.iter().map(|a| a.addr()).collect();
-            crate::shim::unroute(&mut RouteSocket::open_in(&self.host)?, &shim, &ips);
-        }
+        unroute_from_shim(&self.host, &tx, record.id, &addresses)?;
+        finish_detach(&tx, &endpoint)?;
         faults.check(Step::StoreCommit)?;
         tx.commit()?;
         Ok(view)
     }
 
-    /// Endpoints of one network, or of all.
+    /// Endpoints of one network, or of all; those whose namespace is gone
+    /// are marked stale.
     pub fn endpoints(&mut self, network: Option<&str>) -> Result<Vec<EndpointView>> {
         let networks = match network {
             Some(name) => vec![self.network_record(name)?],
@@ -115,7 +199,11 @@ impl Engine {
         let mut out = Vec::new();
         for net in networks {
             for ep in tx.endpoints(net.id)? {
-                out.push(endpoint_view(&tx, net.spec.name.as_str(), &ep)?);
+                let mut view = endpoint_view(&tx, net.spec.name.as_str(), &ep)?;
+                if ep.state == EndpointState::Attached && intent::is_stale(&ep) {
+                    view.state = "stale";
+                }
+                out.push(view);
             }
         }
         Ok(out)
@@ -138,10 +226,11 @@ impl Engine {
             )));
         }
         let ns = open_target(netns)?;
+        let mut target = RouteSocket::open_in(&ns)?;
+        let identity = NsIdentity::of(&ns, &target)?;
         let tx = self.store.write()?;
-        let ep = tx
-            .endpoint_by_netns_ifname(netns_id(&ns), ifname)?
-            .filter(|e| e.network_id == record.id)
+        let ep = recorded_in(&tx, identity, ifname)?
+            .filter(|e| e.network_id == record.id && e.state == EndpointState::Attached)
             .ok_or_else(|| {
                 EngineError::NotFound(format!(
                     "no endpoint {ifname} in {netns} is attached to network {network}"
@@ -160,7 +249,6 @@ impl Engine {
         details.source_macs = list;
         let previous = details_of(&ep).source_macs;
         let view = endpoint_view(&tx, network, &ep)?;
-        let mut target = RouteSocket::open_in(&ns)?;
         let link = target.require_link(ifname.as_str(), ns.label())?;
         target.change_source_macs(link.index, record.spec.driver, op, macs)?;
         let json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
@@ -179,4 +267,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// The last step of a detach, once the link is gone: the row dropped with
+/// its leases.
+pub(crate) fn finish_detach(tx: &WriteTx<'_>, endpoint: &EndpointRecord) -> Result<()> {
+    tx.delete_endpoint(endpoint.id)?;
+    Ok(())
 }

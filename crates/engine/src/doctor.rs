@@ -75,6 +75,15 @@ fn finding(
     }
 }
 
+/// A detach of an endpoint as it was recorded (by its namespace's path).
+fn recorded(ep: &EndpointView) -> Result<DetachRequest> {
+    Ok(DetachRequest {
+        network: ep.network.clone(),
+        netns: NetnsTarget::Path(ep.netns.clone().into()),
+        ifname: IfName::new(&ep.ifname)?,
+    })
+}
+
 /// Whether `name` is a wireless interface of the namespace this process
 /// runs in (sysfs shows the namespace it was mounted in).
 fn is_wireless(name: &str) -> bool {
@@ -264,13 +273,9 @@ impl Engine {
                 })
                 .map(|_| ())
             }
-            Repair::Release(ep) => {
-                let req = DetachRequest::from_recorded(&ep.network, &ep.netns, &ep.ifname)?;
-                self.detach(req).map(|_| ())
-            }
+            Repair::Release(ep) => self.detach(recorded(ep)?).map(|_| ()),
             Repair::Reattach(ep) => {
-                let req = DetachRequest::from_recorded(&ep.network, &ep.netns, &ep.ifname)?;
-                self.detach(req)?;
+                self.detach(recorded(ep)?)?;
                 self.attach(AttachRequest {
                     network: ep.network.clone(),
                     netns: NetnsTarget::Path(ep.netns.clone().into()),

@@ -31,6 +31,10 @@ pub enum EngineError {
     /// A test asked this step to fail.
     #[error("injected failure at step {0} (NICSLICE_FAIL_AT)")]
     Injected(Step),
+    /// A stop signal (SIGINT, SIGTERM, SIGHUP: its number) came part-way:
+    /// undone, as a failure would be. A front end exits with 128 + the number.
+    #[error("interrupted by signal {0}; every step done was undone")]
+    Interrupted(i32),
     /// An operation failed and undoing it failed too: say both.
     #[error("{error}; undoing the steps already done also failed: {undo}")]
     UndoFailed { error: Box<EngineError>, undo: String },

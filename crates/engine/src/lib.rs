@@ -10,11 +10,13 @@
 
 mod attach;
 mod detach;
+mod detach_many;
 mod doctor;
 pub mod endpoint;
 pub mod error;
 mod events;
 pub mod fault;
+mod intent;
 mod network;
 mod parent;
 pub mod ranges;
@@ -51,8 +53,15 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Opens the state and ends the work of commands killed part-way (see
+    /// `intent`); an intent that cannot be ended now (no permission, say)
+    /// is left for later, with a warning: it holds its addresses meanwhile.
     pub fn open(state: &Path, host: Netns, faults: Faults) -> Result<Engine> {
-        Ok(Engine { store: Store::open(state)?, host, faults })
+        let mut engine = Engine { store: Store::open(state)?, host, faults };
+        if let Err(e) = engine.end_abandoned_intents() {
+            tracing::warn!("cannot end the work of a command that did not finish: {e}");
+        }
+        Ok(engine)
     }
 
     pub fn host(&self) -> &Netns {

@@ -2,11 +2,13 @@
 //! optional promiscuous mode), remove (refused while endpoints are attached
 //! unless forced; restores promiscuous mode), list and inspect.
 
+use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{Link, RouteSocket};
 use nicslice_model::{NetworkName, NetworkSpec, ValidNetwork, rules};
 use nicslice_store::{NetworkRecord, StoreRead};
 
-use crate::detach::DetachRequest;
+use crate::detach::finish_detach;
+use crate::detach_many::Detached;
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
 use crate::parent::{self, ParentRequest};
@@ -93,7 +95,7 @@ impl Engine {
     /// Removes a network; with `force`, detaches its endpoints first.
     pub fn remove_network(&mut self, name: &str, force: bool) -> Result<Vec<EndpointView>> {
         let record = self.network_record(name)?;
-        let endpoints = self.endpoints(Some(name))?;
+        let endpoints = self.store.read()?.endpoints(record.id)?;
         if !endpoints.is_empty() && !force {
             return Err(EngineError::Invalid(format!(
                 "network {name} still has {} endpoint(s) attached ({}); detach them or use --force",
@@ -105,17 +107,25 @@ impl Engine {
                     .join(", ")
             )));
         }
-        let mut detached = Vec::new();
-        for ep in &endpoints {
-            let req = DetachRequest::from_recorded(name, &ep.netns, &ep.ifname)?;
-            detached.push(self.detach(req)?);
-        }
+        // From here the work is finished or undone before a stop signal acts.
+        let _shield = Shield::raise()?;
+        let detached = if endpoints.is_empty() {
+            Detached { views: Vec::new(), records: Vec::new() }
+        } else {
+            self.delete_links_of(&record)?
+        };
 
         let faults = self.faults;
         let mut host = self.host_socket()?;
         let mut undo = UndoLog::default();
         let result = (|| -> Result<Option<String>> {
             let tx = self.store.write()?;
+            // The endpoints' removal and the network's, in one transaction.
+            // Should it fail, the endpoints stay "detaching" in this
+            // process's name, and the next command finishes them.
+            for ep in &detached.records {
+                finish_detach(&tx, ep)?;
+            }
             let siblings = tx.networks_on_parent(&record.spec.parent)?;
             let still_used = siblings.iter().any(|r| r.id != record.id);
             let heir = siblings.iter().find(|r| r.id != record.id && r.spec.promisc);
@@ -151,7 +161,7 @@ impl Engine {
                 if let Some(name) = parent_to_delete {
                     parent::delete(&mut host, &name, faults)?;
                 }
-                Ok(detached)
+                Ok(detached.views)
             }
             Err(error) => Err(rollback(error, undo, &mut host, None)),
         }

@@ -256,7 +256,8 @@ impl Engine {
             Some(Place { path, id, .. }) => {
                 let gone = || format!("{asker}'s namespace {} is gone", path.display());
                 opened = NetnsTarget::Path(path.clone()).open().map_err(|_| gone())?;
-                if crate::attach::netns_id(&opened) != *id {
+                let now = opened.id();
+                if (now.dev, now.ino) != (id.dev, id.ino) {
                     return Err(gone());
                 }
                 &opened

@@ -48,6 +48,10 @@ pub struct EndpointView {
     /// Routes besides the default one, as asked for with `--route`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRequest>,
+    /// "attached"; "attaching" or "detaching" while a command works on it;
+    /// "stale" when its namespace is gone (its addresses are still held:
+    /// `detach` releases them, and so does an attach that needs the room).
+    pub state: &'static str,
 }
 
 /// The parent as the kernel reports it now.

@@ -32,7 +32,8 @@ pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;
 pub use read::StoreRead;
 pub use records::{
-    EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,
+    EndpointId, EndpointRecord, EndpointState, LeaseRecord, NetnsId, NetworkId, NetworkRecord,
+    NewEndpoint, Owner,
 };
 pub use schema::SCHEMA_VERSION;
 pub use shims::ShimRecord;

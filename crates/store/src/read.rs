@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::blob::{from_blob, ip_at};
 use crate::error::Context;
 use crate::{
-    EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, ReadTx, Store,
-    StoreError, WriteTx,
+    EndpointId, EndpointRecord, EndpointState, LeaseRecord, NetnsId, NetworkId, NetworkRecord,
+    Owner, ReadTx, Store, StoreError, WriteTx,
 };
 
 mod sealed {
@@ -42,8 +42,8 @@ impl StoreRead for ReadTx<'_> {}
 impl StoreRead for WriteTx<'_> {}
 
 const NETWORK_COLS: &str = "id, spec_json, promisc_prev, created_at";
-const ENDPOINT_COLS: &str =
-    "id, network_id, netns, netns_dev, netns_ino, ifname, mac, details_json, created_at";
+const ENDPOINT_COLS: &str = "id, network_id, netns, netns_dev, netns_ino, ifname, mac, \
+     details_json, created_at, netns_cookie, state, owner_pid, owner_start";
 const LEASE_SELECT: &str = "SELECT p.network_id, p.subnet_index, p.subnet, p.gateway, \
      l.ip_offset, l.endpoint_id FROM leases l JOIN pools p ON p.id = l.pool_id";
 
@@ -95,6 +95,51 @@ pub trait StoreRead: sealed::Conn {
         );
         let p = params![netns.dev as i64, netns.ino as i64, ifname.as_str()];
         one(self.conn(), &sql, p, endpoint_row, "reading an endpoint")
+    }
+
+    /// How many endpoints the networks on `parent` have, all together.
+    fn endpoint_count_on_parent(&self, parent: &IfName) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .conn()
+            .prepare_cached(
+                "SELECT count(*) FROM endpoints e JOIN networks n ON n.id = e.network_id \
+                 WHERE n.parent = ?1",
+            )
+            .and_then(|mut s| s.query_row(params![parent.as_str()], |r| r.get(0)))
+            .ctx("counting endpoints")?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The endpoint with MAC `mac` on any network of `parent`, with the name
+    /// of its network.
+    fn endpoint_with_mac_on_parent(
+        &self,
+        parent: &IfName,
+        mac: MacAddr,
+    ) -> Result<Option<(EndpointRecord, String)>, StoreError> {
+        let cols: Vec<String> = ENDPOINT_COLS.split(", ").map(|c| format!("e.{c}")).collect();
+        let sql = format!(
+            "SELECT {}, n.name FROM endpoints e JOIN networks n ON n.id = e.network_id \
+             WHERE n.parent = ?1 AND e.mac = ?2 LIMIT 1",
+            cols.join(", ")
+        );
+        let context = "reading an endpoint";
+        let raw = self
+            .conn()
+            .query_row(&sql, params![parent.as_str(), mac.to_string()], |row| {
+                Ok((endpoint_row(row)?, row.get::<_, String>(13)?))
+            })
+            .optional()
+            .ctx(context)?;
+        raw.map(|(ep, network)| Ok((ep.into_record()?, network))).transpose()
+    }
+
+    /// Endpoints being attached or detached (by a live process, or by one
+    /// that died part-way), oldest first.
+    fn endpoints_in_flight(&self) -> Result<Vec<EndpointRecord>, StoreError> {
+        let sql =
+            format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE state != 'attached' ORDER BY id");
+        many(self.conn(), &sql, params![], endpoint_row, "listing endpoints in flight")
     }
 
     /// The addresses leased to `endpoint`, by subnet.
@@ -179,6 +224,10 @@ struct RawEndpoint {
     mac: Option<String>,
     details: String,
     created_at: i64,
+    cookie: Option<i64>,
+    state: String,
+    owner_pid: Option<u32>,
+    owner_start: Option<i64>,
 }
 
 fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<RawEndpoint> {
@@ -192,6 +241,10 @@ fn endpoint_row(row: &Row<'_>) -> rusqlite::Result<RawEndpoint> {
         mac: row.get(6)?,
         details: row.get(7)?,
         created_at: row.get(8)?,
+        cookie: row.get(9)?,
+        state: row.get(10)?,
+        owner_pid: row.get(11)?,
+        owner_start: row.get(12)?,
     })
 }
 
@@ -216,6 +269,13 @@ impl Raw for RawEndpoint {
             mac,
             details,
             created_at: self.created_at,
+            netns_cookie: self.cookie.map(|c| c as u64),
+            state: EndpointState::parse(&self.state)
+                .ok_or_else(|| corrupt(format!("state {}", self.state)))?,
+            owner: match (self.owner_pid, self.owner_start) {
+                (Some(pid), Some(start)) => Some(Owner { pid, start: start as u64 }),
+                _ => None,
+            },
         })
     }
 }

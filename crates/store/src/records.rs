@@ -45,16 +45,60 @@ impl NetworkRecord {
     }
 }
 
+/// Where an endpoint is in its life. A row is written before the kernel is
+/// touched; `Attaching` and `Detaching` rows name the process doing the work,
+/// and one found with that process gone is finished or undone by whoever
+/// finds it (the kernel work of a killed command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointState {
+    Attached,
+    /// Leases taken, link maybe made: undone if its process is gone.
+    Attaching,
+    /// Link maybe deleted: finished (deleted, leases released) if its process is gone.
+    Detaching,
+}
+
+impl EndpointState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Attached => "attached",
+            EndpointState::Attaching => "attaching",
+            EndpointState::Detaching => "detaching",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<EndpointState> {
+        [EndpointState::Attached, EndpointState::Attaching, EndpointState::Detaching]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// The process working on an endpoint: its pid and start time (clock ticks
+/// after boot), which no later process shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub start: u64,
+}
+
 /// An endpoint to record: a child interface placed in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEndpoint {
     /// The namespace as the user named it (a path), for display.
     pub netns: String,
     pub netns_id: NetnsId,
+    /// The kernel's cookie of the namespace (`SO_NETNS_COOKIE`), never reused
+    /// while the kernel runs; the inode of `netns_id` is.
+    pub netns_cookie: Option<u64>,
     pub ifname: IfName,
     pub mac: Option<MacAddr>,
     /// Driver-specific facts (tap device, source MACs, ...); `null` if none.
     pub details: serde_json::Value,
+    pub state: EndpointState,
+    /// The process attaching or detaching it; `None` once attached.
+    pub owner: Option<Owner>,
 }
 
 /// A stored endpoint.
@@ -64,10 +108,14 @@ pub struct EndpointRecord {
     pub network_id: NetworkId,
     pub netns: String,
     pub netns_id: NetnsId,
+    /// `None` for endpoints recorded before nicslice kept it.
+    pub netns_cookie: Option<u64>,
     pub ifname: IfName,
     pub mac: Option<MacAddr>,
     pub details: serde_json::Value,
     pub created_at: i64,
+    pub state: EndpointState,
+    pub owner: Option<Owner>,
 }
 
 /// A leased address with what an endpoint needs to configure it.

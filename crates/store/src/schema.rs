@@ -73,7 +73,20 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     );
     "#,
-    // 3: host-access shims, one per network, made in the parent's namespace.
+    // 3: the namespace's cookie (its inode is reused at once, the cookie
+    // never while the kernel runs), and intents: an endpoint row is written
+    // and committed before the kernel is touched, in state "attaching" or
+    // "detaching" with the process doing it, so that whoever finds it with
+    // that process gone finishes or undoes the work.
+    r#"
+    ALTER TABLE endpoints ADD COLUMN netns_cookie INTEGER NULL;
+    ALTER TABLE endpoints ADD COLUMN state TEXT NOT NULL DEFAULT 'attached'
+        CHECK (state IN ('attached', 'attaching', 'detaching'));
+    ALTER TABLE endpoints ADD COLUMN owner_pid INTEGER NULL;
+    ALTER TABLE endpoints ADD COLUMN owner_start INTEGER NULL;
+    CREATE INDEX endpoints_in_flight ON endpoints(state) WHERE state != 'attached';
+    "#,
+    // 4: host-access shims, one per network, made in the parent's namespace.
     r#"
     CREATE TABLE shims (
         network_id   INTEGER PRIMARY KEY REFERENCES networks(id) ON DELETE CASCADE,

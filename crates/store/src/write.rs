@@ -8,7 +8,7 @@ use rusqlite::{Transaction, params};
 use crate::blob::to_blob;
 use crate::error::{Context, is_unique_violation};
 use crate::store::now;
-use crate::{EndpointId, NetworkId, NewEndpoint, StoreError, StoreRead};
+use crate::{EndpointId, EndpointState, NetworkId, NewEndpoint, Owner, StoreError, StoreRead};
 
 /// A write transaction. Reads through `StoreRead` see its own writes.
 pub struct WriteTx<'a> {
@@ -120,7 +120,8 @@ impl WriteTx<'_> {
         self.tx
             .execute(
                 "INSERT INTO endpoints (network_id, netns, netns_dev, netns_ino, ifname, mac, \
-                 details_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 details_json, created_at, netns_cookie, state, owner_pid, owner_start) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     network.0,
                     endpoint.netns,
@@ -130,7 +131,11 @@ impl WriteTx<'_> {
                     endpoint.ifname.as_str(),
                     endpoint.mac.map(|m| m.to_string()),
                     details,
-                    now()
+                    now(),
+                    endpoint.netns_cookie.map(|c| c as i64),
+                    endpoint.state.as_str(),
+                    endpoint.owner.map(|o| o.pid),
+                    endpoint.owner.map(|o| o.start as i64),
                 ],
             )
             .map_err(|e| {
@@ -163,6 +168,24 @@ impl WriteTx<'_> {
                 params![id.0, mac.map(|m| m.to_string()), details],
             )
             .ctx("updating an endpoint")?;
+        Ok(n > 0)
+    }
+
+    /// Moves an endpoint to `state`, worked on by `owner` (`None` once
+    /// attached). Returns whether it exists.
+    pub fn set_endpoint_state(
+        &self,
+        id: EndpointId,
+        state: EndpointState,
+        owner: Option<Owner>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE endpoints SET state = ?2, owner_pid = ?3, owner_start = ?4 WHERE id = ?1",
+                params![id.0, state.as_str(), owner.map(|o| o.pid), owner.map(|o| o.start as i64)],
+            )
+            .ctx("updating an endpoint's state")?;
         Ok(n > 0)
     }
 

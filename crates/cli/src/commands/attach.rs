@@ -1,7 +1,7 @@
 //! `nicslice attach` and `nicslice detach`.
 
 use anyhow::Context;
-use nicslice_engine::{AttachRequest, DetachRequest};
+use nicslice_engine::{AttachRequest, DetachRequest, EngineError};
 use nicslice_model::{IfName, MacAddr};
 
 use super::{Globals, target};
@@ -29,7 +29,15 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
             .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
             .collect::<anyhow::Result<_>>()?,
     };
-    let view = g.engine()?.attach(req)?;
+    let view = match g.engine()?.attach(req) {
+        Ok(view) => view,
+        // Undone: say so, and end as a shell expects of a stopped command.
+        Err(EngineError::Interrupted(signal)) => {
+            eprintln!("nicslice: {}", EngineError::Interrupted(signal));
+            std::process::exit(128 + signal);
+        }
+        Err(e) => return Err(e.into()),
+    };
     if g.json {
         return output::json(&view);
     }

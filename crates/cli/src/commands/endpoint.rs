@@ -27,10 +27,14 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
                         e.mac.map(|m| m.to_string()).unwrap_or_default(),
                         addresses(&e.addresses),
                         e.gateways.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
+                        e.state.to_string(),
                     ]
                 })
                 .collect();
-            output::table(&["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY"], &rows);
+            output::table(
+                &["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY", "STATE"],
+                &rows,
+            );
         }
         EndpointCommand::Check { network } => {
             let health = engine.check_endpoints(network.as_deref())?;

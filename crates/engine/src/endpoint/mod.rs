@@ -29,7 +29,7 @@ pub use nicslice_kernel::{LinkBrief, Route};
 pub use place::{ParentRef, Place};
 pub use realize::{EndpointPlan, NO_BCLIM, Realized, configure, create_link, realize};
 pub use routes::{AddressPlan, RouteSpec, Via, plan_routes};
-pub use teardown::{Ours, Teardown, child_addresses, delete_child};
+pub use teardown::{Ours, Teardown, child_addresses, delete_child, delete_child_on};
 
 use nicslice_kernel::MacvlanLinkRequest;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;

@@ -62,14 +62,24 @@ pub fn delete_child(
 ) -> Result<Teardown> {
     faults.check(Step::DeleteLink)?;
     let Some(ns) = netns else { return Ok(Teardown::AlreadyGone) };
-    let mut target = RouteSocket::open_in(ns)?;
+    delete_child_on(&mut RouteSocket::open_in(ns)?, ifname, ours, Faults::none())
+}
+
+/// [`delete_child`] on a socket already open in the endpoint's namespace.
+pub fn delete_child_on(
+    target: &mut RouteSocket,
+    ifname: &str,
+    ours: Ours<'_>,
+    faults: Faults,
+) -> Result<Teardown> {
+    faults.check(Step::DeleteLink)?;
     let Some(link) = target.link_by_name(ifname)? else { return Ok(Teardown::AlreadyGone) };
     let kind_ok = link.kind.as_deref().is_some_and(|k| ours.kinds.contains(&k));
     let mac_ok = ours.mac.is_none() || link.mac == ours.mac;
     if !kind_ok || !mac_ok {
         return Ok(Teardown::NotOurs { kind: link.kind, mac: link.mac });
     }
-    tracing::debug!(link = %ifname, netns = ns.label(), "delete link");
+    tracing::debug!(link = %ifname, "delete link");
     match target.delete_link(link.index) {
         Ok(()) => Ok(Teardown::Deleted),
         Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nicslice_model::{Driver, MacvlanMode, NetworkSpec, SubnetSpec, ValidNetwork};
-use nicslice_store::{NetnsId, NewEndpoint, Store};
+use nicslice_store::{EndpointState, NetnsId, NewEndpoint, Store};
 
 pub struct TempDir(PathBuf);
 
@@ -46,9 +46,12 @@ pub fn endpoint(ino: u64, ifname: &str) -> NewEndpoint {
     NewEndpoint {
         netns: format!("/run/netns/ns{ino}"),
         netns_id: NetnsId { dev: 4, ino },
+        netns_cookie: Some(ino.wrapping_add(1000)),
         ifname: ifname.parse().unwrap(),
         mac: Some("02:42:c0:a8:00:0c".parse().unwrap()),
         details: serde_json::json!({ "tap": null }),
+        state: EndpointState::Attached,
+        owner: None,
     }
 }
 

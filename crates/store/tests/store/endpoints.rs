@@ -20,6 +20,7 @@ fn endpoint_round_trip_and_lookups() {
     assert_eq!(rec.network_id, net);
     assert_eq!(rec.netns, new.netns);
     assert_eq!(rec.netns_id, new.netns_id, "u64 identities survive the signed column");
+    assert_eq!(rec.netns_cookie, new.netns_cookie, "so do cookies");
     assert_eq!(rec.ifname, new.ifname);
     assert_eq!(rec.mac, new.mac);
     assert_eq!(rec.details, new.details);
@@ -98,4 +99,56 @@ fn endpoint_details_can_be_updated() {
     assert_eq!((rec.mac, rec.details), (Some(mac), details.clone()));
     assert!(tx.update_endpoint(id, Some(mac), &details).unwrap());
     assert!(!tx.update_endpoint(EndpointId(99), None, &details).unwrap());
+}
+
+#[test]
+fn an_intent_is_listed_in_flight_until_it_is_attached() {
+    use nicslice_store::{EndpointState, Owner};
+    let dir = TempDir::new("ep-intent");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+    let mut new = endpoint(1, "eth0");
+    new.state = EndpointState::Attaching;
+    new.owner = Some(Owner { pid: 4242, start: u64::MAX - 1 });
+    let id = tx.insert_endpoint(net, &new).unwrap();
+    tx.insert_endpoint(net, &endpoint(2, "eth0")).unwrap();
+    tx.commit().unwrap();
+
+    let flying = store.endpoints_in_flight().unwrap();
+    assert_eq!(flying.len(), 1);
+    assert_eq!((flying[0].id, flying[0].state, flying[0].owner), (id, new.state, new.owner));
+    assert_eq!(flying[0].netns_cookie, Some(1001));
+
+    let tx = store.write().unwrap();
+    assert!(tx.set_endpoint_state(id, EndpointState::Attached, None).unwrap());
+    tx.commit().unwrap();
+    assert!(store.endpoints_in_flight().unwrap().is_empty());
+    let rec = store.endpoint(id).unwrap().unwrap();
+    assert_eq!((rec.state, rec.owner), (EndpointState::Attached, None));
+}
+
+#[test]
+fn endpoints_on_a_parent_are_counted_and_found_by_mac() {
+    let dir = TempDir::new("ep-parent");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let a = tx.insert_network(&network("a", "ens160", &["10.0.0.0/24"]), None).unwrap();
+    let b = tx.insert_network(&network("b", "ens160", &["10.1.0.0/24"]), None).unwrap();
+    let c = tx.insert_network(&network("c", "ens192", &["10.2.0.0/24"]), None).unwrap();
+    tx.insert_endpoint(a, &endpoint(1, "eth0")).unwrap();
+    let mut other = endpoint(2, "eth1");
+    other.mac = Some("02:00:00:00:00:02".parse().unwrap());
+    tx.insert_endpoint(b, &other).unwrap();
+    tx.insert_endpoint(c, &endpoint(3, "eth0")).unwrap();
+    tx.commit().unwrap();
+
+    let ens160: IfName = "ens160".parse().unwrap();
+    assert_eq!(store.endpoint_count_on_parent(&ens160).unwrap(), 2);
+    assert_eq!(store.endpoint_count_on_parent(&"eth9".parse().unwrap()).unwrap(), 0);
+    let (ep, net) =
+        store.endpoint_with_mac_on_parent(&ens160, other.mac.unwrap()).unwrap().unwrap();
+    assert_eq!((ep.ifname.as_str(), net.as_str()), ("eth1", "b"));
+    let unused = "02:00:00:00:00:09".parse().unwrap();
+    assert!(store.endpoint_with_mac_on_parent(&ens160, unused).unwrap().is_none());
 }

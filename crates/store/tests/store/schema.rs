@@ -83,3 +83,44 @@ fn owned_links_are_recorded_and_forgotten() {
     assert!(tx.delete_owned_link("eth0.50").unwrap());
     assert!(!tx.delete_owned_link("eth0.50").unwrap());
 }
+
+#[test]
+fn a_version_2_database_is_upgraded_and_its_endpoints_read_as_attached() {
+    let dir = TempDir::new("upgrade2");
+    std::fs::create_dir_all(dir.db().parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    // The tables of schema 2 that an endpoint row needs, as nicslice 2 made them.
+    conn.execute_batch(
+        "CREATE TABLE networks (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+           parent TEXT NOT NULL, spec_json TEXT NOT NULL, promisc_prev INTEGER NULL, \
+           created_at INTEGER NOT NULL);
+         CREATE TABLE endpoints (id INTEGER PRIMARY KEY, network_id INTEGER NOT NULL \
+           REFERENCES networks(id) ON DELETE RESTRICT, netns TEXT NOT NULL, \
+           netns_dev INTEGER NOT NULL, netns_ino INTEGER NOT NULL, ifname TEXT NOT NULL, \
+           mac TEXT NULL, details_json TEXT NOT NULL, created_at INTEGER NOT NULL, \
+           UNIQUE (netns_dev, netns_ino, ifname));
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    let spec = serde_json::to_string(network("lan", "ens160", &[]).spec()).unwrap();
+    conn.execute(
+        "INSERT INTO networks VALUES (1, 'lan', 'ens160', ?1, NULL, 0)",
+        rusqlite::params![spec],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO endpoints VALUES (7, 1, '/run/netns/a', 4, 4026532000, 'eth0', NULL, 'null', 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = open(&dir);
+    let ep = store.endpoint(nicslice_store::EndpointId(7)).unwrap().expect("the row survives");
+    assert_eq!(ep.state, nicslice_store::EndpointState::Attached);
+    assert_eq!((ep.netns_cookie, ep.owner), (None, None));
+    assert!(store.endpoints_in_flight().unwrap().is_empty());
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
