@@ -30,7 +30,8 @@ pub mod views;
 use std::path::Path;
 
 use nicslice_kernel::{Netns, RouteSocket};
-use nicslice_store::Store;
+use nicslice_model::NetworkName;
+use nicslice_store::{NetworkRecord, Store, StoreRead};
 
 pub use attach::AttachRequest;
 pub use detach::DetachRequest;
@@ -70,5 +71,18 @@ impl Engine {
 
     fn host_socket(&self) -> Result<RouteSocket> {
         Ok(RouteSocket::open_in(&self.host)?)
+    }
+
+    /// The record of network `name`, which every command starts from (here,
+    /// below the commands, so that none depends on another's module for it).
+    pub(crate) fn network_record(&mut self, name: &str) -> Result<NetworkRecord> {
+        let missing = || {
+            EngineError::NotFound(format!(
+                "network {name} does not exist; `nicslice network ls` lists them"
+            ))
+        };
+        // A name that is not even valid cannot name an existing network.
+        let name = NetworkName::new(name).map_err(|_| missing())?;
+        self.store.read()?.network_by_name(&name)?.ok_or_else(missing)
     }
 }

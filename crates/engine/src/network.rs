@@ -4,8 +4,8 @@
 
 use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{Link, RouteSocket};
-use nicslice_model::{NetworkName, NetworkSpec, ValidNetwork, rules};
-use nicslice_store::{NetworkRecord, StoreRead};
+use nicslice_model::{NetworkSpec, ValidNetwork, rules};
+use nicslice_store::StoreRead;
 
 use crate::detach::finish_detach;
 use crate::detach_many::Detached;
@@ -165,17 +165,6 @@ impl Engine {
             }
             Err(error) => Err(rollback(error, undo, &mut host, None)),
         }
-    }
-
-    pub(crate) fn network_record(&mut self, name: &str) -> Result<NetworkRecord> {
-        let missing = || {
-            EngineError::NotFound(format!(
-                "network {name} does not exist; `nicslice network ls` lists them"
-            ))
-        };
-        // A name that is not even valid cannot name an existing network.
-        let name = NetworkName::new(name).map_err(|_| missing())?;
-        self.store.read()?.network_by_name(&name)?.ok_or_else(missing)
     }
 
     pub fn list_networks(&mut self) -> Result<Vec<NetworkView>> {
