@@ -29,8 +29,14 @@ fn create_lan_via(lab: &Lab, gateway: &str) {
     ]);
 }
 
+/// The inode-reuse test needs the kernel to hand a freed namespace inode to
+/// its own next namespace: the other tests of this file (threads of one
+/// process) create namespaces too, so they wait while it runs.
+static NAMESPACES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 #[test]
 fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("att");
     create_lan(&lab);
     let (ns1, n1) = lab.netns("ns1");
@@ -82,6 +88,7 @@ fn seed000_children_reach_each_other_and_the_switch_not_the_parent() {
 
 #[test]
 fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("route");
     // Seed 000's gateway: a router namespace of its own on the switch
     // (192.168.0.2 on the LAN), forwarding to a second subnet where "far" is.
@@ -141,6 +148,7 @@ fn seed000_default_route_reaches_a_second_subnet_through_a_router() {
 
 #[test]
 fn attach_refuses_bad_requests_without_touching_anything() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("refuse");
     create_lan(&lab);
     let (ns1, n1) = lab.netns("ns1");
@@ -175,6 +183,7 @@ fn attach_refuses_bad_requests_without_touching_anything() {
 
 #[test]
 fn every_failing_attach_step_is_undone() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("undo");
     lab.ok(&[
         "network",
@@ -246,6 +255,7 @@ fn every_failing_attach_step_is_undone() {
 
 #[test]
 fn ipv6_children_get_their_address_and_route_and_reach_each_other() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("att6");
     lab.lan("v6", &["--mode", "bridge", "--subnet", "fd00:6::/64"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -270,6 +280,7 @@ fn ipv6_children_get_their_address_and_route_and_reach_each_other() {
 /// in (by pid, by /proc/self) and the host namespace are not targets.
 #[test]
 fn own_and_host_namespaces_are_refused_as_targets() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::new("ownns");
     create_lan(&lab);
     let host_ns = lab.host.netns_name.clone();
@@ -299,6 +310,8 @@ fn own_and_host_namespaces_are_refused_as_targets() {
 /// stale record is listed as such and released by `detach` of its path.
 #[test]
 fn a_namespace_reusing_a_dead_ones_inode_is_not_mistaken_for_it() {
+    // Alone: the other tests of this file would take the freed inode.
+    let _alone = NAMESPACES.write().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("inode");
     create_lan(&lab);
     let (old, old_name) = lab.netns("old");
@@ -342,6 +355,7 @@ fn a_namespace_reusing_a_dead_ones_inode_is_not_mistaken_for_it() {
 /// attach that finds the pool full.
 #[test]
 fn stale_endpoints_are_listed_and_released() {
+    let _shared = NAMESPACES.read().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("stale");
     lab.lan("tiny", &["--ip-range", "192.168.0.200/31"]);
     let (a, a_name) = lab.netns("a");
