@@ -19,6 +19,7 @@ mod files;
 mod flock;
 mod leases;
 mod owned;
+mod quarantine;
 mod read;
 mod records;
 mod schema;
@@ -29,6 +30,7 @@ mod write;
 pub use error::StoreError;
 pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;
+pub use quarantine::Quarantined;
 pub use read::StoreRead;
 pub use records::{
     EndpointId, EndpointRecord, LeaseRecord, NetnsId, NetworkId, NetworkRecord, NewEndpoint,
