@@ -210,6 +210,7 @@ impl Engine {
 
         let faults = self.faults;
         let mut undo = UndoLog::default();
+        let answered = crate::probe::Answered::default(); // issue 14
         let result = (|| -> Result<EndpointView> {
             let tx = self.store.write()?;
             check_parent_room(&tx, &spec, req.mac)?;
@@ -226,7 +227,10 @@ impl Engine {
             )?;
 
             faults.check(Step::Allocate)?;
-            let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
+            if let Some(probe) = spec.probe {
+                crate::probe::release_cooled(&tx, record.id, probe)?; // issue 14
+            }
+            let mut leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
             let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
             // A gateway the user named is used as given, even by a NOARP
@@ -250,13 +254,38 @@ impl Engine {
                     metric: None,
                 })
                 .collect();
-            let plan = EndpointPlan {
+            let mut plan = EndpointPlan {
                 link: child.link(req.ifname.clone(), &parent),
                 parent: parent.clone(),
                 addresses: addresses.clone(),
                 routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
-            let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
+            // issue 14: with conflict probing, every address is claimed on
+            // the wire first; an answered one is replaced in `leases`.
+            let realized = match spec.probe {
+                Some(probe) => {
+                    let claim = crate::probe::Claim {
+                        tx: &tx,
+                        network: record.id,
+                        endpoint: endpoint_id,
+                        probe,
+                        host_ns: &self.host,
+                        fixed: &req.ips,
+                        answered: &answered,
+                    };
+                    crate::probe::realize_claiming(
+                        &mut plan,
+                        &mut leases,
+                        &claim,
+                        Policy::CLI,
+                        &mut place,
+                        faults,
+                        &mut undo,
+                    )?
+                }
+                None => endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?,
+            };
+            let addresses = plan.addresses.clone();
             let link = realized.link;
             if let Some(shim) = tx.shim(record.id)? {
                 let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
@@ -297,7 +326,11 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(place.abort(undo, error)),
+            Err(error) => {
+                let error = place.abort(undo, error);
+                crate::probe::keep_after_failure(&mut self.store, record.id, &answered); // issue 14
+                Err(error)
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fault;
 mod network;
 mod parent;
+pub mod probe;
 pub mod ranges;
 pub mod refuse;
 pub mod shim;

@@ -19,8 +19,8 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessa
 use nicslice_model::MacAddr;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, recvfrom, send};
 use nix::sys::socket::socket;
+use nix::sys::socket::{AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, recvfrom, send};
 
 use crate::addr::address_message;
 use crate::error::{KernelError, Result};
@@ -83,7 +83,12 @@ impl ArpProbe {
 
     /// Sends `probes` probes for `target` spread over `timeout` and waits
     /// until it ends; returns the MAC of the first claimant, at once.
-    pub fn probe(&self, target: Ipv4Addr, probes: u32, timeout: Duration) -> Result<Option<MacAddr>> {
+    pub fn probe(
+        &self,
+        target: Ipv4Addr,
+        probes: u32,
+        timeout: Duration,
+    ) -> Result<Option<MacAddr>> {
         let frame = arp_probe_frame(self.mac, target);
         let start = Instant::now();
         let deadline = start + timeout;
@@ -117,6 +122,13 @@ impl ArpProbe {
         }
     }
 
+    /// Announces `ip` as ours (RFC 5227 announcement: a gratuitous request),
+    /// once it is on the interface: the probe kept the link up, so the
+    /// kernel's own `arp_notify`, which fires on up, will not.
+    pub fn announce(&self, ip: Ipv4Addr) -> Result<()> {
+        self.send(&crate::arp::gratuitous_arp_frame(self.mac, ip), ip)
+    }
+
     fn send(&self, frame: &[u8], target: Ipv4Addr) -> Result<()> {
         send(self.fd().as_raw_fd(), frame, MsgFlags::empty())
             .map(drop)
@@ -128,7 +140,8 @@ impl ArpProbe {
     fn receive(&self, buf: &mut [u8]) -> Result<Option<Option<usize>>> {
         match recvfrom::<LinkAddr>(self.fd().as_raw_fd(), buf) {
             Ok((n, from)) => {
-                let ours = from.is_some_and(|l| matches!(l.pkttype(), PACKET_OUTGOING | PACKET_LOOPBACK));
+                let ours =
+                    from.is_some_and(|l| matches!(l.pkttype(), PACKET_OUTGOING | PACKET_LOOPBACK));
                 Ok(Some((!ours).then_some(n)))
             }
             Err(Errno::EAGAIN | Errno::ENETDOWN | Errno::ENXIO) => Ok(None),
@@ -173,6 +186,9 @@ pub fn tune_dad(netns: &Netns, ifname: &str, timeout: Duration) -> Result<()> {
         sysctl::write(&format!("{conf}/accept_dad"), "1")?;
         sysctl::write(&format!("{conf}/dad_transmits"), "1")?;
         sysctl::write(&format!("{conf}/router_solicitation_delay"), "0")?;
+        // An unsolicited NA once DAD has passed, as `ndisc_notify` gives
+        // addresses added without DAD.
+        sysctl::write(&format!("{conf}/ndisc_notify"), "1")?;
         sysctl::write(&format!("net/ipv6/neigh/{ifname}/retrans_time_ms"), &ms)
     })?
 }

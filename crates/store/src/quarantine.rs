@@ -97,6 +97,63 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// Quarantines `ip` of `network` outside an attach (one that failed
+    /// after someone answered for it): leased to no one if free, its
+    /// quarantine renewed if it already is. An address leased to an endpoint
+    /// is left alone; returns whether `ip` is now quarantined.
+    pub fn quarantine_address(
+        &self,
+        network: NetworkId,
+        subnet_index: usize,
+        ip: IpAddr,
+        answered_by: Option<MacAddr>,
+    ) -> Result<bool, StoreError> {
+        let missing = || StoreError::corrupt(format!("pool of {ip} to quarantine"));
+        let index = i64::try_from(subnet_index).map_err(|_| missing())?;
+        let (pool, subnet, gateway): (i64, String, String) = self
+            .tx
+            .prepare_cached(
+                "SELECT id, subnet, gateway FROM pools WHERE network_id = ?1 AND subnet_index = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![network.0, index], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
+            .optional()
+            .ctx("reading an address pool")?
+            .ok_or_else(missing)?;
+        let subnet: IpNet = subnet.parse().map_err(|_| missing())?;
+        let gateway: IpAddr = gateway.parse().map_err(|_| missing())?;
+        let offset = to_blob(offset_of(subnet, ip));
+        let leased_to: Option<Option<i64>> = self
+            .tx
+            .prepare_cached("SELECT endpoint_id FROM leases WHERE pool_id = ?1 AND ip_offset = ?2")
+            .and_then(|mut s| s.query_row(params![pool, offset.as_slice()], |r| r.get(0)))
+            .optional()
+            .ctx("looking up a lease")?;
+        let quarantined = || {
+            self.tx
+                .prepare_cached("SELECT 1 FROM quarantine WHERE pool_id = ?1 AND ip_offset = ?2")
+                .and_then(|mut s| s.exists(params![pool, offset.as_slice()]))
+                .ctx("looking up a quarantined address")
+        };
+        let lease = match leased_to {
+            // An endpoint's, or held by no one for another reason (a shim's).
+            Some(Some(_)) => return Ok(false),
+            Some(None) if !quarantined()? => return Ok(false),
+            Some(None) => LeaseRecord {
+                network_id: network,
+                subnet_index,
+                ip,
+                subnet,
+                gateway,
+                endpoint_id: None,
+            },
+            None => self.allocate(network, subnet_index, Some(ip), None)?,
+        };
+        self.quarantine(&lease, answered_by)?;
+        Ok(true)
+    }
+
     /// Returns to the pool every address of `network` quarantined at least
     /// `cooldown_s` seconds ago; returns them.
     pub fn release_quarantine(

@@ -1,0 +1,236 @@
+//! Conflict probing (issue 14) through the CLI, on the wire of the lab: a
+//! "foreign" namespace on the switch holds 192.168.0.50 and fd00::50, as a
+//! host nicslice does not manage would. With `--probe-conflicts` an attach
+//! skips the answered address, quarantines it with the foreign MAC, and
+//! takes the next; without it, the duplicate is what you get.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nicslice_kernel::{Netns, RouteSocket};
+use nicslice_lab::Host;
+
+/// A namespace on the switch nicslice knows nothing of, answering for
+/// 192.168.0.50 and fd00::50 on its eth0; returns it and its MAC.
+fn foreign(lab: &mut Lab) -> (Host, String) {
+    let host = lab
+        .world
+        .host(&lab.switch, "foreign", "eth0", Some("192.168.0.50/24".parse().unwrap()))
+        .unwrap();
+    let mut sock = RouteSocket::open_in(&host.netns).unwrap();
+    let eth0 = sock.require_link("eth0", "foreign").unwrap();
+    sock.add_address(eth0.index, "fd00::50/64".parse().unwrap()).unwrap();
+    (host, eth0.mac.unwrap().to_string())
+}
+
+/// The network of these tests: the switch's subnet, the range .50-.51.
+fn create(lab: &Lab, name: &str, extra: &[&str]) {
+    let mut args = vec!["--ip-range", "192.168.0.50/31"];
+    args.extend_from_slice(extra);
+    lab.lan(name, &args);
+}
+
+fn attach(lab: &Lab, net: &str, ns: &str) -> serde_json::Value {
+    lab.json(&["attach", net, "--netns", ns])
+}
+
+/// The MAC `ns` has for `ip` after a ping: who answers that address.
+fn answerer(ns: &Netns, ip: &str) -> Option<String> {
+    assert!(ping(ns, ip), "{ip} answers");
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    let neighbours = RouteSocket::open_in(ns).unwrap().neighbours().unwrap();
+    neighbours.into_iter().find(|(n, _)| *n == ip).map(|(_, mac)| mac.to_string())
+}
+
+#[test]
+fn probing_skips_an_answered_ipv4_address_and_quarantines_it() {
+    let mut lab = Lab::new("prb4");
+    let (_foreign, foreign_mac) = foreign(&mut lab);
+    let (ns1, n1) = lab.netns("ns1");
+    let (_, n2) = lab.netns("ns2");
+
+    // Without probing: the foreign host's address is handed out again.
+    create(&lab, "blind", &[]);
+    let dup = attach(&lab, "blind", &n1);
+    assert_eq!(dup["addresses"][0], "192.168.0.50/24", "{dup}");
+    lab.ok(&["detach", "blind", "--netns", &n1]);
+    lab.ok(&["network", "rm", "blind"]);
+
+    // With probing: .50 is answered, so the endpoint gets .51.
+    create(&lab, "probed", &["--probe-conflicts=300"]);
+    let ep = attach(&lab, "probed", &n1);
+    assert_eq!(ep["addresses"], serde_json::json!(["192.168.0.51/24"]), "{ep}");
+    assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.51/24"]);
+    // The foreign host is still the one that answers for .50, and ns1 reaches it.
+    assert_eq!(answerer(&ns1, "192.168.0.50"), Some(foreign_mac.clone()));
+
+    let detail = lab.json(&["network", "inspect", "probed"]);
+    let q = &detail["quarantined"];
+    assert_eq!(q.as_array().map(Vec::len), Some(1), "{detail}");
+    assert_eq!(q[0]["ip"], "192.168.0.50");
+    assert_eq!(q[0]["answered_by"], foreign_mac.as_str());
+    assert!(q[0]["answered_at"].as_i64().unwrap() > 0);
+    let text = lab.ok(&["network", "inspect", "probed"]);
+    assert!(
+        text.contains(&format!("quarantined 192.168.0.50: answered by {foreign_mac}")),
+        "{text}"
+    );
+
+    // The range is spent (.50 quarantined, .51 used): the next attach is
+    // refused in one line and leaves nothing behind.
+    lab.fails(&["attach", "probed", "--netns", &n2], "exhausted");
+    assert_eq!(
+        lab.json(&["network", "inspect", "probed"])["endpoint_list"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn a_named_address_that_is_answered_is_refused_and_nothing_is_left() {
+    let mut lab = Lab::new("prbip");
+    foreign(&mut lab);
+    let (ns1, n1) = lab.netns("ns1");
+    create(&lab, "probed", &["--probe-conflicts=200"]);
+    let err = lab.fails(
+        &["attach", "probed", "--netns", &n1, "--ip", "192.168.0.50"],
+        "192.168.0.50 is already in use on the wire",
+    );
+    assert!(err.contains("answered for it"), "{err}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left behind");
+    let detail = lab.json(&["network", "inspect", "probed"]);
+    assert_eq!(detail["endpoint_list"].as_array().unwrap().len(), 0, "{detail}");
+    // A named address is refused, not quarantined: the user chose it.
+    assert!(detail.get("quarantined").is_none(), "{detail}");
+    // The address nobody answers for is given as asked.
+    let ep = lab.json(&["attach", "probed", "--netns", &n1, "--ip", "192.168.0.51"]);
+    assert_eq!(ep["addresses"][0], "192.168.0.51/24");
+}
+
+#[test]
+fn a_quarantined_address_returns_after_the_cool_down_once_nobody_answers() {
+    let mut lab = Lab::new("prbcd");
+    let (foreign_host, foreign_mac) = foreign(&mut lab);
+    let (_, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    let (_, n3) = lab.netns("ns3");
+    create(&lab, "probed", &["--probe-conflicts=200", "--probe-cooldown", "1"]);
+    lab.ok(&["attach", "probed", "--netns", &n1, "--ip", "192.168.0.51"]);
+
+    // .50 is answered and nothing else is free: the attach fails, but the
+    // quarantine it found is kept.
+    let quarantined_at = |lab: &Lab| {
+        let q = lab.json(&["network", "inspect", "probed"]);
+        assert_eq!(q["quarantined"][0]["ip"], "192.168.0.50", "{q}");
+        assert_eq!(q["quarantined"][0]["answered_by"], foreign_mac.as_str(), "{q}");
+        q["quarantined"][0]["answered_at"].as_i64().unwrap()
+    };
+    lab.fails(&["attach", "probed", "--netns", &n2], "192.168.0.50 is in use on the wire");
+    let first = quarantined_at(&lab);
+    // Within the cool-down it is not even probed.
+    lab.fails(&["attach", "probed", "--netns", &n2], "exhausted");
+    assert_eq!(quarantined_at(&lab), first);
+
+    // Still answered after the cool-down: probed again, quarantined again.
+    std::thread::sleep(Duration::from_millis(2100));
+    lab.fails(&["attach", "probed", "--netns", &n2], "192.168.0.50 is in use on the wire");
+    assert!(quarantined_at(&lab) > first, "the quarantine was renewed");
+
+    // The foreign host goes away; after the cool-down .50 is free again.
+    let mut sock = RouteSocket::open_in(&foreign_host.netns).unwrap();
+    let eth0 = sock.require_link("eth0", "foreign").unwrap();
+    sock.delete_address(eth0.index, "192.168.0.50/24".parse().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(attach(&lab, "probed", &n2)["addresses"][0], "192.168.0.50/24");
+    assert_eq!(addresses(&ns2, "eth0"), vec!["192.168.0.50/24"]);
+    let q = lab.json(&["network", "inspect", "probed"]);
+    assert!(q.get("quarantined").is_none(), "{q}");
+    lab.fails(&["attach", "probed", "--netns", &n3], "exhausted");
+}
+
+/// ipvlan children share the parent's MAC, so the probe leaves from the
+/// parent. This machine's kernel has no ipvlan: the VM stage runs it.
+#[test]
+fn ipvlan_probes_from_the_parent() {
+    if std::env::var_os("NICSLICE_VM").is_none() {
+        println!("runs only in the VM stage (vmtest/run.sh); skipped");
+        return;
+    }
+    let mut lab = Lab::new("prbipv");
+    let (_, foreign_mac) = foreign(&mut lab);
+    let (ns1, n1) = lab.netns("ns1");
+    create(&lab, "ipv", &["--driver", "ipvlan", "--probe-conflicts"]);
+    let ep = attach(&lab, "ipv", &n1);
+    assert_eq!(ep["addresses"], serde_json::json!(["192.168.0.51/24"]), "{ep}");
+    assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.51/24"]);
+    let q = lab.json(&["network", "inspect", "ipv"]);
+    assert_eq!(q["quarantined"][0]["answered_by"], foreign_mac.as_str(), "{q}");
+}
+
+#[test]
+fn ipv6_dad_failure_quarantines_and_the_next_address_is_used() {
+    let mut lab = Lab::new("prb6");
+    foreign(&mut lab);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    let v6 = ["--subnet", "fd00::/64", "--ip-range", "fd00::50/127"];
+
+    // Without probing: the duplicate (added with NODAD, never checked).
+    lab.ok(&[&["network", "create", "blind6", "--parent", "eth0"], &v6[..]].concat());
+    assert_eq!(attach(&lab, "blind6", &n2)["addresses"][0], "fd00::50/64");
+    lab.ok(&["detach", "blind6", "--netns", &n2]);
+    lab.ok(&["network", "rm", "blind6"]);
+
+    let create = [&["network", "create", "v6", "--parent", "eth0"], &v6[..]].concat();
+    lab.ok(&[&create[..], &["--probe-conflicts=300"]].concat());
+    let ep = attach(&lab, "v6", &n1);
+    assert_eq!(ep["addresses"], serde_json::json!(["fd00::51/64"]), "{ep}");
+    // The failed address is gone from the link, the new one passed DAD.
+    assert_eq!(addresses(&ns1, "eth0"), vec!["fd00::51/64"]);
+    let mut sock = RouteSocket::open_in(&ns1).unwrap();
+    let eth0 = sock.require_link("eth0", "ns1").unwrap();
+    assert_eq!(
+        sock.dad_state(eth0.index, "fd00::51".parse().unwrap()).unwrap(),
+        Some(nicslice_kernel::address_claim::Dad::Done)
+    );
+    assert!(ping(&ns1, "fd00::50"), "the foreign host stays reachable");
+    let q = lab.json(&["network", "inspect", "v6"]);
+    assert_eq!(q["quarantined"][0]["ip"], "fd00::50", "{q}");
+    assert!(q["quarantined"][0]["answered_by"].is_null(), "{q}");
+    let _ = ns2;
+}
+
+/// Not a timed test: prints what probing costs when nobody answers (the
+/// README quotes it), and checks that it is at least the timeout.
+#[test]
+fn probing_costs_the_timeout() {
+    let mut lab = Lab::new("prbcost");
+    let wide = ["--ip-range", "192.168.0.128/25"];
+    lab.lan("plain", &wide);
+    let plain = median_attach(&mut lab, "plain");
+    lab.ok(&["network", "rm", "plain"]);
+    lab.lan("probed", &[&wide[..], &["--probe-conflicts=100"]].concat());
+    let probed = median_attach(&mut lab, "probed");
+    eprintln!(
+        "median attach: {:.1} ms without probing, {:.1} ms with --probe-conflicts=100 (difference {:.1} ms)",
+        plain.as_secs_f64() * 1e3,
+        probed.as_secs_f64() * 1e3,
+        (probed.as_secs_f64() - plain.as_secs_f64()) * 1e3
+    );
+    assert!(probed >= Duration::from_millis(100), "the probe waits its timeout: {probed:?}");
+}
+
+/// The median of 7 attaches to `net`, each into a new namespace, detached again.
+fn median_attach(lab: &mut Lab, net: &str) -> Duration {
+    let mut times = Vec::new();
+    for i in 0..7 {
+        let (_, n) = lab.netns(&format!("{net}{i}"));
+        let t = Instant::now();
+        attach(lab, net, &n);
+        times.push(t.elapsed());
+        lab.ok(&["detach", net, "--netns", &n]);
+    }
+    times.sort();
+    times[times.len() / 2]
+}
