@@ -110,6 +110,14 @@ one of their addresses. The old file is kept for inspection."
         #[arg(long)]
         force: bool,
     },
+    /// List the addresses of a CNI network held in quarantine: someone nicslice does not
+    /// manage answered for them when a link plugin with "probe" claimed them.
+    Quarantined {
+        /// The lease database (nicslice-ipam's "state", or cni-leases.mdb in its "dataDir").
+        file: PathBuf,
+        /// The CNI network's name.
+        network: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -234,3 +234,139 @@ fn median_attach(lab: &mut Lab, net: &str) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
+
+/// The plugins as a runtime finds them: links in a CNI_PATH directory of
+/// this test's own, beside the reference host-local when it is installed.
+fn plugin_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nsl-probe-cni-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["nicslice-macvlan", "nicslice-ipam"] {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nicslice"), dir.join(name));
+    }
+    let _ = std::os::unix::fs::symlink("/usr/lib/cni/host-local", dir.join("host-local"));
+    dir
+}
+
+/// Runs nicslice-macvlan `cmd` in the lab's host namespace for container
+/// `id`; (success, stdout JSON).
+fn cni(
+    lab: &Lab,
+    dir: &std::path::Path,
+    cmd: &str,
+    netns: &str,
+    id: &str,
+    conf: &serde_json::Value,
+) -> (bool, serde_json::Value) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let _inside = lab.host.netns.enter().unwrap();
+    let mut child = Command::new(dir.join("nicslice-macvlan"))
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", dir)
+        .env_remove("NICSLICE_FAIL_AT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
+
+fn cni_conf(lab: &Lab, probe: Option<serde_json::Value>) -> serde_json::Value {
+    let mut conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "probed", "type": "nicslice-macvlan", "master": "eth0",
+        "ipam": {"type": "nicslice-ipam", "subnet": "192.168.0.0/24", "rangeStart": "192.168.0.50",
+                 "rangeEnd": "192.168.0.51", "gateway": "192.168.0.1",
+                 "state": lab.state.with_extension("cni.mdb")}
+    });
+    if let Some(p) = probe {
+        conf["probe"] = p;
+    }
+    conf
+}
+
+fn cni_quarantined(lab: &Lab, network: &str) -> serde_json::Value {
+    let file = lab.state.with_extension("cni.mdb");
+    lab.json(&["cni-leases", "quarantined", file.to_str().unwrap(), network])
+}
+
+#[test]
+fn cni_add_with_probe_quarantines_in_the_lease_book() {
+    let mut lab = Lab::new("prbcni");
+    let (_, foreign_mac) = foreign(&mut lab);
+    let dir = plugin_dir("lb");
+    let (ns1, n1) = lab.netns("c1");
+    let (ns2, n2) = lab.netns("c2");
+    let (p1, p2) = (format!("/run/netns/{n1}"), format!("/run/netns/{n2}"));
+
+    // Without "probe": the foreign host's address, a duplicate. (A network
+    // of its own: nicslice-ipam, as host-local, walks on past a released
+    // address.)
+    let mut blind = cni_conf(&lab, None);
+    blind["name"] = "blind".into();
+    let (ok, result) = cni(&lab, &dir, "ADD", &p1, "c1", &blind);
+    assert!(ok, "ADD: {result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.0.50/24", "{result}");
+    let mut del = blind.clone();
+    del["prevResult"] = result;
+    assert!(cni(&lab, &dir, "DEL", &p1, "c1", &del).0);
+
+    // With it: .50 is skipped and quarantined with the foreign MAC.
+    let probed = cni_conf(&lab, Some(serde_json::json!({"timeoutMs": 200})));
+    let (ok, result) = cni(&lab, &dir, "ADD", &p1, "c1", &probed);
+    assert!(ok, "ADD: {result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.0.51/24", "{result}");
+    assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.51/24"]);
+    let q = cni_quarantined(&lab, "probed");
+    assert_eq!(q[0]["ip"], "192.168.0.50", "{q}");
+    assert_eq!(q[0]["answered_by"], foreign_mac.as_str(), "{q}");
+
+    // The range is spent: the next ADD fails with a CNI error and leaves no link.
+    let (ok, err) = cni(&lab, &dir, "ADD", &p2, "c2", &probed);
+    assert!(!ok, "{err}");
+    assert!(err["msg"].as_str().unwrap_or_default().contains("192.168.0."), "{err}");
+    assert_eq!(non_lo(&ns2), Vec::<String>::new());
+
+    // GC with no attachment left keeps the quarantine (it belongs to none).
+    let mut del = probed.clone();
+    del["prevResult"] = result;
+    assert!(cni(&lab, &dir, "DEL", &p1, "c1", &del).0, "DEL");
+    let mut gc = probed.clone();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([]);
+    let (ok, out) = cni(&lab, &dir, "GC", "", "", &gc);
+    assert!(ok, "GC: {out}");
+    assert_eq!(cni_quarantined(&lab, "probed")[0]["ip"], "192.168.0.50");
+    let (ok, result) = cni(&lab, &dir, "ADD", &p2, "c2", &probed);
+    assert!(ok, "ADD: {result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.0.51/24", "{result}");
+}
+
+#[test]
+fn cni_add_with_probe_and_another_ipam_refuses_an_answered_address() {
+    if !std::path::Path::new("/usr/lib/cni/host-local").exists() {
+        println!("the reference host-local plugin is not installed; skipped");
+        return;
+    }
+    let mut lab = Lab::new("prbhl");
+    let (_, foreign_mac) = foreign(&mut lab);
+    let dir = plugin_dir("hl");
+    let (ns1, n1) = lab.netns("c1");
+    let data = std::env::temp_dir().join(format!("{}-hl", lab.world.prefix()));
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "hl", "type": "nicslice-macvlan", "master": "eth0",
+        "probe": {"timeoutMs": 200},
+        "ipam": {"type": "host-local", "subnet": "192.168.0.0/24", "rangeStart": "192.168.0.50",
+                 "rangeEnd": "192.168.0.51", "dataDir": data}
+    });
+    let (ok, err) = cni(&lab, &dir, "ADD", &format!("/run/netns/{n1}"), "c1", &conf);
+    let _ = std::fs::remove_dir_all(&data);
+    assert!(!ok, "{err}");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("192.168.0.50 (from IPAM plugin host-local) is already in use"), "{err}");
+    assert!(msg.contains(&foreign_mac), "{err}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "nothing left behind");
+}

@@ -210,7 +210,7 @@ impl Engine {
 
         let faults = self.faults;
         let mut undo = UndoLog::default();
-        let answered = crate::probe::Answered::default(); // issue 14
+        let answered = crate::probe::state_db::Answered::default(); // issue 14
         let result = (|| -> Result<EndpointView> {
             let tx = self.store.write()?;
             check_parent_room(&tx, &spec, req.mac)?;
@@ -228,7 +228,7 @@ impl Engine {
 
             faults.check(Step::Allocate)?;
             if let Some(probe) = spec.probe {
-                crate::probe::release_cooled(&tx, record.id, probe)?; // issue 14
+                crate::probe::state_db::release_cooled(&tx, record.id, probe)?; // issue 14
             }
             let mut leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
             let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
@@ -263,20 +263,20 @@ impl Engine {
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is replaced in `leases`.
             let realized = match spec.probe {
-                Some(probe) => {
-                    let claim = crate::probe::Claim {
+                Some(spec) => {
+                    let probing = crate::probe::Probing { spec, parent_ns: &self.host };
+                    let mut claim = crate::probe::state_db::StateDbClaim {
                         tx: &tx,
                         network: record.id,
                         endpoint: endpoint_id,
-                        probe,
-                        host_ns: &self.host,
+                        leases: &mut leases,
                         fixed: &req.ips,
                         answered: &answered,
                     };
                     crate::probe::realize_claiming(
                         &mut plan,
-                        &mut leases,
-                        &claim,
+                        probing,
+                        &mut claim,
                         Policy::CLI,
                         &mut place,
                         faults,
@@ -328,7 +328,7 @@ impl Engine {
             }
             Err(error) => {
                 let error = place.abort(undo, error);
-                crate::probe::keep_after_failure(&mut self.store, record.id, &answered); // issue 14
+                crate::probe::state_db::keep_after_failure(&mut self.store, record.id, &answered); // issue 14
                 Err(error)
             }
         }
