@@ -118,15 +118,17 @@ pub fn claim_and_configure(
         }
     }
     let v4_nets: Vec<IpNet> = v4.iter().map(|&i| plan.addresses[i]).collect();
-    let routes = endpoint::configure(link, &v4_nets, &plan.routes, policy, place, faults, undo)?;
-    if let Some(arp) = &arp {
+    // Announced now, a moment before the addresses go on, so that the
+    // socket's close (an RCU grace period, on a thread of its own) overlaps
+    // the configuration and the caller's commit.
+    if let Some(arp) = arp {
         for net in &v4_nets {
             if let IpAddr::V4(ip) = net.addr() {
                 arp.announce(ip)?;
             }
         }
     }
-    drop(arp);
+    let routes = endpoint::configure(link, &v4_nets, &plan.routes, policy, place, faults, undo)?;
     for &i in &v6 {
         settle_v6(i, plan, link.index, started, timeout, replace, &mut place.target, undo)?;
     }
