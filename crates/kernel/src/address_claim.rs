@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use nicslice_model::MacAddr;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -30,6 +33,7 @@ use crate::neighbour_probe::{
 use crate::netlink::{CREATE_EXCL, RouteSocket};
 use crate::netns::Netns;
 use crate::sysctl;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 
 /// Asks "is anyone using this IPv4 address?" from one interface.
 pub struct ArpProbe {
@@ -160,6 +164,110 @@ impl Drop for ArpProbe {
             if let Err(e) = closer.spawn(move || drop(fd)) {
                 tracing::debug!("closing the ARP probe socket inline: {e}");
             }
+        }
+    }
+}
+
+/// What the kernel's own resolution of an address found so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Probes still going out.
+    Waiting,
+    /// Someone answered, from this MAC.
+    Answered(MacAddr),
+    /// Every probe went unanswered.
+    Unanswered,
+}
+
+/// Sets how the kernel resolves IPv4 neighbours on `ifname` in `netns`:
+/// `probes` requests `interval` apart (`mcast_solicit`, `retrans_time_ms`).
+/// Returns the previous setting, for [`restore_arp`].
+pub fn tune_arp(
+    netns: &Netns,
+    ifname: &str,
+    probes: u32,
+    interval: Duration,
+) -> Result<(String, String)> {
+    let ms = interval.as_millis().max(1).to_string();
+    netns.run(|| -> Result<(String, String)> {
+        let neigh = format!("net/ipv4/neigh/{ifname}");
+        let previous = (
+            sysctl::read(&format!("{neigh}/mcast_solicit"))?,
+            sysctl::read(&format!("{neigh}/retrans_time_ms"))?,
+        );
+        sysctl::write(&format!("{neigh}/mcast_solicit"), &probes.to_string())?;
+        sysctl::write(&format!("{neigh}/retrans_time_ms"), &ms)?;
+        Ok(previous)
+    })?
+}
+
+/// Puts back what [`tune_arp`] returned.
+pub fn restore_arp(netns: &Netns, ifname: &str, previous: &(String, String)) -> Result<()> {
+    netns.run(|| -> Result<()> {
+        let neigh = format!("net/ipv4/neigh/{ifname}");
+        sysctl::write(&format!("{neigh}/mcast_solicit"), &previous.0)?;
+        sysctl::write(&format!("{neigh}/retrans_time_ms"), &previous.1)
+    })?
+}
+
+fn neighbour_message(index: u32, target: Ipv4Addr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = netlink_packet_route::AddressFamily::Inet;
+    msg.header.ifindex = index;
+    msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(target)));
+    msg
+}
+
+impl RouteSocket {
+    /// Has the kernel resolve `target` on interface `index` now (a
+    /// neighbour entry with `NTF_USE`): it sends the requests itself, as
+    /// [`tune_arp`] set, from the interface's own IPv4 address, or, when
+    /// the namespace has none, from 0.0.0.0: an RFC 5227 probe, with no
+    /// packet socket (whose close waits out an RCU grace period).
+    pub fn solicit(&mut self, index: u32, target: Ipv4Addr) -> Result<()> {
+        let mut msg = neighbour_message(index, target);
+        msg.header.flags = NeighbourFlags::Use;
+        self.execute(
+            &format!("resolve {target}"),
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+    }
+
+    /// Where the resolution [`solicit`](Self::solicit) started stands.
+    pub fn resolution(&mut self, index: u32, target: Ipv4Addr) -> Result<Resolution> {
+        let op = format!("look up neighbour {target}");
+        let reply = match self
+            .get(&op, RouteNetlinkMessage::GetNeighbour(neighbour_message(index, target)))
+        {
+            Ok(reply) => reply,
+            Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(Resolution::Unanswered),
+            Err(e) => return Err(e),
+        };
+        let RouteNetlinkMessage::NewNeighbour(msg) = reply else {
+            return Err(KernelError::Protocol { op, detail: "not a neighbour".into() });
+        };
+        let mac = msg.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice()).ok(),
+            _ => None,
+        });
+        Ok(match (msg.header.state, mac) {
+            (NeighbourState::Incomplete | NeighbourState::None, _) => Resolution::Waiting,
+            (NeighbourState::Failed, _) | (_, None) => Resolution::Unanswered,
+            (_, Some(mac)) => Resolution::Answered(MacAddr(mac)),
+        })
+    }
+
+    /// Deletes the neighbour entry of `target` on `index`, if there is one.
+    pub fn forget_neighbour(&mut self, index: u32, target: Ipv4Addr) -> Result<()> {
+        let msg = neighbour_message(index, target);
+        match self.execute(
+            &format!("forget neighbour {target}"),
+            RouteNetlinkMessage::DelNeighbour(msg),
+            0,
+        ) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+            other => other,
         }
     }
 }

@@ -15,11 +15,11 @@
 pub mod lease_book;
 pub mod state_db;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use nicslice_kernel::address_claim::{ArpProbe, Dad, tune_dad};
+use nicslice_kernel::address_claim::{ArpProbe, Dad, Resolution, restore_arp, tune_arp, tune_dad};
 use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{LinkBrief, Netns, Route, RouteSocket};
 use nicslice_model::{IpvlanMode, MacAddr, ProbeSpec};
@@ -31,6 +31,8 @@ use crate::undo::{UndoAction, UndoLog};
 
 /// ARP probes per address, spread over the timeout (RFC 5227 sends three).
 const PROBES: u32 = 3;
+/// How often the kernel's resolution of a probed IPv4 address is looked at.
+const ARP_POLL: Duration = Duration::from_millis(1);
 /// How often a tentative IPv6 address is looked at.
 const DAD_POLL: Duration = Duration::from_millis(2);
 /// Time beyond the timeout the kernel may take to judge DAD (its timers
@@ -107,31 +109,53 @@ pub fn claim_and_configure(
     undo.push(UndoAction::SetUp { index: link.index, up: false });
     let started = Instant::now();
 
-    let arp = if v4.is_empty() { None } else { Some(open_arp(link, plan, probing, place)?) };
-    if let Some(arp) = &arp {
+    let prober =
+        if v4.is_empty() { None } else { Some(V4Prober::open(link, plan, probing, place)?) };
+    if let Some(prober) = &prober {
         for &i in &v4 {
             while let IpAddr::V4(ip) = plan.addresses[i].addr()
-                && let Some(mac) = arp.probe(ip, PROBES, timeout)?
+                && let Some(mac) = prober.probe(&mut place.target, link.index, ip, timeout)?
             {
                 plan.addresses[i] = replace.replace(i, plan.addresses[i], Some(mac))?;
             }
         }
     }
     let v4_nets: Vec<IpNet> = v4.iter().map(|&i| plan.addresses[i]).collect();
-    // Announced now, a moment before the addresses go on, so that the
-    // socket's close (an RCU grace period, on a thread of its own) overlaps
-    // the configuration and the caller's commit.
-    if let Some(arp) = arp {
-        for net in &v4_nets {
-            if let IpAddr::V4(ip) = net.addr() {
-                arp.announce(ip)?;
+    let announce_by_kernel = match prober {
+        // Announced now, a moment before the addresses go on, so that the
+        // socket's close (an RCU grace period, on a thread of its own)
+        // overlaps the configuration and the caller's commit.
+        Some(V4Prober::Packet(arp)) => {
+            for net in &v4_nets {
+                if let IpAddr::V4(ip) = net.addr() {
+                    arp.announce(ip)?;
+                }
             }
+            false
         }
-    }
+        Some(V4Prober::Kernel { previous }) => {
+            restore_arp(&place.target_ns, &link.name, &previous)?;
+            true
+        }
+        None => false,
+    };
     let routes = endpoint::configure(link, &v4_nets, &plan.routes, policy, place, faults, undo)?;
+    if announce_by_kernel && let Some(mac) = link.mac {
+        // The link came up before its addresses, so `arp_notify` has not
+        // announced them; setting its own MAC again makes the kernel do it
+        // (a MAC change is the other event it announces on).
+        place.target.set_mac(link.index, mac)?;
+    }
+    let claimed_v4 = started.elapsed();
     for &i in &v6 {
         settle_v6(i, plan, link.index, started, timeout, replace, &mut place.target, undo)?;
     }
+    tracing::debug!(
+        ?timeout,
+        ipv4 = ?claimed_v4,
+        all = ?started.elapsed(),
+        "addresses claimed: the link was up this long"
+    );
     Ok(routes)
 }
 
@@ -139,23 +163,79 @@ fn is_v6(a: IpNet) -> bool {
     a.addr().is_ipv6()
 }
 
-/// The ARP probe: from the child, or for ipvlan from the parent.
-fn open_arp(
-    link: &LinkBrief,
-    plan: &EndpointPlan,
-    probing: Probing<'_>,
-    place: &mut Place,
-) -> Result<ArpProbe> {
-    let (ns, index, mac) = match &plan.link {
-        ChildLink::Ipvlan(_) => {
-            let parent = place.host.link_by_index(plan.parent.index)?;
-            (probing.parent_ns, plan.parent.index, parent.and_then(|p| p.mac))
+/// Who sends the IPv4 probes.
+enum V4Prober {
+    /// The kernel itself, from the new link of a namespace with no IPv4
+    /// address (so its requests go out from 0.0.0.0), with no packet socket
+    /// to close; the neighbour settings the link had, to put back.
+    Kernel { previous: (String, String) },
+    /// A packet socket: for ipvlan from the parent (its children share the
+    /// parent's MAC and never see a reply to it), or where the kernel would
+    /// send from an address the namespace already has.
+    Packet(ArpProbe),
+}
+
+impl V4Prober {
+    fn open(
+        link: &LinkBrief,
+        plan: &EndpointPlan,
+        probing: Probing<'_>,
+        place: &mut Place,
+    ) -> Result<V4Prober> {
+        let timeout = probing.spec.timeout();
+        let (ns, index, mac) = match &plan.link {
+            ChildLink::Ipvlan(_) => {
+                let parent = place.host.link_by_index(plan.parent.index)?;
+                (probing.parent_ns, plan.parent.index, parent.and_then(|p| p.mac))
+            }
+            ChildLink::Macvlan(_) => {
+                let addresses = place.target.addresses(None)?;
+                let has_ipv4 = addresses
+                    .iter()
+                    .any(|(_, a)| matches!(a.addr(), IpAddr::V4(v4) if !v4.is_loopback()));
+                if !has_ipv4 {
+                    let previous =
+                        tune_arp(&place.target_ns, &link.name, PROBES, timeout / PROBES)?;
+                    return Ok(V4Prober::Kernel { previous });
+                }
+                (&place.target_ns, link.index, link.mac)
+            }
+        };
+        let mac = mac.ok_or_else(|| {
+            EngineError::Invalid(format!("{} has no MAC to probe from", link.name))
+        })?;
+        Ok(V4Prober::Packet(ArpProbe::open_in(ns, index, mac)?))
+    }
+
+    /// Probes for `ip` from interface `index` of `target`'s namespace until
+    /// `timeout` passes; the MAC of whoever answered.
+    fn probe(
+        &self,
+        target: &mut RouteSocket,
+        index: u32,
+        ip: Ipv4Addr,
+        timeout: Duration,
+    ) -> Result<Option<MacAddr>> {
+        if let V4Prober::Packet(arp) = self {
+            return Ok(arp.probe(ip, PROBES, timeout)?);
         }
-        ChildLink::Macvlan(_) => (&place.target_ns, link.index, link.mac),
-    };
-    let mac =
-        mac.ok_or_else(|| EngineError::Invalid(format!("{} has no MAC to probe from", link.name)))?;
-    Ok(ArpProbe::open_in(ns, index, mac)?)
+        // The kernel sends its requests at 0, 1/3 and 2/3 of the timeout
+        // and gives up a third later, in whole jiffies: the answer is judged
+        // at the timeout itself, not when the kernel gives up.
+        target.solicit(index, ip)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match target.resolution(index, ip)? {
+                Resolution::Answered(mac) => return Ok(Some(mac)),
+                Resolution::Waiting if Instant::now() < deadline => std::thread::sleep(ARP_POLL),
+                // The failed entry would linger for the address that is about to be ours.
+                Resolution::Waiting | Resolution::Unanswered => {
+                    target.forget_neighbour(index, ip)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
 }
 
 /// ipvlan l3/l3s children are NOARP, and the kernel runs no DAD on them.
