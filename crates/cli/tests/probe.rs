@@ -47,7 +47,7 @@ fn answerer(ns: &Netns, ip: &str) -> Option<String> {
 #[test]
 fn probing_skips_an_answered_ipv4_address_and_quarantines_it() {
     let mut lab = Lab::new("prb4");
-    let (_foreign, foreign_mac) = foreign(&mut lab);
+    let (foreign_host, foreign_mac) = foreign(&mut lab);
     let (ns1, n1) = lab.netns("ns1");
     let (_, n2) = lab.netns("ns2");
 
@@ -63,6 +63,10 @@ fn probing_skips_an_answered_ipv4_address_and_quarantines_it() {
     let ep = attach(&lab, "probed", &n1);
     assert_eq!(ep["addresses"], serde_json::json!(["192.168.0.51/24"]), "{ep}");
     assert_eq!(addresses(&ns1, "eth0"), vec!["192.168.0.51/24"]);
+    // The probes came from 0.0.0.0: the foreign host learned nothing of ours.
+    let ours = link(&ns1, "eth0").unwrap().mac.unwrap();
+    let learned = RouteSocket::open_in(&foreign_host.netns).unwrap().neighbours().unwrap();
+    assert!(!learned.iter().any(|(_, mac)| *mac == ours), "the foreign host learned {learned:?}");
     // The foreign host is still the one that answers for .50, and ns1 reaches it.
     assert_eq!(answerer(&ns1, "192.168.0.50"), Some(foreign_mac.clone()));
 
@@ -147,6 +151,45 @@ fn a_quarantined_address_returns_after_the_cool_down_once_nobody_answers() {
     let q = lab.json(&["network", "inspect", "probed"]);
     assert!(q.get("quarantined").is_none(), "{q}");
     lab.fails(&["attach", "probed", "--netns", &n3], "exhausted");
+}
+
+/// A namespace that already has an IPv4 address would make the kernel send
+/// its requests from it (and teach the foreign host our MAC for it): the
+/// probe then goes out from a packet socket, still from 0.0.0.0. Both
+/// families of a dual-stack network are claimed, at the same time.
+#[test]
+fn dual_stack_in_a_namespace_with_an_address_probes_from_0_0_0_0() {
+    let mut lab = Lab::new("prbdual");
+    let (foreign_host, foreign_mac) = foreign(&mut lab);
+    let (ns1, n1) = lab.netns("ns1");
+    lab.ok(&["network", "create", "other", "--parent", "eth0", "--subnet", "10.5.0.0/24"]);
+    lab.ok(&["attach", "other", "--netns", &n1, "--ip", "10.5.0.2"]);
+    lab.lan(
+        "dual",
+        &[
+            "--ip-range",
+            "192.168.0.50/31",
+            "--subnet",
+            "fd00::/64",
+            "--ip-range",
+            "fd00::50/127",
+            "--probe-conflicts=200",
+        ],
+    );
+    let ep = lab.json(&["attach", "dual", "--netns", &n1, "--ifname", "eth1"]);
+    assert_eq!(ep["addresses"], serde_json::json!(["192.168.0.51/24", "fd00::51/64"]), "{ep}");
+    assert_eq!(addresses(&ns1, "eth1"), vec!["192.168.0.51/24", "fd00::51/64"]);
+    let q = lab.json(&["network", "inspect", "dual"]);
+    assert_eq!(q["quarantined"][0]["ip"], "192.168.0.50", "{q}");
+    assert_eq!(q["quarantined"][0]["answered_by"], foreign_mac.as_str(), "{q}");
+    assert_eq!(q["quarantined"][1]["ip"], "fd00::50", "{q}");
+    // Nothing of ours reached the foreign host's ARP cache: the probes came from 0.0.0.0.
+    let eth1_mac = link(&ns1, "eth1").unwrap().mac.unwrap();
+    let learned = RouteSocket::open_in(&foreign_host.netns).unwrap().neighbours().unwrap();
+    assert!(
+        !learned.iter().any(|(ip, mac)| *mac == eth1_mac || ip.to_string() == "10.5.0.2"),
+        "the foreign host learned {learned:?}"
+    );
 }
 
 /// ipvlan children share the parent's MAC, so the probe leaves from the

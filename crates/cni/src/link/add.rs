@@ -135,7 +135,7 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
                 &mut undo,
             );
             ips.iter_mut().zip(&addresses).for_each(|(ip, a)| ip.address = *a);
-            claimed.map_err(CniError::from)
+            claimed
         }
         None => endpoint::configure(
             &link,
@@ -160,7 +160,7 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let added = match configured {
         Ok(added) => added,
         Err(e) => {
-            let e = undo_all(&mut place, undo, e.into());
+            let e = undo_all(&mut place, undo, e);
             if let Some(ipam) = &ipam {
                 release(ipam, net, env);
             }
