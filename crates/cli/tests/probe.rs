@@ -419,3 +419,44 @@ fn cni_add_with_probe_and_another_ipam_refuses_an_answered_address() {
     assert!(msg.contains(&foreign_mac), "{err}");
     assert_eq!(non_lo(&ns1), Vec::<String>::new(), "nothing left behind");
 }
+
+#[test]
+fn cni_quarantine_ends_after_the_cool_down_and_a_requested_address_is_refused() {
+    let mut lab = Lab::new("prbcncd");
+    let (foreign_host, foreign_mac) = foreign(&mut lab);
+    let dir = plugin_dir("cd");
+    let (ns1, n1) = lab.netns("c1");
+    let (ns2, n2) = lab.netns("c2");
+    let (p1, p2) = (format!("/run/netns/{n1}"), format!("/run/netns/{n2}"));
+    let probed = cni_conf(&lab, Some(serde_json::json!({"timeoutMs": 200, "cooldownSeconds": 1})));
+
+    // An address the runtime asks for is refused when answered, not replaced.
+    let mut asked = probed.clone();
+    asked["args"] = serde_json::json!({"cni": {"ips": ["192.168.0.50"]}});
+    let (ok, err) = cni(&lab, &dir, "ADD", &p1, "c1", &asked);
+    assert!(!ok, "{err}");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("requested IP address 192.168.0.50 is already in use on the wire"),
+        "{err}"
+    );
+    assert!(msg.contains(&foreign_mac), "{err}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new());
+    assert_eq!(cni_quarantined(&lab, "probed"), serde_json::json!([]));
+
+    let (ok, result) = cni(&lab, &dir, "ADD", &p1, "c1", &probed);
+    assert!(ok, "ADD: {result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.0.51/24", "{result}");
+    assert_eq!(cni_quarantined(&lab, "probed")[0]["ip"], "192.168.0.50");
+
+    // The foreign host leaves; after the cool-down .50 is leased and probed again.
+    let mut sock = RouteSocket::open_in(&foreign_host.netns).unwrap();
+    let eth0 = sock.require_link("eth0", "foreign").unwrap();
+    sock.delete_address(eth0.index, "192.168.0.50/24".parse().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let (ok, result) = cni(&lab, &dir, "ADD", &p2, "c2", &probed);
+    assert!(ok, "ADD: {result}");
+    assert_eq!(result["ips"][0]["address"], "192.168.0.50/24", "{result}");
+    assert_eq!(addresses(&ns2, "eth0"), vec!["192.168.0.50/24"]);
+    assert_eq!(cni_quarantined(&lab, "probed"), serde_json::json!([]));
+}
