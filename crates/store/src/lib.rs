@@ -16,6 +16,7 @@ mod book;
 pub mod cni_ipam;
 mod error;
 mod files;
+pub mod fleet;
 mod flock;
 mod leases;
 mod owned;
