@@ -92,6 +92,30 @@ fn probing_skips_an_answered_ipv4_address_and_quarantines_it() {
 }
 
 #[test]
+fn ipv6_probing_on_a_noarp_ipvlan_is_refused_at_create() {
+    let lab = Lab::new("prbl3");
+    let err = lab.fails(
+        &[
+            "network",
+            "create",
+            "l3",
+            "--driver",
+            "ipvlan",
+            "--mode",
+            "l3",
+            "--parent",
+            "eth0",
+            "--subnet",
+            "fd00::/64",
+            "--probe-conflicts",
+        ],
+        "cannot be probed",
+    );
+    assert!(err.contains("NOARP"), "{err}");
+    assert!(lab.json(&["network", "ls"]).as_array().unwrap().is_empty());
+}
+
+#[test]
 fn a_named_address_that_is_answered_is_refused_and_nothing_is_left() {
     let mut lab = Lab::new("prbip");
     foreign(&mut lab);

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use anyhow::{Context, bail};
 use nicslice_engine::{ParentRequest, internal_parent_name, vlan_name};
-use nicslice_model::{Driver, IfName, LinkMode, NetworkName, NetworkSpec, ProbeSpec, SubnetSpec};
+use nicslice_model::{
+    Driver, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec, SubnetSpec,
+};
 
 use super::Globals;
 use crate::args::{NetworkCommand, NetworkCreateArgs};
@@ -171,6 +173,13 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
         timeout_ms,
         cooldown_s: a.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),
     });
+    let noarp = matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
+    if spec.probe.is_some() && noarp && a.subnets.iter().any(|s| s.addr().is_ipv6()) {
+        bail!(
+            "--probe-conflicts: ipvlan {} children are NOARP and the kernel runs no duplicate address detection on them, so IPv6 addresses cannot be probed; use --mode l2, or drop --probe-conflicts",
+            spec.mode
+        );
+    }
     if a.gateways.len() > a.subnets.len() {
         bail!(
             "{} --gateway for {} --subnet: give one gateway per subnet, in the same order",
