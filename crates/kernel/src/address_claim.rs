@@ -287,18 +287,28 @@ pub enum Dad {
 /// the address is added on the up link: DAD on (whatever the namespace's
 /// default), one solicitation, sent with no random delay, answers awaited for
 /// `timeout` (the neighbour table's retransmit time, which DAD uses).
-pub fn tune_dad(netns: &Netns, ifname: &str, timeout: Duration) -> Result<()> {
+/// Returns the retransmit time it replaced, for [`restore_dad`].
+pub fn tune_dad(netns: &Netns, ifname: &str, timeout: Duration) -> Result<String> {
     let ms = timeout.as_millis().max(1).to_string();
-    netns.run(|| -> Result<()> {
+    netns.run(|| -> Result<String> {
         let conf = format!("net/ipv6/conf/{ifname}");
+        let retrans = format!("net/ipv6/neigh/{ifname}/retrans_time_ms");
+        let previous = sysctl::read(&retrans)?;
         sysctl::write(&format!("{conf}/accept_dad"), "1")?;
         sysctl::write(&format!("{conf}/dad_transmits"), "1")?;
         sysctl::write(&format!("{conf}/router_solicitation_delay"), "0")?;
         // An unsolicited NA once DAD has passed, as `ndisc_notify` gives
         // addresses added without DAD.
         sysctl::write(&format!("{conf}/ndisc_notify"), "1")?;
-        sysctl::write(&format!("net/ipv6/neigh/{ifname}/retrans_time_ms"), &ms)
+        sysctl::write(&retrans, &ms)?;
+        Ok(previous)
     })?
+}
+
+/// Puts back the retransmit time [`tune_dad`] replaced, once DAD is judged:
+/// neighbour discovery on the link then retries at its usual pace.
+pub fn restore_dad(netns: &Netns, ifname: &str, previous: &str) -> Result<()> {
+    netns.run(|| sysctl::write(&format!("net/ipv6/neigh/{ifname}/retrans_time_ms"), previous))?
 }
 
 impl RouteSocket {

@@ -1,16 +1,22 @@
 //! Conflict probing (issue 14): on a network that asks for it, an
 //! endpoint's addresses are claimed on the wire before they are used. IPv4:
-//! RFC 5227 probes (sender 0.0.0.0) from the new link, or for ipvlan, whose
-//! children share the parent's MAC and never see a reply addressed to it,
-//! from the parent. IPv6: the kernel's DAD, read back. An address someone
+//! RFC 5227 probes (sender 0.0.0.0) from the new link, before it has an
+//! address: sent by the kernel itself (its own neighbour resolution, from an
+//! address-less namespace) or, where the namespace has an IPv4 address the
+//! kernel would send from, and for ipvlan (from the parent: its children
+//! share the parent's MAC and never see a reply addressed to it), from a
+//! packet socket. IPv6: the kernel's DAD, read back. An address someone
 //! answers for goes to the caller's [`Replace`], which quarantines it in its
 //! store ([`state_db`] for the CLI, [`lease_book`] for the CNI plugins) and
 //! hands the next address to claim, or refuses (an address the user named).
 //!
 //! Cost when no one answers: the probe timeout once, IPv4 and IPv6 claimed at
 //! the same time (the link is up while the probes run, so IPv6 DAD runs
-//! alongside them); the packet socket's close, which waits out an RCU grace
-//! period, overlaps the steps after it (see `ArpProbe`'s `Drop`).
+//! alongside them). A packet socket's close waits out an RCU grace period
+//! (5 to 19 ms measured): the kernel sends the probes where it can, and
+//! where a socket is needed its close overlaps the steps after it (see
+//! `ArpProbe`'s `Drop`). The link's neighbour settings tuned for the probes
+//! are put back once the addresses are judged.
 
 pub mod lease_book;
 pub mod state_db;
@@ -19,7 +25,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use nicslice_kernel::address_claim::{ArpProbe, Dad, Resolution, restore_arp, tune_arp, tune_dad};
+use nicslice_kernel::address_claim::{
+    ArpProbe, Dad, Resolution, restore_arp, restore_dad, tune_arp, tune_dad,
+};
 use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{LinkBrief, Netns, Route, RouteSocket};
 use nicslice_model::{IpvlanMode, MacAddr, ProbeSpec};
@@ -93,13 +101,14 @@ pub fn claim_and_configure(
     let timeout = probing.spec.timeout();
     let v6: Vec<usize> = (0..plan.addresses.len()).filter(|&i| is_v6(plan.addresses[i])).collect();
     let v4: Vec<usize> = (0..plan.addresses.len()).filter(|&i| !is_v6(plan.addresses[i])).collect();
+    let mut dad_retrans = None;
     if !v6.is_empty() {
         if is_noarp(&plan.link) {
             return Err(EngineError::Invalid(
                 "an ipvlan l3/l3s child is NOARP: the kernel runs no DAD on it, so its IPv6 addresses cannot be probed; use ipvlan l2, or no conflict probing".into(),
             ));
         }
-        tune_dad(&place.target_ns, &link.name, timeout)?;
+        dad_retrans = Some(tune_dad(&place.target_ns, &link.name, timeout)?);
         for &i in &v6 {
             add_tentative(&mut place.target, link.index, plan.addresses[i], undo)?;
         }
@@ -149,6 +158,9 @@ pub fn claim_and_configure(
     let claimed_v4 = started.elapsed();
     for &i in &v6 {
         settle_v6(i, plan, link.index, started, timeout, replace, &mut place.target, undo)?;
+    }
+    if let Some(previous) = dad_retrans {
+        restore_dad(&place.target_ns, &link.name, &previous)?;
     }
     tracing::debug!(
         ?timeout,
