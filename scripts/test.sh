@@ -33,6 +33,15 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! static_bu
 fi
 export NICSLICE_REQUIRE_PODMAN=1
 
+# Real servers the tests start themselves in their own namespaces: etcd for
+# the fleet pool (crates/cli/tests/fleet.rs). A service the package starts
+# is not used (the tests run their own on their own addresses).
+if ! command -v etcd >/dev/null; then
+    echo "== installing etcd-server"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends etcd-server) >/dev/null
+fi
+
 # The binary users get: `cargo build --release` (static and non-PIE by the
 # workspace's .cargo/config.toml), without fault injection. Its hot-symbol
 # list must still match it, and crates/cli/tests/release_build.rs runs it.

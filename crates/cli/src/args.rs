@@ -149,6 +149,14 @@ one of their addresses. The old file is kept for inspection."
         #[arg(long)]
         force: bool,
     },
+    /// List the addresses of a CNI network held in quarantine: someone nicslice does not
+    /// manage answered for them when a link plugin with "probe" claimed them.
+    Quarantined {
+        /// The lease database (nicslice-ipam's "state", or cni-leases.mdb in its "dataDir").
+        file: PathBuf,
+        /// The CNI network's name.
+        network: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +248,16 @@ pub struct NetworkCreateArgs {
     /// Allow an IPv4 link-local subnet (169.254.0.0/16), refused otherwise.
     #[arg(long)]
     pub link_local: bool,
+    /// Before an address is used, ask the wire whether anyone has it (IPv4: ARP probes from
+    /// 0.0.0.0; IPv6: duplicate address detection), waiting MS milliseconds (default 200). An
+    /// answered address is quarantined (`network inspect` lists it) and the next one is taken.
+    #[arg(long, value_name = "MS", num_args = 0..=1, require_equals = true,
+          default_missing_value = "200", value_parser = clap::value_parser!(u32).range(1..=60000))]
+    pub probe_conflicts: Option<u32>,
+    /// Seconds a quarantined address stays out of the pool before it is probed again
+    /// (default 3600).
+    #[arg(long, value_name = "SECS", requires = "probe_conflicts")]
+    pub probe_cooldown: Option<u64>,
 }
 
 /// How to name the target namespace.

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use nicslice_model::rules::{self, LinkSettings};
 use nicslice_model::{
-    Driver, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
+    Driver, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode, ProbeSpec,
 };
 use serde::Deserialize;
 
@@ -63,6 +63,8 @@ pub struct LinkConf {
     /// `hostAccess`: route the pod's IPv4 addresses from the host through a
     /// shim on the master (the engine's `shim::shared`).
     pub host_access: bool,
+    /// `probe`: claim each address on the wire before it is used.
+    pub probe: Option<ProbeSpec>,
 }
 
 /// The keys as given. Each may be `null`, meaning "not given", as for the
@@ -98,6 +100,44 @@ struct Keys {
     no_default_route: bool,
     #[serde(default)]
     host_access: bool,
+}
+
+/// `"probe": {"timeoutMs": N, "cooldownSeconds": N}` (issue 14).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProbeKeys {
+    #[serde(default = "default_probe_timeout")]
+    timeout_ms: u32,
+    #[serde(default = "default_probe_cooldown")]
+    cooldown_seconds: u64,
+}
+
+fn default_probe_timeout() -> u32 {
+    ProbeSpec::DEFAULT_TIMEOUT_MS
+}
+
+fn default_probe_cooldown() -> u64 {
+    ProbeSpec::DEFAULT_COOLDOWN_S
+}
+
+/// The conflict probing a configuration asks for (`"probe"`), read by the
+/// link plugins and by nicslice-ipam (for the cool-down).
+pub fn probe_spec(conf: &NetConf) -> Result<Option<ProbeSpec>> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        probe: Option<ProbeKeys>,
+    }
+    let Probe { probe } =
+        conf.specific().map_err(|e| CniError::config(format!("probe: {}", e.msg)))?;
+    let Some(keys) = probe else { return Ok(None) };
+    if !(1..=60_000).contains(&keys.timeout_ms) {
+        return Err(CniError::config(format!(
+            "probe.timeoutMs {} is out of range: use 1 to 60000",
+            keys.timeout_ms
+        )));
+    }
+    Ok(Some(ProbeSpec { timeout_ms: keys.timeout_ms, cooldown_s: keys.cooldown_seconds }))
 }
 
 /// `flags` as a list (`["nodst"]`) or one comma-separated string.
@@ -199,6 +239,7 @@ impl LinkConf {
             kind,
             no_default_route: keys.no_default_route,
             host_access: keys.host_access,
+            probe: probe_spec(conf)?,
         })
     }
 

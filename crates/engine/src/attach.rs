@@ -251,13 +251,14 @@ impl Engine {
         let mac = child_mac(&spec, req.mac)?;
         let owner = intent::this_process()?;
         let faults = self.faults;
+        let answered = crate::probe::state_db::Answered::default(); // issue 14
 
         // The intent, committed before the kernel is touched. Stop signals
         // wait from here until the work is whole (done or undone); the wait
         // for the lock above stays interruptible.
         let tx = self.store.write()?;
         let shield = Shield::raise()?;
-        let (endpoint_id, leases) = {
+        let (endpoint_id, mut leases) = {
             check_parent_room(&tx, &spec, req.mac)?;
             release_dead_namesake(&tx, identity, &req.ifname)?;
             let endpoint_id = tx.insert_endpoint(
@@ -274,6 +275,9 @@ impl Engine {
                 },
             )?;
             faults.check(Step::Allocate)?;
+            if let Some(probe) = spec.probe {
+                crate::probe::state_db::release_cooled(&tx, record.id, probe)?; // issue 14
+            }
             let leases = match allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips) {
                 Err(EngineError::Store(e)) if is_exhausted(&e) => {
                     // Room held by namespaces that are gone is taken back.
@@ -326,14 +330,44 @@ impl Engine {
                     metric: None,
                 })
                 .collect();
-            let plan = EndpointPlan {
+            let mut plan = EndpointPlan {
                 link: child.link(req.ifname.clone(), &parent),
                 parent: parent.clone(),
                 addresses: addresses.clone(),
                 routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
-            let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
-            if let Some(shim) = self.store.read()?.shim(record.id)? {
+            let shim = self.store.read()?.shim(record.id)?;
+            // issue 14: with conflict probing, every address is claimed on
+            // the wire first; an answered one is quarantined and replaced in
+            // `leases` (kept by the intent, committed before going on).
+            let realized = match spec.probe {
+                Some(spec) => {
+                    let tx = self.store.write()?;
+                    let probing = crate::probe::Probing { spec, parent_ns: &self.host };
+                    let mut claim = crate::probe::state_db::StateDbClaim {
+                        tx: &tx,
+                        network: record.id,
+                        endpoint: endpoint_id,
+                        leases: &mut leases,
+                        fixed: &req.ips,
+                        answered: &answered,
+                    };
+                    let realized = crate::probe::realize_claiming(
+                        &mut plan,
+                        probing,
+                        &mut claim,
+                        Policy::CLI,
+                        &mut place,
+                        faults,
+                        &mut undo,
+                    )?;
+                    tx.commit()?;
+                    realized
+                }
+                None => endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?,
+            };
+            let addresses = plan.addresses.clone();
+            if let Some(shim) = shim {
                 let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
                 crate::shim::route_endpoint(&mut place.host, &shim, &ips, &mut undo)?;
             }
@@ -379,6 +413,7 @@ impl Engine {
             }
             Err(error) => {
                 let error = place.abort(undo, error);
+                crate::probe::state_db::keep_after_failure(&mut self.store, record.id, &answered); // issue 14
                 // The kernel is back as it was: the intent goes with its
                 // leases. Should that fail, the intent stays, and the next
                 // command ends it once this process is gone.

@@ -19,6 +19,7 @@ pub mod fault;
 mod intent;
 mod network;
 mod parent;
+pub mod probe;
 pub mod ranges;
 pub mod refuse;
 pub mod shim;

@@ -180,6 +180,7 @@ impl Engine {
     pub fn inspect_network(&mut self, name: &str) -> Result<NetworkDetail> {
         let record = self.network_record(name)?;
         let endpoint_list = self.endpoints(Some(name))?;
+        let quarantined = self.store.read()?.quarantined(record.id)?;
         let mut host = self.host_socket()?;
         let parent = host.link_by_name(record.spec.parent.as_str())?;
         let parent_state = ParentState {
@@ -195,6 +196,7 @@ impl Engine {
             spec: record.spec,
             parent_state,
             endpoint_list,
+            quarantined,
         })
     }
 }

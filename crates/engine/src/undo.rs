@@ -63,6 +63,14 @@ impl UndoLog {
         self.actions.push(action);
     }
 
+    /// Drops the revert of an address that was removed again on purpose (an
+    /// IPv6 address whose DAD failed), so a later rollback does not miss it.
+    pub fn forget_address(&mut self, index: u32, addr: IpNet) {
+        self.actions.retain(|a| {
+            !matches!(a, UndoAction::DeleteAddress { index: i, addr: x } if *i == index && *x == addr)
+        });
+    }
+
     /// Forgets the log: the operation succeeded.
     pub fn commit(mut self) {
         self.actions.clear();

@@ -73,4 +73,7 @@ pub struct NetworkDetail {
     pub spec: NetworkSpec,
     pub parent_state: ParentState,
     pub endpoint_list: Vec<EndpointView>,
+    /// Addresses someone outside nicslice answered for (`--probe-conflicts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<nicslice_store::Quarantined>,
 }

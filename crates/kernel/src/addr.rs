@@ -9,7 +9,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::error::Result;
 use crate::netlink::{CREATE_EXCL, RouteSocket};
 
-fn address_message(index: u32, addr: IpNet) -> AddressMessage {
+pub(crate) fn address_message(index: u32, addr: IpNet) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = family_of(addr.addr());
     msg.header.prefix_len = addr.prefix_len();

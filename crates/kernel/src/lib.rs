@@ -7,6 +7,7 @@
 //! model and the engine.
 
 pub mod addr;
+pub mod address_claim;
 pub mod arp;
 pub mod error;
 pub mod events;

@@ -20,12 +20,12 @@ use crate::error::{KernelError, Result};
 use crate::netlink::RouteSocket;
 use crate::netns::Netns;
 
-const ETH_P_ARP: u16 = 0x0806;
+pub(crate) const ETH_P_ARP: u16 = 0x0806;
 /// sll_pkttype values arp_rcv drops: another host's frame, our own on the way out,
 /// a looped-back one.
-const PACKET_OTHERHOST: u8 = 3;
-const PACKET_OUTGOING: u8 = 4;
-const PACKET_LOOPBACK: u8 = 5;
+pub(crate) const PACKET_OTHERHOST: u8 = 3;
+pub(crate) const PACKET_OUTGOING: u8 = 4;
+pub(crate) const PACKET_LOOPBACK: u8 = 5;
 
 /// Asks for neighbours from one interface of one namespace.
 pub struct NeighbourProber {
@@ -89,7 +89,7 @@ fn io(op: &str) -> impl FnOnce(Errno) -> KernelError + '_ {
 }
 
 /// Binds packet socket `fd` to ARP frames on interface `index`.
-fn bind_arp(fd: &OwnedFd, index: u32) -> Result<()> {
+pub(crate) fn bind_arp(fd: &OwnedFd, index: u32) -> Result<()> {
     // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
     let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     (ll.sll_family, ll.sll_protocol) = (libc::AF_PACKET as u16, ETH_P_ARP.to_be());

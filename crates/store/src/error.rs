@@ -44,6 +44,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// etcd (the fleet pool) failed or could not be reached.
+    #[error("etcd: {0}")]
+    Etcd(String),
     #[error("network {0} already exists")]
     NetworkExists(String),
     #[error("network {0} does not exist")]

@@ -16,10 +16,12 @@ mod book;
 pub mod cni_ipam;
 mod error;
 mod files;
+pub mod fleet;
 mod flock;
 mod leases;
 mod lmdb_error;
 mod owned;
+mod quarantine;
 mod read;
 mod records;
 mod schema;
@@ -30,6 +32,7 @@ mod write;
 pub use error::StoreError;
 pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;
+pub use quarantine::Quarantined;
 pub use read::StoreRead;
 pub use records::{
     EndpointId, EndpointRecord, EndpointState, LeaseRecord, NetnsId, NetworkId, NetworkRecord,

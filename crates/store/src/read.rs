@@ -153,6 +153,11 @@ pub trait StoreRead: sealed::Conn {
         crate::shims::of_network(self.conn(), network)
     }
 
+    /// The addresses of `network` held in quarantine, by address.
+    fn quarantined(&self, network: NetworkId) -> Result<Vec<crate::Quarantined>, StoreError> {
+        crate::quarantine::of_network(self.conn(), network)
+    }
+
     /// Every host-access shim, by network.
     fn shims(&self) -> Result<Vec<crate::ShimRecord>, StoreError> {
         crate::shims::all(self.conn())

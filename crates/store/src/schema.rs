@@ -95,6 +95,19 @@ const MIGRATIONS: &[&str] = &[
         created_at   INTEGER NOT NULL
     );
     "#,
+    // 5 (issue 14): addresses a host nicslice does not manage answered on
+    // the wire. Each holds its lease (owned by no endpoint) so the allocator
+    // skips it; the row goes with the lease when the cool-down releases it.
+    r#"
+    CREATE TABLE quarantine (
+        pool_id      INTEGER NOT NULL,
+        ip_offset    BLOB    NOT NULL CHECK (length(ip_offset) = 16),
+        answered_by  TEXT    NULL,
+        answered_at  INTEGER NOT NULL,
+        PRIMARY KEY (pool_id, ip_offset),
+        FOREIGN KEY (pool_id, ip_offset) REFERENCES leases(pool_id, ip_offset) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

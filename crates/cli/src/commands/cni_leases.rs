@@ -1,7 +1,8 @@
 //! `nicslice cni-leases recover FILE`: the explicit recovery of an
 //! unreadable CNI lease database (the store does the work,
 //! `nicslice_store::cni_ipam::recover`); this file prints what it did and,
-//! honestly, what it could not do.
+//! honestly, what it could not do; and `cni-leases quarantined FILE
+//! NETWORK`, the addresses conflict probing held out of a CNI network.
 
 use serde::Serialize;
 
@@ -40,5 +41,21 @@ pub fn run(cmd: CniLeasesCommand, json: bool) -> anyhow::Result<()> {
             println!("{}", report.note);
             Ok(())
         }
+        CniLeasesCommand::Quarantined { file, network } => quarantined(&file, &network, json),
     }
+}
+
+/// `cni-leases quarantined FILE NETWORK` (issue 14).
+fn quarantined(file: &std::path::Path, network: &str, json: bool) -> anyhow::Result<()> {
+    let mut store = nicslice_store::cni_ipam::CniIpamStore::open(file)?;
+    // A write transaction only reads here, and is dropped (abandoned).
+    let list = store.write()?.quarantined(network)?;
+    if json {
+        return output::json(&list);
+    }
+    for q in &list {
+        let by = q.answered_by.map_or("DAD failed".to_string(), |m| format!("answered by {m}"));
+        println!("quarantined {}: {by}, at {}", q.ip, q.answered_at);
+    }
+    Ok(())
 }

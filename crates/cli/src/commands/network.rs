@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use anyhow::{Context, bail};
 use nicslice_engine::{ParentRequest, internal_parent_name, vlan_name};
-use nicslice_model::{Driver, IfName, LinkMode, NetworkName, NetworkSpec, SubnetSpec};
+use nicslice_model::{
+    Driver, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec, SubnetSpec,
+};
 
 use super::Globals;
 use crate::args::{NetworkCommand, NetworkCreateArgs};
@@ -92,8 +94,16 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
             } else {
                 println!("  parent {}: MISSING (its children were deleted with it)", n.parent);
             }
+            if let Some(p) = &probe_line(&detail) {
+                println!("  {p}");
+            }
             for e in &detail.endpoint_list {
                 println!("  endpoint {} in {}: {}", e.ifname, e.netns, addresses(&e.addresses));
+            }
+            for q in &detail.quarantined {
+                let by =
+                    q.answered_by.map_or("DAD failed".to_string(), |m| format!("answered by {m}"));
+                println!("  quarantined {}: {by}, {}", q.ip, ago(q.answered_at));
             }
         }
         NetworkCommand::Rm { name, force } => {
@@ -108,6 +118,21 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The probing line of `network inspect`.
+fn probe_line(detail: &nicslice_engine::NetworkDetail) -> Option<String> {
+    detail.spec.probe.map(|p| {
+        format!("probes for conflicts: {} ms, quarantine {} s", p.timeout_ms, p.cooldown_s)
+    })
+}
+
+/// "N s ago" for a time in seconds since the Unix epoch.
+fn ago(at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    format!("{} s ago", now.saturating_sub(at).max(0))
 }
 
 pub fn addresses(a: &[ipnet::IpNet]) -> String {
@@ -144,6 +169,17 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     spec.bcqueuelen = a.bcqueuelen;
     spec.bclim = a.bclim;
     spec.promisc = a.promisc;
+    spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {
+        timeout_ms,
+        cooldown_s: a.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),
+    });
+    let noarp = matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
+    if spec.probe.is_some() && noarp && a.subnets.iter().any(|s| s.addr().is_ipv6()) {
+        bail!(
+            "--probe-conflicts: ipvlan {} children are NOARP and the kernel runs no duplicate address detection on them, so IPv6 addresses cannot be probed; use --mode l2, or drop --probe-conflicts",
+            spec.mode
+        );
+    }
     if a.gateways.len() > a.subnets.len() {
         bail!(
             "{} --gateway for {} --subnet: give one gateway per subnet, in the same order",

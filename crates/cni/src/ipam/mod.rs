@@ -121,6 +121,10 @@ fn add(
             ),
         ));
     }
+    // issue 14: quarantined addresses whose cool-down is over return first.
+    if let Some(probe) = crate::linkconf::probe_spec(net)? {
+        tx.release_quarantine(&net.name, probe.cooldown_s)?;
+    }
     let ips = ranges::allocate(&mut tx, &net.name, &conf.range_sets, &owner, &requested)?
         .into_iter()
         .map(|l| IpConfig { address: l.address, gateway: Some(l.gateway), interface: None })
@@ -131,7 +135,7 @@ fn add(
 
 /// `CNI_ARGS IP=a,b`, `runtimeConfig.ips` and `args.cni.ips` (a prefix, if
 /// written, is ignored: the range decides it).
-fn requested_ips(net: &NetConf, env: &CallEnv) -> Result<Vec<IpAddr>> {
+pub(crate) fn requested_ips(net: &NetConf, env: &CallEnv) -> Result<Vec<IpAddr>> {
     let from_env = env.arg("IP").into_iter().flat_map(|v| v.split(','));
     let mut out: Vec<IpAddr> = Vec::new();
     for text in from_env.chain(net.requested_ips.iter().map(String::as_str)) {

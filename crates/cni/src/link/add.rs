@@ -13,7 +13,7 @@ use nicslice_engine::shim;
 use nicslice_engine::undo::UndoLog;
 use nicslice_engine::{Faults, Step};
 
-use super::{child_spec, open_netns, resolve_parent, undo_all};
+use super::{child_spec, open_netns, probe, resolve_parent, undo_all};
 use crate::conf::NetConf;
 use crate::delegate::{self, Ipam};
 use crate::env::{CallEnv, Verb};
@@ -110,19 +110,44 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     // rule for a chain) and adds its own; the addresses are on the new one.
     let mut interfaces = chained_after.map(|prev| prev.interfaces.clone()).unwrap_or_default();
     let ours = interfaces.len();
-    let ips: Vec<IpConfig> =
+    let mut ips: Vec<IpConfig> =
         ipam_result.ips.iter().map(|i| IpConfig { interface: Some(ours), ..i.clone() }).collect();
     let planned = routes(&conf, &ips, &ipam_result.routes, child.is_noarp());
-    let addresses: Vec<IpNet> = ips.iter().map(|i| i.address).collect();
-    let configured = endpoint::configure(
-        &link,
-        &addresses,
-        &planned,
-        Policy::CNI,
-        &mut place,
-        faults,
-        &mut undo,
-    );
+    let mut addresses: Vec<IpNet> = ips.iter().map(|i| i.address).collect();
+    let configured = match conf.probe {
+        // issue 14: each address claimed on the wire first (link/probe.rs).
+        Some(spec) => {
+            let new = probe::NewLink {
+                link: &link,
+                request: &request,
+                parent: &parent,
+                parent_in_target: conf.link_in_container,
+            };
+            let claimed = probe::configure_claiming(
+                spec,
+                &new,
+                &mut addresses,
+                &planned,
+                net,
+                env,
+                &mut place,
+                faults,
+                &mut undo,
+            );
+            ips.iter_mut().zip(&addresses).for_each(|(ip, a)| ip.address = *a);
+            claimed
+        }
+        None => endpoint::configure(
+            &link,
+            &addresses,
+            &planned,
+            Policy::CNI,
+            &mut place,
+            faults,
+            &mut undo,
+        )
+        .map_err(CniError::from),
+    };
     // hostAccess: the pod's addresses routed from the host through the
     // master's shared shim, on the same undo log.
     let configured = configured.and_then(|added| {
@@ -135,7 +160,7 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let added = match configured {
         Ok(added) => added,
         Err(e) => {
-            let e = undo_all(&mut place, undo, e.into());
+            let e = undo_all(&mut place, undo, e);
             if let Some(ipam) = &ipam {
                 release(ipam, net, env);
             }

@@ -9,6 +9,7 @@
 mod add;
 mod check;
 mod del;
+mod probe;
 
 use nicslice_engine::endpoint::{ChildSpec, ParentRef, Place};
 use nicslice_engine::undo::UndoLog;

@@ -77,6 +77,38 @@ pub struct NetworkSpec {
     pub promisc: bool,
     #[serde(default)]
     pub subnets: Vec<SubnetSpec>,
+    /// Ask the wire before an address is used (`--probe-conflicts`); absent
+    /// in records made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSpec>,
+}
+
+/// Conflict probing: an ARP probe (IPv4) or the kernel's DAD (IPv6) for each
+/// address before it is used; an answered one is quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSpec {
+    /// How long to wait for an answer, in milliseconds.
+    pub timeout_ms: u32,
+    /// How long an answered address stays out of the pool before it is
+    /// probed again, in seconds.
+    #[serde(default = "ProbeSpec::default_cooldown")]
+    pub cooldown_s: u64,
+}
+
+impl ProbeSpec {
+    /// 200 ms: an answer on a LAN takes well under a millisecond; the rest is
+    /// room for a busy host.
+    pub const DEFAULT_TIMEOUT_MS: u32 = 200;
+    /// An hour: a host that answered once is likely to be there for a while.
+    pub const DEFAULT_COOLDOWN_S: u64 = 3600;
+
+    fn default_cooldown() -> u64 {
+        Self::DEFAULT_COOLDOWN_S
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.timeout_ms))
+    }
 }
 
 impl NetworkSpec {
@@ -111,6 +143,7 @@ impl NetworkSpec {
             bclim: None,
             promisc: false,
             subnets: Vec::new(),
+            probe: None,
         }
     }
 }

@@ -14,6 +14,9 @@
 //! | `O` | container ID, interface name, network, subnet, offset | pool id                   |
 //! | `F` | pool id, offset                          | (empty)                                |
 //!
+//! A quarantined address (issue 14, `quarantine`) is an `L` lease whose
+//! container ID is empty and whose interface name is `SECONDS MAC`.
+//!
 //! A lease is keyed by its subnet, not its pool, so that "taken in any range
 //! of this subnet" is one lookup; `O` is the owner index of `L`.
 

@@ -41,6 +41,7 @@ mod keys;
 mod legacy;
 mod lmdb;
 mod lock;
+mod quarantine;
 mod recover;
 
 use std::io::Read;
@@ -63,6 +64,7 @@ use keys::{Bytes, META, Reader, lease_prefix, owner_prefix, pool_name_key, read_
 pub use lmdb::Error as LmdbError;
 use lmdb::{Env, RwTxn};
 use lock::{Held, LockFile};
+pub use quarantine::CniQuarantined;
 pub use recover::{Recovered, recover};
 
 /// The lease database's file name in a directory (`dataDir`, or beside
@@ -438,8 +440,12 @@ impl<'e> CniIpamTx<'e> {
         network: &str,
         keep: impl Fn(&CniOwner) -> bool,
     ) -> Result<Vec<CniLease>, StoreError> {
-        let stale: Vec<CniLease> =
-            self.leases(network, None)?.into_iter().filter(|l| !keep(&l.owner)).collect();
+        // A quarantined address belongs to no attachment: its cool-down returns it.
+        let stale: Vec<CniLease> = self
+            .leases(network, None)?
+            .into_iter()
+            .filter(|l| !l.owner.is_quarantine() && !keep(&l.owner))
+            .collect();
         for lease in &stale {
             self.release(lease)?;
         }

@@ -6,4 +6,5 @@ mod concurrency;
 mod endpoints;
 mod files;
 mod networks;
+mod quarantine;
 mod schema;
