@@ -413,7 +413,6 @@ impl Engine {
             }
             Err(error) => {
                 let error = place.abort(undo, error);
-                crate::probe::state_db::keep_after_failure(&mut self.store, record.id, &answered); // issue 14
                 // The kernel is back as it was: the intent goes with its
                 // leases. Should that fail, the intent stays, and the next
                 // command ends it once this process is gone.
@@ -421,6 +420,9 @@ impl Engine {
                     tx.delete_endpoint(endpoint_id)?;
                     tx.commit()
                 });
+                // issue 14: what answered on the wire stays quarantined (once
+                // the intent's leases, which held those addresses, are gone).
+                crate::probe::state_db::keep_after_failure(&mut self.store, record.id, &answered);
                 match forgotten {
                     Ok(()) => Err(error),
                     Err(e) => Err(EngineError::UndoFailed {
