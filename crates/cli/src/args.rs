@@ -214,6 +214,11 @@ pub struct NetworkCreateArgs {
     /// create (the network is removed again if the shim cannot be made).
     #[arg(long)]
     pub host_access: bool,
+    /// Where endpoint addresses come from: pool (nicslice's allocator over
+    /// --subnet, the default) or dhcp (a DHCPv4 server on the parent's link,
+    /// asked by each endpoint with its own client identifier; no --subnet).
+    #[arg(long, default_value = "pool", value_parser = ["pool", "dhcp"])]
+    pub ipam: String,
 }
 
 /// How to name the target namespace.
@@ -253,6 +258,15 @@ pub struct AttachArgs {
     /// gateway on one of the network's subnets. Repeatable.
     #[arg(long = "route", value_name = "DEST[,via=GW]")]
     pub routes: Vec<String>,
+    /// DHCP networks: the client identifier to present, as text or as
+    /// hex bytes (01:aa:bb:...); default: derived from network, namespace
+    /// and interface name, so a re-attached endpoint gets its address back.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// DHCP networks: seconds to wait for the server before giving up (and
+    /// undoing everything).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub dhcp_timeout: f64,
 }
 
 #[derive(Debug, Args)]

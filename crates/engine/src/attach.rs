@@ -35,6 +35,8 @@ pub struct AttachRequest {
     pub default_route: bool,
     /// Routes besides the default one (`--route`).
     pub routes: Vec<RouteRequest>,
+    /// DHCP settings, used on a `--ipam dhcp` network.
+    pub dhcp: crate::dhcp::DhcpRequest,
 }
 
 /// What an endpoint row keeps besides its addresses (those are its leases).
@@ -208,8 +210,18 @@ impl Engine {
             source_macs: req.source_macs.clone(),
         };
 
+        let is_dhcp = spec.ipam == nicslice_model::Ipam::Dhcp;
+        if is_dhcp && !req.ips.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "--ip does not apply to network {}: its addresses come from DHCP",
+                spec.name
+            )));
+        }
+
         let faults = self.faults;
         let mut undo = UndoLog::default();
+        // DHCP: a lease granted but not committed is given back on failure.
+        let mut dhcp_held: Option<crate::dhcp::Held> = None;
         let result = (|| -> Result<EndpointView> {
             let tx = self.store.write()?;
             check_parent_room(&tx, &spec, req.mac)?;
@@ -227,7 +239,7 @@ impl Engine {
 
             faults.check(Step::Allocate)?;
             let leases = allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?;
-            let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+            let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
             // A gateway the user named is used as given, even by a NOARP
             // (ipvlan l3/l3s) child, which otherwise routes through its device.
@@ -256,7 +268,33 @@ impl Engine {
                 addresses: addresses.clone(),
                 routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
-            let realized = endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?;
+            let realized = if is_dhcp {
+                // --- DHCP (crate::dhcp): the address comes from the server ---
+                let who = crate::dhcp::Who {
+                    network: spec.name.as_str(),
+                    netns: &req.netns,
+                    ifname: req.ifname.as_str(),
+                };
+                let (realized, held) = crate::dhcp::realize(
+                    &plan,
+                    &who,
+                    &req.dhcp,
+                    &tx,
+                    &extra,
+                    req.default_route,
+                    child.is_noarp(),
+                    &mut place,
+                    faults,
+                    &mut undo,
+                )?;
+                held.record(&tx, endpoint_id)?;
+                addresses.push(IpNet::V4(held.granted.address));
+                dhcp_held = Some(held);
+                realized
+                // --- end DHCP ---
+            } else {
+                endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?
+            };
             let link = realized.link;
             if let Some(shim) = tx.shim(record.id)? {
                 let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
@@ -278,9 +316,11 @@ impl Engine {
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            let dhcp = crate::dhcp::view_of(&tx, endpoint_id)?.1;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {
+                dhcp,
                 network: spec.name.to_string(),
                 netns: req.netns.path().display().to_string(),
                 ifname: req.ifname.to_string(),
@@ -297,7 +337,12 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(place.abort(undo, error)),
+            Err(error) => {
+                if let Some(held) = &dhcp_held {
+                    held.give_back(&place.target_ns);
+                }
+                Err(place.abort(undo, error))
+            }
         }
     }
 }

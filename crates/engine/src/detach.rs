@@ -38,12 +38,17 @@ fn details_of(ep: &EndpointRecord) -> EndpointDetails {
 
 fn endpoint_view(tx: &impl StoreRead, network: &str, ep: &EndpointRecord) -> Result<EndpointView> {
     let details = details_of(ep);
+    let mut addresses: Vec<ipnet::IpNet> =
+        tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect();
+    let (dhcp_addresses, dhcp) = crate::dhcp::view_of(tx, ep.id)?;
+    addresses.extend(dhcp_addresses);
     Ok(EndpointView {
+        dhcp,
         network: network.to_string(),
         netns: ep.netns.clone(),
         ifname: ep.ifname.to_string(),
         mac: ep.mac,
-        addresses: tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect(),
+        addresses,
         gateways: details.gateways,
         tap_device: details.tap_device,
         source_macs: details.source_macs,
@@ -86,6 +91,7 @@ impl Engine {
         }
         let view = endpoint_view(&tx, &record.spec.name.to_string(), &endpoint)?;
         tx.release_endpoint_leases(endpoint.id)?;
+        crate::dhcp::release(&tx, target_ns.as_ref(), &req.network, &endpoint)?;
         tx.delete_endpoint(endpoint.id)?;
         let kinds = [record.spec.driver.kind()];
         let ours = Ours { kinds: &kinds, mac: endpoint.mac };

@@ -10,6 +10,7 @@
 
 mod attach;
 mod detach;
+pub mod dhcp;
 pub mod endpoint;
 pub mod error;
 pub mod fault;

@@ -48,6 +48,9 @@ pub struct EndpointView {
     /// Routes besides the default one, as asked for with `--route`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRequest>,
+    /// The DHCP lease of an endpoint on a `--ipam dhcp` network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::dhcp::LeaseView>,
 }
 
 /// The parent as the kernel reports it now.

@@ -17,4 +17,6 @@ pub use error::ModelError;
 pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
-pub use network::{NetworkName, NetworkSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet};
+pub use network::{
+    Ipam, NetworkName, NetworkSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet,
+};

@@ -28,6 +28,10 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
             .iter()
             .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
             .collect::<anyhow::Result<_>>()?,
+        dhcp: nicslice_engine::dhcp::DhcpRequest {
+            client_id: a.client_id,
+            timeout: dhcp_timeout(a.dhcp_timeout)?,
+        },
     };
     let view = g.engine()?.attach(req)?;
     if g.json {
@@ -50,7 +54,17 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
     if let Some(tap) = &view.tap_device {
         println!("  tap device {tap}");
     }
+    if let Some(lease) = &view.dhcp {
+        println!("  DHCP lease from {} for {} s", lease.server, lease.lease_secs);
+    }
     Ok(())
+}
+
+fn dhcp_timeout(seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        anyhow::bail!("--dhcp-timeout {seconds}: give a number of seconds above 0, at most 3600");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 pub fn detach(g: &Globals, a: DetachArgs) -> anyhow::Result<()> {

@@ -144,6 +144,7 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     spec.bcqueuelen = a.bcqueuelen;
     spec.bclim = a.bclim;
     spec.promisc = a.promisc;
+    spec.ipam = a.ipam.parse()?;
     if a.gateways.len() > a.subnets.len() {
         bail!(
             "{} --gateway for {} --subnet: give one gateway per subnet, in the same order",

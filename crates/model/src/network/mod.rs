@@ -11,6 +11,6 @@ mod valid;
 
 pub use name::NetworkName;
 pub use route::RouteRequest;
-pub use spec::{NetworkSpec, SubnetSpec};
+pub use spec::{Ipam, NetworkSpec, SubnetSpec};
 pub use subnet::ValidSubnet;
 pub use valid::ValidNetwork;

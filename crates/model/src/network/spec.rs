@@ -71,6 +71,48 @@ pub struct NetworkSpec {
     pub promisc: bool,
     #[serde(default)]
     pub subnets: Vec<SubnetSpec>,
+    /// Where endpoint addresses come from (records made before DHCP: the pool).
+    #[serde(default, skip_serializing_if = "Ipam::is_pool")]
+    pub ipam: Ipam,
+}
+
+/// Where a network's endpoints get their addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipam {
+    /// nicslice's own allocator over the network's subnets.
+    #[default]
+    Pool,
+    /// A DHCPv4 server on the parent's link, asked by each endpoint.
+    Dhcp,
+}
+
+impl Ipam {
+    pub fn is_pool(&self) -> bool {
+        *self == Ipam::Pool
+    }
+}
+
+impl std::str::FromStr for Ipam {
+    type Err = crate::ModelError;
+    fn from_str(s: &str) -> Result<Ipam, crate::ModelError> {
+        match s {
+            "pool" | "static" => Ok(Ipam::Pool),
+            "dhcp" => Ok(Ipam::Dhcp),
+            other => Err(crate::ModelError::Invalid(format!(
+                "--ipam {other}: expected pool (nicslice's allocator over --subnet) or dhcp"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Ipam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ipam::Pool => "pool",
+            Ipam::Dhcp => "dhcp",
+        })
+    }
 }
 
 impl NetworkSpec {
@@ -105,6 +147,7 @@ impl NetworkSpec {
             bclim: None,
             promisc: false,
             subnets: Vec::new(),
+            ipam: Ipam::Pool,
         }
     }
 }
@@ -122,6 +165,7 @@ mod tests {
         assert_eq!(spec.mtu, None);
         assert!(!spec.promisc);
         assert_eq!(spec.subnets[0], SubnetSpec::new("192.168.179.0/24".parse().unwrap()));
+        assert_eq!(spec.ipam, Ipam::Pool, "a record from before DHCP uses the pool");
     }
 
     #[test]
