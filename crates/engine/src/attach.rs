@@ -147,6 +147,13 @@ impl Engine {
         let spec = valid.spec().clone();
 
         // Requests that make no sense for this network.
+        let is_dhcp = spec.ipam == nicslice_model::Ipam::Dhcp;
+        if is_dhcp && !req.ips.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "--ip does not apply to network {}: its addresses come from DHCP",
+                spec.name
+            )));
+        }
         let mut families = [false, false];
         for ip in &req.ips {
             let slot = &mut families[usize::from(ip.is_ipv6())];
@@ -209,14 +216,6 @@ impl Engine {
             bclim: spec.bclim,
             source_macs: req.source_macs.clone(),
         };
-
-        let is_dhcp = spec.ipam == nicslice_model::Ipam::Dhcp;
-        if is_dhcp && !req.ips.is_empty() {
-            return Err(EngineError::Invalid(format!(
-                "--ip does not apply to network {}: its addresses come from DHCP",
-                spec.name
-            )));
-        }
 
         let faults = self.faults;
         let mut undo = UndoLog::default();

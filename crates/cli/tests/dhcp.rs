@@ -1,0 +1,269 @@
+//! DHCP networks against a real server: dnsmasq, started by the test inside
+//! the switch namespace of its world (serving 192.168.0.0/24 on br0, its
+//! lease file in a temporary directory) and killed by its pid at the end.
+//! Two macvlan children get two leases with their own client identifiers,
+//! the default route and the DNS server from the answer; detach releases
+//! (the server's lease file drops the address); a re-attached endpoint gets
+//! its address back; with no server, attach fails within its timeout and
+//! leaves no link, no lease and no record.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// dnsmasq in the switch namespace, killed (by its pid) when dropped.
+struct Dnsmasq {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq in the iproute2 namespace `switch` on br0, or returns
+    /// `None` when dnsmasq is not installed (a failure under
+    /// NICSLICE_REQUIRE_DNSMASQ=1, as scripts/test.sh sets).
+    fn start(switch: &str, tag: &str) -> Option<Dnsmasq> {
+        if !Path::new("/usr/sbin/dnsmasq").exists() {
+            assert!(
+                std::env::var_os("NICSLICE_REQUIRE_DNSMASQ").is_none(),
+                "dnsmasq is required (apt-get install dnsmasq-base)"
+            );
+            eprintln!("skipping: dnsmasq is not installed (apt-get install dnsmasq-base)");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("nsl-dnsmasq-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let leases = dir.join("leases");
+        let log = dir.join("log");
+        // `ip netns exec` execs dnsmasq itself: the child's pid is dnsmasq's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", switch, "/usr/sbin/dnsmasq", "--keep-in-foreground"])
+            .args(["--conf-file=/dev/null", "--port=0", "--no-hosts", "--no-resolv"])
+            .args(["--interface=br0", "--bind-interfaces", "--user=root", "--group=root"])
+            .arg("--dhcp-range=192.168.0.100,192.168.0.149,255.255.255.0,120")
+            .arg("--dhcp-option=option:router,192.168.0.1")
+            .arg("--dhcp-option=option:dns-server,192.168.0.53")
+            .args(["--dhcp-authoritative", "--no-ping", "--log-dhcp", "--pid-file="])
+            .arg(format!("--dhcp-leasefile={}", leases.display()))
+            .arg(format!("--log-facility={}", log.display()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        let server = Dnsmasq { child, dir };
+        // Ready once it has written its (empty) lease file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !leases.exists() {
+            assert!(Instant::now() < deadline, "dnsmasq did not start: {}", server.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// The server's lease file: one line per lease,
+    /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
+    fn leases(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.dir.join("leases"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    }
+
+    fn has_lease(&self, ip: &str) -> bool {
+        self.leases().iter().any(|l| l.get(2).map(String::as_str) == Some(ip))
+    }
+
+    /// Waits (at most 3 s) for the lease file to drop `ip`.
+    fn released(&self, ip: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.has_lease(ip) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        // By the pid this test started, never by name.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The single IPv4 address of an endpoint view, without its prefix.
+fn ip_of(view: &serde_json::Value) -> String {
+    let a = view["addresses"].as_array().expect("addresses");
+    assert_eq!(a.len(), 1, "one DHCP address: {view}");
+    a[0].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
+    let mut lab = Lab::new("dhcp");
+    let Some(mut server) = Dnsmasq::start(&lab.world.name_of("sw"), "leases") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    let (ip1, ip2) = (ip_of(&a), ip_of(&b));
+    assert_ne!(ip1, ip2, "two children, two leases");
+    for (ns, ip, view) in [(&ns1, &ip1, &a), (&ns2, &ip2, &b)] {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!((100..150).contains(&last), "{ip} is in the server's range");
+        assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/24")], "the mask from the answer");
+        assert_eq!(default_gateway(ns), Some("192.168.0.1".parse().unwrap()), "router option");
+        assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
+        assert_eq!(view["dhcp"]["server"], "192.168.0.1", "{view}");
+    }
+    // The server knows them by their own client identifiers.
+    let leases = server.leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    for view in [&a, &b] {
+        let id = view["dhcp"]["client_id"].as_str().unwrap();
+        assert!(
+            leases.iter().any(|l| l[2] == ip_of(view) && l.get(4).map(String::as_str) == Some(id)),
+            "lease of {} under client id {id}: {leases:?}",
+            ip_of(view)
+        );
+    }
+    assert_ne!(a["dhcp"]["client_id"], b["dhcp"]["client_id"]);
+    // DNS from the answer, where `ip netns exec` finds it.
+    let resolv = PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
+    let text = std::fs::read_to_string(&resolv).expect("resolv.conf written");
+    assert!(text.contains("nameserver 192.168.0.53"), "{text}");
+    // The address works.
+    assert!(ping(&ns1, &ip2), "sibling");
+    assert!(ping(&ns1, "192.168.0.1"), "server and gateway");
+
+    // endpoint ls shows the lease times.
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    assert!(table.contains("LEASE") && table.contains("dhcp 192.168.0.1 120s"), "{table}");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let first = &listed[0]["dhcp"];
+    let span = first["expires_at"].as_i64().unwrap() - first["acquired_at"].as_i64().unwrap();
+    assert_eq!(span, 120, "{first}");
+    assert!(first["renew_at"].as_i64() < first["rebind_at"].as_i64(), "{first}");
+
+    // Detach sends RELEASE: the server forgets the lease.
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(link(&ns1, "eth0").is_none());
+    assert!(server.released(&ip1), "RELEASE reached the server: {:?}", server.leases());
+    assert!(server.has_lease(&ip2), "the other lease stays");
+    assert!(!resolv.exists(), "nicslice's resolv.conf goes with the endpoint");
+
+    // Attached again: same client, same address (its new link has a new MAC).
+    let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    assert_eq!(ip_of(&again), ip1, "a re-attached endpoint gets its address back");
+    assert_eq!(again["dhcp"]["client_id"], a["dhcp"]["client_id"]);
+    assert_ne!(again["mac"], a["mac"], "a new link");
+
+    // A client id of the user's own is what the server sees.
+    lab.ok(&[
+        "attach",
+        "lan",
+        "--netns",
+        &n2,
+        "--ifname",
+        "eth1",
+        "--client-id",
+        "web-1",
+        "--dhcp-timeout",
+        "5",
+    ]);
+    let web = hex(b"\0web-1");
+    assert!(
+        server.leases().iter().any(|l| l.get(4) == Some(&web)),
+        "{web} in {:?}",
+        server.leases()
+    );
+    lab.ok(&["detach", "lan", "--netns", &n2, "--ifname", "eth1"]);
+
+    // network rm --force releases what is left.
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.leases().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.leases(), Vec::<Vec<String>>::new(), "every lease released");
+    server.stop();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[test]
+fn no_server_fails_within_the_timeout_and_leaves_nothing() {
+    let mut lab = Lab::new("dhcp0");
+    // A server that ran and stopped: nothing answers on the link now.
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let started = Instant::now();
+    let err = lab.fails(
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5"],
+        "no DHCP server answered",
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "gave up after {took:?}: {err}");
+    assert!(took >= Duration::from_millis(1500), "waited its timeout: {took:?}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf");
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+#[test]
+fn dhcp_requests_that_cannot_work_are_refused() {
+    let mut lab = Lab::new("dhcpno");
+    lab.fails(
+        &[
+            "network",
+            "create",
+            "a",
+            "--parent",
+            "eth0",
+            "--ipam",
+            "dhcp",
+            "--subnet",
+            "192.168.0.0/24",
+        ],
+        "drop --subnet",
+    );
+    lab.fails(
+        &["network", "create", "b", "--parent", "eth0", "--ipam", "dhcp", "--driver", "macvtap"],
+        "runs its own DHCP client",
+    );
+    // Seed 001: ipvlan l3 children receive no broadcast, so no DHCP answer.
+    lab.fails(
+        &[
+            "network", "create", "c", "--parent", "eth0", "--ipam", "dhcp", "--driver", "ipvlan",
+            "--mode", "l3",
+        ],
+        "never receive",
+    );
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns, n1) = lab.netns("ns1");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.7"], "come from DHCP");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "0"], "--dhcp-timeout");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--client-id", "hex:zz"], "--client-id");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
