@@ -154,6 +154,9 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     assert!(ping(&ns1, &ip2), "sibling");
     assert!(ping(&ns1, "192.168.0.1"), "server and gateway");
 
+    // The check a CNI CHECK runs agrees with what DHCP made.
+    lab.ok(&["endpoint", "check", "lan"]);
+
     // endpoint ls shows the lease times.
     let table = lab.ok(&["endpoint", "ls", "lan"]);
     assert!(table.contains("LEASE") && table.contains("dhcp 192.168.0.1 120s"), "{table}");
