@@ -86,6 +86,24 @@ pub enum Command {
     /// Manage the CNI plugins' lease database (nicslice-ipam's leases).
     #[command(subcommand)]
     CniLeases(CniLeasesCommand),
+    /// Keep the DHCP leases of `--ipam dhcp` endpoints: renew at T1, rebind
+    /// at T2, take an address whose lease ran out off its link. Runs until
+    /// killed (one per state database); everything it knows is in the state
+    /// database, so a killed agent started again carries on.
+    DhcpAgent(DhcpAgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DhcpAgentArgs {
+    /// One pass over the leases, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Renew every lease now, not at its T1 (with --once: `renew all`).
+    #[arg(long)]
+    pub now: bool,
+    /// Seconds to wait for a server's answer to each renewal.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,11 @@ impl Dnsmasq {
     /// `None` when dnsmasq is not installed (a failure under
     /// NICSLICE_REQUIRE_DNSMASQ=1, as scripts/test.sh sets).
     fn start(switch: &str, tag: &str) -> Option<Dnsmasq> {
+        Dnsmasq::start_range(switch, tag, "192.168.0.100,192.168.0.149")
+    }
+
+    /// The same, handing out addresses from `range` ("FIRST,LAST").
+    fn start_range(switch: &str, tag: &str, range: &str) -> Option<Dnsmasq> {
         if !Path::new("/usr/sbin/dnsmasq").exists() {
             assert!(
                 std::env::var_os("NICSLICE_REQUIRE_DNSMASQ").is_none(),
@@ -44,7 +49,7 @@ impl Dnsmasq {
             .args(["netns", "exec", switch, "/usr/sbin/dnsmasq", "--keep-in-foreground"])
             .args(["--conf-file=/dev/null", "--port=0", "--no-hosts", "--no-resolv"])
             .args(["--interface=br0", "--bind-interfaces", "--user=root", "--group=root"])
-            .arg("--dhcp-range=192.168.0.100,192.168.0.149,255.255.255.0,120")
+            .arg(format!("--dhcp-range={range},255.255.255.0,120"))
             .arg("--dhcp-option=option:router,192.168.0.1")
             .arg("--dhcp-option=option:dns-server,192.168.0.53")
             .args(["--dhcp-authoritative", "--no-ping", "--log-dhcp", "--pid-file="])
@@ -269,4 +274,64 @@ fn dhcp_requests_that_cannot_work_are_refused() {
     lab.fails(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "0"], "--dhcp-timeout");
     lab.fails(&["attach", "lan", "--netns", &n1, "--client-id", "hex:zz"], "--client-id");
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
+
+/// The server's expiry time of the lease of `ip` (the lease file's first field).
+fn server_expiry(server: &Dnsmasq, ip: &str) -> i64 {
+    let leases = server.leases();
+    let line = leases.iter().find(|l| l[2] == ip).expect("lease in the server's file");
+    line[0].parse().unwrap()
+}
+
+#[test]
+fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
+    let mut lab = Lab::new("dhcpag");
+    let switch = lab.world.name_of("sw");
+    let Some(mut server) = Dnsmasq::start(&switch, "agent") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    let (ip1, ip2) = (ip_of(&a), ip_of(&b));
+    let before = (server_expiry(&server, &ip1), a["dhcp"]["expires_at"].as_i64().unwrap());
+
+    // A long-running agent, killed with SIGKILL: it leaves nothing behind
+    // that stops the next one (its lock goes with it).
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.fails(&["dhcp-agent", "--once"], "another dhcp-agent is running");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    // Renewed with the server (a second later, so the times move).
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let after = listed.as_array().unwrap().iter().find(|e| ip_of(e) == ip1).unwrap();
+    assert!(after["dhcp"]["expires_at"].as_i64().unwrap() > before.1, "store: {after}");
+    assert!(server_expiry(&server, &ip1) > before.0, "the server extended it too");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip1}/24")], "address kept");
+
+    // A server that no longer hands out these addresses refuses the
+    // renewal: the agent takes them off their links.
+    server.stop();
+    let Some(other) = Dnsmasq::start_range(&switch, "agent2", "192.168.0.150,192.168.0.199") else {
+        return;
+    };
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["lost"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed.as_array().unwrap().iter().all(|e| e["dhcp"].is_null()), "{listed}");
+    assert!(!other.has_lease(&ip2));
+    lab.ok(&["network", "rm", "lan", "--force"]);
 }

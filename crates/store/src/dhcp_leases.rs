@@ -85,6 +85,15 @@ pub(crate) fn of_endpoint(
     rows.map(|r| r.ctx("listing DHCP leases").and_then(record)).collect()
 }
 
+/// Every lease an endpoint holds, soonest renewal first.
+pub(crate) fn held(conn: &Connection) -> Result<Vec<DhcpLeaseRecord>, StoreError> {
+    let sql =
+        format!("SELECT {COLS} FROM dhcp_leases WHERE endpoint_id IS NOT NULL ORDER BY renew_at");
+    let mut stmt = conn.prepare_cached(&sql).ctx("listing DHCP leases")?;
+    let rows = stmt.query_map(params![], row).ctx("listing DHCP leases")?;
+    rows.map(|r| r.ctx("listing DHCP leases").and_then(record)).collect()
+}
+
 /// The lease last recorded for `client_id` in `family`, held or released.
 pub(crate) fn of_client(
     conn: &Connection,

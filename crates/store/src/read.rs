@@ -111,6 +111,11 @@ pub trait StoreRead: sealed::Conn {
         crate::dhcp_leases::of_endpoint(self.conn(), endpoint)
     }
 
+    /// Every DHCP lease an endpoint holds, soonest renewal first.
+    fn held_dhcp_leases(&self) -> Result<Vec<crate::DhcpLeaseRecord>, StoreError> {
+        crate::dhcp_leases::held(self.conn())
+    }
+
     /// The DHCP lease last recorded for a client identifier, held or released.
     fn dhcp_lease_of_client(
         &self,

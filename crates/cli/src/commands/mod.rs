@@ -5,6 +5,7 @@ mod attach;
 mod bench_cni;
 mod check;
 mod cni_leases;
+mod dhcp_agent;
 mod endpoint;
 mod explain;
 mod install_cni;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::InstallCni(args) => install_cni::run(&args),
         Command::BenchCni(args) => bench_cni::run(&args, globals.json),
         Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),
+        Command::DhcpAgent(args) => dhcp_agent::run(&globals, &args),
     }
 }
 

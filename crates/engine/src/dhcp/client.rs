@@ -75,11 +75,12 @@ impl Exchange<'_> {
         msg
     }
 
-    /// Sends `msg` until an answer of this exchange arrives that `accept`
-    /// takes, or `deadline` passes.
+    /// Sends `msg` (to `to`, or broadcast) until an answer of this exchange
+    /// arrives that `accept` takes, or `deadline` passes.
     fn transact<T>(
         &self,
         msg: &Message,
+        to: Option<Ipv4Addr>,
         deadline: Instant,
         mut accept: impl FnMut(&Message) -> Option<T>,
     ) -> Result<Option<T>> {
@@ -89,7 +90,10 @@ impl Exchange<'_> {
         let mut buf = vec![0u8; 1500];
         let mut interval = FIRST_RETRY;
         while Instant::now() < deadline {
-            self.socket.broadcast(&bytes)?;
+            match to {
+                Some(server) => self.socket.send_to(&bytes, server)?,
+                None => self.socket.broadcast(&bytes)?,
+            }
             let wait_until = (Instant::now() + interval).min(deadline);
             while let Some(n) = self.socket.receive(&mut buf, wait_until)? {
                 let Ok(reply) = Message::decode(&mut Decoder::new(&buf[..n])) else { continue };
@@ -131,7 +135,7 @@ impl Exchange<'_> {
             if let Some(ip) = previous {
                 discover.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
             }
-            let offer = self.transact(&discover, deadline, |m| {
+            let offer = self.transact(&discover, None, deadline, |m| {
                 (m.opts().msg_type() == Some(MessageType::Offer) && !m.yiaddr().is_unspecified())
                     .then(|| (m.yiaddr(), server_of(m)))
             })?;
@@ -141,11 +145,14 @@ impl Exchange<'_> {
             let mut request = self.message(MessageType::Request, xid);
             request.opts_mut().insert(DhcpOption::RequestedIpAddress(offered));
             request.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-            let answer = self.transact(&request, deadline, |m| match m.opts().msg_type() {
-                Some(MessageType::Ack) if m.yiaddr() == offered => Some(Ok(m.clone())),
-                Some(MessageType::Nak) if server_of(m).is_none_or(|s| s == server) => Some(Err(())),
-                _ => None,
-            })?;
+            let answer =
+                self.transact(&request, None, deadline, |m| match m.opts().msg_type() {
+                    Some(MessageType::Ack) if m.yiaddr() == offered => Some(Ok(m.clone())),
+                    Some(MessageType::Nak) if server_of(m).is_none_or(|s| s == server) => {
+                        Some(Err(()))
+                    }
+                    _ => None,
+                })?;
             match answer {
                 Some(Ok(ack)) => return granted(&ack, server, self.label),
                 Some(Err(())) if naks == 0 => {
@@ -161,6 +168,39 @@ impl Exchange<'_> {
                 }
                 None => return Err(self.no_answer(timeout, "REQUEST")),
             }
+        }
+    }
+
+    /// Extends a held lease (RFC 2131 4.4.5): REQUEST from the address,
+    /// unicast to `server` while renewing, broadcast once rebinding.
+    /// `Ok(None)`: the server said NAK (or gave another address), and the
+    /// address must go; an error: nobody answered within `timeout`.
+    pub fn extend(
+        &self,
+        address: Ipv4Net,
+        server: Option<Ipv4Addr>,
+        timeout: Duration,
+    ) -> Result<Option<Granted>> {
+        let mut request = self.message(MessageType::Request, rand_xid());
+        // We have an address: the answer can come unicast.
+        request.set_flags(Flags::default());
+        request.set_ciaddr(address.addr());
+        let deadline = Instant::now() + timeout;
+        let answer = self.transact(&request, server, deadline, |m| match m.opts().msg_type() {
+            Some(MessageType::Ack) => Some(Some(m.clone())),
+            Some(MessageType::Nak) => Some(None),
+            _ => None,
+        })?;
+        match answer {
+            Some(Some(ack)) if ack.yiaddr() == address.addr() || ack.yiaddr().is_unspecified() => {
+                let from = server_of(&ack).or(server).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let mut g = granted(&ack, from, self.label)?;
+                // An ACK to a RENEW may leave yiaddr empty (some servers).
+                g.address = address;
+                Ok(Some(g))
+            }
+            Some(_) => Ok(None),
+            None => Err(self.no_answer(timeout, "REQUEST (renewal)")),
         }
     }
 

@@ -16,11 +16,12 @@
 //! resolv.conf removed, the lease row marked released (kept, so the client
 //! asks for the same address next time).
 //!
-//! Not here yet: renewal. A lease is recorded with its T1/T2/expiry and
-//! shown by `endpoint ls`; the agent that renews it is the next step.
+//! Renewal ([`renew`]): `nicslice dhcp-agent` renews at T1, rebinds at T2
+//! and takes an expired address off its link, from what the store says.
 
 mod client;
 pub mod identity;
+mod renew;
 pub mod resolv;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
+pub use renew::{Due, RenewReport, due};
 
 use crate::endpoint::{
     self, AddressPlan, EndpointPlan, Place, Policy, Realized, RouteSpec, plan_routes,
