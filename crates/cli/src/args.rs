@@ -104,6 +104,9 @@ pub struct DhcpAgentArgs {
     /// Seconds to wait for a server's answer to each renewal.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+    /// Exit after a pass that finds no lease held (how `attach` starts it).
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +288,11 @@ pub struct AttachArgs {
     /// undoing everything).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub dhcp_timeout: f64,
+    /// DHCP networks: do not start `nicslice dhcp-agent` (one is started
+    /// when none runs for this state database; use this when a service
+    /// manager runs it).
+    #[arg(long)]
+    pub no_agent: bool,
 }
 
 #[derive(Debug, Args)]

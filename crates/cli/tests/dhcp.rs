@@ -127,8 +127,8 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     let (ns1, n1) = lab.netns("ns1");
     let (ns2, n2) = lab.netns("ns2");
 
-    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
-    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
     let (ip1, ip2) = (ip_of(&a), ip_of(&b));
     assert_ne!(ip1, ip2, "two children, two leases");
     for (ns, ip, view) in [(&ns1, &ip1, &a), (&ns2, &ip2, &b)] {
@@ -179,7 +179,7 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     assert!(!resolv.exists(), "nicslice's resolv.conf goes with the endpoint");
 
     // Attached again: same client, same address (its new link has a new MAC).
-    let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
     assert_eq!(ip_of(&again), ip1, "a re-attached endpoint gets its address back");
     assert_eq!(again["dhcp"]["client_id"], a["dhcp"]["client_id"]);
     assert_ne!(again["mac"], a["mac"], "a new link");
@@ -196,6 +196,7 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
         "web-1",
         "--dhcp-timeout",
         "5",
+        "--no-agent",
     ]);
     let web = hex(b"\0web-1");
     assert!(
@@ -227,7 +228,7 @@ fn no_server_fails_within_the_timeout_and_leaves_nothing() {
     let (ns1, n1) = lab.netns("ns1");
     let started = Instant::now();
     let err = lab.fails(
-        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5"],
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5", "--no-agent"],
         "no DHCP server answered",
     );
     let took = started.elapsed();
@@ -291,8 +292,8 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let (_ns2, n2) = lab.netns("ns2");
-    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
-    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
     let (ip1, ip2) = (ip_of(&a), ip_of(&b));
     let before = (server_expiry(&server, &ip1), a["dhcp"]["expires_at"].as_i64().unwrap());
 
@@ -330,8 +331,50 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
     assert_eq!(report["lost"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its DNS too");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
     assert!(listed.as_array().unwrap().iter().all(|e| e["dhcp"].is_null()), "{listed}");
     assert!(!other.has_lease(&ip2));
     lab.ok(&["network", "rm", "lan", "--force"]);
+}
+
+#[test]
+fn attach_starts_one_agent_which_stops_when_idle() {
+    let mut lab = Lab::new("dhcpon");
+    let Some(_server) = Dnsmasq::start(&lab.world.name_of("sw"), "ondemand") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let lock = PathBuf::from(format!("{}.dhcp-agent.lock", lab.state.display()));
+    lab.ok(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    lab.ok(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    // The agent the first attach started holds the lock and wrote its pid.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid = loop {
+        let text = std::fs::read_to_string(&lock).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no agent wrote {}", lock.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("dhcp-agent --exit-when-idle"), "{pid}: {cmdline}");
+    lab.fails(&["dhcp-agent", "--once"], "another dhcp-agent is running");
+    // Only one was started for two attaches.
+    let agents = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("dhcp-agent") && c.contains(&lab.state.display().to_string()))
+        .count();
+    assert_eq!(agents, 1, "one agent per state database");
+    // Stopped by the pid it wrote (the test started it, through attach).
+    // SAFETY: kill(2) with a pid read from the agent's own lock file.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    // With no lease held, an idle-exiting agent stops after its first pass.
+    let out = lab.run(&["dhcp-agent", "--exit-when-idle"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

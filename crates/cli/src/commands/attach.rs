@@ -34,6 +34,9 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
         },
     };
     let view = g.engine()?.attach(req)?;
+    if view.dhcp.is_some() && !a.no_agent {
+        super::dhcp_agent::ensure_running(g);
+    }
     if g.json {
         return output::json(&view);
     }

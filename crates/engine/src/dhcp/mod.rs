@@ -286,19 +286,23 @@ pub fn release(
     endpoint: &EndpointRecord,
 ) -> Result<()> {
     for lease in tx.dhcp_leases_of(endpoint.id)? {
-        let details: LeaseDetails =
-            serde_json::from_value(lease.details.clone()).unwrap_or_default();
         if let (Some(ns), Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
             (ns, endpoint.mac, lease.address.addr(), lease.server)
         {
             send_release(ns, endpoint.ifname.as_str(), mac, &lease.client_id, address, server);
         }
-        if let Some(written) = &details.resolv_conf {
-            resolv::remove(written, network, endpoint.ifname.as_str());
-        }
+        forget_resolv_conf(&lease, network, endpoint.ifname.as_str());
     }
     tx.release_dhcp_leases(endpoint.id)?;
     Ok(())
+}
+
+/// Removes the resolv.conf written for `lease`, if it is still nicslice's.
+fn forget_resolv_conf(lease: &DhcpLeaseRecord, network: &str, ifname: &str) {
+    let details: LeaseDetails = serde_json::from_value(lease.details.clone()).unwrap_or_default();
+    if let Some(written) = &details.resolv_conf {
+        resolv::remove(written, network, ifname);
+    }
 }
 
 /// The addresses and lease of a DHCP endpoint, for its view.

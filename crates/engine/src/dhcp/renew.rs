@@ -69,6 +69,7 @@ pub struct RenewReport {
 /// A held lease's endpoint, found again from the store.
 struct Holder {
     endpoint: EndpointRecord,
+    network: String,
     label: String,
 }
 
@@ -85,7 +86,9 @@ impl Engine {
             }
             let Some(endpoint_id) = lease.endpoint_id else { continue };
             let Some(endpoint) = self.store.read()?.endpoint(endpoint_id)? else { continue };
+            let Some(network) = self.store.read()?.network(endpoint.network_id)? else { continue };
             let holder = Holder {
+                network: network.spec.name.to_string(),
                 label: format!("{} ({} in {})", lease.address, endpoint.ifname, endpoint.netns),
                 endpoint,
             };
@@ -124,7 +127,7 @@ impl Engine {
         };
         let ifname = holder.endpoint.ifname.as_str();
         if due == Due::Expired {
-            self.drop_address(lease, ns, ifname)?;
+            self.drop_address(lease, holder, ns)?;
             return Ok(Outcome::Lost("lease expired".into()));
         }
         let Some(mac) = holder.endpoint.mac else {
@@ -162,7 +165,7 @@ impl Engine {
                 Ok(Outcome::Renewed(granted.lease_secs))
             }
             Ok(None) => {
-                self.drop_address(lease, ns, ifname)?;
+                self.drop_address(lease, holder, ns)?;
                 Ok(Outcome::Lost("the server refused the renewal (DHCPNAK)".into()))
             }
             Err(e) => {
@@ -180,8 +183,11 @@ impl Engine {
         }
     }
 
-    /// Takes a lost lease's address off its link and records it released.
-    fn drop_address(&mut self, lease: &DhcpLeaseRecord, ns: &Netns, ifname: &str) -> Result<()> {
+    /// Takes a lost lease's address off its link (and the DNS servers it
+    /// gave out of the namespace's resolv.conf) and records it released.
+    fn drop_address(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, ns: &Netns) -> Result<()> {
+        let ifname = holder.endpoint.ifname.as_str();
+        super::forget_resolv_conf(lease, &holder.network, ifname);
         let mut sock = RouteSocket::open_in(ns)?;
         if let Some(link) = sock.link_by_name(ifname)? {
             match sock.delete_address(link.index, lease.address) {
