@@ -8,121 +8,19 @@
 //! leaves no link, no lease and no record.
 
 mod common;
+mod dnsmasq;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// dnsmasq in the switch namespace, killed (by its pid) when dropped.
-struct Dnsmasq {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Dnsmasq {
-    /// Starts dnsmasq in the iproute2 namespace `switch` on br0, or returns
-    /// `None` when dnsmasq is not installed (a failure under
-    /// NICSLICE_REQUIRE_DNSMASQ=1, as scripts/test.sh sets).
-    fn start(switch: &str, tag: &str) -> Option<Dnsmasq> {
-        Dnsmasq::start_range(switch, tag, "192.168.0.100,192.168.0.149")
-    }
-
-    /// The same, handing out addresses from `range` ("FIRST,LAST").
-    fn start_range(switch: &str, tag: &str, range: &str) -> Option<Dnsmasq> {
-        if !Path::new("/usr/sbin/dnsmasq").exists() {
-            assert!(
-                std::env::var_os("NICSLICE_REQUIRE_DNSMASQ").is_none(),
-                "dnsmasq is required (apt-get install dnsmasq-base)"
-            );
-            eprintln!("skipping: dnsmasq is not installed (apt-get install dnsmasq-base)");
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("nsl-dnsmasq-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let leases = dir.join("leases");
-        let log = dir.join("log");
-        // `ip netns exec` execs dnsmasq itself: the child's pid is dnsmasq's.
-        let child = Command::new("ip")
-            .args(["netns", "exec", switch, "/usr/sbin/dnsmasq", "--keep-in-foreground"])
-            .args(["--conf-file=/dev/null", "--port=0", "--no-hosts", "--no-resolv"])
-            .args(["--interface=br0", "--bind-interfaces", "--user=root", "--group=root"])
-            .arg(format!("--dhcp-range={range},255.255.255.0,120"))
-            .arg("--dhcp-option=option:router,192.168.0.1")
-            .arg("--dhcp-option=option:dns-server,192.168.0.53")
-            .args(["--dhcp-authoritative", "--no-ping", "--log-dhcp", "--pid-file="])
-            .arg(format!("--dhcp-leasefile={}", leases.display()))
-            .arg(format!("--log-facility={}", log.display()))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start dnsmasq");
-        let server = Dnsmasq { child, dir };
-        // Ready once it has written its (empty) lease file.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !leases.exists() {
-            assert!(Instant::now() < deadline, "dnsmasq did not start: {}", server.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(server)
-    }
-
-    /// The server's lease file: one line per lease,
-    /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
-    fn leases(&self) -> Vec<Vec<String>> {
-        std::fs::read_to_string(self.dir.join("leases"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .collect()
-    }
-
-    fn has_lease(&self, ip: &str) -> bool {
-        self.leases().iter().any(|l| l.get(2).map(String::as_str) == Some(ip))
-    }
-
-    /// Waits (at most 3 s) for the lease file to drop `ip`.
-    fn released(&self, ip: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while self.has_lease(ip) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        // By the pid this test started, never by name.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The single IPv4 address of an endpoint view, without its prefix.
-fn ip_of(view: &serde_json::Value) -> String {
-    let a = view["addresses"].as_array().expect("addresses");
-    assert_eq!(a.len(), 1, "one DHCP address: {view}");
-    a[0].as_str().unwrap().split('/').next().unwrap().to_string()
-}
+use dnsmasq::{Dnsmasq, ip_of};
 
 #[test]
 fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     let mut lab = Lab::new("dhcp");
-    let Some(mut server) = Dnsmasq::start(&lab.world.name_of("sw"), "leases") else { return };
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "leases") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let (ns2, n2) = lab.netns("ns2");
@@ -277,25 +175,17 @@ fn dhcp_requests_that_cannot_work_are_refused() {
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
 }
 
-/// The server's expiry time of the lease of `ip` (the lease file's first field).
-fn server_expiry(server: &Dnsmasq, ip: &str) -> i64 {
-    let leases = server.leases();
-    let line = leases.iter().find(|l| l[2] == ip).expect("lease in the server's file");
-    line[0].parse().unwrap()
-}
-
 #[test]
 fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     let mut lab = Lab::new("dhcpag");
-    let switch = lab.world.name_of("sw");
-    let Some(mut server) = Dnsmasq::start(&switch, "agent") else { return };
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "agent") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let (_ns2, n2) = lab.netns("ns2");
     let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
     let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
     let (ip1, ip2) = (ip_of(&a), ip_of(&b));
-    let before = (server_expiry(&server, &ip1), a["dhcp"]["expires_at"].as_i64().unwrap());
+    let before = (server.expiry(&ip1), a["dhcp"]["expires_at"].as_i64().unwrap());
 
     // A long-running agent, killed with SIGKILL: it leaves nothing behind
     // that stops the next one (its lock goes with it).
@@ -319,13 +209,14 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     let listed = lab.json(&["endpoint", "ls", "lan"]);
     let after = listed.as_array().unwrap().iter().find(|e| ip_of(e) == ip1).unwrap();
     assert!(after["dhcp"]["expires_at"].as_i64().unwrap() > before.1, "store: {after}");
-    assert!(server_expiry(&server, &ip1) > before.0, "the server extended it too");
+    assert!(server.expiry(&ip1) > before.0, "the server extended it too");
     assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip1}/24")], "address kept");
 
     // A server that no longer hands out these addresses refuses the
     // renewal: the agent takes them off their links.
     server.stop();
-    let Some(other) = Dnsmasq::start_range(&switch, "agent2", "192.168.0.150,192.168.0.199") else {
+    let Some(other) = Dnsmasq::start_range(&lab.switch, "agent2", "192.168.0.150,192.168.0.199")
+    else {
         return;
     };
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
@@ -341,7 +232,7 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
 #[test]
 fn attach_starts_one_agent_which_stops_when_idle() {
     let mut lab = Lab::new("dhcpon");
-    let Some(_server) = Dnsmasq::start(&lab.world.name_of("sw"), "ondemand") else { return };
+    let Some(_server) = Dnsmasq::start(&lab.switch, "ondemand") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (_ns1, n1) = lab.netns("ns1");
     let (_ns2, n2) = lab.netns("ns2");
@@ -377,4 +268,59 @@ fn attach_starts_one_agent_which_stops_when_idle() {
     // With no lease held, an idle-exiting agent stops after its first pass.
     let out = lab.run(&["dhcp-agent", "--exit-when-idle"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Seed 001 on this kernel, which has no ipvlan: two children with one MAC
+/// (macvlans given the same address on two hosts of one switch, what ipvlan
+/// children on one parent look like to the server) are two clients because
+/// of their client identifiers; given one identifier, the server sees one
+/// client and hands out one address. The VM stage runs the ipvlan case
+/// itself (vm_dhcp.rs).
+#[test]
+fn one_mac_two_clients_by_client_identifier() {
+    let mut lab = Lab::new("dhcpmac");
+    let Some(server) = Dnsmasq::start(&lab.switch, "mac") else { return };
+    let host2 = lab.world.host(&lab.switch, "host2", "eth0", None).unwrap();
+    let state2 = std::env::temp_dir().join(format!("{}-2.db", lab.world.prefix()));
+    let on_host2 = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+            .arg("--state")
+            .arg(&state2)
+            .args(["--host-netns", &host2.netns_name, "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    on_host2(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let (_ns3, n3) = lab.netns("ns3");
+    let mac = "02:00:00:5e:00:01";
+    let attach = ["--mac", mac, "--dhcp-timeout", "5", "--no-agent"];
+    let a = lab.json(&[&["attach", "lan", "--netns", &n1][..], &attach].concat());
+    let b = on_host2(&[&["attach", "lan", "--netns", &n2][..], &attach].concat());
+    assert_eq!(a["mac"], b["mac"], "one MAC");
+    assert_ne!(ip_of(&a), ip_of(&b), "two clients, two leases: {:?}", server.leases());
+    let leases = server.leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(leases.iter().all(|l| l[1] == mac), "{leases:?}");
+    assert_ne!(leases[0][4], leases[1][4], "told apart by client identifier");
+
+    // The control: the same MAC and the same identifier is one client to the
+    // server, which hands it the address it already holds.
+    let same = ["--client-id", "shared-1"];
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    on_host2(&["detach", "lan", "--netns", &n2]);
+    let c = lab.json(&[&["attach", "lan", "--netns", &n1][..], &attach, &same].concat());
+    let d = on_host2(&[&["attach", "lan", "--netns", &n3][..], &attach, &same].concat());
+    assert_eq!(ip_of(&c), ip_of(&d), "one identity, one lease: {:?}", server.leases());
+
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    on_host2(&["network", "rm", "lan", "--force"]);
+    for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", state2.display()));
+    }
 }
