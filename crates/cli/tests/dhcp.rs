@@ -24,6 +24,8 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let (ns2, n2) = lab.netns("ns2");
+    assert!(lab.ok(&["network", "ls"]).contains("(dhcp)"));
+    assert_eq!(lab.json(&["network", "ls"])[0]["ipam"], "dhcp");
 
     let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
     let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);

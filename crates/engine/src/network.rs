@@ -226,6 +226,7 @@ pub(crate) fn network_view(spec: &NetworkSpec, endpoints: usize) -> NetworkView 
         mtu: spec.mtu,
         promisc: spec.promisc,
         subnets,
+        ipam: spec.ipam.to_string(),
         endpoints,
     }
 }

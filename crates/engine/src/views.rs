@@ -26,6 +26,8 @@ pub struct NetworkView {
     pub mtu: Option<u32>,
     pub promisc: bool,
     pub subnets: Vec<SubnetView>,
+    /// "pool" (the subnets above) or "dhcp".
+    pub ipam: String,
     pub endpoints: usize,
 }
 

@@ -54,11 +54,15 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
                         n.driver.clone(),
                         n.mode.clone(),
                         n.parent.clone(),
-                        n.subnets
-                            .iter()
-                            .map(|s| s.subnet.to_string())
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        if n.ipam == "dhcp" {
+                            "(dhcp)".to_string()
+                        } else {
+                            n.subnets
+                                .iter()
+                                .map(|s| s.subnet.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        },
                         n.endpoints.to_string(),
                     ]
                 })
@@ -74,6 +78,9 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
             println!("network {} ({} {} on {})", n.name, n.driver, n.mode, n.parent);
             if !n.flags.is_empty() {
                 println!("  flags: {}", n.flags.join(","));
+            }
+            if n.ipam == "dhcp" {
+                println!("  addresses from DHCP (each endpoint its own client identifier)");
             }
             for s in &n.subnets {
                 let range = s.ip_range.map(|r| format!(", range {r}")).unwrap_or_default();

@@ -48,31 +48,51 @@ pub struct Granted {
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(16);
 
+/// A client message of `kind` from `mac` under `client_id`, asking for a
+/// broadcast answer and for what nicslice uses of the server's options.
+fn client_message(kind: MessageType, xid: u32, mac: MacAddr, client_id: &[u8]) -> Message {
+    let mut msg = Message::new_with_id(
+        xid,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac.0,
+    );
+    msg.set_opcode(Opcode::BootRequest).set_htype(HType::Eth);
+    msg.set_flags(Flags::default().set_broadcast());
+    let opts = msg.opts_mut();
+    opts.insert(DhcpOption::MessageType(kind));
+    opts.insert(DhcpOption::ClientIdentifier(client_id.to_vec()));
+    opts.insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+        OptionCode::DomainNameServer,
+        OptionCode::DomainName,
+        OptionCode::AddressLeaseTime,
+        OptionCode::Renewal,
+        OptionCode::Rebinding,
+    ]));
+    msg
+}
+
+/// An answer to this client: its transaction, its hardware address and,
+/// when the server echoes one, its client identifier (children sharing a
+/// MAC, ipvlan's, hear each other's broadcast answers).
+fn is_answer_to(reply: &Message, xid: u32, mac: MacAddr, client_id: &[u8]) -> bool {
+    let echoed = match reply.opts().get(OptionCode::ClientIdentifier) {
+        Some(DhcpOption::ClientIdentifier(id)) => id.as_slice() == client_id,
+        _ => true,
+    };
+    reply.opcode() == Opcode::BootReply
+        && reply.xid() == xid
+        && reply.chaddr().get(..6) == Some(&mac.0[..])
+        && echoed
+}
+
 impl Exchange<'_> {
     fn message(&self, kind: MessageType, xid: u32) -> Message {
-        let mut msg = Message::new_with_id(
-            xid,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-            &self.mac.0,
-        );
-        msg.set_opcode(Opcode::BootRequest).set_htype(HType::Eth);
-        msg.set_flags(Flags::default().set_broadcast());
-        let opts = msg.opts_mut();
-        opts.insert(DhcpOption::MessageType(kind));
-        opts.insert(DhcpOption::ClientIdentifier(self.client_id.to_vec()));
-        opts.insert(DhcpOption::ParameterRequestList(vec![
-            OptionCode::SubnetMask,
-            OptionCode::Router,
-            OptionCode::DomainNameServer,
-            OptionCode::DomainName,
-            OptionCode::AddressLeaseTime,
-            OptionCode::Renewal,
-            OptionCode::Rebinding,
-        ]));
-        msg
+        client_message(kind, xid, self.mac, self.client_id)
     }
 
     /// Sends `msg` (to `to`, or broadcast) until an answer of this exchange
@@ -97,7 +117,7 @@ impl Exchange<'_> {
             let wait_until = (Instant::now() + interval).min(deadline);
             while let Some(n) = self.socket.receive(&mut buf, wait_until)? {
                 let Ok(reply) = Message::decode(&mut Decoder::new(&buf[..n])) else { continue };
-                if self.is_ours(msg.xid(), &reply)
+                if is_answer_to(&reply, msg.xid(), self.mac, self.client_id)
                     && let Some(found) = accept(&reply)
                 {
                     return Ok(Some(found));
@@ -106,20 +126,6 @@ impl Exchange<'_> {
             interval = (interval * 2).min(MAX_RETRY);
         }
         Ok(None)
-    }
-
-    /// An answer to this client: its transaction, its hardware address and,
-    /// when the server echoes one, its client identifier (children sharing a
-    /// MAC hear each other's answers).
-    fn is_ours(&self, xid: u32, reply: &Message) -> bool {
-        let echoed = match reply.opts().get(OptionCode::ClientIdentifier) {
-            Some(DhcpOption::ClientIdentifier(id)) => id.as_slice() == self.client_id,
-            _ => true,
-        };
-        reply.opcode() == Opcode::BootReply
-            && reply.xid() == xid
-            && reply.chaddr().get(..6) == Some(&self.mac.0[..])
-            && echoed
     }
 
     /// DISCOVER to ACK, within `timeout`. A NAK (the server will not give
@@ -136,10 +142,13 @@ impl Exchange<'_> {
                 discover.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
             }
             let offer = self.transact(&discover, None, deadline, |m| {
+                // An offer must name its server (RFC 2131 table 3): the
+                // REQUEST selects it by that identifier.
+                let server = server_of(m)?;
                 (m.opts().msg_type() == Some(MessageType::Offer) && !m.yiaddr().is_unspecified())
-                    .then(|| (m.yiaddr(), server_of(m)))
+                    .then_some((m.yiaddr(), server))
             })?;
-            let Some((offered, Some(server))) = offer else {
+            let Some((offered, server)) = offer else {
                 return Err(self.no_answer(timeout, "DISCOVER"));
             };
             let mut request = self.message(MessageType::Request, xid);
@@ -338,28 +347,42 @@ mod tests {
         assert!(err.contains("without a lease time"), "{err}");
     }
 
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+
+    fn wire(m: &Message) -> Message {
+        Message::decode(&mut Decoder::new(&m.to_vec().unwrap())).unwrap()
+    }
+
     #[test]
-    fn messages_carry_client_id_and_broadcast_flag() {
-        // A socket is not needed to build messages; open none.
-        let id = [0xff, 1, 2, 3, 4];
-        let bytes = {
-            let mut m = Message::new_with_id(
-                1,
-                Ipv4Addr::UNSPECIFIED,
-                Ipv4Addr::UNSPECIFIED,
-                Ipv4Addr::UNSPECIFIED,
-                Ipv4Addr::UNSPECIFIED,
-                &[2, 0, 0, 0, 0, 1],
-            );
-            m.set_flags(Flags::default().set_broadcast());
-            m.opts_mut().insert(DhcpOption::ClientIdentifier(id.to_vec()));
-            m.to_vec().unwrap()
-        };
-        let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
-        assert!(back.flags().broadcast());
+    fn a_discover_carries_its_client_id_and_asks_for_broadcast() {
+        let id = [255, 1, 2, 3, 4, 0, 4];
+        let m = wire(&client_message(MessageType::Discover, 9, MAC, &id));
+        assert!(m.flags().broadcast(), "a child without an address cannot take unicast");
+        assert_eq!(m.opcode(), Opcode::BootRequest);
+        assert_eq!(&m.chaddr()[..6], &MAC.0);
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
         assert_eq!(
-            back.opts().get(OptionCode::ClientIdentifier),
+            m.opts().get(OptionCode::ClientIdentifier),
             Some(&DhcpOption::ClientIdentifier(id.to_vec()))
         );
+        assert!(m.opts().contains(OptionCode::ParameterRequestList));
+    }
+
+    #[test]
+    fn a_sibling_answer_with_the_same_mac_is_not_ours() {
+        // Seed 001: ipvlan children share a MAC and hear each other's
+        // broadcast answers; only the client identifier tells them apart.
+        let answer = |xid, id: &[u8]| {
+            let mut m = client_message(MessageType::Offer, xid, MAC, id);
+            m.set_opcode(Opcode::BootReply);
+            wire(&m)
+        };
+        assert!(is_answer_to(&answer(9, b"\0me"), 9, MAC, b"\0me"));
+        assert!(!is_answer_to(&answer(9, b"\0sibling"), 9, MAC, b"\0me"));
+        assert!(!is_answer_to(&answer(8, b"\0me"), 9, MAC, b"\0me"), "another transaction");
+        let other_mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        assert!(!is_answer_to(&answer(9, b"\0me"), 9, other_mac, b"\0me"));
+        let request = wire(&client_message(MessageType::Discover, 9, MAC, b"\0me"));
+        assert!(!is_answer_to(&request, 9, MAC, b"\0me"), "our own broadcast comes back");
     }
 }
