@@ -326,3 +326,37 @@ fn one_mac_two_clients_by_client_identifier() {
         let _ = std::fs::remove_file(format!("{}{suffix}", state2.display()));
     }
 }
+
+/// All or nothing with a server: a step that fails after the server granted
+/// the lease gives it back (RELEASE) before the link goes; one that fails
+/// before leaves the server untouched. Either way: no link, no record.
+#[test]
+fn a_failed_step_gives_the_lease_back_and_leaves_nothing() {
+    let mut lab = Lab::new("dhcpfail");
+    let Some(server) = Dnsmasq::start(&lab.switch, "fail") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let attach = ["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"];
+    for step in ["create-link", "link-up", "add-address", "add-route", "store-commit"] {
+        let out = lab.run_env(&attach, &[("NICSLICE_FAIL_AT", step)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("injected failure"), "{step}: {err}");
+        assert_eq!(non_lo(&ns1), Vec::<String>::new(), "{step}: no link left");
+        assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "{step}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !server.leases().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            server.leases(),
+            Vec::<Vec<String>>::new(),
+            "{step}: lease given back {err} {}",
+            server.log()
+        );
+        assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "{step}: no resolv.conf");
+    }
+    // The same attach without a fault works (so the checks above could fail).
+    let view = lab.json(&attach);
+    assert!(server.has_lease(&ip_of(&view)));
+    lab.ok(&["network", "rm", "lan", "--force"]);
+}

@@ -222,24 +222,36 @@ impl Exchange<'_> {
         ))
     }
 
-    /// Gives `lease` back to its server, unicast from the leased address,
-    /// and waits (at most `limit`) until the message has left the host: the
-    /// caller deletes the link next, which would drop a message still
-    /// waiting for the server's ARP answer. False if it could not be sent.
-    pub fn release(&self, address: Ipv4Addr, server: Ipv4Addr, limit: Duration) -> bool {
+    /// Gives the lease of `address` back to `server`, and waits (at most
+    /// `limit`) until the message has left the host: the caller deletes the
+    /// link next, which would drop a message still waiting for the server's
+    /// ARP answer. `unicast` when the address is on the link (RFC 2131 sends
+    /// RELEASE to the server from it); otherwise, and when a unicast does
+    /// not leave in time, broadcast: a unicast from 0.0.0.0 is a martian the
+    /// server's kernel drops. False if it could not be sent.
+    pub fn release(
+        &self,
+        address: Ipv4Addr,
+        server: Ipv4Addr,
+        limit: Duration,
+        unicast: bool,
+    ) -> bool {
         let mut msg = self.message(MessageType::Release, rand_xid());
         msg.set_flags(Flags::default());
         msg.set_ciaddr(address);
         msg.opts_mut().remove(OptionCode::ParameterRequestList);
         msg.opts_mut().insert(DhcpOption::ServerIdentifier(server));
         let Ok(bytes) = msg.to_vec() else { return false };
-        match self.socket.send_to(&bytes, server) {
-            Ok(()) => self.socket.flushed(limit),
-            Err(e) => {
-                tracing::warn!("DHCPRELEASE of {address} to {server} from {}: {e}", self.label);
-                false
-            }
-        }
+        let sent = unicast
+            && match self.socket.send_to(&bytes, server) {
+                Ok(()) => self.socket.flushed(limit),
+                Err(e) => {
+                    tracing::debug!("DHCPRELEASE to {server} from {}: {e}", self.label);
+                    false
+                }
+            };
+        // Its server identifier tells the server a broadcast is meant for it.
+        sent || (self.socket.broadcast(&bytes).is_ok() && self.socket.flushed(limit))
     }
 }
 

@@ -233,17 +233,12 @@ impl Held {
     }
 
     /// Gives the lease back (an attach that fails after the grant): RELEASE
-    /// and the resolv.conf removed; the link is still there.
+    /// and the resolv.conf removed; the link is still there, its address
+    /// perhaps not yet, so the RELEASE is broadcast.
     pub fn give_back(&self, target_ns: &Netns) {
         let address = self.granted.address.addr();
-        send_release(
-            target_ns,
-            &self.ifname,
-            self.mac,
-            &self.client_id,
-            address,
-            self.granted.server,
-        );
+        let (mac, server) = (self.mac, self.granted.server);
+        send_release(target_ns, &self.ifname, mac, &self.client_id, address, server, false);
         if let Some(written) = &self.resolv_conf {
             resolv::remove(written, &self.network, &self.ifname);
         }
@@ -257,6 +252,7 @@ fn send_release(
     client_id: &[u8],
     address: Ipv4Addr,
     server: Ipv4Addr,
+    unicast: bool,
 ) -> bool {
     let socket = match DhcpSocket::open_in(ns, ifname) {
         Ok(s) => s,
@@ -267,7 +263,7 @@ fn send_release(
     };
     let label = format!("{ifname} in {}", ns.label());
     let exchange = Exchange { socket: &socket, mac, client_id, previous: None, label: &label };
-    let sent = exchange.release(address, server, RELEASE_WAIT);
+    let sent = exchange.release(address, server, RELEASE_WAIT, unicast);
     if !sent {
         tracing::warn!(
             "DHCPRELEASE of {address} may not have reached {server} before {label} went"
@@ -289,7 +285,8 @@ pub fn release(
         if let (Some(ns), Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
             (ns, endpoint.mac, lease.address.addr(), lease.server)
         {
-            send_release(ns, endpoint.ifname.as_str(), mac, &lease.client_id, address, server);
+            let ifname = endpoint.ifname.as_str();
+            send_release(ns, ifname, mac, &lease.client_id, address, server, true);
         }
         forget_resolv_conf(&lease, network, endpoint.ifname.as_str());
     }
