@@ -17,6 +17,23 @@ use std::time::{Duration, Instant};
 use common::*;
 use dnsmasq::{Dnsmasq, ip_of};
 
+/// What the kernel says is left of the IPv4 address on `ifname` in the
+/// iproute2 namespace `netns` (`valid_lft`, seconds; u32::MAX for "forever").
+fn valid_lifetime(netns: &str, ifname: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-n", netns, "address", "show", "dev", ifname])
+        .output()
+        .expect("ip address show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    json[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["family"] == "inet")
+        .and_then(|a| a["valid_life_time"].as_u64())
+        .expect("an IPv4 address with a lifetime")
+}
+
 #[test]
 fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     let mut lab = Lab::new("dhcp");
@@ -39,6 +56,9 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
         assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
         assert_eq!(view["dhcp"]["server"], "192.168.0.1", "{view}");
     }
+    // The kernel holds the address only as long as the lease.
+    let left = valid_lifetime(&n1, "eth0");
+    assert!((100..=120).contains(&left), "valid_lft {left} s for a 120 s lease");
     // The server knows them by their own client identifiers.
     let leases = server.leases();
     assert_eq!(leases.len(), 2, "{leases:?}");
@@ -203,8 +223,9 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     agent.kill().unwrap();
     agent.wait().unwrap();
 
-    // Renewed with the server (a second later, so the times move).
-    std::thread::sleep(Duration::from_millis(1100));
+    // Renewed with the server (two seconds later, so the times move).
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(valid_lifetime(&n1, "eth0") <= 118, "the kernel counts the lease down");
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
     assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
@@ -213,6 +234,7 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     assert!(after["dhcp"]["expires_at"].as_i64().unwrap() > before.1, "store: {after}");
     assert!(server.expiry(&ip1) > before.0, "the server extended it too");
     assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip1}/24")], "address kept");
+    assert!(valid_lifetime(&n1, "eth0") >= 119, "the kernel's lifetime renewed too");
 
     // A server that no longer hands out these addresses refuses the
     // renewal: the agent takes them off their links.

@@ -39,7 +39,7 @@ pub use client::Granted;
 pub use renew::{Due, RenewReport, due};
 
 use crate::endpoint::{
-    self, AddressPlan, EndpointPlan, Place, Policy, Realized, RouteSpec, plan_routes,
+    self, AddressPlan, EndpointPlan, Place, Policy, Realized, Route, RouteSpec, plan_routes,
 };
 use crate::error::{EngineError, Result};
 use crate::fault::Faults;
@@ -179,22 +179,21 @@ pub fn realize(
         gateway_named: !granted.routers.is_empty(),
     };
     let routes = plan_routes(&[planned], extra, default_route, noarp);
-    let configured =
-        endpoint::configure(&link, &[address], &routes, Policy::CLI, place, faults, undo).and_then(
-            |routes| {
-                if let Some(name) = iproute2_name(who.netns) {
-                    let domain = granted.domain.as_deref();
-                    held.resolv_conf =
-                        resolv::write(&name, who.network, who.ifname, &granted.dns, domain)
-                            .map_err(|e| {
-                                EngineError::Invalid(format!(
-                                    "writing /etc/netns/{name}/resolv.conf: {e}"
-                                ))
-                            })?;
-                }
-                Ok(routes)
-            },
-        );
+    let mut finish = || -> Result<Vec<Route>> {
+        let routes =
+            endpoint::configure(&link, &[address], &routes, Policy::CLI, place, faults, undo)?;
+        // The kernel drops the address when the lease runs out unrenewed.
+        place.target.set_address_lifetime(link.index, address, granted.lease_secs)?;
+        if let Some(name) = iproute2_name(who.netns) {
+            let domain = granted.domain.as_deref();
+            held.resolv_conf = resolv::write(&name, who.network, who.ifname, &granted.dns, domain)
+                .map_err(|e| {
+                    EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
+                })?;
+        }
+        Ok(routes)
+    };
+    let configured = finish();
     match configured {
         Ok(routes) => Ok((Realized { link, routes }, held)),
         Err(e) => {

@@ -162,6 +162,10 @@ impl Engine {
                 let tx = self.store.write()?;
                 tx.record_dhcp_lease(&renewed)?;
                 tx.commit()?;
+                let mut sock = RouteSocket::open_in(ns)?;
+                if let Some(link) = sock.link_by_name(ifname)? {
+                    sock.set_address_lifetime(link.index, lease.address, granted.lease_secs)?;
+                }
                 Ok(Outcome::Renewed(granted.lease_secs))
             }
             Ok(None) => {
