@@ -198,7 +198,7 @@ fn dhcp_requests_that_cannot_work_are_refused() {
 }
 
 #[test]
-fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
+fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     let mut lab = Lab::new("dhcpag");
     let Some(mut server) = Dnsmasq::start(&lab.switch, "agent") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
@@ -237,19 +237,36 @@ fn the_agent_renews_from_the_store_and_drops_a_refused_address() {
     assert!(valid_lifetime(&n1, "eth0") >= 119, "the kernel's lifetime renewed too");
 
     // A server that no longer hands out these addresses refuses the
-    // renewal: the agent takes them off their links.
+    // renewal (DHCPNAK): the agent takes them off their links and starts
+    // over, with new addresses from the new range and the route back.
     server.stop();
     let Some(other) = Dnsmasq::start_range(&lab.switch, "agent2", "192.168.0.150,192.168.0.199")
     else {
         return;
     };
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
-    assert_eq!(report["lost"].as_array().unwrap().len(), 2, "{report}");
-    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
-    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its DNS too");
+    assert_eq!(report["replaced"].as_array().unwrap().len(), 2, "{report}");
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "old DNS gone");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
-    assert!(listed.as_array().unwrap().iter().all(|e| e["dhcp"].is_null()), "{listed}");
-    assert!(!other.has_lease(&ip2));
+    for e in listed.as_array().unwrap() {
+        let ip = ip_of(e);
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!((150..200).contains(&last), "{ip} from the new range: {e}");
+        assert!(other.has_lease(&ip), "{ip} held at the new server: {:?}", other.leases());
+        assert!(!e["dhcp"].is_null(), "{e}");
+    }
+    let now1 = ip_of(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["netns"].as_str().unwrap().ends_with(&n1))
+            .unwrap(),
+    );
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{now1}/24")]);
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
+    assert!(ping(&ns1, "192.168.0.1"));
+    assert!(!other.has_lease(&ip1) && !other.has_lease(&ip2));
     lab.ok(&["network", "rm", "lan", "--force"]);
 }
 

@@ -80,6 +80,9 @@ fn print_report(r: &RenewReport) {
     for line in &r.renewed {
         println!("renewed {line}");
     }
+    for line in &r.replaced {
+        println!("replaced {line}");
+    }
     for line in &r.lost {
         println!("lost {line}");
     }

@@ -6,7 +6,8 @@
 //! namespace on the new link ([`nicslice_kernel::DhcpSocket`]), and only then
 //! do the granted address and the default route via the server's router go
 //! on, through the same [`endpoint::configure`] every endpoint uses, on the
-//! same undo log. The DNS servers go to the namespace's resolv.conf where
+//! same undo log; the address carries the lease's lifetime in the kernel,
+//! so it cannot outlive the lease whatever runs. The DNS servers go to the namespace's resolv.conf where
 //! iproute2 looks for it ([`resolv`]). The caller records the lease
 //! ([`Held::record`]) in its store transaction; if anything after the grant
 //! fails, it gives the lease back ([`Held::give_back`]) before the undo
@@ -16,13 +17,17 @@
 //! resolv.conf removed, the lease row marked released (kept, so the client
 //! asks for the same address next time).
 //!
-//! Renewal ([`renew`]): `nicslice dhcp-agent` renews at T1, rebinds at T2
-//! and takes an expired address off its link, from what the store says.
+//! Renewal (`renew`, [`Engine::renew_dhcp_leases`](crate::Engine::renew_dhcp_leases)):
+//! `nicslice dhcp-agent` renews at T1, rebinds at T2 and takes an expired or
+//! refused address off its link, from what the store says.
+//!
+//! The client identifier (`identity`) is what tells ipvlan children apart
+//! (seed 001); the wire format is dhcproto's, the socket the kernel crate's.
 
 mod client;
-pub mod identity;
+mod identity;
 mod renew;
-pub mod resolv;
+mod resolv;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -36,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
-pub use renew::{Due, RenewReport, due};
+pub use renew::RenewReport;
 
 use crate::endpoint::{
     self, AddressPlan, EndpointPlan, Place, Policy, Realized, Route, RouteSpec, plan_routes,
@@ -68,15 +73,15 @@ impl Default for DhcpRequest {
 
 /// What a lease row keeps besides its columns.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct LeaseDetails {
+pub(crate) struct LeaseDetails {
     #[serde(default)]
-    routers: Vec<Ipv4Addr>,
+    pub(crate) routers: Vec<Ipv4Addr>,
     #[serde(default)]
-    dns: Vec<Ipv4Addr>,
+    pub(crate) dns: Vec<Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    domain: Option<String>,
+    pub(crate) domain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    resolv_conf: Option<resolv::Written>,
+    pub(crate) resolv_conf: Option<resolv::Written>,
 }
 
 /// A lease an attach holds and has not recorded yet.

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, RouteSocket};
+use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
 use nicslice_store::{DhcpLeaseRecord, EndpointRecord, StoreRead};
 use serde::Serialize;
 
-use super::client::Exchange;
+use super::client::{Exchange, Granted};
 use super::unix_now;
 use crate::error::Result;
 use crate::{Engine, attach::netns_id};
@@ -58,7 +58,10 @@ fn retry_at(now: i64, next_stage: i64) -> i64 {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RenewReport {
     pub renewed: Vec<String>,
-    /// Addresses taken off their links: lease expired or refused (NAK).
+    /// Refused (DHCPNAK) and replaced by a new lease from a new DISCOVER.
+    pub replaced: Vec<String>,
+    /// Addresses taken off their links: lease expired, or refused with no
+    /// new lease to be had.
     pub lost: Vec<String>,
     /// Tries that got no answer (tried again later) or could not be made.
     pub failed: Vec<String>,
@@ -106,6 +109,10 @@ impl Engine {
                 Ok(Outcome::Renewed(secs)) => {
                     report.renewed.push(format!("{} for {secs} s", holder.label))
                 }
+                Ok(Outcome::Replaced(address, secs)) => report.replaced.push(format!(
+                    "{}: refused (DHCPNAK); now {address} for {secs} s",
+                    holder.label
+                )),
                 Ok(Outcome::Lost(why)) => report.lost.push(format!("{}: {why}", holder.label)),
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
             }
@@ -170,7 +177,13 @@ impl Engine {
             }
             Ok(None) => {
                 self.drop_address(lease, holder, ns)?;
-                Ok(Outcome::Lost("the server refused the renewal (DHCPNAK)".into()))
+                // RFC 2131 4.4.5: after a NAK the client starts over.
+                match self.reacquire(lease, holder, ns, &exchange, timeout) {
+                    Ok(granted) => Ok(Outcome::Replaced(granted.address, granted.lease_secs)),
+                    Err(e) => Ok(Outcome::Lost(format!(
+                        "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
+                    ))),
+                }
             }
             Err(e) => {
                 // Try again later, and say when in the store.
@@ -185,6 +198,64 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// A new lease for an endpoint whose lease was refused: DISCOVER again,
+    /// then the address (with its lifetime) and the default route via the
+    /// server's router (removing the link's last address took its routes).
+    /// Recorded like an attach's; given back if it cannot be put on.
+    fn reacquire(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        ns: &Netns,
+        exchange: &Exchange<'_>,
+        timeout: Duration,
+    ) -> Result<Granted> {
+        let granted = exchange.acquire(timeout)?;
+        let address = IpNet::V4(granted.address);
+        let put_on = || -> Result<()> {
+            let mut sock = RouteSocket::open_in(ns)?;
+            let ifname = holder.endpoint.ifname.as_str();
+            let link = sock.require_link(ifname, ns.label())?;
+            sock.add_address(link.index, address)?;
+            sock.set_address_lifetime(link.index, address, granted.lease_secs)?;
+            if let Some(router) = granted.routers.first() {
+                match sock.add_route(&Route::default_via(IpAddr::V4(*router), link.index)) {
+                    Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = put_on() {
+            let server = granted.server;
+            exchange.release(granted.address.addr(), server, Duration::from_secs(1), false);
+            return Err(e);
+        }
+        let now = unix_now();
+        let details = super::LeaseDetails {
+            routers: granted.routers.clone(),
+            dns: granted.dns.clone(),
+            domain: granted.domain.clone(),
+            resolv_conf: None,
+        };
+        let tx = self.store.write()?;
+        tx.record_dhcp_lease(&DhcpLeaseRecord {
+            client_id: lease.client_id.clone(),
+            family: 4,
+            endpoint_id: lease.endpoint_id,
+            address,
+            server: IpAddr::V4(granted.server),
+            lease_secs: granted.lease_secs,
+            acquired_at: now,
+            renew_at: now + i64::from(granted.renew_secs),
+            rebind_at: now + i64::from(granted.rebind_secs),
+            expires_at: now + i64::from(granted.lease_secs),
+            details: serde_json::to_value(&details).unwrap_or_default(),
+        })?;
+        tx.commit()?;
+        Ok(granted)
     }
 
     /// Takes a lost lease's address off its link (and the DNS servers it
@@ -212,6 +283,8 @@ impl Engine {
 
 enum Outcome {
     Renewed(u32),
+    /// Refused, and a new lease put on instead.
+    Replaced(ipnet::Ipv4Net, u32),
     Lost(String),
 }
 
