@@ -399,3 +399,24 @@ fn a_failed_step_gives_the_lease_back_and_leaves_nothing() {
     assert!(server.has_lease(&ip_of(&view)));
     lab.ok(&["network", "rm", "lan", "--force"]);
 }
+
+/// A namespace deleted without detach (a container that exited): its link
+/// went with it, and detach gives the lease back through the parent on the
+/// endpoint's behalf, so the server does not keep the address for nothing.
+#[test]
+fn detach_after_the_namespace_is_gone_still_releases() {
+    let mut lab = Lab::new("dhcpgone");
+    let Some(server) = Dnsmasq::start(&lab.switch, "gone") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    drop(ns1);
+    nicslice_kernel::netns::delete_named(&n1).unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip), "RELEASE through the parent: {:?}", server.leases());
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+    assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf left");
+    lab.ok(&["network", "rm", "lan"]);
+}

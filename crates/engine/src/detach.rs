@@ -91,7 +91,8 @@ impl Engine {
         }
         let view = endpoint_view(&tx, &record.spec.name.to_string(), &endpoint)?;
         tx.release_endpoint_leases(endpoint.id)?;
-        crate::dhcp::release(&tx, target_ns.as_ref(), &req.network, &endpoint)?;
+        let parent = (&self.host, record.spec.parent.as_str());
+        crate::dhcp::release(&tx, target_ns.as_ref(), parent, &req.network, &endpoint)?;
         tx.delete_endpoint(endpoint.id)?;
         let kinds = [record.spec.driver.kind()];
         let ours = Ours { kinds: &kinds, mac: endpoint.mac };

@@ -276,21 +276,34 @@ fn send_release(
     sent
 }
 
-/// Detach of a DHCP endpoint, before its link is deleted: RELEASE (when the
-/// namespace is still there), the resolv.conf removed, the lease marked
-/// released. The detach's transaction records it.
+/// Detach of a DHCP endpoint, before its link is deleted: RELEASE, the
+/// resolv.conf removed, the lease marked released. The detach's transaction
+/// records it. From the endpoint's own link while its namespace exists;
+/// when the namespace is gone (a container that exited without detach), as
+/// a broadcast through the parent in `host` on the endpoint's behalf, with
+/// its MAC and client identifier, so the server does not keep the address
+/// until the lease runs out.
 pub fn release(
     tx: &WriteTx<'_>,
     ns: Option<&Netns>,
+    host: (&Netns, &str),
     network: &str,
     endpoint: &EndpointRecord,
 ) -> Result<()> {
     for lease in tx.dhcp_leases_of(endpoint.id)? {
-        if let (Some(ns), Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
-            (ns, endpoint.mac, lease.address.addr(), lease.server)
+        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
+            (endpoint.mac, lease.address.addr(), lease.server)
         {
-            let ifname = endpoint.ifname.as_str();
-            send_release(ns, ifname, mac, &lease.client_id, address, server, true);
+            match ns {
+                Some(ns) => {
+                    let ifname = endpoint.ifname.as_str();
+                    send_release(ns, ifname, mac, &lease.client_id, address, server, true);
+                }
+                None => {
+                    let (host_ns, parent) = host;
+                    send_release(host_ns, parent, mac, &lease.client_id, address, server, false);
+                }
+            }
         }
         forget_resolv_conf(&lease, network, endpoint.ifname.as_str());
     }
