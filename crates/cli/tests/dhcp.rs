@@ -420,3 +420,24 @@ fn detach_after_the_namespace_is_gone_still_releases() {
     assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf left");
     lab.ok(&["network", "rm", "lan"]);
 }
+
+/// Reverse-path filtering in the target namespace (a hardened container):
+/// an interface with no address has no route back to the server, so the
+/// kernel drops the server's answers before UDP sees them; nicslice reads
+/// them from a packet socket there, and attach works all the same.
+#[test]
+fn reverse_path_filtering_does_not_stop_the_exchange() {
+    let mut lab = Lab::new("dhcprp");
+    let Some(server) = Dnsmasq::start(&lab.switch, "rp") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    ns1.run(|| nicslice_kernel::sysctl::write("net/ipv4/conf/all/rp_filter", "1").unwrap())
+        .unwrap();
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "3", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    assert!(ping(&ns1, "192.168.0.1"));
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip));
+    lab.ok(&["network", "rm", "lan"]);
+}
