@@ -17,6 +17,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use dnsmasq::{Dnsmasq, ip_of};
 
+/// The MAC the switch namespace's neighbour table holds for `ip`.
+fn switch_neighbour(lab: &Lab, ip: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-n", &lab.world.name_of("sw"), "neigh", "show", ip])
+        .output()
+        .expect("ip neigh show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    json[0]["lladdr"].as_str().map(str::to_string)
+}
+
 /// What the kernel says is left of the IPv4 address on `ifname` in the
 /// iproute2 namespace `netns` (`valid_lft`, seconds; u32::MAX for "forever").
 fn valid_lifetime(netns: &str, ifname: &str) -> u64 {
@@ -101,6 +111,13 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     // Attached again: same client, same address (its new link has a new MAC).
     let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
     assert_eq!(ip_of(&again), ip1, "a re-attached endpoint gets its address back");
+    // Announced with its new MAC at once: the switch, which knew the old
+    // MAC for this address, has the new one without a packet from ns1.
+    assert_eq!(
+        switch_neighbour(&lab, &ip1).as_deref(),
+        again["mac"].as_str(),
+        "the server's neighbour entry follows the new link"
+    );
     assert_eq!(again["dhcp"]["client_id"], a["dhcp"]["client_id"]);
     assert_ne!(again["mac"], a["mac"], "a new link");
 

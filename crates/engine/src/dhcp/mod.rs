@@ -189,6 +189,15 @@ pub fn realize(
             endpoint::configure(&link, &[address], &routes, Policy::CLI, place, faults, undo)?;
         // The kernel drops the address when the lease runs out unrenewed.
         place.target.set_address_lifetime(link.index, address, granted.lease_secs)?;
+        // The link came up before it had the address, so the kernel's
+        // arp_notify announced nothing: setting its own MAC again makes the
+        // kernel send the gratuitous ARP (NETDEV_CHANGEADDR), and neighbours
+        // that knew this address at another MAC (an endpoint attached
+        // again) learn the new one at once. An ipvlan child has its
+        // parent's MAC, which neighbours know already.
+        if matches!(plan.link, endpoint::ChildLink::Macvlan(_)) {
+            place.target.set_mac(link.index, mac)?;
+        }
         if let Some(name) = iproute2_name(who.netns) {
             let domain = granted.domain.as_deref();
             held.resolv_conf = resolv::write(&name, who.network, who.ifname, &granted.dns, domain)

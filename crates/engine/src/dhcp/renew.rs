@@ -220,6 +220,11 @@ impl Engine {
             let link = sock.require_link(ifname, ns.label())?;
             sock.add_address(link.index, address)?;
             sock.set_address_lifetime(link.index, address, granted.lease_secs)?;
+            // Announce it (see dhcp::realize); an ipvlan child refuses to
+            // have its MAC set, and neighbours know its parent's anyway.
+            if let Some(mac) = holder.endpoint.mac {
+                let _ = sock.set_mac(link.index, mac);
+            }
             if let Some(router) = granted.routers.first() {
                 match sock.add_route(&Route::default_via(IpAddr::V4(*router), link.index)) {
                     Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
