@@ -141,6 +141,12 @@ fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
         "{web} in {:?}",
         server.leases()
     );
+    // One identifier, one endpoint: a second one would get the first's address.
+    lab.fails(
+        &["attach", "lan", "--netns", &n1, "--ifname", "eth1", "--client-id", "web-1"],
+        "is already used by eth1 in",
+    );
+    assert!(link(&ns1, "eth1").is_none());
     lab.ok(&["detach", "lan", "--netns", &n2, "--ifname", "eth1"]);
 
     // network rm --force releases what is left.

@@ -153,7 +153,19 @@ pub fn realize(
     undo: &mut UndoLog,
 ) -> Result<(Realized, Held)> {
     let client_id = client_id(who, req.client_id.as_deref())?;
-    let previous = tx.dhcp_lease_of_client(&client_id, 4)?.and_then(|l| match l.address.addr() {
+    let last = tx.dhcp_lease_of_client(&client_id, 4)?;
+    // One identity, one client: a second endpoint presenting it would be
+    // handed the first one's address.
+    if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
+        let who = tx
+            .endpoint(holder)?
+            .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
+        return Err(EngineError::Invalid(format!(
+            "client identifier {} is already used by {who}; give this endpoint another --client-id",
+            identity::to_hex(&client_id)
+        )));
+    }
+    let previous = last.and_then(|l| match l.address.addr() {
         IpAddr::V4(ip) => Some(ip),
         IpAddr::V6(_) => None,
     });
