@@ -24,6 +24,8 @@ nicslice network create lan --parent ens160 --mode bridge --subnet 192.168.0.0/1
 --gateway 192.168.1.1 --ip-range 192.168.179.0/24\n  \
 nicslice attach lan --netns ns1\n  \
 nicslice attach lan --netns ns2 --ip 192.168.179.13\n  \
+nicslice network create home --parent ens160 --ipam dhcp\n  \
+nicslice attach home --netns ns3\n  \
 nicslice endpoint ls lan --json\n  \
 nicslice detach lan --netns ns1\n  \
 nicslice network rm lan"
