@@ -17,6 +17,29 @@ use std::time::{Duration, Instant};
 use common::*;
 use dnsmasq::{Dnsmasq, ip_of};
 
+/// On drop, removes the resolv.conf files nicslice wrote under /etc/netns
+/// for this test's namespaces (those named PREFIX-...), so that a test that
+/// fails before its detach leaves nothing there either.
+struct EtcNetns(String);
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir("/etc/netns") else { return };
+        for dir in dirs.flatten() {
+            if !dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.0)) {
+                continue;
+            }
+            let file = dir.path().join("resolv.conf");
+            let ours = std::fs::read_to_string(&file)
+                .is_ok_and(|t| t.starts_with("# written by nicslice"));
+            if ours {
+                let _ = std::fs::remove_file(&file);
+                let _ = std::fs::remove_dir(dir.path());
+            }
+        }
+    }
+}
+
 /// The MAC the switch namespace's neighbour table holds for `ip`.
 fn switch_neighbour(lab: &Lab, ip: &str) -> Option<String> {
     let out = std::process::Command::new("ip")
@@ -47,6 +70,7 @@ fn valid_lifetime(netns: &str, ifname: &str) -> u64 {
 #[test]
 fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
     let mut lab = Lab::new("dhcp");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(mut server) = Dnsmasq::start(&lab.switch, "leases") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -166,6 +190,7 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn no_server_fails_within_the_timeout_and_leaves_nothing() {
     let mut lab = Lab::new("dhcp0");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     // A server that ran and stopped: nothing answers on the link now.
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -186,6 +211,7 @@ fn no_server_fails_within_the_timeout_and_leaves_nothing() {
 #[test]
 fn dhcp_requests_that_cannot_work_are_refused() {
     let mut lab = Lab::new("dhcpno");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     lab.fails(
         &[
             "network",
@@ -223,6 +249,7 @@ fn dhcp_requests_that_cannot_work_are_refused() {
 #[test]
 fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     let mut lab = Lab::new("dhcpag");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(mut server) = Dnsmasq::start(&lab.switch, "agent") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -296,6 +323,7 @@ fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
 #[test]
 fn attach_starts_one_agent_which_stops_when_idle() {
     let mut lab = Lab::new("dhcpon");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(_server) = Dnsmasq::start(&lab.switch, "ondemand") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (_ns1, n1) = lab.netns("ns1");
@@ -343,6 +371,7 @@ fn attach_starts_one_agent_which_stops_when_idle() {
 #[test]
 fn one_mac_two_clients_by_client_identifier() {
     let mut lab = Lab::new("dhcpmac");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start(&lab.switch, "mac") else { return };
     let host2 = lab.world.host(&lab.switch, "host2", "eth0", None).unwrap();
     let state2 = std::env::temp_dir().join(format!("{}-2.db", lab.world.prefix()));
@@ -395,6 +424,7 @@ fn one_mac_two_clients_by_client_identifier() {
 #[test]
 fn a_failed_step_gives_the_lease_back_and_leaves_nothing() {
     let mut lab = Lab::new("dhcpfail");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start(&lab.switch, "fail") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -429,6 +459,7 @@ fn a_failed_step_gives_the_lease_back_and_leaves_nothing() {
 #[test]
 fn detach_after_the_namespace_is_gone_still_releases() {
     let mut lab = Lab::new("dhcpgone");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start(&lab.switch, "gone") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
@@ -451,6 +482,7 @@ fn detach_after_the_namespace_is_gone_still_releases() {
 #[test]
 fn reverse_path_filtering_does_not_stop_the_exchange() {
     let mut lab = Lab::new("dhcprp");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start(&lab.switch, "rp") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
