@@ -470,6 +470,21 @@ fn detach_after_the_namespace_is_gone_still_releases() {
     nicslice_kernel::netns::delete_named(&n1).unwrap();
     lab.ok(&["detach", "lan", "--netns", &n1]);
     assert!(server.released(&ip), "RELEASE through the parent: {:?}", server.leases());
+
+    // The same, found by the agent before any detach: it releases the lease
+    // and keeps it no longer (no pass finds it due again).
+    let (ns2, n2) = lab.netns("ns2");
+    let view = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    drop(ns2);
+    nicslice_kernel::netns::delete_named(&n2).unwrap();
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    let lost = report["lost"].as_array().unwrap();
+    assert!(lost.len() == 1 && lost[0].as_str().unwrap().contains("namespace is gone"), "{report}");
+    assert!(server.released(&ip), "{:?}", server.leases());
+    assert!(lab.json(&["dhcp-agent", "--once"])["next_due"].is_null(), "nothing held");
+    assert!(!Path::new(&format!("/etc/netns/{n2}")).exists(), "no resolv.conf left");
+    lab.ok(&["detach", "lan", "--netns", &n2]);
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
     assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf left");
     lab.ok(&["network", "rm", "lan"]);

@@ -101,7 +101,11 @@ impl Engine {
             let ns = match NetnsTarget::Path(path).open() {
                 Ok(ns) if netns_id(&ns) == holder.endpoint.netns_id => ns,
                 _ => {
-                    report.failed.push(format!("{}: namespace is gone", holder.label));
+                    // Its link went with it: nothing to renew for. Give the
+                    // lease back on its behalf through the parent, as detach
+                    // does, and stop keeping it.
+                    self.release_orphan(&lease, &holder, network.spec.parent.as_str())?;
+                    report.lost.push(format!("{}: its namespace is gone; released", holder.label));
                     continue;
                 }
             };
@@ -113,7 +117,12 @@ impl Engine {
                     "{}: refused (DHCPNAK); now {address} for {secs} s",
                     holder.label
                 )),
-                Ok(Outcome::Lost(why)) => report.lost.push(format!("{}: {why}", holder.label)),
+                Ok(Outcome::Lost(why)) => {
+                    // Never kept again (a lease left held would be due at
+                    // every pass).
+                    self.forget(endpoint_id)?;
+                    report.lost.push(format!("{}: {why}", holder.label))
+                }
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
             }
         }
@@ -261,6 +270,32 @@ impl Engine {
         })?;
         tx.commit()?;
         Ok(granted)
+    }
+
+    /// RELEASE, through the parent in the host namespace, of a lease whose
+    /// endpoint's namespace is gone; its resolv.conf and row go too.
+    fn release_orphan(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        parent: &str,
+    ) -> Result<()> {
+        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
+            (holder.endpoint.mac, lease.address.addr(), lease.server)
+        {
+            let client_id = &lease.client_id;
+            super::send_release(&self.host, parent, mac, client_id, address, server, false);
+        }
+        super::forget_resolv_conf(lease, &holder.network, holder.endpoint.ifname.as_str());
+        self.forget(holder.endpoint.id)
+    }
+
+    /// Marks the leases of `endpoint` released in the store.
+    fn forget(&mut self, endpoint: nicslice_store::EndpointId) -> Result<()> {
+        let tx = self.store.write()?;
+        tx.release_dhcp_leases(endpoint)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Takes a lost lease's address off its link (and the DNS servers it
