@@ -33,6 +33,15 @@ if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! static_bu
 fi
 export NICSLICE_REQUIRE_PODMAN=1
 
+# A real DHCP server for crates/cli/tests/dhcp.rs (dnsmasq, started by the
+# test itself inside its switch namespace).
+if ! command -v dnsmasq >/dev/null; then
+    echo "== installing dnsmasq-base"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends dnsmasq-base) >/dev/null
+fi
+export NICSLICE_REQUIRE_DNSMASQ=1
+
 # Real servers the tests start themselves in their own namespaces: etcd for
 # the fleet pool (crates/cli/tests/fleet.rs). A service the package starts
 # is not used (the tests run their own on their own addresses).

@@ -36,10 +36,12 @@ copy_executable() {
 # resolve_modules and build_tests, unless the one there has the same inputs.
 # Sets INITRAMFS.
 build_initramfs() {
-    local libs manifest hash stamp root f i
+    local libs manifest hash stamp root f i servers=()
     INITRAMFS=$CACHE/initramfs.cpio
     stamp=$INITRAMFS.sha256
-    mapfile -t libs < <(shared_libraries "$NICSLICE_EXE" "${TEST_EXES[@]}")
+    # The DHCP server vm_dhcp starts, when the host has it.
+    [ -x /usr/sbin/dnsmasq ] && servers+=(/usr/sbin/dnsmasq)
+    mapfile -t libs < <(shared_libraries "$NICSLICE_EXE" "${TEST_EXES[@]}" "${servers[@]}")
 
     # What goes in, and from where: the manifest and the content of every
     # input make the hash; the harness scripts count as inputs too.
@@ -51,13 +53,14 @@ build_initramfs() {
             printf 'test %s %s\n' "${TEST_NAMES[$i]}" "${TEST_EXES[$i]}"
         done
         printf 'lib %s\n' "${libs[@]}"
+        printf 'server %s\n' "${servers[@]}"
         printf 'module %s\n' "${MODULES[@]}"
         printf 'test-args %s\n' "${NICSLICE_VM_TEST_ARGS:-}"
     } >"$manifest"
     hash=$(
         {
             cat "$manifest"
-            sha256sum /bin/busybox "$NICSLICE_EXE" "${TEST_EXES[@]}" "${libs[@]}" \
+            sha256sum /bin/busybox "$NICSLICE_EXE" "${TEST_EXES[@]}" "${libs[@]}" "${servers[@]}" \
                 "${MODULES[@]}" "$VMTEST_DIR"/init "$VMTEST_DIR"/lib/*.sh
         } | sha256sum | cut -d' ' -f1
     )
@@ -77,6 +80,9 @@ build_initramfs() {
         copy_at_path "$f" "$root"
     done
     copy_executable "$NICSLICE_EXE" "$root"
+    for f in "${servers[@]}"; do
+        copy_executable "$f" "$root"
+    done
     : >"$root/vmtest/tests"
     for i in "${!TEST_NAMES[@]}"; do
         copy_executable "${TEST_EXES[$i]}" "$root"

@@ -24,6 +24,8 @@ nicslice network create lan --parent ens160 --mode bridge --subnet 192.168.0.0/1
 --gateway 192.168.1.1 --ip-range 192.168.179.0/24\n  \
 nicslice attach lan --netns ns1\n  \
 nicslice attach lan --netns ns2 --ip 192.168.179.13\n  \
+nicslice network create home --parent ens160 --ipam dhcp\n  \
+nicslice attach home --netns ns3\n  \
 nicslice endpoint ls lan --json\n  \
 nicslice detach lan --netns ns1\n  \
 nicslice network rm lan"
@@ -125,6 +127,27 @@ pub enum Command {
     /// Manage the CNI plugins' lease database (nicslice-ipam's leases).
     #[command(subcommand)]
     CniLeases(CniLeasesCommand),
+    /// Keep the DHCP leases of `--ipam dhcp` endpoints: renew at T1, rebind
+    /// at T2, take an address whose lease ran out off its link. Runs until
+    /// killed (one per state database); everything it knows is in the state
+    /// database, so a killed agent started again carries on.
+    DhcpAgent(DhcpAgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DhcpAgentArgs {
+    /// One pass over the leases, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Renew every lease now, not at its T1 (with --once: `renew all`).
+    #[arg(long)]
+    pub now: bool,
+    /// Seconds to wait for a server's answer to each renewal.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Exit after a pass that finds no lease held (how `attach` starts it).
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +281,11 @@ pub struct NetworkCreateArgs {
     /// (default 3600).
     #[arg(long, value_name = "SECS", requires = "probe_conflicts")]
     pub probe_cooldown: Option<u64>,
+    /// Where endpoint addresses come from: pool (nicslice's allocator over
+    /// --subnet, the default) or dhcp (a DHCPv4 server on the parent's link,
+    /// asked by each endpoint with its own client identifier; no --subnet).
+    #[arg(long, default_value = "pool", value_parser = ["pool", "dhcp"])]
+    pub ipam: String,
 }
 
 /// How to name the target namespace.
@@ -313,6 +341,20 @@ pub struct AttachArgs {
     /// gateway on one of the network's subnets. Repeatable.
     #[arg(long = "route", value_name = "DEST[,via=GW]")]
     pub routes: Vec<String>,
+    /// DHCP networks: the client identifier to present, as text or as
+    /// hex bytes (01:aa:bb:...); default: derived from network, namespace
+    /// and interface name, so a re-attached endpoint gets its address back.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// DHCP networks: seconds to wait for the server before giving up (and
+    /// undoing everything).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub dhcp_timeout: f64,
+    /// DHCP networks: do not start `nicslice dhcp-agent` (one is started
+    /// when none runs for this state database; use this when a service
+    /// manager runs it).
+    #[arg(long)]
+    pub no_agent: bool,
 }
 
 #[derive(Debug, Args)]

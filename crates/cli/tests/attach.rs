@@ -322,17 +322,20 @@ fn a_namespace_reusing_a_dead_ones_inode_is_not_mistaken_for_it() {
 
     // Namespaces until one has the dead one's inode (the kernel frees it
     // once the namespace is cleaned up, and hands it out again at once).
+    // The others are kept alive meanwhile: a namespace deleted here would
+    // free an inode lower than the dead one's, taken again next time round.
     let mut reuse = None;
+    let mut held = Vec::new();
     for k in 0..200 {
         let (ns, name) = lab.netns(&format!("new{k}"));
         if ns.id().ino == old_ino {
             reuse = Some((ns, name));
             break;
         }
-        drop(ns);
-        nicslice_kernel::netns::delete_named(&name).unwrap();
+        held.push(ns);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    drop(held);
     let (new, new_name) = reuse.expect("the kernel reused the inode within 200 namespaces");
 
     let listed = lab.json(&["endpoint", "ls"]);

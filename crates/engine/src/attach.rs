@@ -39,6 +39,8 @@ pub struct AttachRequest {
     pub default_route: bool,
     /// Routes besides the default one (`--route`).
     pub routes: Vec<RouteRequest>,
+    /// DHCP settings, used on a `--ipam dhcp` network.
+    pub dhcp: crate::dhcp::DhcpRequest,
 }
 
 /// What an endpoint row keeps besides its addresses (those are its leases).
@@ -186,6 +188,13 @@ impl Engine {
         let spec = valid.spec().clone();
 
         // Requests that make no sense for this network.
+        let is_dhcp = spec.ipam == nicslice_model::Ipam::Dhcp;
+        if is_dhcp && !req.ips.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "--ip does not apply to network {}: its addresses come from DHCP",
+                spec.name
+            )));
+        }
         let mut families = [false, false];
         for ip in &req.ips {
             let slot = &mut families[usize::from(ip.is_ipv6())];
@@ -252,6 +261,8 @@ impl Engine {
         let owner = intent::this_process()?;
         let faults = self.faults;
         let answered = crate::probe::state_db::Answered::default(); // issue 14
+        // DHCP: a lease granted but not committed is given back on failure.
+        let mut dhcp_held: Option<crate::dhcp::Held> = None;
 
         // The intent, committed before the kernel is touched. Stop signals
         // wait from here until the work is whole (done or undone); the wait
@@ -293,7 +304,7 @@ impl Engine {
             tx.commit()?;
             (endpoint_id, leases)
         };
-        let addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+        let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {
@@ -340,33 +351,63 @@ impl Engine {
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is quarantined and replaced in
             // `leases` (kept by the intent, committed before going on).
-            let realized = match spec.probe {
-                Some(spec) => {
-                    let tx = self.store.write()?;
-                    let probing = crate::probe::Probing { spec, parent_ns: &self.host };
-                    let mut claim = crate::probe::state_db::StateDbClaim {
-                        tx: &tx,
-                        network: record.id,
-                        endpoint: endpoint_id,
-                        leases: &mut leases,
-                        fixed: &req.ips,
-                        answered: &answered,
-                    };
-                    let realized = crate::probe::realize_claiming(
-                        &mut plan,
-                        probing,
-                        &mut claim,
-                        Policy::CLI,
-                        &mut place,
-                        faults,
-                        &mut undo,
-                    )?;
-                    tx.commit()?;
-                    realized
+            let realized = if is_dhcp {
+                // --- DHCP (crate::dhcp): the address comes from the server ---
+                let tx = self.store.write()?;
+                let who = crate::dhcp::Who {
+                    network: spec.name.as_str(),
+                    netns: &req.netns,
+                    ifname: req.ifname.as_str(),
+                };
+                let (realized, held) = crate::dhcp::realize(
+                    &plan,
+                    &who,
+                    &req.dhcp,
+                    &tx,
+                    &extra,
+                    req.default_route,
+                    child.is_noarp(),
+                    &mut place,
+                    faults,
+                    &mut undo,
+                )?;
+                held.record(&tx, endpoint_id)?;
+                tx.commit()?;
+                addresses.push(IpNet::V4(held.granted.address));
+                dhcp_held = Some(held);
+                realized
+                // --- end DHCP ---
+            } else {
+                match spec.probe {
+                    Some(spec) => {
+                        let tx = self.store.write()?;
+                        let probing = crate::probe::Probing { spec, parent_ns: &self.host };
+                        let mut claim = crate::probe::state_db::StateDbClaim {
+                            tx: &tx,
+                            network: record.id,
+                            endpoint: endpoint_id,
+                            leases: &mut leases,
+                            fixed: &req.ips,
+                            answered: &answered,
+                        };
+                        let realized = crate::probe::realize_claiming(
+                            &mut plan,
+                            probing,
+                            &mut claim,
+                            Policy::CLI,
+                            &mut place,
+                            faults,
+                            &mut undo,
+                        )?;
+                        tx.commit()?;
+                        realized
+                    }
+                    None => endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?,
                 }
-                None => endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?,
             };
-            let addresses = plan.addresses.clone();
+            if !is_dhcp {
+                addresses = plan.addresses.clone();
+            }
             if let Some(shim) = shim {
                 let ips: Vec<IpAddr> = addresses.iter().map(IpNet::addr).collect();
                 crate::shim::route_endpoint(&mut place.host, &shim, &ips, &mut undo)?;
@@ -391,9 +432,11 @@ impl Engine {
             let tx = self.store.write()?;
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
             tx.set_endpoint_state(endpoint_id, EndpointState::Attached, None)?;
+            let dhcp = crate::dhcp::view_of(&tx, endpoint_id)?.1;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {
+                dhcp,
                 network: spec.name.to_string(),
                 netns: req.netns.path().display().to_string(),
                 ifname: req.ifname.to_string(),
@@ -412,6 +455,9 @@ impl Engine {
                 Ok(view)
             }
             Err(error) => {
+                if let Some(held) = &dhcp_held {
+                    held.give_back(&place.target_ns);
+                }
                 let error = place.abort(undo, error);
                 // The kernel is back as it was: the intent goes with its
                 // leases. Should that fail, the intent stays, and the next

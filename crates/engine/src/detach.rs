@@ -33,12 +33,17 @@ pub(crate) fn endpoint_view(
     ep: &EndpointRecord,
 ) -> Result<EndpointView> {
     let details = details_of(ep);
+    let mut addresses: Vec<ipnet::IpNet> =
+        tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect();
+    let (dhcp_addresses, dhcp) = crate::dhcp::view_of(tx, ep.id)?;
+    addresses.extend(dhcp_addresses);
     Ok(EndpointView {
+        dhcp,
         network: network.to_string(),
         netns: ep.netns.clone(),
         ifname: ep.ifname.to_string(),
         mac: ep.mac,
-        addresses: tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect(),
+        addresses,
         gateways: details.gateways,
         tap_device: details.tap_device,
         source_macs: details.source_macs,
@@ -116,7 +121,7 @@ impl Engine {
         let target = match open_target(&req.netns) {
             Ok(ns) => {
                 let sock = RouteSocket::open_in(&ns)?;
-                Some((NsIdentity::of(&ns, &sock)?, sock))
+                Some((NsIdentity::of(&ns, &sock)?, sock, ns))
             }
             Err(EngineError::NotFound(_)) => None,
             Err(e) => return Err(e),
@@ -126,7 +131,7 @@ impl Engine {
         let recorded_path = req.netns.path().display().to_string();
         let tx = self.store.write()?;
         let mut endpoint = match &target {
-            Some((identity, _)) => recorded_in(&tx, *identity, &req.ifname)?,
+            Some((identity, _, _)) => recorded_in(&tx, *identity, &req.ifname)?,
             None => None,
         };
         // Not in the namespace the path names now: a record under that path
@@ -154,7 +159,10 @@ impl Engine {
         refuse_in_flight(&endpoint)?;
         let view = endpoint_view(&tx, &record.spec.name.to_string(), &endpoint)?;
         let addresses: Vec<std::net::IpAddr> = view.addresses.iter().map(|a| a.addr()).collect();
-        let (Some((_, mut sock)), false) = (target, stale) else {
+        let parent = (&self.host, record.spec.parent.as_str());
+        let (Some((_, mut sock, ns)), false) = (target, stale) else {
+            // DHCP: released through the parent on the endpoint's behalf.
+            crate::dhcp::release(&tx, None, parent, &req.network, &endpoint)?;
             unroute_from_shim(&self.host, &tx, record.id, &addresses)?;
             tx.delete_endpoint(endpoint.id)?;
             faults.check(Step::StoreCommit)?;
@@ -165,6 +173,8 @@ impl Engine {
         // The intent, then the link (no way back from there: the detach is
         // finished whatever comes, stop signals included), then the release.
         let _shield = Shield::raise()?;
+        // DHCP: RELEASE from the endpoint's own address, while it has it.
+        crate::dhcp::release(&tx, Some(&ns), parent, &req.network, &endpoint)?;
         tx.set_endpoint_state(endpoint.id, EndpointState::Detaching, Some(owner))?;
         tx.commit()?;
         let removed = remove_ours(

@@ -35,9 +35,17 @@ impl Engine {
         let tx = self.store.write()?;
         let endpoints = tx.endpoints(network.id)?;
         let mut views = Vec::with_capacity(endpoints.len());
+        let dhcp = network.spec.ipam == nicslice_model::Ipam::Dhcp;
         for ep in &endpoints {
             crate::detach::refuse_in_flight(ep)?;
             views.push(crate::detach::endpoint_view(&tx, network.spec.name.as_str(), ep)?);
+            if dhcp {
+                // RELEASE while the link still holds its address (through the
+                // parent when the namespace is gone).
+                let ns = nicslice_kernel::NetnsTarget::Path(ep.netns.clone().into()).open().ok();
+                let parent = (&self.host, network.spec.parent.as_str());
+                crate::dhcp::release(&tx, ns.as_ref(), parent, network.spec.name.as_str(), ep)?;
+            }
             tx.set_endpoint_state(ep.id, EndpointState::Detaching, Some(owner))?;
         }
         tx.commit()?;

@@ -285,6 +285,7 @@ impl Engine {
                     source_macs: ep.source_macs.clone(),
                     default_route: !ep.gateways.is_empty(),
                     routes: ep.routes.clone(),
+                    dhcp: Default::default(),
                 })
                 .map(|_| ())
             }

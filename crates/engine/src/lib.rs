@@ -11,6 +11,7 @@
 mod attach;
 mod detach;
 mod detach_many;
+pub mod dhcp;
 mod doctor;
 pub mod endpoint;
 pub mod error;

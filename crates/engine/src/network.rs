@@ -227,6 +227,7 @@ pub(crate) fn network_view(spec: &NetworkSpec, endpoints: usize) -> NetworkView 
         mtu: spec.mtu,
         promisc: spec.promisc,
         subnets,
+        ipam: spec.ipam.to_string(),
         endpoints,
     }
 }

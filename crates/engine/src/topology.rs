@@ -89,7 +89,12 @@ impl Engine {
                     nodst: net.spec.flags.nodst,
                     source_macs: details.source_macs.iter().map(|m| MacRef::Mac(*m)).collect(),
                     mac: ep.mac,
-                    addresses: tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect(),
+                    addresses: tx
+                        .leases_of(ep.id)?
+                        .iter()
+                        .map(|l| l.address())
+                        .chain(crate::dhcp::view_of(&tx, ep.id)?.0)
+                        .collect(),
                     gateway: details.gateways.first().copied(),
                     default_dev: details.default_dev,
                     routes: details

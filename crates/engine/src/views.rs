@@ -26,6 +26,8 @@ pub struct NetworkView {
     pub mtu: Option<u32>,
     pub promisc: bool,
     pub subnets: Vec<SubnetView>,
+    /// "pool" (the subnets above) or "dhcp".
+    pub ipam: String,
     pub endpoints: usize,
 }
 
@@ -52,6 +54,9 @@ pub struct EndpointView {
     /// "stale" when its namespace is gone (its addresses are still held:
     /// `detach` releases them, and so does an attach that needs the room).
     pub state: &'static str,
+    /// The DHCP lease of an endpoint on a `--ipam dhcp` network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<crate::dhcp::LeaseView>,
 }
 
 /// The parent as the kernel reports it now.

@@ -3,7 +3,10 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_core::NLM_F_REPLACE;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
@@ -45,6 +48,23 @@ impl RouteSocket {
             &format!("add address {addr}"),
             RouteNetlinkMessage::NewAddress(msg),
             CREATE_EXCL,
+        )
+    }
+
+    /// Gives address `addr` on `index` a lifetime of `secs` seconds, after
+    /// which the kernel removes it by itself (`ip address change ADDR dev
+    /// DEV valid_lft SECS preferred_lft SECS`): a DHCP address then goes
+    /// when its lease runs out unrenewed, whoever is running.
+    pub fn set_address_lifetime(&mut self, index: u32, addr: IpNet, secs: u32) -> Result<()> {
+        let mut msg = address_message(index, addr);
+        let mut lifetime = CacheInfo::default();
+        lifetime.ifa_preferred = secs;
+        lifetime.ifa_valid = secs;
+        msg.attributes.push(AddressAttribute::CacheInfo(lifetime));
+        self.execute(
+            &format!("set the lifetime of address {addr}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_REPLACE,
         )
     }
 

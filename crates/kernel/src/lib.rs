@@ -2,13 +2,14 @@
 //!
 //! Netlink (netlink-packet-route over synchronous netlink-sys sockets, one per
 //! namespace), namespace handling, sysctls under `/proc/sys`, raw sockets for
-//! probes (ICMP echo, ARP, NDP). No shelling out to `ip`,
+//! probes (ICMP echo, ARP, NDP), the DHCP client's socket. No shelling out to `ip`,
 //! `ping` or `sysctl`, and no policy: deciding what is allowed belongs to the
 //! model and the engine.
 
 pub mod addr;
 pub mod address_claim;
 pub mod arp;
+pub mod dhcp_socket;
 pub mod error;
 pub mod events;
 pub mod identity;
@@ -27,6 +28,7 @@ pub mod sysctl;
 pub mod tap;
 pub mod topology;
 
+pub use dhcp_socket::DhcpSocket;
 pub use error::{KernelError, Result};
 pub use identity::ProcessId;
 pub use link::{Link, LinkBrief, MacvlanState};

@@ -18,5 +18,5 @@ pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
 pub use network::{
-    NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet,
+    Ipam, NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet,
 };

@@ -1,5 +1,5 @@
 //! The store layer of nicslice: the only place that persists. Networks, their
-//! address pools and leases, and endpoints live in one SQLite database (WAL,
+//! address pools and leases, endpoints and their DHCP leases live in one SQLite database (WAL,
 //! safe for many concurrent processes). The CNI plugin's leases live apart,
 //! in an LMDB file (`cni_ipam`: a process per call, which must not spend its
 //! time parsing SQL).
@@ -14,6 +14,7 @@
 mod blob;
 mod book;
 pub mod cni_ipam;
+mod dhcp_leases;
 mod error;
 mod files;
 pub mod fleet;
@@ -29,6 +30,7 @@ mod shims;
 mod store;
 mod write;
 
+pub use dhcp_leases::DhcpLeaseRecord;
 pub use error::StoreError;
 pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};
 pub use owned::OwnedLink;

@@ -148,6 +148,28 @@ pub trait StoreRead: sealed::Conn {
         many(self.conn(), &sql, params![endpoint.0], lease_row, "listing leases")
     }
 
+    /// The DHCP leases `endpoint` holds.
+    fn dhcp_leases_of(
+        &self,
+        endpoint: EndpointId,
+    ) -> Result<Vec<crate::DhcpLeaseRecord>, StoreError> {
+        crate::dhcp_leases::of_endpoint(self.conn(), endpoint)
+    }
+
+    /// Every DHCP lease an endpoint holds, soonest renewal first.
+    fn held_dhcp_leases(&self) -> Result<Vec<crate::DhcpLeaseRecord>, StoreError> {
+        crate::dhcp_leases::held(self.conn())
+    }
+
+    /// The DHCP lease last recorded for a client identifier, held or released.
+    fn dhcp_lease_of_client(
+        &self,
+        client_id: &[u8],
+        family: u8,
+    ) -> Result<Option<crate::DhcpLeaseRecord>, StoreError> {
+        crate::dhcp_leases::of_client(self.conn(), client_id, family)
+    }
+
     /// The host-access shim of `network`, if it has one.
     fn shim(&self, network: NetworkId) -> Result<Option<crate::ShimRecord>, StoreError> {
         crate::shims::of_network(self.conn(), network)

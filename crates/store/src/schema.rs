@@ -108,6 +108,26 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (pool_id, ip_offset) REFERENCES leases(pool_id, ip_offset) ON DELETE CASCADE
     ) WITHOUT ROWID;
     "#,
+    // 6: DHCP leases, by client identifier and family. A row outlives its
+    // endpoint (endpoint_id NULL once released) so that the same client
+    // asks for the same address again when it is attached again.
+    r#"
+    CREATE TABLE dhcp_leases (
+        client_id    BLOB    NOT NULL,
+        family       INTEGER NOT NULL CHECK (family IN (4, 6)),
+        endpoint_id  INTEGER NULL REFERENCES endpoints(id) ON DELETE SET NULL,
+        address      TEXT    NOT NULL,
+        server       TEXT    NOT NULL,
+        lease_secs   INTEGER NOT NULL,
+        acquired_at  INTEGER NOT NULL,
+        renew_at     INTEGER NOT NULL,
+        rebind_at    INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        details_json TEXT    NOT NULL,
+        PRIMARY KEY (client_id, family)
+    );
+    CREATE INDEX dhcp_leases_by_endpoint ON dhcp_leases(endpoint_id);
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -28,6 +28,10 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
             .iter()
             .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!(e)))
             .collect::<anyhow::Result<_>>()?,
+        dhcp: nicslice_engine::dhcp::DhcpRequest {
+            client_id: a.client_id,
+            timeout: dhcp_timeout(a.dhcp_timeout)?,
+        },
     };
     let view = match g.engine()?.attach(req) {
         Ok(view) => view,
@@ -38,6 +42,9 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    if view.dhcp.is_some() && !a.no_agent {
+        super::dhcp_agent::ensure_running(g);
+    }
     if g.json {
         return output::json(&view);
     }
@@ -58,7 +65,17 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
     if let Some(tap) = &view.tap_device {
         println!("  tap device {tap}");
     }
+    if let Some(lease) = &view.dhcp {
+        println!("  DHCP lease from {} for {} s", lease.server, lease.lease_secs);
+    }
     Ok(())
+}
+
+fn dhcp_timeout(seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        anyhow::bail!("--dhcp-timeout {seconds}: give a number of seconds above 0, at most 3600");
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 pub fn detach(g: &Globals, a: DetachArgs) -> anyhow::Result<()> {

@@ -28,11 +28,12 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
                         addresses(&e.addresses),
                         e.gateways.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
                         e.state.to_string(),
+                        e.dhcp.as_ref().map_or_else(|| "-".to_string(), lease_times),
                     ]
                 })
                 .collect();
             output::table(
-                &["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY", "STATE"],
+                &["NETWORK", "NETNS", "IFNAME", "MAC", "ADDRESSES", "GATEWAY", "STATE", "LEASE"],
                 &rows,
             );
         }
@@ -87,4 +88,19 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A DHCP lease in one cell: its server, length and what is left of it.
+fn lease_times(lease: &nicslice_engine::dhcp::LeaseView) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let left = |at: i64| format!("{}s", (at - now).max(0));
+    format!(
+        "dhcp {} {}s (renew in {}, expires in {})",
+        lease.server,
+        lease.lease_secs,
+        left(lease.renew_at),
+        left(lease.expires_at)
+    )
 }

@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod cni_leases;
+mod dhcp_agent;
 mod doctor;
 mod endpoint;
 mod events;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),
         Command::InstallCni(args) => install_cni::run(&args),
         Command::CniLeases(cmd) => cni_leases::run(cmd, globals.json),
+        Command::DhcpAgent(args) => dhcp_agent::run(&globals, &args),
     }
 }
 

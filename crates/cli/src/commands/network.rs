@@ -56,11 +56,15 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
                         n.driver.clone(),
                         n.mode.clone(),
                         n.parent.clone(),
-                        n.subnets
-                            .iter()
-                            .map(|s| s.subnet.to_string())
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        if n.ipam == "dhcp" {
+                            "(dhcp)".to_string()
+                        } else {
+                            n.subnets
+                                .iter()
+                                .map(|s| s.subnet.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        },
                         n.endpoints.to_string(),
                     ]
                 })
@@ -76,6 +80,9 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
             println!("network {} ({} {} on {})", n.name, n.driver, n.mode, n.parent);
             if !n.flags.is_empty() {
                 println!("  flags: {}", n.flags.join(","));
+            }
+            if n.ipam == "dhcp" {
+                println!("  addresses from DHCP (each endpoint its own client identifier)");
             }
             for s in &n.subnets {
                 let range = s.ip_range.map(|r| format!(", range {r}")).unwrap_or_default();
@@ -169,6 +176,7 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     spec.bcqueuelen = a.bcqueuelen;
     spec.bclim = a.bclim;
     spec.promisc = a.promisc;
+    spec.ipam = a.ipam.parse()?;
     spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {
         timeout_ms,
         cooldown_s: a.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),

@@ -24,7 +24,7 @@ pub struct Lab {
 impl Drop for Lab {
     /// The state database is the test's own: it goes with the world.
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in ["", "-wal", "-shm", "-journal", "-lock", ".dhcp-agent.lock"] {
             let mut path = self.state.clone().into_os_string();
             path.push(suffix);
             let _ = std::fs::remove_file(path);

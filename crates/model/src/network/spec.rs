@@ -81,6 +81,9 @@ pub struct NetworkSpec {
     /// in records made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeSpec>,
+    /// Where endpoint addresses come from (records made before DHCP: the pool).
+    #[serde(default, skip_serializing_if = "Ipam::is_pool")]
+    pub ipam: Ipam,
 }
 
 /// Conflict probing: an ARP probe (IPv4) or the kernel's DAD (IPv6) for each
@@ -108,6 +111,45 @@ impl ProbeSpec {
 
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(u64::from(self.timeout_ms))
+    }
+}
+
+/// Where a network's endpoints get their addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipam {
+    /// nicslice's own allocator over the network's subnets.
+    #[default]
+    Pool,
+    /// A DHCPv4 server on the parent's link, asked by each endpoint.
+    Dhcp,
+}
+
+impl Ipam {
+    pub fn is_pool(&self) -> bool {
+        *self == Ipam::Pool
+    }
+}
+
+impl std::str::FromStr for Ipam {
+    type Err = crate::ModelError;
+    fn from_str(s: &str) -> Result<Ipam, crate::ModelError> {
+        match s {
+            "pool" | "static" => Ok(Ipam::Pool),
+            "dhcp" => Ok(Ipam::Dhcp),
+            other => Err(crate::ModelError::Invalid(format!(
+                "--ipam {other}: expected pool (nicslice's allocator over --subnet) or dhcp"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Ipam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ipam::Pool => "pool",
+            Ipam::Dhcp => "dhcp",
+        })
     }
 }
 
@@ -144,6 +186,7 @@ impl NetworkSpec {
             promisc: false,
             subnets: Vec::new(),
             probe: None,
+            ipam: Ipam::Pool,
         }
     }
 }
@@ -161,6 +204,7 @@ mod tests {
         assert_eq!(spec.mtu, None);
         assert!(!spec.promisc);
         assert_eq!(spec.subnets[0], SubnetSpec::new("192.168.179.0/24".parse().unwrap()));
+        assert_eq!(spec.ipam, Ipam::Pool, "a record from before DHCP uses the pool");
     }
 
     #[test]

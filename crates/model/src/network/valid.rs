@@ -30,6 +30,7 @@ impl NetworkSpec {
         let invalid =
             |reason: String| ModelError::InvalidNetwork { network: self.name.to_string(), reason };
         check_mode_and_flags(&self).map_err(invalid)?;
+        check_dhcp(&self).map_err(invalid)?;
         let subnets = self
             .subnets
             .iter()
@@ -84,6 +85,31 @@ fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
         return Err(
             "flag nopromisc and promisc contradict each other; keep one of them".to_string()
         );
+    }
+    Ok(())
+}
+
+/// DHCP needs broadcast both ways on the link, and a link the host configures.
+fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
+    if spec.ipam != super::Ipam::Dhcp {
+        return Ok(());
+    }
+    if !spec.subnets.is_empty() {
+        return Err("--ipam dhcp takes the addresses from the DHCP server; drop --subnet".into());
+    }
+    if spec.driver.has_tap() {
+        return Err(format!(
+            "--ipam dhcp does not apply to {}: the VM behind the tap runs its own DHCP client",
+            spec.driver
+        ));
+    }
+    // Seed 001: ipvlan l3/l3s children receive no broadcast at all.
+    if matches!(spec.mode, crate::LinkMode::Ipvlan(crate::IpvlanMode::L3 | crate::IpvlanMode::L3s))
+    {
+        return Err(format!(
+            "--ipam dhcp needs broadcast, which ipvlan {} children never receive; use mode l2",
+            spec.mode
+        ));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod allocation;
 mod common;
 mod concurrency;
+mod dhcp_leases;
 mod endpoints;
 mod files;
 mod networks;

@@ -1,0 +1,513 @@
+//! DHCP networks against a real server: dnsmasq, started by the test inside
+//! the switch namespace of its world (serving 192.168.0.0/24 on br0, its
+//! lease file in a temporary directory) and killed by its pid at the end.
+//! Two macvlan children get two leases with their own client identifiers,
+//! the default route and the DNS server from the answer; detach releases
+//! (the server's lease file drops the address); a re-attached endpoint gets
+//! its address back; with no server, attach fails within its timeout and
+//! leaves no link, no lease and no record.
+
+mod common;
+mod dnsmasq;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dnsmasq::{Dnsmasq, ip_of};
+
+/// On drop, removes the resolv.conf files nicslice wrote under /etc/netns
+/// for this test's namespaces (those named PREFIX-...), so that a test that
+/// fails before its detach leaves nothing there either.
+struct EtcNetns(String);
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir("/etc/netns") else { return };
+        for dir in dirs.flatten() {
+            if !dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.0)) {
+                continue;
+            }
+            let file = dir.path().join("resolv.conf");
+            let ours = std::fs::read_to_string(&file)
+                .is_ok_and(|t| t.starts_with("# written by nicslice"));
+            if ours {
+                let _ = std::fs::remove_file(&file);
+                let _ = std::fs::remove_dir(dir.path());
+            }
+        }
+    }
+}
+
+/// The MAC the switch namespace's neighbour table holds for `ip`.
+fn switch_neighbour(lab: &Lab, ip: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-n", &lab.world.name_of("sw"), "neigh", "show", ip])
+        .output()
+        .expect("ip neigh show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    json[0]["lladdr"].as_str().map(str::to_string)
+}
+
+/// What the kernel says is left of the IPv4 address on `ifname` in the
+/// iproute2 namespace `netns` (`valid_lft`, seconds; u32::MAX for "forever").
+fn valid_lifetime(netns: &str, ifname: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-n", netns, "address", "show", "dev", ifname])
+        .output()
+        .expect("ip address show");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    json[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["family"] == "inet")
+        .and_then(|a| a["valid_life_time"].as_u64())
+        .expect("an IPv4 address with a lifetime")
+}
+
+#[test]
+fn dhcp_leases_per_child_route_dns_release_and_same_address_again() {
+    let mut lab = Lab::new("dhcp");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "leases") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    assert!(lab.ok(&["network", "ls"]).contains("(dhcp)"));
+    assert_eq!(lab.json(&["network", "ls"])[0]["ipam"], "dhcp");
+
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
+    let (ip1, ip2) = (ip_of(&a), ip_of(&b));
+    assert_ne!(ip1, ip2, "two children, two leases");
+    for (ns, ip, view) in [(&ns1, &ip1, &a), (&ns2, &ip2, &b)] {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!((100..150).contains(&last), "{ip} is in the server's range");
+        assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/24")], "the mask from the answer");
+        assert_eq!(default_gateway(ns), Some("192.168.0.1".parse().unwrap()), "router option");
+        assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
+        assert_eq!(view["dhcp"]["server"], "192.168.0.1", "{view}");
+    }
+    // The kernel holds the address only as long as the lease.
+    let left = valid_lifetime(&n1, "eth0");
+    assert!((100..=120).contains(&left), "valid_lft {left} s for a 120 s lease");
+    // The server knows them by their own client identifiers.
+    let leases = server.leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    for view in [&a, &b] {
+        let id = view["dhcp"]["client_id"].as_str().unwrap();
+        assert!(
+            leases.iter().any(|l| l[2] == ip_of(view) && l.get(4).map(String::as_str) == Some(id)),
+            "lease of {} under client id {id}: {leases:?}",
+            ip_of(view)
+        );
+    }
+    assert_ne!(a["dhcp"]["client_id"], b["dhcp"]["client_id"]);
+    // DNS from the answer, where `ip netns exec` finds it.
+    let resolv = PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
+    let text = std::fs::read_to_string(&resolv).expect("resolv.conf written");
+    assert!(text.contains("nameserver 192.168.0.53"), "{text}");
+    // The address works.
+    assert!(ping(&ns1, &ip2), "sibling");
+    assert!(ping(&ns1, "192.168.0.1"), "server and gateway");
+
+    // The check a CNI CHECK runs agrees with what DHCP made.
+    lab.ok(&["endpoint", "check", "lan"]);
+
+    // endpoint ls shows the lease times.
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    assert!(table.contains("LEASE") && table.contains("dhcp 192.168.0.1 120s"), "{table}");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let first = &listed[0]["dhcp"];
+    let span = first["expires_at"].as_i64().unwrap() - first["acquired_at"].as_i64().unwrap();
+    assert_eq!(span, 120, "{first}");
+    assert!(first["renew_at"].as_i64() < first["rebind_at"].as_i64(), "{first}");
+
+    // Detach sends RELEASE: the server forgets the lease.
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(link(&ns1, "eth0").is_none());
+    assert!(server.released(&ip1), "RELEASE reached the server: {:?}", server.leases());
+    assert!(server.has_lease(&ip2), "the other lease stays");
+    assert!(!resolv.exists(), "nicslice's resolv.conf goes with the endpoint");
+
+    // Attached again: same client, same address (its new link has a new MAC).
+    let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    assert_eq!(ip_of(&again), ip1, "a re-attached endpoint gets its address back");
+    // Announced with its new MAC at once: the switch, which knew the old
+    // MAC for this address, has the new one without a packet from ns1.
+    assert_eq!(
+        switch_neighbour(&lab, &ip1).as_deref(),
+        again["mac"].as_str(),
+        "the server's neighbour entry follows the new link"
+    );
+    assert_eq!(again["dhcp"]["client_id"], a["dhcp"]["client_id"]);
+    assert_ne!(again["mac"], a["mac"], "a new link");
+
+    // A client id of the user's own is what the server sees.
+    lab.ok(&[
+        "attach",
+        "lan",
+        "--netns",
+        &n2,
+        "--ifname",
+        "eth1",
+        "--client-id",
+        "web-1",
+        "--dhcp-timeout",
+        "5",
+        "--no-agent",
+    ]);
+    let web = hex(b"\0web-1");
+    assert!(
+        server.leases().iter().any(|l| l.get(4) == Some(&web)),
+        "{web} in {:?}",
+        server.leases()
+    );
+    // One identifier, one endpoint: a second one would get the first's address.
+    lab.fails(
+        &["attach", "lan", "--netns", &n1, "--ifname", "eth1", "--client-id", "web-1"],
+        "is already used by eth1 in",
+    );
+    assert!(link(&ns1, "eth1").is_none());
+    lab.ok(&["detach", "lan", "--netns", &n2, "--ifname", "eth1"]);
+
+    // network rm --force releases what is left.
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.leases().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.leases(), Vec::<Vec<String>>::new(), "every lease released");
+    server.stop();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[test]
+fn no_server_fails_within_the_timeout_and_leaves_nothing() {
+    let mut lab = Lab::new("dhcp0");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    // A server that ran and stopped: nothing answers on the link now.
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let started = Instant::now();
+    let err = lab.fails(
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5", "--no-agent"],
+        "no DHCP server answered",
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "gave up after {took:?}: {err}");
+    assert!(took >= Duration::from_millis(1500), "waited its timeout: {took:?}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf");
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+#[test]
+fn dhcp_requests_that_cannot_work_are_refused() {
+    let mut lab = Lab::new("dhcpno");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    lab.fails(
+        &[
+            "network",
+            "create",
+            "a",
+            "--parent",
+            "eth0",
+            "--ipam",
+            "dhcp",
+            "--subnet",
+            "192.168.0.0/24",
+        ],
+        "drop --subnet",
+    );
+    lab.fails(
+        &["network", "create", "b", "--parent", "eth0", "--ipam", "dhcp", "--driver", "macvtap"],
+        "runs its own DHCP client",
+    );
+    // Seed 001: ipvlan l3 children receive no broadcast, so no DHCP answer.
+    lab.fails(
+        &[
+            "network", "create", "c", "--parent", "eth0", "--ipam", "dhcp", "--driver", "ipvlan",
+            "--mode", "l3",
+        ],
+        "never receive",
+    );
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns, n1) = lab.netns("ns1");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.7"], "come from DHCP");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "0"], "--dhcp-timeout");
+    lab.fails(&["attach", "lan", "--netns", &n1, "--client-id", "hex:zz"], "--client-id");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
+    let mut lab = Lab::new("dhcpag");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "agent") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
+    let (ip1, ip2) = (ip_of(&a), ip_of(&b));
+    let before = (server.expiry(&ip1), a["dhcp"]["expires_at"].as_i64().unwrap());
+
+    // A long-running agent, killed with SIGKILL: it leaves nothing behind
+    // that stops the next one (its lock goes with it).
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    lab.fails(&["dhcp-agent", "--once"], "another dhcp-agent is running");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    // Renewed with the server (two seconds later, so the times move).
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(valid_lifetime(&n1, "eth0") <= 118, "the kernel counts the lease down");
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 0, "{report}");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let after = listed.as_array().unwrap().iter().find(|e| ip_of(e) == ip1).unwrap();
+    assert!(after["dhcp"]["expires_at"].as_i64().unwrap() > before.1, "store: {after}");
+    assert!(server.expiry(&ip1) > before.0, "the server extended it too");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip1}/24")], "address kept");
+    assert!(valid_lifetime(&n1, "eth0") >= 119, "the kernel's lifetime renewed too");
+
+    // A server that no longer hands out these addresses refuses the
+    // renewal (DHCPNAK): the agent takes them off their links and starts
+    // over, with new addresses from the new range and the route back.
+    server.stop();
+    let Some(other) = Dnsmasq::start_range(&lab.switch, "agent2", "192.168.0.150,192.168.0.199")
+    else {
+        return;
+    };
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["replaced"].as_array().unwrap().len(), 2, "{report}");
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "old DNS gone");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    for e in listed.as_array().unwrap() {
+        let ip = ip_of(e);
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!((150..200).contains(&last), "{ip} from the new range: {e}");
+        assert!(other.has_lease(&ip), "{ip} held at the new server: {:?}", other.leases());
+        assert!(!e["dhcp"].is_null(), "{e}");
+    }
+    let now1 = ip_of(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["netns"].as_str().unwrap().ends_with(&n1))
+            .unwrap(),
+    );
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{now1}/24")]);
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
+    assert!(ping(&ns1, "192.168.0.1"));
+    assert!(!other.has_lease(&ip1) && !other.has_lease(&ip2));
+    lab.ok(&["network", "rm", "lan", "--force"]);
+}
+
+#[test]
+fn attach_starts_one_agent_which_stops_when_idle() {
+    let mut lab = Lab::new("dhcpon");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(_server) = Dnsmasq::start(&lab.switch, "ondemand") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let lock = PathBuf::from(format!("{}.dhcp-agent.lock", lab.state.display()));
+    lab.ok(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5"]);
+    lab.ok(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5"]);
+    // The agent the first attach started holds the lock and wrote its pid.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid = loop {
+        let text = std::fs::read_to_string(&lock).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no agent wrote {}", lock.display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("dhcp-agent --exit-when-idle"), "{pid}: {cmdline}");
+    lab.fails(&["dhcp-agent", "--once"], "another dhcp-agent is running");
+    // Only one was started for two attaches.
+    let agents = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("dhcp-agent") && c.contains(&lab.state.display().to_string()))
+        .count();
+    assert_eq!(agents, 1, "one agent per state database");
+    // Stopped by the pid it wrote (the test started it, through attach).
+    // SAFETY: kill(2) with a pid read from the agent's own lock file.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    // With no lease held, an idle-exiting agent stops after its first pass.
+    let out = lab.run(&["dhcp-agent", "--exit-when-idle"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Seed 001 on this kernel, which has no ipvlan: two children with one MAC
+/// (macvlans given the same address on two hosts of one switch, what ipvlan
+/// children on one parent look like to the server) are two clients because
+/// of their client identifiers; given one identifier, the server sees one
+/// client and hands out one address. The VM stage runs the ipvlan case
+/// itself (vm_dhcp.rs).
+#[test]
+fn one_mac_two_clients_by_client_identifier() {
+    let mut lab = Lab::new("dhcpmac");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "mac") else { return };
+    let host2 = lab.world.host(&lab.switch, "host2", "eth0", None).unwrap();
+    let state2 = std::env::temp_dir().join(format!("{}-2.db", lab.world.prefix()));
+    let on_host2 = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+            .arg("--state")
+            .arg(&state2)
+            .args(["--host-netns", &host2.netns_name, "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    on_host2(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let (_ns2, n2) = lab.netns("ns2");
+    let (_ns3, n3) = lab.netns("ns3");
+    let mac = "02:00:00:5e:00:01";
+    let attach = ["--mac", mac, "--dhcp-timeout", "5", "--no-agent"];
+    let a = lab.json(&[&["attach", "lan", "--netns", &n1][..], &attach].concat());
+    let b = on_host2(&[&["attach", "lan", "--netns", &n2][..], &attach].concat());
+    assert_eq!(a["mac"], b["mac"], "one MAC");
+    assert_ne!(ip_of(&a), ip_of(&b), "two clients, two leases: {:?}", server.leases());
+    let leases = server.leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(leases.iter().all(|l| l[1] == mac), "{leases:?}");
+    assert_ne!(leases[0][4], leases[1][4], "told apart by client identifier");
+
+    // The control: the same MAC and the same identifier is one client to the
+    // server, which hands it the address it already holds.
+    let same = ["--client-id", "shared-1"];
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    on_host2(&["detach", "lan", "--netns", &n2]);
+    let c = lab.json(&[&["attach", "lan", "--netns", &n1][..], &attach, &same].concat());
+    let d = on_host2(&[&["attach", "lan", "--netns", &n3][..], &attach, &same].concat());
+    assert_eq!(ip_of(&c), ip_of(&d), "one identity, one lease: {:?}", server.leases());
+
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    on_host2(&["network", "rm", "lan", "--force"]);
+    for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", state2.display()));
+    }
+}
+
+/// All or nothing with a server: a step that fails after the server granted
+/// the lease gives it back (RELEASE) before the link goes; one that fails
+/// before leaves the server untouched. Either way: no link, no record.
+#[test]
+fn a_failed_step_gives_the_lease_back_and_leaves_nothing() {
+    let mut lab = Lab::new("dhcpfail");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "fail") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let attach = ["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"];
+    for step in ["create-link", "link-up", "add-address", "add-route", "store-commit"] {
+        let out = lab.run_env(&attach, &[("NICSLICE_FAIL_AT", step)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("injected failure"), "{step}: {err}");
+        assert_eq!(non_lo(&ns1), Vec::<String>::new(), "{step}: no link left");
+        assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "{step}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !server.leases().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            server.leases(),
+            Vec::<Vec<String>>::new(),
+            "{step}: lease given back {err} {}",
+            server.log()
+        );
+        assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "{step}: no resolv.conf");
+    }
+    // The same attach without a fault works (so the checks above could fail).
+    let view = lab.json(&attach);
+    assert!(server.has_lease(&ip_of(&view)));
+    lab.ok(&["network", "rm", "lan", "--force"]);
+}
+
+/// A namespace deleted without detach (a container that exited): its link
+/// went with it, and detach gives the lease back through the parent on the
+/// endpoint's behalf, so the server does not keep the address for nothing.
+#[test]
+fn detach_after_the_namespace_is_gone_still_releases() {
+    let mut lab = Lab::new("dhcpgone");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "gone") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    drop(ns1);
+    nicslice_kernel::netns::delete_named(&n1).unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip), "RELEASE through the parent: {:?}", server.leases());
+
+    // The same, found by the agent before any detach: it releases the lease
+    // and keeps it no longer (no pass finds it due again).
+    let (ns2, n2) = lab.netns("ns2");
+    let view = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    drop(ns2);
+    nicslice_kernel::netns::delete_named(&n2).unwrap();
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    let lost = report["lost"].as_array().unwrap();
+    assert!(lost.len() == 1 && lost[0].as_str().unwrap().contains("namespace is gone"), "{report}");
+    assert!(server.released(&ip), "{:?}", server.leases());
+    assert!(lab.json(&["dhcp-agent", "--once"])["next_due"].is_null(), "nothing held");
+    assert!(!Path::new(&format!("/etc/netns/{n2}")).exists(), "no resolv.conf left");
+    lab.ok(&["detach", "lan", "--netns", &n2]);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+    assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf left");
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+/// Reverse-path filtering in the target namespace (a hardened container):
+/// an interface with no address has no route back to the server, so the
+/// kernel drops the server's answers before UDP sees them; nicslice reads
+/// them from a packet socket there, and attach works all the same.
+#[test]
+fn reverse_path_filtering_does_not_stop_the_exchange() {
+    let mut lab = Lab::new("dhcprp");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "rp") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    ns1.run(|| nicslice_kernel::sysctl::write("net/ipv4/conf/all/rp_filter", "1").unwrap())
+        .unwrap();
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "3", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    assert!(ping(&ns1, "192.168.0.1"));
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip));
+    lab.ok(&["network", "rm", "lan"]);
+}

@@ -1,0 +1,370 @@
+//! DHCP for endpoints of a `--ipam dhcp` network (IPv4): the engine steps
+//! that attach and detach run instead of the pool's.
+//!
+//! Attach ([`realize`]): the child is made and brought up without an
+//! address, the exchange runs on a socket opened inside the endpoint's
+//! namespace on the new link ([`nicslice_kernel::DhcpSocket`]), and only then
+//! do the granted address and the default route via the server's router go
+//! on, through the same [`endpoint::configure`] every endpoint uses, on the
+//! same undo log; the address carries the lease's lifetime in the kernel,
+//! so it cannot outlive the lease whatever runs. The DNS servers go to the namespace's resolv.conf where
+//! iproute2 looks for it ([`resolv`]). The caller records the lease
+//! ([`Held::record`]) in its store transaction; if anything after the grant
+//! fails, it gives the lease back ([`Held::give_back`]) before the undo
+//! deletes the link.
+//!
+//! Detach ([`release`]): RELEASE to the server from the leased address, the
+//! resolv.conf removed, the lease row marked released (kept, so the client
+//! asks for the same address next time).
+//!
+//! Renewal (`renew`, [`Engine::renew_dhcp_leases`](crate::Engine::renew_dhcp_leases)):
+//! `nicslice dhcp-agent` renews at T1, rebinds at T2 and takes an expired or
+//! refused address off its link, from what the store says.
+//!
+//! The client identifier (`identity`) is what tells ipvlan children apart
+//! (seed 001); the wire format is dhcproto's, the socket the kernel crate's.
+
+mod client;
+mod identity;
+mod renew;
+mod resolv;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget};
+use nicslice_model::MacAddr;
+use nicslice_store::{DhcpLeaseRecord, EndpointId, EndpointRecord, StoreRead, WriteTx};
+use serde::{Deserialize, Serialize};
+
+use client::Exchange;
+pub use client::Granted;
+pub use renew::RenewReport;
+
+use crate::endpoint::{
+    self, AddressPlan, EndpointPlan, Place, Policy, Realized, Route, RouteSpec, plan_routes,
+};
+use crate::error::{EngineError, Result};
+use crate::fault::Faults;
+use crate::undo::UndoLog;
+
+/// How long `attach` waits for a server unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a RELEASE may wait for the server's ARP answer before the link
+/// goes (and the message with it).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// What the user may say about an endpoint's DHCP.
+#[derive(Debug, Clone)]
+pub struct DhcpRequest {
+    /// `--client-id`; default: derived from network, namespace and ifname.
+    pub client_id: Option<String>,
+    /// `--dhcp-timeout`: how long to wait for the server.
+    pub timeout: Duration,
+}
+
+impl Default for DhcpRequest {
+    fn default() -> Self {
+        DhcpRequest { client_id: None, timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+/// What a lease row keeps besides its columns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct LeaseDetails {
+    #[serde(default)]
+    pub(crate) routers: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub(crate) dns: Vec<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resolv_conf: Option<resolv::Written>,
+}
+
+/// A lease an attach holds and has not recorded yet.
+pub struct Held {
+    pub granted: Granted,
+    client_id: Vec<u8>,
+    ifname: String,
+    mac: MacAddr,
+    resolv_conf: Option<resolv::Written>,
+    network: String,
+}
+
+/// A DHCP endpoint's lease as `endpoint ls` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    pub server: IpAddr,
+    pub client_id: String,
+    pub lease_secs: u32,
+    /// Unix seconds.
+    pub acquired_at: i64,
+    pub renew_at: i64,
+    pub rebind_at: i64,
+    pub expires_at: i64,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// Who the endpoint is, for its client identifier and its resolv.conf.
+pub struct Who<'a> {
+    pub network: &'a str,
+    pub netns: &'a NetnsTarget,
+    pub ifname: &'a str,
+}
+
+/// The iproute2 name of a target, if it has one (`/run/netns/NAME`).
+fn iproute2_name(target: &NetnsTarget) -> Option<String> {
+    match target {
+        NetnsTarget::Named(name) => Some(name.clone()),
+        NetnsTarget::Path(p) if p.parent() == Some(Path::new("/run/netns")) => {
+            p.file_name().map(|n| n.to_string_lossy().into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The client identifier of an endpoint.
+pub fn client_id(who: &Who<'_>, given: Option<&str>) -> Result<Vec<u8>> {
+    match given {
+        Some(text) => identity::given(text).map_err(EngineError::Invalid),
+        None => {
+            Ok(identity::derived(who.network, &who.netns.path().display().to_string(), who.ifname))
+        }
+    }
+}
+
+/// Makes the link of `plan` (which has no addresses), brings it up, asks
+/// the server, then puts the granted address and routes on it. `extra` are
+/// the user's routes besides the default one.
+#[allow(clippy::too_many_arguments)]
+pub fn realize(
+    plan: &EndpointPlan,
+    who: &Who<'_>,
+    req: &DhcpRequest,
+    tx: &impl StoreRead,
+    extra: &[RouteSpec],
+    default_route: bool,
+    noarp: bool,
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<(Realized, Held)> {
+    let client_id = client_id(who, req.client_id.as_deref())?;
+    let last = tx.dhcp_lease_of_client(&client_id, 4)?;
+    // One identity, one client: a second endpoint presenting it would be
+    // handed the first one's address.
+    if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
+        let who = tx
+            .endpoint(holder)?
+            .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
+        return Err(EngineError::Invalid(format!(
+            "client identifier {} is already used by {who}; give this endpoint another --client-id",
+            identity::to_hex(&client_id)
+        )));
+    }
+    let previous = last.and_then(|l| match l.address.addr() {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    });
+    let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
+    endpoint::configure(&link, &[], &[], Policy::CLI, place, faults, undo)?;
+    let mac = link.mac.ok_or_else(|| {
+        EngineError::Invalid(format!("{} has no MAC address; DHCP needs one", link.name))
+    })?;
+    let label = format!("{} in {}", link.name, place.target_ns.label());
+    let socket = DhcpSocket::open_in(&place.target_ns, &link.name)?;
+    let exchange =
+        Exchange { socket: &socket, mac, client_id: &client_id, previous, label: &label };
+    let granted = exchange.acquire(req.timeout)?;
+    tracing::debug!(address = %granted.address, server = %granted.server, "DHCP lease");
+    let mut held = Held {
+        granted: granted.clone(),
+        client_id: client_id.clone(),
+        ifname: link.name.clone(),
+        mac,
+        resolv_conf: None,
+        network: who.network.to_string(),
+    };
+
+    let address = IpNet::V4(granted.address);
+    let planned = AddressPlan {
+        address,
+        gateway: granted.routers.first().copied().map(IpAddr::V4),
+        gateway_named: !granted.routers.is_empty(),
+    };
+    let routes = plan_routes(&[planned], extra, default_route, noarp);
+    let mut finish = || -> Result<Vec<Route>> {
+        let routes =
+            endpoint::configure(&link, &[address], &routes, Policy::CLI, place, faults, undo)?;
+        // The kernel drops the address when the lease runs out unrenewed.
+        place.target.set_address_lifetime(link.index, address, granted.lease_secs)?;
+        // The link came up before it had the address, so the kernel's
+        // arp_notify announced nothing: setting its own MAC again makes the
+        // kernel send the gratuitous ARP (NETDEV_CHANGEADDR), and neighbours
+        // that knew this address at another MAC (an endpoint attached
+        // again) learn the new one at once. An ipvlan child has its
+        // parent's MAC, which neighbours know already.
+        if matches!(plan.link, endpoint::ChildLink::Macvlan(_)) {
+            place.target.set_mac(link.index, mac)?;
+        }
+        if let Some(name) = iproute2_name(who.netns) {
+            let domain = granted.domain.as_deref();
+            held.resolv_conf = resolv::write(&name, who.network, who.ifname, &granted.dns, domain)
+                .map_err(|e| {
+                    EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
+                })?;
+        }
+        Ok(routes)
+    };
+    let configured = finish();
+    match configured {
+        Ok(routes) => Ok((Realized { link, routes }, held)),
+        Err(e) => {
+            drop(socket);
+            held.give_back(&place.target_ns);
+            Err(e)
+        }
+    }
+}
+
+impl Held {
+    /// Records the lease for `endpoint` in the caller's transaction.
+    pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
+        let g = &self.granted;
+        let now = unix_now();
+        let details = LeaseDetails {
+            routers: g.routers.clone(),
+            dns: g.dns.clone(),
+            domain: g.domain.clone(),
+            resolv_conf: self.resolv_conf.clone(),
+        };
+        tx.record_dhcp_lease(&DhcpLeaseRecord {
+            client_id: self.client_id.clone(),
+            family: 4,
+            endpoint_id: Some(endpoint),
+            address: IpNet::V4(g.address),
+            server: IpAddr::V4(g.server),
+            lease_secs: g.lease_secs,
+            acquired_at: now,
+            renew_at: now + i64::from(g.renew_secs),
+            rebind_at: now + i64::from(g.rebind_secs),
+            expires_at: now + i64::from(g.lease_secs),
+            details: serde_json::to_value(&details).unwrap_or_default(),
+        })?;
+        Ok(())
+    }
+
+    /// Gives the lease back (an attach that fails after the grant): RELEASE
+    /// and the resolv.conf removed; the link is still there, its address
+    /// perhaps not yet, so the RELEASE is broadcast.
+    pub fn give_back(&self, target_ns: &Netns) {
+        let address = self.granted.address.addr();
+        let (mac, server) = (self.mac, self.granted.server);
+        send_release(target_ns, &self.ifname, mac, &self.client_id, address, server, false);
+        if let Some(written) = &self.resolv_conf {
+            resolv::remove(written, &self.network, &self.ifname);
+        }
+    }
+}
+
+fn send_release(
+    ns: &Netns,
+    ifname: &str,
+    mac: MacAddr,
+    client_id: &[u8],
+    address: Ipv4Addr,
+    server: Ipv4Addr,
+    unicast: bool,
+) -> bool {
+    let socket = match DhcpSocket::open_in(ns, ifname) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot release {address} to DHCP server {server}: {e}");
+            return false;
+        }
+    };
+    let label = format!("{ifname} in {}", ns.label());
+    let exchange = Exchange { socket: &socket, mac, client_id, previous: None, label: &label };
+    let sent = exchange.release(address, server, RELEASE_WAIT, unicast);
+    if !sent {
+        tracing::warn!(
+            "DHCPRELEASE of {address} may not have reached {server} before {label} went"
+        );
+    }
+    sent
+}
+
+/// Detach of a DHCP endpoint, before its link is deleted: RELEASE, the
+/// resolv.conf removed, the lease marked released. The detach's transaction
+/// records it. From the endpoint's own link while its namespace exists;
+/// when the namespace is gone (a container that exited without detach), as
+/// a broadcast through the parent in `host` on the endpoint's behalf, with
+/// its MAC and client identifier, so the server does not keep the address
+/// until the lease runs out.
+pub fn release(
+    tx: &WriteTx<'_>,
+    ns: Option<&Netns>,
+    host: (&Netns, &str),
+    network: &str,
+    endpoint: &EndpointRecord,
+) -> Result<()> {
+    for lease in tx.dhcp_leases_of(endpoint.id)? {
+        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
+            (endpoint.mac, lease.address.addr(), lease.server)
+        {
+            match ns {
+                Some(ns) => {
+                    let ifname = endpoint.ifname.as_str();
+                    send_release(ns, ifname, mac, &lease.client_id, address, server, true);
+                }
+                None => {
+                    let (host_ns, parent) = host;
+                    send_release(host_ns, parent, mac, &lease.client_id, address, server, false);
+                }
+            }
+        }
+        forget_resolv_conf(&lease, network, endpoint.ifname.as_str());
+    }
+    tx.release_dhcp_leases(endpoint.id)?;
+    Ok(())
+}
+
+/// Removes the resolv.conf written for `lease`, if it is still nicslice's.
+fn forget_resolv_conf(lease: &DhcpLeaseRecord, network: &str, ifname: &str) {
+    let details: LeaseDetails = serde_json::from_value(lease.details.clone()).unwrap_or_default();
+    if let Some(written) = &details.resolv_conf {
+        resolv::remove(written, network, ifname);
+    }
+}
+
+/// The addresses and lease of a DHCP endpoint, for its view.
+pub fn view_of(
+    tx: &impl StoreRead,
+    endpoint: EndpointId,
+) -> Result<(Vec<IpNet>, Option<LeaseView>)> {
+    let leases = tx.dhcp_leases_of(endpoint)?;
+    let addresses = leases.iter().map(|l| l.address).collect();
+    let view = leases.first().map(|l| {
+        let details: LeaseDetails = serde_json::from_value(l.details.clone()).unwrap_or_default();
+        LeaseView {
+            server: l.server,
+            client_id: identity::to_hex(&l.client_id),
+            lease_secs: l.lease_secs,
+            acquired_at: l.acquired_at,
+            renew_at: l.renew_at,
+            rebind_at: l.rebind_at,
+            expires_at: l.expires_at,
+            dns: details.dns,
+        }
+    });
+    Ok((addresses, view))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

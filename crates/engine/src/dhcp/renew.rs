@@ -1,0 +1,372 @@
+//! Keeping DHCP leases: one pass of `nicslice dhcp-agent` over every lease
+//! an endpoint holds. At T1 the lease is renewed with its server (unicast
+//! from the address), at T2 rebound with any server (broadcast), and at its
+//! expiry the address is taken off the link. Every outcome is written to
+//! the state store as it happens (times of the next try included), so an
+//! agent killed at any point and started again carries on from the store:
+//! nothing lives only in its memory.
+//!
+//! The store's lock is held only for each short write, never across an
+//! exchange with a server.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
+use nicslice_store::{DhcpLeaseRecord, EndpointRecord, StoreRead};
+use serde::Serialize;
+
+use super::client::{Exchange, Granted};
+use super::unix_now;
+use crate::Engine;
+use crate::error::Result;
+
+/// What a lease needs at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    Nothing,
+    /// Past T1: ask the server that gave it.
+    Renew,
+    /// Past T2: ask any server.
+    Rebind,
+    /// Past its end: the address must go.
+    Expired,
+}
+
+/// What `lease` needs at `now` (`force`: renew even before T1).
+pub fn due(lease: &DhcpLeaseRecord, now: i64, force: bool) -> Due {
+    if now >= lease.expires_at {
+        Due::Expired
+    } else if now >= lease.rebind_at {
+        Due::Rebind
+    } else if now >= lease.renew_at || force {
+        Due::Renew
+    } else {
+        Due::Nothing
+    }
+}
+
+/// When to try again after a try at `now` failed (RFC 2131 4.4.5: half the
+/// time left until the next stage, at least a minute, never past it).
+fn retry_at(now: i64, next_stage: i64) -> i64 {
+    (now + ((next_stage - now) / 2).max(60)).min(next_stage)
+}
+
+/// One pass's outcome, one line per lease touched.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RenewReport {
+    pub renewed: Vec<String>,
+    /// Refused (DHCPNAK) and replaced by a new lease from a new DISCOVER.
+    pub replaced: Vec<String>,
+    /// Addresses taken off their links: lease expired, or refused with no
+    /// new lease to be had.
+    pub lost: Vec<String>,
+    /// Tries that got no answer (tried again later) or could not be made.
+    pub failed: Vec<String>,
+    /// Unix seconds of the next renewal due, if any lease is held.
+    pub next_due: Option<i64>,
+}
+
+/// A held lease's endpoint, found again from the store.
+struct Holder {
+    endpoint: EndpointRecord,
+    network: String,
+    label: String,
+}
+
+impl Engine {
+    /// One pass over every held lease; `force` renews all of them now.
+    pub fn renew_dhcp_leases(&mut self, force: bool, timeout: Duration) -> Result<RenewReport> {
+        let held = self.store.read()?.held_dhcp_leases()?;
+        let mut report = RenewReport::default();
+        for lease in held {
+            let now = unix_now();
+            let due = due(&lease, now, force);
+            if due == Due::Nothing {
+                continue;
+            }
+            let Some(endpoint_id) = lease.endpoint_id else { continue };
+            let Some(endpoint) = self.store.read()?.endpoint(endpoint_id)? else { continue };
+            let Some(network) = self.store.read()?.network(endpoint.network_id)? else { continue };
+            let holder = Holder {
+                network: network.spec.name.to_string(),
+                label: format!("{} ({} in {})", lease.address, endpoint.ifname, endpoint.netns),
+                endpoint,
+            };
+            // Never act on a namespace that is not the one recorded: the
+            // kernel reuses a deleted namespace's inode at once.
+            let path = PathBuf::from(&holder.endpoint.netns);
+            let ns = match NetnsTarget::Path(path).open() {
+                Ok(ns)
+                    if (ns.id().dev, ns.id().ino)
+                        == (holder.endpoint.netns_id.dev, holder.endpoint.netns_id.ino) =>
+                {
+                    ns
+                }
+                _ => {
+                    // Its link went with it: nothing to renew for. Give the
+                    // lease back on its behalf through the parent, as detach
+                    // does, and stop keeping it.
+                    self.release_orphan(&lease, &holder, network.spec.parent.as_str())?;
+                    report.lost.push(format!("{}: its namespace is gone; released", holder.label));
+                    continue;
+                }
+            };
+            match self.renew_one(&lease, &holder, &ns, due, timeout) {
+                Ok(Outcome::Renewed(secs)) => {
+                    report.renewed.push(format!("{} for {secs} s", holder.label))
+                }
+                Ok(Outcome::Replaced(address, secs)) => report.replaced.push(format!(
+                    "{}: refused (DHCPNAK); now {address} for {secs} s",
+                    holder.label
+                )),
+                Ok(Outcome::Lost(why)) => {
+                    // Never kept again (a lease left held would be due at
+                    // every pass).
+                    self.forget(endpoint_id)?;
+                    report.lost.push(format!("{}: {why}", holder.label))
+                }
+                Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
+            }
+        }
+        report.next_due = self.store.read()?.held_dhcp_leases()?.first().map(|l| l.renew_at);
+        Ok(report)
+    }
+
+    fn renew_one(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        ns: &Netns,
+        due: Due,
+        timeout: Duration,
+    ) -> Result<Outcome> {
+        let (IpNet::V4(address), IpAddr::V4(server)) = (lease.address, lease.server) else {
+            return Ok(Outcome::Lost("not an IPv4 lease".into()));
+        };
+        let ifname = holder.endpoint.ifname.as_str();
+        if due == Due::Expired {
+            self.drop_address(lease, holder, ns)?;
+            return Ok(Outcome::Lost("lease expired".into()));
+        }
+        let Some(mac) = holder.endpoint.mac else {
+            return Ok(Outcome::Lost("endpoint has no MAC".into()));
+        };
+        let socket = DhcpSocket::open_in(ns, ifname)?;
+        let exchange = Exchange {
+            socket: &socket,
+            mac,
+            client_id: &lease.client_id,
+            previous: None,
+            label: &holder.label,
+        };
+        let to = (due == Due::Renew).then_some(server);
+        match exchange.extend(address, to, timeout) {
+            Ok(Some(granted)) => {
+                let now = unix_now();
+                // A server that names no identifier is still the one asked.
+                let server = match granted.server {
+                    Ipv4Addr::UNSPECIFIED => lease.server,
+                    ip => IpAddr::V4(ip),
+                };
+                let renewed = DhcpLeaseRecord {
+                    server,
+                    lease_secs: granted.lease_secs,
+                    acquired_at: now,
+                    renew_at: now + i64::from(granted.renew_secs),
+                    rebind_at: now + i64::from(granted.rebind_secs),
+                    expires_at: now + i64::from(granted.lease_secs),
+                    ..lease.clone()
+                };
+                let tx = self.store.write()?;
+                tx.record_dhcp_lease(&renewed)?;
+                tx.commit()?;
+                let mut sock = RouteSocket::open_in(ns)?;
+                if let Some(link) = sock.link_by_name(ifname)? {
+                    sock.set_address_lifetime(link.index, lease.address, granted.lease_secs)?;
+                }
+                Ok(Outcome::Renewed(granted.lease_secs))
+            }
+            Ok(None) => {
+                self.drop_address(lease, holder, ns)?;
+                // RFC 2131 4.4.5: after a NAK the client starts over.
+                match self.reacquire(lease, holder, ns, &exchange, timeout) {
+                    Ok(granted) => Ok(Outcome::Replaced(granted.address, granted.lease_secs)),
+                    Err(e) => Ok(Outcome::Lost(format!(
+                        "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
+                    ))),
+                }
+            }
+            Err(e) => {
+                // Try again later, and say when in the store.
+                let now = unix_now();
+                let next = match due {
+                    Due::Renew => retry_at(now, lease.rebind_at),
+                    _ => retry_at(now, lease.expires_at),
+                };
+                let tx = self.store.write()?;
+                tx.record_dhcp_lease(&DhcpLeaseRecord { renew_at: next, ..lease.clone() })?;
+                tx.commit()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// A new lease for an endpoint whose lease was refused: DISCOVER again,
+    /// then the address (with its lifetime) and the default route via the
+    /// server's router (removing the link's last address took its routes).
+    /// Recorded like an attach's; given back if it cannot be put on.
+    fn reacquire(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        ns: &Netns,
+        exchange: &Exchange<'_>,
+        timeout: Duration,
+    ) -> Result<Granted> {
+        let granted = exchange.acquire(timeout)?;
+        let address = IpNet::V4(granted.address);
+        let put_on = || -> Result<()> {
+            let mut sock = RouteSocket::open_in(ns)?;
+            let ifname = holder.endpoint.ifname.as_str();
+            let link = sock.require_link(ifname, ns.label())?;
+            sock.add_address(link.index, address)?;
+            sock.set_address_lifetime(link.index, address, granted.lease_secs)?;
+            // Announce it (see dhcp::realize); an ipvlan child refuses to
+            // have its MAC set, and neighbours know its parent's anyway.
+            if let Some(mac) = holder.endpoint.mac {
+                let _ = sock.set_mac(link.index, mac);
+            }
+            if let Some(router) = granted.routers.first() {
+                match sock.add_route(&Route::default_via(IpAddr::V4(*router), link.index)) {
+                    Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = put_on() {
+            let server = granted.server;
+            exchange.release(granted.address.addr(), server, Duration::from_secs(1), false);
+            return Err(e);
+        }
+        let now = unix_now();
+        let details = super::LeaseDetails {
+            routers: granted.routers.clone(),
+            dns: granted.dns.clone(),
+            domain: granted.domain.clone(),
+            resolv_conf: None,
+        };
+        let tx = self.store.write()?;
+        tx.record_dhcp_lease(&DhcpLeaseRecord {
+            client_id: lease.client_id.clone(),
+            family: 4,
+            endpoint_id: lease.endpoint_id,
+            address,
+            server: IpAddr::V4(granted.server),
+            lease_secs: granted.lease_secs,
+            acquired_at: now,
+            renew_at: now + i64::from(granted.renew_secs),
+            rebind_at: now + i64::from(granted.rebind_secs),
+            expires_at: now + i64::from(granted.lease_secs),
+            details: serde_json::to_value(&details).unwrap_or_default(),
+        })?;
+        tx.commit()?;
+        Ok(granted)
+    }
+
+    /// RELEASE, through the parent in the host namespace, of a lease whose
+    /// endpoint's namespace is gone; its resolv.conf and row go too.
+    fn release_orphan(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        parent: &str,
+    ) -> Result<()> {
+        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
+            (holder.endpoint.mac, lease.address.addr(), lease.server)
+        {
+            let client_id = &lease.client_id;
+            super::send_release(&self.host, parent, mac, client_id, address, server, false);
+        }
+        super::forget_resolv_conf(lease, &holder.network, holder.endpoint.ifname.as_str());
+        self.forget(holder.endpoint.id)
+    }
+
+    /// Marks the leases of `endpoint` released in the store.
+    fn forget(&mut self, endpoint: nicslice_store::EndpointId) -> Result<()> {
+        let tx = self.store.write()?;
+        tx.release_dhcp_leases(endpoint)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Takes a lost lease's address off its link (and the DNS servers it
+    /// gave out of the namespace's resolv.conf) and records it released.
+    fn drop_address(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, ns: &Netns) -> Result<()> {
+        let ifname = holder.endpoint.ifname.as_str();
+        super::forget_resolv_conf(lease, &holder.network, ifname);
+        let mut sock = RouteSocket::open_in(ns)?;
+        if let Some(link) = sock.link_by_name(ifname)? {
+            match sock.delete_address(link.index, lease.address) {
+                Ok(()) => {}
+                // Already gone (removed by hand): nothing to take off.
+                Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(endpoint) = lease.endpoint_id {
+            let tx = self.store.write()?;
+            tx.release_dhcp_leases(endpoint)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+enum Outcome {
+    Renewed(u32),
+    /// Refused, and a new lease put on instead.
+    Replaced(ipnet::Ipv4Net, u32),
+    Lost(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(renew: i64, rebind: i64, expires: i64) -> DhcpLeaseRecord {
+        DhcpLeaseRecord {
+            client_id: vec![0, 1],
+            family: 4,
+            endpoint_id: None,
+            address: "192.168.0.100/24".parse().unwrap(),
+            server: "192.168.0.1".parse().unwrap(),
+            lease_secs: 120,
+            acquired_at: 0,
+            renew_at: renew,
+            rebind_at: rebind,
+            expires_at: expires,
+            details: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn stages_follow_t1_t2_and_expiry() {
+        let l = lease(60, 105, 120);
+        assert_eq!(due(&l, 10, false), Due::Nothing);
+        assert_eq!(due(&l, 10, true), Due::Renew);
+        assert_eq!(due(&l, 60, false), Due::Renew);
+        assert_eq!(due(&l, 105, false), Due::Rebind);
+        assert_eq!(due(&l, 120, true), Due::Expired);
+    }
+
+    #[test]
+    fn a_failed_try_waits_half_the_time_left_at_least_a_minute() {
+        assert_eq!(retry_at(0, 1000), 500);
+        assert_eq!(retry_at(0, 100), 60);
+        assert_eq!(retry_at(0, 30), 30, "never past the next stage");
+    }
+}
