@@ -45,9 +45,10 @@ impl Rng {
         self.0
     }
 
-    /// A delay of 0 to 8 ms, in microseconds.
-    fn delay(&mut self) -> Duration {
-        Duration::from_micros(self.next() % 8_001)
+    /// A delay of 0 to `span` (8 ms here; under the VM stage's emulation,
+    /// where a command takes many times longer, the time an attach takes).
+    fn delay(&mut self, span: Duration) -> Duration {
+        Duration::from_micros(self.next() % (span.as_micros() as u64 + 1))
     }
 }
 
@@ -120,6 +121,14 @@ fn killed_attaches_and_detaches_are_ended_by_the_next_command() {
     let namespaces: Vec<(Netns, String)> =
         (0..NAMESPACES).map(|i| lab.netns(&format!("c{i}"))).collect();
     let mut rng = Rng::new();
+    // The window the kills land in: 8 ms, or an attach's own time where
+    // that is longer (the VM stage emulates its CPU).
+    let t = Instant::now();
+    lab.ok(&["attach", "lan", "--netns", &namespaces[0].1]);
+    let span = t.elapsed().max(Duration::from_millis(8)).min(Duration::from_millis(8) * 50);
+    let span =
+        if std::env::var_os("NICSLICE_VM").is_some() { span } else { Duration::from_millis(8) };
+    lab.ok(&["detach", "lan", "--netns", &namespaces[0].1]);
     let (mut attaches, mut detaches, mut cut_short) = (0, 0, 0);
     while attaches < 100 || detaches < 100 {
         let busy = attached(&lab);
@@ -133,12 +142,22 @@ fn killed_attaches_and_detaches_are_ended_by_the_next_command() {
         let round = if attach && !free.is_empty() {
             let name = free[rng.next() as usize % free.len()];
             attaches += 1;
-            run_and_signal(&lab, &["attach", "lan", "--netns", name], libc::SIGKILL, rng.delay());
+            run_and_signal(
+                &lab,
+                &["attach", "lan", "--netns", name],
+                libc::SIGKILL,
+                rng.delay(span),
+            );
             format!("attach {attaches} in {name}")
         } else if !taken.is_empty() {
             let name = taken[rng.next() as usize % taken.len()];
             detaches += 1;
-            run_and_signal(&lab, &["detach", "lan", "--netns", name], libc::SIGKILL, rng.delay());
+            run_and_signal(
+                &lab,
+                &["detach", "lan", "--netns", name],
+                libc::SIGKILL,
+                rng.delay(span),
+            );
             format!("detach {detaches} in {name}")
         } else {
             // Nothing attached left to detach: attach one without a kill.

@@ -40,31 +40,29 @@ impl Drop for EtcNetns {
     }
 }
 
-/// The MAC the switch namespace's neighbour table holds for `ip`.
+/// The MAC the switch namespace's neighbour table holds for `ip` (read
+/// through netlink: the VM stage's `ip` is busybox's, without `-j`).
 fn switch_neighbour(lab: &Lab, ip: &str) -> Option<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-n", &lab.world.name_of("sw"), "neigh", "show", ip])
-        .output()
-        .expect("ip neigh show");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    json[0]["lladdr"].as_str().map(str::to_string)
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&lab.switch).ok()?;
+    let neighbours = sock.neighbours().ok()?;
+    neighbours.into_iter().find(|(n, _)| *n == ip).map(|(_, mac)| mac.to_string())
 }
 
 /// What the kernel says is left of the IPv4 address on `ifname` in the
 /// iproute2 namespace `netns` (`valid_lft`, seconds; u32::MAX for "forever").
 fn valid_lifetime(netns: &str, ifname: &str) -> u64 {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-n", netns, "address", "show", "dev", ifname])
-        .output()
-        .expect("ip address show");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
-    json[0]["addr_info"]
-        .as_array()
+    let ns = nicslice_kernel::NetnsTarget::Named(netns.to_string()).open().unwrap();
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&ns).unwrap();
+    let link = sock.require_link(ifname, netns).unwrap();
+    let (_, v4) = sock
+        .addresses(Some(link.index))
         .unwrap()
-        .iter()
-        .find(|a| a["family"] == "inet")
-        .and_then(|a| a["valid_life_time"].as_u64())
-        .expect("an IPv4 address with a lifetime")
+        .into_iter()
+        .find(|(_, a)| a.addr().is_ipv4())
+        .expect("an IPv4 address");
+    let left = sock.address_valid_lifetime(link.index, v4.addr()).unwrap();
+    u64::from(left.expect("an IPv4 address with a lifetime"))
 }
 
 #[test]

@@ -102,4 +102,23 @@ impl RouteSocket {
         }
         Ok(out)
     }
+
+    /// The valid lifetime left of address `ip` on interface `index`, in
+    /// seconds (`ip address show`'s `valid_lft`; `u32::MAX` is forever).
+    pub fn address_valid_lifetime(&mut self, index: u32, ip: IpAddr) -> Result<Option<u32>> {
+        let parts = self
+            .dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
+        for part in parts {
+            let RouteNetlinkMessage::NewAddress(msg) = part else { continue };
+            let here = msg.header.index == index
+                && msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Local(a) | AddressAttribute::Address(a) if *a == ip));
+            if here {
+                return Ok(msg.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::CacheInfo(c) => Some(c.ifa_valid),
+                    _ => None,
+                }));
+            }
+        }
+        Ok(None)
+    }
 }
