@@ -65,7 +65,9 @@ fn explains_400_children_in_seconds() {
         let out = nicslice(&args);
         let took = started.elapsed();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(took.as_secs_f64() < 20.0, "explain {args:?} took {took:?}");
+        // The VM stage emulates its CPU, about ten times slower.
+        let bound = if std::env::var_os("NICSLICE_VM").is_some() { 200.0 } else { 20.0 };
+        assert!(took.as_secs_f64() < bound, "explain {args:?} took {took:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         if json {
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
