@@ -336,23 +336,7 @@ fn cni(
     id: &str,
     conf: &serde_json::Value,
 ) -> (bool, serde_json::Value) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let _inside = lab.host.netns.enter().unwrap();
-    let mut child = Command::new(dir.join("nicslice-macvlan"))
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", dir)
-        .env_remove("NICSLICE_FAIL_AT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+    cni_plugin(lab, dir, "nicslice-macvlan", (cmd, netns, id, "eth0"), conf)
 }
 
 fn cni_conf(lab: &Lab, probe: Option<serde_json::Value>) -> serde_json::Value {

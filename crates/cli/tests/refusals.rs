@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::*;
 use serde_json::{Value, json};
 
@@ -30,21 +27,8 @@ fn cni_add(lab: &Lab, netns: &str, keys: Value) -> (bool, Value) {
     for (k, v) in keys.as_object().unwrap() {
         conf[k] = v.clone();
     }
-    let _inside = lab.host.netns.enter().unwrap();
-    let mut child = Command::new(dir.join("nicslice-macvlan"))
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", "refusals")
-        .env("CNI_NETNS", format!("/run/netns/{netns}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", &dir)
-        .env_remove("NICSLICE_FAIL_AT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    let netns = format!("/run/netns/{netns}");
+    cni_plugin(lab, &dir, "nicslice-macvlan", ("ADD", &netns, "refusals", "eth0"), &conf)
 }
 
 /// Asserts that the CNI ADD with `keys` fails with code 7 and a message

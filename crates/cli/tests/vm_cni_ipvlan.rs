@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::*;
 use serde_json::{Value, json};
 
@@ -45,22 +42,7 @@ fn call_as(
     ifname: &str,
     conf: &Value,
 ) -> (bool, Value) {
-    let dir = plugin_dir();
-    let _inside = lab.host.netns.enter().unwrap();
-    let mut child = Command::new(dir.join("nicslice-ipvlan"))
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_PATH", &dir)
-        .env_remove("NICSLICE_FAIL_AT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    cni_plugin(lab, &plugin_dir(), "nicslice-ipvlan", (cmd, netns, id, ifname), conf)
 }
 
 fn conf(lab: &Lab, mode: &str, flag: &str) -> Value {

@@ -158,3 +158,32 @@ pub fn lo_down(ns: &Netns) {
     let lo = s.require_link("lo", "test").unwrap();
     s.set_up(lo.index, false).unwrap();
 }
+
+/// Runs CNI plugin `plugin` (a file in `dir`, the CNI_PATH) as a runtime
+/// does, in `lab`'s host namespace: `cmd` for container `id` in `netns`
+/// (a path), interface `ifname`, `conf` on stdin. (success, stdout JSON.)
+pub fn cni_plugin(
+    lab: &Lab,
+    dir: &std::path::Path,
+    plugin: &str,
+    (cmd, netns, id, ifname): (&str, &str, &str, &str),
+    conf: &serde_json::Value,
+) -> (bool, serde_json::Value) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let _inside = lab.host.netns.enter().unwrap();
+    let mut child = Command::new(dir.join(plugin))
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", dir)
+        .env_remove("NICSLICE_FAIL_AT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null))
+}
