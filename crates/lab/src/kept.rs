@@ -98,16 +98,22 @@ impl KeptWorlds {
 
     /// Deletes namespaces a crashed or killed earlier run left behind: names
     /// of the lab's scheme whose PID is no longer a running process and whose
-    /// world is not kept. Returns the names removed.
-    pub fn reap_stale(&self) -> Vec<String> {
-        let mut reaped = Vec::new();
+    /// world is not kept. Returns the names removed (`stale`) and, for each
+    /// one that could not be, why (`errors`): a namespace that will not go
+    /// is said, never skipped in silence.
+    pub fn reap_stale(&self) -> Cleaned {
+        let mut out = Cleaned::default();
         for name in lab_namespaces() {
             let Some((prefix, pid)) = parse_name(&name) else { continue };
-            if !alive(pid) && !self.is_kept(prefix) && netns::delete_named(&name).is_ok() {
-                reaped.push(name);
+            if alive(pid) || self.is_kept(prefix) {
+                continue;
+            }
+            match netns::delete_named(&name) {
+                Ok(()) => out.stale.push(name),
+                Err(e) => out.errors.push(format!("namespace {name}: {e}")),
             }
         }
-        reaped
+        out
     }
 
     /// Removes the kept world `prefix`: its namespaces, then its marker
@@ -143,7 +149,9 @@ impl KeptWorlds {
             out.worlds += one.worlds;
             out.errors.extend(one.errors);
         }
-        out.stale = self.reap_stale();
+        let reaped = self.reap_stale();
+        out.stale = reaped.stale;
+        out.errors.extend(reaped.errors);
         out
     }
 }

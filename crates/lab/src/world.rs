@@ -32,8 +32,16 @@ pub struct Host {
 
 impl World {
     /// A world whose namespaces are named `nsl-TAG-PID-N-ROLE`: unique per
-    /// process and call, so tests can run in parallel.
+    /// process and call, so tests can run in parallel. The first world of a
+    /// process removes the worlds of processes that died without removing
+    /// theirs (a test run killed part-way), as the lab does; kept ones stay.
     pub fn new(tag: &str) -> World {
+        static REAPED: std::sync::Once = std::sync::Once::new();
+        REAPED.call_once(|| {
+            for error in KeptWorlds::default().reap_stale().errors {
+                eprintln!("nicslice: a killed run's world could not be removed: {error}");
+            }
+        });
         let n = WORLD_SEQ.fetch_add(1, Ordering::Relaxed);
         World {
             prefix: format!("nsl-{}-{}-{n}", tag.replace('-', "_"), std::process::id()),

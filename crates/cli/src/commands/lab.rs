@@ -60,9 +60,15 @@ pub fn run(args: LabArgs, json: bool) -> anyhow::Result<()> {
     if selected.is_empty() {
         anyhow::bail!("no scenario matches --mode {}", args.mode.join(","));
     }
-    let reaped = kept.reap_stale().len();
-    if reaped > 0 {
-        eprintln!("removed {reaped} namespace(s) left by an earlier lab that was killed");
+    let reaped = kept.reap_stale();
+    if !reaped.stale.is_empty() {
+        eprintln!(
+            "removed {} namespace(s) left by an earlier lab that was killed",
+            reaped.stale.len()
+        );
+    }
+    for error in &reaped.errors {
+        eprintln!("nicslice: could not remove a namespace left by a killed lab: {error}");
     }
     let ipvlan = capabilities::probe_kernel()?.iter().any(|c| c.feature == "ipvlan" && c.available);
     install_signal_handlers()?;
