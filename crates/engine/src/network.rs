@@ -88,7 +88,7 @@ impl Engine {
                 undo.commit();
                 Ok(view)
             }
-            Err(error) => Err(rollback(error, undo, &mut host, None)),
+            Err(error) => Err(undo.abort(error, &mut Sockets { host: &mut host, target: None })),
         }
     }
 
@@ -163,7 +163,7 @@ impl Engine {
                 }
                 Ok(detached.views)
             }
-            Err(error) => Err(rollback(error, undo, &mut host, None)),
+            Err(error) => Err(undo.abort(error, &mut Sockets { host: &mut host, target: None })),
         }
     }
 
@@ -230,14 +230,4 @@ pub(crate) fn network_view(spec: &NetworkSpec, endpoints: usize) -> NetworkView 
         ipam: spec.ipam.to_string(),
         endpoints,
     }
-}
-
-/// Undoes `undo` after `error`; reports both if undoing fails too.
-pub(crate) fn rollback(
-    error: EngineError,
-    undo: UndoLog,
-    host: &mut RouteSocket,
-    target: Option<&mut RouteSocket>,
-) -> EngineError {
-    undo.abort(error, &mut Sockets { host, target })
 }

@@ -24,7 +24,8 @@ use crate::Engine;
 use crate::attach::EndpointDetails;
 use crate::error::Result;
 
-fn global(addrs: Vec<(u32, IpNet)>) -> Vec<IpNet> {
+/// The addresses that are neither loopback nor IPv6 link-local.
+pub(crate) fn global(addrs: Vec<(u32, IpNet)>) -> Vec<IpNet> {
     addrs
         .into_iter()
         .map(|(_, a)| a)

@@ -35,15 +35,7 @@ fn routes(host: &mut RouteSocket) -> Result<Vec<RouteKey>> {
 /// What to probe from each of the parent's addresses: the gateways of the
 /// routes through the parent, then neighbours in the parent's subnets.
 fn targets(host: &mut RouteSocket, parent: u32) -> Result<Vec<(IpAddr, Vec<IpAddr>)>> {
-    let own: Vec<IpNet> = host
-        .addresses(Some(parent))?
-        .into_iter()
-        .map(|(_, a)| a)
-        .filter(|a| match a.addr() {
-            IpAddr::V4(_) => true,
-            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
-        })
-        .collect();
+    let own = crate::topology::global(host.addresses(Some(parent))?);
     let gateways: Vec<IpAddr> = host
         .routes()?
         .into_iter()

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
 use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, sysctl};
-use nicslice_model::{IfName, LinkMode, MacvlanMode, NetworkSpec, ValidNetwork};
+use nicslice_model::{IfName, LinkMode, MacvlanMode, ValidNetwork};
 use nicslice_store::{NetworkId, ShimRecord, StoreRead, WriteTx};
 use serde::Serialize;
 
@@ -140,10 +140,8 @@ pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[Ip
 
 /// The host's first global address of `v6`'s family on interface `index`.
 fn host_address(host: &mut RouteSocket, index: u32, v6: bool) -> Result<Option<IpAddr>> {
-    Ok(host.addresses(Some(index))?.into_iter().map(|(_, a)| a.addr()).find(|a| match a {
-        IpAddr::V4(_) => !v6,
-        IpAddr::V6(x) => v6 && x.segments()[0] & 0xffc0 != 0xfe80,
-    }))
+    let global = crate::topology::global(host.addresses(Some(index))?);
+    Ok(global.into_iter().map(|a| a.addr()).find(|a| a.is_ipv6() == v6))
 }
 
 /// Whether the host answers ARP on the shim for an address of another of
@@ -210,7 +208,7 @@ impl Engine {
             }
             let addresses = lease_addresses(&tx, &valid, record.id, &req.ips, &sources)?;
             faults.check(Step::CreateLink)?;
-            create_shim_link(&mut host, &spec, &name, parent.index)?;
+            create_shim_link(&mut host, (spec.mode, spec.ipvlan_flag), &name, parent.index)?;
             let link = host.require_link(name.as_str(), self.host.label())?;
             undo.push(UndoAction::DeleteHostLink { index: link.index });
             for ip in &addresses {
@@ -359,15 +357,16 @@ fn lease_addresses(
     Ok(out)
 }
 
-/// Creates the shim link on the parent in the host namespace: bridge-mode
-/// macvlan, or an ipvlan child of the network's mode and flag.
-fn create_shim_link(
+/// Creates a shim named `name` on the parent with index `parent`, in the
+/// namespace of `host`: a bridge-mode macvlan beside macvlan children, an
+/// ipvlan child in the port's own mode and flag beside ipvlan ones.
+pub(crate) fn create_shim_link(
     host: &mut RouteSocket,
-    spec: &NetworkSpec,
+    (mode, ipvlan_flag): (LinkMode, nicslice_model::IpvlanFlag),
     name: &IfName,
     parent: u32,
 ) -> Result<()> {
-    match spec.mode {
+    match mode {
         LinkMode::Macvlan(_) => {
             let req = MacvlanLinkRequest::new(
                 nicslice_model::Driver::Macvlan,
@@ -383,7 +382,7 @@ fn create_shim_link(
                 name: name.clone(),
                 parent_index: parent,
                 mode,
-                flag: spec.ipvlan_flag,
+                flag: ipvlan_flag,
                 mtu: None,
             };
             host.create_ipvlan(&req, None)?;

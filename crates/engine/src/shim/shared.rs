@@ -15,8 +15,8 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use nicslice_kernel::{KernelError, MacvlanLinkRequest, Netns};
-use nicslice_model::{Driver, IfName, LinkMode, MacvlanMode};
+use nicslice_kernel::{KernelError, Netns};
+use nicslice_model::IfName;
 
 use super::host_address;
 use crate::endpoint::{ChildSpec, ParentRef, Place};
@@ -83,28 +83,7 @@ pub fn join(
         Some(index) => index,
         None => {
             let ifname = IfName::new(&name)?;
-            match child.mode {
-                LinkMode::Macvlan(_) => host.create_macvlan(
-                    &MacvlanLinkRequest::new(
-                        Driver::Macvlan,
-                        ifname,
-                        parent.index,
-                        MacvlanMode::Bridge,
-                    ),
-                    None,
-                )?,
-                LinkMode::Ipvlan(mode) => host.create_ipvlan(
-                    &nicslice_kernel::ipvlan::IpvlanLinkRequest {
-                        tap: false,
-                        name: ifname,
-                        parent_index: parent.index,
-                        mode,
-                        flag: child.ipvlan_flag,
-                        mtu: None,
-                    },
-                    None,
-                )?,
-            }
+            super::create_shim_link(host, (child.mode, child.ipvlan_flag), &ifname, parent.index)?;
             let index = host.index_of(&name)?.ok_or_else(|| KernelError::NoSuchLink {
                 name: name.clone(),
                 netns: host_ns.label().to_string(),
