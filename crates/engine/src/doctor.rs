@@ -107,7 +107,8 @@ impl Engine {
             let Some(problem) = health.problem else { continue };
             let ep = health.endpoint;
             let subject = format!("endpoint {} in {}", ep.ifname, ep.netns);
-            let gone = NetnsTarget::Path(ep.netns.clone().into()).open().is_err();
+            let gone =
+                ep.state == "stale" || NetnsTarget::Path(ep.netns.clone().into()).open().is_err();
             let link_missing = !gone && problem.contains("not found");
             let (fix, repair) = if gone {
                 (

@@ -40,12 +40,18 @@ impl Engine {
 
     fn check_one(&mut self, view: &EndpointView) -> Result<()> {
         let spec = self.network_record(&view.network)?.spec;
-        let ns = NetnsTarget::Path(PathBuf::from(&view.netns)).open().map_err(|_| {
+        let gone = || {
             EngineError::NotFound(format!(
                 "its namespace {} is gone; `nicslice detach {} --netns {}` releases its addresses",
                 view.netns, view.network, view.netns
             ))
-        })?;
+        };
+        // Stale: the recorded namespace (inode and cookie) is gone, even if
+        // another now answers to its path.
+        if view.state == "stale" {
+            return Err(gone());
+        }
+        let ns = NetnsTarget::Path(PathBuf::from(&view.netns)).open().map_err(|_| gone())?;
         let mut place = Place::between(&self.host, ns)?;
         let addresses: Vec<IpAddr> = view.addresses.iter().map(IpNet::addr).collect();
         let mut routes: Vec<(IpNet, Option<IpAddr>)> = view
