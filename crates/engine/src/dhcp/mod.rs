@@ -230,6 +230,29 @@ pub fn realize(
     }
 }
 
+/// The row of a lease `granted` to `client_id` at `now`, with its timers.
+pub(crate) fn lease_record(
+    client_id: Vec<u8>,
+    endpoint_id: Option<EndpointId>,
+    granted: &Granted,
+    details: &LeaseDetails,
+    now: i64,
+) -> DhcpLeaseRecord {
+    DhcpLeaseRecord {
+        client_id,
+        family: 4,
+        endpoint_id,
+        address: IpNet::V4(granted.address),
+        server: IpAddr::V4(granted.server),
+        lease_secs: granted.lease_secs,
+        acquired_at: now,
+        renew_at: now + i64::from(granted.renew_secs),
+        rebind_at: now + i64::from(granted.rebind_secs),
+        expires_at: now + i64::from(granted.lease_secs),
+        details: serde_json::to_value(details).unwrap_or_default(),
+    }
+}
+
 impl Held {
     /// Records the lease for `endpoint` in the caller's transaction.
     pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
@@ -241,19 +264,13 @@ impl Held {
             domain: g.domain.clone(),
             resolv_conf: self.resolv_conf.clone(),
         };
-        tx.record_dhcp_lease(&DhcpLeaseRecord {
-            client_id: self.client_id.clone(),
-            family: 4,
-            endpoint_id: Some(endpoint),
-            address: IpNet::V4(g.address),
-            server: IpAddr::V4(g.server),
-            lease_secs: g.lease_secs,
-            acquired_at: now,
-            renew_at: now + i64::from(g.renew_secs),
-            rebind_at: now + i64::from(g.rebind_secs),
-            expires_at: now + i64::from(g.lease_secs),
-            details: serde_json::to_value(&details).unwrap_or_default(),
-        })?;
+        tx.record_dhcp_lease(&lease_record(
+            self.client_id.clone(),
+            Some(endpoint),
+            g,
+            &details,
+            now,
+        ))?;
         Ok(())
     }
 

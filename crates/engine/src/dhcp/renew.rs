@@ -252,27 +252,26 @@ impl Engine {
             exchange.release(granted.address.addr(), server, Duration::from_secs(1), false);
             return Err(e);
         }
-        let now = unix_now();
+        // The resolv.conf written at attach stays the endpoint's: detach
+        // removes it by this record.
+        let written = serde_json::from_value::<super::LeaseDetails>(lease.details.clone())
+            .ok()
+            .and_then(|d| d.resolv_conf);
         let details = super::LeaseDetails {
             routers: granted.routers.clone(),
             dns: granted.dns.clone(),
             domain: granted.domain.clone(),
-            resolv_conf: None,
+            resolv_conf: written,
         };
+        let record = super::lease_record(
+            lease.client_id.clone(),
+            lease.endpoint_id,
+            &granted,
+            &details,
+            unix_now(),
+        );
         let tx = self.store.write()?;
-        tx.record_dhcp_lease(&DhcpLeaseRecord {
-            client_id: lease.client_id.clone(),
-            family: 4,
-            endpoint_id: lease.endpoint_id,
-            address,
-            server: IpAddr::V4(granted.server),
-            lease_secs: granted.lease_secs,
-            acquired_at: now,
-            renew_at: now + i64::from(granted.renew_secs),
-            rebind_at: now + i64::from(granted.rebind_secs),
-            expires_at: now + i64::from(granted.lease_secs),
-            details: serde_json::to_value(&details).unwrap_or_default(),
-        })?;
+        tx.record_dhcp_lease(&record)?;
         tx.commit()?;
         Ok(granted)
     }
