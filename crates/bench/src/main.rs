@@ -11,9 +11,12 @@
 //!
 //! `cni` (module [`cni`]) times CNI ADD and DEL of the reference plugins,
 //! netavark, nicslice's plugins and the lower bound side by side in private
-//! namespaces (needs root).
+//! namespaces (needs root). `remove` (module [`remove`]) times `nicslice
+//! network rm --force` of many endpoints beside the kernel's own floor for
+//! deleting their links.
 
 mod cni;
+mod remove;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +38,22 @@ enum Command {
     /// Time CNI ADD and DEL of the reference plugins, netavark, nicslice's
     /// and the lower bound side by side in private namespaces.
     Cni(CniArgs),
+    /// Time `nicslice network rm --force` of N endpoints beside one link
+    /// delete and the kernel's floor for deleting N links concurrently.
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+struct RemoveArgs {
+    /// Endpoints, each in a namespace of its own.
+    #[arg(long, default_value_t = 100)]
+    endpoints: usize,
+    /// Rounds (each makes and removes all the endpoints three times).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// The nicslice binary measured [default: as for `cni`].
+    #[arg(long)]
+    nicslice: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,18 +87,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cni(args) => {
-            let nicslice = match args.nicslice {
-                Some(path) => path,
-                None => beside_this_program("nicslice")?,
-            };
-            if !nicslice.is_file() {
-                bail!(
-                    "{} not found: build the binary measured first with \
-                     `cargo build --release -p nicslice`",
-                    nicslice.display()
-                );
-            }
-            eprintln!("nicslice-bench: measuring {}", describe(&nicslice));
+            let nicslice = measured_binary(args.nicslice)?;
             let opts = cni::Options {
                 runs: args.runs,
                 reference_dir: args.reference,
@@ -94,8 +102,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
         }
+        Command::Remove(args) => {
+            let nicslice = measured_binary(args.nicslice)?;
+            let opts = remove::Options { endpoints: args.endpoints, runs: args.runs, nicslice };
+            let report = remove::run(&opts)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
     }
     Ok(())
+}
+
+/// The nicslice binary to measure: `given`, or the release build beside
+/// this program; an error if it is not there.
+fn measured_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let nicslice = match given {
+        Some(path) => path,
+        None => beside_this_program("nicslice")?,
+    };
+    if !nicslice.is_file() {
+        bail!(
+            "{} not found: build the binary measured first with \
+             `cargo build --release -p nicslice`",
+            nicslice.display()
+        );
+    }
+    eprintln!("nicslice-bench: measuring {}", describe(&nicslice));
+    Ok(nicslice)
 }
 
 /// `name` in the directory of this program: for `cargo run --release -p

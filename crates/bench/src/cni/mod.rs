@@ -9,7 +9,7 @@
 
 mod lower;
 mod scale;
-mod spawn;
+pub(crate) mod spawn;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -65,12 +65,12 @@ pub struct Report {
 
 /// A private world for the benchmark: switch, host with `eth0` and a default
 /// route, one container namespace. Deleted on drop.
-struct Bench {
+pub(crate) struct Bench {
     names: Vec<String>,
-    host: Netns,
+    pub(crate) host: Netns,
     container: Netns,
     container_path: String,
-    tmp: PathBuf,
+    pub(crate) tmp: PathBuf,
 }
 
 impl Drop for Bench {
@@ -82,7 +82,7 @@ impl Drop for Bench {
     }
 }
 
-fn setup() -> Result<Bench> {
+pub(crate) fn setup() -> Result<Bench> {
     let prefix = format!("nsl-bench-{}", std::process::id());
     // In /run (a tmpfs, where nicslice keeps CNI leases by default and
     // where IPAM state of one boot belongs) for every contender alike.
