@@ -3,7 +3,9 @@
 //! of its own), the same N link deletions done in-process on open sockets,
 //! once one after another and once concurrently the way `network rm`
 //! does them (up to 64 threads, a socket each in the link's namespace, the
-//! link looked up by name, then deleted): the kernel's floor for the job.
+//! link looked up by name, then deleted): the kernel's floor for the job;
+//! and that again with each link read whole first (`RTM_GETLINK`, what
+//! nicslice does to make sure a link is its own before deleting it).
 //! And one link delete on its own, the unit the target is counted in.
 //!
 //! Why a floor and not only the unit: the kernel deletes a link under the
@@ -42,6 +44,7 @@ pub struct Report {
     pub one_delete: Stats,
     pub kernel_sequential: Stats,
     pub kernel_concurrent: Stats,
+    pub kernel_concurrent_checked: Stats,
     pub nicslice_rm_force: Stats,
 }
 
@@ -88,20 +91,23 @@ pub fn run(opts: &Options) -> Result<Report> {
         Ok(())
     };
 
-    let (mut one, mut sequential, mut concurrent, mut rm) = (vec![], vec![], vec![], vec![]);
+    let (mut one, mut sequential, mut concurrent, mut checked, mut rm) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for round in 0..opts.runs.max(1) {
         for _ in 0..5 {
             host.create_macvlan(&req, Some(&spaces.handles[0]))?;
-            one.push(delete_in(&spaces.handles[0])?);
+            one.push(delete_in(&spaces.handles[0], Lookup::Index)?);
         }
         make_all(&mut host)?;
         let start = Instant::now();
         for ns in &spaces.handles {
-            delete_in(ns)?;
+            delete_in(ns, Lookup::Index)?;
         }
         sequential.push(start.elapsed());
         make_all(&mut host)?;
-        concurrent.push(delete_concurrently(&spaces.handles)?);
+        concurrent.push(delete_concurrently(&spaces.handles, Lookup::Index)?);
+        make_all(&mut host)?;
+        checked.push(delete_concurrently(&spaces.handles, Lookup::WholeLink)?);
         rm.push(nicslice_rm(opts, &bench, &spaces, round)?);
     }
     Ok(Report {
@@ -109,28 +115,41 @@ pub fn run(opts: &Options) -> Result<Report> {
         one_delete: Stats::of(&one),
         kernel_sequential: Stats::of(&sequential),
         kernel_concurrent: Stats::of(&concurrent),
+        kernel_concurrent_checked: Stats::of(&checked),
         nicslice_rm_force: Stats::of(&rm),
     })
 }
 
+/// How the link to delete is found.
+#[derive(Clone, Copy)]
+enum Lookup {
+    /// Its index only (an ioctl).
+    Index,
+    /// The whole link (`RTM_GETLINK`), as a check that it is one's own needs.
+    WholeLink,
+}
+
 /// Opens a socket in `ns`, finds `eth0` and deletes it: one endpoint's
 /// share of `network rm --force`, timed.
-fn delete_in(ns: &Netns) -> Result<Duration> {
+fn delete_in(ns: &Netns, lookup: Lookup) -> Result<Duration> {
     let start = Instant::now();
     let mut sock = RouteSocket::open_in(ns)?;
-    let index = sock.index_of("eth0")?.ok_or_else(|| anyhow!("no eth0 to delete"))?;
-    sock.delete_link(index)?;
+    let index = match lookup {
+        Lookup::Index => sock.index_of("eth0")?,
+        Lookup::WholeLink => sock.link_by_name("eth0")?.map(|l| l.index),
+    };
+    sock.delete_link(index.ok_or_else(|| anyhow!("no eth0 to delete"))?)?;
     Ok(start.elapsed())
 }
 
-fn delete_concurrently(spaces: &[Netns]) -> Result<Duration> {
+fn delete_concurrently(spaces: &[Netns], lookup: Lookup) -> Result<Duration> {
     let per_thread = spaces.len().div_ceil(THREADS);
     let start = Instant::now();
     thread::scope(|scope| {
         let workers: Vec<_> = spaces
             .chunks(per_thread)
             .map(|batch| {
-                scope.spawn(move || batch.iter().try_for_each(|ns| delete_in(ns).map(drop)))
+                scope.spawn(move || batch.iter().try_for_each(|ns| delete_in(ns, lookup).map(drop)))
             })
             .collect();
         workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow!("a thread panicked"))?)
@@ -180,6 +199,7 @@ impl Report {
             ("one link delete (in-process)", &self.one_delete),
             ("kernel, one after another", &self.kernel_sequential),
             ("kernel, concurrently (the floor)", &self.kernel_concurrent),
+            ("the same, each link read first", &self.kernel_concurrent_checked),
             ("nicslice network rm --force", &self.nicslice_rm_force),
         ];
         for (name, s) in rows {
