@@ -87,6 +87,12 @@ pub enum Command {
         /// the leases of endpoints whose namespace is gone.
         #[arg(long)]
         fix: bool,
+        /// Also ask the wire (about a second per network, frames sent to the
+        /// segment): endpoint addresses another MAC answers for, frames from
+        /// new MACs dropped (hypervisor forged transmits), a NIC's MAC filter
+        /// overflowed into promiscuous mode.
+        #[arg(long)]
+        wire: bool,
     },
     /// Print, as they happen, the kernel's link events that concern nicslice's
     /// networks: a parent down, up, without carrier, deleted or recreated; a

@@ -11,6 +11,8 @@
 //! of endpoints whose namespace is gone (released). Everything else is
 //! reported with what to do, and left to the user.
 
+mod wire;
+
 use std::net::IpAddr;
 use std::path::Path;
 
