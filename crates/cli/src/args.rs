@@ -96,12 +96,13 @@ pub enum Command {
     },
     /// Print, as they happen, the kernel's link events that concern nicslice's
     /// networks: a parent down, up, without carrier, deleted or recreated; a
-    /// shim removed; each with the networks and endpoints it affects. Runs in
-    /// the foreground (or as a service) and sleeps in the kernel between
-    /// events.
+    /// shim removed; an endpoint's link deleted or its namespace ended; each
+    /// with the networks and endpoints it affects. Runs in the foreground (or
+    /// as a service) and sleeps in the kernel between events.
     Events {
         /// Repair as events arrive what `doctor --fix` repairs: a parent
-        /// recreated gets its children back; a removed shim is made again.
+        /// recreated gets its children back; a removed shim or endpoint link
+        /// is made again; a gone namespace's addresses are released.
         #[arg(long)]
         fix: bool,
         /// Stop after this many seconds without an event (default: never).
