@@ -70,6 +70,46 @@ fn a_foreign_host_answering_an_endpoints_address_is_found_with_its_mac() {
 }
 
 #[test]
+fn a_foreign_host_advertising_an_endpoints_ipv6_address_is_found_with_its_mac() {
+    let mut lab = Lab::new("wireconflict6");
+    lab.lan("lan", &["--subnet", "fd00::/64"]);
+    let (c1, n1) = lab.netns("c1");
+    lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11", "--ip", "fd00::11"]);
+    // The endpoint's link-local address, the solicitations' source, must
+    // have passed its own DAD.
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while !tentative(&n1).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(lab.ok(&["doctor", "--wire"]).trim().lines().count(), 1);
+
+    // A host configured with the endpoint's IPv6 address without DAD (so
+    // that it keeps it and answers for it).
+    let foreign = lab.world.host(&lab.switch, "foreign", "eth0", None).unwrap();
+    let name = lab.world.name_of("foreign");
+    let st = Command::new("ip")
+        .args(["-n", &name, "addr", "add", "fd00::11/64", "dev", "eth0", "nodad"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let foreign_mac = link(&foreign.netns, "eth0").unwrap().mac.unwrap().to_string();
+    let started = Instant::now();
+    let (ok, found) = wire_findings(&lab);
+    eprintln!("doctor --wire, one IPv6 conflict: {:?}", started.elapsed());
+    assert!(!ok);
+    assert_eq!(found.len(), 1, "only the IPv6 address is another's: {found:?}");
+    let problem = found[0]["problem"].as_str().unwrap();
+    assert!(problem.contains("fd00::11") && problem.contains(&foreign_mac), "{problem}");
+    drop(c1);
+}
+
+/// The tentative addresses of namespace `ns`.
+fn tentative(ns: &str) -> String {
+    let out = Command::new("ip").args(["-n", ns, "-6", "addr", "show", "tentative"]).output();
+    String::from_utf8_lossy(&out.unwrap().stdout).trim().to_string()
+}
+
+#[test]
 fn a_switch_dropping_new_macs_gives_the_forged_transmits_finding() {
     let lab = Lab::new("wireforged");
     lab.lan("lan", &[]);

@@ -2,10 +2,12 @@
 //! only when asked (each costs up to [`ANSWER_WAIT`] of waiting, and sends
 //! frames to the segment):
 //!
-//! - an endpoint's IPv4 address that another MAC answers for: RFC 5227
-//!   probes (sender 0.0.0.0, so no neighbour's cache changes) for each
-//!   address, from the endpoint's own link (ipvlan: from the parent, whose
-//!   MAC its children share), every endpoint at once;
+//! - an endpoint's address that another MAC answers for, every endpoint at
+//!   once. IPv4: RFC 5227 probes (sender 0.0.0.0, so no neighbour's cache
+//!   changes) from the endpoint's own link (ipvlan: from the parent, whose
+//!   MAC its children share). IPv6 (macvlan only): a neighbour solicitation
+//!   for the address from the link's link-local address, kept from the
+//!   endpoint's own stack; an advertisement with another MAC is a conflict;
 //! - frames from new MACs dropped on the way (a hypervisor's "forged
 //!   transmits" policy, a cloud network, switch port security): the parent
 //!   asks the gateway, then a scratch macvlan with a MAC of the kernel's
@@ -17,16 +19,17 @@
 //!   mode (the kernel's promiscuity count is above zero while no one set
 //!   the flag): cheap, read from the link, no frame sent.
 //!
-//! IPv6 conflicts are not probed here: a solicitation for an address the
-//! endpoint itself holds would loop back to its own stack. The kernel's DAD
-//! guards IPv6 addresses as they are added.
+//! An ipvlan endpoint's IPv6 addresses are not asked for: its link-local
+//! address is the parent's, so answers cannot be told apart.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use nicslice_kernel::address_claim::ArpProbe;
-use nicslice_kernel::{Link, MacvlanLinkRequest, NetnsTarget, RouteSocket, netns, sysctl};
+use nicslice_kernel::{
+    Link, MacvlanLinkRequest, NeighbourProber, Netns, NetnsTarget, RouteSocket, netns, sysctl,
+};
 use nicslice_model::{IfName, MacAddr, MacvlanMode};
 use nicslice_store::{NetworkRecord, StoreRead};
 
@@ -43,8 +46,24 @@ const REQUESTS: u32 = 3;
 struct Ask {
     network: String,
     subject: String,
-    address: Ipv4Addr,
-    probe: ArpProbe,
+    address: IpAddr,
+    asker: Asker,
+}
+
+enum Asker {
+    Arp(ArpProbe),
+    Ndp(NeighbourProber),
+}
+
+impl Ask {
+    /// The MAC of another host that answers for the address.
+    fn claimant(&self) -> nicslice_kernel::Result<Option<MacAddr>> {
+        match (&self.asker, self.address) {
+            (Asker::Arp(p), IpAddr::V4(ip)) => p.probe(ip, REQUESTS, ANSWER_WAIT),
+            (Asker::Ndp(p), IpAddr::V6(ip)) => p.advertiser_of(ip, REQUESTS as u16, ANSWER_WAIT),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Engine {
@@ -88,8 +107,8 @@ impl Engine {
         Ok(())
     }
 
-    /// A probe for every IPv4 address of every living endpoint, opened
-    /// where its answers arrive.
+    /// A probe for every address of every living endpoint, opened where
+    /// its answers arrive.
     fn conflict_asks(
         &mut self,
         networks: &[NetworkRecord],
@@ -101,34 +120,39 @@ impl Engine {
         let mut asks = Vec::new();
         for ep in self.endpoints(network)? {
             let Some(spec) = drivers.get(ep.network.as_str()) else { continue };
-            let v4: Vec<Ipv4Addr> = ep
-                .addresses
-                .iter()
-                .filter_map(|a| match a.addr() {
-                    IpAddr::V4(ip) => Some(ip),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
-            if ep.state != "attached" || v4.is_empty() {
+            if ep.state != "attached" || ep.addresses.is_empty() {
                 continue; // the kernel checks report stale and half-made ones
             }
             let Ok(ns) = NetnsTarget::Path(ep.netns.clone().into()).open() else { continue };
+            let Some(own) = RouteSocket::open_in(&ns)?.link_by_name(&ep.ifname)? else { continue };
+            let subject = format!("endpoint {} in {}", ep.ifname, ep.netns);
+            let ipvlan = spec.driver.is_ipvlan();
+            let v6: Vec<Ipv6Addr> = ep
+                .addresses
+                .iter()
+                .filter_map(|a| match a.addr() {
+                    IpAddr::V6(ip) if !ipvlan => Some(ip),
+                    _ => None,
+                })
+                .collect();
+            // One socket per address: answers to one are no answers to another.
+            for ip in v6 {
+                let Some(prober) = ndp_prober(&ns, own.index)? else { break };
+                asks.push(ask(&ep.network, &subject, ip.into(), Asker::Ndp(prober)));
+            }
             // ipvlan children share the parent's MAC and never see a reply
             // addressed to it: ask from the parent.
-            let (ask_ns, link) = if spec.driver.is_ipvlan() {
+            let (ask_ns, link) = if ipvlan {
                 (self.host.clone_handle()?, host.link_by_name(spec.parent.as_str())?)
             } else {
-                let link = RouteSocket::open_in(&ns)?.link_by_name(&ep.ifname)?;
-                (ns, link)
+                (ns, Some(own))
             };
             let Some((index, Some(mac))) = link.map(|l| (l.index, l.mac)) else { continue };
-            for address in v4 {
-                asks.push(Ask {
-                    network: ep.network.clone(),
-                    subject: format!("endpoint {} in {}", ep.ifname, ep.netns),
-                    address,
-                    probe: ArpProbe::open_in(&ask_ns, index, mac)?,
-                });
+            for a in &ep.addresses {
+                if a.addr().is_ipv4() {
+                    let probe = ArpProbe::open_in(&ask_ns, index, mac)?;
+                    asks.push(ask(&ep.network, &subject, a.addr(), Asker::Arp(probe)));
+                }
             }
         }
         Ok(asks)
@@ -181,10 +205,7 @@ impl Engine {
 /// down under it) is no verdict.
 fn answered_by_others(asks: Vec<Ask>) -> Vec<Finding> {
     let verdicts: Vec<Option<MacAddr>> = std::thread::scope(|scope| {
-        let running: Vec<_> = asks
-            .iter()
-            .map(|a| scope.spawn(|| a.probe.probe(a.address, REQUESTS, ANSWER_WAIT)))
-            .collect();
+        let running: Vec<_> = asks.iter().map(|a| scope.spawn(|| a.claimant())).collect();
         running
             .into_iter()
             .zip(&asks)
@@ -217,6 +238,34 @@ fn answered_by_others(asks: Vec<Ask>) -> Vec<Finding> {
             ))
         })
         .collect()
+}
+
+fn ask(network: &str, subject: &str, address: IpAddr, asker: Asker) -> Ask {
+    Ask { network: network.to_string(), subject: subject.to_string(), address, asker }
+}
+
+/// A solicitation sender on link `index` of `ns`, from its link-local
+/// address (a global one would be answered to itself by the other holder);
+/// `None` when the link has none.
+fn ndp_prober(ns: &Netns, index: u32) -> Result<Option<NeighbourProber>> {
+    let addresses = RouteSocket::open_in(ns)?.addresses(Some(index))?;
+    let Some(link_local) = addresses.iter().find_map(|(_, a)| match a.addr() {
+        IpAddr::V6(ip) if ip.is_unicast_link_local() => Some(ip),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    // A link-local address still tentative (a link just up) cannot be sent
+    // from yet: that endpoint is not asked this time.
+    let opened = NeighbourProber::open_in(ns, link_local.into())
+        .and_then(|p| p.map(|p| p.only_answers().map(|()| p)).transpose());
+    match opened {
+        Ok(prober) => Ok(prober),
+        Err(e) => {
+            tracing::warn!(%link_local, "IPv6 addresses not asked on the wire: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// The promiscuity count of a physical parent that is promiscuous though
