@@ -9,6 +9,9 @@
 //! (`cleanup_net`), measured under 1 ms after `ip netns del`'s equivalent
 //! returned; the bound leaves a busy machine's scheduling two orders of
 //! magnitude.
+//!
+//! With `--fix`, endpoints attached after the watcher started are followed
+//! too: a deleted link is made again, a gone namespace's addresses released.
 
 mod common;
 
@@ -31,9 +34,14 @@ struct Watcher {
 
 impl Watcher {
     fn start(lab: &Lab) -> Watcher {
+        Watcher::start_with(lab, &[])
+    }
+
+    fn start_with(lab: &Lab, extra: &[&str]) -> Watcher {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nicslice"))
             .args(["--state", lab.state.to_str().unwrap(), "--host-netns", &lab.host.netns_name])
             .args(["events", "--json", "--idle-exit", "60"])
+            .args(extra)
             .env_remove("NICSLICE_FAIL_AT")
             .stdout(Stdio::piped())
             .spawn()
@@ -69,10 +77,16 @@ impl Watcher {
     }
 }
 
-impl Drop for Watcher {
-    fn drop(&mut self) {
+impl Watcher {
+    fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -118,4 +132,35 @@ fn every_drift_is_reported_within_100_ms() {
     for (kind, delay) in &delays {
         assert!(*delay < BOUND, "{kind} took {delay:?}: {delays:?}");
     }
+}
+
+#[test]
+fn fix_follows_endpoints_attached_later_and_repairs_them() {
+    let mut lab = Lab::new("evfix");
+    lab.lan("lan", &[]);
+    let mut watcher = Watcher::start_with(&lab, &["--fix"]);
+    // Attached after the watcher started: adopted at its next reading of
+    // the record (every 2 s without events).
+    let (c1, n1) = lab.netns("c1");
+    let (c2, n2) = lab.netns("c2");
+    let a1 = lab.json(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.11"]);
+    lab.ok(&["attach", "lan", "--netns", &n2, "--ip", "192.168.0.12"]);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    RouteSocket::open_in(&c1).unwrap().delete_link_by_name("eth0").unwrap();
+    watcher.after("endpoint-link-removed", Instant::now());
+    let (repaired, _) = watcher.after("repaired", Instant::now());
+    assert!(repaired["message"].as_str().unwrap().starts_with("repaired: endpoint"), "{repaired}");
+    let eth0 = link(&c1, "eth0").expect("--fix made c1's link again");
+    assert_eq!(eth0.mac.map(|m| m.to_string()), a1["mac"].as_str().map(String::from));
+    assert!(addresses(&c1, "eth0").contains(&"192.168.0.11/24".to_string()));
+
+    drop(c2);
+    nicslice_kernel::netns::delete_named(&n2).unwrap();
+    watcher.after("namespace-gone", Instant::now());
+    let (released, _) = watcher.after("repaired", Instant::now());
+    assert!(released["message"].as_str().unwrap().contains(&n2), "{released}");
+    let eps = lab.json(&["endpoint", "ls"]);
+    assert_eq!(eps.as_array().unwrap().len(), 1, "c2's addresses released: {eps}");
+    watcher.stop();
 }
