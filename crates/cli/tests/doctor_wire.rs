@@ -139,3 +139,18 @@ fn a_switch_dropping_new_macs_gives_the_forged_transmits_finding() {
     assert!(found[0]["fix"].as_str().unwrap().contains("ipvlan"), "{found:?}");
     no_scratch_left(&lab);
 }
+
+#[test]
+fn a_passthru_network_is_asked_without_a_scratch_link() {
+    // A passthru child owns its parent: the parent takes no second child,
+    // so the forged-transmits probe does not apply, and is no error.
+    let mut lab = Lab::new("wirepassthru");
+    lab.lan("pt", &["--mode", "passthru"]);
+    let (_c1, n1) = lab.netns("c1");
+    lab.ok(&["attach", "pt", "--netns", &n1, "--ip", "192.168.0.11"]);
+    let out = lab.run(&["doctor", "--wire"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim().lines().count(), 1, "{stdout}");
+    no_scratch_left(&lab);
+}

@@ -30,7 +30,7 @@ use nicslice_kernel::address_claim::ArpProbe;
 use nicslice_kernel::{
     Link, MacvlanLinkRequest, NeighbourProber, Netns, NetnsTarget, RouteSocket, netns, sysctl,
 };
-use nicslice_model::{IfName, MacAddr, MacvlanMode};
+use nicslice_model::{IfName, LinkMode, MacAddr, MacvlanMode};
 use nicslice_store::{NetworkRecord, StoreRead};
 
 use super::{Finding, Repair, finding};
@@ -167,8 +167,10 @@ impl Engine {
             _ => None,
         });
         let Some(gateway) = gateway else { return Ok(None) };
-        if spec.driver.is_ipvlan() {
-            return Ok(None); // its children send with the parent's MAC
+        // ipvlan children send with the parent's MAC; a passthru child owns
+        // the parent, which takes no second child, not even for a moment.
+        if spec.driver.is_ipvlan() || spec.mode == LinkMode::Macvlan(MacvlanMode::Passthru) {
+            return Ok(None);
         }
         let name = spec.parent.as_str();
         let mut host = RouteSocket::open_in(&self.host)?;
@@ -185,8 +187,13 @@ impl Engine {
             tracing::info!(%gateway, parent = name, "the gateway does not answer the parent: no verdict on new MACs");
             return Ok(None);
         }
-        if new_mac_answered(&mut host, parent.index, gateway)? {
-            return Ok(None);
+        match new_mac_answered(&mut host, parent.index, gateway) {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(parent = name, "no verdict on frames from new MACs: {e}");
+                return Ok(None);
+            }
         }
         Ok(Some(finding(
             spec.name.as_str(),
