@@ -5,6 +5,8 @@
 #
 #   vmtest/run.sh              every tests/*.rs of crates/cli (vm_* need the VM)
 #   vmtest/run.sh vm_smoke ... only these test targets
+#   vmtest/run.sh vm_reboot    two boots sharing a state disk (vmtest/lib/reboot.sh);
+#                              every vm_reboot* target runs so, after the others
 #
 # Installs its host packages with apt-get when missing (needs root then),
 # caches the kernel and the initramfs in <target dir>/vmtest-cache/.
@@ -28,6 +30,8 @@ source "$VMTEST_DIR/lib/build.sh"
 source "$VMTEST_DIR/lib/image.sh"
 # shellcheck source=vmtest/lib/boot.sh
 source "$VMTEST_DIR/lib/boot.sh"
+# shellcheck source=vmtest/lib/reboot.sh
+source "$VMTEST_DIR/lib/reboot.sh"
 
 case "${1:-}" in
     -h | --help)
@@ -55,25 +59,36 @@ else
     tests=("${DEFAULT_TESTS[@]}")
 fi
 [ ${#tests[@]} -gt 0 ] || die "no test targets in crates/cli/tests"
+single=() reboot=()
+for t in "${tests[@]}"; do
+    if is_reboot_test "$t"; then reboot+=("$t"); else single+=("$t"); fi
+done
 
 t=$(now)
 fetch_kernel
 resolve_modules
 say "kernel $KERNEL_RELEASE ready in $(since "$t") s; modules: ${MODULE_NAMES[*]}"
 
-t=$(now)
-build_tests "${tests[@]}"
-say "built ${TEST_NAMES[*]} and nicslice in $(since "$t") s"
+failed=0
+if [ ${#single[@]} -gt 0 ]; then
+    t=$(now)
+    build_tests "${single[@]}"
+    say "built ${TEST_NAMES[*]} and nicslice in $(since "$t") s"
 
-t=$(now)
-build_initramfs
-say "initramfs ready in $(since "$t") s"
+    t=$(now)
+    build_initramfs
+    say "initramfs ready in $(since "$t") s"
 
-t=$(now)
-boot_vm
-vm_time=$(since "$t")
+    t=$(now)
+    boot_vm
+    vm_time=$(since "$t")
+    judge_run "$vm_time" || failed=1
+fi
+if [ ${#reboot[@]} -gt 0 ]; then
+    run_two_boots "${reboot[@]}" || failed=1
+fi
 
-if judge_run "$vm_time"; then
+if [ $failed = 0 ]; then
     say "VM stage passed in $(since "$start") s"
 else
     say "VM stage FAILED after $(since "$start") s"

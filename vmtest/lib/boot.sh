@@ -3,15 +3,18 @@
 # prints. Sourced by vmtest/run.sh; defines functions only.
 
 # Boots $KERNEL_IMAGE with $INITRAMFS. Sets CONSOLE_LOG and QEMU_STATUS.
+# Optional: VM_CONSOLE (the log's name, default console.log), VM_APPEND (more
+# kernel command line), VM_QEMU (an array of more qemu arguments).
 boot_vm() {
     local timeout=${NICSLICE_VM_TIMEOUT:-600}
-    CONSOLE_LOG=$CACHE/console.log
+    CONSOLE_LOG=$CACHE/${VM_CONSOLE:-console.log}
     say "booting $KERNEL_RELEASE under qemu (TCG, timeout ${timeout}s); console: $CONSOLE_LOG"
     local qemu=(
         qemu-system-x86_64 -accel tcg -m "${NICSLICE_VM_MEMORY:-1024}" -smp 2
         -nographic -no-reboot -nic none
         -kernel "$KERNEL_IMAGE" -initrd "$INITRAMFS"
-        -append "console=ttyS0 quiet panic=-1"
+        -append "console=ttyS0 quiet panic=-1${VM_APPEND:+ $VM_APPEND}"
+        ${VM_QEMU[@]+"${VM_QEMU[@]}"}
     )
     # stdin from /dev/null: qemu leaves the terminal alone, and the VM reads
     # nothing from it. The console is streamed and logged without the serial

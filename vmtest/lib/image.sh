@@ -34,10 +34,11 @@ copy_executable() {
 
 # Builds $CACHE/initramfs.cpio from the state set by fetch_kernel,
 # resolve_modules and build_tests, unless the one there has the same inputs.
-# Sets INITRAMFS.
+# Sets INITRAMFS; named $1 (default initramfs), so that two kinds of run
+# keep one each.
 build_initramfs() {
     local libs manifest hash stamp root f i servers=()
-    INITRAMFS=$CACHE/initramfs.cpio
+    INITRAMFS=$CACHE/${1:-initramfs}.cpio
     stamp=$INITRAMFS.sha256
     # The DHCP server vm_dhcp starts, when the host has it.
     [ -x /usr/sbin/dnsmasq ] && servers+=(/usr/sbin/dnsmasq)
@@ -45,7 +46,7 @@ build_initramfs() {
 
     # What goes in, and from where: the manifest and the content of every
     # input make the hash; the harness scripts count as inputs too.
-    manifest=$CACHE/initramfs.manifest
+    manifest=${INITRAMFS%.cpio}.manifest
     {
         printf 'kernel %s\n' "$KERNEL_RELEASE"
         printf 'nicslice %s\n' "$NICSLICE_EXE"
@@ -69,7 +70,7 @@ build_initramfs() {
         return 0
     fi
 
-    root=$CACHE/initramfs.root
+    root=${INITRAMFS%.cpio}.root
     rm -rf "$root"
     mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,root,etc,vmtest} \
         "$root/lib/modules/$KERNEL_RELEASE"

@@ -87,15 +87,22 @@ pub enum Command {
         /// the leases of endpoints whose namespace is gone.
         #[arg(long)]
         fix: bool,
+        /// Also ask the wire (about a second per network, frames sent to the
+        /// segment): endpoint addresses another MAC answers for, frames from
+        /// new MACs dropped (hypervisor forged transmits), a NIC's MAC filter
+        /// overflowed into promiscuous mode.
+        #[arg(long)]
+        wire: bool,
     },
     /// Print, as they happen, the kernel's link events that concern nicslice's
     /// networks: a parent down, up, without carrier, deleted or recreated; a
-    /// shim removed; each with the networks and endpoints it affects. Runs in
-    /// the foreground (or as a service) and sleeps in the kernel between
-    /// events.
+    /// shim removed; an endpoint's link deleted or its namespace ended; each
+    /// with the networks and endpoints it affects. Runs in the foreground (or
+    /// as a service) and sleeps in the kernel between events.
     Events {
         /// Repair as events arrive what `doctor --fix` repairs: a parent
-        /// recreated gets its children back; a removed shim is made again.
+        /// recreated gets its children back; a removed shim or endpoint link
+        /// is made again; a gone namespace's addresses are released.
         #[arg(long)]
         fix: bool,
         /// Stop after this many seconds without an event (default: never).

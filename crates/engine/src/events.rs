@@ -1,27 +1,41 @@
 //! `events`: the kernel's link notifications in the parents' namespace,
 //! turned into what they mean for nicslice's networks: a parent down, up,
-//! without carrier, deleted or recreated; a shim removed. Each event names
+//! without carrier, deleted or recreated; a shim removed; an endpoint's link
+//! deleted, or its namespace ended (the container is gone). Each event names
 //! the networks and endpoints it affects. With `fix`, the repair `doctor
 //! --fix` would make follows at once (a parent recreated under its name gets
-//! its children back in their namespaces; a removed shim is made again).
-//! The socket sleeps in the kernel between notifications.
+//! its children back in their namespaces; a removed shim is made again; a
+//! deleted endpoint link is made again; a gone namespace's lease released).
+//!
+//! The socket sleeps in the kernel between notifications. Endpoint
+//! namespaces are heard through the ids the parents' namespace has for them
+//! (given where missing, as `ip netns set NS auto` does), which hold no
+//! reference: a namespace still ends when its container does. Every
+//! [`ADOPT_EVERY`] without a notification the record is read again to adopt
+//! endpoints attached since (a database read, no question to the kernel
+//! about known ones).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nicslice_kernel::events::{LinkEvent, LinkEvents};
-use nicslice_kernel::{Link, RouteSocket};
+use nicslice_kernel::{Link, NetnsTarget, RouteSocket};
 use nicslice_store::StoreRead;
 use serde::Serialize;
 
-use crate::Engine;
 use crate::error::Result;
+use crate::{EndpointView, Engine};
+
+/// How long the watcher sleeps, at most, before it adopts the endpoints
+/// attached since it last read the record.
+const ADOPT_EVERY: Duration = Duration::from_secs(2);
 
 /// One event, as `nicslice events` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// parent-down, parent-up, carrier-lost, carrier-back, parent-deleted,
-    /// parent-recreated, shim-removed, repaired.
+    /// parent-recreated, shim-removed, endpoint-link-removed, namespace-gone,
+    /// repaired.
     pub event: &'static str,
     pub interface: String,
     pub networks: Vec<String>,
@@ -43,6 +57,16 @@ impl Seen {
         Seen { index: l.index, up: l.up, lower_up: l.lower_up }
     }
 }
+
+/// An endpoint the watcher hears about: the id the parents' namespace has
+/// for its namespace.
+struct Watched {
+    nsid: i32,
+    endpoint: EndpointView,
+}
+
+/// Endpoints by (network, namespace path, interface).
+type Endpoints = HashMap<(String, String, String), Watched>;
 
 /// Which networks use a parent, and which shim belongs to which network.
 struct Interest {
@@ -76,6 +100,30 @@ impl Engine {
         Ok(out)
     }
 
+    /// Adds the attached endpoints not yet watched (their namespace given an
+    /// id where it has none) and forgets those no longer recorded.
+    fn adopt(&mut self, watched: &mut Endpoints) -> Result<()> {
+        let mut host = RouteSocket::open_in(&self.host)?;
+        let mut recorded = Endpoints::new();
+        for ep in self.endpoints(None)? {
+            let key = (ep.network.clone(), ep.netns.clone(), ep.ifname.clone());
+            if let Some(w) = watched.remove(&key) {
+                recorded.insert(key, w);
+                continue;
+            }
+            if ep.state != "attached" {
+                continue;
+            }
+            let Ok(ns) = NetnsTarget::Path(ep.netns.clone().into()).open() else { continue };
+            if ns.id() == self.host.id() {
+                continue; // the parents' own namespace: its links are heard already
+            }
+            recorded.insert(key, Watched { nsid: host.nsid_of(&ns)?, endpoint: ep });
+        }
+        *watched = recorded;
+        Ok(())
+    }
+
     /// Watches until `emit` returns false (or, with `until`, until no event
     /// came for that long), calling it for each event.
     pub fn watch(
@@ -93,60 +141,137 @@ impl Engine {
                 seen.insert(l.name.clone(), Seen::of(&l));
             }
         }
+        let mut watched = Endpoints::new();
+        self.adopt(&mut watched)?;
+        let mut last_event = Instant::now();
         loop {
-            let batch = events.next(until)?;
-            if batch.is_empty() && until.is_some() {
-                return Ok(());
-            }
-            let interest = self.interest()?;
-            for change in batch {
-                let (deleted, link) = match change {
-                    LinkEvent::New(l) => (false, l),
-                    LinkEvent::Del(l) => (true, l),
-                };
-                let Some((event, message, networks)) =
-                    classify(&interest, &mut seen, deleted, &link)
-                else {
-                    continue;
-                };
-                let endpoints = self.endpoints_of(&networks)?;
-                let e = Event {
-                    event,
-                    interface: link.name.clone(),
-                    networks: networks.clone(),
-                    endpoints,
-                    message,
-                };
-                if !emit(&e) {
+            let wait = until
+                .map_or(ADOPT_EVERY, |u| u.saturating_sub(last_event.elapsed()).min(ADOPT_EVERY));
+            let batch = events.next(Some(wait))?;
+            if batch.is_empty() {
+                if until.is_some_and(|u| last_event.elapsed() >= u) {
                     return Ok(());
                 }
-                if fix && matches!(event, "parent-recreated" | "shim-removed") {
-                    for net in &networks {
-                        for f in self.doctor(Some(net), true)? {
-                            let ok = f.repaired == Some(true);
-                            let message = match (&f.repair_error, ok) {
-                                (_, true) => format!("repaired: {}: {}", f.subject, f.fix),
-                                (Some(err), false) => format!("not repaired: {}: {err}", f.subject),
-                                (None, false) => {
-                                    format!("left: {}: {}; {}", f.subject, f.problem, f.fix)
-                                }
-                            };
-                            let r = Event {
-                                event: "repaired",
-                                interface: link.name.clone(),
-                                networks: vec![net.clone()],
-                                endpoints: Vec::new(),
-                                message,
-                            };
-                            if !emit(&r) {
-                                return Ok(());
-                            }
-                        }
+                self.adopt(&mut watched)?;
+                continue;
+            }
+            last_event = Instant::now();
+            let interest = self.interest()?;
+            for change in batch {
+                let found: Vec<Event> = match change {
+                    LinkEvent::New(link) => {
+                        self.of_parent(&interest, &mut seen, false, link)?.into_iter().collect()
+                    }
+                    LinkEvent::Del(link) => {
+                        self.of_parent(&interest, &mut seen, true, link)?.into_iter().collect()
+                    }
+                    LinkEvent::PeerDel { nsid, link } => {
+                        of_endpoint_link(&watched, nsid, &link).into_iter().collect()
+                    }
+                    LinkEvent::NamespaceGone(nsid) => namespace_gone(&mut watched, nsid),
+                };
+                for e in found {
+                    if !emit(&e) {
+                        return Ok(());
+                    }
+                    let repairs = matches!(
+                        e.event,
+                        "parent-recreated"
+                            | "shim-removed"
+                            | "endpoint-link-removed"
+                            | "namespace-gone"
+                    );
+                    if fix && repairs && !self.repair_networks(&e, &mut emit)? {
+                        return Ok(());
                     }
                 }
             }
         }
     }
+
+    /// The event a change of a parent or shim is, with the endpoints of the
+    /// networks it affects.
+    fn of_parent(
+        &mut self,
+        interest: &Interest,
+        seen: &mut HashMap<String, Seen>,
+        deleted: bool,
+        link: Link,
+    ) -> Result<Option<Event>> {
+        let Some((event, message, networks)) = classify(interest, seen, deleted, &link) else {
+            return Ok(None);
+        };
+        let endpoints = self.endpoints_of(&networks)?;
+        Ok(Some(Event { event, interface: link.name, networks, endpoints, message }))
+    }
+
+    /// `doctor --fix` on the networks of `e`, each finding an event; false
+    /// when `emit` asks to stop.
+    fn repair_networks(
+        &mut self,
+        e: &Event,
+        emit: &mut impl FnMut(&Event) -> bool,
+    ) -> Result<bool> {
+        for net in &e.networks {
+            for f in self.doctor(Some(net), true)? {
+                let ok = f.repaired == Some(true);
+                let message = match (&f.repair_error, ok) {
+                    (_, true) => format!("repaired: {}: {}", f.subject, f.fix),
+                    (Some(err), false) => format!("not repaired: {}: {err}", f.subject),
+                    (None, false) => format!("left: {}: {}; {}", f.subject, f.problem, f.fix),
+                };
+                let r = Event {
+                    event: "repaired",
+                    interface: e.interface.clone(),
+                    networks: vec![net.clone()],
+                    endpoints: Vec::new(),
+                    message,
+                };
+                if !emit(&r) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The endpoint whose link `link` was, deleted in namespace `nsid`.
+fn of_endpoint_link(watched: &Endpoints, nsid: i32, link: &Link) -> Option<Event> {
+    let ep = watched
+        .values()
+        .find(|w| w.nsid == nsid && w.endpoint.ifname == link.name)
+        .map(|w| &w.endpoint)?;
+    Some(Event {
+        event: "endpoint-link-removed",
+        interface: link.name.clone(),
+        networks: vec![ep.network.clone()],
+        endpoints: vec![format!("{} in {}", ep.ifname, ep.netns)],
+        message: format!("the link {} in {} was deleted", ep.ifname, ep.netns),
+    })
+}
+
+/// One event per endpoint of namespace `nsid`, which ended; they are no
+/// longer watched.
+fn namespace_gone(watched: &mut Endpoints, nsid: i32) -> Vec<Event> {
+    let gone: Vec<_> =
+        watched.iter().filter(|(_, w)| w.nsid == nsid).map(|(k, _)| k.clone()).collect();
+    gone.into_iter()
+        .filter_map(|k| watched.remove(&k))
+        .map(|w| {
+            let ep = w.endpoint;
+            Event {
+                event: "namespace-gone",
+                interface: ep.ifname.clone(),
+                networks: vec![ep.network.clone()],
+                endpoints: vec![format!("{} in {}", ep.ifname, ep.netns)],
+                message: format!(
+                    "the namespace {} ended (its container is gone): the addresses of {} are held for nothing; `nicslice doctor --fix` releases them",
+                    ep.netns, ep.ifname
+                ),
+            }
+        })
+        .collect()
 }
 
 /// What a change of `link` means, if it concerns a parent or a shim.

@@ -69,6 +69,26 @@ fn advertised(icmp: &[u8]) -> Option<Ipv6Addr> {
     (icmp[0] == 136 && icmp[1] == 0).then_some(Ipv6Addr::from(target))
 }
 
+/// The target link-layer address (option 2) of a neighbour advertisement
+/// for `target`: who claims it.
+fn advertiser(icmp: &[u8], target: Ipv6Addr) -> Option<MacAddr> {
+    if advertised(icmp)? != target {
+        return None;
+    }
+    let mut options = icmp.get(24..)?;
+    while options.len() >= 8 {
+        let len = usize::from(options[1]) * 8;
+        if len == 0 || len > options.len() {
+            return None;
+        }
+        if options[0] == 2 {
+            return Some(MacAddr(options[2..8].try_into().ok()?));
+        }
+        options = &options[len..];
+    }
+    None
+}
+
 /// ff02::1:ffXX:XXXX, where a node listens for solicitations for `ip`.
 fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
     let o = ip.octets();
@@ -258,6 +278,64 @@ impl NeighbourProber {
         Ok(answered)
     }
 
+    /// IPv6 probers: the MAC of another host that advertises `target`, an
+    /// address this prober's interface holds itself (a conflict), asking
+    /// `attempts` times over `timeout`. The solicitation is kept from this
+    /// namespace's own stack (no multicast loop), whose answer would be ours.
+    pub fn advertiser_of(
+        &self,
+        target: Ipv6Addr,
+        attempts: u16,
+        timeout: Duration,
+    ) -> Result<Option<MacAddr>> {
+        let off: libc::c_int = 0;
+        // SAFETY: `off` is an int, alive for the call; `fd` an open socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MULTICAST_LOOP,
+                (&raw const off).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(KernelError::io("turn off multicast loop", e));
+        }
+        let deadline = Instant::now() + timeout;
+        let interval = timeout / u32::from(attempts.max(1));
+        let mut buf = [0u8; 1500];
+        for _ in 0..attempts.max(1) {
+            self.request(IpAddr::V6(target))?;
+            let slot_end = (Instant::now() + interval).min(deadline);
+            while let Some(wait) = slot_end.checked_duration_since(Instant::now()) {
+                let wait = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, wait) {
+                    Ok(0) => break,
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(KernelError::io("wait for advertisements", e.into())),
+                }
+                loop {
+                    match recvfrom::<SockaddrStorage>(self.fd.as_raw_fd(), &mut buf) {
+                        Ok((n, _)) => {
+                            let by = advertiser(&buf[..n], target).filter(|m| *m != self.mac);
+                            if by.is_some() {
+                                return Ok(by);
+                            }
+                        }
+                        Err(Errno::EAGAIN | Errno::ENETDOWN | Errno::ENXIO) => break,
+                        Err(e) => {
+                            return Err(KernelError::io("receive advertisement", e.into()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends one request for `target`. A request the kernel refuses to send
     /// (interface down, no carrier) is one that goes unanswered, not an error.
     fn request(&self, target: IpAddr) -> Result<()> {
@@ -421,5 +499,9 @@ mod tests {
         let mut na = ns.clone();
         na[0] = 136;
         assert_eq!(advertised(&na), Some(target));
+        assert_eq!(advertiser(&na, target), None, "a source, not a target, link-layer option");
+        na[24] = 2;
+        assert_eq!(advertiser(&na, target), Some(MAC));
+        assert_eq!(advertiser(&na, "fd00::1".parse().unwrap()), None, "another target");
     }
 }

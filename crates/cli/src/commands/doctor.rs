@@ -1,12 +1,15 @@
-//! `nicslice doctor [NET] [--fix]`: findings, one line each, and their
+//! `nicslice doctor [NET] [--fix] [--wire]`: findings, one line each, and their
 //! fixes; `nicslice restore`: the same repairs after a reboot, quietly.
 
 use super::Globals;
 use crate::output;
 
-pub fn run(g: &Globals, network: Option<&str>, fix: bool) -> anyhow::Result<()> {
+pub fn run(g: &Globals, network: Option<&str>, fix: bool, wire: bool) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
-    let findings = engine.doctor(network, fix)?;
+    let mut findings = engine.doctor(network, fix)?;
+    if wire {
+        findings.extend(engine.doctor_wire(network)?);
+    }
     let left = findings.iter().filter(|f| f.repaired != Some(true)).count();
     if g.json {
         output::json(&findings)?;

@@ -56,7 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Detach(args) => attach::detach(&globals, args),
         Command::Endpoint(cmd) => endpoint::run(&globals, cmd),
         Command::Shim(cmd) => shim::run(&globals, cmd),
-        Command::Doctor { network, fix } => doctor::run(&globals, network.as_deref(), fix),
+        Command::Doctor { network, fix, wire } => {
+            doctor::run(&globals, network.as_deref(), fix, wire)
+        }
         Command::Restore => doctor::restore(&globals),
         Command::Events { fix, idle_exit } => events::run(&globals, fix, idle_exit),
         Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),

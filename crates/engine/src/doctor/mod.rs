@@ -11,6 +11,8 @@
 //! of endpoints whose namespace is gone (released). Everything else is
 //! reported with what to do, and left to the user.
 
+mod wire;
+
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -256,7 +258,16 @@ impl Engine {
                 let owned = tx.owned_link(name)?;
                 drop(tx);
                 let Some(owned) = owned else { return Ok(()) };
-                crate::parent::recreate(&mut RouteSocket::open_in(&self.host)?, &owned)
+                let mut host = RouteSocket::open_in(&self.host)?;
+                crate::parent::recreate(&mut host, &owned)?;
+                // A new link starts without promiscuous mode: put back what
+                // a network on it asked for (after a reboot, restore's case).
+                let networks = self.store.read()?.list_networks()?;
+                if networks.iter().any(|n| n.spec.parent.as_str() == name && n.spec.promisc) {
+                    let link = host.require_link(name, self.host.label())?;
+                    host.set_promisc(link.index, true)?;
+                }
+                Ok(())
             }
             Repair::SetPromisc(name) => {
                 let mut host = RouteSocket::open_in(&self.host)?;
