@@ -247,7 +247,9 @@ impl DesiredFile {
             if names.contains(&name) {
                 Ok(name)
             } else {
-                Err(at(key)(format!("network {name} is not declared in this file (no [[network]] with that name)")))
+                Err(at(key)(format!(
+                    "network {name} is not declared in this file (no [[network]] with that name)"
+                )))
             }
         };
         for (i, shim) in self.shims.iter().enumerate() {
@@ -333,8 +335,7 @@ impl NetworkDecl {
             cooldown_s: self.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),
         });
         let noarp = matches!(spec.mode, LinkMode::Ipvlan(IpvlanMode::L3 | IpvlanMode::L3s));
-        if spec.probe.is_some() && noarp && self.subnets.iter().any(|s| s.subnet.addr().is_ipv6())
-        {
+        if spec.probe.is_some() && noarp && self.subnets.iter().any(|s| s.subnet.addr().is_ipv6()) {
             return Err(at(key("probe_conflicts"))(format!(
                 "ipvlan {} children are NOARP and the kernel runs no duplicate address detection on them, so IPv6 addresses cannot be probed",
                 spec.mode
