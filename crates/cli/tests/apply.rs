@@ -156,6 +156,7 @@ fn apply_makes_what_the_file_says_and_again_sends_no_write() {
         assert!(plan.contains(line), "{line:?} missing from the plan:\n{plan}");
     }
     assert!(plan.contains("applied 6 change(s)"), "{plan}");
+    eprintln!("first apply: {writes} netlink writes");
     assert!(writes > 10, "the first apply makes links, addresses and routes ({writes} writes)");
 
     // What a user checks: the interfaces, their mode and addresses, and pings.
