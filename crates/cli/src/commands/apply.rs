@@ -37,6 +37,11 @@ pub fn run(g: &Globals, a: &ApplyArgs) -> anyhow::Result<()> {
     let applied = changes > 0 && !a.dry_run;
     if applied {
         engine.converge(&plan)?;
+        // As `attach` does: DHCP leases need the agent that renews them.
+        let dhcp = |net: &str| file.networks.iter().any(|n| n.name == net && n.ipam == "dhcp");
+        if file.endpoints.iter().any(|e| dhcp(&e.network)) {
+            super::dhcp_agent::ensure_running(g);
+        }
     }
     if g.json {
         return output::json(&Report {

@@ -3,6 +3,10 @@
 //! when a later one fails the inverses run newest first. A repair of drift
 //! (`doctor --fix`'s) puts back what the record already says and has no
 //! inverse: undoing it would break what it mended.
+//!
+//! A process killed between two operations leaves the ones done in place,
+//! each whole (an operation killed part-way is ended by the next command,
+//! as its intent says); applying the file again finishes the work.
 
 use nicslice_kernel::NetnsTarget;
 use nicslice_model::{IfName, NetworkSpec, ValidNetwork};
