@@ -397,3 +397,40 @@ fn a_bad_file_is_one_error_line() {
     lab.fails(&["apply", "/nonexistent/apply.toml"], "reading /nonexistent/apply.toml");
     assert!(lab.json(&["network", "ls"]).as_array().unwrap().is_empty(), "nothing was made");
 }
+
+#[test]
+fn apply_repairs_drift_through_the_comparison_doctor_makes() {
+    let lab = Lab::new("apply_drift");
+    let (a, b) = (lab.world.name_of("a"), lab.world.name_of("b"));
+    let _made = Made(vec![a.clone(), b.clone()]);
+    let path = file(&lab, "lan", &desired(&a, &b, true, false));
+    let path = path.to_str().unwrap();
+    lab.ok(&["apply", path]);
+    let host = lab.host.netns.clone_handle().unwrap();
+    let b_before = addresses(&opened(&b).unwrap(), "eth1");
+    let shim = lab.json(&["shim", "ls"])[0]["name"].as_str().unwrap().to_string();
+
+    // By hand: the shim deleted, b's link deleted, a's namespace deleted.
+    RouteSocket::open_in(&host).unwrap().delete_link_by_name(&shim).unwrap();
+    RouteSocket::open_in(&opened(&b).unwrap()).unwrap().delete_link_by_name("eth1").unwrap();
+    netns::delete_named(&a).unwrap();
+    let out = lab.run(&["doctor"]);
+    assert!(!out.status.success(), "doctor sees the drift");
+
+    let text = lab.ok(&["apply", path]);
+    for line in [
+        format!("modify shim of lan: shim {shim}: shim {shim} is missing"),
+        format!("create namespace {a}: missing"),
+        format!("modify endpoint eth0 in {a} on lan: its namespace /run/netns/{a} is gone"),
+        format!("modify endpoint eth1 in {b} on lan: "),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing from:\n{text}");
+    }
+    assert!(lab.ok(&["doctor"]).contains("everything is as nicslice made it"));
+    let ns_a = opened(&a).unwrap();
+    assert_eq!(addresses(&ns_a, "eth0"), vec!["192.168.0.10/24"]);
+    assert_eq!(addresses(&opened(&b).unwrap(), "eth1"), b_before, "b keeps its address");
+    assert!(ping(&ns_a, "192.168.0.1"));
+    assert!(ping(&host, "192.168.0.10"), "through the shim made again");
+    assert!(lab.ok(&["apply", path]).contains("nothing to do"));
+}
