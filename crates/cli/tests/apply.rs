@@ -426,6 +426,7 @@ fn apply_repairs_drift_through_the_comparison_doctor_makes() {
     ] {
         assert!(text.contains(&line), "{line:?} missing from:\n{text}");
     }
+    assert!(!text.contains("keep shim"), "the shim is repaired, not kept:\n{text}");
     assert!(lab.ok(&["doctor"]).contains("everything is as nicslice made it"));
     let ns_a = opened(&a).unwrap();
     assert_eq!(addresses(&ns_a, "eth0"), vec!["192.168.0.10/24"]);

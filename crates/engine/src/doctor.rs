@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::detach::DetachRequest;
 use crate::error::Result;
-use crate::{AttachRequest, EndpointView, Engine, ShimRequest};
+use crate::{EndpointView, Engine, ShimRequest};
 
 /// What `fix` would do about a finding.
 #[derive(Debug, Clone)]
@@ -276,18 +276,7 @@ impl Engine {
             Repair::Release(ep) => self.detach(recorded(ep)?).map(|_| ()),
             Repair::Reattach(ep) => {
                 self.detach(recorded(ep)?)?;
-                self.attach(AttachRequest {
-                    network: ep.network.clone(),
-                    netns: NetnsTarget::Path(ep.netns.clone().into()),
-                    ifname: IfName::new(&ep.ifname)?,
-                    ips: ep.addresses.iter().map(|a| a.addr()).collect(),
-                    mac: ep.mac,
-                    source_macs: ep.source_macs.clone(),
-                    default_route: !ep.gateways.is_empty(),
-                    routes: ep.routes.clone(),
-                    dhcp: Default::default(),
-                })
-                .map(|_| ())
+                self.attach(crate::converge::reattach(ep)?).map(|_| ())
             }
         }
     }

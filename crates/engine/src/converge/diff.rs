@@ -145,11 +145,12 @@ fn endpoint_differences(d: &DesiredEndpoint, r: &EndpointView) -> Vec<String> {
     out
 }
 
-/// An attach of `d`, keeping `kept`'s addresses and MAC where the file
-/// names none (so that an endpoint made again keeps them).
+/// An attach of `d`, keeping `kept`'s addresses (and, with `keep_mac`, its
+/// MAC) where the file names none, so that an endpoint made again keeps them.
 fn attach_of(
     d: &DesiredEndpoint,
     kept: Option<&EndpointView>,
+    keep_mac: bool,
     network: &ValidNetwork,
 ) -> AttachRequest {
     let kept = kept.filter(|k| k.network == d.network.as_str());
@@ -163,7 +164,7 @@ fn attach_of(
         netns: NetnsTarget::parse_user(&d.netns),
         ifname: d.ifname.clone(),
         ips,
-        mac: d.mac.or(kept.and_then(|k| k.mac)),
+        mac: d.mac.or(kept.filter(|_| keep_mac).and_then(|k| k.mac)),
         source_macs: d.source_macs.clone(),
         default_route: d.default_route,
         routes: d.routes.clone(),
@@ -437,6 +438,12 @@ impl Engine {
                 if shim { ("shim", Phase::Shim) } else { ("network", Phase::Network) };
             let subject = if shim { format!("of {name}") } else { name.clone() };
             let why = format!("{}: {}; {}", f.subject, f.problem, f.fix);
+            if shim {
+                // The repair replaces the shim's "keep".
+                p.steps.retain(|s| {
+                    !(s.kind == "shim" && s.subject == subject && s.action == Action::Keep)
+                });
+            }
             p.steps.push(if f.repairable {
                 step(Action::Modify, kind, subject, why, vec![Op::Repair(f)], phase)
             } else {
@@ -479,7 +486,7 @@ fn plan_endpoints(
                 }
             }
             let kept = recorded.get(&key).map(|h| &h.endpoint);
-            let req = attach_of(d, kept, network);
+            let req = attach_of(d, kept, true, network);
             p.steps.push(step(
                 Action::Create,
                 "endpoint",
@@ -518,7 +525,10 @@ fn plan_endpoints(
             ));
             continue;
         };
-        let ops = vec![Op::Detach(ep.clone()), Op::Attach(attach_of(d, Some(ep), network))];
+        // A namespace deleted takes its links with it a moment later (the
+        // kernel tears it down in the background): its MAC may still be in
+        // use on the parent, and the new namespace's child gets another.
+        let ops = vec![Op::Detach(ep.clone()), Op::Attach(attach_of(d, Some(ep), !gone, network))];
         p.steps.push(step(Action::Modify, "endpoint", subject, why, ops, Phase::Endpoint));
     }
     for h in endpoints {

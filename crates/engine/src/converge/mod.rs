@@ -29,6 +29,7 @@ use crate::doctor::Finding;
 use crate::{AttachRequest, EndpointView, ParentRequest, ShimRequest};
 
 pub use nicslice_model::desired::Desired;
+pub(crate) use run::reattach;
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

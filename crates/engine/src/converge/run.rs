@@ -30,8 +30,9 @@ enum Inverse {
 }
 
 /// An attach that makes `ep` again as it was recorded: its addresses, MAC,
-/// routes, in its namespace (by path).
-pub(super) fn reattach(ep: &EndpointView) -> Result<AttachRequest> {
+/// routes, in its namespace (by path). `doctor --fix` makes a missing link
+/// again with it too.
+pub(crate) fn reattach(ep: &EndpointView) -> Result<AttachRequest> {
     Ok(AttachRequest {
         network: ep.network.clone(),
         netns: NetnsTarget::Path(ep.netns.clone().into()),
