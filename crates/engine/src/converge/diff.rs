@@ -7,8 +7,8 @@
 //!   `prune` allows making it again (its endpoints with it). A kept network
 //!   gets the repairs `doctor --fix` would make to its parent and shim.
 //! - A shim absent is made; one with another name or addresses is made again.
-//! - An endpoint absent is attached (its namespace made first if the file
-//!   says `create = true`); one whose link drifted, whose namespace is gone
+//! - An endpoint (planned in `endpoints.rs`) absent is attached (its
+//!   namespace made first if the file says `create = true`); one whose link drifted, whose namespace is gone
 //!   or whose settings differ from the file is detached and attached again,
 //!   keeping its recorded addresses and MAC where the file names none.
 //! - What the record holds and the file does not list is kept, or with
@@ -18,21 +18,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use nicslice_kernel::{NetnsTarget, RouteSocket};
+use nicslice_kernel::NetnsTarget;
 use nicslice_model::desired::{DesiredEndpoint, DesiredNetwork, ParentChoice};
-use nicslice_model::{IfName, Ipam, NetworkSpec, SubnetSpec, ValidNetwork};
+use nicslice_model::{IfName, NetworkSpec, SubnetSpec, ValidNetwork};
 use nicslice_store::{NetworkRecord, StoreRead};
 
 use super::change::in_place;
+use super::endpoints::key_of;
 use super::{Action, Desired, Op, Phase, Plan, PlanStep};
 use crate::error::{EngineError, Result};
 use crate::verify::EndpointHealth;
-use crate::{
-    AttachRequest, EndpointView, Engine, ParentRequest, ShimRequest, internal_parent_name,
-    vlan_name,
-};
+use crate::{EndpointView, Engine, ParentRequest, ShimRequest, internal_parent_name, vlan_name};
 
-fn step(
+pub(super) fn step(
     action: Action,
     kind: &'static str,
     subject: impl Into<String>,
@@ -43,7 +41,7 @@ fn step(
     PlanStep { action, kind, subject: subject.into(), reason: reason.into(), ops, phase }
 }
 
-const KEEP_UNLISTED: &str = "not in the file; --prune removes it";
+pub(super) const KEEP_UNLISTED: &str = "not in the file; --prune removes it";
 
 /// The parent's name and how it comes to exist, as `network create` decides.
 fn parent_of(d: &DesiredNetwork) -> Result<(IfName, ParentRequest)> {
@@ -78,7 +76,7 @@ fn subnets_text(subnets: &[SubnetSpec]) -> String {
     }
 }
 
-fn shown<T: std::fmt::Display>(v: Option<T>) -> String {
+pub(super) fn shown<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("unset".into(), |v| v.to_string())
 }
 
@@ -110,89 +108,22 @@ fn differences(rec: &NetworkSpec, file: &NetworkSpec) -> Vec<String> {
     out
 }
 
-/// How a recorded endpoint differs from its declaration, if it does.
-fn endpoint_differences(d: &DesiredEndpoint, r: &EndpointView) -> Vec<String> {
-    let mut out = Vec::new();
-    if r.network != d.network.as_str() {
-        out.push(format!("network (record: {}, file: {})", r.network, d.network));
-    }
-    let recorded: BTreeSet<IpAddr> = r.addresses.iter().map(|a| a.addr()).collect();
-    let declared: BTreeSet<IpAddr> = d.ips.iter().copied().collect();
-    if !declared.is_empty() && declared != recorded {
-        out.push(format!("ips (record: {recorded:?}, file: {declared:?})"));
-    }
-    if let Some(mac) = d.mac
-        && r.mac != Some(mac)
-    {
-        out.push(format!("mac (record: {}, file: {mac})", shown(r.mac)));
-    }
-    let set =
-        |v: &[nicslice_model::MacAddr]| v.iter().map(|m| m.to_string()).collect::<BTreeSet<_>>();
-    if set(&d.source_macs) != set(&r.source_macs) {
-        out.push("source_macs".into());
-    }
-    // Only "none wanted, one there" is visible: an ipvlan l3 child's default
-    // route goes through its device and records no gateway.
-    if !d.default_route && !r.gateways.is_empty() {
-        out.push("default_route (record: true, file: false)".into());
-    }
-    let routes = |v: &[nicslice_model::RouteRequest]| {
-        v.iter().map(|r| r.to_string()).collect::<BTreeSet<_>>()
-    };
-    if routes(&d.routes) != routes(&r.routes) {
-        out.push("routes".into());
-    }
-    out
-}
-
-/// An attach of `d`, keeping `kept`'s addresses (and, with `keep_mac`, its
-/// MAC) where the file names none, so that an endpoint made again keeps them.
-fn attach_of(
-    d: &DesiredEndpoint,
-    kept: Option<&EndpointView>,
-    keep_mac: bool,
-    network: &ValidNetwork,
-) -> AttachRequest {
-    let kept = kept.filter(|k| k.network == d.network.as_str());
-    let ips = if !d.ips.is_empty() || network.spec().ipam == Ipam::Dhcp {
-        d.ips.clone()
-    } else {
-        kept.map(|k| k.addresses.iter().map(|a| a.addr()).collect()).unwrap_or_default()
-    };
-    AttachRequest {
-        network: d.network.to_string(),
-        netns: NetnsTarget::parse_user(&d.netns),
-        ifname: d.ifname.clone(),
-        ips,
-        mac: d.mac.or(kept.filter(|_| keep_mac).and_then(|k| k.mac)),
-        source_macs: d.source_macs.clone(),
-        default_route: d.default_route,
-        routes: d.routes.clone(),
-        dhcp: Default::default(),
-    }
-}
-
-/// The key an endpoint is known by: its namespace's path and its name.
-fn key_of(netns: &str, ifname: &str) -> (String, String) {
-    (NetnsTarget::parse_user(netns).path().display().to_string(), ifname.to_string())
-}
-
 /// What the plan is being built from, and what it has decided so far.
-struct Planning {
-    prune: bool,
-    steps: Vec<PlanStep>,
+pub(super) struct Planning {
+    pub(super) prune: bool,
+    pub(super) steps: Vec<PlanStep>,
     /// Networks whose record is gone by the time shims and endpoints are
     /// made: new ones, and those made again.
-    fresh: BTreeSet<String>,
+    pub(super) fresh: BTreeSet<String>,
     /// Endpoints (by key) the plan removes or makes again.
-    claimed: BTreeSet<(String, String)>,
+    pub(super) claimed: BTreeSet<(String, String)>,
     /// Namespaces the plan makes.
-    namespaces: BTreeSet<String>,
+    pub(super) namespaces: BTreeSet<String>,
 }
 
 impl Planning {
     /// The removal of recorded endpoint `ep` for `why`.
-    fn remove_endpoint(&mut self, ep: &EndpointView, why: &str) {
+    pub(super) fn remove_endpoint(&mut self, ep: &EndpointView, why: &str) {
         self.claimed.insert(key_of(&ep.netns, &ep.ifname));
         self.steps.push(step(
             Action::Remove,
@@ -238,7 +169,7 @@ impl Planning {
 
     /// Makes sure the namespace of `d` will exist: there, made by the plan,
     /// or an error saying how to get it.
-    fn namespace_for(&mut self, d: &DesiredEndpoint) -> Result<bool> {
+    pub(super) fn namespace_for(&mut self, d: &DesiredEndpoint) -> Result<bool> {
         if NetnsTarget::parse_user(&d.netns).open().is_ok() {
             return Ok(true);
         }
@@ -359,7 +290,7 @@ impl Engine {
         for record in kept {
             self.plan_drift(record, &mut p)?;
         }
-        plan_endpoints(desired, &endpoints, &valid, &mut p)?;
+        super::endpoints::plan_endpoints(desired, &endpoints, &valid, &mut p)?;
         p.steps.sort_by_key(|s| s.phase);
         Ok(Plan { steps: p.steps })
     }
@@ -452,106 +383,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-fn plan_endpoints(
-    desired: &Desired,
-    endpoints: &[EndpointHealth],
-    valid: &BTreeMap<String, ValidNetwork>,
-    p: &mut Planning,
-) -> Result<()> {
-    let recorded: BTreeMap<(String, String), &EndpointHealth> =
-        endpoints.iter().map(|h| (key_of(&h.endpoint.netns, &h.endpoint.ifname), h)).collect();
-    let mut declared = BTreeSet::new();
-    for d in &desired.endpoints {
-        let key = key_of(&d.netns, d.ifname.as_str());
-        declared.insert(key.clone());
-        let subject = format!("{} in {} on {}", d.ifname, d.netns, d.network);
-        let network = valid.get(d.network.as_str()).ok_or_else(|| {
-            EngineError::Invalid(format!(
-                "endpoint {subject}: network {} is not in the file",
-                d.network
-            ))
-        })?;
-        let live = recorded.get(&key).copied().filter(|_| !p.claimed.contains(&key));
-        let Some(h) = live else {
-            // New here (or its old record goes earlier in the plan).
-            if p.namespace_for(d)? && !recorded.contains_key(&key) {
-                let ns = NetnsTarget::parse_user(&d.netns).open()?;
-                if RouteSocket::open_in(&ns)?.index_of(d.ifname.as_str())?.is_some() {
-                    return Err(EngineError::Invalid(format!(
-                        "endpoint {subject}: {} already has an interface {} that nicslice did not make; remove it or choose another ifname",
-                        d.netns, d.ifname
-                    )));
-                }
-            }
-            let kept = recorded.get(&key).map(|h| &h.endpoint);
-            let req = attach_of(d, kept, true, network);
-            p.steps.push(step(
-                Action::Create,
-                "endpoint",
-                subject,
-                "not in the record",
-                vec![Op::Attach(req)],
-                Phase::Endpoint,
-            ));
-            continue;
-        };
-        let ep = &h.endpoint;
-        let gone =
-            ep.state == "stale" || NetnsTarget::Path(ep.netns.clone().into()).open().is_err();
-        let differ = endpoint_differences(d, ep);
-        let why = if gone {
-            p.namespace_for(d)?;
-            Some(format!(
-                "its namespace {} is gone: its record released and the endpoint made again",
-                ep.netns
-            ))
-        } else if let Some(problem) = &h.problem {
-            Some(format!("{problem}: made again"))
-        } else if !differ.is_empty() {
-            Some(format!("{}: made again", differ.join(", ")))
-        } else {
-            None
-        };
-        let Some(why) = why else {
-            p.steps.push(step(
-                Action::Keep,
-                "endpoint",
-                subject,
-                "as the file says",
-                vec![],
-                Phase::Endpoint,
-            ));
-            continue;
-        };
-        // A namespace deleted takes its links with it a moment later (the
-        // kernel tears it down in the background): its MAC may still be in
-        // use on the parent, and the new namespace's child gets another.
-        let ops = vec![Op::Detach(ep.clone()), Op::Attach(attach_of(d, Some(ep), !gone, network))];
-        p.steps.push(step(Action::Modify, "endpoint", subject, why, ops, Phase::Endpoint));
-    }
-    for h in endpoints {
-        let key = key_of(&h.endpoint.netns, &h.endpoint.ifname);
-        if declared.contains(&key) || p.claimed.contains(&key) {
-            continue;
-        }
-        if p.prune {
-            p.remove_endpoint(&h.endpoint, "not in the file");
-        } else {
-            let ep = &h.endpoint;
-            let subject = format!("{} in {} on {}", ep.ifname, ep.netns, ep.network);
-            p.steps.push(step(
-                Action::Keep,
-                "endpoint",
-                subject,
-                KEEP_UNLISTED,
-                vec![],
-                Phase::Endpoint,
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 mod change;
 mod diff;
+mod endpoints;
 mod run;
 
 use std::fmt;
