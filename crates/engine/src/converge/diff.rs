@@ -8,9 +8,11 @@
 //!   gets the repairs `doctor --fix` would make to its parent and shim.
 //! - A shim absent is made; one with another name or addresses is made again.
 //! - An endpoint (planned in `endpoints.rs`) absent is attached (its
-//!   namespace made first if the file says `create = true`); one whose link drifted, whose namespace is gone
-//!   or whose settings differ from the file is detached and attached again,
-//!   keeping its recorded addresses and MAC where the file names none.
+//!   namespace made first if the file says `create = true`); one whose
+//!   link drifted, whose namespace is gone or whose settings differ from
+//!   the file is detached and attached again, keeping its recorded
+//!   addresses (and MAC, while its namespace lives) where the file names
+//!   none.
 //! - What the record holds and the file does not list is kept, or with
 //!   `prune` removed. Only recorded things are ever removed: the record
 //!   holds nothing nicslice did not make.
