@@ -27,7 +27,8 @@ pub fn run(g: &Globals, a: &ApplyArgs) -> anyhow::Result<()> {
     let file: DesiredFile = toml_file::parse(&a.file, &text, "apply file")?;
     let desired = file.check().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let mut engine = g.engine()?;
-    let plan = engine.plan(&desired, a.prune)?;
+    // A refusal here is about what the file asks for: it names the file too.
+    let plan = engine.plan(&desired, a.prune).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let changes = plan.changes();
     if !g.json {
         for step in &plan.steps {
