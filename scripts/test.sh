@@ -51,6 +51,14 @@ if ! command -v etcd >/dev/null; then
         --no-install-recommends etcd-server) >/dev/null
 fi
 
+# strace counts the netlink writes of a second `nicslice apply` of the same
+# file (crates/cli/tests/apply.rs: there must be none).
+if ! command -v strace >/dev/null; then
+    echo "== installing strace"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends strace) >/dev/null
+fi
+
 # The binary users get: `cargo build --release` (static and non-PIE by the
 # workspace's .cargo/config.toml), without fault injection. Its hot-symbol
 # list must still match it, and crates/cli/tests/release_build.rs runs it.

@@ -115,6 +115,44 @@ pub enum Command {
     /// namespace did not come back. `doctor --fix`, quiet; idempotent. The
     /// unit `install-systemd` writes runs it at boot.
     Restore,
+    /// Make networks, shims and endpoints what a TOML file declares: print the
+    /// plan (one line per step: create, modify, remove or keep, and why), then
+    /// make every change, all or nothing.
+    #[command(
+        long_about = "Make networks, shims and endpoints what a TOML file declares. apply compares \
+the file with the record (state.db) and the kernel, prints the plan, one line per step (create, \
+modify, remove or keep, and why), and makes the changes, all or nothing: if one fails, those \
+made before it are undone. Applying the same file again changes nothing.\n\n\
+A [[network]] takes the options of `network create` (name, driver, parent, vlan, internal, \
+mode, flags, mtu, bcqueuelen, bclim, promisc, host_access, probe_conflicts, probe_cooldown, \
+ipam) and [[network.subnet]] tables (subnet, gateway, ip_range, aux_addresses, link_local); \
+a [[shim]] those of `shim add` (network, name, ips); an [[endpoint]] those of `attach` \
+(network, netns, ifname, ips, mac, source_macs, default_route, routes) and create = true to \
+have nicslice make the named namespace. Unknown keys are refused.\n\n\
+A network recorded with other settings is changed in place where no link carries the setting \
+(promisc, probe_conflicts); otherwise apply refuses, naming the setting, unless --prune \
+allows making the network and its endpoints again.",
+        after_help = "Example (lan.toml):\n  \
+[[network]]\n  \
+name = \"lan\"\n  \
+parent = \"eth0\"\n  \
+mode = \"bridge\"\n  \
+[[network.subnet]]\n  \
+subnet = \"192.168.0.0/24\"\n  \
+gateway = \"192.168.0.1\"\n\n  \
+[[shim]]\n  \
+network = \"lan\"\n\n  \
+[[endpoint]]\n  \
+network = \"lan\"\n  \
+netns = \"web\"\n  \
+create = true\n  \
+ips = [\"192.168.0.10\"]\n\n\
+Then:\n  \
+nicslice apply lan.toml --dry-run\n  \
+nicslice apply lan.toml\n  \
+nicslice apply lan.toml --prune --json"
+    )]
+    Apply(ApplyArgs),
     /// Write the systemd unit nicslice-restore.service (runs `nicslice
     /// restore` once the network is up) into DIR; then `systemctl
     /// daemon-reload && systemctl enable nicslice-restore`.
@@ -139,6 +177,20 @@ pub enum Command {
     /// killed (one per state database); everything it knows is in the state
     /// database, so a killed agent started again carries on.
     DhcpAgent(DhcpAgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The TOML file that declares networks, shims and endpoints.
+    pub file: PathBuf,
+    /// Print the plan and stop: nothing changes.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove the networks, shims and endpoints nicslice made that the
+    /// file does not list, and make again a network whose settings differ.
+    /// Nothing nicslice did not make is ever removed.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 #[derive(Debug, Args)]

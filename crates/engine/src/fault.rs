@@ -41,10 +41,12 @@ pub enum Step {
     CreateParent,
     /// network rm: delete the VLAN or dummy parent nicslice owns.
     DeleteParent,
+    /// apply: before the last change of the plan, every other one made.
+    Converge,
 }
 
 impl Step {
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -57,6 +59,7 @@ impl Step {
         Step::RestorePromisc,
         Step::CreateParent,
         Step::DeleteParent,
+        Step::Converge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Step {
             Step::RestorePromisc => "restore-promisc",
             Step::CreateParent => "create-parent",
             Step::DeleteParent => "delete-parent",
+            Step::Converge => "converge",
         }
     }
 }

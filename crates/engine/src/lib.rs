@@ -9,6 +9,7 @@
 //! ([`refuse`]).
 
 mod attach;
+pub mod converge;
 mod detach;
 mod detach_many;
 pub mod dhcp;

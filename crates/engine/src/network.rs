@@ -5,7 +5,7 @@
 use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{Link, RouteSocket};
 use nicslice_model::{NetworkSpec, ValidNetwork, rules};
-use nicslice_store::StoreRead;
+use nicslice_store::{NetworkRecord, StoreRead, WriteTx};
 
 use crate::detach::finish_detach;
 use crate::detach_many::Detached;
@@ -35,6 +35,51 @@ pub(crate) fn check_parent(
         rules::check_mtu(mtu, &spec.parent, parent.mtu)?;
     }
     Ok(parent)
+}
+
+/// Puts `parent` into promiscuous mode for a network that asks for it;
+/// returns the state to restore when the network goes (or stops asking).
+pub(crate) fn take_promisc(
+    host: &mut RouteSocket,
+    parent: &Link,
+    undo: &mut UndoLog,
+    faults: crate::Faults,
+) -> Result<Option<bool>> {
+    if !parent.promisc_flag {
+        faults.check(Step::SetPromisc)?;
+        host.set_promisc(parent.index, true)?;
+        undo.push(UndoAction::SetPromisc { index: parent.index, on: false });
+    }
+    Ok(Some(parent.promisc_flag))
+}
+
+/// What a network that goes (or stops asking for promiscuous mode) owes its
+/// parent, inside `tx`: another network on the parent that still wants the
+/// mode inherits the duty of restoring the state nicslice found; with none,
+/// that state is restored now.
+pub(crate) fn give_back_promisc(
+    tx: &WriteTx<'_>,
+    host: &mut RouteSocket,
+    record: &NetworkRecord,
+    undo: &mut UndoLog,
+    faults: crate::Faults,
+) -> Result<()> {
+    let siblings = tx.networks_on_parent(&record.spec.parent)?;
+    let heir = siblings.iter().find(|r| r.id != record.id && r.spec.promisc);
+    match (record.promisc_prev, heir) {
+        (Some(prev), Some(heir)) => {
+            tx.set_promisc_prev(heir.id, Some(prev))?;
+        }
+        (Some(false), None) => {
+            if let Some(parent) = host.link_by_name(record.spec.parent.as_str())? {
+                faults.check(Step::RestorePromisc)?;
+                host.set_promisc(parent.index, false)?;
+                undo.push(UndoAction::SetPromisc { index: parent.index, on: true });
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl Engine {
@@ -69,15 +114,11 @@ impl Engine {
             let siblings: Vec<NetworkSpec> =
                 tx.networks_on_parent(&spec.parent)?.into_iter().map(|r| r.spec).collect();
             rules::check_parent_sharing(&spec, &siblings)?;
-            let mut promisc_prev = None;
-            if spec.promisc {
-                promisc_prev = Some(parent.promisc_flag);
-                if !parent.promisc_flag {
-                    faults.check(Step::SetPromisc)?;
-                    host.set_promisc(parent.index, true)?;
-                    undo.push(UndoAction::SetPromisc { index: parent.index, on: false });
-                }
-            }
+            let promisc_prev = if spec.promisc {
+                take_promisc(&mut host, &parent, &mut undo, faults)?
+            } else {
+                None
+            };
             tx.insert_network(&valid, promisc_prev)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
@@ -126,24 +167,9 @@ impl Engine {
             for ep in &detached.records {
                 finish_detach(&tx, ep)?;
             }
-            let siblings = tx.networks_on_parent(&record.spec.parent)?;
-            let still_used = siblings.iter().any(|r| r.id != record.id);
-            let heir = siblings.iter().find(|r| r.id != record.id && r.spec.promisc);
-            match (record.promisc_prev, heir) {
-                // Another network still wants promiscuous mode: it inherits
-                // the duty of restoring the state nicslice found.
-                (Some(prev), Some(heir)) => {
-                    tx.set_promisc_prev(heir.id, Some(prev))?;
-                }
-                (Some(false), None) => {
-                    if let Some(parent) = host.link_by_name(record.spec.parent.as_str())? {
-                        faults.check(Step::RestorePromisc)?;
-                        host.set_promisc(parent.index, false)?;
-                        undo.push(UndoAction::SetPromisc { index: parent.index, on: true });
-                    }
-                }
-                _ => {}
-            }
+            let still_used =
+                tx.networks_on_parent(&record.spec.parent)?.iter().any(|r| r.id != record.id);
+            give_back_promisc(&tx, &mut host, &record, &mut undo, faults)?;
             if let Some(shim) = tx.shim(record.id)? {
                 crate::shim::drop_shim(&tx, &mut host, record.id, &shim, faults)?;
             }

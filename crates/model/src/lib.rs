@@ -5,6 +5,7 @@
 //! here can be unit-tested without root.
 
 mod addr;
+pub mod desired;
 pub mod error;
 pub mod ipam;
 pub mod link;

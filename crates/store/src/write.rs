@@ -106,6 +106,28 @@ impl WriteTx<'_> {
         Ok(n > 0)
     }
 
+    /// Replaces a network's spec (`apply` changing a setting that needs no
+    /// new link: promiscuous mode, conflict probing) and the promiscuous
+    /// state to restore. The pools stay: their subnets must not change.
+    /// Returns whether the network exists.
+    pub fn update_network(
+        &self,
+        id: NetworkId,
+        network: &ValidNetwork,
+        promisc_prev: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(network.spec())
+            .map_err(|e| StoreError::corrupt(format!("network spec ({e})")))?;
+        let n = self
+            .tx
+            .execute(
+                "UPDATE networks SET spec_json = ?2, promisc_prev = ?3 WHERE id = ?1",
+                params![id.0, json, promisc_prev],
+            )
+            .ctx("updating a network")?;
+        Ok(n > 0)
+    }
+
     /// Records an endpoint of `network`.
     pub fn insert_endpoint(
         &self,

@@ -5,7 +5,7 @@
 //! namespaces (the LAN's gateway) is worded by what a probe of it saw.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::Globals;
 use crate::args::ExplainArgs;
-use crate::commands::lab_report;
+use crate::commands::{lab_report, toml_file};
 use crate::output;
 
 /// `explain --json` without `--from`/`--to`.
@@ -54,45 +54,15 @@ fn load(args: &ExplainArgs, g: &Globals) -> anyhow::Result<(Topology, Option<Liv
 
 /// A topology file, TOML or JSON.
 fn parse(path: &Path) -> anyhow::Result<Topology> {
-    let text = read_bounded(path)?;
+    let text = toml_file::read_bounded(path, "a topology")?;
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     if is_json {
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid topology (JSON)", path.display()))
     } else {
-        // toml's own message quotes the line with a caret under it: several lines,
-        // where a bad input gets one.
-        toml::from_str(&text).map_err(|e| {
-            let at = e.span().map_or(String::new(), |s| {
-                let before = text.get(..s.start).unwrap_or(&text);
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                format!(" at line {line}, column {column}")
-            });
-            let message = e.message().trim_end().replace('\n', "; ");
-            anyhow::anyhow!("{} is not a valid topology (TOML){at}: {message}", path.display())
-        })
+        toml_file::parse(path, &text, "topology")
     }
-}
-
-/// The largest topology file read: a real one is a few KiB (one child is about
-/// 100 bytes), and a device like /dev/zero must not be read until memory runs out.
-const MAX_TOPOLOGY_BYTES: u64 = 1 << 20;
-
-/// The file's text, refused past [`MAX_TOPOLOGY_BYTES`] without reading further.
-fn read_bounded(path: &Path) -> anyhow::Result<String> {
-    let reading = || format!("reading {}", path.display());
-    let file = std::fs::File::open(path).with_context(reading)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TOPOLOGY_BYTES + 1).read_to_end(&mut bytes).with_context(reading)?;
-    if bytes.len() as u64 > MAX_TOPOLOGY_BYTES {
-        anyhow::bail!(
-            "{} is larger than 1 MiB, too large for a topology (a real one is a few KiB)",
-            path.display()
-        );
-    }
-    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// On the live state, probes every next hop outside nicslice's namespaces that

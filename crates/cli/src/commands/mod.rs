@@ -1,6 +1,7 @@
 //! Dispatch: one file per command; each parses its arguments into engine
 //! requests, calls the engine and prints.
 
+mod apply;
 mod attach;
 mod check;
 mod cni_leases;
@@ -15,6 +16,7 @@ mod lab;
 mod lab_report;
 mod network;
 mod shim;
+mod toml_file;
 
 use std::path::PathBuf;
 
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             doctor::run(&globals, network.as_deref(), fix, wire)
         }
         Command::Restore => doctor::restore(&globals),
+        Command::Apply(args) => apply::run(&globals, &args),
         Command::Events { fix, idle_exit } => events::run(&globals, fix, idle_exit),
         Command::InstallSystemd { dir } => install_systemd::run(&dir, &globals),
         Command::InstallCni(args) => install_cni::run(&args),

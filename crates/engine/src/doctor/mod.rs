@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::detach::DetachRequest;
 use crate::error::Result;
-use crate::{AttachRequest, EndpointView, Engine, ShimRequest};
+use crate::{EndpointView, Engine, ShimRequest};
 
 /// What `fix` would do about a finding.
 #[derive(Debug, Clone)]
@@ -102,8 +102,7 @@ impl Engine {
         };
         let mut findings = Vec::new();
         for record in &networks {
-            self.parent_findings(record, &mut findings)?;
-            self.shim_findings(record, &mut findings)?;
+            findings.extend(self.network_drift(record)?);
         }
         for health in self.check_endpoints(network)? {
             let Some(problem) = health.problem else { continue };
@@ -288,19 +287,34 @@ impl Engine {
             Repair::Release(ep) => self.detach(recorded(ep)?).map(|_| ()),
             Repair::Reattach(ep) => {
                 self.detach(recorded(ep)?)?;
-                self.attach(AttachRequest {
-                    network: ep.network.clone(),
-                    netns: NetnsTarget::Path(ep.netns.clone().into()),
-                    ifname: IfName::new(&ep.ifname)?,
-                    ips: ep.addresses.iter().map(|a| a.addr()).collect(),
-                    mac: ep.mac,
-                    source_macs: ep.source_macs.clone(),
-                    default_route: !ep.gateways.is_empty(),
-                    routes: ep.routes.clone(),
-                    dhcp: Default::default(),
-                })
-                .map(|_| ())
+                self.attach(crate::converge::reattach(ep)?).map(|_| ())
             }
         }
+    }
+}
+
+// Shared with `converge` (`nicslice apply`), so that doctor, restore and
+// apply compare a network's record with the kernel in one place: the
+// network's own findings (parent, shim) and the repair of one finding.
+// Endpoints are compared by `check_endpoints` (verify.rs) for all three.
+impl Engine {
+    /// What differs between network `record` and the kernel: its parent and its shim.
+    pub(crate) fn network_drift(&mut self, record: &NetworkRecord) -> Result<Vec<Finding>> {
+        let mut findings = Vec::new();
+        self.parent_findings(record, &mut findings)?;
+        self.shim_findings(record, &mut findings)?;
+        Ok(findings)
+    }
+
+    /// Makes the repair `--fix` would make for `finding` (none if it has none).
+    pub(crate) fn repair_finding(&mut self, finding: &Finding) -> Result<()> {
+        self.repair(&finding.repair)
+    }
+}
+
+impl Finding {
+    /// Whether the finding is about the network's shim.
+    pub(crate) fn is_about_shim(&self) -> bool {
+        matches!(self.repair, Repair::RecreateShim { .. }) || self.subject.starts_with("shim ")
     }
 }
