@@ -32,6 +32,11 @@ impl Dnsmasq {
 
     /// The same, handing out addresses from `range` ("FIRST,LAST").
     pub fn start_range(switch: &Netns, tag: &str, range: &str) -> Option<Dnsmasq> {
+        Dnsmasq::start_with(switch, tag, range, &[])
+    }
+
+    /// The same, with dnsmasq's `extra` options besides.
+    pub fn start_with(switch: &Netns, tag: &str, range: &str, extra: &[&str]) -> Option<Dnsmasq> {
         if !Path::new(DNSMASQ).exists() {
             assert!(
                 std::env::var_os("NICSLICE_REQUIRE_DNSMASQ").is_none(),
@@ -56,6 +61,7 @@ impl Dnsmasq {
             .args(["--dhcp-authoritative", "--no-ping", "--log-dhcp", "--pid-file="])
             .arg(format!("--dhcp-leasefile={}", leases.display()))
             .arg(format!("--log-facility={}", log.display()))
+            .args(extra)
             .stdin(Stdio::null());
         // SAFETY: between fork and exec only setns(2) runs, on a descriptor
         // the parent holds open (the switch's namespace file).

@@ -92,6 +92,8 @@ pub struct Held {
     mac: MacAddr,
     resolv_conf: Option<resolv::Written>,
     network: String,
+    /// Unix seconds of the grant, from which the lease's times count.
+    granted_at: i64,
 }
 
 /// A DHCP endpoint's lease as `endpoint ls` shows it.
@@ -136,39 +138,75 @@ pub fn client_id(who: &Who<'_>, given: Option<&str>) -> Result<Vec<u8>> {
     }
 }
 
-/// Makes the link of `plan` (which has no addresses), brings it up, asks
-/// the server, then puts the granted address and routes on it. `extra` are
-/// the user's routes besides the default one.
-#[allow(clippy::too_many_arguments)]
-pub fn realize(
-    plan: &EndpointPlan,
-    who: &Who<'_>,
-    req: &DhcpRequest,
-    tx: &impl StoreRead,
-    extra: &[RouteSpec],
-    default_route: bool,
-    noarp: bool,
-    place: &mut Place,
-    faults: Faults,
-    undo: &mut UndoLog,
-) -> Result<(Realized, Held)> {
+/// An attach's hold on a client identifier, taken in the transaction that
+/// records its intent: no other endpoint holds the identifier (a second
+/// endpoint presenting it would be handed the first one's address), and the
+/// intent row names it ([`Claim::intent_details`]) so that an attach running
+/// at the same time sees it taken while the exchange runs outside the lock.
+pub struct Claim {
+    client_id: Vec<u8>,
+    /// The address this client held last, asked for again.
+    previous: Option<Ipv4Addr>,
+}
+
+/// The key of an intent row's details naming the identifier it claims.
+const INTENT_CLIENT_ID: &str = "dhcp_client_id";
+
+/// Takes `who`'s client identifier for an attach, in its intent's transaction.
+pub fn claim(tx: &impl StoreRead, who: &Who<'_>, req: &DhcpRequest) -> Result<Claim> {
     let client_id = client_id(who, req.client_id.as_deref())?;
+    let hex = identity::to_hex(&client_id);
     let last = tx.dhcp_lease_of_client(&client_id, 4)?;
-    // One identity, one client: a second endpoint presenting it would be
-    // handed the first one's address.
-    if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
-        let who = tx
-            .endpoint(holder)?
-            .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
+    let holder = match last.as_ref().and_then(|l| l.endpoint_id) {
+        Some(id) => tx.endpoint(id)?,
+        None => tx.endpoints_in_flight()?.into_iter().find(|ep| {
+            ep.details.get(INTENT_CLIENT_ID).and_then(serde_json::Value::as_str) == Some(&hex)
+        }),
+    };
+    if let Some(holder) = holder {
         return Err(EngineError::Invalid(format!(
-            "client identifier {} is already used by {who}; give this endpoint another --client-id",
-            identity::to_hex(&client_id)
+            "client identifier {hex} is already used by {} in {}; give this endpoint another --client-id",
+            holder.ifname, holder.netns
         )));
     }
     let previous = last.and_then(|l| match l.address.addr() {
         IpAddr::V4(ip) => Some(ip),
         IpAddr::V6(_) => None,
     });
+    Ok(Claim { client_id, previous })
+}
+
+impl Claim {
+    /// What the intent row keeps until the endpoint is attached: the
+    /// identifier it claims.
+    pub fn intent_details(&self) -> serde_json::Value {
+        serde_json::json!({ INTENT_CLIENT_ID: identity::to_hex(&self.client_id) })
+    }
+}
+
+/// Makes the link of `plan` (which has no addresses), brings it up, asks
+/// the server, then puts the granted address and routes on it. `extra` are
+/// the user's routes besides the default one. Takes no lock: the caller's
+/// `record` commits the lease as soon as it is granted (so that an attach
+/// killed afterwards leaves a row saying what to release), and the caller
+/// records it again, with the resolv.conf written, when it commits the
+/// endpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn realize(
+    plan: &EndpointPlan,
+    claim: &Claim,
+    who: &Who<'_>,
+    req: &DhcpRequest,
+    extra: &[RouteSpec],
+    default_route: bool,
+    noarp: bool,
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+    record: impl FnOnce(&Held) -> Result<()>,
+) -> Result<(Realized, Held)> {
+    let Claim { client_id, previous } = claim;
+    let previous = *previous;
     let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
     endpoint::configure(&link, &[], &[], Policy::CLI, place, faults, undo)?;
     let mac = link.mac.ok_or_else(|| {
@@ -176,8 +214,7 @@ pub fn realize(
     })?;
     let label = format!("{} in {}", link.name, place.target_ns.label());
     let socket = DhcpSocket::open_in(&place.target_ns, &link.name)?;
-    let exchange =
-        Exchange { socket: &socket, mac, client_id: &client_id, previous, label: &label };
+    let exchange = Exchange { socket: &socket, mac, client_id, previous, label: &label };
     let granted = exchange.acquire(req.timeout)?;
     tracing::debug!(address = %granted.address, server = %granted.server, "DHCP lease");
     let mut held = Held {
@@ -187,7 +224,13 @@ pub fn realize(
         mac,
         resolv_conf: None,
         network: who.network.to_string(),
+        granted_at: unix_now(),
     };
+    if let Err(e) = record(&held) {
+        drop(socket);
+        held.give_back(&place.target_ns);
+        return Err(e);
+    }
 
     let address = IpNet::V4(granted.address);
     let planned = AddressPlan {
@@ -254,10 +297,15 @@ pub(crate) fn lease_record(
 }
 
 impl Held {
+    /// The MAC of the link the lease was granted to (an ipvlan child's is
+    /// its parent's, known only once the link is made).
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
     /// Records the lease for `endpoint` in the caller's transaction.
     pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
         let g = &self.granted;
-        let now = unix_now();
         let details = LeaseDetails {
             routers: g.routers.clone(),
             dns: g.dns.clone(),
@@ -269,7 +317,7 @@ impl Held {
             Some(endpoint),
             g,
             &details,
-            now,
+            self.granted_at,
         ))?;
         Ok(())
     }

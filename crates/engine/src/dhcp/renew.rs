@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
-use nicslice_store::{DhcpLeaseRecord, EndpointRecord, StoreRead};
+use nicslice_store::{DhcpLeaseRecord, EndpointRecord, EndpointState, StoreRead};
 use serde::Serialize;
 
 use super::client::{Exchange, Granted};
@@ -89,6 +89,10 @@ impl Engine {
             }
             let Some(endpoint_id) = lease.endpoint_id else { continue };
             let Some(endpoint) = self.store.read()?.endpoint(endpoint_id)? else { continue };
+            // An attach or detach in flight owns its lease until it is done.
+            if endpoint.state != EndpointState::Attached {
+                continue;
+            }
             let Some(network) = self.store.read()?.network(endpoint.network_id)? else { continue };
             let holder = Holder {
                 network: network.spec.name.to_string(),
