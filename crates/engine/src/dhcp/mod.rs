@@ -21,10 +21,16 @@
 //! `nicslice dhcp-agent` renews at T1, rebinds at T2 and takes an expired or
 //! refused address off its link, from what the store says.
 //!
+//! CNI (`cni`, [`CniAttachment`]): nicslice-ipam's `"dhcp": {}` runs the
+//! same exchange on the link the CNI plugin made, its lease kept in the same
+//! store for the same agent ([`agent`], started on demand by either front end).
+//!
 //! The client identifier (`identity`) is what tells ipvlan children apart
 //! (seed 001); the wire format is dhcproto's, the socket the kernel crate's.
 
+pub mod agent;
 mod client;
+mod cni;
 mod identity;
 mod renew;
 mod resolv;
@@ -41,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
+pub use cni::{CniAttachment, cni_client_id};
 pub use renew::RenewReport;
 
 use crate::endpoint::{
@@ -54,7 +61,7 @@ use crate::undo::UndoLog;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a RELEASE may wait for the server's ARP answer before the link
 /// goes (and the message with it).
-const RELEASE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// What the user may say about an endpoint's DHCP.
 #[derive(Debug, Clone)]
@@ -335,7 +342,7 @@ impl Held {
     }
 }
 
-fn send_release(
+pub(crate) fn send_release(
     ns: &Netns,
     ifname: &str,
     mac: MacAddr,
