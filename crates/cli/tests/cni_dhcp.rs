@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 fn plugin_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nsl-cni-dhcp-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["nicslice-macvlan", "nicslice-ipam"] {
+    for name in ["nicslice-macvlan", "nicslice-ipvlan", "nicslice-ipam"] {
         let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nicslice"), dir.join(name));
     }
     dir
@@ -64,6 +64,16 @@ fn kill_agent(pid: i32) {
     }
 }
 
+/// Whether the server holds a lease of `ip`. dnsmasq rewrites its lease
+/// file in place, so a read while it writes can come back empty: looked
+/// for a few times.
+fn holds(server: &Dnsmasq, ip: &str) -> bool {
+    (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        server.has_lease(ip)
+    })
+}
+
 fn ip_in(result: &Value) -> String {
     let ips = result["ips"].as_array().expect("ips");
     assert_eq!(ips.len(), 1, "{result}");
@@ -98,7 +108,7 @@ fn cni_dhcp_add_status_agent_del_gc() {
         assert_eq!(r["dns"]["nameservers"], json!(["192.168.0.53"]), "{r}");
         assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/24")]);
         assert_eq!(default_gateway(ns), Some("192.168.0.1".parse().unwrap()));
-        assert!(server.has_lease(ip), "{:?}", server.leases());
+        assert!(holds(&server, ip), "{:?}", server.leases());
     }
     assert!(ping(&ns1, &ip2), "the addresses work");
     let ids: std::collections::BTreeSet<String> =
@@ -155,7 +165,7 @@ fn cni_dhcp_add_status_agent_del_gc() {
     let (ok, e) = call("GC", "", "", &gc);
     assert!(ok, "{e}");
     assert!(server.released(&ip2), "GC released ctr-2's: {:?}", server.leases());
-    assert!(server.has_lease(&ip1), "ctr-1's stays");
+    assert!(holds(&server, &ip1), "ctr-1's stays: {:?}", server.leases());
     assert!(call("DEL", &p1, "ctr-1", &conf).0);
     assert!(server.released(&ip1));
     if let Ok(text) = std::fs::read_to_string(&lock)
@@ -185,5 +195,12 @@ fn cni_dhcp_without_a_server_fails_and_leaves_nothing() {
     let (ok, e) =
         cni_plugin(&lab, &dir, "nicslice-macvlan", ("CHECK", &p1, "ctr-1", "eth0"), &conf);
     assert!(!ok, "no lease: {e}");
+    // Seed 001: ipvlan l3 children receive no broadcast; refused up front.
+    let mut l3 = conf.clone();
+    l3["type"] = json!("nicslice-ipvlan");
+    l3["mode"] = json!("l3");
+    let (ok, e) = cni_plugin(&lab, &dir, "nicslice-ipvlan", ("ADD", &p1, "ctr-1", "eth0"), &l3);
+    assert!(!ok && e["code"] == 7 && e["msg"].as_str().unwrap().contains("never receive"), "{e}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -84,6 +84,13 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
     }
 }
 
+/// Whether `net` delegates to nicslice-ipam with `"dhcp"` (the link
+/// plugin then refuses the links DHCP cannot work on).
+pub fn asks_dhcp(net: &NetConf) -> bool {
+    net.ipam_type() == Some("nicslice-ipam")
+        && net.ipam.as_ref().is_some_and(|i| i.get("dhcp").is_some_and(|d| !d.is_null()))
+}
+
 /// The lease database's failures that have a CNI code of their own: an
 /// unreadable database or a lock held too long is "try again later" (11:
 /// the runtime retries, and no address is handed out meanwhile); a file

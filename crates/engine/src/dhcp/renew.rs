@@ -1,7 +1,8 @@
 //! Keeping DHCP leases: one pass of `nicslice dhcp-agent` over every lease
-//! an endpoint or a CNI attachment (`cni`) holds. At T1 the lease is renewed with its server (unicast
-//! from the address), at T2 rebound with any server (broadcast), and at its
-//! expiry the address is taken off the link. Every outcome is written to
+//! an endpoint or a CNI attachment (`cni`) holds. At T1 the lease is
+//! renewed with its server (unicast from the address), at T2 rebound with
+//! any server (broadcast), and at its expiry the address is taken off the
+//! link. Every outcome is written to
 //! the state store as it happens (times of the next try included), so an
 //! agent killed at any point and started again carries on from the store:
 //! nothing lives only in its memory.
