@@ -86,12 +86,20 @@ impl Dnsmasq {
 
     /// The server's lease file: one line per lease,
     /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
+    /// dnsmasq rewrites the file in place (truncate, then write), so a read
+    /// can catch it empty or half written: two reads 5 ms apart must agree.
     pub fn leases(&self) -> Vec<Vec<String>> {
-        std::fs::read_to_string(self.dir.join("leases"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .collect()
+        let read = || std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default();
+        let mut text = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(5));
+            let again = read();
+            if again == text {
+                break;
+            }
+            text = again;
+        }
+        text.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
     }
 
     pub fn has_lease(&self, ip: &str) -> bool {
