@@ -278,6 +278,51 @@ fn an_attach_killed_during_the_exchange_is_undone_by_the_next_command() {
     lab.ok(&["network", "rm", "lan", "--force"]);
 }
 
+/// An attach killed after its lease was granted and committed, before it
+/// marked the endpoint attached: made here from an attached endpoint by
+/// setting its row back to "attaching" under a process that is gone (what
+/// the store holds at that moment, the resolv.conf written but not yet
+/// recorded). The next command ends the intent: the lease goes back to the
+/// server (RELEASE through the parent), the link, the resolv.conf and the
+/// record go.
+#[test]
+fn an_attach_killed_after_the_grant_gives_the_lease_back() {
+    use nicslice_store::{EndpointState, Owner, Store, StoreRead};
+    let mut lab = Lab::new("dhcpgrant");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "grant") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    // A process that has exited: the intent's owner is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    {
+        let mut store = Store::open(&lab.state).unwrap();
+        let tx = store.write().unwrap();
+        let network = tx.network_by_name(&"lan".parse().unwrap()).unwrap().unwrap();
+        let ep = tx.endpoints(network.id).unwrap().pop().unwrap();
+        assert_eq!(tx.dhcp_leases_of(ep.id).unwrap().len(), 1, "the lease row");
+        // The attach wrote the resolv.conf but had not recorded it yet.
+        let mut lease = tx.dhcp_leases_of(ep.id).unwrap().pop().unwrap();
+        lease.details["resolv_conf"] = serde_json::Value::Null;
+        tx.record_dhcp_lease(&lease).unwrap();
+        let owner = Owner { pid, start: 1 };
+        tx.set_endpoint_state(ep.id, EndpointState::Attaching, Some(owner)).unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "intent ended");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "its link deleted");
+    assert!(server.released(&ip), "the lease given back: {:?}", server.leases());
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its resolv.conf gone");
+    // Its directory stays (whether nicslice made it was not recorded yet).
+    let _ = std::fs::remove_dir(format!("/etc/netns/{n1}"));
+    lab.ok(&["network", "rm", "lan"]);
+}
+
 #[test]
 fn no_server_fails_within_the_timeout_and_leaves_nothing() {
     let mut lab = Lab::new("dhcp0");

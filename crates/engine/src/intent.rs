@@ -111,6 +111,9 @@ pub(crate) fn end_intent(tx: &WriteTx<'_>, ep: &EndpointRecord, host: &Netns) ->
     let kind = net.spec.driver.kind();
     let parent = (host, net.spec.parent.as_str());
     crate::dhcp::release(tx, None, parent, net.spec.name.as_str(), ep)?;
+    if net.spec.ipam == nicslice_model::Ipam::Dhcp {
+        crate::dhcp::forget_unrecorded_resolv_conf(ep, net.spec.name.as_str());
+    }
     if let Some((_, mut sock)) = open_recorded(ep)? {
         delete_our_link(&mut sock, ep, kind)?;
     }

@@ -404,6 +404,18 @@ pub fn release(
     Ok(())
 }
 
+/// Removes the resolv.conf an attach that did not finish may have written
+/// for `ep` and not yet recorded (the lease is recorded at its grant, the
+/// file with the endpoint): the one at its namespace's place, if the
+/// marker says nicslice wrote it for this interface and network. Its
+/// directory stays (whether nicslice made it was not recorded).
+pub(crate) fn forget_unrecorded_resolv_conf(ep: &EndpointRecord, network: &str) {
+    if let Some(name) = iproute2_name(&NetnsTarget::Path(ep.netns.clone().into())) {
+        let written = resolv::Written { path: resolv::path_of(&name), made_dir: false };
+        resolv::remove(&written, network, ep.ifname.as_str());
+    }
+}
+
 /// Removes the resolv.conf written for `lease`, if it is still nicslice's.
 fn forget_resolv_conf(lease: &DhcpLeaseRecord, network: &str, ifname: &str) {
     let details: LeaseDetails = serde_json::from_value(lease.details.clone()).unwrap_or_default();
