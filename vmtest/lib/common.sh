@@ -86,6 +86,8 @@ ensure_host_tools() {
     command -v jq >/dev/null || need+=(jq)
     # The VM has no libc: its busybox must be the static build.
     pkg_installed busybox-static || need+=(busybox-static)
+    # vm_dhcp's DHCP server, copied into the initramfs (image.sh).
+    [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
     ensure_packages "${need[@]}"
     if [ -n "${APT_BACKPORTS:-}" ]; then
         rm -rf "$APT_BACKPORTS"

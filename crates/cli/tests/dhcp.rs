@@ -185,6 +185,144 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The exchange runs outside the state lock: with every offer held back
+/// 3 s by the server, twelve attaches one after the other under the lock
+/// would take 36 s and the last ones would give up waiting for it (30 s);
+/// at once, each waits for its own offer only.
+#[test]
+fn twelve_attaches_at_once_get_twelve_leases() {
+    const N: usize = 12;
+    let mut lab = Lab::new("dhcppar");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let range = "192.168.0.100,192.168.0.149";
+    let Some(server) =
+        Dnsmasq::start_with(&lab.switch, "parallel", range, &["--dhcp-reply-delay=3"])
+    else {
+        return;
+    };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let names: Vec<String> = (0..N).map(|i| lab.netns(&format!("p{i}")).1).collect();
+    let started = Instant::now();
+    let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+        let lab = &lab;
+        let running: Vec<_> = names
+            .iter()
+            .map(|n| {
+                s.spawn(move || {
+                    let args = ["attach", "lan", "--netns", n, "--dhcp-timeout", "20"];
+                    lab.run(&[&args[..], &["--no-agent", "--json"]].concat())
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    eprintln!("{N} DHCP attaches at once (3 s offer delay): {took:?}");
+    let mut ips = std::collections::BTreeSet::new();
+    for out in &outs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ips.insert(ip_of(&view));
+    }
+    assert_eq!(ips.len(), N, "{N} distinct addresses: {ips:?}");
+    let leases = server.leases();
+    assert_eq!(leases.len(), N, "the server holds {N} leases: {leases:?}");
+    assert!(leases.iter().all(|l| ips.contains(&l[2])), "{leases:?} against {ips:?}");
+    assert!(took < Duration::from_secs(25), "the exchanges overlapped: {took:?}");
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+}
+
+/// An attach killed (SIGKILL) while it waits for the server, outside the
+/// lock: its intent says what to undo, and the next command undoes it (no
+/// link, no record, the client identifier free again).
+#[test]
+fn an_attach_killed_during_the_exchange_is_undone_by_the_next_command() {
+    let mut lab = Lab::new("dhcpkill");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let range = "192.168.0.100,192.168.0.149";
+    let Some(server) = Dnsmasq::start_with(&lab.switch, "kill", range, &["--dhcp-reply-delay=3"])
+    else {
+        return;
+    };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let attach = ["attach", "lan", "--netns", &n1, "--dhcp-timeout", "10", "--no-agent"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name])
+        .args(attach)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The link is made before the exchange: wait for it, then for the lock to be free.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while non_lo(&ns1).is_empty() {
+        assert!(Instant::now() < deadline, "the attach made no link");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Meanwhile another command runs: the lock is not held during the exchange.
+    let during = Instant::now();
+    let listed = lab.json(&["endpoint", "ls"]);
+    assert!(during.elapsed() < Duration::from_secs(2), "waited {:?}", during.elapsed());
+    assert_eq!(listed[0]["state"], "attaching", "{listed}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "intent undone");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "its link deleted");
+    // The identifier it claimed is free: the same endpoint attaches.
+    let view = lab.json(&attach);
+    assert!(server.has_lease(&ip_of(&view)), "{:?}", server.leases());
+    lab.ok(&["network", "rm", "lan", "--force"]);
+}
+
+/// An attach killed after its lease was granted and committed, before it
+/// marked the endpoint attached: made here from an attached endpoint by
+/// setting its row back to "attaching" under a process that is gone (what
+/// the store holds at that moment, the resolv.conf written but not yet
+/// recorded). The next command ends the intent: the lease goes back to the
+/// server (RELEASE through the parent), the link, the resolv.conf and the
+/// record go.
+#[test]
+fn an_attach_killed_after_the_grant_gives_the_lease_back() {
+    use nicslice_store::{EndpointState, Owner, Store, StoreRead};
+    let mut lab = Lab::new("dhcpgrant");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "grant") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    assert!(server.has_lease(&ip));
+    // A process that has exited: the intent's owner is gone.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    {
+        let mut store = Store::open(&lab.state).unwrap();
+        let tx = store.write().unwrap();
+        let network = tx.network_by_name(&"lan".parse().unwrap()).unwrap().unwrap();
+        let ep = tx.endpoints(network.id).unwrap().pop().unwrap();
+        assert_eq!(tx.dhcp_leases_of(ep.id).unwrap().len(), 1, "the lease row");
+        // The attach wrote the resolv.conf but had not recorded it yet.
+        let mut lease = tx.dhcp_leases_of(ep.id).unwrap().pop().unwrap();
+        lease.details["resolv_conf"] = serde_json::Value::Null;
+        tx.record_dhcp_lease(&lease).unwrap();
+        let owner = Owner { pid, start: 1 };
+        tx.set_endpoint_state(ep.id, EndpointState::Attaching, Some(owner)).unwrap();
+        tx.commit().unwrap();
+    }
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "intent ended");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "its link deleted");
+    assert!(server.released(&ip), "the lease given back: {:?}", server.leases());
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its resolv.conf gone");
+    // Its directory stays (whether nicslice made it was not recorded yet).
+    let _ = std::fs::remove_dir(format!("/etc/netns/{n1}"));
+    lab.ok(&["network", "rm", "lan"]);
+}
+
 #[test]
 fn no_server_fails_within_the_timeout_and_leaves_nothing() {
     let mut lab = Lab::new("dhcp0");

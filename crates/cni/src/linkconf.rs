@@ -212,7 +212,11 @@ impl LinkConf {
                 "ipvlan children share the master's MAC; remove mac / MAC / runtimeConfig.mac",
             ));
         }
-        rules::check_link_settings(&kind.settings(driver)).map_err(CniError::config)?;
+        let settings = kind.settings(driver);
+        rules::check_link_settings(&settings).map_err(CniError::config)?;
+        if crate::ipam::asks_dhcp(conf) {
+            rules::check_dhcp_link(driver, settings.mode).map_err(CniError::config)?;
+        }
         if keys.vlan.is_some_and(|v| v == 0 || v > 4094) {
             return Err(CniError::config("vlan must be 1 to 4094"));
         }

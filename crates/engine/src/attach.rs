@@ -267,11 +267,23 @@ impl Engine {
         // The intent, committed before the kernel is touched. Stop signals
         // wait from here until the work is whole (done or undone); the wait
         // for the lock above stays interruptible.
+        let who = crate::dhcp::Who {
+            network: spec.name.as_str(),
+            netns: &req.netns,
+            ifname: req.ifname.as_str(),
+        };
         let tx = self.store.write()?;
         let shield = Shield::raise()?;
-        let (endpoint_id, mut leases) = {
+        let (endpoint_id, mut leases, dhcp_claim) = {
             check_parent_room(&tx, &spec, req.mac)?;
             release_dead_namesake(&tx, identity, &req.ifname)?;
+            // DHCP: the client identifier is claimed by the intent; the
+            // exchange runs outside the lock (see dhcp::realize).
+            let dhcp_claim =
+                is_dhcp.then(|| crate::dhcp::claim(&tx, &who, &req.dhcp)).transpose()?;
+            let intent_details = dhcp_claim
+                .as_ref()
+                .map_or(serde_json::Value::Null, crate::dhcp::Claim::intent_details);
             let endpoint_id = tx.insert_endpoint(
                 record.id,
                 &NewEndpoint {
@@ -280,7 +292,7 @@ impl Engine {
                     netns_cookie: Some(identity.cookie),
                     ifname: req.ifname.clone(),
                     mac,
-                    details: serde_json::Value::Null,
+                    details: intent_details,
                     state: EndpointState::Attaching,
                     owner: Some(owner),
                 },
@@ -302,7 +314,7 @@ impl Engine {
                 other => other?,
             };
             tx.commit()?;
-            (endpoint_id, leases)
+            (endpoint_id, leases, dhcp_claim)
         };
         let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
 
@@ -351,28 +363,30 @@ impl Engine {
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is quarantined and replaced in
             // `leases` (kept by the intent, committed before going on).
-            let realized = if is_dhcp {
+            let realized = if let Some(claim) = &dhcp_claim {
                 // --- DHCP (crate::dhcp): the address comes from the server ---
-                let tx = self.store.write()?;
-                let who = crate::dhcp::Who {
-                    network: spec.name.as_str(),
-                    netns: &req.netns,
-                    ifname: req.ifname.as_str(),
+                let store = &mut self.store;
+                // Committed once granted, with the link's MAC: should this
+                // process die now, the intent says what to release.
+                let record_grant = |held: &crate::dhcp::Held| -> Result<()> {
+                    let tx = store.write()?;
+                    tx.update_endpoint(endpoint_id, Some(held.mac()), &claim.intent_details())?;
+                    held.record(&tx, endpoint_id)?;
+                    Ok(tx.commit()?)
                 };
                 let (realized, held) = crate::dhcp::realize(
                     &plan,
+                    claim,
                     &who,
                     &req.dhcp,
-                    &tx,
                     &extra,
                     req.default_route,
                     child.is_noarp(),
                     &mut place,
                     faults,
                     &mut undo,
+                    record_grant,
                 )?;
-                held.record(&tx, endpoint_id)?;
-                tx.commit()?;
                 addresses.push(IpNet::V4(held.granted.address));
                 dhcp_held = Some(held);
                 realized
@@ -431,6 +445,10 @@ impl Engine {
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             let tx = self.store.write()?;
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            if let Some(held) = &dhcp_held {
+                // Again, now with the resolv.conf it wrote.
+                held.record(&tx, endpoint_id)?;
+            }
             tx.set_endpoint_state(endpoint_id, EndpointState::Attached, None)?;
             let dhcp = crate::dhcp::view_of(&tx, endpoint_id)?.1;
             faults.check(Step::StoreCommit)?;
@@ -463,6 +481,8 @@ impl Engine {
                 // leases. Should that fail, the intent stays, and the next
                 // command ends it once this process is gone.
                 let forgotten = self.store.write().and_then(|tx| {
+                    // A DHCP lease committed at its grant was given back above.
+                    tx.release_dhcp_leases(endpoint_id)?;
                     tx.delete_endpoint(endpoint_id)?;
                     tx.commit()
                 });

@@ -5,7 +5,8 @@
 //! engine opened afterwards finds the intents whose process is gone and ends
 //! them: the link is deleted if it is still there and is nicslice's (same
 //! kind, and same MAC, or same name where the MAC is the parent's), the
-//! leases released, the row dropped. An "attaching" intent is undone; a
+//! leases released (a DHCP lease the attach committed once granted is given
+//! back to its server), the row dropped. An "attaching" intent is undone; a
 //! "detaching" one is finished, which is the same work.
 //!
 //! Also the identity checks: a record names a namespace by path, inode and
@@ -101,13 +102,18 @@ pub(crate) fn delete_our_link(
     }
 }
 
-/// Ends the intent `ep` inside `tx`: its link deleted if its namespace is
-/// still there, its leases released, its row dropped.
-pub(crate) fn end_intent(tx: &WriteTx<'_>, ep: &EndpointRecord) -> Result<()> {
-    let kind = match tx.network(ep.network_id)? {
-        Some(net) => net.spec.driver.kind(),
-        None => return Ok(()),
-    };
+/// Ends the intent `ep` inside `tx`: a DHCP lease it was granted given back
+/// (through the parent in `host`, on its behalf: its link may not hold the
+/// address yet), its link deleted if its namespace is still there, its
+/// leases released, its row dropped.
+pub(crate) fn end_intent(tx: &WriteTx<'_>, ep: &EndpointRecord, host: &Netns) -> Result<()> {
+    let Some(net) = tx.network(ep.network_id)? else { return Ok(()) };
+    let kind = net.spec.driver.kind();
+    let parent = (host, net.spec.parent.as_str());
+    crate::dhcp::release(tx, None, parent, net.spec.name.as_str(), ep)?;
+    if net.spec.ipam == nicslice_model::Ipam::Dhcp {
+        crate::dhcp::forget_unrecorded_resolv_conf(ep, net.spec.name.as_str());
+    }
     if let Some((_, mut sock)) = open_recorded(ep)? {
         delete_our_link(&mut sock, ep, kind)?;
     }
@@ -138,7 +144,7 @@ impl Engine {
                     "{what} the {} of a command that did not finish",
                     ep.state.as_str()
                 );
-                end_intent(&tx, &ep)?;
+                end_intent(&tx, &ep, &self.host)?;
                 ended += 1;
             }
         }

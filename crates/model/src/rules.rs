@@ -17,6 +17,25 @@ pub struct LinkSettings {
     pub bclim: Option<i32>,
 }
 
+/// DHCP needs broadcast both ways on the link, and a link the host
+/// configures: refused on macvtap/ipvtap (the VM behind the tap runs its
+/// own client) and on ipvlan l3/l3s (seed 001: those children receive no
+/// broadcast at all). Whichever front end asks (`--ipam dhcp`, or CNI's
+/// nicslice-ipam with `"dhcp"`).
+pub fn check_dhcp_link(driver: Driver, mode: LinkMode) -> Result<(), String> {
+    if driver.has_tap() {
+        return Err(format!(
+            "DHCP does not apply to {driver}: the VM behind the tap runs its own DHCP client"
+        ));
+    }
+    if matches!(mode, LinkMode::Ipvlan(crate::IpvlanMode::L3 | crate::IpvlanMode::L3s)) {
+        return Err(format!(
+            "DHCP needs broadcast, which ipvlan {mode} children never receive; use mode l2"
+        ));
+    }
+    Ok(())
+}
+
 /// The rules of modes, flags and broadcast settings that hold whichever
 /// front end asks (the CLI and the CNI plugins refuse with these words):
 /// the mode fits the driver, each flag fits the mode, and ipvlan and

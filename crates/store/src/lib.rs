@@ -14,6 +14,7 @@
 mod blob;
 mod book;
 pub mod cni_ipam;
+mod dhcp_cni;
 mod dhcp_leases;
 mod error;
 mod files;
@@ -30,6 +31,7 @@ mod shims;
 mod store;
 mod write;
 
+pub use dhcp_cni::CniDhcpHold;
 pub use dhcp_leases::DhcpLeaseRecord;
 pub use error::StoreError;
 pub use flock::{DEFAULT_LOCK_TIMEOUT, LOCK_TIMEOUT_VAR, lock_timeout};

@@ -161,6 +161,20 @@ pub trait StoreRead: sealed::Conn {
         crate::dhcp_leases::held(self.conn())
     }
 
+    /// Every DHCP lease a CNI attachment holds, soonest renewal first.
+    fn cni_dhcp_holds(&self) -> Result<Vec<crate::CniDhcpHold>, StoreError> {
+        crate::dhcp_cni::held(self.conn())
+    }
+
+    /// The DHCP lease `client_id` holds through CNI in `family`, if any.
+    fn cni_dhcp_hold(
+        &self,
+        client_id: &[u8],
+        family: u8,
+    ) -> Result<Option<crate::CniDhcpHold>, StoreError> {
+        crate::dhcp_cni::of_client_held(self.conn(), client_id, family)
+    }
+
     /// The DHCP lease last recorded for a client identifier, held or released.
     fn dhcp_lease_of_client(
         &self,

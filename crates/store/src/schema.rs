@@ -128,6 +128,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX dhcp_leases_by_endpoint ON dhcp_leases(endpoint_id);
     "#,
+    // 7: who holds a DHCP lease made through CNI (nicslice-ipam "dhcp"),
+    // which has no endpoint row: the container's attachment, as the engine
+    // shapes it. No foreign key: the lease row is replaced at each renewal.
+    r#"
+    CREATE TABLE dhcp_cni_holders (
+        client_id    BLOB    NOT NULL,
+        family       INTEGER NOT NULL CHECK (family IN (4, 6)),
+        network      TEXT    NOT NULL,
+        holder_json  TEXT    NOT NULL,
+        PRIMARY KEY (client_id, family)
+    );
+    "#,
 ];
 
 /// The schema version this build writes and understands.

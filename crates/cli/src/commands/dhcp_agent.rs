@@ -1,19 +1,15 @@
 //! `nicslice dhcp-agent`: the engine's renewal pass in a loop, sleeping
 //! until the next lease is due (at most 30 s, so that leases attached
 //! meanwhile are seen in time). One agent per state database, held by a
-//! lock file beside it (`STATE.dhcp-agent.lock`, holding the agent's pid).
-//! `attach` starts one when a DHCP endpoint was made and none runs.
+//! lock file beside it (`STATE.dhcp-agent.lock`, holding the agent's pid;
+//! `nicslice_engine::dhcp::agent`). `attach` and the CNI plugin start one
+//! when a DHCP endpoint was made and none runs.
 
-use std::ffi::OsString;
-use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use nicslice_engine::dhcp::RenewReport;
+use nicslice_engine::dhcp::{RenewReport, agent};
 
 use super::Globals;
 use crate::args::DhcpAgentArgs;
@@ -22,40 +18,26 @@ use crate::output;
 /// The longest sleep between passes.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
-fn lock_path(g: &Globals) -> OsString {
-    let mut path = g.state.clone().into_os_string();
-    path.push(".dhcp-agent.lock");
-    path
-}
-
-fn open_lock(g: &Globals) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(lock_path(g))
-}
-
 pub fn run(g: &Globals, a: &DhcpAgentArgs) -> anyhow::Result<()> {
     if !(a.timeout > 0.0 && a.timeout <= 600.0) {
         bail!("--timeout {}: give a number of seconds above 0, at most 600", a.timeout);
     }
     let timeout = Duration::from_secs_f64(a.timeout);
     let mut engine = g.engine()?;
-    let path = lock_path(g);
-    let mut lock = open_lock(g).with_context(|| format!("opening {}", path.to_string_lossy()))?;
+    let path = agent::lock_path(&g.state);
+    let mut lock =
+        agent::open_lock(&g.state).with_context(|| format!("opening {}", path.display()))?;
     if lock.try_lock().is_err() {
         bail!(
             "another dhcp-agent is running for {} (it holds {})",
             g.state.display(),
-            path.to_string_lossy()
+            path.display()
         );
     }
     // Who holds it, for a service manager or a test to stop it by pid.
     lock.set_len(0)
         .and_then(|()| writeln!(lock, "{}", std::process::id()))
-        .with_context(|| format!("writing {}", path.to_string_lossy()))?;
+        .with_context(|| format!("writing {}", path.display()))?;
     let mut force = a.now;
     loop {
         let report = engine.renew_dhcp_leases(force, timeout)?;
@@ -91,31 +73,12 @@ fn print_report(r: &RenewReport) {
     }
 }
 
-/// Starts `nicslice dhcp-agent --exit-when-idle` for this state database
-/// unless one runs (its lock is held). Best effort: the endpoint is made
-/// either way, and a failure only warns (the lease then lasts until its
-/// expiry unless an agent is started).
+/// Starts an agent for this state database unless one runs (see
+/// `nicslice_engine::dhcp::agent`). Best effort: the endpoint is made either
+/// way, and a failure only warns (the lease then lasts until its expiry
+/// unless an agent is started).
 pub fn ensure_running(g: &Globals) {
-    let free = open_lock(g).is_ok_and(|lock| lock.try_lock().is_ok());
-    if !free {
-        return;
-    }
-    let started = std::env::current_exe().and_then(|exe| {
-        let mut cmd = Command::new(exe);
-        cmd.arg("--state").arg(&g.state);
-        if let Some(host) = &g.host_netns {
-            cmd.arg("--host-netns").arg(host);
-        }
-        cmd.args(["dhcp-agent", "--exit-when-idle"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own process group: a Ctrl-C at the terminal that ran
-            // `attach` does not reach it.
-            .process_group(0)
-            .spawn()
-    });
-    if let Err(e) = started {
+    if let Err(e) = agent::ensure_running(&g.state, g.host_netns.as_deref()) {
         tracing::warn!("could not start nicslice dhcp-agent: {e}; run it to renew DHCP leases");
     }
 }

@@ -32,6 +32,11 @@ impl Dnsmasq {
 
     /// The same, handing out addresses from `range` ("FIRST,LAST").
     pub fn start_range(switch: &Netns, tag: &str, range: &str) -> Option<Dnsmasq> {
+        Dnsmasq::start_with(switch, tag, range, &[])
+    }
+
+    /// The same, with dnsmasq's `extra` options besides.
+    pub fn start_with(switch: &Netns, tag: &str, range: &str, extra: &[&str]) -> Option<Dnsmasq> {
         if !Path::new(DNSMASQ).exists() {
             assert!(
                 std::env::var_os("NICSLICE_REQUIRE_DNSMASQ").is_none(),
@@ -56,6 +61,7 @@ impl Dnsmasq {
             .args(["--dhcp-authoritative", "--no-ping", "--log-dhcp", "--pid-file="])
             .arg(format!("--dhcp-leasefile={}", leases.display()))
             .arg(format!("--log-facility={}", log.display()))
+            .args(extra)
             .stdin(Stdio::null());
         // SAFETY: between fork and exec only setns(2) runs, on a descriptor
         // the parent holds open (the switch's namespace file).
@@ -80,12 +86,20 @@ impl Dnsmasq {
 
     /// The server's lease file: one line per lease,
     /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
+    /// dnsmasq rewrites the file in place (truncate, then write), so a read
+    /// can catch it empty or half written: two reads 5 ms apart must agree.
     pub fn leases(&self) -> Vec<Vec<String>> {
-        std::fs::read_to_string(self.dir.join("leases"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .collect()
+        let read = || std::fs::read_to_string(self.dir.join("leases")).unwrap_or_default();
+        let mut text = read();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(5));
+            let again = read();
+            if again == text {
+                break;
+            }
+            text = again;
+        }
+        text.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
     }
 
     pub fn has_lease(&self, ip: &str) -> bool {

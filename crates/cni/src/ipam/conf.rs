@@ -2,7 +2,8 @@
 //! `rangeStart`, `rangeEnd` and `gateway` at the top; `routes`,
 //! `resolvConf`, `dataDir`) plus `state`, the lease database's path. Checked
 //! into range sets: one address is handed out per set, from its first range
-//! with room.
+//! with room. Or `dhcp` (an object, instead of ranges): the address comes
+//! from a DHCP server ([`DhcpConf`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,7 +26,24 @@ pub struct IpamConf {
     pub resolv_conf: Option<PathBuf>,
     /// `state`, else `dataDir/cni-leases.mdb`, else `None` (the default applies).
     pub state: Option<PathBuf>,
+    /// `dhcp`: addresses from a DHCP server instead of `ranges`.
+    pub dhcp: Option<DhcpConf>,
 }
+
+/// `"dhcp": {}` and its optional keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DhcpConf {
+    /// nicslice's state database, where the lease is kept for the agent
+    /// that renews it (default: `NICSLICE_STATE`, else nicslice's default).
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Seconds to wait for the server (default 10).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
+impl Eq for DhcpConf {}
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +73,8 @@ struct RawIpam {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     state: Option<PathBuf>,
+    #[serde(default)]
+    dhcp: Option<DhcpConf>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +89,9 @@ impl IpamConf {
     pub fn parse(ipam: &serde_json::Value) -> Result<IpamConf> {
         let raw: RawIpam =
             RawIpam::deserialize(ipam).map_err(|e| CniError::config(format!("ipam: {e}")))?;
+        if let Some(dhcp) = raw.dhcp {
+            return dhcp_only(raw.top, raw.ranges, raw.routes, dhcp);
+        }
         let mut raw_sets = raw.ranges;
         if raw.top.subnet.is_some() {
             raw_sets.insert(0, vec![raw.top]);
@@ -108,8 +131,38 @@ impl IpamConf {
             routes: raw.routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
             resolv_conf: raw.resolv_conf.filter(|p| !p.as_os_str().is_empty()),
             state,
+            dhcp: None,
         })
     }
+}
+
+/// `dhcp` instead of ranges: the server's addresses, the configuration's
+/// routes besides the server's default one.
+fn dhcp_only(
+    top: RawRange,
+    ranges: Vec<Vec<RawRange>>,
+    routes: Vec<RawRoute>,
+    dhcp: DhcpConf,
+) -> Result<IpamConf> {
+    if top.subnet.is_some() || !ranges.is_empty() {
+        return Err(CniError::config(
+            "ipam: \"dhcp\" takes the addresses from the server; drop subnet and ranges",
+        ));
+    }
+    if let Some(t) = dhcp.timeout
+        && !(t > 0.0 && t <= 3600.0)
+    {
+        return Err(CniError::config(format!(
+            "ipam: dhcp timeout {t}: give a number of seconds above 0, at most 3600"
+        )));
+    }
+    Ok(IpamConf {
+        range_sets: Vec::new(),
+        routes: routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
+        resolv_conf: None,
+        state: None,
+        dhcp: Some(dhcp),
+    })
 }
 
 /// host-local's rules: the subnet leaves room (IPv4 /30, IPv6 /126 at most),
@@ -202,6 +255,25 @@ mod tests {
         let v6 = &c.range_sets[1][0];
         assert_eq!(v6.last.to_string(), "2001:db8:1:0:ffff:ffff:ffff:ffff");
         assert_eq!(v6.gateway.to_string(), "2001:db8:1::1");
+    }
+
+    #[test]
+    fn dhcp_instead_of_ranges() {
+        let c = IpamConf::parse(&json!({"type":"nicslice-ipam","dhcp":{}})).unwrap();
+        assert_eq!(c.dhcp, Some(DhcpConf { state: None, timeout: None }));
+        assert!(c.range_sets.is_empty());
+        let c =
+            IpamConf::parse(&json!({"type":"x","dhcp":{"state":"/s.db","timeout":2.5}})).unwrap();
+        assert_eq!(c.dhcp.unwrap().state, Some(PathBuf::from("/s.db")));
+        for (ipam, needle) in [
+            (json!({"type":"x","dhcp":{},"subnet":"10.0.0.0/24"}), "drop subnet"),
+            (json!({"type":"x","dhcp":{},"ranges":[[{"subnet":"10.0.0.0/24"}]]}), "drop subnet"),
+            (json!({"type":"x","dhcp":{"timeout":0}}), "timeout"),
+            (json!({"type":"x","dhcp":{"clientId":"x"}}), "unknown field"),
+        ] {
+            let e = IpamConf::parse(&ipam).unwrap_err();
+            assert!(e.msg.contains(needle), "{ipam}: {}", e.msg);
+        }
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! `/run/nicslice/cni-leases.mdb`. CNI leases are kept apart from the CLI's
 //! networks: they belong to the container runtime and are cleaned by its GC,
 //! and they last one boot, as the namespaces they serve (see
-//! `nicslice_store::cni_ipam`).
+//! `nicslice_store::cni_ipam`). With `"dhcp": {}` instead of ranges, the
+//! addresses come from a DHCP server ([`dhcp`]).
 
 pub mod conf;
+pub mod dhcp;
 pub mod resolv;
 
 use std::net::IpAddr;
@@ -33,6 +35,9 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         CniError::config("nicslice-ipam needs an \"ipam\" object with its ranges")
     })?;
     let conf = IpamConf::parse(ipam)?;
+    if let Some(dhcp) = &conf.dhcp {
+        return dhcp::handle(verb, net, env, &conf, dhcp);
+    }
     let path = state_path(&conf);
     let open = || {
         CniIpamStore::open(&path).map_err(|e| {
@@ -77,6 +82,13 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
         }
         Verb::Version => Ok(None),
     }
+}
+
+/// Whether `net` delegates to nicslice-ipam with `"dhcp"` (the link
+/// plugin then refuses the links DHCP cannot work on).
+pub fn asks_dhcp(net: &NetConf) -> bool {
+    net.ipam_type() == Some("nicslice-ipam")
+        && net.ipam.as_ref().is_some_and(|i| i.get("dhcp").is_some_and(|d| !d.is_null()))
 }
 
 /// The lease database's failures that have a CNI code of their own: an

@@ -21,10 +21,16 @@
 //! `nicslice dhcp-agent` renews at T1, rebinds at T2 and takes an expired or
 //! refused address off its link, from what the store says.
 //!
+//! CNI (`cni`, [`CniAttachment`]): nicslice-ipam's `"dhcp": {}` runs the
+//! same exchange on the link the CNI plugin made, its lease kept in the same
+//! store for the same agent ([`agent`], started on demand by either front end).
+//!
 //! The client identifier (`identity`) is what tells ipvlan children apart
 //! (seed 001); the wire format is dhcproto's, the socket the kernel crate's.
 
+pub mod agent;
 mod client;
+mod cni;
 mod identity;
 mod renew;
 mod resolv;
@@ -41,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
+pub use cni::{CniAttachment, cni_client_id};
 pub use renew::RenewReport;
 
 use crate::endpoint::{
@@ -54,7 +61,7 @@ use crate::undo::UndoLog;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a RELEASE may wait for the server's ARP answer before the link
 /// goes (and the message with it).
-const RELEASE_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// What the user may say about an endpoint's DHCP.
 #[derive(Debug, Clone)]
@@ -92,6 +99,8 @@ pub struct Held {
     mac: MacAddr,
     resolv_conf: Option<resolv::Written>,
     network: String,
+    /// Unix seconds of the grant, from which the lease's times count.
+    granted_at: i64,
 }
 
 /// A DHCP endpoint's lease as `endpoint ls` shows it.
@@ -136,39 +145,75 @@ pub fn client_id(who: &Who<'_>, given: Option<&str>) -> Result<Vec<u8>> {
     }
 }
 
-/// Makes the link of `plan` (which has no addresses), brings it up, asks
-/// the server, then puts the granted address and routes on it. `extra` are
-/// the user's routes besides the default one.
-#[allow(clippy::too_many_arguments)]
-pub fn realize(
-    plan: &EndpointPlan,
-    who: &Who<'_>,
-    req: &DhcpRequest,
-    tx: &impl StoreRead,
-    extra: &[RouteSpec],
-    default_route: bool,
-    noarp: bool,
-    place: &mut Place,
-    faults: Faults,
-    undo: &mut UndoLog,
-) -> Result<(Realized, Held)> {
+/// An attach's hold on a client identifier, taken in the transaction that
+/// records its intent: no other endpoint holds the identifier (a second
+/// endpoint presenting it would be handed the first one's address), and the
+/// intent row names it ([`Claim::intent_details`]) so that an attach running
+/// at the same time sees it taken while the exchange runs outside the lock.
+pub struct Claim {
+    client_id: Vec<u8>,
+    /// The address this client held last, asked for again.
+    previous: Option<Ipv4Addr>,
+}
+
+/// The key of an intent row's details naming the identifier it claims.
+const INTENT_CLIENT_ID: &str = "dhcp_client_id";
+
+/// Takes `who`'s client identifier for an attach, in its intent's transaction.
+pub fn claim(tx: &impl StoreRead, who: &Who<'_>, req: &DhcpRequest) -> Result<Claim> {
     let client_id = client_id(who, req.client_id.as_deref())?;
+    let hex = identity::to_hex(&client_id);
     let last = tx.dhcp_lease_of_client(&client_id, 4)?;
-    // One identity, one client: a second endpoint presenting it would be
-    // handed the first one's address.
-    if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
-        let who = tx
-            .endpoint(holder)?
-            .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
+    let holder = match last.as_ref().and_then(|l| l.endpoint_id) {
+        Some(id) => tx.endpoint(id)?,
+        None => tx.endpoints_in_flight()?.into_iter().find(|ep| {
+            ep.details.get(INTENT_CLIENT_ID).and_then(serde_json::Value::as_str) == Some(&hex)
+        }),
+    };
+    if let Some(holder) = holder {
         return Err(EngineError::Invalid(format!(
-            "client identifier {} is already used by {who}; give this endpoint another --client-id",
-            identity::to_hex(&client_id)
+            "client identifier {hex} is already used by {} in {}; give this endpoint another --client-id",
+            holder.ifname, holder.netns
         )));
     }
     let previous = last.and_then(|l| match l.address.addr() {
         IpAddr::V4(ip) => Some(ip),
         IpAddr::V6(_) => None,
     });
+    Ok(Claim { client_id, previous })
+}
+
+impl Claim {
+    /// What the intent row keeps until the endpoint is attached: the
+    /// identifier it claims.
+    pub fn intent_details(&self) -> serde_json::Value {
+        serde_json::json!({ INTENT_CLIENT_ID: identity::to_hex(&self.client_id) })
+    }
+}
+
+/// Makes the link of `plan` (which has no addresses), brings it up, asks
+/// the server, then puts the granted address and routes on it. `extra` are
+/// the user's routes besides the default one. Takes no lock: the caller's
+/// `record` commits the lease as soon as it is granted (so that an attach
+/// killed afterwards leaves a row saying what to release), and the caller
+/// records it again, with the resolv.conf written, when it commits the
+/// endpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn realize(
+    plan: &EndpointPlan,
+    claim: &Claim,
+    who: &Who<'_>,
+    req: &DhcpRequest,
+    extra: &[RouteSpec],
+    default_route: bool,
+    noarp: bool,
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+    record: impl FnOnce(&Held) -> Result<()>,
+) -> Result<(Realized, Held)> {
+    let Claim { client_id, previous } = claim;
+    let previous = *previous;
     let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
     endpoint::configure(&link, &[], &[], Policy::CLI, place, faults, undo)?;
     let mac = link.mac.ok_or_else(|| {
@@ -176,8 +221,7 @@ pub fn realize(
     })?;
     let label = format!("{} in {}", link.name, place.target_ns.label());
     let socket = DhcpSocket::open_in(&place.target_ns, &link.name)?;
-    let exchange =
-        Exchange { socket: &socket, mac, client_id: &client_id, previous, label: &label };
+    let exchange = Exchange { socket: &socket, mac, client_id, previous, label: &label };
     let granted = exchange.acquire(req.timeout)?;
     tracing::debug!(address = %granted.address, server = %granted.server, "DHCP lease");
     let mut held = Held {
@@ -187,7 +231,13 @@ pub fn realize(
         mac,
         resolv_conf: None,
         network: who.network.to_string(),
+        granted_at: unix_now(),
     };
+    if let Err(e) = record(&held) {
+        drop(socket);
+        held.give_back(&place.target_ns);
+        return Err(e);
+    }
 
     let address = IpNet::V4(granted.address);
     let planned = AddressPlan {
@@ -254,10 +304,15 @@ pub(crate) fn lease_record(
 }
 
 impl Held {
+    /// The MAC of the link the lease was granted to (an ipvlan child's is
+    /// its parent's, known only once the link is made).
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
     /// Records the lease for `endpoint` in the caller's transaction.
     pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
         let g = &self.granted;
-        let now = unix_now();
         let details = LeaseDetails {
             routers: g.routers.clone(),
             dns: g.dns.clone(),
@@ -269,7 +324,7 @@ impl Held {
             Some(endpoint),
             g,
             &details,
-            now,
+            self.granted_at,
         ))?;
         Ok(())
     }
@@ -287,7 +342,7 @@ impl Held {
     }
 }
 
-fn send_release(
+pub(crate) fn send_release(
     ns: &Netns,
     ifname: &str,
     mac: MacAddr,
@@ -347,6 +402,18 @@ pub fn release(
     }
     tx.release_dhcp_leases(endpoint.id)?;
     Ok(())
+}
+
+/// Removes the resolv.conf an attach that did not finish may have written
+/// for `ep` and not yet recorded (the lease is recorded at its grant, the
+/// file with the endpoint): the one at its namespace's place, if the
+/// marker says nicslice wrote it for this interface and network. Its
+/// directory stays (whether nicslice made it was not recorded).
+pub(crate) fn forget_unrecorded_resolv_conf(ep: &EndpointRecord, network: &str) {
+    if let Some(name) = iproute2_name(&NetnsTarget::Path(ep.netns.clone().into())) {
+        let written = resolv::Written { path: resolv::path_of(&name), made_dir: false };
+        resolv::remove(&written, network, ep.ifname.as_str());
+    }
 }
 
 /// Removes the resolv.conf written for `lease`, if it is still nicslice's.

@@ -1,7 +1,8 @@
 //! Keeping DHCP leases: one pass of `nicslice dhcp-agent` over every lease
-//! an endpoint holds. At T1 the lease is renewed with its server (unicast
-//! from the address), at T2 rebound with any server (broadcast), and at its
-//! expiry the address is taken off the link. Every outcome is written to
+//! an endpoint or a CNI attachment (`cni`) holds. At T1 the lease is
+//! renewed with its server (unicast from the address), at T2 rebound with
+//! any server (broadcast), and at its expiry the address is taken off the
+//! link. Every outcome is written to
 //! the state store as it happens (times of the next try included), so an
 //! agent killed at any point and started again carries on from the store:
 //! nothing lives only in its memory.
@@ -15,10 +16,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
-use nicslice_store::{DhcpLeaseRecord, EndpointRecord, StoreRead};
+use nicslice_model::MacAddr;
+use nicslice_store::{DhcpLeaseRecord, EndpointId, EndpointState, StoreRead};
 use serde::Serialize;
 
 use super::client::{Exchange, Granted};
+use super::cni::CniHolder;
 use super::unix_now;
 use crate::Engine;
 use crate::error::Result;
@@ -69,47 +72,105 @@ pub struct RenewReport {
     pub next_due: Option<i64>,
 }
 
-/// A held lease's endpoint, found again from the store.
+/// Whose a held lease is.
+#[derive(Clone, Copy)]
+enum Whose {
+    Endpoint(EndpointId),
+    /// A CNI attachment's (its holder row, by the lease's client identifier).
+    Cni,
+}
+
+/// A held lease's holder, found again from the store: an endpoint of
+/// `attach` or a CNI attachment.
 struct Holder {
-    endpoint: EndpointRecord,
+    whose: Whose,
+    netns: String,
+    netns_id: (u64, u64),
+    ifname: String,
+    mac: Option<MacAddr>,
     network: String,
+    /// The parent in the host namespace, for a RELEASE on its behalf.
+    parent: Option<String>,
     label: String,
 }
 
 impl Engine {
-    /// One pass over every held lease; `force` renews all of them now.
-    pub fn renew_dhcp_leases(&mut self, force: bool, timeout: Duration) -> Result<RenewReport> {
-        let held = self.store.read()?.held_dhcp_leases()?;
-        let mut report = RenewReport::default();
-        for lease in held {
-            let now = unix_now();
+    /// The holder of an endpoint's lease, unless its endpoint is in flight
+    /// (an attach or detach owns its lease until it is done) or gone.
+    fn endpoint_holder(&mut self, lease: &DhcpLeaseRecord) -> Result<Option<Holder>> {
+        let Some(endpoint_id) = lease.endpoint_id else { return Ok(None) };
+        let read = self.store.read()?;
+        let Some(endpoint) = read.endpoint(endpoint_id)? else { return Ok(None) };
+        if endpoint.state != EndpointState::Attached {
+            return Ok(None);
+        }
+        let Some(network) = read.network(endpoint.network_id)? else { return Ok(None) };
+        Ok(Some(Holder {
+            whose: Whose::Endpoint(endpoint_id),
+            label: format!("{} ({} in {})", lease.address, endpoint.ifname, endpoint.netns),
+            netns_id: (endpoint.netns_id.dev, endpoint.netns_id.ino),
+            netns: endpoint.netns,
+            ifname: endpoint.ifname.to_string(),
+            mac: endpoint.mac,
+            network: network.spec.name.to_string(),
+            parent: Some(network.spec.parent.to_string()),
+        }))
+    }
+
+    /// Every held lease with its holder: endpoints' and CNI attachments'.
+    fn held_with_holders(&mut self, force: bool) -> Result<Vec<(DhcpLeaseRecord, Holder, Due)>> {
+        let now = unix_now();
+        let (leases, holds) = {
+            let read = self.store.read()?;
+            (read.held_dhcp_leases()?, read.cni_dhcp_holds()?)
+        };
+        let mut out = Vec::new();
+        for lease in leases {
             let due = due(&lease, now, force);
+            if due != Due::Nothing
+                && let Some(holder) = self.endpoint_holder(&lease)?
+            {
+                out.push((lease, holder, due));
+            }
+        }
+        for hold in holds {
+            let due = due(&hold.lease, now, force);
             if due == Due::Nothing {
                 continue;
             }
-            let Some(endpoint_id) = lease.endpoint_id else { continue };
-            let Some(endpoint) = self.store.read()?.endpoint(endpoint_id)? else { continue };
-            let Some(network) = self.store.read()?.network(endpoint.network_id)? else { continue };
+            let cni = CniHolder::of(&hold)?;
             let holder = Holder {
-                network: network.spec.name.to_string(),
-                label: format!("{} ({} in {})", lease.address, endpoint.ifname, endpoint.netns),
-                endpoint,
+                whose: Whose::Cni,
+                label: format!(
+                    "{} ({} of container {} in network {})",
+                    hold.lease.address, cni.ifname, cni.container_id, hold.network
+                ),
+                netns_id: (cni.netns_dev, cni.netns_ino),
+                netns: cni.netns,
+                ifname: cni.ifname,
+                mac: Some(cni.mac),
+                network: hold.network,
+                parent: cni.parent,
             };
+            out.push((hold.lease, holder, due));
+        }
+        Ok(out)
+    }
+
+    /// One pass over every held lease; `force` renews all of them now.
+    pub fn renew_dhcp_leases(&mut self, force: bool, timeout: Duration) -> Result<RenewReport> {
+        let mut report = RenewReport::default();
+        for (lease, holder, due) in self.held_with_holders(force)? {
             // Never act on a namespace that is not the one recorded: the
             // kernel reuses a deleted namespace's inode at once.
-            let path = PathBuf::from(&holder.endpoint.netns);
+            let path = PathBuf::from(&holder.netns);
             let ns = match NetnsTarget::Path(path).open() {
-                Ok(ns)
-                    if (ns.id().dev, ns.id().ino)
-                        == (holder.endpoint.netns_id.dev, holder.endpoint.netns_id.ino) =>
-                {
-                    ns
-                }
+                Ok(ns) if (ns.id().dev, ns.id().ino) == holder.netns_id => ns,
                 _ => {
                     // Its link went with it: nothing to renew for. Give the
                     // lease back on its behalf through the parent, as detach
                     // does, and stop keeping it.
-                    self.release_orphan(&lease, &holder, network.spec.parent.as_str())?;
+                    self.release_orphan(&lease, &holder)?;
                     report.lost.push(format!("{}: its namespace is gone; released", holder.label));
                     continue;
                 }
@@ -125,13 +186,16 @@ impl Engine {
                 Ok(Outcome::Lost(why)) => {
                     // Never kept again (a lease left held would be due at
                     // every pass).
-                    self.forget(endpoint_id)?;
+                    self.forget(&lease, &holder)?;
                     report.lost.push(format!("{}: {why}", holder.label))
                 }
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
             }
         }
-        report.next_due = self.store.read()?.held_dhcp_leases()?.first().map(|l| l.renew_at);
+        let read = self.store.read()?;
+        let endpoints = read.held_dhcp_leases()?.into_iter().map(|l| l.renew_at);
+        let cni = read.cni_dhcp_holds()?.into_iter().map(|h| h.lease.renew_at);
+        report.next_due = endpoints.chain(cni).min();
         Ok(report)
     }
 
@@ -146,12 +210,12 @@ impl Engine {
         let (IpNet::V4(address), IpAddr::V4(server)) = (lease.address, lease.server) else {
             return Ok(Outcome::Lost("not an IPv4 lease".into()));
         };
-        let ifname = holder.endpoint.ifname.as_str();
+        let ifname = holder.ifname.as_str();
         if due == Due::Expired {
             self.drop_address(lease, holder, ns)?;
             return Ok(Outcome::Lost("lease expired".into()));
         }
-        let Some(mac) = holder.endpoint.mac else {
+        let Some(mac) = holder.mac else {
             return Ok(Outcome::Lost("endpoint has no MAC".into()));
         };
         let socket = DhcpSocket::open_in(ns, ifname)?;
@@ -230,13 +294,13 @@ impl Engine {
         let address = IpNet::V4(granted.address);
         let put_on = || -> Result<()> {
             let mut sock = RouteSocket::open_in(ns)?;
-            let ifname = holder.endpoint.ifname.as_str();
+            let ifname = holder.ifname.as_str();
             let link = sock.require_link(ifname, ns.label())?;
             sock.add_address(link.index, address)?;
             sock.set_address_lifetime(link.index, address, granted.lease_secs)?;
             // Announce it (see dhcp::realize); an ipvlan child refuses to
             // have its MAC set, and neighbours know its parent's anyway.
-            if let Some(mac) = holder.endpoint.mac {
+            if let Some(mac) = holder.mac {
                 let _ = sock.set_mac(link.index, mac);
             }
             if let Some(router) = granted.routers.first() {
@@ -277,27 +341,27 @@ impl Engine {
     }
 
     /// RELEASE, through the parent in the host namespace, of a lease whose
-    /// endpoint's namespace is gone; its resolv.conf and row go too.
-    fn release_orphan(
-        &mut self,
-        lease: &DhcpLeaseRecord,
-        holder: &Holder,
-        parent: &str,
-    ) -> Result<()> {
-        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
-            (holder.endpoint.mac, lease.address.addr(), lease.server)
+    /// holder's namespace is gone; its resolv.conf and row go too.
+    fn release_orphan(&mut self, lease: &DhcpLeaseRecord, holder: &Holder) -> Result<()> {
+        if let (Some(mac), Some(parent), IpAddr::V4(address), IpAddr::V4(server)) =
+            (holder.mac, &holder.parent, lease.address.addr(), lease.server)
         {
             let client_id = &lease.client_id;
             super::send_release(&self.host, parent, mac, client_id, address, server, false);
         }
-        super::forget_resolv_conf(lease, &holder.network, holder.endpoint.ifname.as_str());
-        self.forget(holder.endpoint.id)
+        super::forget_resolv_conf(lease, &holder.network, &holder.ifname);
+        self.forget(lease, holder)
     }
 
-    /// Marks the leases of `endpoint` released in the store.
-    fn forget(&mut self, endpoint: nicslice_store::EndpointId) -> Result<()> {
+    /// Marks `lease` released in the store.
+    fn forget(&mut self, lease: &DhcpLeaseRecord, holder: &Holder) -> Result<()> {
         let tx = self.store.write()?;
-        tx.release_dhcp_leases(endpoint)?;
+        match holder.whose {
+            Whose::Endpoint(endpoint) => {
+                tx.release_dhcp_leases(endpoint)?;
+            }
+            Whose::Cni => tx.release_cni_dhcp_lease(&lease.client_id, lease.family)?,
+        }
         tx.commit()?;
         Ok(())
     }
@@ -305,7 +369,7 @@ impl Engine {
     /// Takes a lost lease's address off its link (and the DNS servers it
     /// gave out of the namespace's resolv.conf) and records it released.
     fn drop_address(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, ns: &Netns) -> Result<()> {
-        let ifname = holder.endpoint.ifname.as_str();
+        let ifname = holder.ifname.as_str();
         super::forget_resolv_conf(lease, &holder.network, ifname);
         let mut sock = RouteSocket::open_in(ns)?;
         if let Some(link) = sock.link_by_name(ifname)? {
@@ -316,12 +380,7 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(endpoint) = lease.endpoint_id {
-            let tx = self.store.write()?;
-            tx.release_dhcp_leases(endpoint)?;
-            tx.commit()?;
-        }
-        Ok(())
+        self.forget(lease, holder)
     }
 }
 

@@ -26,6 +26,11 @@ pub struct Written {
     pub made_dir: bool,
 }
 
+/// Where the resolv.conf of the iproute2 namespace `netns_name` goes.
+pub fn path_of(netns_name: &str) -> PathBuf {
+    Path::new(NETNS_ETC).join(netns_name).join("resolv.conf")
+}
+
 /// Writes the resolv.conf of the iproute2 namespace `netns_name`, unless
 /// one is there already or there is nothing to write.
 pub fn write(

@@ -89,7 +89,8 @@ fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// DHCP needs broadcast both ways on the link, and a link the host configures.
+/// DHCP gets its addresses from the server, on a link that can take its
+/// broadcasts (`rules::check_dhcp_link`).
 fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
     if spec.ipam != super::Ipam::Dhcp {
         return Ok(());
@@ -97,21 +98,7 @@ fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
     if !spec.subnets.is_empty() {
         return Err("--ipam dhcp takes the addresses from the DHCP server; drop --subnet".into());
     }
-    if spec.driver.has_tap() {
-        return Err(format!(
-            "--ipam dhcp does not apply to {}: the VM behind the tap runs its own DHCP client",
-            spec.driver
-        ));
-    }
-    // Seed 001: ipvlan l3/l3s children receive no broadcast at all.
-    if matches!(spec.mode, crate::LinkMode::Ipvlan(crate::IpvlanMode::L3 | crate::IpvlanMode::L3s))
-    {
-        return Err(format!(
-            "--ipam dhcp needs broadcast, which ipvlan {} children never receive; use mode l2",
-            spec.mode
-        ));
-    }
-    Ok(())
+    crate::rules::check_dhcp_link(spec.driver, spec.mode).map_err(|e| format!("--ipam dhcp: {e}"))
 }
 
 fn check_no_overlap(subnets: &[ValidSubnet]) -> Result<(), String> {

@@ -1,0 +1,153 @@
+//! nicslice-ipam with `"dhcp": {}`: the verbs as CNI around the engine's DHCP
+//! for CNI attachments (`nicslice_engine::dhcp::cni`, the exchange, lease
+//! rows and agent `nicslice attach` uses). The lease lives in nicslice's
+//! state database (`dhcp.state`, else `NICSLICE_STATE`, else nicslice's
+//! default), where `nicslice dhcp-agent` renews it; the first ADD starts an
+//! agent when none runs.
+//!
+//! ADD asks the server on the link the link plugin made (it has no address
+//! yet) and returns the address, the server's router as gateway and its DNS
+//! servers; DEL and GC send RELEASE and drop the lease; STATUS fails with
+//! code 50 when the agent cannot be reached (no agent runs while leases
+//! are held, and none could be started).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use nicslice_engine::dhcp::{CniAttachment, agent};
+use nicslice_engine::{Engine, Faults};
+use nicslice_kernel::Netns;
+use nicslice_store::DEFAULT_STATE_PATH;
+
+use super::conf::{DhcpConf, IpamConf};
+use crate::conf::NetConf;
+use crate::env::{CallEnv, Verb};
+use crate::error::{CniError, Code, Result};
+use crate::result::{CniResult, Dns, IpConfig};
+
+/// How long ADD waits for a server unless `dhcp.timeout` says otherwise.
+const DEFAULT_TIMEOUT: Duration = nicslice_engine::dhcp::DEFAULT_TIMEOUT;
+/// How long STATUS waits for an agent it started to take its lock.
+const AGENT_START_WAIT: Duration = Duration::from_secs(2);
+
+/// nicslice's state database for this configuration.
+fn state_path(dhcp: &DhcpConf) -> PathBuf {
+    dhcp.state
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty())
+        .or_else(|| std::env::var_os("NICSLICE_STATE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH))
+}
+
+fn open(state: &std::path::Path) -> Result<Engine> {
+    let host = Netns::current().map_err(nicslice_engine::EngineError::from)?;
+    let faults = Faults::from_env()?;
+    Ok(Engine::open(state, host, faults)?)
+}
+
+/// Runs one verb of nicslice-ipam for a `dhcp` configuration.
+pub fn handle(
+    verb: Verb,
+    net: &NetConf,
+    env: &CallEnv,
+    conf: &IpamConf,
+    dhcp: &DhcpConf,
+) -> Result<Option<CniResult>> {
+    let state = state_path(dhcp);
+    match verb {
+        Verb::Add => add(&state, net, env, conf, dhcp).map(Some),
+        Verb::Del => {
+            open(&state)?.cni_dhcp_del(&env.container_id, &env.ifname)?;
+            Ok(None)
+        }
+        Verb::Check => {
+            if !open(&state)?.cni_dhcp_holds(&env.container_id, &env.ifname)? {
+                return Err(CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "nicslice-ipam: no DHCP lease is held for container {} interface {}",
+                        env.container_id, env.ifname
+                    ),
+                ));
+            }
+            Ok(None)
+        }
+        Verb::Status => {
+            status(&state).map_err(|e| CniError::new(Code::NotAvailable, e.msg))?;
+            Ok(None)
+        }
+        Verb::Gc => {
+            let valid = super::valid_attachments(&net.tree()?)?;
+            open(&state)?.cni_dhcp_gc(&net.name, |container_id, ifname| {
+                valid.iter().any(|o| o.container_id == container_id && o.ifname == ifname)
+            })?;
+            Ok(None)
+        }
+        Verb::Version => Ok(None),
+    }
+}
+
+fn add(
+    state: &std::path::Path,
+    net: &NetConf,
+    env: &CallEnv,
+    conf: &IpamConf,
+    dhcp: &DhcpConf,
+) -> Result<CniResult> {
+    let timeout = dhcp.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+    let at = CniAttachment {
+        network: &net.name,
+        container_id: &env.container_id,
+        ifname: &env.ifname,
+        netns: &env.netns,
+    };
+    let granted = open(state)?.cni_dhcp_add(&at, timeout)?;
+    if let Err(e) = agent::ensure_running(state, None) {
+        eprintln!(
+            "nicslice: could not start nicslice dhcp-agent: {e}; run it to renew DHCP leases"
+        );
+    }
+    Ok(CniResult {
+        interfaces: Vec::new(),
+        ips: vec![IpConfig {
+            address: IpNet::V4(granted.address),
+            gateway: granted.routers.first().copied().map(IpAddr::V4),
+            interface: None,
+        }],
+        routes: conf.routes.clone(),
+        dns: Dns {
+            nameservers: granted.dns.iter().map(ToString::to_string).collect(),
+            domain: granted.domain.unwrap_or_default(),
+            ..Dns::default()
+        },
+    })
+}
+
+/// Whether the agent can be reached: it runs, or no lease needs it yet, or
+/// one started now takes its lock in time.
+fn status(state: &std::path::Path) -> Result<()> {
+    let unreachable = |e: std::io::Error| {
+        CniError::new(
+            Code::NotAvailable,
+            format!("nicslice dhcp-agent for {}: {e}", state.display()),
+        )
+    };
+    // Opened first: it makes the database's directory, where the lock is.
+    let mut engine = open(state)?;
+    if agent::is_running(state).map_err(unreachable)? || !engine.cni_dhcp_holds_any()? {
+        return Ok(());
+    }
+    agent::ensure_running(state, None).map_err(unreachable)?;
+    if agent::wait_running(state, AGENT_START_WAIT).map_err(unreachable)? {
+        return Ok(());
+    }
+    Err(CniError::new(
+        Code::NotAvailable,
+        format!(
+            "nicslice dhcp-agent for {} is not running and did not start; DHCP leases are not renewed",
+            state.display()
+        ),
+    ))
+}
