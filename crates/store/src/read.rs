@@ -217,7 +217,10 @@ fn one<R: Raw>(
     read: RowReader<R>,
     context: &'static str,
 ) -> Result<Option<R::Record>, StoreError> {
-    let raw = conn.query_row(sql, params, read).optional().ctx(context)?;
+    // Cached: a command that walks many records (`network rm --force` of a
+    // hundred endpoints) asks the same question once per record.
+    let mut stmt = conn.prepare_cached(sql).ctx(context)?;
+    let raw = stmt.query_row(params, read).optional().ctx(context)?;
     raw.map(Raw::into_record).transpose()
 }
 

@@ -216,7 +216,8 @@ impl WriteTx<'_> {
         self.release_endpoint_leases(id)?;
         let n = self
             .tx
-            .execute("DELETE FROM endpoints WHERE id = ?1", [id.0])
+            .prepare_cached("DELETE FROM endpoints WHERE id = ?1")
+            .and_then(|mut s| s.execute([id.0]))
             .ctx("deleting an endpoint")?;
         Ok(n > 0)
     }
