@@ -52,6 +52,9 @@ fn the_host_reaches_its_pods_through_one_shared_shim() {
     });
     assert_eq!(shims(&net.host.netns).len(), 1, "concurrent ADDs made exactly one shim");
     let ips: Vec<String> = results.iter().map(pod_ip).collect();
+    for ip in &ips {
+        assert_eq!(host_routes_to(&net.host.netns, ip), 1, "one host route to pod {ip}");
+    }
     for ip in [&ips[0], &ips[PODS - 1]] {
         assert!(host_pings(&net.host.netns, ip), "host -> pod {ip}");
     }
@@ -89,4 +92,64 @@ fn a_del_without_prev_result_finds_the_pods_addresses_itself() {
     assert!(host_pings(&net.host.netns, &pod_ip(&added)));
     net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL without prevResult");
     assert!(shims(&net.host.netns).is_empty(), "the last DEL removed the shim");
+}
+
+/// Routes to `ip` (a /32) in the host namespace.
+fn host_routes_to(host: &Netns, ip: &str) -> usize {
+    let ip: IpAddr = ip.parse().unwrap();
+    let routes = RouteSocket::open_in(host).unwrap().routes().unwrap();
+    routes.iter().filter(|r| r.destination.addr() == ip && r.destination.prefix_len() == 32).count()
+}
+
+#[test]
+fn status_reports_a_shim_deleted_by_hand_until_an_add_makes_it_again_or_the_pods_go() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihost3");
+    let conf = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.100", "192.168.0.199"),
+        json!({"hostAccess": true}),
+    );
+    let host = &net.host.netns.clone_handle().unwrap();
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS before any pod");
+    let (a, b) = (net.container(), net.container());
+    let added_a = net.call(&imp, "ADD", Some(&a), &conf).expect_ok("ADD a");
+    let added_b = net.call(&imp, "ADD", Some(&b), &conf).expect_ok("ADD b");
+    let (ip_a, ip_b) = (pod_ip(&added_a), pod_ip(&added_b));
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS with the shim in place");
+
+    // Someone deletes the shim: its routes go with it, and STATUS says so.
+    let delete_shim = || {
+        let name = shims(host).pop().expect("a shim");
+        RouteSocket::open_in(host).unwrap().delete_link_by_name(&name).unwrap();
+        assert!(!host_pings(host, &ip_a), "the host lost pod a with the shim");
+    };
+    delete_shim();
+    let status = net.call(&imp, "STATUS", None, &conf);
+    let msg = status.json["msg"].as_str().unwrap_or_default().to_string();
+    assert_eq!(status.expect_err("STATUS without the shim"), 51, "{msg}");
+    for words in ["is gone", &ip_a, &ip_b, "the next ADD"] {
+        assert!(msg.contains(words), "{words:?} not in {msg:?}");
+    }
+
+    // The next ADD makes it again and routes every pod through it.
+    let c = net.container();
+    let added_c = net.call(&imp, "ADD", Some(&c), &conf).expect_ok("ADD c remakes the shim");
+    assert_eq!(shims(host).len(), 1);
+    for ip in [&ip_a, &ip_b, &pod_ip(&added_c)] {
+        assert_eq!(host_routes_to(host, ip), 1, "route to {ip}");
+        assert!(host_pings(host, ip), "host -> pod {ip} through the new shim");
+    }
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS after the ADD");
+
+    // Deleted again: the DEL of every pod forgets them, and STATUS is clean.
+    delete_shim();
+    for (pod, added) in [(&a, &added_a), (&b, &added_b), (&c, &added_c)] {
+        let mut del = conf.clone();
+        del["prevResult"] = added.clone();
+        net.call(&imp, "DEL", Some(pod), &del).expect_ok("DEL without the shim");
+    }
+    assert!(shims(host).is_empty());
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS once the pods are gone");
 }

@@ -21,6 +21,7 @@
 mod guard;
 mod model;
 pub mod shared;
+mod shared_state;
 
 use std::net::IpAddr;
 
