@@ -16,10 +16,9 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use nicslice_kernel::KernelError;
+use nicslice_kernel::{KernelError, RouteSocket};
 
 use crate::error::Result;
 
@@ -43,15 +42,16 @@ pub(super) struct MasterState {
 }
 
 impl MasterState {
-    /// Opens and locks the file of master `parent` in this process's
-    /// namespace (an index is unique in its namespace, so the namespace's
-    /// inode is in the name), and reads it. `exclusive` for a call that
-    /// changes the shim or its routes; STATUS reads under a shared lock.
-    pub fn lock(parent: u32, exclusive: bool) -> Result<MasterState> {
-        let netns = std::fs::metadata("/proc/thread-self/ns/net")
-            .map_err(|e| KernelError::io("stat /proc/thread-self/ns/net", e))?
-            .ino();
-        let path = PathBuf::from(DIR).join(format!("shim-{netns}-{parent}.lock"));
+    /// Opens and locks the file of master `parent` in the namespace of
+    /// `host`, and reads it. An index is unique only in its namespace, so
+    /// the namespace's cookie is in the name: unlike its inode, which the
+    /// next namespace may get at once, no later namespace has it, so no
+    /// namespace ever reads the state of one that is gone. `exclusive` for
+    /// a call that changes the shim or its routes; STATUS reads under a
+    /// shared lock.
+    pub fn lock(host: &RouteSocket, parent: u32, exclusive: bool) -> Result<MasterState> {
+        let netns = host.netns_cookie()?;
+        let path = PathBuf::from(DIR).join(format!("shim-{netns:x}-{parent}.lock"));
         let open =
             || File::options().create(true).truncate(false).read(true).write(true).open(&path);
         // The directory exists but on the first call of a boot: create it
@@ -67,11 +67,22 @@ impl MasterState {
         .map_err(|e| KernelError::io(format!("open {}", path.display()), e))?;
         let locked = if exclusive { file.lock() } else { file.lock_shared() };
         locked.map_err(|e| KernelError::io(format!("lock {}", path.display()), e))?;
-        let mut text = String::new();
-        (&file)
-            .read_to_string(&mut text)
-            .map_err(|e| KernelError::io(format!("read {}", path.display()), e))?;
-        let (shim, routed) = parse(&text);
+        // One read for a file of up to a few hundred pods (read_to_string
+        // would stat, seek and read twice); a larger one takes more reads.
+        let mut bytes = vec![0u8; 8192];
+        let mut len = 0;
+        loop {
+            let n = (&file)
+                .read(&mut bytes[len..])
+                .map_err(|e| KernelError::io(format!("read {}", path.display()), e))?;
+            len += n;
+            // A regular file reads short only at its end.
+            if n == 0 || len < bytes.len() {
+                break;
+            }
+            bytes.resize(bytes.len() * 2, 0);
+        }
+        let (shim, routed) = parse(&String::from_utf8_lossy(&bytes[..len]));
         Ok(MasterState { file, path, shim, routed })
     }
 
