@@ -50,7 +50,7 @@ pub fn join(
     }
     // A CNI plugin runs in the runtime's host namespace, where the parent is.
     let host = &mut place.host;
-    let mut state = MasterState::lock(host, parent.index, true)?;
+    let mut state = MasterState::lock(host, parent.index)?;
     if let Some(known) = state.shim {
         match route_all(host, known, &v4, undo) {
             Ok(()) => return state.append(&v4),
@@ -126,7 +126,7 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
     };
     let host = &mut place.host;
     let Some(parent) = host.index_of(&parent)? else { return Ok(()) };
-    let mut state = MasterState::lock(host, parent, true)?;
+    let mut state = MasterState::lock(host, parent)?;
     state.routed.retain(|ip| !v4.contains(ip));
     let Some(index) = host.index_of(&shim_name(parent))? else {
         // Gone already: the other pods keep their claim for the ADD that
@@ -163,12 +163,12 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
 /// this process's namespace) that were routed through its shim, if it
 /// cannot: the shim is gone (deleted by hand) while pods still need it.
 pub fn missing(host: &mut RouteSocket, parent: u32, parent_name: &str) -> Result<Option<String>> {
-    let state = MasterState::lock(host, parent, false)?;
+    let routed = MasterState::routed_pods(host, parent)?;
     let name = shim_name(parent);
-    if state.routed.is_empty() || host.index_of(&name)?.is_some() {
+    if routed.is_empty() || host.index_of(&name)?.is_some() {
         return Ok(None);
     }
-    let pods: Vec<String> = state.routed.iter().map(IpAddr::to_string).collect();
+    let pods: Vec<String> = routed.iter().map(IpAddr::to_string).collect();
     Ok(Some(format!(
         "hostAccess: shim {name} of master {parent_name} is gone, so the host no longer reaches \
          its {} pod(s) there ({}); the next ADD on {parent_name} makes it again and routes them \

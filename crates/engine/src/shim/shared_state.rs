@@ -42,16 +42,14 @@ pub(super) struct MasterState {
 }
 
 impl MasterState {
-    /// Opens and locks the file of master `parent` in the namespace of
-    /// `host`, and reads it. An index is unique only in its namespace, so
-    /// the namespace's cookie is in the name: unlike its inode, which the
-    /// next namespace may get at once, no later namespace has it, so no
-    /// namespace ever reads the state of one that is gone. `exclusive` for
-    /// a call that changes the shim or its routes; STATUS reads under a
-    /// shared lock.
-    pub fn lock(host: &RouteSocket, parent: u32, exclusive: bool) -> Result<MasterState> {
-        let netns = host.netns_cookie()?;
-        let path = PathBuf::from(DIR).join(format!("shim-{netns:x}-{parent}.lock"));
+    /// Opens (making it if need be) and locks the file of master `parent`
+    /// in the namespace of `host`, and reads it, for a call that changes the
+    /// shim or its routes. An index is unique only in its namespace, so the
+    /// namespace's cookie is in the name: unlike its inode, which the next
+    /// namespace may get at once, no later namespace has it, so no
+    /// namespace ever reads the state of one that is gone.
+    pub fn lock(host: &RouteSocket, parent: u32) -> Result<MasterState> {
+        let path = path(host, parent)?;
         let open =
             || File::options().create(true).truncate(false).read(true).write(true).open(&path);
         // The directory exists but on the first call of a boot: create it
@@ -65,25 +63,22 @@ impl MasterState {
             other => other,
         }
         .map_err(|e| KernelError::io(format!("open {}", path.display()), e))?;
-        let locked = if exclusive { file.lock() } else { file.lock_shared() };
-        locked.map_err(|e| KernelError::io(format!("lock {}", path.display()), e))?;
-        // One read for a file of up to a few hundred pods (read_to_string
-        // would stat, seek and read twice); a larger one takes more reads.
-        let mut bytes = vec![0u8; 8192];
-        let mut len = 0;
-        loop {
-            let n = (&file)
-                .read(&mut bytes[len..])
-                .map_err(|e| KernelError::io(format!("read {}", path.display()), e))?;
-            len += n;
-            // A regular file reads short only at its end.
-            if n == 0 || len < bytes.len() {
-                break;
-            }
-            bytes.resize(bytes.len() * 2, 0);
-        }
-        let (shim, routed) = parse(&String::from_utf8_lossy(&bytes[..len]));
+        file.lock().map_err(|e| KernelError::io(format!("lock {}", path.display()), e))?;
+        let (shim, routed) = parse(&read_all(&file, &path)?);
         Ok(MasterState { file, path, shim, routed })
+    }
+
+    /// The pods routed through the shim of master `parent`, read under a
+    /// shared lock (STATUS): none when no call ever made the file.
+    pub fn routed_pods(host: &RouteSocket, parent: u32) -> Result<Vec<IpAddr>> {
+        let path = path(host, parent)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(KernelError::io(format!("open {}", path.display()), e).into()),
+        };
+        file.lock_shared().map_err(|e| KernelError::io(format!("lock {}", path.display()), e))?;
+        Ok(parse(&read_all(&file, &path)?).1)
     }
 
     /// Records `added` as routed through the shim, which is still `shim`:
@@ -113,6 +108,30 @@ impl MasterState {
         file.set_len(text.len() as u64).map_err(io)?;
         Ok(())
     }
+}
+
+fn path(host: &RouteSocket, parent: u32) -> Result<PathBuf> {
+    let netns = host.netns_cookie()?;
+    Ok(PathBuf::from(DIR).join(format!("shim-{netns:x}-{parent}.lock")))
+}
+
+/// The whole file in one read for up to a few hundred pods (read_to_string
+/// would stat, seek and read twice); a larger one takes more reads.
+fn read_all(file: &File, path: &std::path::Path) -> Result<String> {
+    let mut bytes = vec![0u8; 8192];
+    let mut len = 0;
+    loop {
+        let n = (&*file)
+            .read(&mut bytes[len..])
+            .map_err(|e| KernelError::io(format!("read {}", path.display()), e))?;
+        len += n;
+        // A regular file reads short only at its end.
+        if n == 0 || len < bytes.len() {
+            break;
+        }
+        bytes.resize(bytes.len() * 2, 0);
+    }
+    Ok(String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
 fn parse(text: &str) -> (Option<KnownShim>, Vec<IpAddr>) {
