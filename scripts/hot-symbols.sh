@@ -15,7 +15,9 @@
 # nicslice-macvlan ADD and DEL four times in a range of two addresses (a new
 # lease database, an existing one, then the steady state of a busy node: the
 # range walked, released addresses reused), with the benchmark's configuration
-# (cniVersion 1.0.0, a default route from IPAM) and then a 1.1.0 one, under
+# (cniVersion 1.0.0, a default route from IPAM) and then a 1.1.0 one, then two
+# pods with `hostAccess` (the first ADD makes the shim, the second routes
+# through the shim it finds, as the benchmark's hostAccess ADD does), under
 # valgrind's callgrind with children traced, and keeps every function name
 # callgrind saw, ADD's first. valgrind's CPU has no AVX-512: glibc's string
 # functions of the native CPU come from perf samples of native runs, and the
@@ -42,11 +44,13 @@ pfx=nslhot$$
 cleanup() {
     ip netns del "$pfx-h" 2>/dev/null || true
     ip netns del "$pfx-c" 2>/dev/null || true
+    ip netns del "$pfx-c2" 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 ip netns add "$pfx-h"
 ip netns add "$pfx-c"
+ip netns add "$pfx-c2"
 ip -n "$pfx-h" link add eth0 type veth peer name peer0
 ip -n "$pfx-h" link set eth0 up
 ip -n "$pfx-h" link set peer0 up
@@ -57,7 +61,7 @@ ln -s "$bin" "$tmp/nicslice-ipam"
 # The benchmark's configuration (crates/bench/src/cni/mod.rs), then the newest version's.
 write_conf() {
     cat >"$tmp/conf.json" <<EOF
-{ "cniVersion": "$1", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge",
+{ "cniVersion": "$1", "name": "hot", "type": "nicslice-macvlan", "master": "eth0", "mode": "bridge", ${3:-}
   "ipam": { "type": "nicslice-ipam", "subnet": "192.168.0.0/24", "gateway": "192.168.0.1",
             "rangeStart": "192.168.0.10", "rangeEnd": "192.168.0.11", $2 "dataDir": "$tmp/ipam" } }
 EOF
@@ -67,7 +71,7 @@ call() {
     local verb=$1 round=$2
     shift 2
     ip netns exec "$pfx-h" env -i PATH=/usr/bin:/bin CNI_COMMAND=$verb CNI_CONTAINERID=hot$round \
-        CNI_NETNS=/run/netns/$pfx-c CNI_IFNAME=eth0 CNI_PATH="$tmp" \
+        CNI_NETNS=/run/netns/${NETNS:-$pfx-c} CNI_IFNAME=eth0 CNI_PATH="$tmp" \
         valgrind "$@" "$tmp/nicslice-macvlan" \
         <"$tmp/conf.json" >"$tmp/out.$verb.$round" 2>"$tmp/vg.$verb.$round" ||
         { echo "$verb failed: $(cat "$tmp/out.$verb.$round")" >&2; exit 1; }
@@ -79,10 +83,16 @@ for round in 1 2 3 4; do
             --callgrind-out-file="$tmp/cg.$verb.$round.%p"
     done
 done
+write_conf 1.0.0 '"routes": [{"dst": "0.0.0.0/0"}],' '"hostAccess": true,'
+for step in "ADD 5 $pfx-c" "ADD 6 $pfx-c2" "DEL 6 $pfx-c2" "DEL 5 $pfx-c"; do
+    set -- $step
+    NETNS=$3 call "$1" "$2" --tool=callgrind --trace-children=yes --demangle=no \
+        --callgrind-out-file="$tmp/cg.$1.$2.%p"
+done
 # Every load and store of one ADD (the benchmark's configuration, an existing database).
 write_conf 1.0.0 '"routes": [{"dst": "0.0.0.0/0"}],'
-call ADD 5 --tool=lackey --trace-mem=yes --log-file="$tmp/lackey.txt"
-call DEL 5 --tool=none
+call ADD 7 --tool=lackey --trace-mem=yes --log-file="$tmp/lackey.txt"
+call DEL 7 --tool=none
 
 # Run natively, glibc takes paths valgrind's CPU does not (its start-up code
 # by CPU vendor, the string functions of this CPU): 100 native ADDs are

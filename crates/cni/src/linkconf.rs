@@ -232,6 +232,14 @@ impl LinkConf {
                 "hostAccess makes a shim beside the master in the host namespace; it does not apply to a master inside the container (linkInContainer, chained ipvlan)",
             ));
         }
+        if let KindConf::Ipvlan { mode, .. } = &kind
+            && keys.host_access
+            && !nicslice_engine::shim::can_borrow(nicslice_model::LinkMode::Ipvlan(*mode))
+        {
+            return Err(CniError::config(
+                "hostAccess does not work on ipvlan l2: the shared shim sends from the host's address on the master, and ipvlan l2 hands the pods' replies to that address to the master, never the shim; use mode l3 or l3s, or `nicslice shim add` (its shim takes an address of the network's own)",
+            ));
+        }
         Ok(LinkConf {
             driver,
             master,

@@ -2,6 +2,7 @@
 //! that `nicslice lab` and the kernel tests build, always inside namespaces
 //! this process creates and deletes, never touching the namespace it runs in.
 
+pub mod by_nicslice;
 pub mod capabilities;
 pub mod kept;
 pub mod neighbours;

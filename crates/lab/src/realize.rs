@@ -18,6 +18,7 @@ use nicslice_kernel::{
 use nicslice_model::reach::{self, ChildKind, ChildMode, MacRef, Topology};
 use nicslice_model::{Driver, IfName, MacAddr, MacvlanFlags, MacvlanMode};
 
+use crate::by_nicslice::{self, HostAccess};
 use crate::world::{World, wait_oper_up};
 
 /// A built topology: which namespace each endpoint lives in.
@@ -27,6 +28,9 @@ pub struct Built {
     pub endpoints: HashMap<String, Netns>,
     /// Namespace names (iproute2) per endpoint, for `--keep`.
     pub netns_names: HashMap<String, String>,
+    /// Why nicslice refused the first host's shim, when the scenario asked
+    /// it to be refused.
+    pub shim_refused: Option<String>,
 }
 
 fn bad(what: String) -> KernelError {
@@ -102,10 +106,16 @@ struct Builder<'a> {
     /// drops frames sent before. Waiting once for all of them is one second
     /// at most instead of one per veth.
     pending: Vec<(Netns, u32)>,
+    /// Who makes the first host's children and shim.
+    access: HostAccess,
+    /// The children nicslice attaches once the world is up, with the names
+    /// of their namespaces.
+    by_nicslice: Vec<(usize, String)>,
 }
 
-/// Builds `t` in a new world tagged `tag`.
-pub fn build(t: &Topology, tag: &str) -> Result<Built> {
+/// Builds `t` in a new world tagged `tag`; `access` says who makes the first
+/// host's children and shim.
+pub fn build(t: &Topology, tag: &str, access: HostAccess) -> Result<Built> {
     t.validate().map_err(|e| bad(e.to_string()))?;
     let mut world = World::new(tag);
     let switch = world.netns("sw")?;
@@ -125,12 +135,14 @@ pub fn build(t: &Topology, tag: &str) -> Result<Built> {
     endpoints.insert(t.switch.name.clone(), switch.clone_handle()?);
     let mut b = Builder {
         t,
-        built: Built { world, endpoints, netns_names },
+        built: Built { world, endpoints, netns_names, shim_refused: None },
         mac_of,
         switch,
         bridge,
         ports: 0,
         pending: Vec::new(),
+        access,
+        by_nicslice: Vec::new(),
     };
     for (i, host) in t.hosts.iter().enumerate() {
         b.host(i, host)?;
@@ -142,6 +154,7 @@ pub fn build(t: &Topology, tag: &str) -> Result<Built> {
     for (ns, index) in &b.pending {
         wait_oper_up(&mut RouteSocket::open_in(ns)?, *index)?;
     }
+    b.nicslice_host()?;
     b.parents_down()?;
     Ok(b.built)
 }
@@ -183,7 +196,8 @@ impl Builder<'_> {
         let mut s = RouteSocket::open_in(&ns)?;
         configure(&mut s, parent, host.mac, &host.addresses)?;
         self.mac_of.insert(host.name.clone(), host.parent.clone());
-        if let Some(shim) = &host.shim {
+        let by_nicslice = i == 0 && self.access != HostAccess::ByHand;
+        if let Some(shim) = host.shim.as_ref().filter(|_| !by_nicslice) {
             // On an ipvlan parent the shim is an ipvlan in the children's mode
             // (a macvlan cannot share the parent with them).
             match host.children.first().filter(|c| c.kind.is_ipvlan()) {
@@ -209,8 +223,30 @@ impl Builder<'_> {
             s.add_route(&Route { oif: None, ..Route::default_via(gw, 0) })?;
         }
         for (j, child) in host.children.iter().enumerate() {
-            self.child(i, j, parent, &ns, child)?;
+            if by_nicslice {
+                // Attached by nicslice once the world is up (`nicslice_host`).
+                self.namespace(&format!("c{i}_{j}"), &child.name, false)?;
+                self.mac_of.insert(child.name.clone(), "eth0".into());
+                self.by_nicslice.push((j, self.built.world.name_of(&format!("c{i}_{j}"))));
+            } else {
+                self.child(i, j, parent, &ns, child)?;
+            }
         }
+        Ok(())
+    }
+
+    /// The first host's network, children and shim, made by nicslice after
+    /// everything else is up (the shim's guard then sees the gateway and
+    /// neighbours it must keep).
+    fn nicslice_host(&mut self) -> Result<()> {
+        let Some(host) = self.t.hosts.first().filter(|_| self.access != HostAccess::ByHand) else {
+            return Ok(());
+        };
+        let children: Vec<(&reach::Child, String)> =
+            self.by_nicslice.iter().map(|(j, ns)| (&host.children[*j], ns.clone())).collect();
+        let host_ns = &self.built.endpoints[&host.name];
+        let tag = self.built.world.prefix().to_string();
+        self.built.shim_refused = by_nicslice::make(host, host_ns, &children, self.access, &tag)?;
         Ok(())
     }
 

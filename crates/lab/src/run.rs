@@ -195,7 +195,10 @@ fn probe_all(
     out: &mut ScenarioResult,
 ) -> Result<(), LabError> {
     let tag = format!("lab{}", s.name.replace('-', ""));
-    let mut built = realize::build(&s.topology, &tag)?;
+    let mut built = realize::build(&s.topology, &tag, s.host_access)?;
+    if let Some(why) = &built.shim_refused {
+        out.description = format!("{}; nicslice shim add refused: {why}", out.description);
+    }
     if let Some(kept) = keep {
         built
             .world

@@ -89,7 +89,8 @@ pub fn del(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     }
 }
 
-/// STATUS: the master exists here and IPAM is ready.
+/// STATUS: the master exists here, with `hostAccess` its shim if pods were
+/// routed through it, and IPAM is ready.
 pub fn status(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
     let unavailable = |e: CniError| CniError::new(Code::NotAvailable, e.msg);
     let conf = LinkConf::parse(family, net, env)?;
@@ -97,7 +98,18 @@ pub fn status(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
         let here = Netns::current().map_err(|e| unavailable(e.into()))?;
         let mut place = Place::here(here, false).map_err(|e| unavailable(e.into()))?;
         let parent = parent_name(&conf, &mut place).map_err(unavailable)?;
-        place.resolve_parent(&parent, None, None).map_err(|e| unavailable(e.into()))?;
+        let parent =
+            place.resolve_parent(&parent, None, None).map_err(|e| unavailable(e.into()))?;
+        if conf.host_access {
+            // The pods are there but the host lost its way to them: ADD
+            // still works (and makes the shim again), existing pods are cut
+            // off from the host, which is code 51's meaning.
+            let missing = shim::shared::missing(&mut place.host, parent.index, &parent.name)
+                .map_err(|e| unavailable(e.into()))?;
+            if let Some(why) = missing {
+                return Err(CniError::new(Code::NotAvailableLimited, why));
+            }
+        }
     }
     if let Some(t) = net.ipam_type() {
         let ipam = delegate::find(t, env).map_err(unavailable)?;

@@ -1,6 +1,7 @@
 //! `"hostAccess": true`: the host reaches its pods through one shim per
-//! master, made by the first ADD, shared by concurrent ADDs, routed per pod,
-//! and removed by the DEL of the last pod on that master.
+//! master, made by the first ADD, shared by concurrent ADDs (on two masters
+//! at once), routed per pod, and removed by the DEL of the last pod on that
+//! master; STATUS reports a shim deleted by hand under pods.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -26,23 +27,46 @@ fn pod_ip(result: &Value) -> String {
     cidr.split('/').next().unwrap().to_string()
 }
 
+/// A second master beside eth0 in the host namespace: `eth1` (a veth whose
+/// peer stays in the host), up, with the host's 10.9.0.254/24.
+fn second_master(host: &Netns) {
+    let mut sock = RouteSocket::open_in(host).unwrap();
+    sock.create_veth("eth1", "eth1p", None).unwrap();
+    let (eth1, peer) =
+        (sock.require_link("eth1", "host").unwrap(), sock.require_link("eth1p", "host").unwrap());
+    sock.add_address(eth1.index, "10.9.0.254/24".parse().unwrap()).unwrap();
+    sock.set_up(peer.index, true).unwrap();
+    sock.set_up(eth1.index, true).unwrap();
+}
+
 #[test]
-fn the_host_reaches_its_pods_through_one_shared_shim() {
+fn the_host_reaches_its_pods_through_one_shared_shim_per_master() {
     const PODS: usize = 16;
     let imp = nicslice();
     let mut net = Net::new("cnihost");
-    let conf = net.conf(
+    second_master(&net.host.netns);
+    let on_eth0 = net.conf(
         &imp,
         "1.1.0",
         lan_ipam("192.168.0.100", "192.168.0.199"),
         json!({"hostAccess": true}),
     );
+    let mut on_eth1 = net.conf(
+        &imp,
+        "1.1.0",
+        json!({"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.100", "rangeEnd": "10.9.0.199"}),
+        json!({"hostAccess": true, "master": "eth1", "name": "confnet1"}),
+    );
+    on_eth1["ipam"]["dataDir"] = json!(net.data_dir.join("eth1"));
+    let confs = [&on_eth0, &on_eth1];
     let pods: Vec<Container> = (0..PODS).map(|_| net.container()).collect();
+    // Half the pods on each master, all ADDs at once.
     let results: Vec<Value> = std::thread::scope(|s| {
         let handles: Vec<_> = pods
             .iter()
-            .map(|c| {
-                let (net, imp, conf) = (&net, &imp, &conf);
+            .enumerate()
+            .map(|(i, c)| {
+                let (net, imp, conf) = (&net, &imp, confs[i % 2]);
                 s.spawn(move || {
                     net.call(imp, "ADD", Some(c), conf).expect_ok("ADD with hostAccess")
                 })
@@ -50,27 +74,28 @@ fn the_host_reaches_its_pods_through_one_shared_shim() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(shims(&net.host.netns).len(), 1, "concurrent ADDs made exactly one shim");
+    let host = &net.host.netns;
+    assert_eq!(shims(host).len(), 2, "concurrent ADDs made exactly one shim per master");
     let ips: Vec<String> = results.iter().map(pod_ip).collect();
-    for ip in [&ips[0], &ips[PODS - 1]] {
-        assert!(host_pings(&net.host.netns, ip), "host -> pod {ip}");
+    for ip in &ips {
+        assert_eq!(host_routes_to(host, ip), 1, "one host route to pod {ip}");
     }
-    assert!(pods[0].ping("192.168.0.254"), "pod -> host");
+    for ip in [&ips[0], &ips[1], &ips[PODS - 2], &ips[PODS - 1]] {
+        assert!(host_pings(host, ip), "host -> pod {ip}");
+    }
+    assert!(pods[0].ping("192.168.0.254"), "pod on eth0 -> host");
+    assert!(pods[1].ping("10.9.0.254"), "pod on eth1 -> host");
     assert!(pods[0].ping("192.168.0.1"), "pod -> gateway");
-    assert!(host_pings(&net.host.netns, "192.168.0.1"), "host -> gateway, through the parent");
+    assert!(host_pings(host, "192.168.0.1"), "host -> gateway, through the parent");
 
-    // Each DEL takes its route; the last one takes the shim.
+    // Each DEL takes its route; the last one on a master takes its shim.
     for (i, (c, result)) in pods.iter().zip(&results).enumerate() {
-        let mut del = conf.clone();
+        let mut del = confs[i % 2].clone();
         del["prevResult"] = result.clone();
         net.call(&imp, "DEL", Some(c), &del).expect_ok("DEL");
-        let ip: IpAddr = pod_ip(result).parse().unwrap();
-        let routes = RouteSocket::open_in(&net.host.netns).unwrap().routes().unwrap();
-        assert!(
-            !routes.iter().any(|r| r.destination.addr() == ip && r.destination.prefix_len() == 32)
-        );
-        let expected = usize::from(i + 1 < PODS);
-        assert_eq!(shims(&net.host.netns).len(), expected, "after DEL {}", i + 1);
+        assert_eq!(host_routes_to(host, &pod_ip(result)), 0, "after DEL {}", i + 1);
+        let expected = usize::from(i + 2 < PODS) + usize::from(i + 1 < PODS);
+        assert_eq!(shims(host).len(), expected, "after DEL {}", i + 1);
     }
 }
 
@@ -89,4 +114,64 @@ fn a_del_without_prev_result_finds_the_pods_addresses_itself() {
     assert!(host_pings(&net.host.netns, &pod_ip(&added)));
     net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL without prevResult");
     assert!(shims(&net.host.netns).is_empty(), "the last DEL removed the shim");
+}
+
+/// Routes to `ip` (a /32) in the host namespace.
+fn host_routes_to(host: &Netns, ip: &str) -> usize {
+    let ip: IpAddr = ip.parse().unwrap();
+    let routes = RouteSocket::open_in(host).unwrap().routes().unwrap();
+    routes.iter().filter(|r| r.destination.addr() == ip && r.destination.prefix_len() == 32).count()
+}
+
+#[test]
+fn status_reports_a_shim_deleted_by_hand_until_an_add_makes_it_again_or_the_pods_go() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihost3");
+    let conf = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.100", "192.168.0.199"),
+        json!({"hostAccess": true}),
+    );
+    let host = &net.host.netns.clone_handle().unwrap();
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS before any pod");
+    let (a, b) = (net.container(), net.container());
+    let added_a = net.call(&imp, "ADD", Some(&a), &conf).expect_ok("ADD a");
+    let added_b = net.call(&imp, "ADD", Some(&b), &conf).expect_ok("ADD b");
+    let (ip_a, ip_b) = (pod_ip(&added_a), pod_ip(&added_b));
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS with the shim in place");
+
+    // Someone deletes the shim: its routes go with it, and STATUS says so.
+    let delete_shim = || {
+        let name = shims(host).pop().expect("a shim");
+        RouteSocket::open_in(host).unwrap().delete_link_by_name(&name).unwrap();
+        assert!(!host_pings(host, &ip_a), "the host lost pod a with the shim");
+    };
+    delete_shim();
+    let status = net.call(&imp, "STATUS", None, &conf);
+    let msg = status.json["msg"].as_str().unwrap_or_default().to_string();
+    assert_eq!(status.expect_err("STATUS without the shim"), 51, "{msg}");
+    for words in ["is gone", &ip_a, &ip_b, "the next ADD"] {
+        assert!(msg.contains(words), "{words:?} not in {msg:?}");
+    }
+
+    // The next ADD makes it again and routes every pod through it.
+    let c = net.container();
+    let added_c = net.call(&imp, "ADD", Some(&c), &conf).expect_ok("ADD c remakes the shim");
+    assert_eq!(shims(host).len(), 1);
+    for ip in [&ip_a, &ip_b, &pod_ip(&added_c)] {
+        assert_eq!(host_routes_to(host, ip), 1, "route to {ip}");
+        assert!(host_pings(host, ip), "host -> pod {ip} through the new shim");
+    }
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS after the ADD");
+
+    // Deleted again: the DEL of every pod forgets them, and STATUS is clean.
+    delete_shim();
+    for (pod, added) in [(&a, &added_a), (&b, &added_b), (&c, &added_c)] {
+        let mut del = conf.clone();
+        del["prevResult"] = added.clone();
+        net.call(&imp, "DEL", Some(pod), &del).expect_ok("DEL without the shim");
+    }
+    assert!(shims(host).is_empty());
+    net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS once the pods are gone");
 }

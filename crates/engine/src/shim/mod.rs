@@ -21,6 +21,7 @@
 mod guard;
 mod model;
 pub mod shared;
+mod shared_state;
 
 use std::net::IpAddr;
 
@@ -144,6 +145,18 @@ fn host_address(host: &mut RouteSocket, index: u32, v6: bool) -> Result<Option<I
     Ok(global.into_iter().map(|a| a.addr()).find(|a| a.is_ipv6() == v6))
 }
 
+/// Whether a shim beside children in `mode` can send from the host's own
+/// address on the parent. Not on an ipvlan l2 port: ipvlan hands a frame
+/// for the port's (shared) MAC to the child that owns its IP address, and to
+/// the parent when none does, so the children's replies to the borrowed
+/// address reach the parent, never the shim (seen in the VM stage); and the
+/// address on the shim as well would take the parent's own ARP replies (the
+/// host lost its gateway). Macvlan (a MAC of the shim's own) and ipvlan
+/// l3/l3s (no ARP; replies routed by the host) can.
+pub fn can_borrow(mode: LinkMode) -> bool {
+    mode != LinkMode::Ipvlan(nicslice_model::IpvlanMode::L2)
+}
+
 /// Whether the host answers ARP on the shim for an address of another of
 /// its interfaces (`arp_ignore` 0 everywhere that counts).
 fn answers_arp_for_others(host_ns: &nicslice_kernel::Netns) -> bool {
@@ -187,7 +200,7 @@ impl Engine {
                 self.host.label()
             ))
         })?;
-        let borrow_v4 = answers_arp_for_others(&self.host);
+        let borrow_v4 = answers_arp_for_others(&self.host) && can_borrow(spec.mode);
         let mut sources = Vec::new();
         if borrow_v4
             && !req.ips.iter().any(IpAddr::is_ipv4)

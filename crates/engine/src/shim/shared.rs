@@ -1,58 +1,38 @@
 //! The shim of the CNI plugins (`"hostAccess": true`): one per parent in the
 //! runtime's host namespace, shared by every pod on that parent and kept by
-//! the kernel alone (a CNI plugin has no state of its own to record it in).
-//! The first ADD on a parent makes it, each ADD routes its pod's IPv4
-//! addresses through it with the host's address on the parent as source,
-//! each DEL removes them, and the DEL that removes the last route removes
-//! the shim. Calls on one parent queue on a `flock` of a file in
-//! /run/nicslice, so concurrent ADDs make exactly one shim and a DEL never
-//! deletes a shim an ADD is routing through.
+//! the kernel and a per-boot file of its own (`shared_state.rs`: a CNI
+//! plugin has no database to record it in). The first ADD on a parent makes
+//! it, each ADD routes its pod's IPv4 addresses through it with the host's
+//! address on the parent as source, each DEL removes them, and the DEL that
+//! removes the last route removes the shim. Calls on one parent queue on a
+//! `flock` of that file, so concurrent ADDs make exactly one shim and a DEL
+//! never deletes a shim an ADD is routing through.
+//!
+//! An ADD on a parent whose shim is known takes one route request: the
+//! kernel refuses a route through an index that no longer exists (ENODEV)
+//! or a source no longer the host's (EINVAL), and only then is the shim
+//! looked up, made again if it went missing, and every pod routed through
+//! it again. STATUS reports a shim gone missing under pods that need it.
 //!
 //! IPv6 needs an address of the shim's own (see the module above), which
 //! only the CLI's pool can give; a CNI shim carries IPv4.
 
-use std::fs::File;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
-use nicslice_kernel::{KernelError, Netns};
+use nicslice_kernel::{KernelError, Netns, RouteSocket};
 use nicslice_model::IfName;
 
 use super::host_address;
+use super::shared_state::{KnownShim, MasterState};
 use crate::endpoint::{ChildSpec, ParentRef, Place};
 use crate::error::{EngineError, Result};
 use crate::undo::{UndoAction, UndoLog};
-
-/// Where the per-parent lock files live (a tmpfs: they last one boot).
-const LOCK_DIR: &str = "/run/nicslice";
 
 /// The shim's name on the parent with index `parent` (an index is unique in
 /// its namespace; a recreated parent gets a new one, and its old shim went
 /// with the old parent).
 pub fn shim_name(parent: u32) -> String {
     format!("nsh{parent:x}")
-}
-
-/// Holds the parent's lock: the flock lasts as long as the file is open.
-struct ParentLock {
-    _file: File,
-}
-
-impl ParentLock {
-    fn take(host_ns: &Netns, parent: u32) -> Result<ParentLock> {
-        let dir = PathBuf::from(LOCK_DIR);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| KernelError::io(format!("create {LOCK_DIR}"), e))?;
-        let path = dir.join(format!("shim-{}-{parent}.lock", host_ns.id().ino));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| KernelError::io(format!("open {}", path.display()), e))?;
-        file.lock().map_err(|e| KernelError::io(format!("lock {}", path.display()), e))?;
-        Ok(ParentLock { _file: file })
-    }
 }
 
 /// Makes (if needed) the shim of `parent` in `host`'s namespace and routes
@@ -69,15 +49,22 @@ pub fn join(
         return Ok(());
     }
     // A CNI plugin runs in the runtime's host namespace, where the parent is.
-    let host_ns = &Netns::current()?;
     let host = &mut place.host;
+    let mut state = MasterState::lock(host, parent.index)?;
+    if let Some(known) = state.shim {
+        match route_all(host, known, &v4, undo) {
+            Ok(()) => return state.append(&v4),
+            // The shim or the host's address changed since: look again.
+            Err(e) if matches!(e.errno(), Some(libc::ENODEV | libc::EINVAL | libc::ENETDOWN)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let source = host_address(host, parent.index, false)?.ok_or_else(|| {
         EngineError::Invalid(format!(
             "hostAccess: parent {} has no IPv4 address for the host to reach its pods from",
             parent.name
         ))
     })?;
-    let _lock = ParentLock::take(host_ns, parent.index)?;
     let name = shim_name(parent.index);
     let index = match host.index_of(&name)? {
         Some(index) => index,
@@ -86,20 +73,38 @@ pub fn join(
             super::create_shim_link(host, (child.mode, child.ipvlan_flag), &ifname, parent.index)?;
             let index = host.index_of(&name)?.ok_or_else(|| KernelError::NoSuchLink {
                 name: name.clone(),
-                netns: host_ns.label().to_string(),
+                netns: "the host namespace".to_string(),
             })?;
             undo.push(UndoAction::DeleteHostLink { index });
-            host.set_up(index, true)?;
             index
         }
     };
-    for ip in v4 {
-        match host.add_host_route(ip, index, Some(source)) {
-            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: ip, oif: index }),
-            // A pod's address released without its DEL (a crashed runtime)
-            // and leased again: the route is already the right one.
+    host.set_up(index, true)?;
+    // The pods routed before the shim went missing get their routes back.
+    let mut routed = state.routed.clone();
+    routed.extend(v4.iter().filter(|ip| !state.routed.contains(ip)));
+    let known = KnownShim { index, source };
+    route_all(host, known, &routed, undo)?;
+    state.shim = Some(known);
+    state.routed = routed;
+    state.save()
+}
+
+/// Routes each of `addresses` through `shim`, pushing the undo of each
+/// route added. A route already there is the right one: a pod's address
+/// released without its DEL (a crashed runtime) and leased again, or a
+/// route the shim kept while the state lost track of it.
+fn route_all(
+    host: &mut RouteSocket,
+    shim: KnownShim,
+    addresses: &[IpAddr],
+    undo: &mut UndoLog,
+) -> std::result::Result<(), KernelError> {
+    for ip in addresses {
+        match host.add_host_route(*ip, shim.index, Some(shim.source)) {
+            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: shim.index }),
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     Ok(())
@@ -110,7 +115,8 @@ pub fn join(
 /// through it. A parent, shim or route already gone is not an error.
 /// `None` for the parent: the interface of the default route, as at ADD.
 pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
-    if !addresses.iter().any(IpAddr::is_ipv4) {
+    let v4: Vec<IpAddr> = addresses.iter().copied().filter(IpAddr::is_ipv4).collect();
+    if v4.is_empty() {
         return Ok(());
     }
     let mut place = Place::here(Netns::current()?, false)?;
@@ -120,10 +126,17 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
     };
     let host = &mut place.host;
     let Some(parent) = host.index_of(&parent)? else { return Ok(()) };
-    let name = shim_name(parent);
-    let _lock = ParentLock::take(&Netns::current()?, parent)?;
-    let Some(index) = host.index_of(&name)? else { return Ok(()) };
-    for ip in addresses.iter().filter(|ip| ip.is_ipv4()) {
+    let mut state = MasterState::lock(host, parent)?;
+    state.routed.retain(|ip| !v4.contains(ip));
+    let Some(index) = host.index_of(&shim_name(parent))? else {
+        // Gone already: the other pods keep their claim for the ADD that
+        // makes it again; the last pod's DEL leaves nothing to report.
+        if state.routed.is_empty() {
+            state.shim = None;
+        }
+        return state.save();
+    };
+    for ip in &v4 {
         match host.delete_host_route(*ip, index) {
             Ok(()) => {}
             Err(KernelError::Netlink { errno, .. })
@@ -131,12 +144,36 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    if !host.routes()?.iter().any(|r| r.oif == Some(index) && r.destination.prefix_len() == 32) {
+    // The last pod the state knows; the kernel's routes have the last word
+    // (pods routed by a plugin older than the state file).
+    if state.routed.is_empty()
+        && !host.routes()?.iter().any(|r| r.oif == Some(index) && r.destination.prefix_len() == 32)
+    {
         match host.delete_link(index) {
             Ok(()) => {}
             Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {}
             Err(e) => return Err(e.into()),
         }
+        state.shim = None;
     }
-    Ok(())
+    state.save()
+}
+
+/// STATUS: why the host cannot reach pods of parent `parent` (its index in
+/// this process's namespace) that were routed through its shim, if it
+/// cannot: the shim is gone (deleted by hand) while pods still need it.
+pub fn missing(host: &mut RouteSocket, parent: u32, parent_name: &str) -> Result<Option<String>> {
+    let routed = MasterState::routed_pods(host, parent)?;
+    let name = shim_name(parent);
+    if routed.is_empty() || host.index_of(&name)?.is_some() {
+        return Ok(None);
+    }
+    let pods: Vec<String> = routed.iter().map(IpAddr::to_string).collect();
+    Ok(Some(format!(
+        "hostAccess: shim {name} of master {parent_name} is gone, so the host no longer reaches \
+         its {} pod(s) there ({}); the next ADD on {parent_name} makes it again and routes them \
+         all through it, and DEL of those pods forgets them",
+        pods.len(),
+        pods.join(", ")
+    )))
 }

@@ -234,8 +234,9 @@ pub(crate) struct Arp {
 }
 
 /// ARP (or ND) on interface `st` for `ip`, asking as `arp_src`, with cold caches:
-/// every station that hears the request and owns `ip` answers (arp_ignore 0: any
-/// address of its namespace); the first reply to arrive wins.
+/// every station that hears the request and owns `ip` answers (ARP with
+/// arp_ignore 0: any address of its namespace; ND only for an address on the
+/// interface itself, the kernel's ndisc_recv_ns); the first reply to arrive wins.
 pub(crate) fn arp(w: &World, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> Arp {
     let me = w.st(st);
     // Those who hear it and own `ip`: the interfaces of the namespace that has it.
@@ -245,6 +246,7 @@ pub(crate) fn arp(w: &World, st: StId, ip: IpAddr, arp_src: Option<IpAddr>) -> A
         .iter()
         .copied()
         .filter(|s| *s != st && w.st(*s).seg == me.seg && w.st(*s).ns != me.ns)
+        .filter(|s| ip.is_ipv4() || w.has_addr(*s, ip))
         .collect();
     // The interface that carries the address first: its failure is the one to report.
     cands.sort_by_key(|s| !w.has_addr(*s, ip));
