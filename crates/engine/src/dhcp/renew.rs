@@ -50,7 +50,7 @@ pub fn due(lease: &DhcpLeaseRecord, now: i64, force: bool) -> Due {
 
 /// When to try again after a try at `now` failed (RFC 2131 4.4.5: half the
 /// time left until the next stage, at least a minute, never past it).
-fn retry_at(now: i64, next_stage: i64) -> i64 {
+pub(super) fn retry_at(now: i64, next_stage: i64) -> i64 {
     (now + ((next_stage - now) / 2).max(60)).min(next_stage)
 }
 
@@ -70,10 +70,10 @@ pub struct RenewReport {
 }
 
 /// A held lease's endpoint, found again from the store.
-struct Holder {
-    endpoint: EndpointRecord,
-    network: String,
-    label: String,
+pub(super) struct Holder {
+    pub(super) endpoint: EndpointRecord,
+    pub(super) network: String,
+    pub(super) label: String,
 }
 
 impl Engine {
@@ -125,7 +125,7 @@ impl Engine {
                 Ok(Outcome::Lost(why)) => {
                     // Never kept again (a lease left held would be due at
                     // every pass).
-                    self.forget(endpoint_id)?;
+                    self.forget(&lease)?;
                     report.lost.push(format!("{}: {why}", holder.label))
                 }
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
@@ -143,6 +143,9 @@ impl Engine {
         due: Due,
         timeout: Duration,
     ) -> Result<Outcome> {
+        if lease.family == 6 {
+            return self.renew_one_v6(lease, holder, ns, due, timeout);
+        }
         let (IpNet::V4(address), IpAddr::V4(server)) = (lease.address, lease.server) else {
             return Ok(Outcome::Lost("not an IPv4 lease".into()));
         };
@@ -200,18 +203,24 @@ impl Engine {
                 }
             }
             Err(e) => {
-                // Try again later, and say when in the store.
-                let now = unix_now();
-                let next = match due {
-                    Due::Renew => retry_at(now, lease.rebind_at),
-                    _ => retry_at(now, lease.expires_at),
-                };
-                let tx = self.store.write()?;
-                tx.record_dhcp_lease(&DhcpLeaseRecord { renew_at: next, ..lease.clone() })?;
-                tx.commit()?;
+                self.postpone(lease, due)?;
                 Err(e)
             }
         }
+    }
+
+    /// After a try that got no answer: try again later, and say when in the
+    /// store.
+    pub(super) fn postpone(&mut self, lease: &DhcpLeaseRecord, due: Due) -> Result<()> {
+        let now = unix_now();
+        let next = match due {
+            Due::Renew => retry_at(now, lease.rebind_at),
+            _ => retry_at(now, lease.expires_at),
+        };
+        let tx = self.store.write()?;
+        tx.record_dhcp_lease(&DhcpLeaseRecord { renew_at: next, ..lease.clone() })?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A new lease for an endpoint whose lease was refused: DISCOVER again,
@@ -291,20 +300,26 @@ impl Engine {
             super::send_release(&self.host, parent, mac, client_id, address, server, false);
         }
         super::forget_resolv_conf(lease, &holder.network, holder.endpoint.ifname.as_str());
-        self.forget(holder.endpoint.id)
+        self.forget(lease)
     }
 
-    /// Marks the leases of `endpoint` released in the store.
-    fn forget(&mut self, endpoint: nicslice_store::EndpointId) -> Result<()> {
+    /// Marks `lease` released in the store (only it: a dual-stack
+    /// endpoint's other lease is kept).
+    fn forget(&mut self, lease: &DhcpLeaseRecord) -> Result<()> {
         let tx = self.store.write()?;
-        tx.release_dhcp_leases(endpoint)?;
+        tx.release_dhcp_lease(&lease.client_id, lease.family)?;
         tx.commit()?;
         Ok(())
     }
 
     /// Takes a lost lease's address off its link (and the DNS servers it
     /// gave out of the namespace's resolv.conf) and records it released.
-    fn drop_address(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, ns: &Netns) -> Result<()> {
+    pub(super) fn drop_address(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        ns: &Netns,
+    ) -> Result<()> {
         let ifname = holder.endpoint.ifname.as_str();
         super::forget_resolv_conf(lease, &holder.network, ifname);
         let mut sock = RouteSocket::open_in(ns)?;
@@ -316,16 +331,11 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(endpoint) = lease.endpoint_id {
-            let tx = self.store.write()?;
-            tx.release_dhcp_leases(endpoint)?;
-            tx.commit()?;
-        }
-        Ok(())
+        self.forget(lease)
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Renewed(u32),
     /// Refused, and a new lease put on instead.
     Replaced(ipnet::Ipv4Net, u32),

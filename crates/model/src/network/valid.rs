@@ -91,23 +91,27 @@ fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
 
 /// DHCP needs broadcast both ways on the link, and a link the host configures.
 fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
-    if spec.ipam != super::Ipam::Dhcp {
+    if !spec.ipam.is_dhcp() {
         return Ok(());
     }
+    let ipam = spec.ipam;
     if !spec.subnets.is_empty() {
-        return Err("--ipam dhcp takes the addresses from the DHCP server; drop --subnet".into());
+        return Err(format!(
+            "--ipam {ipam} takes the addresses from the DHCP server; drop --subnet"
+        ));
     }
     if spec.driver.has_tap() {
         return Err(format!(
-            "--ipam dhcp does not apply to {}: the VM behind the tap runs its own DHCP client",
+            "--ipam {ipam} does not apply to {}: the VM behind the tap runs its own DHCP client",
             spec.driver
         ));
     }
-    // Seed 001: ipvlan l3/l3s children receive no broadcast at all.
+    // Seed 001: ipvlan l3/l3s children receive no broadcast or multicast at
+    // all (DHCPv4 answers are broadcast, DHCPv6 asks ff02::1:2).
     if matches!(spec.mode, crate::LinkMode::Ipvlan(crate::IpvlanMode::L3 | crate::IpvlanMode::L3s))
     {
         return Err(format!(
-            "--ipam dhcp needs broadcast, which ipvlan {} children never receive; use mode l2",
+            "--ipam {ipam} needs broadcast and multicast, which ipvlan {} children never receive; use mode l2",
             spec.mode
         ));
     }

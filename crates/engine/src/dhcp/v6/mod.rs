@@ -1,0 +1,360 @@
+//! DHCPv6 (IA_NA) for endpoints of a `--ipam dhcp6` or `--ipam dhcp,dhcp6`
+//! network: the engine steps attach, detach and the agent run for the IPv6
+//! lease, beside (or instead of) the IPv4 one in `dhcp`.
+//!
+//! Identity: one DUID for the host ([`host_duid`], kept beside the state
+//! database, so stable across runs and reboots), one IAID per endpoint,
+//! derived from network, namespace and interface name (the IAID of the
+//! endpoint's DHCPv4 client identifier too), so a re-attached endpoint is
+//! the same identity association and gets its address back. The lease row's
+//! key is IAID then DUID ([`Identity6::key`]).
+//!
+//! Attach: the child gets a link-local address of its own ([`link_local`];
+//! why, there), the exchange runs from it on a socket opened inside the
+//! endpoint's namespace, and the granted address goes on as a /128 carrying
+//! the lease's lifetime in the kernel. IA_NA says nothing of prefixes or
+//! routers: the on-link prefix and the default route come from the router's
+//! Router Advertisements, which the namespace accepts by default.
+//!
+//! Detach: RELEASE from the endpoint's link-local address while its
+//! namespace exists (when it is gone, the server keeps the address until the
+//! lease runs out: a DHCPv6 client needs an address of its own on the link,
+//! which the host's parent is not nicslice's to give).
+
+mod client;
+mod renew;
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv6Net};
+use nicslice_kernel::{Dhcp6Socket, LinkBrief, Netns, sysctl};
+use nicslice_store::{DhcpLeaseRecord, EndpointId, StoreRead, WriteTx};
+use serde::{Deserialize, Serialize};
+
+use super::identity;
+use super::{DhcpRequest, Who, unix_now};
+use crate::endpoint::{self, EndpointPlan, Place, Policy, Route};
+use crate::error::{EngineError, Result};
+use crate::fault::Faults;
+use crate::undo::{UndoAction, UndoLog};
+use client::{Exchange6, Granted6};
+
+/// How long a RELEASE waits for the server's REPLY before the link goes.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// Who an endpoint is to a DHCPv6 server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity6 {
+    pub duid: Vec<u8>,
+    pub iaid: u32,
+}
+
+impl Identity6 {
+    /// The lease row's client identifier: the IAID (4 bytes) then the DUID.
+    pub fn key(&self) -> Vec<u8> {
+        let mut key = self.iaid.to_be_bytes().to_vec();
+        key.extend(&self.duid);
+        key
+    }
+
+    /// Back from a lease row's client identifier.
+    pub fn from_key(key: &[u8]) -> Option<Identity6> {
+        let iaid = u32::from_be_bytes(key.get(..4)?.try_into().ok()?);
+        let duid = key.get(4..).filter(|d| d.len() >= 2)?.to_vec();
+        Some(Identity6 { duid, iaid })
+    }
+}
+
+/// The host's DUID: DUID-UUID (RFC 6355) of /etc/machine-id, or of random
+/// bytes on a host without one, made once and kept beside the state
+/// database at `state`.
+pub fn host_duid(state: &Path) -> Result<Vec<u8>> {
+    Ok(nicslice_store::host_duid(state, || {
+        let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+        identity::host_duid(&machine_id).unwrap_or_else(|| {
+            let random: [u8; 16] = nicslice_kernel::identity::random_bytes().unwrap_or_default();
+            [&[0, 4][..], &random[..]].concat()
+        })
+    })?)
+}
+
+/// The link-local address of the endpoint whose lease key is `key`.
+///
+/// Why not the kernel's: an ipvlan child has its parent's MAC, so the
+/// kernel's EUI-64 link-local (`addr_gen_mode` eui64) is the same on every
+/// child and on the parent: ipvlan refuses it on all children but one (and
+/// that one duplicates the parent's on the wire). `stable_secret` hashes the
+/// MAC with one secret, so it collides too unless each child gets a secret
+/// of its own, and `random` changes at every link up. So nicslice turns the
+/// kernel's generation off on the child (`addr_gen_mode` none) and gives it
+/// fe80::/64 with an interface identifier hashed from the host's DUID and
+/// the endpoint's IAID: distinct per child and per host, the same every time
+/// the endpoint is attached (neighbours' caches stay right), and computable
+/// again from the lease row alone (detach and the agent bind to it). Added
+/// without DAD, as nicslice adds every address on a network that does not
+/// probe: 64 hashed bits leave no realistic collision.
+pub fn link_local(key: &[u8]) -> Ipv6Addr {
+    let hex = identity::to_hex(key);
+    let high = identity::fnv1a32(&[&hex, "link-local"]);
+    let low = identity::fnv1a32(&[&hex, "link-local", "low"]);
+    let iid = (u64::from(high) << 32) | u64::from(low);
+    let segments =
+        [0xfe80, 0, 0, 0, (iid >> 48) as u16, (iid >> 32) as u16, (iid >> 16) as u16, iid as u16];
+    Ipv6Addr::from(segments.map(u16::to_be_bytes).concat().try_into().unwrap_or([0; 16]))
+}
+
+/// What an attach knows before it touches the kernel: the identity and the
+/// address this identity held last, asked for again.
+pub struct Lookup6 {
+    pub identity: Identity6,
+    pub previous: Option<Ipv6Addr>,
+}
+
+/// The DHCPv6 identity of `who` and its last address; refused when another
+/// endpoint holds it (it would be handed the other's address).
+pub fn identify(who: &Who<'_>, state: &Path, tx: &impl StoreRead) -> Result<Lookup6> {
+    let netns = who.netns.path().display().to_string();
+    let identity = Identity6 {
+        duid: host_duid(state)?,
+        iaid: identity::iaid(who.network, &netns, who.ifname),
+    };
+    let last = tx.dhcp_lease_of_client(&identity.key(), 6)?;
+    if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
+        let who = tx
+            .endpoint(holder)?
+            .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
+        return Err(EngineError::Invalid(format!(
+            "DHCPv6 IAID {:08x} of this host is already used by {who}",
+            identity.iaid
+        )));
+    }
+    let previous = last.and_then(|l| match l.address.addr() {
+        IpAddr::V6(ip) => Some(ip),
+        IpAddr::V4(_) => None,
+    });
+    Ok(Lookup6 { identity, previous })
+}
+
+/// The link of a DHCPv6-only endpoint: made, its own link-local address
+/// instead of the kernel's set up while it is still down, then up with
+/// `routes` (the user's; the default route comes from the router's RA).
+pub fn make_link(
+    plan: &EndpointPlan,
+    lookup: &Lookup6,
+    routes: &[Route],
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<LinkBrief> {
+    let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
+    own_link_local(&link, &lookup.identity, place, undo)?;
+    endpoint::configure(&link, &[], routes, Policy::CLI, place, faults, undo)?;
+    Ok(link)
+}
+
+/// Turns the kernel's link-local generation off on `link`, takes off any
+/// link-local it made already (an up link: dual-stack, whose DHCPv4 step
+/// brought it up), and puts the endpoint's own on ([`link_local`]).
+fn own_link_local(
+    link: &LinkBrief,
+    identity: &Identity6,
+    place: &mut Place,
+    undo: &mut UndoLog,
+) -> Result<Ipv6Addr> {
+    let ifname = link.name.clone();
+    place
+        .target_ns
+        .run(|| sysctl::write(&format!("net/ipv6/conf/{ifname}/addr_gen_mode"), "1"))?
+        .map_err(|e| {
+        EngineError::Invalid(format!(
+            "{ifname} in {} takes no IPv6 settings ({e}); is IPv6 disabled there? DHCPv6 needs it",
+            place.target_ns.label()
+        ))
+    })?;
+    for (_, addr) in place.target.addresses(Some(link.index))? {
+        if let IpNet::V6(v6) = addr
+            && v6.addr().is_unicast_link_local()
+        {
+            // On the link nicslice just made: the kernel's, not anyone's.
+            place.target.delete_address(link.index, addr)?;
+        }
+    }
+    let ll = link_local(&identity.key());
+    let addr = IpNet::V6(Ipv6Net::new(ll, 64).map_err(|e| EngineError::Invalid(e.to_string()))?);
+    place.target.add_address(link.index, addr)?;
+    undo.push(UndoAction::DeleteAddress { index: link.index, addr });
+    Ok(ll)
+}
+
+/// A DHCPv6 lease an attach holds and has not recorded yet.
+pub struct Held6 {
+    granted: Granted6,
+    identity: Identity6,
+    ifname: String,
+}
+
+/// What a DHCPv6 lease row keeps besides its columns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Lease6Details {
+    /// The server's DUID, in hex (RENEW and RELEASE name it).
+    server_id: String,
+    #[serde(default)]
+    dns6: Vec<Ipv6Addr>,
+    #[serde(default)]
+    preferred_secs: u32,
+}
+
+fn from_hex(hex: &str) -> Vec<u8> {
+    hex.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect()
+}
+
+/// The /128 the endpoint holds (IA_NA gives addresses, not prefixes: the
+/// on-link prefix comes from the router's RA).
+fn host_net(ip: Ipv6Addr) -> IpNet {
+    IpNet::V6(Ipv6Net::from(ip))
+}
+
+/// Asks the server for an address for the endpoint on `link` (up, with its
+/// addresses so far) and puts it on. On failure nothing of it is left but
+/// what `undo` undoes; a lease granted but not put on is given back.
+pub fn realize(
+    link: &LinkBrief,
+    lookup: &Lookup6,
+    req: &DhcpRequest,
+    place: &mut Place,
+    undo: &mut UndoLog,
+) -> Result<Held6> {
+    let identity = &lookup.identity;
+    let ll = match place
+        .target
+        .addresses(Some(link.index))?
+        .iter()
+        .any(|(_, a)| a.addr() == IpAddr::V6(link_local(&identity.key())))
+    {
+        true => link_local(&identity.key()),
+        false => own_link_local(link, identity, place, undo)?,
+    };
+    let label = format!("{} in {}", link.name, place.target_ns.label());
+    let socket = Dhcp6Socket::open_in(&place.target_ns, &link.name, ll)?;
+    let exchange =
+        Exchange6 { socket: &socket, duid: &identity.duid, iaid: identity.iaid, label: &label };
+    let granted = exchange.acquire(lookup.previous, req.timeout)?;
+    tracing::debug!(address = %granted.address, server = %granted.server, "DHCPv6 lease");
+    let address = host_net(granted.address);
+    let mut put_on = || -> Result<()> {
+        place.target.add_address(link.index, address)?;
+        undo.push(UndoAction::DeleteAddress { index: link.index, addr: address });
+        // The kernel drops the address when the lease runs out unrenewed.
+        place.target.set_address_lifetime(link.index, address, granted.valid_secs)?;
+        Ok(())
+    };
+    if let Err(e) = put_on() {
+        exchange.release(granted.address, &granted.server_id, RELEASE_WAIT);
+        return Err(e);
+    }
+    Ok(Held6 { granted, identity: identity.clone(), ifname: link.name.clone() })
+}
+
+/// The row of a DHCPv6 lease `granted` to `identity` at `now`.
+fn lease_record(
+    identity: &Identity6,
+    endpoint_id: Option<EndpointId>,
+    granted: &Granted6,
+    now: i64,
+) -> DhcpLeaseRecord {
+    let details = Lease6Details {
+        server_id: identity::to_hex(&granted.server_id),
+        dns6: granted.dns.clone(),
+        preferred_secs: granted.preferred_secs,
+    };
+    DhcpLeaseRecord {
+        client_id: identity.key(),
+        family: 6,
+        endpoint_id,
+        address: host_net(granted.address),
+        server: IpAddr::V6(granted.server),
+        lease_secs: granted.valid_secs,
+        acquired_at: now,
+        renew_at: now + i64::from(granted.renew_secs),
+        rebind_at: now + i64::from(granted.rebind_secs),
+        expires_at: now + i64::from(granted.valid_secs),
+        details: serde_json::to_value(details).unwrap_or_default(),
+    }
+}
+
+impl Held6 {
+    /// The address as the endpoint holds it.
+    pub fn address(&self) -> IpNet {
+        host_net(self.granted.address)
+    }
+
+    /// Records the lease for `endpoint` in the caller's transaction.
+    pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
+        let row = lease_record(&self.identity, Some(endpoint), &self.granted, unix_now());
+        tx.record_dhcp_lease(&row)?;
+        Ok(())
+    }
+
+    /// Gives the lease back (an attach that fails after the grant), while
+    /// the link and its link-local address are still there.
+    pub fn give_back(&self, target_ns: &Netns) {
+        let server_id = identity::to_hex(&self.granted.server_id);
+        send_release(target_ns, &self.ifname, &self.identity, self.granted.address, &server_id);
+    }
+}
+
+/// RELEASE of `address` from the endpoint's link-local address on `ifname`.
+fn send_release(ns: &Netns, ifname: &str, identity: &Identity6, address: Ipv6Addr, server: &str) {
+    let ll = link_local(&identity.key());
+    let socket = match Dhcp6Socket::open_in(ns, ifname, ll) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot release {address} to its DHCPv6 server: {e}");
+            return;
+        }
+    };
+    let label = format!("{ifname} in {}", ns.label());
+    let exchange =
+        Exchange6 { socket: &socket, duid: &identity.duid, iaid: identity.iaid, label: &label };
+    if !exchange.release(address, &from_hex(server), RELEASE_WAIT) {
+        tracing::warn!("the DHCPv6 RELEASE of {address} may not have reached its server");
+    }
+}
+
+/// Detach of an endpoint holding DHCPv6 `lease`, before its link goes: the
+/// RELEASE from its link-local address (nothing when its namespace is gone).
+pub(super) fn release(ns: Option<&Netns>, ifname: &str, lease: &DhcpLeaseRecord) {
+    let (Some(ns), Some(identity), IpAddr::V6(address)) =
+        (ns, Identity6::from_key(&lease.client_id), lease.address.addr())
+    else {
+        return;
+    };
+    let details: Lease6Details = serde_json::from_value(lease.details.clone()).unwrap_or_default();
+    send_release(ns, ifname, &identity, address, &details.server_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_carries_iaid_and_duid_back_and_forth() {
+        let id = Identity6 { duid: vec![0, 4, 9, 9], iaid: 0x0102_0304 };
+        assert_eq!(id.key(), vec![1, 2, 3, 4, 0, 4, 9, 9]);
+        assert_eq!(Identity6::from_key(&id.key()), Some(id));
+        assert_eq!(Identity6::from_key(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn link_locals_are_stable_and_differ_per_endpoint() {
+        let a = Identity6 { duid: vec![0, 4, 1], iaid: 1 }.key();
+        let b = Identity6 { duid: vec![0, 4, 1], iaid: 2 }.key();
+        let other_host = Identity6 { duid: vec![0, 4, 2], iaid: 1 }.key();
+        assert_eq!(link_local(&a), link_local(&a));
+        assert!(link_local(&a).is_unicast_link_local());
+        assert_ne!(link_local(&a), link_local(&b), "two children of one host");
+        assert_ne!(link_local(&a), link_local(&other_host), "one endpoint name on two hosts");
+    }
+}
