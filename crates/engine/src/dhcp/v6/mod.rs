@@ -149,7 +149,7 @@ pub fn make_link(
     undo: &mut UndoLog,
 ) -> Result<LinkBrief> {
     let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
-    own_link_local(&link, &lookup.identity, place, undo)?;
+    own_link_local(&link, &lookup.identity, place)?;
     endpoint::configure(&link, &[], routes, Policy::CLI, place, faults, undo)?;
     Ok(link)
 }
@@ -157,16 +157,15 @@ pub fn make_link(
 /// Turns the kernel's link-local generation off on `link`, takes off any
 /// link-local it made already (an up link: dual-stack, whose DHCPv4 step
 /// brought it up), and puts the endpoint's own on ([`link_local`]).
-fn own_link_local(
-    link: &LinkBrief,
-    identity: &Identity6,
-    place: &mut Place,
-    undo: &mut UndoLog,
-) -> Result<Ipv6Addr> {
+fn own_link_local(link: &LinkBrief, identity: &Identity6, place: &mut Place) -> Result<Ipv6Addr> {
     let ifname = link.name.clone();
     place
         .target_ns
-        .run(|| sysctl::write(&format!("net/ipv6/conf/{ifname}/addr_gen_mode"), "1"))?
+        .run(|| {
+            sysctl::write(&format!("net/ipv6/conf/{ifname}/addr_gen_mode"), "1")?;
+            // Unsolicited NAs when the MAC is set ([`announce`]).
+            sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")
+        })?
         .map_err(|e| {
         EngineError::Invalid(format!(
             "{ifname} in {} takes no IPv6 settings ({e}); is IPv6 disabled there? DHCPv6 needs it",
@@ -183,9 +182,24 @@ fn own_link_local(
     }
     let ll = link_local(&identity.key());
     let addr = IpNet::V6(Ipv6Net::new(ll, 64).map_err(|e| EngineError::Invalid(e.to_string()))?);
+    // No undo of its own: the link is this attach's (its undo deletes it,
+    // and the address with it), and a link-local does not outlive the
+    // link going down, which the undo does first.
     place.target.add_address(link.index, addr)?;
-    undo.push(UndoAction::DeleteAddress { index: link.index, addr });
     Ok(ll)
+}
+
+/// Announces the addresses of `link` (up) to the link's neighbours with
+/// unsolicited NAs, by setting its own MAC again (NETDEV_CHANGEADDR, with
+/// `ndisc_notify` on): an endpoint attached again has the same link-local
+/// and address on a new link with a new MAC, and the server's neighbour
+/// entry for the old one would swallow its answers until it went stale. An
+/// ipvlan child refuses to have its MAC set, and needs nothing: its MAC is
+/// its parent's, the one neighbours know.
+fn announce(link: &LinkBrief, place: &mut Place) {
+    if let Some(mac) = link.mac {
+        let _ = place.target.set_mac(link.index, mac);
+    }
 }
 
 /// A DHCPv6 lease an attach holds and has not recorded yet.
@@ -234,8 +248,9 @@ pub fn realize(
         .any(|(_, a)| a.addr() == IpAddr::V6(link_local(&identity.key())))
     {
         true => link_local(&identity.key()),
-        false => own_link_local(link, identity, place, undo)?,
+        false => own_link_local(link, identity, place)?,
     };
+    announce(link, place);
     let label = format!("{} in {}", link.name, place.target_ns.label());
     let socket = Dhcp6Socket::open_in(&place.target_ns, &link.name, ll)?;
     let exchange =
@@ -248,6 +263,7 @@ pub fn realize(
         undo.push(UndoAction::DeleteAddress { index: link.index, addr: address });
         // The kernel drops the address when the lease runs out unrenewed.
         place.target.set_address_lifetime(link.index, address, granted.valid_secs)?;
+        announce(link, place);
         Ok(())
     };
     if let Err(e) = put_on() {
