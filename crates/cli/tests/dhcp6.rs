@@ -223,3 +223,38 @@ fn no_dhcp6_server_fails_within_the_timeout_and_leaves_nothing() {
     assert_eq!(report["next_due"], serde_json::Value::Null, "no lease held: {report}");
     lab.ok(&["network", "rm", "lan"]);
 }
+
+#[test]
+fn with_conflict_probing_an_address_someone_uses_is_declined_and_nothing_left() {
+    let mut lab = Lab::new("dhcp6dad");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "dad") else { return };
+    lab.ok(&[
+        "network",
+        "create",
+        "lan",
+        "--parent",
+        "eth0",
+        "--ipam",
+        "dhcp6",
+        "--probe-conflicts=300",
+    ]);
+    let (ns1, n1) = lab.netns("ns1");
+    let args = ["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"];
+    // Unique: DAD passes, the address is used.
+    let ip = ip6_of(&lab.json(&args));
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/128")]);
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip));
+
+    // A host the server does not know about takes the address meanwhile
+    // (the switch, statically); the endpoint asks for it again, gets it,
+    // and its DAD finds the other host.
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&lab.switch).unwrap();
+    let br0 = sock.require_link("br0", "switch").unwrap();
+    sock.add_address(br0.index, format!("{ip}/128").parse().unwrap()).unwrap();
+    let err = lab.fails(&args, "duplicate address detection failed");
+    assert!(err.contains("declined"), "{err}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    assert!(server.log().contains("DHCPDECLINE"), "the server heard the DECLINE: {}", server.log());
+}

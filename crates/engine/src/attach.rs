@@ -431,6 +431,7 @@ impl Engine {
                     &realized.link,
                     lookup6,
                     &req.dhcp,
+                    spec.probe,
                     &mut place,
                     &mut undo,
                 );

@@ -161,7 +161,7 @@ fn client_message(
         }));
     }
     opts.insert(DhcpOption::IANA(IANA { id: iaid, t1: 0, t2: 0, opts: ia_opts }));
-    if kind != MessageType::Release {
+    if !matches!(kind, MessageType::Release | MessageType::Decline) {
         opts.insert(DhcpOption::ORO(ORO { opts: vec![OptionCode::DomainNameServers] }));
     }
     msg
@@ -296,6 +296,20 @@ impl Exchange6<'_> {
                 tracing::debug!("DHCPv6 RELEASE of {address} from {}: {e}", self.label);
                 false
             }
+        }
+    }
+
+    /// Tells the server that `address` is in use by another host on the link
+    /// (RFC 8415 18.2.8), so it hands it to nobody for a while. Sent once:
+    /// the attach fails either way.
+    pub fn decline(&self, address: Ipv6Addr, server_id: &[u8]) {
+        let mut msg =
+            client_message(MessageType::Decline, new_xid(), self.duid, self.iaid, Some(address));
+        msg.opts_mut().insert(DhcpOption::ServerId(server_id.to_vec()));
+        msg.opts_mut().insert(DhcpOption::ElapsedTime(0));
+        let sent = msg.to_vec().map(|bytes| self.socket.send_to_servers(&bytes));
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::warn!("could not DECLINE {address} from {}", self.label);
         }
     }
 

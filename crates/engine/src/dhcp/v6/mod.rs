@@ -22,6 +22,7 @@
 //! which the host's parent is not nicslice's to give).
 
 mod client;
+mod dad;
 mod renew;
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv6Net};
 use nicslice_kernel::{Dhcp6Socket, LinkBrief, Netns, sysctl};
+use nicslice_model::ProbeSpec;
 use nicslice_store::{DhcpLeaseRecord, EndpointId, StoreRead, WriteTx};
 use serde::{Deserialize, Serialize};
 
@@ -233,10 +235,14 @@ fn host_net(ip: Ipv6Addr) -> IpNet {
 /// Asks the server for an address for the endpoint on `link` (up, with its
 /// addresses so far) and puts it on. On failure nothing of it is left but
 /// what `undo` undoes; a lease granted but not put on is given back.
+/// `probe`: the network probes for conflicts, and the address goes through
+/// the kernel's DAD as a pool address would (one someone answers for is
+/// DECLINEd); otherwise it goes on without, as every nicslice address does.
 pub fn realize(
     link: &LinkBrief,
     lookup: &Lookup6,
     req: &DhcpRequest,
+    probe: Option<ProbeSpec>,
     place: &mut Place,
     undo: &mut UndoLog,
 ) -> Result<Held6> {
@@ -258,16 +264,34 @@ pub fn realize(
     let granted = exchange.acquire(lookup.previous, req.timeout)?;
     tracing::debug!(address = %granted.address, server = %granted.server, "DHCPv6 lease");
     let address = host_net(granted.address);
+    let mut declined = false;
     let mut put_on = || -> Result<()> {
-        place.target.add_address(link.index, address)?;
-        undo.push(UndoAction::DeleteAddress { index: link.index, addr: address });
+        match probe {
+            Some(probe) => {
+                if !dad::claim(link, address, probe.timeout(), place, undo)? {
+                    exchange.decline(granted.address, &granted.server_id);
+                    declined = true;
+                    return Err(EngineError::Refused(format!(
+                        "DHCPv6 server {} handed {} {}, which another host on the link uses \
+                         (duplicate address detection failed); declined it",
+                        granted.server, label, granted.address
+                    )));
+                }
+            }
+            None => {
+                place.target.add_address(link.index, address)?;
+                undo.push(UndoAction::DeleteAddress { index: link.index, addr: address });
+            }
+        }
         // The kernel drops the address when the lease runs out unrenewed.
         place.target.set_address_lifetime(link.index, address, granted.valid_secs)?;
         announce(link, place);
         Ok(())
     };
     if let Err(e) = put_on() {
-        exchange.release(granted.address, &granted.server_id, RELEASE_WAIT);
+        if !declined {
+            exchange.release(granted.address, &granted.server_id, RELEASE_WAIT);
+        }
         return Err(e);
     }
     Ok(Held6 { granted, identity: identity.clone(), ifname: link.name.clone() })
