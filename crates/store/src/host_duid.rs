@@ -21,7 +21,7 @@ pub fn host_duid_path(state: &Path) -> PathBuf {
 
 fn parse(text: &str) -> Option<Vec<u8>> {
     let hex = text.trim();
-    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * 130 {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 2 * 130 {
         return None;
     }
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()

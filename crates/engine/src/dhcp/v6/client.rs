@@ -327,7 +327,7 @@ impl Exchange6<'_> {
 fn refusal(m: &Message, iaid: u32) -> String {
     let status = status_of(m.opts()).or_else(|| ia_of(m, iaid).and_then(|ia| status_of(&ia.opts)));
     match status {
-        Some((status, text)) if text.is_empty() => format!("{status:?}"),
+        Some((status, "")) => format!("{status:?}"),
         Some((status, text)) => format!("{status:?}: {text}"),
         None => "no address in its answer".to_string(),
     }
