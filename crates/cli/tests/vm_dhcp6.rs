@@ -88,3 +88,62 @@ fn three_ipvlan_children_three_dhcp6_leases_one_duid() {
     }
     lab.ok(&["network", "rm", "ipv"]);
 }
+
+/// Dual stack on ipvlan: the DHCPv4 step brings the child up first, so the
+/// kernel's EUI-64 link-local (the parent's) may be there already; it is
+/// replaced by the child's own before the DHCPv6 exchange.
+#[test]
+fn dual_stack_ipvlan_children_get_both_families_and_their_own_link_local() {
+    if !in_vm() {
+        return;
+    }
+    let mut lab = Lab::new("vmdhcp46");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "vm46") else { return };
+    lab.ok(&[
+        "network",
+        "create",
+        "ipv",
+        "--driver",
+        "ipvlan",
+        "--mode",
+        "l2",
+        "--parent",
+        "eth0",
+        "--ipam",
+        "dhcp,dhcp6",
+    ]);
+    let parent_ll: Vec<String> = {
+        let mut sock = nicslice_kernel::RouteSocket::open_in(&lab.host.netns).unwrap();
+        let link = sock.require_link("eth0", "host").unwrap();
+        let addrs = sock.addresses(Some(link.index)).unwrap();
+        addrs.into_iter().map(|(_, a)| a.to_string()).filter(|a| a.starts_with("fe80:")).collect()
+    };
+    let mut lls = BTreeSet::new();
+    let mut names = Vec::new();
+    for role in ["d1", "d2"] {
+        let (ns, name) = lab.netns(role);
+        let view =
+            lab.json(&["attach", "ipv", "--netns", &name, "--dhcp-timeout", "30", "--no-agent"]);
+        let addrs: Vec<&str> =
+            view["addresses"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!(addrs.len(), 2, "{view}");
+        assert!(
+            addrs.iter().any(|a| a.ends_with("/24")) && addrs.iter().any(|a| a.ends_with("/128"))
+        );
+        let ll = link_locals(&ns);
+        assert_eq!(ll.len(), 1, "one link-local of its own: {ll:?}");
+        assert!(!parent_ll.contains(&ll[0]), "not the parent's: {ll:?} {parent_ll:?}");
+        lls.insert(ll[0].clone());
+        names.push(name);
+    }
+    assert_eq!(lls.len(), 2, "{lls:?}");
+    for name in &names {
+        lab.ok(&["detach", "ipv", "--netns", name]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.leases().iter().any(|l| l.len() >= 5) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!server.leases().iter().any(|l| l.len() >= 5), "all released: {:?}", server.leases());
+    lab.ok(&["network", "rm", "ipv"]);
+}

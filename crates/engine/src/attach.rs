@@ -358,7 +358,8 @@ impl Engine {
             let lookup6 = match spec.ipam.dhcp6() {
                 true => {
                     let state = self.store.path().to_path_buf();
-                    Some(crate::dhcp::v6::identify(&who, &state, &self.store.read()?)?)
+                    let client_id = req.dhcp.client_id.as_deref();
+                    Some(crate::dhcp::v6::identify(&who, client_id, &state, &self.store.read()?)?)
                 }
                 false => None,
             };

@@ -114,21 +114,30 @@ pub struct Lookup6 {
     pub previous: Option<Ipv6Addr>,
 }
 
-/// The DHCPv6 identity of `who` and its last address; refused when another
-/// endpoint holds it (it would be handed the other's address).
-pub fn identify(who: &Who<'_>, state: &Path, tx: &impl StoreRead) -> Result<Lookup6> {
+/// The DHCPv6 identity of `who` (its IAID hashed from `--client-id` when
+/// the user gave one, so it can follow the endpoint to another namespace)
+/// and its last address; refused when another endpoint holds it (it would
+/// be handed the other's address).
+pub fn identify(
+    who: &Who<'_>,
+    client_id: Option<&str>,
+    state: &Path,
+    tx: &impl StoreRead,
+) -> Result<Lookup6> {
     let netns = who.netns.path().display().to_string();
-    let identity = Identity6 {
-        duid: host_duid(state)?,
-        iaid: identity::iaid(who.network, &netns, who.ifname),
+    let iaid = match client_id {
+        Some(given) => identity::fnv1a32(&["client-id", given]),
+        None => identity::iaid(who.network, &netns, who.ifname),
     };
+    let identity = Identity6 { duid: host_duid(state)?, iaid };
     let last = tx.dhcp_lease_of_client(&identity.key(), 6)?;
     if let Some(holder) = last.as_ref().and_then(|l| l.endpoint_id) {
         let who = tx
             .endpoint(holder)?
             .map_or("another endpoint".to_string(), |e| format!("{} in {}", e.ifname, e.netns));
         return Err(EngineError::Invalid(format!(
-            "DHCPv6 IAID {:08x} of this host is already used by {who}",
+            "DHCPv6 IAID {:08x} of this host is already used by {who}; give this endpoint \
+             another --client-id",
             identity.iaid
         )));
     }
