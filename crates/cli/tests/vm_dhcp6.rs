@@ -1,11 +1,11 @@
 //! DHCPv6 on ipvlan in the VM stage (this kernel has no ipvlan): ipvlan l2
 //! children share their parent's MAC, so the kernel's EUI-64 link-local
-//! would be one address for all of them (ipvlan refuses it on all but one).
-//! nicslice gives each child a link-local of its own, and each its own
-//! IAID under the host's DUID: three children get three distinct addresses
-//! from dnsmasq, whose lease file shows one DUID and three IAIDs; detach
-//! releases each. On a host without `NICSLICE_VM` the test says so and
-//! returns: `vmtest/run.sh vm_dhcp6` runs it.
+//! depends on the kernel telling them apart (and on the order they were
+//! made). nicslice gives each child a link-local of its own, and each its
+//! own IAID under the host's DUID: three children get three distinct
+//! addresses from dnsmasq, whose lease file shows one DUID and three IAIDs;
+//! detach releases each. On a host without `NICSLICE_VM` the test says so
+//! and returns: `vmtest/run.sh vm_dhcp6` runs it.
 
 mod common;
 mod dnsmasq;

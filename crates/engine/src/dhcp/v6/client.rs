@@ -282,34 +282,35 @@ impl Exchange6<'_> {
     /// `limit` for its REPLY (RFC 8415 18.2.7; the server acts on the
     /// RELEASE either way). False if it could not be sent.
     pub fn release(&self, address: Ipv6Addr, server_id: &[u8], limit: Duration) -> bool {
-        let mut msg =
-            client_message(MessageType::Release, new_xid(), self.duid, self.iaid, Some(address));
+        self.give_back(MessageType::Release, address, server_id, limit)
+    }
+
+    /// Tells the server that `address` is in use by another host on the link
+    /// (RFC 8415 18.2.8), so it hands it to nobody for a while; waits at
+    /// most `limit` for its REPLY, as [`release`](Self::release).
+    pub fn decline(&self, address: Ipv6Addr, server_id: &[u8], limit: Duration) -> bool {
+        self.give_back(MessageType::Decline, address, server_id, limit)
+    }
+
+    fn give_back(
+        &self,
+        kind: MessageType,
+        address: Ipv6Addr,
+        server_id: &[u8],
+        limit: Duration,
+    ) -> bool {
+        let mut msg = client_message(kind, new_xid(), self.duid, self.iaid, Some(address));
         msg.opts_mut().insert(DhcpOption::ServerId(server_id.to_vec()));
         let deadline = Instant::now() + limit;
-        match self
-            .transact(&mut msg, deadline, |m, _| (m.msg_type() == MessageType::Reply).then_some(()))
-        {
+        let replied = |m: &Message, _| (m.msg_type() == MessageType::Reply).then_some(());
+        match self.transact(&mut msg, deadline, replied) {
             Ok(Some(())) => true,
             // Sent, unanswered: it has left the host at least.
             Ok(None) => self.socket.flushed(Duration::from_millis(100)),
             Err(e) => {
-                tracing::debug!("DHCPv6 RELEASE of {address} from {}: {e}", self.label);
+                tracing::debug!("DHCPv6 {kind:?} of {address} from {}: {e}", self.label);
                 false
             }
-        }
-    }
-
-    /// Tells the server that `address` is in use by another host on the link
-    /// (RFC 8415 18.2.8), so it hands it to nobody for a while. Sent once:
-    /// the attach fails either way.
-    pub fn decline(&self, address: Ipv6Addr, server_id: &[u8]) {
-        let mut msg =
-            client_message(MessageType::Decline, new_xid(), self.duid, self.iaid, Some(address));
-        msg.opts_mut().insert(DhcpOption::ServerId(server_id.to_vec()));
-        msg.opts_mut().insert(DhcpOption::ElapsedTime(0));
-        let sent = msg.to_vec().map(|bytes| self.socket.send_to_servers(&bytes));
-        if !matches!(sent, Ok(Ok(()))) {
-            tracing::warn!("could not DECLINE {address} from {}", self.label);
         }
     }
 

@@ -84,19 +84,25 @@ pub fn host_duid(state: &Path) -> Result<Vec<u8>> {
 
 /// The link-local address of the endpoint whose lease key is `key`.
 ///
-/// Why not the kernel's: an ipvlan child has its parent's MAC, so the
-/// kernel's EUI-64 link-local (`addr_gen_mode` eui64) is the same on every
-/// child and on the parent: ipvlan refuses it on all children but one (and
-/// that one duplicates the parent's on the wire). `stable_secret` hashes the
-/// MAC with one secret, so it collides too unless each child gets a secret
-/// of its own, and `random` changes at every link up. So nicslice turns the
-/// kernel's generation off on the child (`addr_gen_mode` none) and gives it
-/// fe80::/64 with an interface identifier hashed from the host's DUID and
-/// the endpoint's IAID: distinct per child and per host, the same every time
-/// the endpoint is attached (neighbours' caches stay right), and computable
-/// again from the lease row alone (detach and the agent bind to it). Added
-/// without DAD, as nicslice adds every address on a network that does not
-/// probe: 64 hashed bits leave no realistic collision.
+/// Why not the kernel's: an ipvlan child has its parent's MAC, so its
+/// EUI-64 link-local (`addr_gen_mode` eui64) is the parent's, and the same
+/// on every child, unless the kernel tells children apart: Debian's 6.1
+/// does (measured in the VM stage: fe80::925d:a600:112:8bc, ...:212:...,
+/// ...:312:... for three children of a parent at fe80::905d:a6ff:fe12:8bc,
+/// the per-port `dev_id` in place of ff:fe), kernels before ipvlan numbered
+/// its children did not (and ipvlan refuses one address on two children).
+/// Even where they differ, they depend on the order children were made, so
+/// an endpoint attached again may come back with another. `stable_secret`
+/// hashes the MAC too (a secret per child would be needed), and `random`
+/// changes at every link up. So nicslice turns the kernel's generation off
+/// on the child (`addr_gen_mode` none) and gives it fe80::/64 with an
+/// interface identifier hashed from the host's DUID and the endpoint's
+/// IAID: distinct per child and per host on any kernel, the same every time
+/// the endpoint is attached, and computable again from the lease row alone
+/// (detach and the agent bind to it). Added without DAD, as nicslice adds
+/// every address on a network that does not probe: 64 hashed bits leave no
+/// realistic collision. Being the same on a new link with a new MAC (a
+/// macvlan endpoint attached again), it is announced ([`announce`]).
 pub fn link_local(key: &[u8]) -> Ipv6Addr {
     let hex = identity::to_hex(key);
     let high = identity::fnv1a32(&[&hex, "link-local"]);
@@ -278,7 +284,7 @@ pub fn realize(
         match probe {
             Some(probe) => {
                 if !dad::claim(link, address, probe.timeout(), place, undo)? {
-                    exchange.decline(granted.address, &granted.server_id);
+                    exchange.decline(granted.address, &granted.server_id, RELEASE_WAIT);
                     declined = true;
                     return Err(EngineError::Refused(format!(
                         "DHCPv6 server {} handed {} {}, which another host on the link uses \
