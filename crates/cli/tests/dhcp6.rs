@@ -223,6 +223,13 @@ fn no_dhcp6_server_fails_within_the_timeout_and_leaves_nothing() {
     assert!(took >= Duration::from_millis(1500), "waited its timeout: {took:?}");
     assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    // A namespace without IPv6: refused with the reason, nothing left.
+    let (ns2, n2) = lab.netns("noipv6");
+    ns2.run(|| nicslice_kernel::sysctl::write("net/ipv6/conf/default/disable_ipv6", "1"))
+        .unwrap()
+        .unwrap();
+    lab.fails(&["attach", "lan", "--netns", &n2, "--no-agent"], "IPv6 is disabled");
+    assert_eq!(non_lo(&ns2), Vec::<String>::new(), "no link left");
     // No lease row for the agent: a pass finds nothing held.
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
     assert_eq!(report["next_due"], serde_json::Value::Null, "no lease held: {report}");

@@ -176,19 +176,29 @@ pub fn make_link(
 /// brought it up), and puts the endpoint's own on ([`link_local`]).
 fn own_link_local(link: &LinkBrief, identity: &Identity6, place: &mut Place) -> Result<Ipv6Addr> {
     let ifname = link.name.clone();
-    place
-        .target_ns
-        .run(|| {
-            sysctl::write(&format!("net/ipv6/conf/{ifname}/addr_gen_mode"), "1")?;
-            // Unsolicited NAs when the MAC is set ([`announce`]).
-            sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")
-        })?
-        .map_err(|e| {
+    let label = place.target_ns.label().to_string();
+    let no_ipv6 = |why: String| {
         EngineError::Invalid(format!(
-            "{ifname} in {} takes no IPv6 settings ({e}); is IPv6 disabled there? DHCPv6 needs it",
-            place.target_ns.label()
+            "{ifname} in {label} cannot take part in DHCPv6: {why}; enable IPv6 in that \
+             namespace (net.ipv6.conf.default.disable_ipv6=0 before the attach)"
         ))
-    })?;
+    };
+    let conf = format!("net/ipv6/conf/{ifname}");
+    let disabled = place
+        .target_ns
+        .run(|| -> nicslice_kernel::Result<bool> {
+            if sysctl::read(&format!("{conf}/disable_ipv6"))? == "1" {
+                return Ok(true);
+            }
+            sysctl::write(&format!("{conf}/addr_gen_mode"), "1")?;
+            // Unsolicited NAs when the MAC is set ([`announce`]).
+            sysctl::write(&format!("{conf}/ndisc_notify"), "1")?;
+            Ok(false)
+        })?
+        .map_err(|e| no_ipv6(e.to_string()))?;
+    if disabled {
+        return Err(no_ipv6(format!("IPv6 is disabled on it ({conf}/disable_ipv6 is 1)")));
+    }
     for (_, addr) in place.target.addresses(Some(link.index))? {
         if let IpNet::V6(v6) = addr
             && v6.addr().is_unicast_link_local()
