@@ -5,7 +5,8 @@
 //! addresses under one DUID (the host's) and two IAIDs; detach releases
 //! (the server's lease file drops the address); a re-attached endpoint gets
 //! its address back; the agent renews; a dual-stack network gives each
-//! endpoint both families; with no server, attach fails within its timeout
+//! endpoint both families; past T2 the agent REBINDs; with conflict probing
+//! a used address is DECLINEd; with no server, attach fails within its timeout
 //! and leaves no link, no lease and no record.
 
 mod common;
@@ -273,4 +274,41 @@ fn with_conflict_probing_an_address_someone_uses_is_declined_and_nothing_left() 
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(server.log().contains("DHCPDECLINE"), "the server heard the DECLINE: {}", server.log());
+}
+
+#[test]
+fn past_t2_the_agent_rebinds_with_any_server() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp6rb");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "rebind") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let ip = ip6_of(&lab.json(&["attach", "lan", "--netns", &n1, "--no-agent"]));
+    // T1 and T2 passed (as an agent that was not running would find them):
+    // the state says so, the agent acts on what the state says.
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().pop().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    tx.record_dhcp_lease(&nicslice_store::DhcpLeaseRecord {
+        renew_at: now - 10,
+        rebind_at: now - 1,
+        ..lease.clone()
+    })
+    .unwrap();
+    tx.commit().unwrap();
+    drop(store);
+
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 1, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("DHCPREBIND") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.log().contains("DHCPREBIND"), "a REBIND, to any server: {}", server.log());
+    let renewed = Store::open(&lab.state).unwrap().held_dhcp_leases().unwrap().pop().unwrap();
+    assert_eq!(renewed.address.addr().to_string(), ip);
+    assert!(renewed.renew_at > now && renewed.rebind_at > now, "new timers: {renewed:?}");
+    lab.ok(&["detach", "lan", "--netns", &n1]);
 }
