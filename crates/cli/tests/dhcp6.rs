@@ -91,7 +91,9 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
     let started = Instant::now();
     let a = attach(&n1);
     println!("attach with DHCPv6 took {:?}", started.elapsed());
+    let started = Instant::now();
     let b = attach(&n2);
+    println!("second attach with DHCPv6 took {:?}", started.elapsed());
     let (ip1, ip2) = (ip6_of(&a), ip6_of(&b));
     assert_ne!(ip1, ip2, "two children, two leases");
     assert!(ips_of(&a, '.').is_empty(), "no IPv4 on a dhcp6 network: {a}");
@@ -186,8 +188,10 @@ fn dual_stack_network_gives_each_endpoint_both_families() {
     let mut seen = Vec::new();
     for role in ["ns1", "ns2"] {
         let (ns, name) = lab.netns(role);
+        let started = Instant::now();
         let view =
             lab.json(&["attach", "lan", "--netns", &name, "--dhcp-timeout", "5", "--no-agent"]);
+        println!("dual-stack attach took {:?}", started.elapsed());
         let (v4, v6) = (ips_of(&view, '.'), ip6_of(&view));
         assert_eq!(v4.len(), 1, "{view}");
         let mut held = addresses(&ns, "eth0");

@@ -367,11 +367,10 @@ impl Engine {
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is quarantined and replaced in
             // `leases` (kept by the intent, committed before going on).
-            let realized = if let Some(lookup6) = lookup6.as_ref().filter(|_| !spec.ipam.dhcp4()) {
+            let realized = if spec.ipam.dhcp6() && !spec.ipam.dhcp4() {
                 let routes = plan_routes(&[], &extra, false, child.is_noarp());
-                let link = crate::dhcp::v6::make_link(
-                    &plan, lookup6, &routes, &mut place, faults, &mut undo,
-                )?;
+                let link =
+                    crate::dhcp::v6::make_link(&plan, &routes, &mut place, faults, &mut undo)?;
                 endpoint::Realized { link, routes }
             } else if is_dhcp {
                 // --- DHCP (crate::dhcp): the address comes from the server ---

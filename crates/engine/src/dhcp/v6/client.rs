@@ -1,7 +1,9 @@
 //! The DHCPv6 exchange of one endpoint for one IA_NA (RFC 8415): SOLICIT,
-//! ADVERTISE, REQUEST, REPLY (or a REPLY straight to a SOLICIT, with Rapid
-//! Commit, when the server does it), RENEW and REBIND at T1 and T2, and
-//! RELEASE; each retransmitted with doubling intervals until a deadline.
+//! ADVERTISE, REQUEST, REPLY, RENEW and REBIND at T1 and T2, RELEASE and
+//! DECLINE; each retransmitted with doubling intervals until a deadline.
+//! No Rapid Commit: with it every server on the link that does it commits
+//! an address to the client, and all but the one used stay bound until
+//! their leases end; the two messages it saves take a millisecond on a LAN.
 //! Every message carries the host's DUID and the endpoint's own IAID, which
 //! is what tells children apart: they all present one DUID.
 //!
@@ -218,22 +220,15 @@ impl Exchange6<'_> {
         let iaid = self.iaid;
         let mut solicit =
             client_message(MessageType::Solicit, new_xid(), self.duid, iaid, previous);
-        solicit.opts_mut().insert(DhcpOption::RapidCommit);
         // The first usable ADVERTISE is taken (RFC 8415 18.2.1 lets a client
-        // wait for a better one; on a LAN there is one server). A REPLY here
-        // is a Rapid Commit: the address is ours already.
-        let answer = self.transact(&mut solicit, deadline, |m, from| {
-            let rapid = m.msg_type() == MessageType::Reply
-                && options_of(m).any(|o| matches!(o, DhcpOption::RapidCommit));
-            let g = granted(m, iaid, from)?;
-            Some((g, rapid))
+        // wait for a better one; on a LAN there is one server).
+        let advertised = self.transact(&mut solicit, deadline, |m, from| {
+            (m.msg_type() == MessageType::Advertise).then(|| granted(m, iaid, from)).flatten()
         })?;
-        let Some((offered, rapid)) = answer else {
+        let Some(offered) = advertised else {
             return Err(self.no_answer(timeout, "SOLICIT"));
         };
-        if rapid {
-            return Ok(offered);
-        }
+        tracing::debug!(address = %offered.address, server = %offered.server, "DHCPv6 ADVERTISE");
         let mut request =
             client_message(MessageType::Request, new_xid(), self.duid, iaid, Some(offered.address));
         request.opts_mut().insert(DhcpOption::ServerId(offered.server_id.clone()));

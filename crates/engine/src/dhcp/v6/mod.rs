@@ -154,27 +154,26 @@ pub fn identify(
     Ok(Lookup6 { identity, previous })
 }
 
-/// The link of a DHCPv6-only endpoint: made, its own link-local address
-/// instead of the kernel's set up while it is still down, then up with
-/// `routes` (the user's; the default route comes from the router's RA).
+/// The link of a DHCPv6-only endpoint: made, the kernel's link-local
+/// generation turned off while it is still down, then up with `routes` (the
+/// user's; the default route comes from the router's RA). [`realize`] puts
+/// the endpoint's own link-local on.
 pub fn make_link(
     plan: &EndpointPlan,
-    lookup: &Lookup6,
     routes: &[Route],
     place: &mut Place,
     faults: Faults,
     undo: &mut UndoLog,
 ) -> Result<LinkBrief> {
     let link = endpoint::create_link(&plan.link, &plan.parent, place, faults, undo)?;
-    own_link_local(&link, &lookup.identity, place)?;
+    ipv6_settings(&link, place)?;
     endpoint::configure(&link, &[], routes, Policy::CLI, place, faults, undo)?;
     Ok(link)
 }
 
-/// Turns the kernel's link-local generation off on `link`, takes off any
-/// link-local it made already (an up link: dual-stack, whose DHCPv4 step
-/// brought it up), and puts the endpoint's own on ([`link_local`]).
-fn own_link_local(link: &LinkBrief, identity: &Identity6, place: &mut Place) -> Result<Ipv6Addr> {
+/// Turns the kernel's link-local generation off on `link` (`addr_gen_mode`
+/// none) and its unsolicited NAs on; refuses a link without IPv6.
+fn ipv6_settings(link: &LinkBrief, place: &mut Place) -> Result<()> {
     let ifname = link.name.clone();
     let label = place.target_ns.label().to_string();
     let no_ipv6 = |why: String| {
@@ -199,20 +198,35 @@ fn own_link_local(link: &LinkBrief, identity: &Identity6, place: &mut Place) -> 
     if disabled {
         return Err(no_ipv6(format!("IPv6 is disabled on it ({conf}/disable_ipv6 is 1)")));
     }
+    Ok(())
+}
+
+/// Puts the endpoint's own link-local ([`link_local`]) on `link` (up), and
+/// takes off any other the kernel made (dual-stack: the DHCPv4 step brought
+/// the link up before [`ipv6_settings`]). Added to the up link, not before:
+/// an address added to a link that is down stays tentative for up to
+/// `router_solicitation_delay` after it comes up, even without DAD, and
+/// the server's first answers to it are dropped meanwhile.
+fn own_link_local(link: &LinkBrief, identity: &Identity6, place: &mut Place) -> Result<Ipv6Addr> {
+    ipv6_settings(link, place)?;
+    let ll = link_local(&identity.key());
     for (_, addr) in place.target.addresses(Some(link.index))? {
         if let IpNet::V6(v6) = addr
             && v6.addr().is_unicast_link_local()
+            && v6.addr() != ll
         {
             // On the link nicslice just made: the kernel's, not anyone's.
             place.target.delete_address(link.index, addr)?;
         }
     }
-    let ll = link_local(&identity.key());
     let addr = IpNet::V6(Ipv6Net::new(ll, 64).map_err(|e| EngineError::Invalid(e.to_string()))?);
     // No undo of its own: the link is this attach's (its undo deletes it,
     // and the address with it), and a link-local does not outlive the
     // link going down, which the undo does first.
-    place.target.add_address(link.index, addr)?;
+    match place.target.add_address(link.index, addr) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => {}
+        other => other?,
+    }
     Ok(ll)
 }
 
@@ -272,15 +286,7 @@ pub fn realize(
     undo: &mut UndoLog,
 ) -> Result<Held6> {
     let identity = &lookup.identity;
-    let ll = match place
-        .target
-        .addresses(Some(link.index))?
-        .iter()
-        .any(|(_, a)| a.addr() == IpAddr::V6(link_local(&identity.key())))
-    {
-        true => link_local(&identity.key()),
-        false => own_link_local(link, identity, place)?,
-    };
+    let ll = own_link_local(link, identity, place)?;
     announce(link, place);
     let label = format!("{} in {}", link.name, place.target_ns.label());
     let socket = Dhcp6Socket::open_in(&place.target_ns, &link.name, ll)?;
