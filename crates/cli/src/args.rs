@@ -24,7 +24,7 @@ nicslice network create lan --parent ens160 --mode bridge --subnet 192.168.0.0/1
 --gateway 192.168.1.1 --ip-range 192.168.179.0/24\n  \
 nicslice attach lan --netns ns1\n  \
 nicslice attach lan --netns ns2 --ip 192.168.179.13\n  \
-nicslice network create home --parent ens160 --ipam dhcp\n  \
+nicslice network create home --parent ens160 --ipam dhcp,dhcp6\n  \
 nicslice attach home --netns ns3\n  \
 nicslice endpoint ls lan --json\n  \
 nicslice detach lan --netns ns1\n  \
@@ -341,10 +341,13 @@ pub struct NetworkCreateArgs {
     #[arg(long, value_name = "SECS", requires = "probe_conflicts")]
     pub probe_cooldown: Option<u64>,
     /// Where endpoint addresses come from: pool (nicslice's allocator over
-    /// --subnet, the default) or dhcp (a DHCPv4 server on the parent's link,
-    /// asked by each endpoint with its own client identifier; no --subnet).
-    #[arg(long, default_value = "pool", value_parser = ["pool", "dhcp"])]
-    pub ipam: String,
+    /// --subnet, the default), dhcp (a DHCPv4 server on the parent's link,
+    /// asked by each endpoint with its own client identifier; no --subnet),
+    /// dhcp6 (a DHCPv6 server, IA_NA: one DUID for the host, one IAID per
+    /// endpoint) or both: `--ipam dhcp,dhcp6` (or `--ipam dhcp --ipam dhcp6`).
+    #[arg(long, default_value = "pool", value_delimiter = ',',
+          value_parser = ["pool", "dhcp", "dhcp6"])]
+    pub ipam: Vec<String>,
 }
 
 /// How to name the target namespace.

@@ -188,7 +188,7 @@ impl Engine {
         let spec = valid.spec().clone();
 
         // Requests that make no sense for this network.
-        let is_dhcp = spec.ipam == nicslice_model::Ipam::Dhcp;
+        let is_dhcp = spec.ipam.is_dhcp();
         if is_dhcp && !req.ips.is_empty() {
             return Err(EngineError::Invalid(format!(
                 "--ip does not apply to network {}: its addresses come from DHCP",
@@ -263,6 +263,7 @@ impl Engine {
         let answered = crate::probe::state_db::Answered::default(); // issue 14
         // DHCP: a lease granted but not committed is given back on failure.
         let mut dhcp_held: Option<crate::dhcp::Held> = None;
+        let mut dhcp6_held: Option<crate::dhcp::v6::Held6> = None;
 
         // The intent, committed before the kernel is touched. Stop signals
         // wait from here until the work is whole (done or undone); the wait
@@ -280,7 +281,7 @@ impl Engine {
             // DHCP: the client identifier is claimed by the intent; the
             // exchange runs outside the lock (see dhcp::realize).
             let dhcp_claim =
-                is_dhcp.then(|| crate::dhcp::claim(&tx, &who, &req.dhcp)).transpose()?;
+                spec.ipam.dhcp4().then(|| crate::dhcp::claim(&tx, &who, &req.dhcp)).transpose()?;
             let intent_details = dhcp_claim
                 .as_ref()
                 .map_or(serde_json::Value::Null, crate::dhcp::Claim::intent_details);
@@ -359,6 +360,16 @@ impl Engine {
                 addresses: addresses.clone(),
                 routes: plan_routes(&planned, &extra, req.default_route, child.is_noarp()),
             };
+            // DHCPv6 (crate::dhcp::v6): who the endpoint is, from the store
+            // before the exchange.
+            let lookup6 = match spec.ipam.dhcp6() {
+                true => {
+                    let state = self.store.path().to_path_buf();
+                    let client_id = req.dhcp.client_id.as_deref();
+                    Some(crate::dhcp::v6::identify(&who, client_id, &state, &self.store.read()?)?)
+                }
+                false => None,
+            };
             let shim = self.store.read()?.shim(record.id)?;
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is quarantined and replaced in
@@ -391,6 +402,12 @@ impl Engine {
                 dhcp_held = Some(held);
                 realized
                 // --- end DHCP ---
+            } else if spec.ipam.dhcp6() {
+                // DHCPv6 only: the link now, its address below.
+                let routes = plan_routes(&[], &extra, false, child.is_noarp());
+                let link =
+                    crate::dhcp::v6::make_link(&plan, &routes, &mut place, faults, &mut undo)?;
+                endpoint::Realized { link, routes }
             } else {
                 match spec.probe {
                     Some(spec) => {
@@ -419,6 +436,21 @@ impl Engine {
                     None => endpoint::realize(&plan, Policy::CLI, &mut place, faults, &mut undo)?,
                 }
             };
+            if let Some(lookup6) = &lookup6 {
+                let held = crate::dhcp::v6::realize(
+                    &realized.link,
+                    lookup6,
+                    &req.dhcp,
+                    spec.probe,
+                    &mut place,
+                    &mut undo,
+                );
+                let held = dhcp6_held.insert(held?);
+                let tx = self.store.write()?;
+                held.record(&tx, endpoint_id)?;
+                tx.commit()?;
+                addresses.push(held.address());
+            }
             if !is_dhcp {
                 addresses = plan.addresses.clone();
             }
@@ -474,6 +506,9 @@ impl Engine {
             }
             Err(error) => {
                 if let Some(held) = &dhcp_held {
+                    held.give_back(&place.target_ns);
+                }
+                if let Some(held) = &dhcp6_held {
                     held.give_back(&place.target_ns);
                 }
                 let error = place.abort(undo, error);

@@ -35,7 +35,7 @@ impl Engine {
         let tx = self.store.write()?;
         let endpoints = tx.endpoints(network.id)?;
         let mut views = Vec::with_capacity(endpoints.len());
-        let dhcp = network.spec.ipam == nicslice_model::Ipam::Dhcp;
+        let dhcp = network.spec.ipam.is_dhcp();
         for ep in &endpoints {
             crate::detach::refuse_in_flight(ep)?;
             views.push(crate::detach::endpoint_view(&tx, network.spec.name.as_str(), ep)?);

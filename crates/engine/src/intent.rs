@@ -111,7 +111,7 @@ pub(crate) fn end_intent(tx: &WriteTx<'_>, ep: &EndpointRecord, host: &Netns) ->
     let kind = net.spec.driver.kind();
     let parent = (host, net.spec.parent.as_str());
     crate::dhcp::release(tx, None, parent, net.spec.name.as_str(), ep)?;
-    if net.spec.ipam == nicslice_model::Ipam::Dhcp {
+    if net.spec.ipam.dhcp4() {
         crate::dhcp::forget_unrecorded_resolv_conf(ep, net.spec.name.as_str());
     }
     if let Some((_, mut sock)) = open_recorded(ep)? {

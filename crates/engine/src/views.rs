@@ -26,7 +26,7 @@ pub struct NetworkView {
     pub mtu: Option<u32>,
     pub promisc: bool,
     pub subnets: Vec<SubnetView>,
-    /// "pool" (the subnets above) or "dhcp".
+    /// "pool" (the subnets above), "dhcp", "dhcp6" or "dhcp,dhcp6".
     pub ipam: String,
     pub endpoints: usize,
 }

@@ -211,21 +211,27 @@ impl DhcpSocket {
     /// A unicast message waits in the kernel for the server's ARP answer, and
     /// deleting the interface before that drops it.
     pub fn flushed(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            let mut queued: libc::c_int = 0;
-            // SAFETY: SIOCOUTQ writes one int through the pointer, which
-            // points at a live c_int.
-            let rc =
-                unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::TIOCOUTQ as _, &mut queued) };
-            if rc < 0 || queued == 0 {
-                return rc == 0;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        send_queue_drained(self.socket.as_raw_fd(), limit)
+    }
+}
+
+/// Waits until socket `fd`'s send queue (`SIOCOUTQ`) is empty, at most
+/// `limit`; false if it is not (or cannot be read). Shared with the DHCPv6
+/// socket, whose RELEASE leaves just before its link is deleted too.
+pub(crate) fn send_queue_drained(fd: std::os::fd::RawFd, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int through the pointer, which points
+        // at a live c_int.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ as _, &mut queued) };
+        if rc < 0 || queued == 0 {
+            return rc == 0;
         }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod addr;
 pub mod address_claim;
 pub mod arp;
+pub mod dhcp6_socket;
 pub mod dhcp_socket;
 pub mod error;
 pub mod events;
@@ -29,6 +30,7 @@ pub mod tap;
 pub mod topology;
 
 pub use dhcp_socket::DhcpSocket;
+pub use dhcp6_socket::Dhcp6Socket;
 pub use error::{KernelError, Result};
 pub use identity::ProcessId;
 pub use link::{Link, LinkBrief, MacvlanState};

@@ -13,7 +13,8 @@ use crate::error::Context;
 use crate::store::now;
 use crate::{EndpointId, StoreError, WriteTx};
 
-/// One lease (IPv4 now; the family column leaves room for DHCPv6).
+/// One lease, DHCPv4 (keyed by client identifier) or DHCPv6 (keyed by
+/// IAID then DUID).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DhcpLeaseRecord {
     pub client_id: Vec<u8>,
@@ -134,6 +135,18 @@ impl WriteTx<'_> {
             )
             .ctx("recording a DHCP lease")?;
         Ok(())
+    }
+
+    /// Marks the lease of `client_id` in `family` released now (one family
+    /// of a dual-stack endpoint lost while the other is kept).
+    pub fn release_dhcp_lease(&self, client_id: &[u8], family: u8) -> Result<usize, StoreError> {
+        self.tx
+            .execute(
+                "UPDATE dhcp_leases SET endpoint_id = NULL, expires_at = ?3 \
+                 WHERE client_id = ?1 AND family = ?2",
+                params![client_id, family, now()],
+            )
+            .ctx("releasing a DHCP lease")
     }
 
     /// Marks every lease of `endpoint` released now (the row is kept for the

@@ -56,8 +56,8 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
                         n.driver.clone(),
                         n.mode.clone(),
                         n.parent.clone(),
-                        if n.ipam == "dhcp" {
-                            "(dhcp)".to_string()
+                        if n.ipam.starts_with("dhcp") {
+                            format!("({})", n.ipam)
                         } else {
                             n.subnets
                                 .iter()
@@ -81,8 +81,8 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
             if !n.flags.is_empty() {
                 println!("  flags: {}", n.flags.join(","));
             }
-            if n.ipam == "dhcp" {
-                println!("  addresses from DHCP (each endpoint its own client identifier)");
+            if n.ipam.starts_with("dhcp") {
+                println!("  addresses from {} (each endpoint its own client identifier)", n.ipam);
             }
             for s in &n.subnets {
                 let range = s.ip_range.map(|r| format!(", range {r}")).unwrap_or_default();
@@ -176,7 +176,9 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     spec.bcqueuelen = a.bcqueuelen;
     spec.bclim = a.bclim;
     spec.promisc = a.promisc;
-    spec.ipam = a.ipam.parse()?;
+    // `--ipam dhcp --ipam dhcp6` and `--ipam dhcp,dhcp6` both arrive as a
+    // list; the model reads it back joined.
+    spec.ipam = a.ipam.join(",").parse()?;
     spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {
         timeout_ms,
         cooldown_s: a.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),

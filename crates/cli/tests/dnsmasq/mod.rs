@@ -35,7 +35,22 @@ impl Dnsmasq {
         Dnsmasq::start_with(switch, tag, range, &[])
     }
 
-    /// The same, with dnsmasq's `extra` options besides.
+    /// [`start`](Self::start), and DHCPv6 too: br0 gets fd00:db8::1/64 and
+    /// the server hands out fd00:db8::100-1ff (120 s leases, the shortest
+    /// dnsmasq gives) and sends Router Advertisements (managed flag, the
+    /// prefix on-link, itself the default router).
+    pub fn start_v6(switch: &Netns, tag: &str) -> Option<Dnsmasq> {
+        let mut sock = nicslice_kernel::RouteSocket::open_in(switch).unwrap();
+        let br0 = sock.require_link("br0", "switch").unwrap();
+        let addr = "fd00:db8::1/64".parse().unwrap();
+        if !sock.addresses(Some(br0.index)).unwrap().iter().any(|(_, a)| *a == addr) {
+            sock.add_address(br0.index, addr).unwrap();
+        }
+        let v6 = ["--dhcp-range=fd00:db8::100,fd00:db8::1ff,64,120", "--enable-ra"];
+        Dnsmasq::start_with(switch, tag, "192.168.0.100,192.168.0.149", &v6)
+    }
+
+    /// [`start_range`](Self::start_range), with dnsmasq's `extra` options besides.
     pub fn start_with(switch: &Netns, tag: &str, range: &str, extra: &[&str]) -> Option<Dnsmasq> {
         if !Path::new(DNSMASQ).exists() {
             assert!(
@@ -85,7 +100,8 @@ impl Dnsmasq {
     }
 
     /// The server's lease file: one line per lease,
-    /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`.
+    /// `EXPIRY MAC IP HOSTNAME CLIENT-ID`, and for DHCPv6 (after a line
+    /// `duid SERVER-DUID`) `EXPIRY IAID IP HOSTNAME CLIENT-DUID`.
     /// dnsmasq rewrites the file in place (truncate, then write), so a read
     /// can catch it empty or half written: two reads 5 ms apart must agree.
     pub fn leases(&self) -> Vec<Vec<String>> {
@@ -121,7 +137,10 @@ impl Dnsmasq {
     /// The server's expiry time of the lease of `ip` (the lease file's first field).
     pub fn expiry(&self, ip: &str) -> i64 {
         let leases = self.leases();
-        let line = leases.iter().find(|l| l[2] == ip).expect("lease in the server's file");
+        let line = leases
+            .iter()
+            .find(|l| l.get(2).is_some_and(|a| a == ip))
+            .expect("lease in the server's file");
         line[0].parse().unwrap()
     }
 

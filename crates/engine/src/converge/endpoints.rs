@@ -59,7 +59,7 @@ fn attach_of(
     network: &ValidNetwork,
 ) -> AttachRequest {
     let kept = kept.filter(|k| k.network == d.network.as_str());
-    let ips = if !d.ips.is_empty() || network.spec().ipam == Ipam::Dhcp {
+    let ips = if !d.ips.is_empty() || network.spec().ipam.is_dhcp() {
         d.ips.clone()
     } else {
         kept.map(|k| k.addresses.iter().map(|a| a.addr()).collect()).unwrap_or_default()

@@ -14,7 +14,7 @@
 /// FNV-1a, 32 bits: stable across builds and Rust versions (std's hasher
 /// promises neither), and collisions among a host's endpoints are what the
 /// DUID does not separate, a one-in-four-billion chance per pair.
-fn fnv1a32(parts: &[&str]) -> u32 {
+pub(super) fn fnv1a32(parts: &[&str]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for part in parts {
         for byte in part.bytes().chain([0u8]) {
@@ -26,7 +26,7 @@ fn fnv1a32(parts: &[&str]) -> u32 {
 }
 
 /// DUID-UUID from the machine id (32 hex digits), or `None` without one.
-fn host_duid(machine_id: &str) -> Option<Vec<u8>> {
+pub(super) fn host_duid(machine_id: &str) -> Option<Vec<u8>> {
     let hex = machine_id.trim();
     if hex.len() != 32 {
         return None;
@@ -38,6 +38,12 @@ fn host_duid(machine_id: &str) -> Option<Vec<u8>> {
     Some(duid)
 }
 
+/// The endpoint's IAID: its DHCPv4 client identifier's, and its DHCPv6
+/// identity association's.
+pub(super) fn iaid(network: &str, netns: &str, ifname: &str) -> u32 {
+    fnv1a32(&[network, netns, ifname])
+}
+
 /// The endpoint's derived identifier: 255, IAID, DUID.
 pub fn derived(network: &str, netns: &str, ifname: &str) -> Vec<u8> {
     let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
@@ -45,7 +51,7 @@ pub fn derived(network: &str, netns: &str, ifname: &str) -> Vec<u8> {
 }
 
 fn derived_with(network: &str, netns: &str, ifname: &str, machine_id: &str) -> Vec<u8> {
-    let iaid = fnv1a32(&[network, netns, ifname]);
+    let iaid = iaid(network, netns, ifname);
     // No machine id (a minimal container): DUID-EN under no enterprise
     // (number 0) with the hostname's hash, still stable on this host.
     let duid = host_duid(machine_id).unwrap_or_else(|| {

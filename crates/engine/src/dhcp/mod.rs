@@ -34,6 +34,7 @@ mod cni;
 mod identity;
 mod renew;
 mod resolv;
+pub mod v6;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -384,6 +385,10 @@ pub fn release(
     endpoint: &EndpointRecord,
 ) -> Result<()> {
     for lease in tx.dhcp_leases_of(endpoint.id)? {
+        if lease.family == 6 {
+            v6::release(ns, endpoint.ifname.as_str(), &lease);
+            continue;
+        }
         if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
             (endpoint.mac, lease.address.addr(), lease.server)
         {

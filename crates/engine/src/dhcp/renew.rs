@@ -17,7 +17,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
 use nicslice_model::MacAddr;
-use nicslice_store::{DhcpLeaseRecord, EndpointId, EndpointState, StoreRead};
+use nicslice_store::{DhcpLeaseRecord, EndpointState, StoreRead};
 use serde::Serialize;
 
 use super::client::{Exchange, Granted};
@@ -53,7 +53,7 @@ pub fn due(lease: &DhcpLeaseRecord, now: i64, force: bool) -> Due {
 
 /// When to try again after a try at `now` failed (RFC 2131 4.4.5: half the
 /// time left until the next stage, at least a minute, never past it).
-fn retry_at(now: i64, next_stage: i64) -> i64 {
+pub(super) fn retry_at(now: i64, next_stage: i64) -> i64 {
     (now + ((next_stage - now) / 2).max(60)).min(next_stage)
 }
 
@@ -75,23 +75,24 @@ pub struct RenewReport {
 /// Whose a held lease is.
 #[derive(Clone, Copy)]
 enum Whose {
-    Endpoint(EndpointId),
+    /// An endpoint of `attach`.
+    Endpoint,
     /// A CNI attachment's (its holder row, by the lease's client identifier).
     Cni,
 }
 
 /// A held lease's holder, found again from the store: an endpoint of
 /// `attach` or a CNI attachment.
-struct Holder {
+pub(super) struct Holder {
     whose: Whose,
-    netns: String,
-    netns_id: (u64, u64),
-    ifname: String,
-    mac: Option<MacAddr>,
-    network: String,
+    pub(super) netns: String,
+    pub(super) netns_id: (u64, u64),
+    pub(super) ifname: String,
+    pub(super) mac: Option<MacAddr>,
+    pub(super) network: String,
     /// The parent in the host namespace, for a RELEASE on its behalf.
-    parent: Option<String>,
-    label: String,
+    pub(super) parent: Option<String>,
+    pub(super) label: String,
 }
 
 impl Engine {
@@ -106,7 +107,7 @@ impl Engine {
         }
         let Some(network) = read.network(endpoint.network_id)? else { return Ok(None) };
         Ok(Some(Holder {
-            whose: Whose::Endpoint(endpoint_id),
+            whose: Whose::Endpoint,
             label: format!("{} ({} in {})", lease.address, endpoint.ifname, endpoint.netns),
             netns_id: (endpoint.netns_id.dev, endpoint.netns_id.ino),
             netns: endpoint.netns,
@@ -207,6 +208,9 @@ impl Engine {
         due: Due,
         timeout: Duration,
     ) -> Result<Outcome> {
+        if lease.family == 6 {
+            return self.renew_one_v6(lease, holder, ns, due, timeout);
+        }
         let (IpNet::V4(address), IpAddr::V4(server)) = (lease.address, lease.server) else {
             return Ok(Outcome::Lost("not an IPv4 lease".into()));
         };
@@ -264,18 +268,24 @@ impl Engine {
                 }
             }
             Err(e) => {
-                // Try again later, and say when in the store.
-                let now = unix_now();
-                let next = match due {
-                    Due::Renew => retry_at(now, lease.rebind_at),
-                    _ => retry_at(now, lease.expires_at),
-                };
-                let tx = self.store.write()?;
-                tx.record_dhcp_lease(&DhcpLeaseRecord { renew_at: next, ..lease.clone() })?;
-                tx.commit()?;
+                self.postpone(lease, due)?;
                 Err(e)
             }
         }
+    }
+
+    /// After a try that got no answer: try again later, and say when in the
+    /// store.
+    pub(super) fn postpone(&mut self, lease: &DhcpLeaseRecord, due: Due) -> Result<()> {
+        let now = unix_now();
+        let next = match due {
+            Due::Renew => retry_at(now, lease.rebind_at),
+            _ => retry_at(now, lease.expires_at),
+        };
+        let tx = self.store.write()?;
+        tx.record_dhcp_lease(&DhcpLeaseRecord { renew_at: next, ..lease.clone() })?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// A new lease for an endpoint whose lease was refused: DISCOVER again,
@@ -353,12 +363,13 @@ impl Engine {
         self.forget(lease, holder)
     }
 
-    /// Marks `lease` released in the store.
+    /// Marks `lease` released in the store (only it: a dual-stack
+    /// endpoint's other lease is kept).
     fn forget(&mut self, lease: &DhcpLeaseRecord, holder: &Holder) -> Result<()> {
         let tx = self.store.write()?;
         match holder.whose {
-            Whose::Endpoint(endpoint) => {
-                tx.release_dhcp_leases(endpoint)?;
+            Whose::Endpoint => {
+                tx.release_dhcp_lease(&lease.client_id, lease.family)?;
             }
             Whose::Cni => tx.release_cni_dhcp_lease(&lease.client_id, lease.family)?,
         }
@@ -368,7 +379,12 @@ impl Engine {
 
     /// Takes a lost lease's address off its link (and the DNS servers it
     /// gave out of the namespace's resolv.conf) and records it released.
-    fn drop_address(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, ns: &Netns) -> Result<()> {
+    pub(super) fn drop_address(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        ns: &Netns,
+    ) -> Result<()> {
         let ifname = holder.ifname.as_str();
         super::forget_resolv_conf(lease, &holder.network, ifname);
         let mut sock = RouteSocket::open_in(ns)?;
@@ -384,7 +400,7 @@ impl Engine {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Renewed(u32),
     /// Refused, and a new lease put on instead.
     Replaced(ipnet::Ipv4Net, u32),

@@ -123,11 +123,31 @@ pub enum Ipam {
     Pool,
     /// A DHCPv4 server on the parent's link, asked by each endpoint.
     Dhcp,
+    /// A DHCPv6 server on the parent's link (IA_NA), asked by each endpoint.
+    Dhcp6,
+    /// Both: an IPv4 and an IPv6 lease for each endpoint (`--ipam dhcp,dhcp6`).
+    #[serde(rename = "dhcp,dhcp6")]
+    DhcpDual,
 }
 
 impl Ipam {
     pub fn is_pool(&self) -> bool {
         *self == Ipam::Pool
+    }
+
+    /// Addresses come from a DHCP server, of either family.
+    pub fn is_dhcp(&self) -> bool {
+        !self.is_pool()
+    }
+
+    /// Endpoints ask a DHCPv4 server.
+    pub fn dhcp4(&self) -> bool {
+        matches!(self, Ipam::Dhcp | Ipam::DhcpDual)
+    }
+
+    /// Endpoints ask a DHCPv6 server.
+    pub fn dhcp6(&self) -> bool {
+        matches!(self, Ipam::Dhcp6 | Ipam::DhcpDual)
     }
 }
 
@@ -136,9 +156,14 @@ impl std::str::FromStr for Ipam {
     fn from_str(s: &str) -> Result<Ipam, crate::ModelError> {
         match s {
             "pool" | "static" => Ok(Ipam::Pool),
-            "dhcp" => Ok(Ipam::Dhcp),
+            "dhcp" | "dhcp4" => Ok(Ipam::Dhcp),
+            "dhcp6" => Ok(Ipam::Dhcp6),
+            // Both families, in either order (`--ipam dhcp --ipam dhcp6`
+            // reaches here joined by a comma).
+            "dhcp,dhcp6" | "dhcp6,dhcp" | "dhcp4,dhcp6" | "dhcp6,dhcp4" => Ok(Ipam::DhcpDual),
             other => Err(crate::ModelError::Invalid(format!(
-                "--ipam {other}: expected pool (nicslice's allocator over --subnet) or dhcp"
+                "--ipam {other}: expected pool (nicslice's allocator over --subnet), dhcp \
+                 (DHCPv4), dhcp6 (DHCPv6) or dhcp,dhcp6 (both)"
             ))),
         }
     }
@@ -149,6 +174,8 @@ impl std::fmt::Display for Ipam {
         f.write_str(match self {
             Ipam::Pool => "pool",
             Ipam::Dhcp => "dhcp",
+            Ipam::Dhcp6 => "dhcp6",
+            Ipam::DhcpDual => "dhcp,dhcp6",
         })
     }
 }
@@ -205,6 +232,25 @@ mod tests {
         assert!(!spec.promisc);
         assert_eq!(spec.subnets[0], SubnetSpec::new("192.168.179.0/24".parse().unwrap()));
         assert_eq!(spec.ipam, Ipam::Pool, "a record from before DHCP uses the pool");
+    }
+
+    #[test]
+    fn ipam_names_for_each_family_and_both() {
+        for (text, ipam, v4, v6) in [
+            ("dhcp", Ipam::Dhcp, true, false),
+            ("dhcp6", Ipam::Dhcp6, false, true),
+            ("dhcp,dhcp6", Ipam::DhcpDual, true, true),
+            ("dhcp6,dhcp", Ipam::DhcpDual, true, true),
+        ] {
+            let parsed: Ipam = text.parse().unwrap();
+            assert_eq!(parsed, ipam, "{text}");
+            assert_eq!((parsed.dhcp4(), parsed.dhcp6(), parsed.is_dhcp()), (v4, v6, true));
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(serde_json::from_str::<Ipam>(&json).unwrap(), parsed);
+            assert_eq!(parsed.to_string().parse::<Ipam>().unwrap(), parsed);
+        }
+        assert!("dhcp7".parse::<Ipam>().is_err());
+        assert!(!Ipam::Pool.is_dhcp());
     }
 
     #[test]

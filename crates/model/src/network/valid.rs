@@ -92,13 +92,16 @@ fn check_mode_and_flags(spec: &NetworkSpec) -> Result<(), String> {
 /// DHCP gets its addresses from the server, on a link that can take its
 /// broadcasts (`rules::check_dhcp_link`).
 fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
-    if spec.ipam != super::Ipam::Dhcp {
+    if !spec.ipam.is_dhcp() {
         return Ok(());
     }
+    let ipam = spec.ipam;
     if !spec.subnets.is_empty() {
-        return Err("--ipam dhcp takes the addresses from the DHCP server; drop --subnet".into());
+        return Err(format!(
+            "--ipam {ipam} takes the addresses from the DHCP server; drop --subnet"
+        ));
     }
-    crate::rules::check_dhcp_link(spec.driver, spec.mode).map_err(|e| format!("--ipam dhcp: {e}"))
+    crate::rules::check_dhcp_link(spec.driver, spec.mode).map_err(|e| format!("--ipam {ipam}: {e}"))
 }
 
 fn check_no_overlap(subnets: &[ValidSubnet]) -> Result<(), String> {

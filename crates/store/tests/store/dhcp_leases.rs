@@ -66,3 +66,33 @@ fn leases_are_recorded_listed_released_and_kept() {
     assert_eq!(store.dhcp_lease_of_client(b"\0a", 4).unwrap().unwrap().endpoint_id, None);
     assert!(store.held_dhcp_leases().unwrap().is_empty());
 }
+
+#[test]
+fn one_family_of_a_dual_stack_endpoint_is_released_alone() {
+    let dir = TempDir::new("dhcp46");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "eth0", &[]), None).unwrap();
+    let a = tx.insert_endpoint(net, &endpoint(1, "eth0")).unwrap();
+    tx.record_dhcp_lease(&lease(b"\0a", Some(a), "192.168.0.100/24", 1090)).unwrap();
+    let v6 = DhcpLeaseRecord {
+        family: 6,
+        address: "fd00:db8::100/128".parse().unwrap(),
+        server: "fd00:db8::1".parse().unwrap(),
+        ..lease(b"\0\0\0\x01\0\x04", Some(a), "192.168.0.100/24", 1060)
+    };
+    tx.record_dhcp_lease(&v6).unwrap();
+    tx.commit().unwrap();
+    let families: Vec<u8> = store.dhcp_leases_of(a).unwrap().iter().map(|l| l.family).collect();
+    assert_eq!(families, vec![4, 6]);
+
+    // The IPv6 lease lost (its server no longer binds it): the IPv4 one stays held.
+    let tx = store.write().unwrap();
+    assert_eq!(tx.release_dhcp_lease(&v6.client_id, 6).unwrap(), 1);
+    tx.commit().unwrap();
+    let held = store.dhcp_leases_of(a).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].family, 4);
+    let kept = store.dhcp_lease_of_client(&v6.client_id, 6).unwrap().unwrap();
+    assert_eq!((kept.endpoint_id, kept.address.to_string()), (None, "fd00:db8::100/128".into()));
+}

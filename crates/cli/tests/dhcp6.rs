@@ -1,0 +1,318 @@
+//! DHCPv6 (IA_NA) networks against a real server: dnsmasq, started by the
+//! test inside the switch namespace of its world (br0 gets fd00:db8::1/64;
+//! the server hands out fd00:db8::100-1ff and sends Router Advertisements)
+//! and killed by its pid at the end. Two macvlan children get two
+//! addresses under one DUID (the host's) and two IAIDs; detach releases
+//! (the server's lease file drops the address); a re-attached endpoint gets
+//! its address back; the agent renews; a dual-stack network gives each
+//! endpoint both families; past T2 the agent REBINDs; with conflict probing
+//! a used address is DECLINEd; with no server, attach fails within its timeout
+//! and leaves no link, no lease and no record.
+
+mod common;
+mod dnsmasq;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dnsmasq::Dnsmasq;
+
+/// The addresses of an endpoint view of `family` ("." or ":"), without
+/// their prefix lengths.
+fn ips_of(view: &serde_json::Value, family: char) -> Vec<String> {
+    let a = view["addresses"].as_array().expect("addresses");
+    a.iter()
+        .map(|a| a.as_str().unwrap().split('/').next().unwrap().to_string())
+        .filter(|ip| ip.contains(family))
+        .collect()
+}
+
+/// The single IPv6 address of a view.
+fn ip6_of(view: &serde_json::Value) -> String {
+    let v6 = ips_of(view, ':');
+    assert_eq!(v6.len(), 1, "one DHCPv6 address: {view}");
+    v6[0].clone()
+}
+
+/// The server's DHCPv6 lease line of `ip`: `EXPIRY IAID IP HOSTNAME DUID`
+/// (waiting at most 3 s: dnsmasq rewrites its file in place).
+fn v6_lease(server: &Dnsmasq, ip: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let line = server.leases().into_iter().find(|l| l.get(2).map(String::as_str) == Some(ip));
+        match line {
+            Some(line) => return line,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            None => panic!(
+                "no lease of {ip} in the server's file: {:?}\n{}",
+                server.leases(),
+                server.log()
+            ),
+        }
+    }
+}
+
+/// Waits (at most `limit`) for `ns` to have a route that `found` accepts.
+fn wait_route(
+    ns: &nicslice_kernel::Netns,
+    limit: Duration,
+    found: impl Fn(&nicslice_kernel::Route) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if routes(ns).iter().any(&found) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
+    let mut lab = Lab::new("dhcp6");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "v6") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
+    assert!(lab.ok(&["network", "ls"]).contains("(dhcp6)"));
+    assert_eq!(lab.json(&["network", "ls"])[0]["ipam"], "dhcp6");
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+
+    let attach = |name: &str| {
+        let args =
+            ["attach", "lan", "--netns", name, "--dhcp-timeout", "5", "--no-agent", "--json"];
+        let out = lab.run(&args);
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), server.log());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let started = Instant::now();
+    let a = attach(&n1);
+    println!("attach with DHCPv6 took {:?}", started.elapsed());
+    let started = Instant::now();
+    let b = attach(&n2);
+    println!("second attach with DHCPv6 took {:?}", started.elapsed());
+    let (ip1, ip2) = (ip6_of(&a), ip6_of(&b));
+    assert_ne!(ip1, ip2, "two children, two leases");
+    assert!(ips_of(&a, '.').is_empty(), "no IPv4 on a dhcp6 network: {a}");
+    for (ns, ip, view) in [(&ns1, &ip1, &a), (&ns2, &ip2, &b)] {
+        let last = u16::from_str_radix(ip.rsplit(':').next().unwrap(), 16).unwrap();
+        assert!(ip.starts_with("fd00:db8::") && (0x100..=0x1ff).contains(&last), "{ip}");
+        assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/128")], "IA_NA gives a /128");
+        assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
+        // Where the REPLY came from: dnsmasq answers from its address on br0.
+        assert_eq!(view["dhcp"]["server"], "fd00:db8::1", "{view}");
+    }
+    // One link-local of its own each, none of the kernel's EUI-64 ones.
+    let ll = |ns: &nicslice_kernel::Netns| {
+        let mut sock = nicslice_kernel::RouteSocket::open_in(ns).unwrap();
+        let link = sock.require_link("eth0", "ns").unwrap();
+        sock.addresses(Some(link.index))
+            .unwrap()
+            .into_iter()
+            .map(|(_, a)| a.to_string())
+            .filter(|a| a.starts_with("fe80:"))
+            .collect::<Vec<_>>()
+    };
+    let (ll1, ll2) = (ll(&ns1), ll(&ns2));
+    assert_eq!((ll1.len(), ll2.len()), (1, 1), "{ll1:?} {ll2:?}");
+    assert_ne!(ll1, ll2);
+
+    // The server knows them by one DUID (the host's) and two IAIDs.
+    let (l1, l2) = (v6_lease(&server, &ip1), v6_lease(&server, &ip2));
+    assert_eq!(l1[4], l2[4], "one DUID for the host: {l1:?} {l2:?}");
+    assert_ne!(l1[1], l2[1], "one IAID per child: {l1:?} {l2:?}");
+
+    // The router's RA gives each the on-link prefix and the default route.
+    let prefix: ipnet::IpNet = "fd00:db8::/64".parse().unwrap();
+    for ns in [&ns1, &ns2] {
+        let default6 = |r: &nicslice_kernel::Route| {
+            r.is_default() && r.destination.addr().is_ipv6() && r.gateway.is_some()
+        };
+        assert!(
+            wait_route(ns, Duration::from_secs(10), |r| r.destination == prefix)
+                && wait_route(ns, Duration::from_secs(10), default6),
+            "on-link prefix and default route from the RA: {:?}",
+            routes(ns)
+        );
+    }
+    assert!(ping(&ns1, &ip2), "sibling over IPv6");
+    assert!(ping(&ns1, "fd00:db8::1"), "the server");
+    lab.ok(&["endpoint", "check", "lan"]);
+
+    // The agent renews (RENEW to the server that gave it).
+    let expiry = |ip: &str| v6_lease(&server, ip)[0].parse::<i64>().unwrap();
+    let before = expiry(&ip1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while expiry(&ip1) <= before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(expiry(&ip1) > before, "the server extended the lease");
+
+    // Detach sends RELEASE: the server forgets the lease.
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(link(&ns1, "eth0").is_none());
+    assert!(server.released(&ip1), "RELEASE reached the server: {:?}", server.leases());
+    assert!(server.has_lease(&ip2), "the other lease stays");
+
+    // Attached again: same DUID and IAID, same address.
+    let again = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    assert_eq!(ip6_of(&again), ip1, "a re-attached endpoint gets its address back");
+    assert_eq!(ll(&ns1), ll1, "and the same link-local");
+
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while (server.has_lease(&ip1) || server.has_lease(&ip2)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!server.has_lease(&ip1) && !server.has_lease(&ip2), "{:?}", server.leases());
+}
+
+#[test]
+fn dual_stack_network_gives_each_endpoint_both_families() {
+    let mut lab = Lab::new("dhcp46");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "dual") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp", "--ipam", "dhcp6"]);
+    lab.ok(&["network", "create", "lan2", "--parent", "eth0", "--ipam", "dhcp6,dhcp"]);
+    let listed = lab.json(&["network", "ls"]);
+    let ipams: BTreeSet<&str> =
+        listed.as_array().unwrap().iter().map(|n| n["ipam"].as_str().unwrap()).collect();
+    assert_eq!(ipams, BTreeSet::from(["dhcp,dhcp6"]), "both spellings: {listed}");
+    lab.ok(&["network", "rm", "lan2"]);
+
+    let mut seen = Vec::new();
+    for role in ["ns1", "ns2"] {
+        let (ns, name) = lab.netns(role);
+        let started = Instant::now();
+        let view =
+            lab.json(&["attach", "lan", "--netns", &name, "--dhcp-timeout", "5", "--no-agent"]);
+        println!("dual-stack attach took {:?}", started.elapsed());
+        let (v4, v6) = (ips_of(&view, '.'), ip6_of(&view));
+        assert_eq!(v4.len(), 1, "{view}");
+        let mut held = addresses(&ns, "eth0");
+        held.sort();
+        assert_eq!(held, vec![format!("{}/24", v4[0]), format!("{v6}/128")]);
+        assert_eq!(default_gateway(&ns), Some("192.168.0.1".parse().unwrap()));
+        assert_eq!(v6_lease(&server, &v6)[2], v6);
+        assert!(server.has_lease(&v4[0]), "{:?}", server.leases());
+        seen.push((name, v4[0].clone(), v6));
+    }
+    assert_ne!(seen[0].1, seen[1].1);
+    assert_ne!(seen[0].2, seen[1].2);
+    lab.ok(&["endpoint", "check", "lan"]);
+    for (name, v4, v6) in &seen {
+        lab.ok(&["detach", "lan", "--netns", name]);
+        assert!(server.released(v4), "DHCPv4 RELEASE of {v4}: {:?}", server.leases());
+        assert!(server.released(v6), "DHCPv6 RELEASE of {v6}: {:?}", server.leases());
+    }
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+#[test]
+fn no_dhcp6_server_fails_within_the_timeout_and_leaves_nothing() {
+    let mut lab = Lab::new("dhcp60");
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let started = Instant::now();
+    let err = lab.fails(
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5", "--no-agent"],
+        "no DHCPv6 server answered SOLICIT",
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "gave up after {took:?}: {err}");
+    assert!(took >= Duration::from_millis(1500), "waited its timeout: {took:?}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    // A namespace without IPv6: refused with the reason, nothing left.
+    let (ns2, n2) = lab.netns("noipv6");
+    ns2.run(|| nicslice_kernel::sysctl::write("net/ipv6/conf/default/disable_ipv6", "1"))
+        .unwrap()
+        .unwrap();
+    lab.fails(&["attach", "lan", "--netns", &n2, "--no-agent"], "IPv6 is disabled");
+    assert_eq!(non_lo(&ns2), Vec::<String>::new(), "no link left");
+    // No lease row for the agent: a pass finds nothing held.
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["next_due"], serde_json::Value::Null, "no lease held: {report}");
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+#[test]
+fn with_conflict_probing_an_address_someone_uses_is_declined_and_nothing_left() {
+    let mut lab = Lab::new("dhcp6dad");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "dad") else { return };
+    lab.ok(&[
+        "network",
+        "create",
+        "lan",
+        "--parent",
+        "eth0",
+        "--ipam",
+        "dhcp6",
+        "--probe-conflicts=300",
+    ]);
+    let (ns1, n1) = lab.netns("ns1");
+    let args = ["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"];
+    // Unique: DAD passes, the address is used.
+    let ip = ip6_of(&lab.json(&args));
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/128")]);
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip));
+
+    // A host the server does not know about takes the address meanwhile
+    // (the switch, statically); the endpoint asks for it again, gets it,
+    // and its DAD finds the other host.
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&lab.switch).unwrap();
+    let br0 = sock.require_link("br0", "switch").unwrap();
+    sock.add_address(br0.index, format!("{ip}/128").parse().unwrap()).unwrap();
+    let err = lab.fails(&args, "duplicate address detection failed");
+    assert!(err.contains("declined"), "{err}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("DHCPDECLINE") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.log().contains("DHCPDECLINE"), "the server heard the DECLINE: {}", server.log());
+}
+
+#[test]
+fn past_t2_the_agent_rebinds_with_any_server() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp6rb");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "rebind") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
+    let (_ns1, n1) = lab.netns("ns1");
+    let ip = ip6_of(&lab.json(&["attach", "lan", "--netns", &n1, "--no-agent"]));
+    // T1 and T2 passed (as an agent that was not running would find them):
+    // the state says so, the agent acts on what the state says.
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().pop().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    tx.record_dhcp_lease(&nicslice_store::DhcpLeaseRecord {
+        renew_at: now - 10,
+        rebind_at: now - 1,
+        ..lease.clone()
+    })
+    .unwrap();
+    tx.commit().unwrap();
+    drop(store);
+
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 1, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("DHCPREBIND") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.log().contains("DHCPREBIND"), "a REBIND, to any server: {}", server.log());
+    let renewed = Store::open(&lab.state).unwrap().held_dhcp_leases().unwrap().pop().unwrap();
+    assert_eq!(renewed.address.addr().to_string(), ip);
+    assert!(renewed.renew_at > now && renewed.rebind_at > now, "new timers: {renewed:?}");
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+}
