@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use nicslice_kernel::{NetnsTarget, RouteSocket};
+use nicslice_model::ValidNetwork;
 use nicslice_model::desired::DesiredEndpoint;
-use nicslice_model::{Ipam, ValidNetwork};
 
 use super::diff::{KEEP_UNLISTED, Planning, shown, step};
 use super::{Action, Desired, Op, Phase};
