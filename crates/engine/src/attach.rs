@@ -144,6 +144,10 @@ fn allocate_addresses(
     endpoint: EndpointId,
     wanted: &[IpAddr],
 ) -> Result<Vec<LeaseRecord>> {
+    if valid.ipam == nicslice_model::Ipam::Etcd {
+        // The fleet pool: one subnet, addresses from this host's blocks.
+        return Ok(vec![tx.fleet_allocate(network, endpoint)?]);
+    }
     let mut leases = Vec::new();
     for v6 in [false, true] {
         let subnets: Vec<usize> = (0..valid.subnets().len())
@@ -192,6 +196,12 @@ impl Engine {
         if is_dhcp && !req.ips.is_empty() {
             return Err(EngineError::Invalid(format!(
                 "--ip does not apply to network {}: its addresses come from DHCP",
+                spec.name
+            )));
+        }
+        if spec.ipam == nicslice_model::Ipam::Etcd && !req.ips.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "--ip does not apply to network {}: its addresses come from the fleet pool on etcd",
                 spec.name
             )));
         }

@@ -78,7 +78,11 @@ impl Engine {
                     undo.push(UndoAction::SetPromisc { index: parent.index, on: false });
                 }
             }
-            tx.insert_network(&valid, promisc_prev)?;
+            let id = tx.insert_network(&valid, promisc_prev)?;
+            if spec.fleet.is_some() {
+                // The fleet pool: refused now if etcd does not answer.
+                tx.fleet_join(id)?;
+            }
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(network_view(&spec, 0))
@@ -191,7 +195,13 @@ impl Engine {
             mtu: parent.as_ref().map_or(0, |p| p.mtu),
             mac: parent.as_ref().and_then(|p| p.mac),
         };
+        // The fleet pool as etcd holds it; etcd not answering is shown, not fatal.
+        let fleet =
+            record.spec.fleet.is_some().then(|| {
+                nicslice_store::fleet::view(&self.store, &record).map_err(|e| e.to_string())
+            });
         Ok(NetworkDetail {
+            fleet,
             network: network_view(&record.spec, endpoint_list.len()),
             spec: record.spec,
             parent_state,

@@ -84,6 +84,37 @@ pub struct NetworkSpec {
     /// Where endpoint addresses come from (records made before DHCP: the pool).
     #[serde(default, skip_serializing_if = "Ipam::is_pool")]
     pub ipam: Ipam,
+    /// The shared pool's etcd cluster and how the subnet is cut (`--ipam etcd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSpec>,
+}
+
+/// A subnet shared by several hosts through etcd (`--ipam etcd`): each host
+/// leases blocks of `block_size` addresses, with a lease of `ttl_s` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSpec {
+    /// Client URLs of the etcd cluster (`http://host:2379`).
+    pub endpoints: Vec<String>,
+    #[serde(default = "FleetSpec::default_block_size")]
+    pub block_size: u32,
+    /// How long this host's blocks outlive its last contact with etcd.
+    #[serde(default = "FleetSpec::default_ttl")]
+    pub ttl_s: u64,
+}
+
+impl FleetSpec {
+    /// 16: a /16 is 4,096 blocks; a host wastes at most 15 spare addresses.
+    pub const DEFAULT_BLOCK_SIZE: u32 = 16;
+    /// A minute: a host renews at most every third of it, while it allocates.
+    pub const DEFAULT_TTL_S: u64 = 60;
+
+    fn default_block_size() -> u32 {
+        Self::DEFAULT_BLOCK_SIZE
+    }
+
+    fn default_ttl() -> u64 {
+        Self::DEFAULT_TTL_S
+    }
 }
 
 /// Conflict probing: an ARP probe (IPv4) or the kernel's DAD (IPv6) for each
@@ -123,6 +154,8 @@ pub enum Ipam {
     Pool,
     /// A DHCPv4 server on the parent's link, asked by each endpoint.
     Dhcp,
+    /// The subnet shared with other hosts through etcd (`fleet`).
+    Etcd,
 }
 
 impl Ipam {
@@ -137,8 +170,9 @@ impl std::str::FromStr for Ipam {
         match s {
             "pool" | "static" => Ok(Ipam::Pool),
             "dhcp" => Ok(Ipam::Dhcp),
+            "etcd" => Ok(Ipam::Etcd),
             other => Err(crate::ModelError::Invalid(format!(
-                "--ipam {other}: expected pool (nicslice's allocator over --subnet) or dhcp"
+                "--ipam {other}: expected pool (nicslice's allocator over --subnet), dhcp or etcd"
             ))),
         }
     }
@@ -149,6 +183,7 @@ impl std::fmt::Display for Ipam {
         f.write_str(match self {
             Ipam::Pool => "pool",
             Ipam::Dhcp => "dhcp",
+            Ipam::Etcd => "etcd",
         })
     }
 }
@@ -187,6 +222,7 @@ impl NetworkSpec {
             subnets: Vec::new(),
             probe: None,
             ipam: Ipam::Pool,
+            fleet: None,
         }
     }
 }

@@ -31,6 +31,7 @@ impl NetworkSpec {
             |reason: String| ModelError::InvalidNetwork { network: self.name.to_string(), reason };
         check_mode_and_flags(&self).map_err(invalid)?;
         check_dhcp(&self).map_err(invalid)?;
+        check_fleet(&self).map_err(invalid)?;
         let subnets = self
             .subnets
             .iter()
@@ -110,6 +111,51 @@ fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
             "--ipam dhcp needs broadcast, which ipvlan {} children never receive; use mode l2",
             spec.mode
         ));
+    }
+    Ok(())
+}
+
+/// A fleet network: one subnet, an etcd cluster reached over plain HTTP.
+fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
+    let Some(fleet) = &spec.fleet else {
+        return match spec.ipam {
+            super::Ipam::Etcd => Err("--ipam etcd needs --etcd URL (or NICSLICE_ETCD)".into()),
+            _ => Ok(()),
+        };
+    };
+    if spec.ipam != super::Ipam::Etcd {
+        return Err("--etcd applies to --ipam etcd only".into());
+    }
+    if spec.subnets.len() != 1 {
+        return Err(format!(
+            "--ipam etcd shares exactly one --subnet between the hosts, and {} were given",
+            spec.subnets.len()
+        ));
+    }
+    if spec.probe.is_some() {
+        return Err("--probe-conflicts is not available with --ipam etcd yet".into());
+    }
+    if fleet.endpoints.is_empty() {
+        return Err("--etcd: give at least one client URL".into());
+    }
+    for url in &fleet.endpoints {
+        if url.starts_with("https://") {
+            return Err(format!(
+                "--etcd {url}: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local proxy)"
+            ));
+        }
+        let host = url.strip_prefix("http://").unwrap_or_default();
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("--etcd {url}: expected a client URL like http://10.0.0.5:2379"));
+        }
+    }
+    // etcd takes at most 128 operations in one transaction, and a block is
+    // leased with one put per address.
+    if !(1..=64).contains(&fleet.block_size) {
+        return Err(format!("--etcd-block {}: expected 1 to 64 addresses", fleet.block_size));
+    }
+    if fleet.ttl_s == 0 {
+        return Err("--etcd-ttl: expected at least one second".into());
     }
     Ok(())
 }

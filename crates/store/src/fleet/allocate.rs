@@ -1,0 +1,277 @@
+//! Allocation and release on a fleet network (see the module above): the
+//! lease renewal, the leasing of a block with its spares, the claim of a
+//! spare for an endpoint, and its return.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nicslice_model::FleetSpec;
+use nicslice_model::ipam::Pool;
+
+use super::etcd::{Cmp, Etcd, LeaseId, Op, range_reply};
+use super::local::{self, Clock, HostRow};
+use super::{AddressRecord, BlockRecord, Keys};
+use crate::{
+    EndpointId, EndpointRecord, LeaseRecord, NetworkId, NetworkRecord, StoreError, StoreRead,
+    WriteTx,
+};
+
+fn cut_off(network: &str, why: Option<StoreError>) -> StoreError {
+    StoreError::Etcd(format!(
+        "network {network}: this host is cut off from etcd and its lease may have expired, so its addresses may be handed to other hosts; refusing to allocate rather than risk a duplicate{}",
+        why.map(|e| format!(" ({e})")).unwrap_or_default()
+    ))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Renews this host's lease when a third of the TTL has passed since the
+/// last renewal (or takes one): the lease counts as alive until the time
+/// the renewal was asked plus what etcd said is left, never later than etcd
+/// itself lets it go. `Err` when etcd did not answer.
+fn renew_if_due(
+    etcd: &Etcd,
+    fleet: &FleetSpec,
+    host: &mut HostRow,
+    clock: &Clock,
+) -> Result<(), StoreError> {
+    let ttl = Duration::from_secs(fleet.ttl_s);
+    let same_boot = host.boot_id == clock.boot_id;
+    if host.lease != 0 && same_boot && clock.now_ms < host.renewed_ms + ms(ttl) / 3 {
+        return Ok(());
+    }
+    if host.lease != 0 && same_boot {
+        if let Some(left) = etcd.keep_alive(LeaseId(host.lease))? {
+            host.renewed_ms = clock.now_ms;
+            host.valid_until_ms = clock.now_ms + ms(left);
+            return Ok(());
+        }
+        tracing::info!(host = %host.host, "this host's etcd lease expired: taking a new one");
+    }
+    let lease = etcd.grant(ttl)?;
+    *host = HostRow {
+        lease: lease.0,
+        boot_id: clock.boot_id.clone(),
+        renewed_ms: clock.now_ms,
+        valid_until_ms: clock.now_ms + ms(ttl),
+        host: std::mem::take(&mut host.host),
+    };
+    Ok(())
+}
+
+impl WriteTx<'_> {
+    /// Takes (or renews) this host's etcd lease for fleet network `network`
+    /// and records it: `network create` checks this way that etcd answers.
+    pub fn fleet_join(&self, network: NetworkId) -> Result<(), StoreError> {
+        let record =
+            self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
+        let fleet = fleet_of(&record)?;
+        let mut host = local::host(&self.tx, network)?;
+        renew_if_due(&super::client(&fleet)?, &fleet, &mut host, &Clock::read()?)?;
+        local::save_host(&self.tx, network, &host)
+    }
+
+    /// Leases an address of fleet network `network` to `endpoint`: one of
+    /// this host's spares, after leasing a block when none is left. etcd
+    /// records the address as the endpoint's when it answers; while it does
+    /// not, the spare (recorded as this host's already) is used as long as
+    /// this host's lease surely lives.
+    pub fn fleet_allocate(
+        &self,
+        network: NetworkId,
+        endpoint: EndpointId,
+    ) -> Result<LeaseRecord, StoreError> {
+        let record =
+            self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
+        let fleet = fleet_of(&record)?;
+        let name = record.spec.name.to_string();
+        let ep = self.endpoint(endpoint)?.ok_or(StoreError::NoSuchEndpoint(endpoint.0))?;
+        let valid = record.validate()?;
+        let pool = self.pool(&valid, network, 0)?;
+        let etcd = super::client(&fleet)?;
+        let keys = Keys::new(&name);
+        let clock = Clock::read()?;
+        let mut host = local::host(&self.tx, network)?;
+        let contact = renew_if_due(&etcd, &fleet, &mut host, &clock);
+        local::save_host(&self.tx, network, &host)?;
+        if !host.lease_lives(&clock) {
+            return Err(cut_off(&name, contact.err()));
+        }
+        let leased: BTreeSet<IpAddr> = self.leases_in(network)?.iter().map(|l| l.ip).collect();
+        let owner = keys.cli_owner(&host.host, &ep);
+        loop {
+            let free = local::addresses(&self.tx, network)?
+                .into_iter()
+                .find(|(ip, _)| !leased.contains(ip));
+            let (ip, block) = match (free, &contact) {
+                (Some(found), _) => found,
+                (None, Ok(())) => lease_block(self, &etcd, &keys, &pool, &fleet, &host, network)?,
+                (None, Err(e)) => {
+                    return Err(StoreError::Etcd(format!(
+                        "network {name}: this host has no spare address left and etcd does not answer, so it cannot lease another block ({e})"
+                    )));
+                }
+            };
+            if contact.is_ok() {
+                match claim(&etcd, &keys, &host.host, block, ip, &owner, &leased) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Recorded for someone else: not ours to hand out.
+                        local::forget_address(&self.tx, network, ip)?;
+                        continue;
+                    }
+                    // Still recorded as this host's spare: ours all the same.
+                    Err(e) => tracing::warn!(%ip, "etcd did not record the address's owner: {e}"),
+                }
+            }
+            return self.allocate(network, 0, Some(ip), Some(endpoint));
+        }
+    }
+}
+
+pub(super) fn fleet_of(record: &NetworkRecord) -> Result<FleetSpec, StoreError> {
+    record.spec.fleet.clone().ok_or_else(|| {
+        StoreError::Etcd(format!(
+            "network {} is not a fleet network (--ipam etcd)",
+            record.spec.name
+        ))
+    })
+}
+
+/// Makes `ip`'s record the endpoint's (`owner`): from this host's spare, or
+/// from a record in this host's name that no local lease holds (left by a
+/// command killed after etcd took its record and before its own commit).
+/// Whether the address is now the endpoint's; `false` when it is recorded
+/// for another host.
+fn claim(
+    etcd: &Etcd,
+    keys: &Keys,
+    host: &str,
+    block: IpAddr,
+    ip: IpAddr,
+    owner: &[u8],
+    leased: &BTreeSet<IpAddr>,
+) -> Result<bool, StoreError> {
+    let key = keys.address(block, ip);
+    let owned = AddressRecord::owned(host, owner).bytes();
+    let take = [
+        Op::Put { key: key.clone(), value: owned.clone(), lease: None },
+        Op::Put { key: owner.to_vec(), value: ip.to_string().into_bytes(), lease: None },
+    ];
+    let spare = AddressRecord::spare(host).bytes();
+    let (took, replies) =
+        etcd.txn(&[Cmp::Holds(key.clone(), spare)], &take, &[Op::Get(key.clone())])?;
+    if took {
+        return Ok(true);
+    }
+    let Some(found) = range_reply(&replies, 0)? else {
+        // No record at all: create it as the endpoint's, if still absent.
+        return Ok(etcd.txn(&[Cmp::Absent(key)], &take, &[])?.0);
+    };
+    if found.value == owned {
+        return Ok(true); // an earlier try of this very claim
+    }
+    match AddressRecord::parse(&found.value) {
+        Some(r) if r.host == host && !leased.contains(&ip) => {
+            tracing::info!(%ip, "taking over an address a killed command left recorded");
+            Ok(etcd.txn(&[Cmp::Holds(key, found.value)], &take, &[])?.0)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Leases the first block of the subnet no host holds that has addresses
+/// no one has recorded, and records those as this host's spares, in one
+/// etcd transaction (raced by another host: the next block). Returns the
+/// first of them and its block.
+fn lease_block(
+    tx: &WriteTx<'_>,
+    etcd: &Etcd,
+    keys: &Keys,
+    pool: &Pool,
+    fleet: &FleetSpec,
+    host: &HostRow,
+    network: NetworkId,
+) -> Result<(IpAddr, IpAddr), StoreError> {
+    let held: BTreeSet<Vec<u8>> =
+        etcd.get_prefix(&keys.blocks())?.into_iter().map(|kv| kv.key).collect();
+    let size = u128::from(fleet.block_size);
+    let taken_at = crate::store::now();
+    let mut first = pool.range_first();
+    while first <= pool.range_last() {
+        let last = (first + size - 1).min(pool.range_last());
+        let Some(block) = pool.ip_at(first) else { break };
+        first += size;
+        let block_key = keys.block(block);
+        if held.contains(&block_key) {
+            continue;
+        }
+        let recorded: BTreeSet<Vec<u8>> = etcd
+            .get_prefix(&keys.addresses_of_block(block))?
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        let free: Vec<IpAddr> = (first - size..=last)
+            .filter_map(|o| pool.ip_at(o))
+            .filter(|ip| pool.is_allocatable(*ip) && !recorded.contains(&keys.address(block, *ip)))
+            .collect();
+        let Some(&first_free) = free.first() else { continue };
+        let record = BlockRecord { host: host.host.clone(), taken_at };
+        let mut compare = vec![Cmp::Absent(block_key.clone())];
+        let mut puts = vec![Op::Put {
+            key: block_key,
+            value: serde_json::to_vec(&record).unwrap_or_default(),
+            lease: Some(LeaseId(host.lease)),
+        }];
+        let spare = AddressRecord::spare(&host.host).bytes();
+        for ip in &free {
+            compare.push(Cmp::Absent(keys.address(block, *ip)));
+            puts.push(Op::Put { key: keys.address(block, *ip), value: spare.clone(), lease: None });
+        }
+        if etcd.txn(&compare, &puts, &[])?.0 {
+            tracing::debug!(%block, spares = free.len(), "leased a block of the fleet pool");
+            local::add_addresses(&tx.tx, network, block, &free)?;
+            return Ok((first_free, block));
+        }
+    }
+    Err(StoreError::Etcd(format!(
+        "the fleet pool {} is full: every block is held by a host or has no address left",
+        pool.range()
+    )))
+}
+
+/// Turns the records of `ips`, used by the CLI endpoint `ep` of fleet
+/// network `network`, back into this host's spares; called after the
+/// detach is committed. A record left as it is (etcd not answering) is
+/// taken over by a later allocation.
+pub fn release(
+    store: &crate::Store,
+    network: &NetworkRecord,
+    ep: &EndpointRecord,
+    ips: &[IpAddr],
+) -> Result<(), StoreError> {
+    let Ok(fleet) = fleet_of(network) else { return Ok(()) };
+    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
+    let blocks: std::collections::BTreeMap<IpAddr, IpAddr> =
+        local::addresses(store.conn(), network.id)?.into_iter().collect();
+    let keys = Keys::new(network.spec.name.as_str());
+    let owner = keys.cli_owner(&host.host, ep);
+    let owned = AddressRecord::owned(&host.host, &owner).bytes();
+    let etcd = super::client(&fleet)?;
+    for ip in ips {
+        let Some(&block) = blocks.get(ip) else { continue };
+        let key = keys.address(block, *ip);
+        etcd.txn(
+            &[Cmp::Holds(key.clone(), owned.clone())],
+            &[
+                Op::Put { key, value: AddressRecord::spare(&host.host).bytes(), lease: None },
+                Op::Delete(owner.clone()),
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
+}
