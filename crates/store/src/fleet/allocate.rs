@@ -91,10 +91,15 @@ impl WriteTx<'_> {
         let ep = self.endpoint(endpoint)?.ok_or(StoreError::NoSuchEndpoint(endpoint.0))?;
         let valid = record.validate()?;
         let pool = self.pool(&valid, network, 0)?;
-        let etcd = super::client(&fleet)?;
         let keys = Keys::new(&name);
         let clock = Clock::read()?;
         let mut host = local::host(&self.tx, network)?;
+        let etcd = if host.lease_lives(&clock) {
+            let left = (host.valid_until_ms - clock.now_ms).max(0).unsigned_abs();
+            super::client_within(&fleet, Duration::from_millis(left))?
+        } else {
+            super::client(&fleet)?
+        };
         let contact = renew_if_due(&etcd, &fleet, &mut host, &clock);
         local::save_host(&self.tx, network, &host)?;
         if !host.lease_lives(&clock) {
@@ -108,6 +113,7 @@ impl WriteTx<'_> {
                 .find(|(ip, _)| !leased.contains(ip));
             let (ip, block) = match (free, &contact) {
                 (Some(found), _) => found,
+                (None, Ok(())) if adopt(self, &etcd, &keys, &host.host, network)? > 0 => continue,
                 (None, Ok(())) => lease_block(self, &etcd, &keys, &pool, &fleet, &host, network)?,
                 (None, Err(e)) => {
                     return Err(StoreError::Etcd(format!(
@@ -139,6 +145,43 @@ pub(super) fn fleet_of(record: &NetworkRecord) -> Result<FleetSpec, StoreError> 
             record.spec.name
         ))
     })
+}
+
+/// Adds to this host's local list the addresses etcd records in its name
+/// that the list lacks: those of a block leased by a command whose own
+/// transaction then failed or was killed (etcd is the truth, the list its
+/// copy). Returns how many. Costs a read of every record: only when this
+/// host has no spare left.
+fn adopt(
+    tx: &WriteTx<'_>,
+    etcd: &Etcd,
+    keys: &Keys,
+    host: &str,
+    network: NetworkId,
+) -> Result<usize, StoreError> {
+    let known: BTreeSet<IpAddr> =
+        local::addresses(&tx.tx, network)?.into_iter().map(|(ip, _)| ip).collect();
+    let prefix = keys.addresses().len();
+    let mut adopted = 0;
+    for kv in etcd.get_prefix(&keys.addresses())? {
+        if AddressRecord::parse(&kv.value).is_none_or(|r| r.host != host) {
+            continue;
+        }
+        let key = String::from_utf8_lossy(&kv.key[prefix..]).into_owned();
+        let Some((Ok(block), Ok(ip))) =
+            key.split_once('/').map(|(b, ip)| (b.parse::<IpAddr>(), ip.parse::<IpAddr>()))
+        else {
+            continue;
+        };
+        if !known.contains(&ip) {
+            local::add_addresses(&tx.tx, network, block, &[ip])?;
+            adopted += 1;
+        }
+    }
+    if adopted > 0 {
+        tracing::info!(adopted, "found addresses etcd records for this host that it had lost");
+    }
+    Ok(adopted)
 }
 
 /// Makes `ip`'s record the endpoint's (`owner`): from this host's spare, or
@@ -177,6 +220,10 @@ fn claim(
     match AddressRecord::parse(&found.value) {
         Some(r) if r.host == host && !leased.contains(&ip) => {
             tracing::info!(%ip, "taking over an address a killed command left recorded");
+            let mut take = take.to_vec();
+            if let Some(old) = r.owner.filter(|o| o.as_bytes() != owner) {
+                take.push(Op::Delete(old.into_bytes()));
+            }
             Ok(etcd.txn(&[Cmp::Holds(key, found.value)], &take, &[])?.0)
         }
         _ => Ok(false),

@@ -49,6 +49,21 @@ pub(crate) fn client(fleet: &FleetSpec) -> Result<etcd::Etcd, StoreError> {
     etcd::Etcd::new(&fleet.endpoints, REQUEST_TIMEOUT, PATIENCE)
 }
 
+/// A client that waits for etcd at most a quarter of `lease_left`: a host
+/// cut off spends a little of its lease finding out, then serves from its
+/// spares while the lease lives.
+pub(crate) fn client_within(
+    fleet: &FleetSpec,
+    lease_left: Duration,
+) -> Result<etcd::Etcd, StoreError> {
+    let patience = PATIENCE.min(lease_left / 4);
+    etcd::Etcd::new(
+        &fleet.endpoints,
+        REQUEST_TIMEOUT.min(patience.max(Duration::from_millis(200))),
+        patience,
+    )
+}
+
 /// The network's keys in etcd.
 pub(crate) struct Keys {
     prefix: String,
