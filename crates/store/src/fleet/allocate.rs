@@ -107,13 +107,20 @@ impl WriteTx<'_> {
         }
         let leased: BTreeSet<IpAddr> = self.leases_in(network)?.iter().map(|l| l.ip).collect();
         let owner = keys.cli_owner(&host.host, &ep);
+        // Once per allocation: what it adopts and then cannot claim is not
+        // adopted again, round after round.
+        let mut adopted = false;
         loop {
             let free = local::addresses(&self.tx, network)?
                 .into_iter()
                 .find(|(ip, _)| !leased.contains(ip));
             let (ip, block) = match (free, &contact) {
                 (Some(found), _) => found,
-                (None, Ok(())) if adopt(self, &etcd, &keys, &host.host, network)? > 0 => continue,
+                (None, Ok(())) if !adopted => {
+                    adopted = true;
+                    adopt(self, &etcd, &keys, &host.host, network)?;
+                    continue;
+                }
                 (None, Ok(())) => lease_block(self, &etcd, &keys, &pool, &fleet, &host, network)?,
                 (None, Err(e)) => {
                     return Err(StoreError::Etcd(format!(
@@ -150,7 +157,7 @@ pub(super) fn fleet_of(record: &NetworkRecord) -> Result<FleetSpec, StoreError> 
 /// Adds to this host's local list the addresses etcd records in its name
 /// that the list lacks: those of a block leased by a command whose own
 /// transaction then failed or was killed (etcd is the truth, the list its
-/// copy). Returns how many. Costs a read of every record: only when this
+/// copy). Costs a read of every record: only when this
 /// host has no spare left.
 fn adopt(
     tx: &WriteTx<'_>,
@@ -158,7 +165,7 @@ fn adopt(
     keys: &Keys,
     host: &str,
     network: NetworkId,
-) -> Result<usize, StoreError> {
+) -> Result<(), StoreError> {
     let known: BTreeSet<IpAddr> =
         local::addresses(&tx.tx, network)?.into_iter().map(|(ip, _)| ip).collect();
     let prefix = keys.addresses().len();
@@ -181,7 +188,7 @@ fn adopt(
     if adopted > 0 {
         tracing::info!(adopted, "found addresses etcd records for this host that it had lost");
     }
-    Ok(adopted)
+    Ok(())
 }
 
 /// Makes `ip`'s record the endpoint's (`owner`): from this host's spare, or
