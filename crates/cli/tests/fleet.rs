@@ -332,6 +332,16 @@ fn four_hosts_share_one_subnet_without_duplicates_and_a_dead_member_changes_noth
     assert!(!fleet.recorded(1).0.contains(&gone), "{gone} is no longer recorded in use");
     let again = fleet.json(1, &["attach", "fleet", "--netns", kid, "--ifname", "again"]);
     assert_eq!(again["addresses"][0].as_str().unwrap().split('/').next(), Some(&*gone.to_string()));
+
+    // A host that removes the network gives its blocks and addresses back.
+    let leaving = fleet.pool(3)["this_host"].as_str().unwrap().to_string();
+    fleet.ok(3, &["network", "rm", "fleet", "--force"]);
+    let pool = fleet.pool(0);
+    let named = |list: &serde_json::Value, field: &str| {
+        list.as_array().unwrap().iter().any(|x| x[field] == leaving.as_str())
+    };
+    assert!(!named(&pool["blocks"], "holder"), "{leaving}'s blocks are gone: {pool}");
+    assert!(!named(&pool["hosts"], "host"), "{leaving}'s addresses are gone: {pool}");
 }
 
 #[test]

@@ -111,6 +111,8 @@ impl Engine {
                     .join(", ")
             )));
         }
+        // A fleet network's records in etcd, given back once it is gone here.
+        let departure = nicslice_store::fleet::departure(&self.store, &record)?;
         // From here the work is finished or undone before a stop signal acts.
         let _shield = Shield::raise()?;
         let detached = if endpoints.is_empty() {
@@ -164,6 +166,11 @@ impl Engine {
                 // before a failing commit could not be brought back.
                 if let Some(name) = parent_to_delete {
                     parent::delete(&mut host, &name, faults)?;
+                }
+                if let Some(Err(e)) = departure.map(|d| d.leave()) {
+                    tracing::warn!(
+                        "network {name}: this host's addresses stay recorded in its name in etcd: {e}"
+                    );
                 }
                 Ok(detached.views)
             }

@@ -329,3 +329,42 @@ pub fn release(
     }
     Ok(())
 }
+
+/// What a host leaving a fleet network gives back, read before the network's
+/// rows go ([`departure`]); [`Departure::leave`] after they went.
+pub struct Departure {
+    fleet: FleetSpec,
+    keys: Keys,
+    host: HostRow,
+}
+
+/// This host's part of fleet network `network`, if it has one.
+pub fn departure(
+    store: &crate::Store,
+    network: &NetworkRecord,
+) -> Result<Option<Departure>, StoreError> {
+    let Ok(fleet) = fleet_of(network) else { return Ok(None) };
+    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(None) };
+    Ok(Some(Departure { fleet, keys: Keys::new(network.spec.name.as_str()), host }))
+}
+
+impl Departure {
+    /// Ends this host's lease (its blocks go with it) and deletes every
+    /// record in its name, each only if it still holds what was read.
+    pub fn leave(&self) -> Result<(), StoreError> {
+        let etcd = super::client(&self.fleet)?;
+        if self.host.lease != 0 {
+            etcd.revoke(LeaseId(self.host.lease))?;
+        }
+        for kv in etcd.get_prefix(&self.keys.addresses())? {
+            let Some(record) = AddressRecord::parse(&kv.value).filter(|r| r.host == self.host.host)
+            else {
+                continue;
+            };
+            let mut delete = vec![Op::Delete(kv.key.clone())];
+            delete.extend(record.owner.map(|o| Op::Delete(o.into_bytes())));
+            etcd.txn(&[Cmp::Holds(kv.key, kv.value)], &delete, &[])?;
+        }
+        Ok(())
+    }
+}
