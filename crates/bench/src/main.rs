@@ -11,9 +11,11 @@
 //!
 //! `cni` (module [`cni`]) times CNI ADD and DEL of the reference plugins,
 //! netavark, nicslice's plugins and the lower bound side by side in private
-//! namespaces (needs root).
+//! namespaces (needs root). `fleet` (module [`fleet`]) measures the fleet
+//! pool on etcd beside the local pool (needs root and etcd-server).
 
 mod cni;
+mod fleet;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,28 @@ enum Command {
     /// Time CNI ADD and DEL of the reference plugins, netavark, nicslice's
     /// and the lower bound side by side in private namespaces.
     Cni(CniArgs),
+    /// Attaches per second across four hosts and the median attach, with
+    /// the fleet pool on etcd beside the local pool.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// Attaches spread over the four hosts, per pool.
+    #[arg(long, default_value_t = 400)]
+    attaches: usize,
+    /// How many attaches run at once.
+    #[arg(long, default_value_t = 64)]
+    at_once: usize,
+    /// Attaches on one host one after the other, per pool (the median attach).
+    #[arg(long, default_value_t = 50)]
+    alone: usize,
+    /// Addresses per block of the fleet pool.
+    #[arg(long, default_value_t = 16)]
+    block: u32,
+    /// The nicslice binary measured [default: `nicslice` beside this program].
+    #[arg(long)]
+    nicslice: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,18 +92,7 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cni(args) => {
-            let nicslice = match args.nicslice {
-                Some(path) => path,
-                None => beside_this_program("nicslice")?,
-            };
-            if !nicslice.is_file() {
-                bail!(
-                    "{} not found: build the binary measured first with \
-                     `cargo build --release -p nicslice`",
-                    nicslice.display()
-                );
-            }
-            eprintln!("nicslice-bench: measuring {}", describe(&nicslice));
+            let nicslice = measured_binary(args.nicslice)?;
             let opts = cni::Options {
                 runs: args.runs,
                 reference_dir: args.reference,
@@ -94,8 +107,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", report.table());
             }
         }
+        Command::Fleet(args) => {
+            let opts = fleet::Options {
+                nicslice: measured_binary(args.nicslice)?,
+                attaches: args.attaches,
+                at_once: args.at_once,
+                alone: args.alone,
+                block: args.block,
+            };
+            let report = fleet::run(&opts)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
     }
     Ok(())
+}
+
+/// The nicslice binary to measure: `given`, or the release build beside
+/// this program; an error if it is not there.
+fn measured_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let nicslice = match given {
+        Some(path) => path,
+        None => beside_this_program("nicslice")?,
+    };
+    if !nicslice.is_file() {
+        bail!(
+            "{} not found: build the binary measured first with \
+             `cargo build --release -p nicslice`",
+            nicslice.display()
+        );
+    }
+    eprintln!("nicslice-bench: measuring {}", describe(&nicslice));
+    Ok(nicslice)
 }
 
 /// `name` in the directory of this program: for `cargo run --release -p
