@@ -75,15 +75,16 @@ impl WriteTx<'_> {
     }
 
     /// Leases an address of fleet network `network` to `endpoint`: one of
-    /// this host's spares, after leasing a block when none is left. etcd
-    /// records the address as the endpoint's when it answers; while it does
-    /// not, the spare (recorded as this host's already) is used as long as
-    /// this host's lease surely lives.
+    /// this host's spares, after leasing a block when none is left. The
+    /// claim returned, when etcd answers, makes etcd's record of the address
+    /// the endpoint's once this transaction is committed; while etcd does
+    /// not answer, the spare (recorded as this host's already) is used as
+    /// long as this host's lease surely lives.
     pub fn fleet_allocate(
         &self,
         network: NetworkId,
         endpoint: EndpointId,
-    ) -> Result<LeaseRecord, StoreError> {
+    ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
         let record =
             self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
         let fleet = fleet_of(&record)?;
@@ -128,19 +129,83 @@ impl WriteTx<'_> {
                     )));
                 }
             };
-            if contact.is_ok() {
-                match claim(&etcd, &keys, &host.host, block, ip, &owner, &leased) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // Recorded for someone else: not ours to hand out.
-                        local::forget_address(&self.tx, network, ip)?;
-                        continue;
-                    }
-                    // Still recorded as this host's spare: ours all the same.
-                    Err(e) => tracing::warn!(%ip, "etcd did not record the address's owner: {e}"),
+            let lease = self.allocate(network, 0, Some(ip), Some(endpoint))?;
+            // Written after the commit, off the lock (`PendingClaim`); while
+            // etcd does not answer, the spare is this host's all the same.
+            let pending = contact.is_ok().then(|| PendingClaim {
+                etcd,
+                key: keys.address(block, ip),
+                host: host.host.clone(),
+                owner,
+                ip,
+            });
+            return Ok((lease, pending));
+        }
+    }
+
+    /// Forgets `ip` as this host's: etcd records it for another host.
+    pub fn fleet_forget(&self, network: NetworkId, ip: IpAddr) -> Result<(), StoreError> {
+        local::forget_address(&self.tx, network, ip)
+    }
+}
+
+/// The etcd side of a fleet allocation, done after its transaction is
+/// committed so that the host's other commands need not wait for etcd: the
+/// address's record made the endpoint's.
+pub struct PendingClaim {
+    etcd: Etcd,
+    key: Vec<u8>,
+    host: String,
+    owner: Vec<u8>,
+    ip: IpAddr,
+}
+
+impl PendingClaim {
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// Makes the record the endpoint's: from this host's spare, or from a
+    /// record in this host's name that no endpoint holds any more (the
+    /// address is leased to this endpoint in the host's state, which no
+    /// other endpoint of the host can be: what a killed command or a
+    /// detach that did not reach etcd left). `false` when etcd records it
+    /// for another host.
+    pub fn record(&self) -> Result<bool, StoreError> {
+        let owned = AddressRecord::owned(&self.host, &self.owner).bytes();
+        let mut take = vec![
+            Op::Put { key: self.key.clone(), value: owned.clone(), lease: None },
+            Op::Put {
+                key: self.owner.clone(),
+                value: self.ip.to_string().into_bytes(),
+                lease: None,
+            },
+        ];
+        let spare = AddressRecord::spare(&self.host).bytes();
+        let (took, replies) = self.etcd.txn(
+            &[Cmp::Holds(self.key.clone(), spare)],
+            &take,
+            &[Op::Get(self.key.clone())],
+        )?;
+        if took {
+            return Ok(true);
+        }
+        let Some(found) = range_reply(&replies, 0)? else {
+            // No record at all: create it as the endpoint's, if still absent.
+            return Ok(self.etcd.txn(&[Cmp::Absent(self.key.clone())], &take, &[])?.0);
+        };
+        if found.value == owned {
+            return Ok(true); // an earlier try of this very claim
+        }
+        match AddressRecord::parse(&found.value) {
+            Some(r) if r.host == self.host => {
+                tracing::info!(ip = %self.ip, "taking over an address left recorded in use");
+                if let Some(old) = r.owner.filter(|o| o.as_bytes() != self.owner) {
+                    take.push(Op::Delete(old.into_bytes()));
                 }
+                Ok(self.etcd.txn(&[Cmp::Holds(self.key.clone(), found.value)], &take, &[])?.0)
             }
-            return self.allocate(network, 0, Some(ip), Some(endpoint));
+            _ => Ok(false),
         }
     }
 }
@@ -189,52 +254,6 @@ fn adopt(
         tracing::info!(adopted, "found addresses etcd records for this host that it had lost");
     }
     Ok(())
-}
-
-/// Makes `ip`'s record the endpoint's (`owner`): from this host's spare, or
-/// from a record in this host's name that no local lease holds (left by a
-/// command killed after etcd took its record and before its own commit).
-/// Whether the address is now the endpoint's; `false` when it is recorded
-/// for another host.
-fn claim(
-    etcd: &Etcd,
-    keys: &Keys,
-    host: &str,
-    block: IpAddr,
-    ip: IpAddr,
-    owner: &[u8],
-    leased: &BTreeSet<IpAddr>,
-) -> Result<bool, StoreError> {
-    let key = keys.address(block, ip);
-    let owned = AddressRecord::owned(host, owner).bytes();
-    let take = [
-        Op::Put { key: key.clone(), value: owned.clone(), lease: None },
-        Op::Put { key: owner.to_vec(), value: ip.to_string().into_bytes(), lease: None },
-    ];
-    let spare = AddressRecord::spare(host).bytes();
-    let (took, replies) =
-        etcd.txn(&[Cmp::Holds(key.clone(), spare)], &take, &[Op::Get(key.clone())])?;
-    if took {
-        return Ok(true);
-    }
-    let Some(found) = range_reply(&replies, 0)? else {
-        // No record at all: create it as the endpoint's, if still absent.
-        return Ok(etcd.txn(&[Cmp::Absent(key)], &take, &[])?.0);
-    };
-    if found.value == owned {
-        return Ok(true); // an earlier try of this very claim
-    }
-    match AddressRecord::parse(&found.value) {
-        Some(r) if r.host == host && !leased.contains(&ip) => {
-            tracing::info!(%ip, "taking over an address a killed command left recorded");
-            let mut take = take.to_vec();
-            if let Some(old) = r.owner.filter(|o| o.as_bytes() != owner) {
-                take.push(Op::Delete(old.into_bytes()));
-            }
-            Ok(etcd.txn(&[Cmp::Holds(key, found.value)], &take, &[])?.0)
-        }
-        _ => Ok(false),
-    }
 }
 
 /// Leases the first block of the subnet no host holds that has addresses

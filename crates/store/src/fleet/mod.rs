@@ -146,4 +146,4 @@ pub(crate) struct BlockRecord {
     pub taken_at: i64,
 }
 
-pub use allocate::{Departure, departure, release};
+pub use allocate::{Departure, PendingClaim, departure, release};
