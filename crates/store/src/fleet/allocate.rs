@@ -95,6 +95,7 @@ impl WriteTx<'_> {
         let keys = Keys::new(&name);
         let clock = Clock::read()?;
         let mut host = local::host(&self.tx, network)?;
+        let before = host.clone();
         let etcd = if host.lease_lives(&clock) {
             let left = (host.valid_until_ms - clock.now_ms).max(0).unsigned_abs();
             super::client_within(&fleet, Duration::from_millis(left))?
@@ -102,7 +103,9 @@ impl WriteTx<'_> {
             super::client(&fleet)?
         };
         let contact = renew_if_due(&etcd, &fleet, &mut host, &clock);
-        local::save_host(&self.tx, network, &host)?;
+        if host != before {
+            local::save_host(&self.tx, network, &host)?;
+        }
         if !host.lease_lives(&clock) {
             return Err(cut_off(&name, contact.err()));
         }

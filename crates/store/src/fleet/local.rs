@@ -10,7 +10,7 @@ use crate::error::Context;
 use crate::{NetworkId, StoreError};
 
 /// This host in one fleet network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostRow {
     pub host: String,
     /// 0: none.
