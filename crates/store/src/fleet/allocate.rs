@@ -225,8 +225,8 @@ pub(super) fn fleet_of(record: &NetworkRecord) -> Result<FleetSpec, StoreError> 
 /// Adds to this host's local list the addresses etcd records in its name
 /// that the list lacks: those of a block leased by a command whose own
 /// transaction then failed or was killed (etcd is the truth, the list its
-/// copy). Costs a read of every record: only when this
-/// host has no spare left.
+/// copy). Reads the records of the blocks this host ever
+/// took (`hostblock/`), only when it has no spare left.
 fn adopt(
     tx: &WriteTx<'_>,
     etcd: &Etcd,
@@ -237,8 +237,16 @@ fn adopt(
     let known: BTreeSet<IpAddr> =
         local::addresses(&tx.tx, network)?.into_iter().map(|(ip, _)| ip).collect();
     let prefix = keys.addresses().len();
+    let index = keys.host_blocks(host);
+    let mut records = Vec::new();
+    for block in etcd.get_prefix(&index)? {
+        let first = String::from_utf8_lossy(&block.key[index.len()..]).parse::<IpAddr>();
+        if let Ok(first) = first {
+            records.extend(etcd.get_prefix(&keys.addresses_of_block(first))?);
+        }
+    }
     let mut adopted = 0;
-    for kv in etcd.get_prefix(&keys.addresses())? {
+    for kv in records {
         if AddressRecord::parse(&kv.value).is_none_or(|r| r.host != host) {
             continue;
         }
@@ -303,6 +311,8 @@ fn lease_block(
             lease: Some(LeaseId(host.lease)),
         }];
         let spare = AddressRecord::spare(&host.host).bytes();
+        let index = keys.host_block(&host.host, block);
+        puts.push(Op::Put { key: index, value: Vec::new(), lease: None });
         for ip in &free {
             compare.push(Cmp::Absent(keys.address(block, *ip)));
             puts.push(Op::Put { key: keys.address(block, *ip), value: spare.clone(), lease: None });
@@ -386,6 +396,9 @@ impl Departure {
             let mut delete = vec![Op::Delete(kv.key.clone())];
             delete.extend(record.owner.map(|o| Op::Delete(o.into_bytes())));
             etcd.txn(&[Cmp::Holds(kv.key, kv.value)], &delete, &[])?;
+        }
+        for kv in etcd.get_prefix(&self.keys.host_blocks(&self.host.host))? {
+            etcd.txn(&[], &[Op::Delete(kv.key)], &[])?;
         }
         Ok(())
     }

@@ -95,11 +95,12 @@ impl Etcd {
             let mut unanswered = Vec::new();
             for endpoint in &self.endpoints {
                 match self.agent.post(&format!("{endpoint}{path}")).send_json(body.clone()) {
-                    Ok(reply) => {
-                        return reply.into_json().map_err(|e| {
-                            fail(format!("{endpoint}{path}: unreadable reply ({e})"))
-                        });
-                    }
+                    // A reply cut short (a member killed or slow mid-way)
+                    // counts as no answer: the next member is asked.
+                    Ok(reply) => match reply.into_json() {
+                        Ok(json) => return Ok(json),
+                        Err(e) => unanswered.push(format!("{endpoint}: unreadable reply ({e})")),
+                    },
                     Err(ureq::Error::Status(code, reply)) if code < 500 => {
                         let text = reply.into_string().unwrap_or_default();
                         return Err(fail(format!("{endpoint}{path}: HTTP {code}: {text}")));

@@ -6,7 +6,8 @@
 //! With it the host leases blocks of the subnet (`block/<first address>`,
 //! created only if absent, gone when the lease expires) and, in the same
 //! etcd transaction, records every address of the block no one has recorded
-//! as its own spare (`addr/<block>/<address>`, no lease). It then hands out
+//! as its own spare (`addr/<block>/<address>`, no lease; and
+//! `hostblock/<host>/<block>` says where its records are). It then hands out
 //! its spares itself, in its own SQLite transaction; when etcd answers, the
 //! record of the address becomes the endpoint's (compare-and-swap from the
 //! spare value) and an owner key names it (`owner/cli/<host>/<namespace
@@ -85,6 +86,16 @@ impl Keys {
 
     pub fn addresses(&self) -> Vec<u8> {
         format!("{}addr/", self.prefix).into_bytes()
+    }
+
+    /// The blocks whose addresses `host` recorded as its own (an index that
+    /// outlives the blocks' leases: where to look for the host's records).
+    pub fn host_blocks(&self, host: &str) -> Vec<u8> {
+        format!("{}hostblock/{host}/", self.prefix).into_bytes()
+    }
+
+    pub fn host_block(&self, host: &str, first: IpAddr) -> Vec<u8> {
+        format!("{}hostblock/{host}/{first}", self.prefix).into_bytes()
     }
 
     /// The addresses recorded in the block that starts at `first`.
