@@ -220,6 +220,40 @@ mod tests {
         }
     }
 
+    fn fleet(subnets: &[&str], endpoints: &[&str]) -> NetworkSpec {
+        let mut s = spec(MacvlanMode::Bridge, subnets);
+        s.ipam = crate::Ipam::Etcd;
+        s.fleet = Some(crate::FleetSpec {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            block_size: 16,
+            ttl_s: 60,
+        });
+        s
+    }
+
+    #[test]
+    fn fleet_networks_share_one_subnet_over_plain_http() {
+        fleet(&["10.0.0.0/16"], &["http://10.1.0.1:2379", "http://10.1.0.2:2379"])
+            .validate()
+            .unwrap();
+        assert!(
+            reason(fleet(&["10.0.0.0/16", "fd00::/64"], &["http://e:2379"]))
+                .contains("exactly one")
+        );
+        assert!(reason(fleet(&["10.0.0.0/16"], &["https://e:2379"])).contains("TLS"));
+        assert!(reason(fleet(&["10.0.0.0/16"], &["e:2379"])).contains("client URL"));
+        assert!(reason(fleet(&["10.0.0.0/16"], &[])).contains("at least one"));
+        let mut big = fleet(&["10.0.0.0/16"], &["http://e:2379"]);
+        big.fleet.as_mut().unwrap().block_size = 65;
+        assert!(reason(big).contains("1 to 64"));
+        let mut bare = fleet(&["10.0.0.0/16"], &[]);
+        bare.fleet = None;
+        assert!(reason(bare).contains("--etcd URL"));
+        let mut pool = spec(MacvlanMode::Bridge, &["10.0.0.0/16"]);
+        pool.fleet = fleet(&["10.0.0.0/16"], &["http://e:2379"]).fleet;
+        assert!(reason(pool).contains("--ipam etcd only"));
+    }
+
     #[test]
     fn valid_network_resolves_gateways_and_normalizes() {
         let v = spec(MacvlanMode::Bridge, &["192.168.0.5/16", "fd00::/64"]).validate().unwrap();
