@@ -457,6 +457,14 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert_eq!(fleet.kernel_addresses().len(), 2);
     assert!(common::link(&fleet.kids[0].0, "e2").is_none());
+    // inspect says etcd did not answer, and still shows the rest.
+    let shown = fleet.ok(0, &["network", "inspect", "fleet"]);
+    assert!(shown.contains("fleet pool: cannot read it from etcd"), "{shown}");
+    assert!(shown.contains("endpoint e1"), "{shown}");
+    // A detach without etcd is done here; etcd's record waits for a later
+    // allocation of this host to take it over.
+    fleet.ok(0, &["detach", "fleet", "--netns", &fleet.kids[0].1, "--ifname", "e1"]);
+    assert_eq!(fleet.kernel_addresses().len(), 1);
 
     // Without etcd a fleet network cannot be made at all, and TLS is refused.
     let out = fleet.run(

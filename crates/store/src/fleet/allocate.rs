@@ -346,7 +346,7 @@ pub fn release(
     let keys = Keys::new(network.spec.name.as_str());
     let owner = keys.cli_owner(&host.host, ep);
     let owned = AddressRecord::owned(&host.host, &owner).bytes();
-    let etcd = super::client(&fleet)?;
+    let etcd = super::client_brief(&fleet)?;
     for ip in ips {
         let Some(&block) = blocks.get(ip) else { continue };
         let key = keys.address(block, *ip);

@@ -51,6 +51,13 @@ pub(crate) fn client(fleet: &FleetSpec) -> Result<etcd::Etcd, StoreError> {
     etcd::Etcd::new(&fleet.endpoints, REQUEST_TIMEOUT, PATIENCE)
 }
 
+/// A client for what can wait or be done later (a detach's record, which
+/// a later allocation takes over; `network inspect`): one round over the
+/// members and a second of retries, not an election's worth.
+pub(crate) fn client_brief(fleet: &FleetSpec) -> Result<etcd::Etcd, StoreError> {
+    etcd::Etcd::new(&fleet.endpoints, REQUEST_TIMEOUT, Duration::from_secs(1))
+}
+
 /// A client that waits for etcd at most a quarter of `lease_left`: a host
 /// cut off spends a little of its lease finding out, then serves from its
 /// spares while the lease lives.

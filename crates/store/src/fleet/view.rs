@@ -53,7 +53,7 @@ pub fn view(store: &crate::Store, network: &NetworkRecord) -> Result<FleetView, 
         .as_ref()
         .filter(|h| h.lease_lives(&clock))
         .map_or(0, |h| h.valid_until_ms - clock.now_ms);
-    let etcd = super::client(&fleet)?;
+    let etcd = super::client_brief(&fleet)?;
     let keys = Keys::new(network.spec.name.as_str());
     let now = crate::store::now();
     let prefix_len = keys.blocks().len();
