@@ -13,9 +13,11 @@
 //! netavark, nicslice's plugins and the lower bound side by side in private
 //! namespaces (needs root). `remove` (module [`remove`]) times `nicslice
 //! network rm --force` of many endpoints beside the kernel's own floor for
-//! deleting their links.
+//! deleting their links. `fleet` (module [`fleet`]) measures the fleet
+//! pool on etcd beside the local pool (needs root and etcd-server).
 
 mod cni;
+mod fleet;
 mod remove;
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,9 @@ enum Command {
     /// Time `nicslice network rm --force` of N endpoints beside one link
     /// delete and the kernel's floor for deleting N links concurrently.
     Remove(RemoveArgs),
+    /// Attaches per second across four hosts and the median attach, with
+    /// the fleet pool on etcd beside the local pool.
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +57,25 @@ struct RemoveArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// The nicslice binary measured [default: as for `cni`].
+    #[arg(long)]
+    nicslice: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct FleetArgs {
+    /// Attaches spread over the four hosts, per pool.
+    #[arg(long, default_value_t = 400)]
+    attaches: usize,
+    /// How many attaches run at once.
+    #[arg(long, default_value_t = 64)]
+    at_once: usize,
+    /// Attaches on one host one after the other, per pool (the median attach).
+    #[arg(long, default_value_t = 50)]
+    alone: usize,
+    /// Addresses per block of the fleet pool.
+    #[arg(long, default_value_t = 16)]
+    block: u32,
+    /// The nicslice binary measured [default: `nicslice` beside this program].
     #[arg(long)]
     nicslice: Option<PathBuf>,
 }
@@ -106,6 +130,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let nicslice = measured_binary(args.nicslice)?;
             let opts = remove::Options { endpoints: args.endpoints, runs: args.runs, nicslice };
             let report = remove::run(&opts)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Fleet(args) => {
+            let opts = fleet::Options {
+                nicslice: measured_binary(args.nicslice)?,
+                attaches: args.attaches,
+                at_once: args.at_once,
+                alone: args.alone,
+                block: args.block,
+            };
+            let report = fleet::run(&opts)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

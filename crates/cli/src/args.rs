@@ -344,10 +344,30 @@ pub struct NetworkCreateArgs {
     /// --subnet, the default), dhcp (a DHCPv4 server on the parent's link,
     /// asked by each endpoint with its own client identifier; no --subnet),
     /// dhcp6 (a DHCPv6 server, IA_NA: one DUID for the host, one IAID per
-    /// endpoint) or both: `--ipam dhcp,dhcp6` (or `--ipam dhcp --ipam dhcp6`).
+    /// endpoint), both: `--ipam dhcp,dhcp6` (or `--ipam dhcp --ipam dhcp6`),
+    /// or etcd (a subnet shared with other hosts through an etcd cluster: --etcd).
     #[arg(long, default_value = "pool", value_delimiter = ',',
-          value_parser = ["pool", "dhcp", "dhcp6"])]
+          value_parser = ["pool", "dhcp", "dhcp6", "etcd"])]
     pub ipam: Vec<String>,
+    /// With --ipam etcd: the etcd cluster's client URLs (http://HOST:2379), comma-separated.
+    #[arg(long, env = "NICSLICE_ETCD", value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// With --ipam etcd: addresses per block a host leases at a time (default 16, at most 64).
+    #[arg(long, value_name = "N", requires = "etcd")]
+    pub etcd_block: Option<u32>,
+    /// With --ipam etcd: seconds a host's blocks outlive its last contact with etcd (default
+    /// 60); a host cut off longer refuses to allocate.
+    #[arg(long, value_name = "SECS", requires = "etcd")]
+    pub etcd_ttl: Option<u64>,
+    /// TLS client certificate for etcd (not supported by this build: refused).
+    #[arg(long, value_name = "PATH")]
+    pub etcd_cert: Option<PathBuf>,
+    /// TLS client key for etcd (not supported by this build: refused).
+    #[arg(long, value_name = "PATH")]
+    pub etcd_key: Option<PathBuf>,
+    /// CA of etcd's server certificate (not supported by this build: refused).
+    #[arg(long, value_name = "PATH")]
+    pub etcd_ca: Option<PathBuf>,
 }
 
 /// How to name the target namespace.

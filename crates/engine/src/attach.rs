@@ -195,6 +195,12 @@ impl Engine {
                 spec.name
             )));
         }
+        if spec.ipam == nicslice_model::Ipam::Etcd && !req.ips.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "--ip does not apply to network {}: its addresses come from the fleet pool on etcd",
+                spec.name
+            )));
+        }
         let mut families = [false, false];
         for ip in &req.ips {
             let slot = &mut families[usize::from(ip.is_ipv6())];
@@ -264,6 +270,9 @@ impl Engine {
         // DHCP: a lease granted but not committed is given back on failure.
         let mut dhcp_held: Option<crate::dhcp::Held> = None;
         let mut dhcp6_held: Option<crate::dhcp::v6::Held6> = None;
+        // Fleet pool: etcd's record of the address, written once the intent
+        // is committed, beside the kernel work (`fleet_claim`).
+        let mut fleet_claim: Option<nicslice_store::fleet::PendingClaim> = None;
 
         // The intent, committed before the kernel is touched. Stop signals
         // wait from here until the work is whole (done or undone); the wait
@@ -302,22 +311,30 @@ impl Engine {
             if let Some(probe) = spec.probe {
                 crate::probe::state_db::release_cooled(&tx, record.id, probe)?; // issue 14
             }
-            let leases = match allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips) {
-                Err(EngineError::Store(e)) if is_exhausted(&e) => {
-                    // Room held by namespaces that are gone is taken back.
-                    if release_stale(&tx, record.id)? == 0 {
-                        return Err(e.into());
+            let leases = if spec.ipam == nicslice_model::Ipam::Etcd {
+                // The fleet pool: one subnet, an address of this host's blocks.
+                let (lease, claim) = tx.fleet_allocate(record.id, endpoint_id)?;
+                fleet_claim = claim;
+                vec![lease]
+            } else {
+                match allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips) {
+                    Err(EngineError::Store(e)) if is_exhausted(&e) => {
+                        // Room held by namespaces that are gone is taken back.
+                        if release_stale(&tx, record.id)? == 0 {
+                            return Err(e.into());
+                        }
+                        // From scratch: a family already leased before the other failed.
+                        tx.release_endpoint_leases(endpoint_id)?;
+                        allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?
                     }
-                    // From scratch: a family already leased before the other failed.
-                    tx.release_endpoint_leases(endpoint_id)?;
-                    allocate_addresses(&tx, &valid, record.id, endpoint_id, &req.ips)?
+                    other => other?,
                 }
-                other => other?,
             };
             tx.commit()?;
             (endpoint_id, leases, dhcp_claim)
         };
         let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
+        let mut claiming = fleet_claim.map(|c| std::thread::spawn(move || (c.ip(), c.record())));
 
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {
@@ -475,6 +492,9 @@ impl Engine {
                 routes: req.routes.clone(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
+            if let Some(claim) = claiming.take() {
+                self.finish_fleet_claim(record.id, claim)?;
+            }
             let tx = self.store.write()?;
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
             if let Some(held) = &dhcp_held {
@@ -505,6 +525,10 @@ impl Engine {
                 Ok(view)
             }
             Err(error) => {
+                if let Some(claim) = claiming.take() {
+                    // Its record, if made, is taken over by a later attach here.
+                    let _ = claim.join();
+                }
                 if let Some(held) = &dhcp_held {
                     held.give_back(&place.target_ns);
                 }
@@ -531,6 +555,34 @@ impl Engine {
                         undo: format!("the record of the attach stays for the next command: {e}"),
                     }),
                 }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Waits for etcd's record of a fleet address (`claim`). An address etcd
+    /// records for another host is forgotten here and the attach fails; etcd
+    /// not answering costs a warning only: the address is this host's spare.
+    fn finish_fleet_claim(
+        &mut self,
+        network: nicslice_store::NetworkId,
+        claim: std::thread::JoinHandle<(IpAddr, std::result::Result<bool, StoreError>)>,
+    ) -> Result<()> {
+        let Ok((ip, recorded)) = claim.join() else { return Ok(()) };
+        match recorded {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let tx = self.store.write()?;
+                tx.fleet_forget(network, ip)?;
+                tx.commit()?;
+                Err(EngineError::Invalid(format!(
+                    "{ip} is recorded in etcd for another host; try again (this host no longer offers it)"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(%ip, "etcd did not record the address's owner: {e}");
+                Ok(())
             }
         }
     }

@@ -167,6 +167,7 @@ impl Engine {
             tx.delete_endpoint(endpoint.id)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
+            self.release_fleet_records(&record, &endpoint, &addresses);
             return Ok(view);
         };
 
@@ -195,7 +196,25 @@ impl Engine {
         finish_detach(&tx, &endpoint)?;
         faults.check(Step::StoreCommit)?;
         tx.commit()?;
+        self.release_fleet_records(&record, &endpoint, &addresses);
         Ok(view)
+    }
+
+    /// Fleet pool: the detached endpoint's etcd records become this host's
+    /// spares again, once the detach is committed. A failure only costs a
+    /// warning: the next allocation here takes the record over.
+    fn release_fleet_records(
+        &mut self,
+        record: &nicslice_store::NetworkRecord,
+        endpoint: &EndpointRecord,
+        addresses: &[std::net::IpAddr],
+    ) {
+        if let Err(e) = nicslice_store::fleet::release(&self.store, record, endpoint, addresses) {
+            tracing::warn!(
+                "the fleet records of {} stay in use until reused here: {e}",
+                endpoint.ifname
+            );
+        }
     }
 
     /// Endpoints of one network, or of all; those whose namespace is gone

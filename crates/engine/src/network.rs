@@ -119,7 +119,11 @@ impl Engine {
             } else {
                 None
             };
-            tx.insert_network(&valid, promisc_prev)?;
+            let id = tx.insert_network(&valid, promisc_prev)?;
+            if spec.fleet.is_some() {
+                // The fleet pool: refused now if etcd does not answer.
+                tx.fleet_join(id)?;
+            }
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(network_view(&spec, 0))
@@ -148,6 +152,8 @@ impl Engine {
                     .join(", ")
             )));
         }
+        // A fleet network's records in etcd, given back once it is gone here.
+        let departure = nicslice_store::fleet::departure(&self.store, &record)?;
         // From here the work is finished or undone before a stop signal acts.
         let _shield = Shield::raise()?;
         let detached = if endpoints.is_empty() {
@@ -187,6 +193,11 @@ impl Engine {
                 if let Some(name) = parent_to_delete {
                     parent::delete(&mut host, &name, faults)?;
                 }
+                if let Some(Err(e)) = departure.map(|d| d.leave()) {
+                    tracing::warn!(
+                        "network {name}: this host's addresses stay recorded in its name in etcd: {e}"
+                    );
+                }
                 Ok(detached.views)
             }
             Err(error) => Err(undo.abort(error, &mut Sockets { host: &mut host, target: None })),
@@ -217,7 +228,13 @@ impl Engine {
             mtu: parent.as_ref().map_or(0, |p| p.mtu),
             mac: parent.as_ref().and_then(|p| p.mac),
         };
+        // The fleet pool as etcd holds it; etcd not answering is shown, not fatal.
+        let fleet =
+            record.spec.fleet.is_some().then(|| {
+                nicslice_store::fleet::view(&self.store, &record).map_err(|e| e.to_string())
+            });
         Ok(NetworkDetail {
+            fleet,
             network: network_view(&record.spec, endpoint_list.len()),
             spec: record.spec,
             parent_state,

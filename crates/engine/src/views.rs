@@ -81,4 +81,19 @@ pub struct NetworkDetail {
     /// Addresses someone outside nicslice answered for (`--probe-conflicts`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quarantined: Vec<nicslice_store::Quarantined>,
+    /// A fleet network's pool as etcd holds it, or why etcd could not say.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "fleet_or_error")]
+    pub fleet: Option<std::result::Result<nicslice_store::fleet::FleetView, String>>,
+}
+
+/// `{"fleet": {...}}`, or `{"fleet": {"error": "..."}}` when etcd did not answer.
+fn fleet_or_error<S: serde::Serializer>(
+    fleet: &Option<std::result::Result<nicslice_store::fleet::FleetView, String>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match fleet {
+        Some(Ok(view)) => view.serialize(s),
+        Some(Err(e)) => serde_json::json!({ "error": e }).serialize(s),
+        None => s.serialize_none(),
+    }
 }

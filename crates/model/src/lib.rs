@@ -19,5 +19,6 @@ pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
 pub use network::{
-    Ipam, NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork, ValidSubnet,
+    FleetSpec, Ipam, NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork,
+    ValidSubnet,
 };

@@ -78,7 +78,12 @@ impl WriteTx<'_> {
         Ok(record.validate()?)
     }
 
-    fn pool(&self, valid: &ValidNetwork, id: NetworkId, index: usize) -> Result<Pool, StoreError> {
+    pub(crate) fn pool(
+        &self,
+        valid: &ValidNetwork,
+        id: NetworkId,
+        index: usize,
+    ) -> Result<Pool, StoreError> {
         let no_subnet = || StoreError::NoSuchSubnet { network: valid.name.to_string(), index };
         let subnet = valid.subnet(index).ok_or_else(no_subnet)?;
         let db_index = i64::try_from(index).map_err(|_| no_subnet())?;

@@ -2,7 +2,8 @@
 //! address pools and leases, endpoints and their DHCP leases live in one SQLite database (WAL,
 //! safe for many concurrent processes). The CNI plugin's leases live apart,
 //! in an LMDB file (`cni_ipam`: a process per call, which must not spend its
-//! time parsing SQL).
+//! time parsing SQL). A fleet network's shared pool lives in etcd (`fleet`),
+//! with this host's part of it in state.db.
 //!
 //! Writes happen in `WriteTx` (`BEGIN IMMEDIATE`, behind a `flock` queue:
 //! concurrent writers wait their turn instead of failing half-way, at most

@@ -140,6 +140,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (client_id, family)
     );
     "#,
+    // 8 (issue 14): the fleet pool (`--ipam etcd`). This host's name in
+    // etcd and its etcd lease per network, with the times of the boot
+    // clock (CLOCK_BOOTTIME, in ms, valid for `boot_id` only) when it was
+    // last renewed and until when it surely lives; and the addresses etcd
+    // records as this host's (its spares and those in use).
+    r#"
+    CREATE TABLE fleet_hosts (
+        network_id     INTEGER PRIMARY KEY REFERENCES networks(id) ON DELETE CASCADE,
+        host           TEXT    NOT NULL,
+        lease_id       INTEGER NOT NULL DEFAULT 0,
+        boot_id        TEXT    NOT NULL DEFAULT '',
+        renewed_ms     INTEGER NOT NULL DEFAULT 0,
+        valid_until_ms INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE fleet_addresses (
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        ip           TEXT    NOT NULL,
+        block        TEXT    NOT NULL,
+        PRIMARY KEY (network_id, ip)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -10,7 +10,7 @@
 mod lower;
 mod scale;
 pub(crate) mod spawn;
-mod stats;
+pub(crate) mod stats;
 
 use std::path::{Path, PathBuf};
 

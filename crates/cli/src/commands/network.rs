@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use anyhow::{Context, bail};
 use nicslice_engine::{ParentRequest, internal_parent_name, vlan_name};
 use nicslice_model::{
-    Driver, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec, SubnetSpec,
+    Driver, FleetSpec, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec,
+    SubnetSpec,
 };
 
 use super::Globals;
@@ -107,6 +108,11 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
             for e in &detail.endpoint_list {
                 println!("  endpoint {} in {}: {}", e.ifname, e.netns, addresses(&e.addresses));
             }
+            match &detail.fleet {
+                Some(Ok(fleet)) => print_fleet(fleet),
+                Some(Err(e)) => println!("  fleet pool: cannot read it from etcd ({e})"),
+                None => {}
+            }
             for q in &detail.quarantined {
                 let by =
                     q.answered_by.map_or("DAD failed".to_string(), |m| format!("answered by {m}"));
@@ -125,6 +131,37 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fleet pool part of `network inspect`.
+fn print_fleet(f: &nicslice_store::fleet::FleetView) {
+    println!(
+        "  fleet pool on etcd {}: blocks of {}, TTL {} s",
+        f.etcd.join(","),
+        f.block_size,
+        f.ttl_s
+    );
+    if let Some(host) = &f.this_host {
+        let lease = match f.lease_left_ms {
+            0 => "no live lease (renewed at the next attach)".to_string(),
+            ms => format!("lease good for {:.1} s more", ms as f64 / 1000.0),
+        };
+        println!("  this host: {host}, {lease}");
+    }
+    for b in &f.blocks {
+        println!("  block {}: held by {}, for {} s", b.first, b.holder, b.age_s);
+    }
+    for h in &f.hosts {
+        let list: Vec<String> = h.in_use.iter().map(ToString::to_string).collect();
+        println!(
+            "  host {}: {} in use{}{}, {} spare",
+            h.host,
+            h.in_use.len(),
+            if list.is_empty() { "" } else { ": " },
+            list.join(", "),
+            h.spare
+        );
+    }
 }
 
 /// The probing line of `network inspect`.
@@ -179,6 +216,18 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     // `--ipam dhcp --ipam dhcp6` and `--ipam dhcp,dhcp6` both arrive as a
     // list; the model reads it back joined.
     spec.ipam = a.ipam.join(",").parse()?;
+    if a.etcd_cert.is_some() || a.etcd_key.is_some() || a.etcd_ca.is_some() {
+        bail!(
+            "--etcd-cert/--etcd-key/--etcd-ca: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local TLS proxy)"
+        );
+    }
+    if !a.etcd.is_empty() {
+        spec.fleet = Some(FleetSpec {
+            endpoints: a.etcd.iter().map(|u| u.trim().to_string()).collect(),
+            block_size: a.etcd_block.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
+            ttl_s: a.etcd_ttl.unwrap_or(FleetSpec::DEFAULT_TTL_S),
+        });
+    }
     spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {
         timeout_ms,
         cooldown_s: a.probe_cooldown.unwrap_or(ProbeSpec::DEFAULT_COOLDOWN_S),

@@ -84,6 +84,37 @@ pub struct NetworkSpec {
     /// Where endpoint addresses come from (records made before DHCP: the pool).
     #[serde(default, skip_serializing_if = "Ipam::is_pool")]
     pub ipam: Ipam,
+    /// The shared pool's etcd cluster and how the subnet is cut (`--ipam etcd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSpec>,
+}
+
+/// A subnet shared by several hosts through etcd (`--ipam etcd`): each host
+/// leases blocks of `block_size` addresses, with a lease of `ttl_s` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSpec {
+    /// Client URLs of the etcd cluster (`http://host:2379`).
+    pub endpoints: Vec<String>,
+    #[serde(default = "FleetSpec::default_block_size")]
+    pub block_size: u32,
+    /// How long this host's blocks outlive its last contact with etcd.
+    #[serde(default = "FleetSpec::default_ttl")]
+    pub ttl_s: u64,
+}
+
+impl FleetSpec {
+    /// 16: a /16 is 4,096 blocks; a host wastes at most 15 spare addresses.
+    pub const DEFAULT_BLOCK_SIZE: u32 = 16;
+    /// A minute: a host renews at most every third of it, while it allocates.
+    pub const DEFAULT_TTL_S: u64 = 60;
+
+    fn default_block_size() -> u32 {
+        Self::DEFAULT_BLOCK_SIZE
+    }
+
+    fn default_ttl() -> u64 {
+        Self::DEFAULT_TTL_S
+    }
 }
 
 /// Conflict probing: an ARP probe (IPv4) or the kernel's DAD (IPv6) for each
@@ -128,6 +159,8 @@ pub enum Ipam {
     /// Both: an IPv4 and an IPv6 lease for each endpoint (`--ipam dhcp,dhcp6`).
     #[serde(rename = "dhcp,dhcp6")]
     DhcpDual,
+    /// The subnet shared with other hosts through etcd (`fleet`).
+    Etcd,
 }
 
 impl Ipam {
@@ -137,7 +170,7 @@ impl Ipam {
 
     /// Addresses come from a DHCP server, of either family.
     pub fn is_dhcp(&self) -> bool {
-        !self.is_pool()
+        self.dhcp4() || self.dhcp6()
     }
 
     /// Endpoints ask a DHCPv4 server.
@@ -161,9 +194,10 @@ impl std::str::FromStr for Ipam {
             // Both families, in either order (`--ipam dhcp --ipam dhcp6`
             // reaches here joined by a comma).
             "dhcp,dhcp6" | "dhcp6,dhcp" | "dhcp4,dhcp6" | "dhcp6,dhcp4" => Ok(Ipam::DhcpDual),
+            "etcd" => Ok(Ipam::Etcd),
             other => Err(crate::ModelError::Invalid(format!(
                 "--ipam {other}: expected pool (nicslice's allocator over --subnet), dhcp \
-                 (DHCPv4), dhcp6 (DHCPv6) or dhcp,dhcp6 (both)"
+                 (DHCPv4), dhcp6 (DHCPv6), dhcp,dhcp6 (both) or etcd (the fleet pool)"
             ))),
         }
     }
@@ -176,6 +210,7 @@ impl std::fmt::Display for Ipam {
             Ipam::Dhcp => "dhcp",
             Ipam::Dhcp6 => "dhcp6",
             Ipam::DhcpDual => "dhcp,dhcp6",
+            Ipam::Etcd => "etcd",
         })
     }
 }
@@ -214,6 +249,7 @@ impl NetworkSpec {
             subnets: Vec::new(),
             probe: None,
             ipam: Ipam::Pool,
+            fleet: None,
         }
     }
 }

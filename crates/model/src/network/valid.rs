@@ -31,6 +31,7 @@ impl NetworkSpec {
             |reason: String| ModelError::InvalidNetwork { network: self.name.to_string(), reason };
         check_mode_and_flags(&self).map_err(invalid)?;
         check_dhcp(&self).map_err(invalid)?;
+        check_fleet(&self).map_err(invalid)?;
         let subnets = self
             .subnets
             .iter()
@@ -104,6 +105,51 @@ fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
     crate::rules::check_dhcp_link(spec.driver, spec.mode).map_err(|e| format!("--ipam {ipam}: {e}"))
 }
 
+/// A fleet network: one subnet, an etcd cluster reached over plain HTTP.
+fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
+    let Some(fleet) = &spec.fleet else {
+        return match spec.ipam {
+            super::Ipam::Etcd => Err("--ipam etcd needs --etcd URL (or NICSLICE_ETCD)".into()),
+            _ => Ok(()),
+        };
+    };
+    if spec.ipam != super::Ipam::Etcd {
+        return Err("--etcd applies to --ipam etcd only".into());
+    }
+    if spec.subnets.len() != 1 {
+        return Err(format!(
+            "--ipam etcd shares exactly one --subnet between the hosts, and {} were given",
+            spec.subnets.len()
+        ));
+    }
+    if spec.probe.is_some() {
+        return Err("--probe-conflicts is not available with --ipam etcd yet".into());
+    }
+    if fleet.endpoints.is_empty() {
+        return Err("--etcd: give at least one client URL".into());
+    }
+    for url in &fleet.endpoints {
+        if url.starts_with("https://") {
+            return Err(format!(
+                "--etcd {url}: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local proxy)"
+            ));
+        }
+        let host = url.strip_prefix("http://").unwrap_or_default();
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("--etcd {url}: expected a client URL like http://10.0.0.5:2379"));
+        }
+    }
+    // etcd takes at most 128 operations in one transaction, and a block is
+    // leased with one put per address.
+    if !(1..=64).contains(&fleet.block_size) {
+        return Err(format!("--etcd-block {}: expected 1 to 64 addresses", fleet.block_size));
+    }
+    if fleet.ttl_s == 0 {
+        return Err("--etcd-ttl: expected at least one second".into());
+    }
+    Ok(())
+}
+
 fn check_no_overlap(subnets: &[ValidSubnet]) -> Result<(), String> {
     for (i, a) in subnets.iter().enumerate() {
         for b in &subnets[i + 1..] {
@@ -162,6 +208,40 @@ mod tests {
             }
             other => panic!("expected InvalidNetwork, got {other:?}"),
         }
+    }
+
+    fn fleet(subnets: &[&str], endpoints: &[&str]) -> NetworkSpec {
+        let mut s = spec(MacvlanMode::Bridge, subnets);
+        s.ipam = crate::Ipam::Etcd;
+        s.fleet = Some(crate::FleetSpec {
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            block_size: 16,
+            ttl_s: 60,
+        });
+        s
+    }
+
+    #[test]
+    fn fleet_networks_share_one_subnet_over_plain_http() {
+        fleet(&["10.0.0.0/16"], &["http://10.1.0.1:2379", "http://10.1.0.2:2379"])
+            .validate()
+            .unwrap();
+        assert!(
+            reason(fleet(&["10.0.0.0/16", "fd00::/64"], &["http://e:2379"]))
+                .contains("exactly one")
+        );
+        assert!(reason(fleet(&["10.0.0.0/16"], &["https://e:2379"])).contains("TLS"));
+        assert!(reason(fleet(&["10.0.0.0/16"], &["e:2379"])).contains("client URL"));
+        assert!(reason(fleet(&["10.0.0.0/16"], &[])).contains("at least one"));
+        let mut big = fleet(&["10.0.0.0/16"], &["http://e:2379"]);
+        big.fleet.as_mut().unwrap().block_size = 65;
+        assert!(reason(big).contains("1 to 64"));
+        let mut bare = fleet(&["10.0.0.0/16"], &[]);
+        bare.fleet = None;
+        assert!(reason(bare).contains("--etcd URL"));
+        let mut pool = spec(MacvlanMode::Bridge, &["10.0.0.0/16"]);
+        pool.fleet = fleet(&["10.0.0.0/16"], &["http://e:2379"]).fleet;
+        assert!(reason(pool).contains("--ipam etcd only"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! a cluster, leader or not, changes nothing but the election's wait. A call
 //! retried after a timeout may have been applied already: `create` reads
 //! back, in the same transaction, whether the key it found is its own.
-//! Plain HTTP only for now.
+//! Plain HTTP only: the static build carries no TLS (network validation
+//! refuses https:// URLs with that reason).
 
 use std::time::{Duration, Instant};
 
@@ -94,11 +95,12 @@ impl Etcd {
             let mut unanswered = Vec::new();
             for endpoint in &self.endpoints {
                 match self.agent.post(&format!("{endpoint}{path}")).send_json(body.clone()) {
-                    Ok(reply) => {
-                        return reply.into_json().map_err(|e| {
-                            fail(format!("{endpoint}{path}: unreadable reply ({e})"))
-                        });
-                    }
+                    // A reply cut short (a member killed or slow mid-way)
+                    // counts as no answer: the next member is asked.
+                    Ok(reply) => match reply.into_json() {
+                        Ok(json) => return Ok(json),
+                        Err(e) => unanswered.push(format!("{endpoint}: unreadable reply ({e})")),
+                    },
                     Err(ureq::Error::Status(code, reply)) if code < 500 => {
                         let text = reply.into_string().unwrap_or_default();
                         return Err(fail(format!("{endpoint}{path}: HTTP {code}: {text}")));
@@ -159,6 +161,33 @@ impl Etcd {
         Ok(out)
     }
 
+    /// The value of `key`, if it exists.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let reply = self.call("/v3/kv/range", json!({ "key": B64.encode(key) }))?;
+        reply["kvs"][0].get("value").map(bytes).transpose()
+    }
+
+    /// One transaction: when every comparison of `compare` holds, the
+    /// operations of `success` run, else those of `failure` (build them with
+    /// [`Op`] and [`Cmp`]). Whether the comparisons held, and the replies
+    /// of the branch that ran.
+    pub fn txn(
+        &self,
+        compare: &[Cmp],
+        success: &[Op],
+        failure: &[Op],
+    ) -> Result<(bool, Vec<Value>), StoreError> {
+        let compare: Vec<Value> = compare.iter().map(Cmp::json).collect();
+        let success: Vec<Value> = success.iter().map(Op::json).collect();
+        let failure: Vec<Value> = failure.iter().map(Op::json).collect();
+        let reply = self.call(
+            "/v3/kv/txn",
+            json!({ "compare": compare, "success": success, "failure": failure }),
+        )?;
+        let responses = reply["responses"].as_array().cloned().unwrap_or_default();
+        Ok((reply["succeeded"].as_bool().unwrap_or(false), responses))
+    }
+
     /// Puts `key` only if it does not exist (one transaction: compare its
     /// create revision with 0); whether it is now ours: put by this call, or
     /// by an earlier try of it whose answer was lost (the same value and
@@ -169,38 +198,76 @@ impl Etcd {
         value: &[u8],
         lease: Option<LeaseId>,
     ) -> Result<bool, StoreError> {
-        let key64 = B64.encode(key);
-        let mut put = json!({ "key": key64, "value": B64.encode(value) });
-        if let Some(lease) = lease {
-            put["lease"] = json!(lease.0.to_string());
-        }
-        let reply = self.call(
-            "/v3/kv/txn",
-            json!({
-                "compare": [{ "target": "CREATE", "key": key64, "createRevision": "0" }],
-                "success": [{ "requestPut": put }],
-                "failure": [{ "requestRange": { "key": key64 } }],
-            }),
+        let (created, replies) = self.txn(
+            &[Cmp::Absent(key.to_vec())],
+            &[Op::Put { key: key.to_vec(), value: value.to_vec(), lease }],
+            &[Op::Get(key.to_vec())],
         )?;
-        if reply["succeeded"].as_bool().unwrap_or(false) {
+        if created {
             return Ok(true);
         }
-        let found = &reply["responses"][0]["response_range"]["kvs"][0];
-        Ok(bytes(&found["value"])? == value && number(&found["lease"]) == lease.map_or(0, |l| l.0))
+        let found = range_reply(&replies, 0)?;
+        Ok(found.is_some_and(|kv| kv.value == value && kv.lease == lease.map_or(0, |l| l.0)))
     }
+}
 
-    /// Deletes `key` only if it holds `value`; whether it did.
-    pub fn delete_if(&self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
-        let key = B64.encode(key);
-        let reply = self.call(
-            "/v3/kv/txn",
-            json!({
-                "compare": [{ "target": "VALUE", "key": key, "value": B64.encode(value) }],
-                "success": [{ "requestDeleteRange": { "key": key } }],
-            }),
-        )?;
-        Ok(reply["succeeded"].as_bool().unwrap_or(false))
+/// A comparison of a transaction.
+#[derive(Debug, Clone)]
+pub enum Cmp {
+    /// The key does not exist (its create revision is 0).
+    Absent(Vec<u8>),
+    /// The key holds exactly this value.
+    Holds(Vec<u8>, Vec<u8>),
+}
+
+impl Cmp {
+    fn json(&self) -> Value {
+        match self {
+            Cmp::Absent(key) => {
+                json!({ "target": "CREATE", "key": B64.encode(key), "createRevision": "0" })
+            }
+            Cmp::Holds(key, value) => {
+                json!({ "target": "VALUE", "key": B64.encode(key), "value": B64.encode(value) })
+            }
+        }
     }
+}
+
+/// An operation of a transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put { key: Vec<u8>, value: Vec<u8>, lease: Option<LeaseId> },
+    Delete(Vec<u8>),
+    Get(Vec<u8>),
+}
+
+impl Op {
+    fn json(&self) -> Value {
+        match self {
+            Op::Put { key, value, lease } => {
+                let mut put = json!({ "key": B64.encode(key), "value": B64.encode(value) });
+                if let Some(lease) = lease {
+                    put["lease"] = json!(lease.0.to_string());
+                }
+                json!({ "requestPut": put })
+            }
+            Op::Delete(key) => json!({ "requestDeleteRange": { "key": B64.encode(key) } }),
+            Op::Get(key) => json!({ "requestRange": { "key": B64.encode(key) } }),
+        }
+    }
+}
+
+/// The key read by the `Get` at position `i` of a transaction's replies.
+pub fn range_reply(replies: &[Value], i: usize) -> Result<Option<KeyValue>, StoreError> {
+    let kv = &replies.get(i).map_or(&Value::Null, |r| &r["response_range"])["kvs"][0];
+    if kv.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(KeyValue {
+        key: bytes(&kv["key"])?,
+        value: bytes(&kv["value"])?,
+        lease: number(&kv["lease"]),
+    }))
 }
 
 #[cfg(test)]

@@ -1,0 +1,242 @@
+//! `nicslice-bench fleet`: the fleet pool (`--ipam etcd`) beside the local
+//! pool, in one run. Four hosts (namespaces whose parents are veths into one
+//! bridge, each with its own state database) and an etcd cluster on the lo
+//! of a namespace of its own, where the measured `nicslice` runs (with
+//! `--host-netns`). Reports attaches (each one allocation) per second across
+//! the hosts, several at a time, and the median attach on one host alone,
+//! for each pool. Needs root and Debian's etcd-server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nicslice_lab::World;
+use serde::Serialize;
+
+use crate::cni::stats::Stats;
+
+pub struct Options {
+    pub nicslice: PathBuf,
+    /// Attaches across the hosts, per pool.
+    pub attaches: usize,
+    /// How many run at once.
+    pub at_once: usize,
+    /// Attaches one after the other on one host, per pool.
+    pub alone: usize,
+    pub block: u32,
+}
+
+const HOSTS: usize = 4;
+
+#[derive(Debug, Serialize)]
+pub struct PoolReport {
+    pub pool: &'static str,
+    pub attaches: usize,
+    pub at_once: usize,
+    pub per_second: f64,
+    /// Each attach's own time, under that load.
+    pub loaded: Stats,
+    /// One host, one attach at a time.
+    pub alone: Stats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub pools: Vec<PoolReport>,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut out = String::from(
+            "pool    attaches  at once  per second  attach under load ms  attach alone ms\n",
+        );
+        for p in &self.pools {
+            out.push_str(&format!(
+                "{:<7} {:>8}  {:>7}  {:>10.0}  {:<20}  {}\n",
+                p.pool,
+                p.attaches,
+                p.at_once,
+                p.per_second,
+                p.loaded.show(),
+                p.alone.show()
+            ));
+        }
+        if let [local, fleet] = &self.pools[..] {
+            out.push_str(&format!(
+                "fleet/local: median attach alone {:.2}x, throughput {:.2}x\n",
+                fleet.alone.median_ms / local.alone.median_ms,
+                fleet.per_second / local.per_second
+            ));
+        }
+        out
+    }
+}
+
+/// One etcd member on the lo of namespace `netns`, killed by its pid and
+/// its data removed when dropped.
+struct Etcd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Etcd {
+    fn start(netns: &str, dir: PathBuf) -> Result<Etcd> {
+        if !Path::new("/usr/bin/etcd").exists() {
+            bail!("this benchmark needs Debian's etcd-server (apt-get install etcd-server)");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join("etcd.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "/usr/bin/etcd", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", URL, "--advertise-client-urls", URL])
+            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting etcd")?;
+        Ok(Etcd { child, dir })
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const URL: &str = "http://127.0.0.1:2379";
+
+struct Bench<'a> {
+    opts: &'a Options,
+    etcd_ns: String,
+    hosts: Vec<String>,
+    kids: Vec<String>,
+    states: Vec<PathBuf>,
+}
+
+impl Drop for Bench<'_> {
+    fn drop(&mut self) {
+        for state in &self.states {
+            for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
+                let mut path = state.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+impl Bench<'_> {
+    /// Runs `nicslice ARGS` as host `h`; its time, or its error.
+    fn nicslice(&self, h: usize, args: &[&str]) -> Result<Duration> {
+        let started = Instant::now();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.etcd_ns])
+            .arg(&self.opts.nicslice)
+            .arg("--state")
+            .arg(&self.states[h])
+            .args(["--host-netns", &self.hosts[h]])
+            .args(args)
+            .env_remove("NICSLICE_ETCD")
+            .output()?;
+        let took = started.elapsed();
+        if !out.status.success() {
+            bail!("host {h}: nicslice {args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(took)
+    }
+
+    fn attach(&self, h: usize, pool: &str, ifname: &str) -> Result<Duration> {
+        self.nicslice(h, &["attach", pool, "--netns", &self.kids[h], "--ifname", ifname])
+    }
+
+    /// `attaches` spread over the hosts, `at_once` at a time, then `alone`
+    /// on host 0 one after the other.
+    fn measure(&self, pool: &'static str, tag: &str) -> Result<PoolReport> {
+        let next = AtomicUsize::new(0);
+        let times = Mutex::new(Vec::new());
+        let failure = Mutex::new(None);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..self.opts.at_once {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= self.opts.attaches {
+                            return;
+                        }
+                        match self.attach(i % HOSTS, pool, &format!("{tag}{}", i / HOSTS)) {
+                            Ok(took) => times.lock().unwrap().push(took),
+                            Err(e) => *failure.lock().unwrap() = Some(e),
+                        }
+                    }
+                });
+            }
+        });
+        let wall = started.elapsed();
+        if let Some(e) = failure.into_inner().unwrap() {
+            return Err(e);
+        }
+        let mut alone = Vec::new();
+        for i in 0..self.opts.alone {
+            alone.push(self.attach(0, pool, &format!("{tag}a{i}"))?);
+        }
+        Ok(PoolReport {
+            pool,
+            attaches: self.opts.attaches,
+            at_once: self.opts.at_once,
+            per_second: self.opts.attaches as f64 / wall.as_secs_f64(),
+            loaded: Stats::of(&times.into_inner().unwrap()),
+            alone: Stats::of(&alone),
+        })
+    }
+}
+
+pub fn run(opts: &Options) -> Result<Report> {
+    let mut world = World::new("benchfleet");
+    let switch = world.switch(None)?;
+    world.netns("etcd")?;
+    let etcd_ns = world.name_of("etcd");
+    let mut hosts = Vec::new();
+    let mut kids = Vec::new();
+    let mut states = Vec::new();
+    for h in 0..HOSTS {
+        hosts.push(world.host(&switch, &format!("h{h}"), "eth0", None)?.netns_name);
+        world.netns(&format!("kid{h}"))?;
+        kids.push(world.name_of(&format!("kid{h}")));
+        states.push(std::env::temp_dir().join(format!("{}-h{h}.db", world.prefix())));
+    }
+    let _etcd =
+        Etcd::start(&etcd_ns, std::env::temp_dir().join(format!("{}-etcd", world.prefix())))?;
+    let bench = Bench { opts, etcd_ns, hosts, kids, states };
+
+    // The local pool and the fleet pool, side by side on each host's eth0.
+    let block = opts.block.to_string();
+    for h in 0..HOSTS {
+        bench.nicslice(
+            h,
+            &["network", "create", "local", "--parent", "eth0", "--subnet", "10.80.0.0/16"],
+        )?;
+        let fleet = ["network", "create", "fleet", "--parent", "eth0", "--subnet", "10.81.0.0/16"];
+        let fleet =
+            [&fleet[..], &["--ipam", "etcd", "--etcd", URL, "--etcd-block", &block]].concat();
+        // etcd may still be starting: the first create waits for it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = bench.nicslice(h, &fleet) {
+            if Instant::now() > deadline {
+                return Err(e.context("etcd did not come up"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let local = bench.measure("local", "l")?;
+    let fleet = bench.measure("fleet", "f")?;
+    Ok(Report { pools: vec![local, fleet] })
+}
