@@ -31,6 +31,16 @@ nicslice detach lan --netns ns1\n  \
 nicslice network rm lan"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
     /// State database (default /var/lib/nicslice/state.db).
     #[arg(long, global = true, env = "NICSLICE_STATE", value_name = "PATH")]
     pub state: Option<PathBuf>,
@@ -47,9 +57,6 @@ pub struct Cli {
     /// More detail on stderr (-v: each step, -vv: everything).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]

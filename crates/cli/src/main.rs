@@ -17,9 +17,8 @@
 
 mod args;
 mod commands;
+mod hot_parse;
 mod output;
-
-use clap::Parser;
 
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
@@ -43,8 +42,8 @@ fn run() -> libc::c_int {
         // SAFETY: ends the process; no other thread is running.
         unsafe { libc::_exit(code) };
     }
-    let cli = args::Cli::parse();
-    init_logging(cli.verbose);
+    let cli = hot_parse::parse();
+    init_logging(cli.global.verbose);
     if let Err(err) = commands::run(cli) {
         // One line: the error and its causes, outermost first.
         let mut line = err.to_string();

@@ -45,9 +45,9 @@ impl Globals {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let globals = Globals {
-        state: cli.state.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
-        host_netns: cli.host_netns,
-        json: cli.json,
+        state: cli.global.state.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+        host_netns: cli.global.host_netns,
+        json: cli.global.json,
     };
     match cli.command {
         Command::Check => check::run(globals.json),
