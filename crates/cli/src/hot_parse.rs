@@ -5,8 +5,8 @@
 //! parsers) before it matches the one given: for nicslice's two dozen
 //! commands about 0.3 ms and 90 page faults, a tenth of an `attach`, which a
 //! container runtime or a script may run hundreds of times. `attach` and
-//! `detach` given first are parsed against the global options and
-//! themselves alone, into the same [`Cli`] the whole tree gives. Anything
+//! `detach` (after global options, if any) are parsed against the global
+//! options and themselves alone, into the same [`Cli`] the whole tree gives. Anything
 //! else, and every case the reduced tree cannot answer as the whole one
 //! would (help, version, a mistake, whose message names the whole
 //! command), goes to the whole tree.
@@ -27,8 +27,7 @@ pub fn parse() -> Cli {
 /// `args` parsed by the reduced tree, when the command is a hot one and the
 /// reduced tree accepts it.
 fn hot(args: &[OsString]) -> Option<Cli> {
-    let name = args.get(1)?.to_str()?;
-    let sub = match name {
+    let sub = match command_name(args)? {
         "attach" => AttachArgs::augment_args(clap::Command::new("attach")),
         "detach" => DetachArgs::augment_args(clap::Command::new("detach")),
         _ => return None,
@@ -44,6 +43,24 @@ fn hot(args: &[OsString]) -> Option<Cli> {
         .subcommand(sub);
     let matches = tree.try_get_matches_from(args).ok()?;
     Cli::from_arg_matches(&matches).ok()
+}
+
+/// The first word that is not a global option or its value: the command
+/// (`nicslice --state PATH attach ...` as well as `nicslice attach ...`).
+fn command_name(args: &[OsString]) -> Option<&str> {
+    let mut words = args.iter().skip(1);
+    while let Some(word) = words.next() {
+        match word.to_str()? {
+            "--state" | "--host-netns" => {
+                words.next()?;
+            }
+            "--json" | "--verbose" => {}
+            w if w.starts_with("--state=") || w.starts_with("--host-netns=") => {}
+            w if w.len() > 1 && w.starts_with('-') && w[1..].bytes().all(|b| b == b'v') => {}
+            w => return Some(w),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -62,6 +79,8 @@ mod tests {
             "nicslice attach lan --netns ns1 --ip 10.0.0.5 --mac 02:00:00:00:00:01 --json",
             "nicslice attach lan --netns ns1 --state /tmp/s.db -vv --host-netns host",
             "nicslice detach lan --netns ns1 --json",
+            "nicslice --json attach lan --netns ns1",
+            "nicslice --state /tmp/s.db -v --host-netns=h attach lan --netns ns1",
         ] {
             let fast = hot(&argv(line)).unwrap_or_else(|| panic!("{line}: not taken"));
             let whole = Cli::try_parse_from(argv(line)).unwrap();
@@ -73,7 +92,8 @@ mod tests {
     fn everything_else_goes_to_the_whole_tree() {
         for line in [
             "nicslice network ls",
-            "nicslice --json attach lan --netns ns1",
+            "nicslice --state /tmp/s.db network ls",
+            "nicslice --state",
             "nicslice attach --help",
             "nicslice attach lan --netns ns1 --no-such-option",
             "nicslice attach",
