@@ -42,6 +42,13 @@ build_initramfs() {
     stamp=$INITRAMFS.sha256
     # The DHCP server vm_dhcp starts, when the host has it.
     [ -x /usr/sbin/dnsmasq ] && servers+=(/usr/sbin/dnsmasq)
+    # Host tools some tests run, at their host paths (before busybox's in
+    # PATH): strace (apply.rs counts netlink writes with it), iproute2's ip
+    # and bridge (busybox's ip has no netns, -n or nodad, and no bridge port
+    # flags: doctor_wire.rs).
+    for f in /usr/bin/strace /usr/sbin/ip /usr/sbin/bridge; do
+        if [ -x "$f" ]; then servers+=("$f"); fi
+    done
     mapfile -t libs < <(shared_libraries "$NICSLICE_EXE" "${TEST_EXES[@]}" "${servers[@]}")
 
     # What goes in, and from where: the manifest and the content of every
