@@ -91,7 +91,7 @@ fn add(
     };
     let pool = CniFleetPool {
         network: &net.name,
-        subnet: subnet_of(range)?,
+        subnet: subnet_of(range),
         fleet: FleetSpec {
             endpoints: etcd.endpoints.clone(),
             block_size: etcd.block_size.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
@@ -108,48 +108,19 @@ fn add(
 }
 
 /// The range as a fleet network's subnet: the whole subnet (host-local's
-/// default window), or a window that is a CIDR block (`ip_range`, as
-/// `--ip-range` gives it). Any other window is refused: a fleet pool is cut
-/// in aligned blocks.
-fn subnet_of(range: &AddressRange) -> Result<SubnetSpec> {
+/// default window) or, when `rangeStart`/`rangeEnd` narrow it, that window
+/// exactly; the gateway as configured.
+fn subnet_of(range: &AddressRange) -> SubnetSpec {
     let subnet = range.subnet;
     let (base, top) = (to_u128(subnet.network()), to_u128(subnet.broadcast()));
     let (first, last) = (to_u128(range.first), to_u128(range.last));
-    let v4 = subnet.addr().is_ipv4();
-    let whole = first <= base + 1 && last >= top - u128::from(v4);
-    let ip_range = if whole {
-        None
-    } else {
-        let size = last - first + 1;
-        let bits = if v4 { 32 } else { 128 };
-        let prefix = u8::try_from(bits - size.trailing_zeros()).unwrap_or(0);
-        let block = (size.is_power_of_two() && first % size == 0)
-            .then(|| ipnet::IpNet::new(range.first, prefix).ok())
-            .flatten();
-        if block.is_none() {
-            let span = size.next_power_of_two();
-            let start = first & !(span - 1);
-            return Err(CniError::config(format!(
-                "ipam: store.etcd: rangeStart {} to rangeEnd {} is not a CIDR block; give one (like {} to {}), or leave them out for the whole subnet",
-                range.first,
-                range.last,
-                ip_at(range.first, start),
-                ip_at(range.first, start + span - 1),
-            )));
-        }
-        block
-    };
-    let link_local = matches!(subnet.addr(), IpAddr::V4(a) if a.is_link_local());
-    Ok(SubnetSpec {
+    let whole = first <= base + 1 && last >= top - u128::from(subnet.addr().is_ipv4());
+    SubnetSpec {
         gateway: Some(range.gateway),
-        ip_range,
-        link_local,
+        window: (!whole).then_some((range.first, range.last)),
+        link_local: matches!(subnet.addr(), IpAddr::V4(a) if a.is_link_local()),
         ..SubnetSpec::new(subnet)
-    })
-}
-
-fn ip_at(family: IpAddr, n: u128) -> IpAddr {
-    nicslice_model::from_u128(family, n).unwrap_or(family)
+    }
 }
 
 #[cfg(test)]
@@ -162,20 +133,14 @@ mod tests {
     }
 
     #[test]
-    fn whole_subnets_and_cidr_windows_are_fleet_subnets() {
-        let s = subnet_of(&range(json!({"subnet": "10.9.0.0/24"}))).unwrap();
-        assert_eq!((s.ip_range, s.gateway.unwrap().to_string()), (None, "10.9.0.1".into()));
-        let s = subnet_of(&range(json!({"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.64",
-            "rangeEnd": "10.9.0.127", "gateway": "10.9.0.254"})))
-        .unwrap();
-        assert_eq!(s.ip_range.unwrap().to_string(), "10.9.0.64/26");
+    fn whole_subnets_and_windows_are_fleet_subnets() {
+        let s = subnet_of(&range(json!({"subnet": "10.9.0.0/24"})));
+        assert_eq!((s.window, s.gateway.unwrap().to_string()), (None, "10.9.0.1".into()));
+        let s = subnet_of(&range(json!({"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.100",
+            "rangeEnd": "10.9.0.110", "gateway": "10.9.0.254"})));
+        let (first, last) = s.window.unwrap();
+        assert_eq!((first.to_string(), last.to_string()), ("10.9.0.100".into(), "10.9.0.110".into()));
         assert_eq!(s.gateway.unwrap().to_string(), "10.9.0.254");
-        let s = subnet_of(&range(json!({"subnet": "fd00:9::/64"}))).unwrap();
-        assert_eq!(s.ip_range, None);
-        let e = subnet_of(&range(json!({"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.100",
-            "rangeEnd": "10.9.0.110"})))
-        .unwrap_err();
-        assert_eq!(e.code_number(), 7);
-        assert!(e.msg.contains("10.9.0.96 to 10.9.0.111"), "{}", e.msg);
+        assert_eq!(subnet_of(&range(json!({"subnet": "fd00:9::/64"}))).window, None);
     }
 }
