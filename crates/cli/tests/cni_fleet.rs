@@ -105,7 +105,14 @@ impl Fleet {
 
     /// Runs `plugin` in host `h`'s namespace, as a runtime does (this
     /// thread enters it to start the plugin, and comes back).
-    fn call(&self, h: usize, plugin: &str, cmd: &str, (id, netns): (&str, &str), conf: &Value) -> Call {
+    fn call(
+        &self,
+        h: usize,
+        plugin: &str,
+        cmd: &str,
+        (id, netns): (&str, &str),
+        conf: &Value,
+    ) -> Call {
         let inside = self.hosts[h].netns.enter().unwrap();
         let mut child = Command::new(self.plugins.join(plugin))
             .env("CNI_COMMAND", cmd)
@@ -202,7 +209,8 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     // etcd records each address for its attachment, by host, container and interface.
     let recorded = owners(&fleet, &cluster);
     assert_eq!(recorded.len(), handed.len(), "{recorded:?}");
-    let hosts: BTreeSet<&str> = recorded.iter().map(|(k, _)| k.split('/').next().unwrap()).collect();
+    let hosts: BTreeSet<&str> =
+        recorded.iter().map(|(k, _)| k.split('/').next().unwrap()).collect();
     assert_eq!(hosts.len(), 2, "two hosts' names: {recorded:?}");
     for (ip, (_, id, _, _)) in handed.iter().zip(&containers) {
         let key = recorded.iter().find(|(_, r)| r == ip).map(|(k, _)| k.clone());
@@ -235,7 +243,7 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
 
     // A third host whose configuration cuts the range in other blocks is
     // refused (it would key the same addresses apart in etcd).
-    let mut other = fleet.conf(2, &cluster, 8);
+    let other = fleet.conf(2, &cluster, 8);
     let (_, path) = fleet.container("other");
     let call = fleet.call(2, "nicslice-macvlan", "ADD", ("other", &path), &other);
     assert_eq!(call.json["code"].as_u64(), Some(7), "{}", call.json);

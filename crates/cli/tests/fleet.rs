@@ -18,9 +18,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use etcd::Cluster;
 use nicslice_kernel::{Netns, RouteSocket};
 use nicslice_lab::{Host, World};
-use etcd::Cluster;
 
 /// The fleet pool speaks etcd's protocol and nothing of the kernel's: it
 /// runs on the host, not in the VM stage (whose image carries no etcd).

@@ -111,7 +111,7 @@ impl Engine {
         };
         tx.cni_fleet_release(&hold)?;
         tx.commit()?;
-        self.give_back_fleet_records(&[hold.clone()]);
+        self.give_back_fleet_records(std::slice::from_ref(&hold));
         Ok(Some(hold.ip))
     }
 
@@ -148,12 +148,17 @@ impl Engine {
     }
 
     /// etcd's records of released addresses, back to this host's spares. A
-    /// failure costs a warning: the record stays in this host's name, and
-    /// the allocation that next takes the address takes it over.
+    /// failure costs a warning, and etcd is not asked again in this call:
+    /// the records stay in this host's name, and the allocation that next
+    /// takes one of the addresses takes its record over.
     fn give_back_fleet_records(&self, holds: &[CniFleetHold]) {
-        for hold in holds {
+        for (i, hold) in holds.iter().enumerate() {
             if let Err(e) = fleet::release_cni(&self.store, hold) {
-                tracing::warn!(ip = %hold.ip, "etcd's record of the address stays in use until it is reused here: {e}");
+                tracing::warn!(
+                    left = holds.len() - i,
+                    "etcd's records of released addresses stay in use until reused here: {e}"
+                );
+                return;
             }
         }
     }

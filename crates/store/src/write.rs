@@ -30,7 +30,12 @@ impl WriteTx<'_> {
         network: &ValidNetwork,
         promisc_prev: Option<bool>,
     ) -> Result<NetworkId, StoreError> {
-        self.insert_network_as(network.name.as_str(), network.parent.as_str(), network, promisc_prev)
+        self.insert_network_as(
+            network.name.as_str(),
+            network.parent.as_str(),
+            network,
+            promisc_prev,
+        )
     }
 
     /// `insert_network` with the row's name and parent columns given: a

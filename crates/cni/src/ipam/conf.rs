@@ -221,9 +221,7 @@ fn check_etcd(etcd: &EtcdConf, range_sets: &[Vec<AddressRange>]) -> Result<()> {
         return Err(CniError::config("ipam: store.etcd.endpoints: give at least one client URL"));
     }
     if etcd.block_size.is_some_and(|b| !(1..=64).contains(&b)) {
-        return Err(CniError::config(
-            "ipam: store.etcd.blockSize: expected 1 to 64 addresses",
-        ));
+        return Err(CniError::config("ipam: store.etcd.blockSize: expected 1 to 64 addresses"));
     }
     if etcd.ttl_seconds == Some(0) {
         return Err(CniError::config("ipam: store.etcd.ttlSeconds: expected at least one second"));

@@ -39,20 +39,18 @@ pub fn handle(
             open(&state)?.cni_fleet_del(&net.name, &env.container_id, &env.ifname)?;
             Ok(None)
         }
-        Verb::Check => match open(&state)?.cni_fleet_holds(
-            &net.name,
-            &env.container_id,
-            &env.ifname,
-        )? {
-            Some(_) => Ok(None),
-            None => Err(CniError::new(
-                Code::UnknownContainer,
-                format!(
-                    "nicslice-ipam: no fleet address is held for container {} interface {} in network {}",
-                    env.container_id, env.ifname, net.name
-                ),
-            )),
-        },
+        Verb::Check => {
+            match open(&state)?.cni_fleet_holds(&net.name, &env.container_id, &env.ifname)? {
+                Some(_) => Ok(None),
+                None => Err(CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "nicslice-ipam: no fleet address is held for container {} interface {} in network {}",
+                        env.container_id, env.ifname, net.name
+                    ),
+                )),
+            }
+        }
         Verb::Status => {
             open(&state).map_err(|e| CniError::new(Code::NotAvailable, e.msg))?;
             Ok(None)
@@ -139,7 +137,10 @@ mod tests {
         let s = subnet_of(&range(json!({"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.100",
             "rangeEnd": "10.9.0.110", "gateway": "10.9.0.254"})));
         let (first, last) = s.window.unwrap();
-        assert_eq!((first.to_string(), last.to_string()), ("10.9.0.100".into(), "10.9.0.110".into()));
+        assert_eq!(
+            (first.to_string(), last.to_string()),
+            ("10.9.0.100".into(), "10.9.0.110".into())
+        );
         assert_eq!(s.gateway.unwrap().to_string(), "10.9.0.254");
         assert_eq!(subnet_of(&range(json!({"subnet": "fd00:9::/64"}))).window, None);
     }

@@ -18,6 +18,10 @@ use nicslice_kernel::{Link, Netns, Pinger, Route, RouteSocket};
 use nicslice_lab::{Host, World};
 use serde_json::{Value, json};
 
+// The etcd clusters of the CLI's fleet tests (one helper for both suites).
+#[path = "../../../cli/tests/etcd/mod.rs"]
+mod etcd;
+
 /// Where Debian's containernetworking-plugins put the reference plugins.
 pub const REFERENCE_DIR: &str = "/usr/lib/cni";
 
@@ -146,7 +150,7 @@ pub fn for_each_impl(case: impl Fn(&Impl)) {
 pub struct Net {
     /// The fleet pool's etcd (started by the first configuration that needs
     /// it), stopped before the namespaces go.
-    etcd: std::sync::OnceLock<crate::etcd::Cluster>,
+    etcd: std::sync::OnceLock<etcd::Cluster>,
     pub world: World,
     pub switch: Netns,
     pub host: Host,
@@ -192,7 +196,7 @@ impl Net {
             if imp.fleet {
                 let etcd = self.etcd.get_or_init(|| {
                     let name = self.world.name_of("sw");
-                    crate::etcd::Cluster::start_on(&self.switch, &name, 1, "192.168.0.1")
+                    etcd::Cluster::start_on(&self.switch, &name, 1, "192.168.0.1")
                 });
                 let state = self.data_dir.join(imp.label).join("state.db");
                 ipam["store"] = json!({"etcd": {"endpoints": etcd.clients, "state": state}});

@@ -8,9 +8,6 @@
 //! each case's own. Needs root (it creates namespaces); ipvlan cases run in
 //! the VM stage.
 
-// The etcd clusters of the CLI's fleet tests (one helper for both suites).
-#[path = "../../../cli/tests/etcd/mod.rs"]
-mod etcd;
 mod harness;
 mod host_access;
 mod lifecycle;

@@ -38,7 +38,7 @@ pub(super) fn agree(
         return Ok(());
     }
     let Some(found) = etcd.get(&key)? else {
-        return Ok(etcd.create(&key, &bytes, None).map(drop)?);
+        return etcd.create(&key, &bytes, None).map(drop);
     };
     let theirs: Option<Geometry> = serde_json::from_slice(&found).ok();
     if theirs.as_ref() == Some(&mine) {
@@ -46,7 +46,13 @@ pub(super) fn agree(
     }
     // A pool every host left may be cut anew.
     if etcd.get_prefix(&keys.addresses())?.is_empty()
-        && etcd.txn(&[Cmp::Holds(key.clone(), found)], &[Op::Put { key, value: bytes, lease: None }], &[])?.0
+        && etcd
+            .txn(
+                &[Cmp::Holds(key.clone(), found)],
+                &[Op::Put { key, value: bytes, lease: None }],
+                &[],
+            )?
+            .0
     {
         return Ok(());
     }
