@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use etcd::Cluster;
 use nicslice_kernel::Netns;
 use nicslice_lab::{Host, World};
+use nicslice_store::fleet::etcd::Op;
 use serde_json::{Value, json};
 
 /// The switch's address, where etcd listens.
@@ -271,6 +272,46 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
         assert!(!left.iter().any(|(k, _)| k.contains(&format!("/{id}/"))), "{id}: {left:?}");
     }
     assert_eq!(left.len(), handed.len() - dropped.len(), "{left:?}");
+
+    // An address this host lists as its spare but etcd records for another
+    // host (a host that took it while this one was cut off, say) is never
+    // handed out: the ADD forgets it and takes another.
+    let (h, id, _, path) = &containers[2];
+    let freed = ip_of(&results[2].json);
+    let call = fleet.call(*h, "nicslice-macvlan", "DEL", (id, path), &confs[*h]);
+    assert!(call.ok, "DEL: {}", call.json);
+    let etcd = cluster.client();
+    let prefix = b"/nicslice/fleet/fleetnet/addr/";
+    let records = fleet.switch.run(|| etcd.get_prefix(prefix)).unwrap().unwrap();
+    let key = records
+        .into_iter()
+        .map(|kv| kv.key)
+        .find(|k| k.ends_with(format!("/{freed}").as_bytes()))
+        .expect("the freed address's record");
+    let intruder = br#"{"host":"intruder"}"#.to_vec();
+    let put = Op::Put { key: key.clone(), value: intruder.clone(), lease: None };
+    fleet.switch.run(|| etcd.txn(&[], &[put], &[])).unwrap().unwrap();
+    let (_, path) = fleet.container("late");
+    // Host 0 has no other spare: the ADD forgets this one and leases a block.
+    let host0 = owners(&fleet, &cluster)
+        .into_iter()
+        .find(|(k, _)| k.contains(&format!("/{}/", containers[4].1)))
+        .map(|(k, _)| k.split('/').next().unwrap().to_string())
+        .unwrap();
+    let blocks_of_host0 = || {
+        let blocks = b"/nicslice/fleet/fleetnet/block/";
+        let kvs = fleet.switch.run(|| etcd.get_prefix(blocks)).unwrap().unwrap();
+        let mine = format!(r#""host":"{host0}""#);
+        kvs.iter().filter(|kv| String::from_utf8_lossy(&kv.value).contains(&mine)).count()
+    };
+    let before = blocks_of_host0();
+    let late = fleet.call(*h, "nicslice-macvlan", "ADD", ("late", &path), &confs[*h]);
+    assert!(late.ok, "ADD: {} {}", late.json, late.stderr);
+    let got = ip_of(&late.json);
+    assert_ne!(got, freed, "an address etcd records for another host was handed out");
+    assert_eq!(blocks_of_host0(), before + 1, "the spare was tried, forgotten, and a block leased");
+    let now = fleet.switch.run(|| etcd.get(&key)).unwrap().unwrap();
+    assert_eq!(now, Some(intruder), "the other host's record stays");
 }
 
 #[test]
