@@ -8,18 +8,19 @@
 //! (`apt-get install etcd-server`; /usr/bin/etcd).
 
 mod common;
+mod etcd;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use etcd::Cluster;
 use nicslice_kernel::{Netns, RouteSocket};
 use nicslice_lab::{Host, World};
-use nicslice_store::fleet::etcd::Etcd;
 
 /// The fleet pool speaks etcd's protocol and nothing of the kernel's: it
 /// runs on the host, not in the VM stage (whose image carries no etcd).
@@ -29,91 +30,6 @@ fn in_vm() -> bool {
         println!("kernel-independent: runs on the host stage only");
     }
     vm
-}
-
-/// Three tests start clusters on fixed ports of their own namespaces; they
-/// may run side by side, as each namespace has its own 127.0.0.1.
-struct Cluster {
-    members: Vec<Option<Child>>,
-    dir: PathBuf,
-    clients: Vec<String>,
-}
-
-impl Cluster {
-    /// `size` members in namespace `netns`, their data under a directory of
-    /// their own; waits (at most 20 s) until the cluster grants a lease.
-    fn start(etcd_ns: &Netns, netns: &str, size: u16) -> Cluster {
-        assert!(
-            std::path::Path::new("/usr/bin/etcd").exists(),
-            "these tests need Debian's etcd-server (apt-get install etcd-server)"
-        );
-        let dir = std::env::temp_dir().join(format!("{netns}-etcd"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let peer = |i: u16| format!("http://127.0.0.1:{}", 2380 + 10 * i);
-        let client = |i: u16| format!("http://127.0.0.1:{}", 2379 + 10 * i);
-        let cluster: Vec<String> = (0..size).map(|i| format!("m{i}={}", peer(i))).collect();
-        let members = (0..size)
-            .map(|i| {
-                let log = std::fs::File::create(dir.join(format!("m{i}.log"))).unwrap();
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", netns, "/usr/bin/etcd", "--name", &format!("m{i}")])
-                    .arg("--data-dir")
-                    .arg(dir.join(format!("m{i}")))
-                    .args(["--listen-client-urls", &client(i)])
-                    .args(["--advertise-client-urls", &client(i)])
-                    .args(["--listen-peer-urls", &peer(i)])
-                    .args(["--initial-advertise-peer-urls", &peer(i)])
-                    .args(["--initial-cluster", &cluster.join(",")])
-                    .args(["--initial-cluster-state", "new"])
-                    .stdout(Stdio::null())
-                    .stderr(log);
-                Some(cmd.spawn().expect("start etcd"))
-            })
-            .collect();
-        let cluster = Cluster { members, dir, clients: (0..size).map(client).collect() };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let etcd = Etcd::new(&cluster.clients, Duration::from_millis(500), Duration::ZERO).unwrap();
-        while etcd_ns.run(|| etcd.grant(Duration::from_secs(5))).unwrap().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not come up; logs in {}",
-                cluster.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        cluster
-    }
-
-    /// Kills member `i` (SIGKILL, by the pid we started: `ip netns exec`
-    /// execs etcd in its own process).
-    fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.members[i].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// The member that is the cluster's leader now.
-    fn leader(&self, etcd_ns: &Netns) -> usize {
-        (0..self.clients.len())
-            .find(|&i| {
-                let one =
-                    Etcd::new(&self.clients[i..=i], Duration::from_millis(500), Duration::ZERO)
-                        .unwrap();
-                etcd_ns.run(|| one.answered_by_leader().unwrap_or(false)).unwrap()
-            })
-            .expect("a leader")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            self.kill(i);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// The world of a test: the switch, etcd's namespace, and the hosts, each

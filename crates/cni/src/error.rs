@@ -145,6 +145,9 @@ impl From<nicslice_store::StoreError> for CniError {
     fn from(e: nicslice_store::StoreError) -> CniError {
         let code = match &e {
             nicslice_store::StoreError::Busy { .. } => Code::TryAgainLater,
+            // The fleet pool: etcd did not answer, or every address of the
+            // pool is held (blocks of hosts gone come back after their TTL).
+            nicslice_store::StoreError::Etcd(_) => Code::TryAgainLater,
             nicslice_store::StoreError::TooLong { .. } => Code::InvalidConfig,
             nicslice_store::StoreError::Model(m) => return m.clone().into(),
             _ => Code::Store,

@@ -9,6 +9,7 @@
 //! ([`refuse`]).
 
 mod attach;
+pub mod cni_fleet;
 pub mod converge;
 mod detach;
 mod detach_many;

@@ -59,9 +59,11 @@ pub trait StoreRead: sealed::Conn {
         one(self.conn(), &sql, params![name.as_str()], network_row, "reading a network")
     }
 
-    /// All networks, by name.
+    /// All networks, by name (not the CNI fleet pools: `fleet::cni`).
     fn list_networks(&self) -> Result<Vec<NetworkRecord>, StoreError> {
-        let sql = format!("SELECT {NETWORK_COLS} FROM networks ORDER BY name");
+        let sql = format!(
+            "SELECT {NETWORK_COLS} FROM networks WHERE substr(name, 1, 4) != 'cni:' ORDER BY name"
+        );
         many(self.conn(), &sql, params![], network_row, "listing networks")
     }
 

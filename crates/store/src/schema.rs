@@ -161,6 +161,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (network_id, ip)
     ) WITHOUT ROWID;
     "#,
+    // 9 (issue 14): the fleet pool for CNI attachments (nicslice-ipam with
+    // "store": {"etcd": ...}). Each pool is a network row hidden from the
+    // CLI (named `cni:NAME:SUBNET`, which no network name can be), and the
+    // address of each attachment (a lease with no endpoint) is held by a row
+    // here, by the CNI network's name, the container ID and the interface:
+    // one address per attachment, found by DEL and GC.
+    r#"
+    CREATE TABLE fleet_cni_holders (
+        network      TEXT    NOT NULL,
+        container_id TEXT    NOT NULL,
+        ifname       TEXT    NOT NULL,
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        ip           TEXT    NOT NULL,
+        PRIMARY KEY (network, container_id, ifname)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -30,17 +30,35 @@ impl WriteTx<'_> {
         network: &ValidNetwork,
         promisc_prev: Option<bool>,
     ) -> Result<NetworkId, StoreError> {
+        self.insert_network_as(
+            network.name.as_str(),
+            network.parent.as_str(),
+            network,
+            promisc_prev,
+        )
+    }
+
+    /// `insert_network` with the row's name and parent columns given: a
+    /// hidden network (`fleet::cni`) is named and parented apart from the
+    /// CLI's networks.
+    pub(crate) fn insert_network_as(
+        &self,
+        name: &str,
+        parent: &str,
+        network: &ValidNetwork,
+        promisc_prev: Option<bool>,
+    ) -> Result<NetworkId, StoreError> {
         let json = serde_json::to_string(network.spec())
             .map_err(|e| StoreError::corrupt(format!("network spec ({e})")))?;
         self.tx
             .execute(
                 "INSERT INTO networks (name, parent, spec_json, promisc_prev, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![network.name.as_str(), network.parent.as_str(), json, promisc_prev, now()],
+                params![name, parent, json, promisc_prev, now()],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    StoreError::NetworkExists(network.name.to_string())
+                    StoreError::NetworkExists(name.to_string())
                 } else {
                     StoreError::Sqlite { context: "recording a network", source: e }
                 }

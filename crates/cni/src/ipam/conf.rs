@@ -3,7 +3,8 @@
 //! `resolvConf`, `dataDir`) plus `state`, the lease database's path. Checked
 //! into range sets: one address is handed out per set, from its first range
 //! with room. Or `dhcp` (an object, instead of ranges): the address comes
-//! from a DHCP server ([`DhcpConf`]).
+//! from a DHCP server ([`DhcpConf`]). Or `store` with `etcd` beside one
+//! range: the range is a fleet pool shared with other hosts ([`EtcdConf`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -28,6 +29,37 @@ pub struct IpamConf {
     pub state: Option<PathBuf>,
     /// `dhcp`: addresses from a DHCP server instead of `ranges`.
     pub dhcp: Option<DhcpConf>,
+    /// `store.etcd`: the one range is a fleet pool shared through etcd.
+    pub etcd: Option<EtcdConf>,
+}
+
+/// `"store": {...}`: where the leases live. `{}` is the lease database of
+/// this host (the default); `etcd` shares the range with other hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreConf {
+    #[serde(default)]
+    etcd: Option<EtcdConf>,
+}
+
+/// `"store": {"etcd": {...}}`: the fleet pool, as `nicslice network create
+/// --ipam etcd` makes it (`--etcd`, `--etcd-block`, `--etcd-ttl`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EtcdConf {
+    /// Client URLs of the etcd cluster (`http://host:2379`).
+    pub endpoints: Vec<String>,
+    /// Addresses per block a host leases (default 16, at most 64).
+    #[serde(default)]
+    pub block_size: Option<u32>,
+    /// Seconds this host's blocks outlive its last contact with etcd
+    /// (default 60).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// nicslice's state database, where this host's part of the pool is
+    /// kept (default: `NICSLICE_STATE`, else nicslice's default).
+    #[serde(default)]
+    pub state: Option<PathBuf>,
 }
 
 /// `"dhcp": {}` and its optional keys.
@@ -75,6 +107,8 @@ struct RawIpam {
     state: Option<PathBuf>,
     #[serde(default)]
     dhcp: Option<DhcpConf>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    store: StoreConf,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +124,11 @@ impl IpamConf {
         let raw: RawIpam =
             RawIpam::deserialize(ipam).map_err(|e| CniError::config(format!("ipam: {e}")))?;
         if let Some(dhcp) = raw.dhcp {
+            if raw.store.etcd.is_some() {
+                return Err(CniError::config(
+                    "ipam: \"dhcp\" and \"store\": {\"etcd\"} exclude each other; keep one",
+                ));
+            }
             return dhcp_only(raw.top, raw.ranges, raw.routes, dhcp);
         }
         let mut raw_sets = raw.ranges;
@@ -126,12 +165,16 @@ impl IpamConf {
         // happened to start the plugin).
         let given = |p: Option<PathBuf>| p.filter(|p| !p.as_os_str().is_empty());
         let state = given(raw.state).or_else(|| given(raw.data_dir).map(|d| d.join(CNI_IPAM_FILE)));
+        if let Some(etcd) = &raw.store.etcd {
+            check_etcd(etcd, &range_sets)?;
+        }
         Ok(IpamConf {
             range_sets,
             routes: raw.routes.into_iter().map(|r| RouteConfig::to(r.dst, r.gw)).collect(),
             resolv_conf: raw.resolv_conf.filter(|p| !p.as_os_str().is_empty()),
             state,
             dhcp: None,
+            etcd: raw.store.etcd,
         })
     }
 }
@@ -162,7 +205,33 @@ fn dhcp_only(
         resolv_conf: None,
         state: None,
         dhcp: Some(dhcp),
+        etcd: None,
     })
+}
+
+/// The fleet pool shares one range, over plain HTTP (the CLI's rules, in
+/// the configuration's words; the model checks the rest at ADD).
+fn check_etcd(etcd: &EtcdConf, range_sets: &[Vec<AddressRange>]) -> Result<()> {
+    if range_sets.len() != 1 || range_sets[0].len() != 1 {
+        return Err(CniError::config(
+            "ipam: store.etcd shares exactly one range between the hosts; give one subnet",
+        ));
+    }
+    if etcd.endpoints.is_empty() {
+        return Err(CniError::config("ipam: store.etcd.endpoints: give at least one client URL"));
+    }
+    if etcd.block_size.is_some_and(|b| !(1..=64).contains(&b)) {
+        return Err(CniError::config("ipam: store.etcd.blockSize: expected 1 to 64 addresses"));
+    }
+    if etcd.ttl_seconds == Some(0) {
+        return Err(CniError::config("ipam: store.etcd.ttlSeconds: expected at least one second"));
+    }
+    if let Some(url) = etcd.endpoints.iter().find(|u| u.starts_with("https://")) {
+        return Err(CniError::config(format!(
+            "ipam: store.etcd.endpoints {url}: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local proxy)"
+        )));
+    }
+    Ok(())
 }
 
 /// host-local's rules: the subnet leaves room (IPv4 /30, IPv6 /126 at most),
@@ -273,6 +342,20 @@ mod tests {
         ] {
             let e = IpamConf::parse(&ipam).unwrap_err();
             assert!(e.msg.contains(needle), "{ipam}: {}", e.msg);
+        }
+    }
+
+    #[test]
+    fn store_etcd_beside_one_range() {
+        let c = IpamConf::parse(&json!({"type":"x","subnet":"10.1.2.0/24","store":{"etcd":{
+            "endpoints":["http://10.0.0.5:2379"],"blockSize":8,"ttlSeconds":30,"state":"/s.db"}}}))
+        .unwrap();
+        let etcd = c.etcd.unwrap();
+        assert_eq!((etcd.block_size, etcd.ttl_seconds), (Some(8), Some(30)));
+        assert_eq!(etcd.state, Some(PathBuf::from("/s.db")));
+        for store in [json!({}), json!(null)] {
+            let c = IpamConf::parse(&json!({"type":"x","subnet":"10.1.2.0/24","store":store}));
+            assert_eq!(c.unwrap().etcd, None, "the default store");
         }
     }
 

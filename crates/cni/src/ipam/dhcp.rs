@@ -32,16 +32,18 @@ const DEFAULT_TIMEOUT: Duration = nicslice_engine::dhcp::DEFAULT_TIMEOUT;
 /// How long STATUS waits for an agent it started to take its lock.
 const AGENT_START_WAIT: Duration = Duration::from_secs(2);
 
-/// nicslice's state database for this configuration.
-fn state_path(dhcp: &DhcpConf) -> PathBuf {
-    dhcp.state
-        .clone()
+/// nicslice's state database: `given` (the configuration's `state`), else
+/// `NICSLICE_STATE`, else nicslice's default.
+pub(super) fn nicslice_state(given: Option<&PathBuf>) -> PathBuf {
+    given
         .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
         .or_else(|| std::env::var_os("NICSLICE_STATE").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH))
 }
 
-fn open(state: &std::path::Path) -> Result<Engine> {
+/// The engine over nicslice's state database `state`.
+pub(super) fn open(state: &std::path::Path) -> Result<Engine> {
     let host = Netns::current().map_err(nicslice_engine::EngineError::from)?;
     let faults = Faults::from_env()?;
     Ok(Engine::open(state, host, faults)?)
@@ -55,7 +57,7 @@ pub fn handle(
     conf: &IpamConf,
     dhcp: &DhcpConf,
 ) -> Result<Option<CniResult>> {
-    let state = state_path(dhcp);
+    let state = nicslice_state(dhcp.state.as_ref());
     match verb {
         Verb::Add => add(&state, net, env, conf, dhcp).map(Some),
         Verb::Del => {

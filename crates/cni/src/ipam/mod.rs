@@ -9,10 +9,12 @@
 //! networks: they belong to the container runtime and are cleaned by its GC,
 //! and they last one boot, as the namespaces they serve (see
 //! `nicslice_store::cni_ipam`). With `"dhcp": {}` instead of ranges, the
-//! addresses come from a DHCP server ([`dhcp`]).
+//! addresses come from a DHCP server ([`dhcp`]); with `"store": {"etcd":
+//! {...}}`, the range is a fleet pool shared with other hosts ([`fleet`]).
 
 pub mod conf;
 pub mod dhcp;
+pub mod fleet;
 pub mod resolv;
 
 use std::net::IpAddr;
@@ -37,6 +39,9 @@ pub fn handle(verb: Verb, net: &NetConf, env: &CallEnv) -> Result<Option<CniResu
     let conf = IpamConf::parse(ipam)?;
     if let Some(dhcp) = &conf.dhcp {
         return dhcp::handle(verb, net, env, &conf, dhcp);
+    }
+    if let Some(etcd) = &conf.etcd {
+        return fleet::handle(verb, net, env, &conf, etcd);
     }
     let path = state_path(&conf);
     let open = || {

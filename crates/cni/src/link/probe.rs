@@ -1,7 +1,8 @@
 //! ADD with `"probe"` (issue 14): the engine's claim-then-configure
 //! (`nicslice_engine::probe`) in place of a plain configure. An answered
 //! address is replaced through nicslice-ipam's lease database, or refused
-//! when the addresses come from another IPAM plugin (or `prevResult`).
+//! when the addresses come from another IPAM plugin, nicslice-ipam's fleet
+//! pool or `prevResult`.
 
 use ipnet::IpNet;
 use nicslice_engine::Faults;
@@ -54,9 +55,12 @@ pub fn configure_claiming(
         addresses: addresses.clone(),
         routes: routes.to_vec(),
     };
+    // The fleet pool (`store.etcd`) has no lease database to replace an
+    // answered address from: it is refused, as another plugin's would be.
     let conf = match net.ipam_type() {
         Some("nicslice-ipam") => {
             Some(IpamConf::parse(net.ipam.as_ref().unwrap_or(&serde_json::Value::Null))?)
+                .filter(|c| c.etcd.is_none())
         }
         _ => None,
     };

@@ -18,6 +18,10 @@ use nicslice_kernel::{Link, Netns, Pinger, Route, RouteSocket};
 use nicslice_lab::{Host, World};
 use serde_json::{Value, json};
 
+// The etcd clusters of the CLI's fleet tests (one helper for both suites).
+#[path = "../../../cli/tests/etcd/mod.rs"]
+mod etcd;
+
 /// Where Debian's containernetworking-plugins put the reference plugins.
 pub const REFERENCE_DIR: &str = "/usr/lib/cni";
 
@@ -29,6 +33,9 @@ pub struct Impl {
     pub macvlan: &'static str,
     pub ipam: &'static str,
     pub known: Deviations,
+    /// nicslice-ipam's fleet pool: every configuration gets `store.etcd`,
+    /// an etcd of the case's own (on the switch's address).
+    pub fleet: bool,
 }
 
 /// Known deviations of the reference plugins (REFERENCE.md), named so a case
@@ -45,6 +52,9 @@ pub struct Deviations {
     pub del_without_master: bool,
     /// Knows `linkInContainer` (a master inside the container's namespace).
     pub link_in_container: bool,
+    /// Honours requested IPs and hands out one address per range set (the
+    /// fleet pool shares one range and chooses the address itself).
+    pub requested_ips_and_range_sets: bool,
 }
 
 const NICSLICE: Deviations = Deviations {
@@ -53,6 +63,7 @@ const NICSLICE: Deviations = Deviations {
     spec_1_1: true,
     del_without_master: true,
     link_in_container: true,
+    requested_ips_and_range_sets: true,
 };
 
 const REFERENCE: Deviations = Deviations {
@@ -61,6 +72,7 @@ const REFERENCE: Deviations = Deviations {
     spec_1_1: false,
     del_without_master: false,
     link_in_container: false,
+    requested_ips_and_range_sets: true,
 };
 
 /// The nicslice plugins: links named as installed to the binary under test
@@ -84,7 +96,19 @@ pub fn nicslice() -> Impl {
         macvlan: "nicslice-macvlan",
         ipam: "nicslice-ipam",
         known: NICSLICE,
+        fleet: false,
     }
+}
+
+/// nicslice's plugins with the fleet pool (`"store": {"etcd": ...}`), when
+/// Debian's etcd-server is installed.
+pub fn nicslice_fleet() -> Option<Impl> {
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("conformance: /usr/bin/etcd not installed; the fleet pool's cases do not run");
+        return None;
+    }
+    let known = Deviations { requested_ips_and_range_sets: false, ..NICSLICE };
+    Some(Impl { label: "nicslice-fleet", fleet: true, known, ..nicslice() })
 }
 
 /// The reference plugins, if installed (scripts/test.sh installs them). With
@@ -97,6 +121,7 @@ pub fn reference() -> Option<Impl> {
             macvlan: "macvlan",
             ipam: "host-local",
             known: REFERENCE,
+            fleet: false,
         });
     }
     assert!(
@@ -109,9 +134,13 @@ pub fn reference() -> Option<Impl> {
     None
 }
 
-/// Runs `case` for nicslice and, when installed, for the reference plugins.
+/// Runs `case` for nicslice, with its fleet pool when etcd is installed,
+/// and for the reference plugins when installed.
 pub fn for_each_impl(case: impl Fn(&Impl)) {
     case(&nicslice());
+    if let Some(f) = nicslice_fleet() {
+        case(&f);
+    }
     if let Some(r) = reference() {
         case(&r);
     }
@@ -119,6 +148,9 @@ pub fn for_each_impl(case: impl Fn(&Impl)) {
 
 /// One case's namespaces.
 pub struct Net {
+    /// The fleet pool's etcd (started by the first configuration that needs
+    /// it), stopped before the namespaces go.
+    etcd: std::sync::OnceLock<etcd::Cluster>,
     pub world: World,
     pub switch: Netns,
     pub host: Host,
@@ -136,7 +168,7 @@ impl Net {
         let eth0 = sock.require_link("eth0", "host").unwrap();
         sock.add_route(&Route::default_via("192.168.0.1".parse().unwrap(), eth0.index)).unwrap();
         let data_dir = std::env::temp_dir().join(format!("{}-data", world.prefix()));
-        Net { world, switch, host, data_dir, containers: 0 }
+        Net { etcd: std::sync::OnceLock::new(), world, switch, host, data_dir, containers: 0 }
     }
 
     /// A new container namespace: (handle, path for CNI_NETNS, container ID).
@@ -161,6 +193,14 @@ impl Net {
             let mut ipam = ipam;
             ipam["type"] = json!(imp.ipam);
             ipam["dataDir"] = json!(self.data_dir.join(imp.label));
+            if imp.fleet {
+                let etcd = self.etcd.get_or_init(|| {
+                    let name = self.world.name_of("sw");
+                    etcd::Cluster::start_on(&self.switch, &name, 1, "192.168.0.1")
+                });
+                let state = self.data_dir.join(imp.label).join("state.db");
+                ipam["store"] = json!({"etcd": {"endpoints": etcd.clients, "state": state}});
+            }
             conf["ipam"] = ipam;
         } else {
             conf["ipam"] = json!({});

@@ -3,7 +3,10 @@
 //! host-local), in private namespaces. Each case asserts what the kernel
 //! holds afterwards; where the reference plugins are known to differ the
 //! case says so by name (`harness::Deviations`) and asserts their behaviour.
-//! Needs root (it creates namespaces); ipvlan cases run in the VM stage.
+//! The cases also run against nicslice-ipam's fleet pool (`"store":
+//! {"etcd": ...}`) when Debian's etcd-server is installed, with an etcd of
+//! each case's own. Needs root (it creates namespaces); ipvlan cases run in
+//! the VM stage.
 
 mod harness;
 mod host_access;

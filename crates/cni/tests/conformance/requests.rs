@@ -42,6 +42,16 @@ fn requested_ips_from_every_source() {
         let mut net = Net::new("cnireq");
         let (a, b, c) = (net.container(), net.container(), net.container());
         let ipam = lan_ipam("192.168.0.20", "192.168.0.29");
+        if !imp.known.requested_ips_and_range_sets {
+            // The fleet pool chooses the address: a requested one is
+            // refused as the configuration's fault, and nothing is left.
+            let conf = net.conf(imp, "1.0.0", ipam, Value::Null);
+            let env = [("CNI_ARGS", "IgnoreUnknown=1;IP=192.168.0.25")];
+            let code = net.call_env(imp, "ADD", Some(&a), &conf, &env).expect_err("IP=");
+            assert_eq!(code, 7, "{}", imp.label);
+            assert!(a.non_lo().is_empty(), "{}: {:?}", imp.label, a.non_lo());
+            return;
+        }
         let conf = net.conf(imp, "1.0.0", ipam.clone(), Value::Null);
         net.call_env(
             imp,
@@ -88,6 +98,12 @@ fn dual_stack_ranges() {
             [{"subnet": "fd00:5::/64", "rangeStart": "fd00:5::30", "rangeEnd": "fd00:5::39", "gateway": "fd00:5::1"}]
         ]});
         let conf = net.conf(imp, "1.0.0", ipam, Value::Null);
+        if !imp.known.requested_ips_and_range_sets {
+            // The fleet pool shares one range: two are the configuration's fault.
+            assert_eq!(net.call(imp, "ADD", Some(&c), &conf).expect_err("two ranges"), 7);
+            assert!(c.non_lo().is_empty(), "{}: {:?}", imp.label, c.non_lo());
+            return;
+        }
         let r = net.call(imp, "ADD", Some(&c), &conf).expect_ok("dual-stack ADD");
         assert_eq!(r["ips"].as_array().map(Vec::len), Some(2), "{}", imp.label);
         let mut addrs = c.addresses("eth0");

@@ -2,7 +2,8 @@
 //! few that may never be handed out (network, IPv4 broadcast, gateway, aux
 //! addresses). Offsets count from the *subnet's* first address, so static
 //! addresses outside `ip_range` but inside the subnet have an offset too; the
-//! automatic range is the offsets `range_first()..=range_last()`. IPv4 and
+//! automatic range is the offsets `range_first()..=range_last()` (`ip_range`,
+//! or the subnet's `window` when it has one). IPv4 and
 //! IPv6 share this one code path; nothing here iterates over a range.
 
 use std::collections::BTreeMap;
@@ -69,7 +70,13 @@ impl Pool {
         for (name, ip) in &subnet.spec().aux_addresses {
             reserved.entry(rel(*ip)).or_insert_with(|| Reserved::Aux(name.clone()));
         }
-        let first = rel(range.network());
+        let (first, last) = match subnet.spec().window {
+            Some((start, end)) => (rel(start), rel(end)),
+            None => {
+                let first = rel(range.network());
+                (first, first.saturating_add(addr::last_offset(&range)))
+            }
+        };
         Pool {
             id,
             network,
@@ -77,7 +84,7 @@ impl Pool {
             range,
             gateway,
             first,
-            last: first.saturating_add(addr::last_offset(&range)),
+            last,
             subnet_last: addr::last_offset(&net),
             reserved,
         }
@@ -210,6 +217,15 @@ mod tests {
         assert!(p.is_allocatable(ip("10.0.0.5")));
         // Only the broadcast is reserved inside the range.
         assert_eq!(p.allocatable_in_range(), 127);
+    }
+
+    #[test]
+    fn a_window_bounds_the_automatic_range_exactly() {
+        let mut sub = SubnetSpec::new("10.0.0.0/24".parse().unwrap());
+        sub.window = Some((ip("10.0.0.100"), ip("10.0.0.110")));
+        let p = pool_of(sub);
+        assert_eq!((p.range_first(), p.range_last(), p.len()), (100, 110, 11));
+        assert!(p.in_range(110) && !p.in_range(111) && !p.in_range(99));
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub struct SubnetSpec {
     /// Addresses handed out automatically come from here (default: the whole subnet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_range: Option<IpNet>,
+    /// The automatic range's first and last address when it is no CIDR
+    /// block (CNI's `rangeStart`/`rangeEnd`, for the fleet pool); inside
+    /// `ip_range` or the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<(IpAddr, IpAddr)>,
     /// Addresses reserved under a name (routers, hosts outside nicslice).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux_addresses: BTreeMap<String, IpAddr>,
@@ -43,6 +48,7 @@ impl SubnetSpec {
             subnet,
             gateway: None,
             ip_range: None,
+            window: None,
             aux_addresses: BTreeMap::new(),
             gateway_default: false,
             link_local: false,

@@ -38,6 +38,9 @@ impl ValidSubnet {
         if let Some(range) = spec.ip_range {
             spec.ip_range = Some(check_range(&subnet, range)?);
         }
+        if let Some(window) = spec.window {
+            check_window(&spec.ip_range.unwrap_or(subnet), window)?;
+        }
         for (name, ip) in &spec.aux_addresses {
             if name.is_empty() {
                 return Err(format!(
@@ -164,6 +167,19 @@ fn check_range(subnet: &IpNet, range: IpNet) -> Result<IpNet, String> {
     Ok(range)
 }
 
+/// A window (first, last) inside `range`, in order.
+fn check_window(range: &IpNet, (first, last): (IpAddr, IpAddr)) -> Result<(), String> {
+    for ip in [first, last] {
+        if !addr::same_family(ip, range.addr()) || !range.contains(&ip) {
+            return Err(format!("range bound {ip} is not inside {range}"));
+        }
+    }
+    if addr::to_u128(first) > addr::to_u128(last) {
+        return Err(format!("range start {first} is after range end {last}"));
+    }
+    Ok(())
+}
+
 /// The address right after the network address (`192.168.0.1` for `192.168.0.0/16`).
 fn first_usable(subnet: &IpNet) -> Result<IpAddr, String> {
     let base = subnet.network();
@@ -182,6 +198,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_lies_inside_the_range_in_order() {
+        let mut s = spec("10.0.0.0/24");
+        s.ip_range = Some("10.0.0.128/25".parse().unwrap());
+        s.window = Some((ip("10.0.0.130"), ip("10.0.0.200")));
+        assert!(ValidSubnet::check(s.clone()).is_ok());
+        s.window = Some((ip("10.0.0.100"), ip("10.0.0.110")));
+        assert!(ValidSubnet::check(s.clone()).unwrap_err().contains("not inside"));
+        s.window = Some((ip("10.0.0.200"), ip("10.0.0.130")));
+        assert!(ValidSubnet::check(s).unwrap_err().contains("after"));
     }
 
     #[test]

@@ -10,11 +10,11 @@ use nicslice_model::FleetSpec;
 use nicslice_model::ipam::Pool;
 
 use super::etcd::{Cmp, Etcd, LeaseId, Op, range_reply};
+use super::holder::FleetHolder;
 use super::local::{self, Clock, HostRow};
 use super::{AddressRecord, BlockRecord, Keys};
 use crate::{
-    EndpointId, EndpointRecord, LeaseRecord, NetworkId, NetworkRecord, StoreError, StoreRead,
-    WriteTx,
+    EndpointRecord, LeaseRecord, NetworkId, NetworkRecord, StoreError, StoreRead, WriteTx,
 };
 
 fn cut_off(network: &str, why: Option<StoreError>) -> StoreError {
@@ -74,22 +74,23 @@ impl WriteTx<'_> {
         local::save_host(&self.tx, network, &host)
     }
 
-    /// Leases an address of fleet network `network` to `endpoint`: one of
+    /// Leases an address of fleet network `network` to `holder` (an
+    /// endpoint, or a CNI attachment): one of
     /// this host's spares, after leasing a block when none is left. The
     /// claim returned, when etcd answers, makes etcd's record of the address
-    /// the endpoint's once this transaction is committed; while etcd does
+    /// the holder's once this transaction is committed; while etcd does
     /// not answer, the spare (recorded as this host's already) is used as
     /// long as this host's lease surely lives.
-    pub fn fleet_allocate(
+    pub fn fleet_allocate<'h>(
         &self,
         network: NetworkId,
-        endpoint: EndpointId,
+        holder: impl Into<FleetHolder<'h>>,
     ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
+        let holder = holder.into();
         let record =
             self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
         let fleet = fleet_of(&record)?;
         let name = record.spec.name.to_string();
-        let ep = self.endpoint(endpoint)?.ok_or(StoreError::NoSuchEndpoint(endpoint.0))?;
         let valid = record.validate()?;
         let pool = self.pool(&valid, network, 0)?;
         let keys = Keys::new(&name);
@@ -110,7 +111,7 @@ impl WriteTx<'_> {
             return Err(cut_off(&name, contact.err()));
         }
         let leased: BTreeSet<IpAddr> = self.leases_in(network)?.iter().map(|l| l.ip).collect();
-        let owner = keys.cli_owner(&host.host, &ep);
+        let owner = holder.owner_key(self, &keys, &host.host)?;
         // Once per allocation: what it adopts and then cannot claim is not
         // adopted again, round after round.
         let mut adopted = false;
@@ -132,7 +133,7 @@ impl WriteTx<'_> {
                     )));
                 }
             };
-            let lease = self.allocate(network, 0, Some(ip), Some(endpoint))?;
+            let lease = holder.lease(self, network, ip)?;
             // Written after the commit, off the lock (`PendingClaim`); while
             // etcd does not answer, the spare is this host's all the same.
             let pending = contact.is_ok().then(|| PendingClaim {
@@ -280,6 +281,9 @@ fn lease_block(
     host: &HostRow,
     network: NetworkId,
 ) -> Result<(IpAddr, IpAddr), StoreError> {
+    if let Some(first) = pool.ip_at(pool.range_first()) {
+        super::geometry::agree(etcd, keys, pool.network().as_str(), first, fleet.block_size)?;
+    }
     let held: BTreeSet<Vec<u8>> =
         etcd.get_prefix(&keys.blocks())?.into_iter().map(|kv| kv.key).collect();
     let size = u128::from(fleet.block_size);
@@ -349,17 +353,29 @@ pub fn release(
     let etcd = super::client_brief(&fleet)?;
     for ip in ips {
         let Some(&block) = blocks.get(ip) else { continue };
-        let key = keys.address(block, *ip);
-        etcd.txn(
-            &[Cmp::Holds(key.clone(), owned.clone())],
-            &[
-                Op::Put { key, value: AddressRecord::spare(&host.host).bytes(), lease: None },
-                Op::Delete(owner.clone()),
-            ],
-            &[],
-        )?;
+        give_back(&etcd, keys.address(block, *ip), &host.host, &owner, &owned)?;
     }
     Ok(())
+}
+
+/// Turns the record at `key`, if it still holds `owned` (the address used
+/// by `owner`), back into a spare of `host`, and deletes the owner key.
+pub(super) fn give_back(
+    etcd: &Etcd,
+    key: Vec<u8>,
+    host: &str,
+    owner: &[u8],
+    owned: &[u8],
+) -> Result<(), StoreError> {
+    etcd.txn(
+        &[Cmp::Holds(key.clone(), owned.to_vec())],
+        &[
+            Op::Put { key, value: AddressRecord::spare(host).bytes(), lease: None },
+            Op::Delete(owner.to_vec()),
+        ],
+        &[],
+    )
+    .map(drop)
 }
 
 /// What a host leaving a fleet network gives back, read before the network's

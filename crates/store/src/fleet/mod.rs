@@ -11,8 +11,9 @@
 //! its spares itself, in its own SQLite transaction; when etcd answers, the
 //! record of the address becomes the endpoint's (compare-and-swap from the
 //! spare value) and an owner key names it (`owner/cli/<host>/<namespace
-//! identity>/<ifname>`), both in one transaction. Detach turns the record
-//! back into a spare.
+//! identity>/<ifname>`; a CNI attachment's `owner/cni/<host>/<container
+//! ID>/<ifname>`, see `cni`), both in one transaction. Detach turns the
+//! record back into a spare.
 //!
 //! Never a duplicate: an address is recorded for one host at a time, and a
 //! host hands out only addresses recorded as its own, before they are used.
@@ -26,7 +27,10 @@
 //! cool-down and a probe on the wire): they stay recorded in its name.
 
 mod allocate;
+mod cni;
 pub mod etcd;
+mod geometry;
+mod holder;
 mod local;
 mod view;
 
@@ -83,6 +87,11 @@ impl Keys {
         Keys { prefix: format!("/nicslice/fleet/{network}/") }
     }
 
+    /// How the pool is cut (`geometry`).
+    pub fn geometry(&self) -> Vec<u8> {
+        format!("{}geometry", self.prefix).into_bytes()
+    }
+
     pub fn blocks(&self) -> Vec<u8> {
         format!("{}block/", self.prefix).into_bytes()
     }
@@ -127,6 +136,12 @@ impl Keys {
         )
         .into_bytes()
     }
+
+    /// The owner key of a CNI attachment: its host, container ID and
+    /// interface name (what the runtime's DEL and GC name it by).
+    pub fn cni_owner(&self, host: &str, container_id: &str, ifname: &str) -> Vec<u8> {
+        format!("{}owner/cni/{host}/{container_id}/{ifname}", self.prefix).into_bytes()
+    }
 }
 
 /// What `addr/...` holds: the host whose address it is, and the owner key
@@ -166,3 +181,5 @@ pub(crate) struct BlockRecord {
 }
 
 pub use allocate::{Departure, PendingClaim, departure, release};
+pub use cni::{CniFleetHold, release_cni};
+pub use holder::FleetHolder;

@@ -1,0 +1,165 @@
+//! The fleet pool for CNI attachments (nicslice-ipam with `"store":
+//! {"etcd": ...}): ADD, DEL, CHECK and GC over the allocator of `--ipam
+//! etcd` networks (`nicslice_store::fleet`), in nicslice's state database.
+//! The CNI network's name and subnet make a pool of this host (a hidden
+//! network row, made by the first ADD); each attachment's address is held
+//! under (container ID, interface). ADD commits the address, then makes
+//! etcd's record of it the attachment's; DEL and GC release it and turn the
+//! record back into this host's spare. No link is touched here: the link
+//! plugin puts the address on its link.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nicslice_model::{
+    Driver, FleetSpec, IfName, Ipam, MacvlanMode, NetworkName, NetworkSpec, SubnetSpec,
+    ValidNetwork,
+};
+use nicslice_store::StoreError;
+use nicslice_store::fleet::{self, CniFleetHold, FleetHolder};
+
+use crate::Engine;
+use crate::error::{EngineError, Result};
+
+/// A CNI network's fleet pool as its configuration gives it.
+#[derive(Debug, Clone)]
+pub struct CniFleetPool<'a> {
+    /// The CNI network's name (also the pool's name in etcd).
+    pub network: &'a str,
+    /// Its one subnet: gateway and automatic range as configured.
+    pub subnet: SubnetSpec,
+    pub fleet: FleetSpec,
+}
+
+/// How many times ADD takes another spare when etcd records the one it took
+/// for another host (this host's list of its addresses was wrong about it).
+const CLAIM_TRIES: usize = 3;
+
+impl CniFleetPool<'_> {
+    /// The pool as a fleet network, checked by the model's rules. A pool
+    /// has no link of its own: the parent is a placeholder no code uses.
+    fn validate(&self) -> Result<ValidNetwork> {
+        let name = NetworkName::new(self.network)?;
+        let mut spec =
+            NetworkSpec::new(name, Driver::Macvlan, IfName::new("cni")?, MacvlanMode::Bridge);
+        spec.subnets = vec![self.subnet.clone()];
+        spec.ipam = Ipam::Etcd;
+        spec.fleet = Some(self.fleet.clone());
+        Ok(spec.validate()?)
+    }
+}
+
+impl Engine {
+    /// ADD: an address of `pool` for attachment (`container_id`,
+    /// `ifname`), recorded in etcd as the attachment's when etcd answers.
+    /// Refused when the attachment holds one already.
+    pub fn cni_fleet_add(
+        &mut self,
+        pool: &CniFleetPool<'_>,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<IpNet> {
+        let valid = pool.validate()?;
+        let holder = FleetHolder::Cni { network: pool.network, container_id, ifname };
+        for _ in 0..CLAIM_TRIES {
+            let tx = self.store.write()?;
+            if let Some(held) = tx.cni_fleet_hold(pool.network, container_id, ifname)? {
+                return Err(EngineError::AddressInUse(format!(
+                    "{} has been allocated to {container_id} interface {ifname} in network {}, duplicate allocation is not allowed",
+                    held.ip, pool.network
+                )));
+            }
+            let network = tx.cni_fleet_pool(&valid)?;
+            let (lease, claim) = tx.fleet_allocate(network, holder)?;
+            tx.commit()?;
+            let Some(claim) = claim else { return Ok(lease.address()) };
+            match claim.record() {
+                Ok(true) => return Ok(lease.address()),
+                // The address is this host's spare all the same.
+                Err(e) => {
+                    tracing::warn!(ip = %lease.ip, "etcd did not record the address's owner: {e}");
+                    return Ok(lease.address());
+                }
+                Ok(false) => {
+                    tracing::warn!(ip = %lease.ip, "etcd records this address for another host: taking another");
+                    let tx = self.store.write()?;
+                    if let Some(held) = tx.cni_fleet_hold(pool.network, container_id, ifname)? {
+                        tx.cni_fleet_release(&held)?;
+                    }
+                    tx.fleet_forget(network, lease.ip)?;
+                    tx.commit()?;
+                }
+            }
+        }
+        Err(EngineError::Store(StoreError::Etcd(format!(
+            "network {}: etcd records {CLAIM_TRIES} addresses this host took as another host's; try again",
+            pool.network
+        ))))
+    }
+
+    /// DEL: releases the address of attachment (`container_id`, `ifname`)
+    /// of CNI network `network`, if it holds one; returns it.
+    pub fn cni_fleet_del(
+        &mut self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<IpAddr>> {
+        let tx = self.store.write()?;
+        let Some(hold) = tx.cni_fleet_hold(network, container_id, ifname)? else {
+            return Ok(None);
+        };
+        tx.cni_fleet_release(&hold)?;
+        tx.commit()?;
+        self.give_back_fleet_records(std::slice::from_ref(&hold));
+        Ok(Some(hold.ip))
+    }
+
+    /// CHECK: the address attachment (`container_id`, `ifname`) of CNI
+    /// network `network` holds, if any.
+    pub fn cni_fleet_holds(
+        &mut self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<IpAddr>> {
+        Ok(self.store.cni_fleet_hold(network, container_id, ifname)?.map(|h| h.ip))
+    }
+
+    /// GC: releases every address of CNI network `network` whose attachment
+    /// `keep` does not name (container ID, interface). Returns how many.
+    pub fn cni_fleet_gc(
+        &mut self,
+        network: &str,
+        keep: impl Fn(&str, &str) -> bool,
+    ) -> Result<usize> {
+        let tx = self.store.write()?;
+        let gone: Vec<CniFleetHold> = tx
+            .cni_fleet_holds(network)?
+            .into_iter()
+            .filter(|h| !keep(&h.container_id, &h.ifname))
+            .collect();
+        for hold in &gone {
+            tx.cni_fleet_release(hold)?;
+        }
+        tx.commit()?;
+        self.give_back_fleet_records(&gone);
+        Ok(gone.len())
+    }
+
+    /// etcd's records of released addresses, back to this host's spares. A
+    /// failure costs a warning, and etcd is not asked again in this call:
+    /// the records stay in this host's name, and the allocation that next
+    /// takes one of the addresses takes its record over.
+    fn give_back_fleet_records(&self, holds: &[CniFleetHold]) {
+        for (i, hold) in holds.iter().enumerate() {
+            if let Err(e) = fleet::release_cni(&self.store, hold) {
+                tracing::warn!(
+                    left = holds.len() - i,
+                    "etcd's records of released addresses stay in use until reused here: {e}"
+                );
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The fleet pool for CNI attachments (nicslice-ipam with `"store":
+//! {"etcd": ...}): the allocator of `--ipam etcd` networks over a network
+//! row of its own per CNI network name and subnet, hidden from the CLI: it
+//! is named `cni:NAME:SUBNET` and its parent column is empty, which no
+//! network name and no interface can be. In etcd the pool is named by the
+//! CNI network's name, so hosts configured alike share it (as would a CLI
+//! fleet network of that name on the same cluster: addresses are recorded
+//! one by one, whoever holds them).
+//!
+//! An attachment's address is a lease with no endpoint, held by a row of
+//! `fleet_cni_holders` under (CNI network, container ID, interface): one
+//! per attachment, whatever the subnet, which DEL and GC find.
+
+use std::net::IpAddr;
+
+use nicslice_model::ValidNetwork;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::allocate::{fleet_of, give_back};
+use super::{AddressRecord, Keys, local};
+use crate::error::Context;
+use crate::{NetworkId, Store, StoreError, StoreRead, WriteTx};
+
+/// What the name of a CNI fleet pool's row starts with.
+pub(crate) const CNI_POOL_PREFIX: &str = "cni:";
+
+/// The address a CNI attachment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CniFleetHold {
+    /// The pool's hidden network row.
+    pub network_id: NetworkId,
+    /// The CNI network's name.
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub ip: IpAddr,
+}
+
+fn row_name(pool: &ValidNetwork) -> String {
+    let subnet = pool.subnets().first().map(|s| s.subnet().to_string()).unwrap_or_default();
+    format!("{CNI_POOL_PREFIX}{}:{subnet}", pool.name)
+}
+
+const HOLD_COLS: &str = "network_id, network, container_id, ifname, ip";
+
+fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn into_hold(
+    (id, network, container_id, ifname, ip): (i64, String, String, String, String),
+) -> Result<CniFleetHold, StoreError> {
+    let ip = ip.parse().map_err(|_| {
+        StoreError::corrupt(format!("fleet address {ip} of CNI attachment {container_id}"))
+    })?;
+    Ok(CniFleetHold { network_id: NetworkId(id), network, container_id, ifname, ip })
+}
+
+fn hold_of(
+    conn: &Connection,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<Option<CniFleetHold>, StoreError> {
+    let context = "reading a CNI attachment's fleet address";
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {HOLD_COLS} FROM fleet_cni_holders \
+             WHERE network = ?1 AND container_id = ?2 AND ifname = ?3"
+        ))
+        .and_then(|mut s| s.query_row(params![network, container_id, ifname], hold_row).optional())
+        .ctx(context)?;
+    row.map(into_hold).transpose()
+}
+
+impl WriteTx<'_> {
+    /// The row of CNI fleet pool `pool` (a validated fleet network named as
+    /// the CNI network), made now if missing; its spec follows the
+    /// configuration of the latest call.
+    pub fn cni_fleet_pool(&self, pool: &ValidNetwork) -> Result<NetworkId, StoreError> {
+        let name = row_name(pool);
+        let found: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM networks WHERE name = ?1")
+            .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
+            .ctx("reading a CNI fleet pool")?;
+        match found.map(NetworkId) {
+            Some(id) => {
+                if self.network(id)?.is_none_or(|r| r.spec != *pool.spec()) {
+                    self.update_network(id, pool, None)?;
+                }
+                Ok(id)
+            }
+            None => self.insert_network_as(&name, "", pool, None),
+        }
+    }
+
+    /// The address CNI attachment (`container_id`, `ifname`) of `network`
+    /// holds, if any.
+    pub fn cni_fleet_hold(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<CniFleetHold>, StoreError> {
+        hold_of(&self.tx, network, container_id, ifname)
+    }
+
+    /// Every address the attachments of CNI network `network` hold.
+    pub fn cni_fleet_holds(&self, network: &str) -> Result<Vec<CniFleetHold>, StoreError> {
+        let context = "listing CNI attachments' fleet addresses";
+        let mut stmt = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {HOLD_COLS} FROM fleet_cni_holders WHERE network = ?1"
+            ))
+            .ctx(context)?;
+        let rows: Vec<_> = stmt
+            .query_map([network], hold_row)
+            .ctx(context)?
+            .collect::<rusqlite::Result<_>>()
+            .ctx(context)?;
+        rows.into_iter().map(into_hold).collect()
+    }
+
+    /// Releases the address `hold` names in this host's state (its etcd
+    /// record: [`release_cni`], once committed).
+    pub fn cni_fleet_release(&self, hold: &CniFleetHold) -> Result<(), StoreError> {
+        self.release_address(hold.network_id, hold.ip)?;
+        self.tx
+            .prepare_cached(
+                "DELETE FROM fleet_cni_holders WHERE network = ?1 AND container_id = ?2 AND ifname = ?3",
+            )
+            .and_then(|mut s| s.execute(params![hold.network, hold.container_id, hold.ifname]))
+            .ctx("releasing a CNI attachment's fleet address")
+            .map(drop)
+    }
+}
+
+impl Store {
+    /// [`WriteTx::cni_fleet_hold`] without a write transaction (CHECK).
+    pub fn cni_fleet_hold(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<CniFleetHold>, StoreError> {
+        hold_of(self.conn(), network, container_id, ifname)
+    }
+}
+
+/// Turns etcd's record of `hold`'s address back into this host's spare;
+/// called once its release is committed. A record left as it is (etcd not
+/// answering) is taken over by a later allocation of this host.
+pub fn release_cni(store: &Store, hold: &CniFleetHold) -> Result<(), StoreError> {
+    let Some(network) = store.network(hold.network_id)? else { return Ok(()) };
+    let fleet = fleet_of(&network)?;
+    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
+    let Some((_, block)) =
+        local::addresses(store.conn(), network.id)?.into_iter().find(|(ip, _)| *ip == hold.ip)
+    else {
+        return Ok(());
+    };
+    let keys = Keys::new(network.spec.name.as_str());
+    let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
+    let owned = AddressRecord::owned(&host.host, &owner).bytes();
+    let etcd = super::client_brief(&fleet)?;
+    give_back(&etcd, keys.address(block, hold.ip), &host.host, &owner, &owned)
+}
