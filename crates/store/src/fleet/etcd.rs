@@ -45,6 +45,18 @@ fn fail(what: impl Into<String>) -> StoreError {
     StoreError::Etcd(what.into())
 }
 
+/// etcd's TLS port ends a plain-HTTP request without a word: said so when
+/// an `http://` endpoint does (a member killed mid-reply does it too).
+fn tls_hint(endpoint: &str, e: &ureq::Error) -> &'static str {
+    let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let closed = source.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted);
+    if closed && endpoint.starts_with("http://") {
+        " (closed without a reply: if etcd serves TLS there, use https:// with --etcd-ca)"
+    } else {
+        ""
+    }
+}
+
 /// A gateway number: a string, or absent for zero.
 fn number(v: &Value) -> i64 {
     match v {
@@ -121,7 +133,7 @@ impl Etcd {
                         let text = reply.into_string().unwrap_or_default();
                         return Err(fail(format!("{endpoint}{path}: HTTP {code}: {text}")));
                     }
-                    Err(e) => unanswered.push(format!("{endpoint}: {e}")),
+                    Err(e) => unanswered.push(format!("{endpoint}: {e}{}", tls_hint(endpoint, &e))),
                 }
             }
             if Instant::now() >= deadline {

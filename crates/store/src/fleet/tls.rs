@@ -118,10 +118,15 @@ impl Refusals {
             return e;
         };
         let what = match tls {
-            rustls::Error::InvalidCertificate(_) => format!(
-                "certificate verification failed: etcd's server certificate is not valid for this address or not signed by --etcd-ca {} ({tls})",
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => format!(
+                "certificate verification failed: etcd's server certificate is not signed by --etcd-ca {} ({tls})",
                 self.ca.display()
             ),
+            rustls::Error::InvalidCertificate(_) => {
+                format!(
+                    "certificate verification failed: etcd's server certificate refused ({tls})"
+                )
+            }
             rustls::Error::AlertReceived(
                 AlertDescription::CertificateRequired
                 | AlertDescription::BadCertificate
