@@ -188,19 +188,43 @@ impl fmt::Debug for Stream {
     }
 }
 
+impl Stream {
+    /// `e` explained, or what etcd said before it closed the connection:
+    /// with TLS 1.3 a refused client certificate is an alert that comes
+    /// after our side of the handshake ended, and our next write may meet
+    /// the closed connection (a broken pipe) before a read meets the alert.
+    fn reason(&mut self, e: io::Error) -> io::Error {
+        let closed = matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        );
+        let from_tls = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
+        if closed
+            && !from_tls
+            && matches!(self.tls.conn.read_tls(&mut self.tls.sock), Ok(1..))
+            && let Err(said) = self.tls.conn.process_new_packets()
+        {
+            return self.refusals.explain(io::Error::new(io::ErrorKind::InvalidData, said));
+        }
+        self.refusals.explain(e)
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.tls.read(buf).map_err(|e| self.refusals.explain(e))
+        self.tls.read(buf).map_err(|e| self.reason(e))
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.tls.write(buf).map_err(|e| self.refusals.explain(e))
+        self.tls.write(buf).map_err(|e| self.reason(e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.tls.flush().map_err(|e| self.refusals.explain(e))
+        self.tls.flush().map_err(|e| self.reason(e))
     }
 }
 
