@@ -40,7 +40,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A directory of PEM files: `ca.pem` (with `ca.key`), `server.pem`/`.key`
 /// (etcd, for IP 127.0.0.1), `client.pem`/`.key` (the host), and
-/// `other-ca.pem`, a CA that signed neither.
+/// `other-ca.pem`, a CA that signed neither, only `stranger.pem`/`.key`.
 struct Certificates {
     dir: PathBuf,
 }
@@ -61,10 +61,15 @@ impl Certificates {
         // etcd 3.4's JSON gateway dials etcd's own gRPC port with the
         // server certificate as its client certificate: both usages.
         let leaves = [
-            ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"),
-            ("client", "extendedKeyUsage=clientAuth\n"),
+            (
+                "server",
+                "ca",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+            ),
+            ("client", "ca", "extendedKeyUsage=clientAuth\n"),
+            ("stranger", "other-ca", "extendedKeyUsage=clientAuth\n"),
         ];
-        for (leaf, extensions) in leaves {
+        for (leaf, signer, extensions) in leaves {
             let (key, csr, pem) =
                 (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.pem"));
             let (ext, subject) = (format!("{leaf}.ext"), format!("/CN=nicslice-{leaf}"));
@@ -73,26 +78,11 @@ impl Certificates {
             args.extend_from_slice(&ec);
             args.extend_from_slice(&["-keyout", &key, "-out", &csr]);
             openssl(&dir, &args);
-            openssl(
-                &dir,
-                &[
-                    "x509",
-                    "-req",
-                    "-days",
-                    "2",
-                    "-in",
-                    &csr,
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-extfile",
-                    &ext,
-                    "-out",
-                    &pem,
-                ],
-            );
+            let (signer_pem, signer_key) = (format!("{signer}.pem"), format!("{signer}.key"));
+            let mut args = vec!["x509", "-req", "-days", "2", "-in", &csr, "-out", &pem];
+            args.extend_from_slice(&["-CA", &signer_pem, "-CAkey", &signer_key]);
+            args.extend_from_slice(&["-CAcreateserial", "-extfile", &ext]);
+            openssl(&dir, &args);
         }
         Certificates { dir }
     }
@@ -310,6 +300,15 @@ fn a_fleet_network_reaches_etcd_over_tls_with_a_client_certificate_and_says_why_
     let err = lab.refused("nocert", URL, &["--etcd-ca", &ca]);
     assert!(err.contains("etcd wants a client certificate"), "{err}");
     assert!(err.contains("--etcd-cert and --etcd-key"), "{err}");
+
+    // A client certificate etcd's CA did not sign: etcd refuses this host.
+    let (stranger, stranger_key) = (certs.path("stranger.pem"), certs.path("stranger.key"));
+    let err = lab.refused(
+        "stranger",
+        URL,
+        &["--etcd-ca", &ca, "--etcd-cert", &stranger, "--etcd-key", &stranger_key],
+    );
+    assert!(err.contains("etcd refused this host's certificate"), "{err}");
 
     // A CA that did not sign etcd's certificate: this host refuses etcd.
     let other = certs.path("other-ca.pem");
