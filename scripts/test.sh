@@ -43,12 +43,20 @@ fi
 export NICSLICE_REQUIRE_DNSMASQ=1
 
 # Real servers the tests start themselves in their own namespaces: etcd for
-# the fleet pool (crates/cli/tests/fleet.rs). A service the package starts
+# the fleet pool (crates/cli/tests/fleet.rs, fleet_tls.rs). A service the package starts
 # is not used (the tests run their own on their own addresses).
 if ! command -v etcd >/dev/null; then
     echo "== installing etcd-server"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends etcd-server) >/dev/null
+fi
+
+# The openssl command makes the CA and certificates of the TLS fleet test
+# (crates/cli/tests/fleet_tls.rs: etcd with --client-cert-auth).
+if ! command -v openssl >/dev/null; then
+    echo "== installing openssl"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends openssl) >/dev/null
 fi
 
 # strace counts the netlink writes of a second `nicslice apply` of the same

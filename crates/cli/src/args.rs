@@ -356,7 +356,8 @@ pub struct NetworkCreateArgs {
     #[arg(long, default_value = "pool", value_delimiter = ',',
           value_parser = ["pool", "dhcp", "dhcp6", "etcd"])]
     pub ipam: Vec<String>,
-    /// With --ipam etcd: the etcd cluster's client URLs (http://HOST:2379), comma-separated.
+    /// With --ipam etcd: the etcd cluster's client URLs (http://HOST:2379, or https://HOST:2379
+    /// with --etcd-ca), comma-separated.
     #[arg(long, env = "NICSLICE_ETCD", value_name = "URL[,URL...]", value_delimiter = ',')]
     pub etcd: Vec<String>,
     /// With --ipam etcd: addresses per block a host leases at a time (default 16, at most 64).
@@ -366,14 +367,16 @@ pub struct NetworkCreateArgs {
     /// 60); a host cut off longer refuses to allocate.
     #[arg(long, value_name = "SECS", requires = "etcd")]
     pub etcd_ttl: Option<u64>,
-    /// TLS client certificate for etcd (not supported by this build: refused).
-    #[arg(long, value_name = "PATH")]
+    /// With https:// etcd URLs: this host's client certificate (PEM), for an etcd started with
+    /// --client-cert-auth; with --etcd-key.
+    #[arg(long, env = "NICSLICE_ETCD_CERT", value_name = "PEM")]
     pub etcd_cert: Option<PathBuf>,
-    /// TLS client key for etcd (not supported by this build: refused).
-    #[arg(long, value_name = "PATH")]
+    /// With https:// etcd URLs: the private key of --etcd-cert (PEM).
+    #[arg(long, env = "NICSLICE_ETCD_KEY", value_name = "PEM")]
     pub etcd_key: Option<PathBuf>,
-    /// CA of etcd's server certificate (not supported by this build: refused).
-    #[arg(long, value_name = "PATH")]
+    /// With https:// etcd URLs: the CA that signed etcd's server certificate (PEM), the only
+    /// one trusted. The files are read by every command that talks to etcd.
+    #[arg(long, env = "NICSLICE_ETCD_CA", value_name = "PEM")]
     pub etcd_ca: Option<PathBuf>,
 }
 

@@ -368,7 +368,19 @@ fn store_etcd_configurations_are_checked() {
     let mut requested = conf(Value::Null, Value::Null);
     requested["args"] = json!({"cni": {"ips": ["10.66.0.9"]}});
     for (conf, needle) in [
-        (conf(json!({"endpoints": ["https://10.0.0.1:2379"]}), Value::Null), "TLS"),
+        (conf(json!({"endpoints": ["https://10.0.0.1:2379"]}), Value::Null), "needs store.etcd.ca"),
+        (conf(json!({"ca": "/etc/etcd/ca.pem"}), Value::Null), "plain HTTP"),
+        (
+            conf(
+                json!({"endpoints": ["https://10.0.0.1:2379"], "ca": "/ca.pem", "cert": "/c.pem"}),
+                Value::Null,
+            ),
+            "come together",
+        ),
+        (
+            conf(json!({"endpoints": ["https://10.0.0.1:2379"], "ca": "ca.pem"}), Value::Null),
+            "absolute path",
+        ),
         (conf(json!({"blocksize": 4}), Value::Null), "unknown field"),
         (lmdb, "unknown field"),
         (conf(json!({"endpoints": []}), Value::Null), "at least one"),

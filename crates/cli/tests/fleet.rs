@@ -382,7 +382,7 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     fleet.ok(0, &["detach", "fleet", "--netns", &fleet.kids[0].1, "--ifname", "e1"]);
     assert_eq!(fleet.kernel_addresses().len(), 1);
 
-    // Without etcd a fleet network cannot be made at all, and TLS is refused.
+    // Without etcd a fleet network cannot be made at all, nor https without its CA.
     let out = fleet.run(
         0,
         &[
@@ -421,6 +421,6 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
             "https://127.0.0.1:2379",
         ],
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS to etcd is not supported"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS needs --etcd-ca"));
     let _ = &fleet.world;
 }

@@ -19,6 +19,6 @@ pub use link::{
     Driver, IfName, IpvlanFlag, IpvlanMode, LinkMode, MacAddr, MacvlanFlags, MacvlanMode,
 };
 pub use network::{
-    FleetSpec, Ipam, NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork,
-    ValidSubnet,
+    EtcdTls, FleetSpec, Ipam, NetworkName, NetworkSpec, ProbeSpec, RouteRequest, SubnetSpec,
+    ValidNetwork, ValidSubnet,
 };

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use anyhow::{Context, bail};
 use nicslice_engine::{ParentRequest, internal_parent_name, vlan_name};
 use nicslice_model::{
-    Driver, FleetSpec, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec,
+    Driver, EtcdTls, FleetSpec, IfName, IpvlanMode, LinkMode, NetworkName, NetworkSpec, ProbeSpec,
     SubnetSpec,
 };
 
@@ -187,6 +187,16 @@ pub fn addresses(a: &[ipnet::IpNet]) -> String {
     }
 }
 
+/// A TLS file's path as the record keeps it: absolute, since every later
+/// command reads the file from wherever it runs (whether it can be read is
+/// found when the network joins etcd, in the same create).
+fn tls_file(option: &str, path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    if path.to_str().is_none() {
+        bail!("{option} {}: the path is not UTF-8", path.display());
+    }
+    std::path::absolute(path).with_context(|| format!("{option} {}", path.display()))
+}
+
 fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest)> {
     let driver: Driver = a.driver.parse()?;
     let mode: LinkMode = match &a.mode {
@@ -216,16 +226,20 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
     // `--ipam dhcp --ipam dhcp6` and `--ipam dhcp,dhcp6` both arrive as a
     // list; the model reads it back joined.
     spec.ipam = a.ipam.join(",").parse()?;
-    if a.etcd_cert.is_some() || a.etcd_key.is_some() || a.etcd_ca.is_some() {
-        bail!(
-            "--etcd-cert/--etcd-key/--etcd-ca: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local TLS proxy)"
-        );
+    let tls = EtcdTls {
+        ca: a.etcd_ca.as_deref().map(|p| tls_file("--etcd-ca", p)).transpose()?,
+        cert: a.etcd_cert.as_deref().map(|p| tls_file("--etcd-cert", p)).transpose()?,
+        key: a.etcd_key.as_deref().map(|p| tls_file("--etcd-key", p)).transpose()?,
+    };
+    if a.etcd.is_empty() && !tls.is_plain() {
+        bail!("--etcd-ca/--etcd-cert/--etcd-key apply to --ipam etcd with https:// --etcd URLs");
     }
     if !a.etcd.is_empty() {
         spec.fleet = Some(FleetSpec {
             endpoints: a.etcd.iter().map(|u| u.trim().to_string()).collect(),
             block_size: a.etcd_block.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
             ttl_s: a.etcd_ttl.unwrap_or(FleetSpec::DEFAULT_TTL_S),
+            tls,
         });
     }
     spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {

@@ -60,6 +60,16 @@ pub struct EtcdConf {
     /// kept (default: `NICSLICE_STATE`, else nicslice's default).
     #[serde(default)]
     pub state: Option<PathBuf>,
+    /// TLS (`https://` endpoints): the CA that signed etcd's certificate,
+    /// the only root trusted (`--etcd-ca`).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// This host's client certificate and its key, both or neither, for
+    /// etcd's `--client-cert-auth` (`--etcd-cert`, `--etcd-key`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// `"dhcp": {}` and its optional keys.
@@ -226,10 +236,39 @@ fn check_etcd(etcd: &EtcdConf, range_sets: &[Vec<AddressRange>]) -> Result<()> {
     if etcd.ttl_seconds == Some(0) {
         return Err(CniError::config("ipam: store.etcd.ttlSeconds: expected at least one second"));
     }
-    if let Some(url) = etcd.endpoints.iter().find(|u| u.starts_with("https://")) {
-        return Err(CniError::config(format!(
-            "ipam: store.etcd.endpoints {url}: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local proxy)"
-        )));
+    check_etcd_tls(etcd)
+}
+
+/// TLS to etcd: `https://` endpoints with the CA that signed etcd's
+/// certificate (the system's CAs are never used), a client certificate
+/// with its key; files named by absolute paths; no TLS file with plain
+/// `http://`, which would silently not use it.
+fn check_etcd_tls(etcd: &EtcdConf) -> Result<()> {
+    let tls = [("ca", &etcd.ca), ("cert", &etcd.cert), ("key", &etcd.key)];
+    let any_tls = tls.iter().any(|(_, path)| path.is_some());
+    for url in &etcd.endpoints {
+        let https = url.starts_with("https://");
+        if https && etcd.ca.is_none() {
+            return Err(CniError::config(format!(
+                "ipam: store.etcd.endpoints {url}: TLS to etcd needs store.etcd.ca, the CA that signed etcd's server certificate (the system's CAs are not used)"
+            )));
+        }
+        if !https && any_tls {
+            return Err(CniError::config(format!(
+                "ipam: store.etcd.endpoints {url}: plain HTTP, but TLS files are given; use https:// endpoints (all of them) or drop ca/cert/key"
+            )));
+        }
+    }
+    if etcd.cert.is_some() != etcd.key.is_some() {
+        return Err(CniError::config("ipam: store.etcd.cert and store.etcd.key come together"));
+    }
+    for (key, path) in tls {
+        if let Some(path) = path.as_ref().filter(|p| !p.is_absolute()) {
+            return Err(CniError::config(format!(
+                "ipam: store.etcd.{key} {}: give an absolute path",
+                path.display()
+            )));
+        }
     }
     Ok(())
 }

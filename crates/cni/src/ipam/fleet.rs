@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use nicslice_engine::cni_fleet::CniFleetPool;
 use nicslice_model::ipam::AddressRange;
-use nicslice_model::{FleetSpec, SubnetSpec, to_u128};
+use nicslice_model::{EtcdTls, FleetSpec, SubnetSpec, to_u128};
 
 use super::conf::{EtcdConf, IpamConf};
 use super::dhcp::{nicslice_state, open};
@@ -94,6 +94,7 @@ fn add(
             endpoints: etcd.endpoints.clone(),
             block_size: etcd.block_size.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
             ttl_s: etcd.ttl_seconds.unwrap_or(FleetSpec::DEFAULT_TTL_S),
+            tls: EtcdTls { ca: etcd.ca.clone(), cert: etcd.cert.clone(), key: etcd.key.clone() },
         },
     };
     let address = open(state)?.cni_fleet_add(&pool, &env.container_id, &env.ifname)?;

@@ -11,6 +11,6 @@ mod valid;
 
 pub use name::NetworkName;
 pub use route::RouteRequest;
-pub use spec::{FleetSpec, Ipam, NetworkSpec, ProbeSpec, SubnetSpec};
+pub use spec::{EtcdTls, FleetSpec, Ipam, NetworkSpec, ProbeSpec, SubnetSpec};
 pub use subnet::ValidSubnet;
 pub use valid::ValidNetwork;

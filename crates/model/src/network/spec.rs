@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -106,6 +107,40 @@ pub struct FleetSpec {
     /// How long this host's blocks outlive its last contact with etcd.
     #[serde(default = "FleetSpec::default_ttl")]
     pub ttl_s: u64,
+    /// TLS to etcd (`https://` endpoints); absent for plain HTTP and in
+    /// records made before it existed.
+    #[serde(default, skip_serializing_if = "EtcdTls::is_plain")]
+    pub tls: EtcdTls,
+}
+
+/// The PEM files of TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`),
+/// by absolute path: they are read at every command that talks to etcd, so a
+/// renewed certificate is taken up without touching the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdTls {
+    /// The CA that signed etcd's server certificate: the only root trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// This host's client certificate (etcd's `--client-cert-auth`), and its
+    /// key: both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// No TLS file given: plain HTTP.
+    pub fn is_plain(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+
+    /// The files given, each with the option that names it.
+    pub fn files(&self) -> impl Iterator<Item = (&'static str, &PathBuf)> {
+        [("--etcd-ca", &self.ca), ("--etcd-cert", &self.cert), ("--etcd-key", &self.key)]
+            .into_iter()
+            .filter_map(|(option, path)| path.as_ref().map(|p| (option, p)))
+    }
 }
 
 impl FleetSpec {

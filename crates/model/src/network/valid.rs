@@ -105,7 +105,8 @@ fn check_dhcp(spec: &NetworkSpec) -> Result<(), String> {
     crate::rules::check_dhcp_link(spec.driver, spec.mode).map_err(|e| format!("--ipam {ipam}: {e}"))
 }
 
-/// A fleet network: one subnet, an etcd cluster reached over plain HTTP.
+/// A fleet network: one subnet, an etcd cluster reached over HTTP, or over
+/// TLS with the CA given (and a client certificate when etcd asks for one).
 fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
     let Some(fleet) = &spec.fleet else {
         return match spec.ipam {
@@ -129,16 +130,9 @@ fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
         return Err("--etcd: give at least one client URL".into());
     }
     for url in &fleet.endpoints {
-        if url.starts_with("https://") {
-            return Err(format!(
-                "--etcd {url}: TLS to etcd is not supported by this build; reach etcd over http:// (a private network or a local proxy)"
-            ));
-        }
-        let host = url.strip_prefix("http://").unwrap_or_default();
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("--etcd {url}: expected a client URL like http://10.0.0.5:2379"));
-        }
+        check_etcd_url(url, &fleet.tls)?;
     }
+    check_etcd_tls(&fleet.tls)?;
     // etcd takes at most 128 operations in one transaction, and a block is
     // leased with one put per address.
     if !(1..=64).contains(&fleet.block_size) {
@@ -146,6 +140,43 @@ fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
     }
     if fleet.ttl_s == 0 {
         return Err("--etcd-ttl: expected at least one second".into());
+    }
+    Ok(())
+}
+
+/// One client URL, and whether its scheme agrees with the TLS files given.
+fn check_etcd_url(url: &str, tls: &super::EtcdTls) -> Result<(), String> {
+    let (host, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(host), _) => (host, false),
+        (_, Some(host)) => (host, true),
+        _ => ("", false),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("--etcd {url}: expected a client URL like http://10.0.0.5:2379"));
+    }
+    if https && tls.ca.is_none() {
+        return Err(format!(
+            "--etcd {url}: TLS needs --etcd-ca FILE, the CA that signed etcd's server certificate (the system's CAs are not used)"
+        ));
+    }
+    if !https && !tls.is_plain() {
+        return Err(format!(
+            "--etcd {url}: plain HTTP, yet --etcd-ca/--etcd-cert/--etcd-key were given; use https:// or drop them"
+        ));
+    }
+    Ok(())
+}
+
+/// The TLS files: a certificate with its key, and absolute paths (every
+/// later command reads them, from wherever it runs).
+fn check_etcd_tls(tls: &super::EtcdTls) -> Result<(), String> {
+    if tls.cert.is_some() != tls.key.is_some() {
+        return Err("--etcd-cert and --etcd-key go together: give both (etcd's --client-cert-auth) or neither".into());
+    }
+    for (option, path) in tls.files() {
+        if !path.is_absolute() {
+            return Err(format!("{option} {}: expected an absolute path", path.display()));
+        }
     }
     Ok(())
 }
@@ -217,7 +248,22 @@ mod tests {
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
             block_size: 16,
             ttl_s: 60,
+            tls: crate::EtcdTls::default(),
         });
+        s
+    }
+
+    fn with_tls(
+        mut s: NetworkSpec,
+        ca: Option<&str>,
+        cert: Option<&str>,
+        key: Option<&str>,
+    ) -> NetworkSpec {
+        s.fleet.as_mut().unwrap().tls = crate::EtcdTls {
+            ca: ca.map(Into::into),
+            cert: cert.map(Into::into),
+            key: key.map(Into::into),
+        };
         s
     }
 
@@ -230,7 +276,7 @@ mod tests {
             reason(fleet(&["10.0.0.0/16", "fd00::/64"], &["http://e:2379"]))
                 .contains("exactly one")
         );
-        assert!(reason(fleet(&["10.0.0.0/16"], &["https://e:2379"])).contains("TLS"));
+        assert!(reason(fleet(&["10.0.0.0/16"], &["https://e:2379"])).contains("--etcd-ca FILE"));
         assert!(reason(fleet(&["10.0.0.0/16"], &["e:2379"])).contains("client URL"));
         assert!(reason(fleet(&["10.0.0.0/16"], &[])).contains("at least one"));
         let mut big = fleet(&["10.0.0.0/16"], &["http://e:2379"]);
@@ -242,6 +288,37 @@ mod tests {
         let mut pool = spec(MacvlanMode::Bridge, &["10.0.0.0/16"]);
         pool.fleet = fleet(&["10.0.0.0/16"], &["http://e:2379"]).fleet;
         assert!(reason(pool).contains("--ipam etcd only"));
+    }
+
+    #[test]
+    fn fleet_tls_needs_a_ca_a_key_with_the_certificate_and_https() {
+        let https = || fleet(&["10.0.0.0/16"], &["https://10.1.0.1:2379", "https://e:2379"]);
+        with_tls(https(), Some("/etc/etcd/ca.pem"), None, None).validate().unwrap();
+        with_tls(https(), Some("/ca.pem"), Some("/c.pem"), Some("/k.pem")).validate().unwrap();
+        assert!(
+            reason(with_tls(https(), None, Some("/c.pem"), Some("/k.pem"))).contains("--etcd-ca")
+        );
+        let lone = reason(with_tls(https(), Some("/ca.pem"), Some("/c.pem"), None));
+        assert!(lone.contains("go together"), "{lone}");
+        assert!(
+            reason(with_tls(https(), Some("/ca.pem"), None, Some("/k.pem")))
+                .contains("go together")
+        );
+        assert!(reason(with_tls(https(), Some("ca.pem"), None, None)).contains("absolute path"));
+        let plain = fleet(&["10.0.0.0/16"], &["http://e:2379"]);
+        let contradiction = reason(with_tls(plain, Some("/ca.pem"), None, None));
+        assert!(contradiction.contains("plain HTTP"), "{contradiction}");
+        let mixed = fleet(&["10.0.0.0/16"], &["https://a:2379", "http://b:2379"]);
+        assert!(reason(with_tls(mixed, Some("/ca.pem"), None, None)).contains("plain HTTP"));
+    }
+
+    #[test]
+    fn fleet_records_without_tls_still_load() {
+        let old = r#"{"endpoints":["http://e:2379"],"block_size":16,"ttl_s":60}"#;
+        let spec: crate::FleetSpec = serde_json::from_str(old).unwrap();
+        assert!(spec.tls.is_plain());
+        // And a plain record is written as before, without a tls field.
+        assert_eq!(serde_json::to_string(&spec).unwrap(), old);
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! a cluster, leader or not, changes nothing but the election's wait. A call
 //! retried after a timeout may have been applied already: `create` reads
 //! back, in the same transaction, whether the key it found is its own.
-//! Plain HTTP only: the static build carries no TLS (network validation
-//! refuses https:// URLs with that reason).
+//! `https://` endpoints go through TLS with the network's files (`tls.rs`).
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
+
+use nicslice_model::EtcdTls;
 
 use crate::StoreError;
 
@@ -33,7 +34,7 @@ pub struct KeyValue {
     pub lease: i64,
 }
 
-/// The cluster, by its client URLs (`http://host:2379`).
+/// The cluster, by its client URLs (`http://host:2379`, `https://...`).
 pub struct Etcd {
     endpoints: Vec<String>,
     agent: ureq::Agent,
@@ -42,6 +43,18 @@ pub struct Etcd {
 
 fn fail(what: impl Into<String>) -> StoreError {
     StoreError::Etcd(what.into())
+}
+
+/// etcd's TLS port ends a plain-HTTP request without a word: said so when
+/// an `http://` endpoint does (a member killed mid-reply does it too).
+fn tls_hint(endpoint: &str, e: &ureq::Error) -> &'static str {
+    let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let closed = source.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted);
+    if closed && endpoint.starts_with("http://") {
+        " (closed without a reply: if etcd serves TLS there, use https:// with --etcd-ca)"
+    } else {
+        ""
+    }
 }
 
 /// A gateway number: a string, or absent for zero.
@@ -78,10 +91,25 @@ impl Etcd {
         timeout: Duration,
         patience: Duration,
     ) -> Result<Etcd, StoreError> {
+        Etcd::with_tls(endpoints, &EtcdTls::default(), timeout, patience)
+    }
+
+    /// As [`Etcd::new`], with TLS to `https://` endpoints made of the files
+    /// of `tls` (read now: a missing or unreadable one fails here).
+    pub fn with_tls(
+        endpoints: &[String],
+        tls: &EtcdTls,
+        timeout: Duration,
+        patience: Duration,
+    ) -> Result<Etcd, StoreError> {
         if endpoints.is_empty() {
             return Err(fail("no endpoint given"));
         }
-        let agent = ureq::AgentBuilder::new().timeout_connect(timeout).timeout(timeout).build();
+        let mut agent = ureq::AgentBuilder::new().timeout_connect(timeout).timeout(timeout);
+        if let Some(connector) = super::tls::connector(tls)? {
+            agent = agent.tls_connector(connector);
+        }
+        let agent = agent.build();
         let endpoints = endpoints.iter().map(|e| e.trim_end_matches('/').to_string()).collect();
         Ok(Etcd { endpoints, agent, patience })
     }
@@ -105,7 +133,7 @@ impl Etcd {
                         let text = reply.into_string().unwrap_or_default();
                         return Err(fail(format!("{endpoint}{path}: HTTP {code}: {text}")));
                     }
-                    Err(e) => unanswered.push(format!("{endpoint}: {e}")),
+                    Err(e) => unanswered.push(format!("{endpoint}: {e}{}", tls_hint(endpoint, &e))),
                 }
             }
             if Instant::now() >= deadline {

@@ -32,6 +32,7 @@ pub mod etcd;
 mod geometry;
 mod holder;
 mod local;
+mod tls;
 mod view;
 
 use std::net::IpAddr;
@@ -52,14 +53,14 @@ const PATIENCE: Duration = Duration::from_secs(5);
 
 /// A client of the network's etcd cluster.
 pub(crate) fn client(fleet: &FleetSpec) -> Result<etcd::Etcd, StoreError> {
-    etcd::Etcd::new(&fleet.endpoints, REQUEST_TIMEOUT, PATIENCE)
+    etcd::Etcd::with_tls(&fleet.endpoints, &fleet.tls, REQUEST_TIMEOUT, PATIENCE)
 }
 
 /// A client for what can wait or be done later (a detach's record, which
 /// a later allocation takes over; `network inspect`): one round over the
 /// members and a second of retries, not an election's worth.
 pub(crate) fn client_brief(fleet: &FleetSpec) -> Result<etcd::Etcd, StoreError> {
-    etcd::Etcd::new(&fleet.endpoints, REQUEST_TIMEOUT, Duration::from_secs(1))
+    etcd::Etcd::with_tls(&fleet.endpoints, &fleet.tls, REQUEST_TIMEOUT, Duration::from_secs(1))
 }
 
 /// A client that waits for etcd at most a quarter of `lease_left`: a host
@@ -70,8 +71,9 @@ pub(crate) fn client_within(
     lease_left: Duration,
 ) -> Result<etcd::Etcd, StoreError> {
     let patience = PATIENCE.min(lease_left / 4);
-    etcd::Etcd::new(
+    etcd::Etcd::with_tls(
         &fleet.endpoints,
+        &fleet.tls,
         REQUEST_TIMEOUT.min(patience.max(Duration::from_millis(200))),
         patience,
     )
