@@ -6,8 +6,10 @@
 //! from the state database; STATUS restarts an agent that was killed and
 //! fails with code 50 when none can run; DEL and GC give the lease back
 //! (the server's lease file drops it); an attachment added again (same
-//! container ID and interface) gets its address back. The ipvlan case runs
-//! in the VM stage (vm_dhcp.rs).
+//! container ID and interface) gets its address back. The same for DHCPv6
+//! (`"families": [6]`) and dual stack (`[4, 6]`): one DUID (the host's), an
+//! IAID per attachment, a /128 without gateway, RELEASE at DEL through the
+//! parent. The ipvlan case runs in the VM stage (vm_dhcp.rs).
 
 mod common;
 mod dnsmasq;
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dnsmasq::Dnsmasq;
+use dnsmasq::{Dnsmasq, wait_route};
 use serde_json::{Value, json};
 
 /// The plugins as a runtime finds them: links in a CNI_PATH directory.
@@ -70,6 +72,84 @@ fn ip_in(result: &Value) -> String {
     ips[0]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
 }
 
+/// The result's entry of the family whose addresses contain `family` ("."
+/// or ":"), which must be there once.
+fn ip_entry(result: &Value, family: char) -> &Value {
+    let ips = result["ips"].as_array().expect("ips");
+    let of: Vec<&Value> =
+        ips.iter().filter(|i| i["address"].as_str().unwrap().contains(family)).collect();
+    assert_eq!(of.len(), 1, "one address of the family: {result}");
+    of[0]
+}
+
+fn bare(entry: &Value) -> String {
+    entry["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// Two containers added, ctr-1 in `ns1` (at `p1`) and ctr-2, for the
+/// steps every family's test ends with.
+struct Two<'a> {
+    lab: &'a Lab,
+    dir: &'a Path,
+    conf: &'a Value,
+    server: &'a Dnsmasq,
+    ns1: &'a nicslice_kernel::Netns,
+    p1: &'a str,
+}
+
+impl Two<'_> {
+    /// DEL of ctr-1 (RELEASE through the parent: the link goes first; the
+    /// lease dropped, ctr-2's kept), ctr-1 added again (the same client,
+    /// the same address `ip1`), GC keeping ctr-1 alone (ctr-2's `ip2`
+    /// released), and ctr-1's DEL.
+    fn del_add_again_gc(&self, ip1: &str, ip2: &str) {
+        let (lab, dir, conf, server) = (self.lab, self.dir, self.conf, self.server);
+        let call = |cmd: &str, netns: &str, id: &str, conf: &Value| {
+            cni_plugin(lab, dir, "nicslice-macvlan", (cmd, netns, id, "eth0"), conf)
+        };
+        let (ok, e) = call("DEL", self.p1, "ctr-1", conf);
+        assert!(ok, "{e}");
+        assert!(link(self.ns1, "eth0").is_none());
+        assert!(server.released(ip1), "RELEASE reached the server: {:?}", server.leases());
+        assert!(server.has_lease(ip2), "the other stays: {:?}", server.leases());
+        let (ok, e) =
+            cni_plugin(lab, dir, "nicslice-ipam", ("CHECK", self.p1, "ctr-1", "eth0"), conf);
+        assert!(!ok && e["code"] == 3, "no lease after DEL: {e}");
+        assert!(call("DEL", self.p1, "ctr-1", conf).0, "a second DEL is fine");
+        let (ok, r) = call("ADD", self.p1, "ctr-1", conf);
+        assert!(ok, "{r}");
+        assert_eq!(ip_in(&r), ip1, "same container ID and interface, same address");
+
+        // GC: the leases of attachments the runtime no longer lists go.
+        let mut gc = conf.clone();
+        gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-1", "ifname": "eth0"}]);
+        let (ok, e) = call("GC", "", "", &gc);
+        assert!(ok, "{e}");
+        assert!(server.released(ip2), "GC released ctr-2's: {:?}", server.leases());
+        assert!(server.has_lease(ip1), "ctr-1's stays: {:?}", server.leases());
+        assert!(call("DEL", self.p1, "ctr-1", conf).0);
+        assert!(server.released(ip1));
+    }
+}
+
+/// The configuration asking for `families` of a server at most 5 s away.
+fn conf_of(lab: &Lab, families: Value) -> Value {
+    let mut conf = conf(lab);
+    conf["ipam"]["dhcp"]["families"] = families;
+    conf
+}
+
+/// Kills the agent of `lab`'s state if one runs.
+fn stop_agent(lab: &Lab) {
+    let lock = PathBuf::from(format!("{}.dhcp-agent.lock", lab.state.display()));
+    if let Ok(text) = std::fs::read_to_string(&lock)
+        && let Ok(pid) = text.trim().parse::<i32>()
+        && Path::new(&format!("/proc/{pid}")).exists()
+    {
+        kill_agent(pid);
+    }
+}
+
 #[test]
 fn cni_dhcp_add_status_agent_del_gc() {
     let mut lab = Lab::new("cnidhcp");
@@ -84,10 +164,14 @@ fn cni_dhcp_add_status_agent_del_gc() {
     };
 
     // ADD: the server's address, router and DNS server.
+    let started = Instant::now();
     let (ok, r1) = call("ADD", &p1, "ctr-1", &conf);
     assert!(ok, "{r1}");
+    println!("CNI ADD with DHCPv4 took {:?}", started.elapsed());
+    let started = Instant::now();
     let (ok, r2) = call("ADD", &p2, "ctr-2", &conf);
     assert!(ok, "{r2}");
+    println!("second CNI ADD with DHCPv4 took {:?}", started.elapsed());
     let (ip1, ip2) = (ip_in(&r1), ip_in(&r2));
     assert_ne!(ip1, ip2, "two containers, two leases");
     for (ns, ip, r) in [(&ns1, &ip1, &r1), (&ns2, &ip2, &r2)] {
@@ -136,34 +220,191 @@ fn cni_dhcp_add_status_agent_del_gc() {
     assert!(!ok && e["code"] == 50, "{e}");
     std::fs::remove_dir(&lock).unwrap();
 
-    // DEL: RELEASE (through the parent: the link goes first), the lease dropped.
-    let (ok, e) = call("DEL", &p1, "ctr-1", &conf);
-    assert!(ok, "{e}");
-    assert!(link(&ns1, "eth0").is_none());
-    assert!(server.released(&ip1), "RELEASE reached the server: {:?}", server.leases());
-    let (ok, e) = ipam_check();
-    assert!(!ok && e["code"] == 3, "no lease after DEL: {e}");
-    assert!(call("DEL", &p1, "ctr-1", &conf).0, "a second DEL is fine");
-    // Added again: the same client, the same address.
-    let (ok, r) = call("ADD", &p1, "ctr-1", &conf);
-    assert!(ok, "{r}");
-    assert_eq!(ip_in(&r), ip1, "same container ID and interface, same address");
+    let two = Two { lab: &lab, dir: &dir, conf: &conf, server: &server, ns1: &ns1, p1: &p1 };
+    two.del_add_again_gc(&ip1, &ip2);
+    stop_agent(&lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    // GC: the leases of attachments the runtime no longer lists go.
-    let mut gc = conf.clone();
-    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-1", "ifname": "eth0"}]);
-    let (ok, e) = call("GC", "", "", &gc);
-    assert!(ok, "{e}");
-    assert!(server.released(&ip2), "GC released ctr-2's: {:?}", server.leases());
-    assert!(server.has_lease(&ip1), "ctr-1's stays: {:?}", server.leases());
-    assert!(call("DEL", &p1, "ctr-1", &conf).0);
-    assert!(server.released(&ip1));
-    if let Ok(text) = std::fs::read_to_string(&lock)
-        && let Ok(pid) = text.trim().parse::<i32>()
-        && Path::new(&format!("/proc/{pid}")).exists()
-    {
-        kill_agent(pid);
+/// `"families": [6]`: DHCPv6 alone. Two containers get two /128s under one
+/// DUID and two IAIDs, no gateway (the router's RA gives the default
+/// route), the DHCPv6 DNS server; the agent renews them; DEL releases
+/// (through the parent: the link goes first); added again, the same
+/// address; GC releases what the runtime no longer lists.
+#[test]
+fn cni_dhcp6_two_containers_del_readd_gc() {
+    let mut lab = Lab::new("cnidhcp6");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "cni6") else { return };
+    let dir = plugin_dir("c");
+    let conf = conf_of(&lab, json!([6]));
+    let (ns1, n1) = lab.netns("c1");
+    let (ns2, n2) = lab.netns("c2");
+    let (p1, p2) = (format!("/run/netns/{n1}"), format!("/run/netns/{n2}"));
+    let call = |cmd: &str, netns: &str, id: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, netns, id, "eth0"), conf)
+    };
+
+    let started = Instant::now();
+    let (ok, r1) = call("ADD", &p1, "ctr-1", &conf);
+    assert!(ok, "{r1}\n{}", server.log());
+    println!("CNI ADD with DHCPv6 took {:?}", started.elapsed());
+    let started = Instant::now();
+    let (ok, r2) = call("ADD", &p2, "ctr-2", &conf);
+    assert!(ok, "{r2}");
+    println!("second CNI ADD with DHCPv6 took {:?}", started.elapsed());
+    let (ip1, ip2) = (ip_in(&r1), ip_in(&r2));
+    assert_ne!(ip1, ip2, "two containers, two leases");
+    for (ns, ip, r) in [(&ns1, &ip1, &r1), (&ns2, &ip2, &r2)] {
+        assert!(ip.starts_with("fd00:db8::"), "{ip} from the server's range");
+        assert_eq!(r["ips"][0]["address"], format!("{ip}/128"), "IA_NA gives a /128: {r}");
+        assert!(r["ips"][0].get("gateway").is_none_or(Value::is_null), "no gateway: {r}");
+        assert_eq!(r["dns"]["nameservers"], json!(["fd00:db8::53"]), "{r}");
+        assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/128")]);
+        let default6 = |r: &nicslice_kernel::Route| {
+            r.is_default() && r.destination.addr().is_ipv6() && r.gateway.is_some()
+        };
+        assert!(wait_route(ns, Duration::from_secs(10), default6), "RA's route: {:?}", routes(ns));
     }
+    let (l1, l2) = (server.v6_lease(&ip1), server.v6_lease(&ip2));
+    assert_eq!(l1[4], l2[4], "one DUID for the host: {l1:?} {l2:?}");
+    assert_ne!(l1[1], l2[1], "one IAID per attachment: {l1:?} {l2:?}");
+    assert!(ping(&ns1, &ip2), "the addresses work");
+    let mut check = conf.clone();
+    check["prevResult"] = r1.clone();
+    let (ok, e) = call("CHECK", &p1, "ctr-1", &check);
+    assert!(ok, "CHECK: {e}");
+    let ipam_check =
+        || cni_plugin(&lab, &dir, "nicslice-ipam", ("CHECK", &p1, "ctr-1", "eth0"), &conf);
+    assert!(ipam_check().0, "IPAM CHECK: the lease is held and on the link");
+
+    // The agent renews the DHCPv6 leases of CNI attachments too.
+    kill_agent(agent_pid(&lab));
+    let before = server.expiry(&ip1);
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.expiry(&ip1) <= before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.expiry(&ip1) > before, "renewed at the server");
+
+    // CHECK fails once the address is gone from the link.
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&ns1).unwrap();
+    let eth0 = sock.require_link("eth0", "c1").unwrap();
+    sock.delete_address(eth0.index, format!("{ip1}/128").parse().unwrap()).unwrap();
+    let (ok, e) = ipam_check();
+    assert!(!ok && e["msg"].as_str().unwrap().contains("is not on eth0"), "{e}");
+    sock.add_address(eth0.index, format!("{ip1}/128").parse().unwrap()).unwrap();
+
+    // DEL (the RELEASE through the parent's link-local), ADD again, GC.
+    let two = Two { lab: &lab, dir: &dir, conf: &conf, server: &server, ns1: &ns1, p1: &p1 };
+    two.del_add_again_gc(&ip1, &ip2);
+    stop_agent(&lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `"families": [4, 6]`: each container gets one address of each family
+/// (DHCPv4's with its gateway, DHCPv6's a /128 without) and both DNS
+/// servers; DEL releases both; added again, the same two.
+#[test]
+fn cni_dhcp_dual_stack_both_families_released_and_back() {
+    let mut lab = Lab::new("cnidhcp46");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "cni46") else { return };
+    let dir = plugin_dir("d");
+    let conf = conf_of(&lab, json!([4, 6]));
+    let mut seen = Vec::new();
+    for (role, id) in [("c1", "ctr-1"), ("c2", "ctr-2")] {
+        let (ns, name) = lab.netns(role);
+        let path = format!("/run/netns/{name}");
+        let started = Instant::now();
+        let (ok, r) = cni_plugin(&lab, &dir, "nicslice-macvlan", ("ADD", &path, id, "eth0"), &conf);
+        assert!(ok, "{r}\n{}", server.log());
+        println!("dual-stack CNI ADD took {:?}", started.elapsed());
+        let (v4, v6) = (ip_entry(&r, '.'), ip_entry(&r, ':'));
+        assert_eq!(v4["gateway"], "192.168.0.1", "{r}");
+        assert!(v6.get("gateway").is_none_or(Value::is_null), "{r}");
+        assert_eq!(r["dns"]["nameservers"], json!(["192.168.0.53", "fd00:db8::53"]), "{r}");
+        let (v4, v6) = (bare(v4), bare(v6));
+        let mut held = addresses(&ns, "eth0");
+        held.sort();
+        assert_eq!(held, vec![format!("{v4}/24"), format!("{v6}/128")]);
+        assert_eq!(default_gateway(&ns), Some("192.168.0.1".parse().unwrap()));
+        assert!(server.has_lease(&v4) && server.v6_lease(&v6)[2] == v6, "{:?}", server.leases());
+        seen.push((ns, path, id, v4, v6));
+    }
+    assert_ne!(seen[0].3, seen[1].3);
+    assert_ne!(seen[0].4, seen[1].4);
+    for (ns, path, id, v4, v6) in &seen {
+        let call = |cmd: &str| {
+            cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, path.as_str(), *id, "eth0"), &conf)
+        };
+        let (ok, e) = call("DEL");
+        assert!(ok, "{e}");
+        assert!(link(ns, "eth0").is_none());
+        assert!(server.released(v4), "DHCPv4 RELEASE: {:?}", server.leases());
+        assert!(server.released(v6), "DHCPv6 RELEASE: {:?}\n{}", server.leases(), server.log());
+        let (ok, r) = call("ADD");
+        assert!(ok, "{r}");
+        assert_eq!((bare(ip_entry(&r, '.')), bare(ip_entry(&r, ':'))), (v4.clone(), v6.clone()));
+        assert!(call("DEL").0);
+        assert!(server.released(v4) && server.released(v6), "{:?}", server.leases());
+    }
+    stop_agent(&lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// No DHCPv6 server: ADD fails within its timeout and leaves nothing; with
+/// `[4, 6]` and a DHCPv4 server only, the DHCPv4 lease is given back (the
+/// server's file is empty again). A family that is not 4 or 6 is code 7.
+#[test]
+fn cni_dhcp6_without_a_server_fails_and_leaves_nothing() {
+    let mut lab = Lab::new("cnidhcp60");
+    let dir = plugin_dir("e");
+    let mut conf = conf_of(&lab, json!([6]));
+    conf["ipam"]["dhcp"]["timeout"] = json!(1.5);
+    let (ns1, n1) = lab.netns("c1");
+    let p1 = format!("/run/netns/{n1}");
+    let call = |cmd: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, &p1, "ctr-1", "eth0"), conf)
+    };
+    let started = Instant::now();
+    let (ok, e) = call("ADD", &conf);
+    assert!(!ok && e["msg"].as_str().unwrap().contains("no DHCPv6 server answered"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    let ipam = |cmd: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-ipam", (cmd, &p1, "ctr-1", "eth0"), conf)
+    };
+    let (ok, e) = ipam("CHECK", &conf);
+    assert!(!ok && e["code"] == 3, "no lease: {e}");
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert!(report["next_due"].is_null(), "nothing held: {report}");
+
+    // Dual stack with no DHCPv6 server: the DHCPv4 lease is given back.
+    let Some(server) = Dnsmasq::start(&lab.switch, "cni46-0") else { return };
+    let mut dual = conf.clone();
+    dual["ipam"]["dhcp"]["families"] = json!([4, 6]);
+    let (ok, e) = call("ADD", &dual);
+    assert!(!ok && e["msg"].as_str().unwrap().contains("no DHCPv6 server answered"), "{e}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
+    assert!(server.log().contains("DHCPACK"), "the DHCPv4 exchange ran: {}", server.log());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !server.leases().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.leases(), Vec::<Vec<String>>::new(), "DHCPv4 lease released");
+    let (ok, e) = ipam("CHECK", &dual);
+    assert!(!ok && e["code"] == 3, "no lease: {e}");
+
+    // A family that is neither: the configuration's fault, naming the key.
+    let mut five = conf.clone();
+    five["ipam"]["dhcp"]["families"] = json!([4, 5]);
+    let (ok, e) = call("ADD", &five);
+    assert!(!ok && e["code"] == 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("dhcp.families"), "{e}");
+    assert_eq!(non_lo(&ns1), Vec::<String>::new());
+    stop_agent(&lab);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

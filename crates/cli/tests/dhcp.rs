@@ -15,30 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dnsmasq::{Dnsmasq, ip_of};
-
-/// On drop, removes the resolv.conf files nicslice wrote under /etc/netns
-/// for this test's namespaces (those named PREFIX-...), so that a test that
-/// fails before its detach leaves nothing there either.
-struct EtcNetns(String);
-
-impl Drop for EtcNetns {
-    fn drop(&mut self) {
-        let Ok(dirs) = std::fs::read_dir("/etc/netns") else { return };
-        for dir in dirs.flatten() {
-            if !dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.0)) {
-                continue;
-            }
-            let file = dir.path().join("resolv.conf");
-            let ours = std::fs::read_to_string(&file)
-                .is_ok_and(|t| t.starts_with("# written by nicslice"));
-            if ours {
-                let _ = std::fs::remove_file(&file);
-                let _ = std::fs::remove_dir(dir.path());
-            }
-        }
-    }
-}
+use dnsmasq::{Dnsmasq, EtcNetns, ip_of};
 
 /// The MAC the switch namespace's neighbour table holds for `ip` (read
 /// through netlink: the VM stage's `ip` is busybox's, without `-j`).

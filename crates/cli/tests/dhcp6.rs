@@ -5,9 +5,12 @@
 //! addresses under one DUID (the host's) and two IAIDs; detach releases
 //! (the server's lease file drops the address); a re-attached endpoint gets
 //! its address back; the agent renews; a dual-stack network gives each
-//! endpoint both families; past T2 the agent REBINDs; with conflict probing
-//! a used address is DECLINEd; with no server, attach fails within its timeout
-//! and leaves no link, no lease and no record.
+//! endpoint both families; the server's DNS servers go to the namespace's
+//! resolv.conf (a dual-stack endpoint's beside its DHCPv4 ones) and leave
+//! at detach; past T2 the agent REBINDs; with conflict probing a used
+//! address is DECLINEd; a namespace deleted without detach still gets its
+//! RELEASE (through the parent); with no server, attach fails within its
+//! timeout and leaves no link, no lease and no record.
 
 mod common;
 mod dnsmasq;
@@ -16,7 +19,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dnsmasq::Dnsmasq;
+use dnsmasq::{Dnsmasq, EtcNetns, wait_route};
 
 /// The addresses of an endpoint view of `family` ("." or ":"), without
 /// their prefix lengths.
@@ -35,45 +38,10 @@ fn ip6_of(view: &serde_json::Value) -> String {
     v6[0].clone()
 }
 
-/// The server's DHCPv6 lease line of `ip`: `EXPIRY IAID IP HOSTNAME DUID`
-/// (waiting at most 3 s: dnsmasq rewrites its file in place).
-fn v6_lease(server: &Dnsmasq, ip: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let line = server.leases().into_iter().find(|l| l.get(2).map(String::as_str) == Some(ip));
-        match line {
-            Some(line) => return line,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            None => panic!(
-                "no lease of {ip} in the server's file: {:?}\n{}",
-                server.leases(),
-                server.log()
-            ),
-        }
-    }
-}
-
-/// Waits (at most `limit`) for `ns` to have a route that `found` accepts.
-fn wait_route(
-    ns: &nicslice_kernel::Netns,
-    limit: Duration,
-    found: impl Fn(&nicslice_kernel::Route) -> bool,
-) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if routes(ns).iter().any(&found) {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
     let mut lab = Lab::new("dhcp6");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start_v6(&lab.switch, "v6") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
     assert!(lab.ok(&["network", "ls"]).contains("(dhcp6)"));
@@ -121,7 +89,7 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
     assert_ne!(ll1, ll2);
 
     // The server knows them by one DUID (the host's) and two IAIDs.
-    let (l1, l2) = (v6_lease(&server, &ip1), v6_lease(&server, &ip2));
+    let (l1, l2) = (server.v6_lease(&ip1), server.v6_lease(&ip2));
     assert_eq!(l1[4], l2[4], "one DUID for the host: {l1:?} {l2:?}");
     assert_ne!(l1[1], l2[1], "one IAID per child: {l1:?} {l2:?}");
 
@@ -143,7 +111,7 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
     lab.ok(&["endpoint", "check", "lan"]);
 
     // The agent renews (RENEW to the server that gave it).
-    let expiry = |ip: &str| v6_lease(&server, ip)[0].parse::<i64>().unwrap();
+    let expiry = |ip: &str| server.v6_lease(ip)[0].parse::<i64>().unwrap();
     let before = expiry(&ip1);
     std::thread::sleep(Duration::from_millis(1100));
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
@@ -154,8 +122,15 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
     }
     assert!(expiry(&ip1) > before, "the server extended the lease");
 
+    // The server's DNS server, where `ip netns exec` programs look.
+    let resolv = std::path::PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
+    let text = std::fs::read_to_string(&resolv).expect("resolv.conf written");
+    assert!(text.starts_with("# written by nicslice for eth0 on network lan"), "{text}");
+    assert!(text.contains("\nnameserver fd00:db8::53\n"), "{text}");
+
     // Detach sends RELEASE: the server forgets the lease.
     lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(!resolv.exists(), "nicslice's resolv.conf goes with the endpoint");
     assert!(link(&ns1, "eth0").is_none());
     assert!(server.released(&ip1), "RELEASE reached the server: {:?}", server.leases());
     assert!(server.has_lease(&ip2), "the other lease stays");
@@ -176,6 +151,7 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
 #[test]
 fn dual_stack_network_gives_each_endpoint_both_families() {
     let mut lab = Lab::new("dhcp46");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
     let Some(server) = Dnsmasq::start_v6(&lab.switch, "dual") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp", "--ipam", "dhcp6"]);
     lab.ok(&["network", "create", "lan2", "--parent", "eth0", "--ipam", "dhcp6,dhcp"]);
@@ -198,8 +174,11 @@ fn dual_stack_network_gives_each_endpoint_both_families() {
         held.sort();
         assert_eq!(held, vec![format!("{}/24", v4[0]), format!("{v6}/128")]);
         assert_eq!(default_gateway(&ns), Some("192.168.0.1".parse().unwrap()));
-        assert_eq!(v6_lease(&server, &v6)[2], v6);
+        assert_eq!(server.v6_lease(&v6)[2], v6);
         assert!(server.has_lease(&v4[0]), "{:?}", server.leases());
+        // One resolv.conf: the DHCPv4 server's DNS server, then DHCPv6's.
+        let text = std::fs::read_to_string(format!("/etc/netns/{name}/resolv.conf")).unwrap();
+        assert!(text.ends_with("nameserver 192.168.0.53\nnameserver fd00:db8::53\n"), "{text}");
         seen.push((name, v4[0].clone(), v6));
     }
     assert_ne!(seen[0].1, seen[1].1);
@@ -209,6 +188,7 @@ fn dual_stack_network_gives_each_endpoint_both_families() {
         lab.ok(&["detach", "lan", "--netns", name]);
         assert!(server.released(v4), "DHCPv4 RELEASE of {v4}: {:?}", server.leases());
         assert!(server.released(v6), "DHCPv6 RELEASE of {v6}: {:?}", server.leases());
+        assert!(!std::path::Path::new(&format!("/etc/netns/{name}")).exists(), "resolv.conf gone");
     }
     lab.ok(&["network", "rm", "lan"]);
 }
@@ -315,4 +295,46 @@ fn past_t2_the_agent_rebinds_with_any_server() {
     assert_eq!(renewed.address.addr().to_string(), ip);
     assert!(renewed.renew_at > now && renewed.rebind_at > now, "new timers: {renewed:?}");
     lab.ok(&["detach", "lan", "--netns", &n1]);
+}
+
+/// A namespace deleted without detach (a container that exited): its link
+/// and link-local went with it, and the RELEASE goes through the parent,
+/// from the parent's own link-local on the endpoint's behalf (the server
+/// knows the lease by DUID and IAID), at detach or when the agent finds it.
+#[test]
+fn a_namespace_gone_without_detach_still_gets_its_release() {
+    let mut lab = Lab::new("dhcp6gone");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "gone6") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp,dhcp6"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    let attach = |name: &str| {
+        lab.json(&["attach", "lan", "--netns", name, "--dhcp-timeout", "5", "--no-agent"])
+    };
+    let view = attach(&n1);
+    let (v4, v6) = (ips_of(&view, '.').remove(0), ip6_of(&view));
+    assert!(server.has_lease(&v4) && server.has_lease(&v6), "{:?}", server.leases());
+    drop(ns1);
+    nicslice_kernel::netns::delete_named(&n1).unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&v6), "DHCPv6 RELEASE through the parent: {:?}", server.leases());
+    assert!(server.released(&v4), "DHCPv4 RELEASE through the parent: {:?}", server.leases());
+    assert!(!std::path::Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf left");
+
+    // Found by the agent before any detach: released, kept no longer.
+    let view = attach(&n2);
+    let (v4, v6) = (ips_of(&view, '.').remove(0), ip6_of(&view));
+    drop(ns2);
+    nicslice_kernel::netns::delete_named(&n2).unwrap();
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    let lost = report["lost"].as_array().unwrap();
+    assert_eq!(lost.len(), 2, "both leases: {report}");
+    assert!(lost.iter().all(|l| l.as_str().unwrap().contains("namespace is gone")), "{report}");
+    assert!(server.released(&v6), "{:?}", server.leases());
+    assert!(server.released(&v4), "{:?}", server.leases());
+    assert!(lab.json(&["dhcp-agent", "--once"])["next_due"].is_null(), "nothing held");
+    lab.ok(&["detach", "lan", "--netns", &n2]);
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+    lab.ok(&["network", "rm", "lan"]);
 }

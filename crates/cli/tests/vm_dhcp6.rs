@@ -4,8 +4,9 @@
 //! made). nicslice gives each child a link-local of its own, and each its
 //! own IAID under the host's DUID: three children get three distinct
 //! addresses from dnsmasq, whose lease file shows one DUID and three IAIDs;
-//! detach releases each. On a host without `NICSLICE_VM` the test says so
-//! and returns: `vmtest/run.sh vm_dhcp6` runs it.
+//! detach releases each; the same through CNI (nicslice-ipvlan with
+//! nicslice-ipam `"families": [4, 6]`). On a host without `NICSLICE_VM` the
+//! tests say so and return: `vmtest/run.sh vm_dhcp6` runs them.
 
 mod common;
 mod dnsmasq;
@@ -146,4 +147,83 @@ fn dual_stack_ipvlan_children_get_both_families_and_their_own_link_local() {
     }
     assert!(!server.leases().iter().any(|l| l.len() >= 5), "all released: {:?}", server.leases());
     lab.ok(&["network", "rm", "ipv"]);
+}
+
+/// The same through CNI: nicslice-ipvlan (l2) with nicslice-ipam
+/// `"dhcp": {"families": [4, 6]}`. Three containers sharing the parent's
+/// MAC get an address of each family, three link-locals of their own and
+/// three IAIDs under one DUID; DEL releases both families of each (the link
+/// goes first: DHCPv6's RELEASE through the parent, from its own link-local).
+#[test]
+fn cni_ipvlan_dual_stack_three_containers() {
+    if !in_vm() {
+        return;
+    }
+    let mut lab = Lab::new("vmcni46");
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "vmcni46") else { return };
+    let dir = std::env::temp_dir().join(format!("nsl-vm-cni-dhcp6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["nicslice-ipvlan", "nicslice-ipam"] {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nicslice"), dir.join(name));
+    }
+    let dhcp = serde_json::json!({"state": lab.state, "timeout": 30, "families": [4, 6]});
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "ipvdhcp46", "type": "nicslice-ipvlan",
+        "master": "eth0", "mode": "l2", "ipam": {"type": "nicslice-ipam", "dhcp": dhcp}
+    });
+    let (mut v6s, mut lls, mut added) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    for (i, role) in ["k1", "k2", "k3"].into_iter().enumerate() {
+        let (ns, name) = lab.netns(role);
+        let (path, id) = (format!("/run/netns/{name}"), format!("ctr-{i}"));
+        let (ok, r) = cni_plugin(&lab, &dir, "nicslice-ipvlan", ("ADD", &path, &id, "eth0"), &conf);
+        assert!(ok, "{r}");
+        let mut ips: Vec<String> = r["ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["address"].as_str().unwrap().to_string())
+            .collect();
+        ips.sort();
+        assert!(ips.len() == 2 && ips[0].ends_with("/24") && ips[1].ends_with("/128"), "{r}");
+        let mut held = addresses(&ns, "eth0");
+        held.sort();
+        assert_eq!(held, ips);
+        let ll = link_locals(&ns);
+        assert_eq!(ll.len(), 1, "one link-local of its own: {ll:?}");
+        lls.insert(ll[0].clone());
+        v6s.insert(ips[1].trim_end_matches("/128").to_string());
+        added.push((path, id));
+    }
+    assert_eq!((v6s.len(), lls.len()), (3, 3), "{v6s:?} {lls:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held6 = |server: &Dnsmasq| {
+        server
+            .leases()
+            .into_iter()
+            .filter(|l| l.len() >= 5 && l[2].contains(':'))
+            .collect::<Vec<_>>()
+    };
+    while held6(&server).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leases = held6(&server);
+    let iaids: BTreeSet<&str> = leases.iter().map(|l| l[1].as_str()).collect();
+    let duids: BTreeSet<&str> = leases.iter().map(|l| l[4].as_str()).collect();
+    assert_eq!((iaids.len(), duids.len()), (3, 1), "three IAIDs, one DUID: {leases:?}");
+    for (path, id) in &added {
+        let (ok, e) = cni_plugin(&lab, &dir, "nicslice-ipvlan", ("DEL", path, id, "eth0"), &conf);
+        assert!(ok, "{e}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.leases().iter().any(|l| l.len() >= 5) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!server.leases().iter().any(|l| l.len() >= 5), "all released: {:?}", server.leases());
+    // The agent the first ADD started, stopped by the pid it wrote.
+    let lock = format!("{}.dhcp-agent.lock", lab.state.display());
+    if let Ok(pid) = std::fs::read_to_string(&lock).unwrap_or_default().trim().parse::<i32>() {
+        // SAFETY: kill(2) with a pid read from the agent's own lock file.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

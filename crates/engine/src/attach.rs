@@ -463,6 +463,7 @@ impl Engine {
                     &mut undo,
                 );
                 let held = dhcp6_held.insert(held?);
+                held.write_resolv_conf(&who, dhcp_held.as_ref().and_then(|h| h.resolv_conf()))?;
                 let tx = self.store.write()?;
                 held.record(&tx, endpoint_id)?;
                 tx.commit()?;

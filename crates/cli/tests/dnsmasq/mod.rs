@@ -37,8 +37,9 @@ impl Dnsmasq {
 
     /// [`start`](Self::start), and DHCPv6 too: br0 gets fd00:db8::1/64 and
     /// the server hands out fd00:db8::100-1ff (120 s leases, the shortest
-    /// dnsmasq gives) and sends Router Advertisements (managed flag, the
-    /// prefix on-link, itself the default router).
+    /// dnsmasq gives) with DNS server fd00:db8::53, and sends Router
+    /// Advertisements (managed flag, the prefix on-link, itself the default
+    /// router).
     pub fn start_v6(switch: &Netns, tag: &str) -> Option<Dnsmasq> {
         let mut sock = nicslice_kernel::RouteSocket::open_in(switch).unwrap();
         let br0 = sock.require_link("br0", "switch").unwrap();
@@ -46,7 +47,11 @@ impl Dnsmasq {
         if !sock.addresses(Some(br0.index)).unwrap().iter().any(|(_, a)| *a == addr) {
             sock.add_address(br0.index, addr).unwrap();
         }
-        let v6 = ["--dhcp-range=fd00:db8::100,fd00:db8::1ff,64,120", "--enable-ra"];
+        let v6 = [
+            "--dhcp-range=fd00:db8::100,fd00:db8::1ff,64,120",
+            "--dhcp-option=option6:dns-server,[fd00:db8::53]",
+            "--enable-ra",
+        ];
         Dnsmasq::start_with(switch, tag, "192.168.0.100,192.168.0.149", &v6)
     }
 
@@ -134,6 +139,24 @@ impl Dnsmasq {
         true
     }
 
+    /// The server's DHCPv6 lease line of `ip`: `EXPIRY IAID IP HOSTNAME
+    /// DUID` (waiting at most 3 s: dnsmasq rewrites its file in place).
+    pub fn v6_lease(&self, ip: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let line = self.leases().into_iter().find(|l| l.get(2).map(String::as_str) == Some(ip));
+            match line {
+                Some(line) => return line,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                None => panic!(
+                    "no lease of {ip} in the server's file: {:?}\n{}",
+                    self.leases(),
+                    self.log()
+                ),
+            }
+        }
+    }
+
     /// The server's expiry time of the lease of `ip` (the lease file's first field).
     pub fn expiry(&self, ip: &str) -> i64 {
         let leases = self.leases();
@@ -167,4 +190,47 @@ pub fn ip_of(view: &serde_json::Value) -> String {
     let a = view["addresses"].as_array().expect("addresses");
     assert_eq!(a.len(), 1, "one DHCP address: {view}");
     a[0].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// Waits (at most `limit`) for `ns` to have a route that `found` accepts
+/// (the routes a Router Advertisement gives come a moment after the link).
+pub fn wait_route(
+    ns: &Netns,
+    limit: Duration,
+    found: impl Fn(&nicslice_kernel::Route) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let routes = nicslice_kernel::RouteSocket::open_in(ns).unwrap().routes().unwrap();
+        if routes.iter().any(&found) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On drop, removes the resolv.conf files nicslice wrote under /etc/netns
+/// for a test's namespaces (those named PREFIX-...), so that a test that
+/// fails before its detach leaves nothing there either.
+pub struct EtcNetns(pub String);
+
+impl Drop for EtcNetns {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir("/etc/netns") else { return };
+        for dir in dirs.flatten() {
+            if !dir.file_name().to_string_lossy().starts_with(&format!("{}-", self.0)) {
+                continue;
+            }
+            let file = dir.path().join("resolv.conf");
+            let ours = std::fs::read_to_string(&file)
+                .is_ok_and(|t| t.starts_with("# written by nicslice"));
+            if ours {
+                let _ = std::fs::remove_file(&file);
+                let _ = std::fs::remove_dir(dir.path());
+            }
+        }
+    }
 }

@@ -2,14 +2,16 @@
 //! `rangeStart`, `rangeEnd` and `gateway` at the top; `routes`,
 //! `resolvConf`, `dataDir`) plus `state`, the lease database's path. Checked
 //! into range sets: one address is handed out per set, from its first range
-//! with room. Or `dhcp` (an object, instead of ranges): the address comes
-//! from a DHCP server ([`DhcpConf`]). Or `store` with `etcd` beside one
-//! range: the range is a fleet pool shared with other hosts ([`EtcdConf`]).
+//! with room. Or `dhcp` (an object, instead of ranges): the addresses come
+//! from DHCP servers, DHCPv4, DHCPv6 or both ([`DhcpConf`]). Or `store`
+//! with `etcd` beside one range: the range is a fleet pool shared with
+//! other hosts ([`EtcdConf`]).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+use nicslice_engine::dhcp::DhcpFamilies;
 use nicslice_model::ipam::AddressRange;
 use nicslice_model::{from_u128, to_u128};
 use nicslice_store::cni_ipam::CNI_IPAM_FILE;
@@ -83,6 +85,35 @@ pub struct DhcpConf {
     /// Seconds to wait for the server (default 10).
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// `families`: `[4]` (the default), `[6]` or `[4, 6]`, the IP versions
+    /// whose addresses come from a server (4: DHCPv4, 6: DHCPv6 IA_NA).
+    #[serde(default, deserialize_with = "families")]
+    pub families: DhcpFamilies,
+}
+
+/// `dhcp.families`: a list of 4 and 6, each at most once, not empty.
+fn families<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DhcpFamilies, D::Error> {
+    use serde::de::Error;
+    let raw = serde_json::Value::deserialize(d)?;
+    let bad = |why: String| {
+        D::Error::custom(format!("dhcp.families {raw}: {why}; give [4], [6] or [4, 6]"))
+    };
+    let list = raw.as_array().ok_or_else(|| bad("not a list".into()))?;
+    if list.is_empty() {
+        return Err(bad("no family".into()));
+    }
+    let mut families = DhcpFamilies { v4: false, v6: false };
+    for item in list {
+        let slot = match item.as_u64() {
+            Some(4) => &mut families.v4,
+            Some(6) => &mut families.v6,
+            _ => return Err(bad(format!("{item} is not an IP version (4 or 6)"))),
+        };
+        if std::mem::replace(slot, true) {
+            return Err(bad(format!("{item} is listed twice")));
+        }
+    }
+    Ok(families)
 }
 
 impl Eq for DhcpConf {}
@@ -368,16 +399,26 @@ mod tests {
     #[test]
     fn dhcp_instead_of_ranges() {
         let c = IpamConf::parse(&json!({"type":"nicslice-ipam","dhcp":{}})).unwrap();
-        assert_eq!(c.dhcp, Some(DhcpConf { state: None, timeout: None }));
+        let v4 = DhcpFamilies { v4: true, v6: false };
+        assert_eq!(c.dhcp, Some(DhcpConf { state: None, timeout: None, families: v4 }));
         assert!(c.range_sets.is_empty());
         let c =
             IpamConf::parse(&json!({"type":"x","dhcp":{"state":"/s.db","timeout":2.5}})).unwrap();
         assert_eq!(c.dhcp.unwrap().state, Some(PathBuf::from("/s.db")));
+        for (given, v4, v6) in [(json!([6]), false, true), (json!([6, 4]), true, true)] {
+            let c = IpamConf::parse(&json!({"type":"x","dhcp":{"families":given}})).unwrap();
+            assert_eq!(c.dhcp.unwrap().families, DhcpFamilies { v4, v6 }, "{given}");
+        }
         for (ipam, needle) in [
             (json!({"type":"x","dhcp":{},"subnet":"10.0.0.0/24"}), "drop subnet"),
             (json!({"type":"x","dhcp":{},"ranges":[[{"subnet":"10.0.0.0/24"}]]}), "drop subnet"),
             (json!({"type":"x","dhcp":{"timeout":0}}), "timeout"),
-            (json!({"type":"x","dhcp":{"clientId":"x"}}), "unknown field"),
+            (json!({"type":"x","dhcp":{"clientId":"x"}}), "unknown field `clientId`"),
+            (json!({"type":"x","dhcp":{"families":[5]}}), "dhcp.families [5]: 5 is not"),
+            (json!({"type":"x","dhcp":{"families":["6"]}}), "dhcp.families [\"6\"]"),
+            (json!({"type":"x","dhcp":{"families":[]}}), "dhcp.families []: no family"),
+            (json!({"type":"x","dhcp":{"families":[6, 6]}}), "listed twice"),
+            (json!({"type":"x","dhcp":{"families":6}}), "dhcp.families 6: not a list"),
         ] {
             let e = IpamConf::parse(&ipam).unwrap_err();
             assert!(e.msg.contains(needle), "{ipam}: {}", e.msg);

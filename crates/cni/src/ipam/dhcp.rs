@@ -1,22 +1,26 @@
 //! nicslice-ipam with `"dhcp": {}`: the verbs as CNI around the engine's DHCP
-//! for CNI attachments (`nicslice_engine::dhcp::cni`, the exchange, lease
-//! rows and agent `nicslice attach` uses). The lease lives in nicslice's
+//! for CNI attachments (`nicslice_engine::dhcp::cni`, the exchanges, lease
+//! rows and agent `nicslice attach` uses). The leases live in nicslice's
 //! state database (`dhcp.state`, else `NICSLICE_STATE`, else nicslice's
-//! default), where `nicslice dhcp-agent` renews it; the first ADD starts an
-//! agent when none runs.
+//! default), where `nicslice dhcp-agent` renews them; the first ADD starts
+//! an agent when none runs.
 //!
-//! ADD asks the server on the link the link plugin made (it has no address
-//! yet) and returns the address, the server's router as gateway and its DNS
-//! servers; DEL and GC send RELEASE and drop the lease; STATUS fails with
-//! code 50 when the agent cannot be reached (no agent runs while leases
-//! are held, and none could be started).
+//! ADD asks the servers of `dhcp.families` (DHCPv4 by default, DHCPv6 or
+//! both) on the link the link plugin made (it has no address yet) and
+//! returns the addresses: DHCPv4's with the server's router as gateway,
+//! DHCPv6's as a /128 without one (the router's Router Advertisements give
+//! the on-link prefix and the default route), and the DNS servers of both.
+//! DEL and GC send RELEASE and drop every lease held; CHECK finds each
+//! family's lease held and its address on the link; STATUS fails with code
+//! 50 when the agent cannot be reached (no agent runs while leases are
+//! held, and none could be started).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::IpNet;
-use nicslice_engine::dhcp::{CniAttachment, agent};
+use ipnet::{IpNet, Ipv6Net};
+use nicslice_engine::dhcp::{CniAttachment, CniDhcpCheck, agent};
 use nicslice_engine::{Engine, Faults};
 use nicslice_kernel::Netns;
 use nicslice_store::DEFAULT_STATE_PATH;
@@ -65,11 +69,14 @@ pub fn handle(
             Ok(None)
         }
         Verb::Check => {
-            if !open(&state)?.cni_dhcp_holds(&env.container_id, &env.ifname)? {
+            let at = attachment(net, env);
+            if let CniDhcpCheck::NotHeld(family) =
+                open(&state)?.cni_dhcp_check(&at, dhcp.families)?
+            {
                 return Err(CniError::new(
                     Code::UnknownContainer,
                     format!(
-                        "nicslice-ipam: no DHCP lease is held for container {} interface {}",
+                        "nicslice-ipam: no DHCPv{family} lease is held for container {} interface {}",
                         env.container_id, env.ifname
                     ),
                 ));
@@ -99,32 +106,39 @@ fn add(
     dhcp: &DhcpConf,
 ) -> Result<CniResult> {
     let timeout = dhcp.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
-    let at = CniAttachment {
-        network: &net.name,
-        container_id: &env.container_id,
-        ifname: &env.ifname,
-        netns: &env.netns,
-    };
-    let granted = open(state)?.cni_dhcp_add(&at, timeout)?;
+    let grants = open(state)?.cni_dhcp_add(&attachment(net, env), dhcp.families, timeout)?;
     if let Err(e) = agent::ensure_running(state, None) {
         eprintln!(
             "nicslice: could not start nicslice dhcp-agent: {e}; run it to renew DHCP leases"
         );
     }
-    Ok(CniResult {
-        interfaces: Vec::new(),
-        ips: vec![IpConfig {
-            address: IpNet::V4(granted.address),
-            gateway: granted.routers.first().copied().map(IpAddr::V4),
+    let mut ips = Vec::new();
+    let mut dns = Dns::default();
+    if let Some(v4) = grants.v4 {
+        ips.push(IpConfig {
+            address: IpNet::V4(v4.address),
+            gateway: v4.routers.first().copied().map(IpAddr::V4),
             interface: None,
-        }],
-        routes: conf.routes.clone(),
-        dns: Dns {
-            nameservers: granted.dns.iter().map(ToString::to_string).collect(),
-            domain: granted.domain.unwrap_or_default(),
-            ..Dns::default()
-        },
-    })
+        });
+        dns.nameservers.extend(v4.dns.iter().map(ToString::to_string));
+        dns.domain = v4.domain.unwrap_or_default();
+    }
+    if let Some(v6) = grants.v6 {
+        // No gateway: IA_NA names no router; the RA gives the default route.
+        let address = IpNet::V6(Ipv6Net::from(v6.address));
+        ips.push(IpConfig { address, gateway: None, interface: None });
+        dns.nameservers.extend(v6.dns.iter().map(ToString::to_string));
+    }
+    Ok(CniResult { interfaces: Vec::new(), ips, routes: conf.routes.clone(), dns })
+}
+
+fn attachment<'a>(net: &'a NetConf, env: &'a CallEnv) -> CniAttachment<'a> {
+    CniAttachment {
+        network: &net.name,
+        container_id: &env.container_id,
+        ifname: &env.ifname,
+        netns: &env.netns,
+    }
 }
 
 /// Whether the agent can be reached: it runs, or no lease needs it yet, or

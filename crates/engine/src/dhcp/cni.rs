@@ -1,27 +1,32 @@
 //! DHCP for CNI attachments (nicslice-ipam with `"dhcp": {}`): the same
-//! exchange, lease rows and agent as an endpoint of `attach`, for a link the
-//! CNI link plugin made and configures. ADD ([`Engine::cni_dhcp_add`]) asks
-//! the server on the container's link (no address on it yet) and records
-//! the lease with its holder (`nicslice_store::CniDhcpHold`: container,
-//! interface, namespace, MAC, the parent in the host); the agent renews it
-//! like any other. DEL and GC ([`Engine::cni_dhcp_del`],
-//! [`Engine::cni_dhcp_gc`]) send RELEASE and drop it.
+//! exchanges, lease rows and agent as an endpoint of `attach`, for a link
+//! the CNI link plugin made and configures. ADD ([`Engine::cni_dhcp_add`])
+//! asks the server of each family asked for ([`DhcpFamilies`]: DHCPv4, and
+//! DHCPv6 through `v6::cni`) on the container's link (no address on it
+//! yet) and records each lease with its holder (`nicslice_store::CniDhcpHold`:
+//! container, interface, namespace, MAC, the parent in the host); the agent
+//! renews them like any other. DEL and GC ([`Engine::cni_dhcp_del`],
+//! [`Engine::cni_dhcp_gc`]) send RELEASE and drop them; CHECK
+//! ([`Engine::cni_dhcp_check`]) finds each held and its address on the link.
 //!
-//! The client identifier is derived from the container ID and the interface
-//! name, so an attachment added again is the same client. The store's lock
-//! is held only to read and to commit, never across an exchange.
+//! The DHCPv4 client identifier is derived from the container ID and the
+//! interface name, and so is the DHCPv6 IAID (under the host's DUID), so
+//! an attachment added again is the same client. The store's lock is held
+//! only to read and to commit, never across an exchange.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, RouteSocket};
+use nicslice_kernel::{DhcpSocket, LinkBrief, Netns, NetnsTarget, RouteSocket};
 use nicslice_model::MacAddr;
 use nicslice_store::{CniDhcpHold, StoreRead};
 use serde::{Deserialize, Serialize};
 
 use super::client::{Exchange, Granted};
+use super::v6::{self, Granted6};
 use super::{LeaseDetails, identity, lease_record, send_release, unix_now};
 use crate::Engine;
+use crate::endpoint::Place;
 use crate::error::{EngineError, Result};
 use crate::intent::NsIdentity;
 
@@ -54,6 +59,17 @@ impl CniHolder {
         let id = NsIdentity::of(ns, sock)?;
         Ok((id.id.dev, id.id.ino, id.cookie) == (self.netns_dev, self.netns_ino, self.netns_cookie))
     }
+
+    /// The recorded namespace, open, if it is still there and holds the
+    /// link (the plugin's DEL deletes the link before IPAM's runs).
+    fn link_namespace(&self) -> Option<Netns> {
+        NetnsTarget::Path(self.netns.clone().into()).open().ok().filter(|ns| {
+            RouteSocket::open_in(ns).is_ok_and(|mut sock| {
+                self.is_in(ns, &sock).unwrap_or(false)
+                    && sock.link_by_name(&self.ifname).is_ok_and(|l| l.is_some())
+            })
+        })
+    }
 }
 
 /// One CNI call's attachment.
@@ -67,6 +83,40 @@ pub struct CniAttachment<'a> {
     pub netns: &'a str,
 }
 
+/// Which families an attachment takes from DHCP servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpFamilies {
+    /// DHCPv4.
+    pub v4: bool,
+    /// DHCPv6 (IA_NA).
+    pub v6: bool,
+}
+
+impl Default for DhcpFamilies {
+    /// IPv4 alone: what `"dhcp": {}` meant before DHCPv6 came.
+    fn default() -> Self {
+        DhcpFamilies { v4: true, v6: false }
+    }
+}
+
+/// What ADD got from the servers.
+#[derive(Debug, Clone)]
+pub struct CniGrants {
+    pub v4: Option<Granted>,
+    /// A /128 (IA_NA gives no prefix and no router: both come from the
+    /// router's Router Advertisements).
+    pub v6: Option<Granted6>,
+}
+
+/// What CHECK found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CniDhcpCheck {
+    /// Every family asked for holds a lease whose address is on the link.
+    Held,
+    /// No lease of this family (4 or 6) is held for the attachment.
+    NotHeld(u8),
+}
+
 /// The client identifier of a CNI attachment: stable per container ID and
 /// interface name (and told apart from every `attach` endpoint's, whose
 /// namespace part is a path).
@@ -75,51 +125,68 @@ pub fn cni_client_id(container_id: &str, ifname: &str) -> Vec<u8> {
 }
 
 impl Engine {
-    /// ADD: a lease for the link `at.ifname` the link plugin made in
-    /// `at.netns`, recorded for the agent. The address is not put on the
-    /// link: the link plugin does that with the result.
-    pub fn cni_dhcp_add(&mut self, at: &CniAttachment<'_>, timeout: Duration) -> Result<Granted> {
+    /// ADD: a lease of each family in `families` for the link `at.ifname`
+    /// the link plugin made in `at.netns`, recorded for the agent. The
+    /// addresses are not put on the link: the link plugin does that with
+    /// the result. All or nothing: a family that fails gives back the
+    /// other's lease.
+    pub fn cni_dhcp_add(
+        &mut self,
+        at: &CniAttachment<'_>,
+        families: DhcpFamilies,
+        timeout: Duration,
+    ) -> Result<CniGrants> {
         let client_id = cni_client_id(at.container_id, at.ifname);
-        let (held, last) = {
-            let read = self.store.read()?;
-            (read.cni_dhcp_hold(&client_id, 4)?, read.dhcp_lease_of_client(&client_id, 4)?)
+        let lookup6 = match families.v6 {
+            true => Some(self.cni_lookup6(at.container_id, at.ifname)?),
+            false => None,
         };
-        if let Some(hold) = held {
-            return Err(EngineError::AddressInUse(format!(
-                "{} is leased by DHCP to container {} interface {} already; DEL it first",
-                hold.lease.address, at.container_id, at.ifname
-            )));
-        }
-        let previous = last.and_then(|l| match l.address.addr() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        });
+        let previous4 = {
+            let read = self.store.read()?;
+            let held4 = match families.v4 {
+                true => read.cni_dhcp_hold(&client_id, 4)?,
+                false => None,
+            };
+            let held6 = match &lookup6 {
+                Some(lookup) => read.cni_dhcp_hold(&lookup.identity.key(), 6)?,
+                None => None,
+            };
+            if let Some(hold) = held4.or(held6) {
+                return Err(EngineError::AddressInUse(format!(
+                    "{} is leased by DHCP to container {} interface {} already; DEL it first",
+                    hold.lease.address, at.container_id, at.ifname
+                )));
+            }
+            read.dhcp_lease_of_client(&client_id, 4)?.and_then(|l| match l.address.addr() {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+        };
         let ns = NetnsTarget::Path(at.netns.into()).open()?;
-        let mut sock = RouteSocket::open_in(&ns)?;
-        let link = sock.require_link(at.ifname, ns.label())?;
+        let mut place = Place::between(&self.host, ns)?;
+        let link = place.target.require_link(at.ifname, place.target_ns.label())?;
         let mac = link.mac.ok_or_else(|| {
             EngineError::Invalid(format!("{} has no MAC address; DHCP needs one", at.ifname))
         })?;
+        let brief =
+            LinkBrief { index: link.index, name: link.name.clone(), mac: link.mac, mtu: link.mtu };
         // The link plugin brings the link up when it configures it, after
         // IPAM; the exchange needs it up now (the plugin's undo deletes it
-        // should the ADD fail).
+        // should the ADD fail). DHCPv6: the kernel's link-local generation
+        // is turned off first, so only the attachment's own comes (`v6`).
         if !link.up {
-            sock.set_up(link.index, true)?;
+            if families.v6 {
+                v6::ipv6_settings(&brief, &mut place)?;
+            }
+            place.target.set_up(link.index, true)?;
         }
-        let identity = NsIdentity::of(&ns, &sock)?;
+        let identity = NsIdentity::of(&place.target_ns, &place.target)?;
         // The lower device is in another namespace (the host's) unless the
         // link was made inside the container.
         let parent = match (link.parent_index, link.link_netnsid) {
-            (Some(index), Some(_)) => {
-                RouteSocket::open_in(&self.host)?.link_by_index(index)?.map(|l| l.name)
-            }
+            (Some(index), Some(_)) => place.host.link_by_index(index)?.map(|l| l.name),
             _ => None,
         };
-        let label = format!("{} in {}", at.ifname, at.netns);
-        let socket = DhcpSocket::open_in(&ns, at.ifname)?;
-        let exchange =
-            Exchange { socket: &socket, mac, client_id: &client_id, previous, label: &label };
-        let granted = exchange.acquire(timeout)?;
         let holder = CniHolder {
             container_id: at.container_id.to_string(),
             ifname: at.ifname.to_string(),
@@ -130,17 +197,69 @@ impl Engine {
             mac,
             parent,
         };
+        let holder_json = serde_json::to_value(&holder).unwrap_or_default();
+        let v4 = match families.v4 {
+            true => {
+                let asked = Ask4 { client_id: &client_id, previous: previous4, mac, timeout };
+                Some(self.cni_dhcp4_add(at, &place.target_ns, &asked, &holder_json)?)
+            }
+            false => None,
+        };
+        let v6 = match &lookup6 {
+            Some(lookup) => {
+                match self.cni_dhcp6_add(
+                    at.network,
+                    &brief,
+                    lookup,
+                    &mut place,
+                    &holder_json,
+                    timeout,
+                ) {
+                    Ok(granted) => Some(granted),
+                    Err(e) => {
+                        if v4.is_some()
+                            && let Err(undo) = self.cni_dhcp_release(&client_id, 4)
+                        {
+                            tracing::warn!("giving back the DHCPv4 lease of a failed ADD: {undo}");
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(CniGrants { v4, v6 })
+    }
+
+    /// The DHCPv4 half of ADD: the exchange on the link, the lease recorded
+    /// (given back if it cannot be).
+    fn cni_dhcp4_add(
+        &mut self,
+        at: &CniAttachment<'_>,
+        ns: &Netns,
+        asked: &Ask4<'_>,
+        holder: &serde_json::Value,
+    ) -> Result<Granted> {
+        let label = format!("{} in {}", at.ifname, at.netns);
+        let socket = DhcpSocket::open_in(ns, at.ifname)?;
+        let exchange = Exchange {
+            socket: &socket,
+            mac: asked.mac,
+            client_id: asked.client_id,
+            previous: asked.previous,
+            label: &label,
+        };
+        let granted = exchange.acquire(asked.timeout)?;
         let details = LeaseDetails {
             routers: granted.routers.clone(),
             dns: granted.dns.clone(),
             domain: granted.domain.clone(),
             resolv_conf: None,
         };
-        let record = lease_record(client_id.clone(), None, &granted, &details, unix_now());
+        let record = lease_record(asked.client_id.to_vec(), None, &granted, &details, unix_now());
         let recorded = (|| -> Result<()> {
-            let holder = serde_json::to_value(&holder).unwrap_or_default();
             let tx = self.store.write()?;
-            tx.record_cni_dhcp_lease(&record, at.network, &holder)?;
+            tx.record_cni_dhcp_lease(&record, at.network, holder)?;
             Ok(tx.commit()?)
         })();
         if let Err(e) = recorded {
@@ -150,15 +269,14 @@ impl Engine {
         Ok(granted)
     }
 
-    /// DEL: RELEASE of the lease of this container's interface, if it holds
-    /// one, and the lease dropped. Returns whether there was one.
-    pub fn cni_dhcp_del(&mut self, container_id: &str, ifname: &str) -> Result<bool> {
-        let client_id = cni_client_id(container_id, ifname);
-        let Some(hold) = self.store.read()?.cni_dhcp_hold(&client_id, 4)? else {
-            return Ok(false);
-        };
-        self.give_back_cni(&hold)?;
-        Ok(true)
+    /// DEL: RELEASE of the leases of this container's interface, if it
+    /// holds any, and the leases dropped. Returns how many there were.
+    pub fn cni_dhcp_del(&mut self, container_id: &str, ifname: &str) -> Result<usize> {
+        let holds = self.cni_holds_of(container_id, ifname)?;
+        for hold in &holds {
+            self.give_back_cni(hold)?;
+        }
+        Ok(holds.len())
     }
 
     /// GC: gives back every lease of CNI network `network` whose attachment
@@ -180,10 +298,39 @@ impl Engine {
         Ok(released)
     }
 
-    /// Whether this container's interface holds a DHCP lease.
-    pub fn cni_dhcp_holds(&mut self, container_id: &str, ifname: &str) -> Result<bool> {
-        let client_id = cni_client_id(container_id, ifname);
-        Ok(self.store.read()?.cni_dhcp_hold(&client_id, 4)?.is_some())
+    /// CHECK: each family of `families` holds a lease for this attachment,
+    /// and its address is on the link in `at.netns`.
+    pub fn cni_dhcp_check(
+        &mut self,
+        at: &CniAttachment<'_>,
+        families: DhcpFamilies,
+    ) -> Result<CniDhcpCheck> {
+        let holds = self.cni_holds_of(at.container_id, at.ifname)?;
+        let wanted = [(4, families.v4), (6, families.v6)];
+        let mut expected = Vec::new();
+        for family in wanted.iter().filter(|(_, on)| *on).map(|(f, _)| *f) {
+            match holds.iter().find(|h| h.lease.family == family) {
+                Some(hold) => expected.push(hold.lease.address),
+                None => return Ok(CniDhcpCheck::NotHeld(family)),
+            }
+        }
+        let ns = NetnsTarget::Path(at.netns.into()).open()?;
+        let mut sock = RouteSocket::open_in(&ns)?;
+        let link = sock.require_link(at.ifname, ns.label())?;
+        let on_link = sock.addresses(Some(link.index))?;
+        for address in expected {
+            if !on_link.iter().any(|(_, a)| a.addr() == address.addr()) {
+                return Err(EngineError::Invalid(format!(
+                    "{} is leased by DHCP to container {} interface {} but is not on {} in {}",
+                    address.addr(),
+                    at.container_id,
+                    at.ifname,
+                    at.ifname,
+                    at.netns
+                )));
+            }
+        }
+        Ok(CniDhcpCheck::Held)
     }
 
     /// Whether any CNI attachment holds a DHCP lease (the agent has work).
@@ -191,13 +338,49 @@ impl Engine {
         Ok(!self.store.read()?.cni_dhcp_holds()?.is_empty())
     }
 
+    /// The leases this container's interface holds: DHCPv4's, DHCPv6's.
+    fn cni_holds_of(&mut self, container_id: &str, ifname: &str) -> Result<Vec<CniDhcpHold>> {
+        let key6 = self.cni_known_identity6(container_id, ifname)?.map(|id| id.key());
+        let read = self.store.read()?;
+        let mut holds: Vec<CniDhcpHold> =
+            read.cni_dhcp_hold(&cni_client_id(container_id, ifname), 4)?.into_iter().collect();
+        if let Some(key) = key6 {
+            holds.extend(read.cni_dhcp_hold(&key, 6)?);
+        }
+        Ok(holds)
+    }
+
+    /// Releases the held CNI lease of `client_id` in `family`, if there is one.
+    pub(super) fn cni_dhcp_release(&mut self, client_id: &[u8], family: u8) -> Result<()> {
+        let held = self.store.read()?.cni_dhcp_hold(client_id, family)?;
+        if let Some(hold) = held {
+            self.give_back_cni(&hold)?;
+        }
+        Ok(())
+    }
+
     /// RELEASE of `hold` (from the container's link while it is there, else
     /// through the parent on its behalf), and its rows released.
     pub(crate) fn give_back_cni(&mut self, hold: &CniDhcpHold) -> Result<()> {
         let holder = CniHolder::of(hold)?;
         let lease = &hold.lease;
-        if let (IpAddr::V4(address), IpAddr::V4(server)) = (lease.address.addr(), lease.server) {
-            self.send_cni_release(&holder, &lease.client_id, address, server);
+        let in_container = holder.link_namespace();
+        match (lease.address.addr(), lease.server) {
+            (IpAddr::V4(address), IpAddr::V4(server)) => {
+                self.send_cni_release(
+                    &holder,
+                    in_container.as_ref(),
+                    &lease.client_id,
+                    address,
+                    server,
+                );
+            }
+            _ if lease.family == 6 => {
+                let on_link = in_container.as_ref().map(|ns| (ns, holder.ifname.as_str()));
+                let parent = holder.parent.as_deref().map(|p| (&self.host, p));
+                v6::release(on_link, parent, lease);
+            }
+            _ => {}
         }
         let tx = self.store.write()?;
         tx.release_cni_dhcp_lease(&lease.client_id, lease.family)?;
@@ -208,21 +391,24 @@ impl Engine {
     fn send_cni_release(
         &self,
         holder: &CniHolder,
+        in_container: Option<&Netns>,
         client_id: &[u8],
         address: Ipv4Addr,
         server: Ipv4Addr,
     ) {
-        let in_container =
-            NetnsTarget::Path(holder.netns.clone().into()).open().ok().filter(|ns| {
-                RouteSocket::open_in(ns).is_ok_and(|mut sock| {
-                    holder.is_in(ns, &sock).unwrap_or(false)
-                        && sock.link_by_name(&holder.ifname).is_ok_and(|l| l.is_some())
-                })
-            });
         let (mac, id) = (holder.mac, client_id);
         match (in_container, &holder.parent) {
             (Some(ns), _) => {
-                send_release(&ns, &holder.ifname, mac, id, address, server, true);
+                // From the address when it is on the link; before the link
+                // plugin put it on (an ADD that failed), broadcast: a unicast
+                // would leave from 0.0.0.0, a martian the server drops.
+                let on_link = RouteSocket::open_in(ns).is_ok_and(|mut sock| {
+                    sock.index_of(&holder.ifname).ok().flatten().is_some_and(|index| {
+                        sock.addresses(Some(index))
+                            .is_ok_and(|a| a.iter().any(|(_, a)| a.addr() == IpAddr::V4(address)))
+                    })
+                });
+                send_release(ns, &holder.ifname, mac, id, address, server, on_link);
             }
             (None, Some(parent)) => {
                 send_release(&self.host, parent, mac, id, address, server, false);
@@ -233,4 +419,12 @@ impl Engine {
             ),
         }
     }
+}
+
+/// What the DHCPv4 half of ADD asks with.
+struct Ask4<'a> {
+    client_id: &'a [u8],
+    previous: Option<Ipv4Addr>,
+    mac: MacAddr,
+    timeout: Duration,
 }

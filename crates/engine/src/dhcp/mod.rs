@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
-pub use cni::{CniAttachment, cni_client_id};
+pub use cni::{CniAttachment, CniDhcpCheck, CniGrants, DhcpFamilies, cni_client_id};
 pub use renew::RenewReport;
 
 use crate::endpoint::{
@@ -263,7 +263,8 @@ pub fn realize(
         }
         if let Some(name) = iproute2_name(who.netns) {
             let domain = granted.domain.as_deref();
-            held.resolv_conf = resolv::write(&name, who.network, who.ifname, &granted.dns, domain)
+            let dns: Vec<IpAddr> = granted.dns.iter().copied().map(IpAddr::V4).collect();
+            held.resolv_conf = resolv::write(&name, who.network, who.ifname, &dns, domain)
                 .map_err(|e| {
                     EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
                 })?;
@@ -309,6 +310,12 @@ impl Held {
     /// its parent's, known only once the link is made).
     pub fn mac(&self) -> MacAddr {
         self.mac
+    }
+
+    /// The resolv.conf this lease wrote, if any (a dual-stack endpoint's
+    /// DHCPv6 DNS servers join it: `v6::Held6::write_resolv_conf`).
+    pub(crate) fn resolv_conf(&self) -> Option<&resolv::Written> {
+        self.resolv_conf.as_ref()
     }
 
     /// Records the lease for `endpoint` in the caller's transaction.
@@ -373,10 +380,11 @@ pub(crate) fn send_release(
 /// Detach of a DHCP endpoint, before its link is deleted: RELEASE, the
 /// resolv.conf removed, the lease marked released. The detach's transaction
 /// records it. From the endpoint's own link while its namespace exists;
-/// when the namespace is gone (a container that exited without detach), as
-/// a broadcast through the parent in `host` on the endpoint's behalf, with
-/// its MAC and client identifier, so the server does not keep the address
-/// until the lease runs out.
+/// when the namespace is gone (a container that exited without detach),
+/// through the parent in `host` on the endpoint's behalf (DHCPv4: a
+/// broadcast with its MAC and client identifier; DHCPv6: from the parent's
+/// link-local with its DUID and IAID, `v6::release`), so the server does
+/// not keep the address until the lease runs out.
 pub fn release(
     tx: &WriteTx<'_>,
     ns: Option<&Netns>,
@@ -386,10 +394,8 @@ pub fn release(
 ) -> Result<()> {
     for lease in tx.dhcp_leases_of(endpoint.id)? {
         if lease.family == 6 {
-            v6::release(ns, endpoint.ifname.as_str(), &lease);
-            continue;
-        }
-        if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
+            v6::release(ns.map(|ns| (ns, endpoint.ifname.as_str())), Some(host), &lease);
+        } else if let (Some(mac), IpAddr::V4(address), IpAddr::V4(server)) =
             (endpoint.mac, lease.address.addr(), lease.server)
         {
             match ns {

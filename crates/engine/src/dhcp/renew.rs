@@ -353,7 +353,10 @@ impl Engine {
     /// RELEASE, through the parent in the host namespace, of a lease whose
     /// holder's namespace is gone; its resolv.conf and row go too.
     fn release_orphan(&mut self, lease: &DhcpLeaseRecord, holder: &Holder) -> Result<()> {
-        if let (Some(mac), Some(parent), IpAddr::V4(address), IpAddr::V4(server)) =
+        if lease.family == 6 {
+            let parent = holder.parent.as_deref().map(|p| (&self.host, p));
+            super::v6::release(None, parent, lease);
+        } else if let (Some(mac), Some(parent), IpAddr::V4(address), IpAddr::V4(server)) =
             (holder.mac, &holder.parent, lease.address.addr(), lease.server)
         {
             let client_id = &lease.client_id;

@@ -6,10 +6,11 @@
 //!
 //! Never overwrites or deletes a file nicslice did not write: a resolv.conf
 //! already there is left alone (the user's), and the one written carries a
-//! first line that marks it as nicslice's, checked before it is removed.
+//! first line that marks it as nicslice's, checked before it is removed or
+//! added to (a dual-stack endpoint's DHCPv6 servers join its DHCPv4 ones).
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 const NETNS_ETC: &str = "/etc/netns";
@@ -37,7 +38,7 @@ pub fn write(
     netns_name: &str,
     network: &str,
     ifname: &str,
-    dns: &[Ipv4Addr],
+    dns: &[IpAddr],
     domain: Option<&str>,
 ) -> std::io::Result<Option<Written>> {
     write_under(Path::new(NETNS_ETC), netns_name, network, ifname, dns, domain)
@@ -48,7 +49,7 @@ fn write_under(
     netns_name: &str,
     network: &str,
     ifname: &str,
-    dns: &[Ipv4Addr],
+    dns: &[IpAddr],
     domain: Option<&str>,
 ) -> std::io::Result<Option<Written>> {
     if dns.is_empty() {
@@ -99,11 +100,40 @@ fn write_under(
     }
 }
 
+/// Whether the file at `path` is the one nicslice wrote for `ifname` on
+/// `network` (its marker line).
+fn is_ours(path: &Path, network: &str, ifname: &str) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.lines().next() == Some(marker(network, ifname).as_str()))
+}
+
+/// Adds `dns` to what [`write`] wrote, if it is still nicslice's file (the
+/// servers already in it are not repeated). A file that is not nicslice's
+/// is left alone, as [`write`] leaves one.
+pub fn append(
+    written: &Written,
+    network: &str,
+    ifname: &str,
+    dns: &[IpAddr],
+) -> std::io::Result<()> {
+    if !is_ours(&written.path, network, ifname) {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&written.path)?;
+    let mut more = String::new();
+    for server in dns {
+        let line = format!("nameserver {server}");
+        if !text.lines().any(|l| l == line) {
+            more += &line;
+            more.push('\n');
+        }
+    }
+    std::fs::OpenOptions::new().append(true).open(&written.path)?.write_all(more.as_bytes())
+}
+
 /// Removes what [`write`] wrote, if it is still nicslice's file.
 pub fn remove(written: &Written, network: &str, ifname: &str) {
-    let ours = std::fs::read_to_string(&written.path)
-        .is_ok_and(|text| text.lines().next() == Some(marker(network, ifname).as_str()));
-    if !ours {
+    if !is_ours(&written.path, network, ifname) {
         return;
     }
     if let Err(e) = std::fs::remove_file(&written.path) {
@@ -131,10 +161,16 @@ mod tests {
     #[test]
     fn written_then_removed_with_its_directory() {
         let base = scratch("rm");
-        let dns = [Ipv4Addr::new(192, 168, 0, 1)];
+        let dns = [IpAddr::from([192, 168, 0, 1])];
         let w = write_under(&base, "ns1", "lan", "eth0", &dns, Some("lan.test")).unwrap().unwrap();
         let text = std::fs::read_to_string(&w.path).unwrap();
         assert!(text.contains("nameserver 192.168.0.1\n") && text.contains("search lan.test"));
+        // A dual-stack endpoint's DHCPv6 servers join the DHCPv4 ones, once.
+        let v6: IpAddr = "fd00::53".parse().unwrap();
+        append(&w, "lan", "eth0", &[v6, dns[0]]).unwrap();
+        append(&w, "lan", "eth0", &[v6]).unwrap();
+        let text = std::fs::read_to_string(&w.path).unwrap();
+        assert!(text.ends_with("nameserver 192.168.0.1\nnameserver fd00::53\n"), "{text}");
         remove(&w, "lan", "eth0");
         assert!(!base.join("ns1").exists());
         let _ = std::fs::remove_dir_all(&base);
@@ -145,9 +181,10 @@ mod tests {
         let base = scratch("keep");
         std::fs::create_dir_all(base.join("ns1")).unwrap();
         std::fs::write(base.join("ns1/resolv.conf"), "nameserver 9.9.9.9\n").unwrap();
-        let dns = [Ipv4Addr::new(192, 168, 0, 1)];
+        let dns = [IpAddr::from([192, 168, 0, 1])];
         assert_eq!(write_under(&base, "ns1", "lan", "eth0", &dns, None).unwrap(), None);
         let theirs = Written { path: base.join("ns1/resolv.conf"), made_dir: true };
+        append(&theirs, "lan", "eth0", &["fd00::53".parse().unwrap()]).unwrap();
         remove(&theirs, "lan", "eth0");
         assert_eq!(std::fs::read_to_string(&theirs.path).unwrap(), "nameserver 9.9.9.9\n");
         let _ = std::fs::remove_dir_all(&base);

@@ -16,13 +16,17 @@
 //! routers: the on-link prefix and the default route come from the router's
 //! Router Advertisements, which the namespace accepts by default.
 //!
-//! Detach: RELEASE from the endpoint's link-local address while its
-//! namespace exists (when it is gone, the server keeps the address until the
-//! lease runs out: a DHCPv6 client needs an address of its own on the link,
-//! which the host's parent is not nicslice's to give).
+//! Detach: RELEASE from the endpoint's link-local address while its link
+//! exists, else through the parent on its behalf ([`release`]). DNS servers
+//! go to the namespace's resolv.conf as DHCPv4's do ([`Held6::write_resolv_conf`]).
+//!
+//! CNI (`cni`): the same exchange on the link a CNI plugin made, for
+//! nicslice-ipam's `"dhcp": {"families": [6]}` (or `[4, 6]`).
 
 mod client;
+mod cni;
 mod dad;
+mod release;
 mod renew;
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -35,13 +39,14 @@ use nicslice_model::ProbeSpec;
 use nicslice_store::{DhcpLeaseRecord, EndpointId, StoreRead, WriteTx};
 use serde::{Deserialize, Serialize};
 
-use super::identity;
-use super::{DhcpRequest, Who, unix_now};
+use super::{DhcpRequest, Who, identity, iproute2_name, resolv, unix_now};
 use crate::endpoint::{self, EndpointPlan, Place, Policy, Route};
 use crate::error::{EngineError, Result};
 use crate::fault::Faults;
 use crate::undo::{UndoAction, UndoLog};
-use client::{Exchange6, Granted6};
+use client::Exchange6;
+pub use client::Granted6;
+pub(crate) use release::release;
 
 /// How long a RELEASE waits for the server's REPLY before the link goes.
 const RELEASE_WAIT: Duration = Duration::from_secs(1);
@@ -172,8 +177,9 @@ pub fn make_link(
 }
 
 /// Turns the kernel's link-local generation off on `link` (`addr_gen_mode`
-/// none) and its unsolicited NAs on; refuses a link without IPv6.
-fn ipv6_settings(link: &LinkBrief, place: &mut Place) -> Result<()> {
+/// none) and its unsolicited NAs on; refuses a link without IPv6. Before
+/// the link first comes up, so the kernel makes no link-local of its own.
+pub(super) fn ipv6_settings(link: &LinkBrief, place: &mut Place) -> Result<()> {
     let ifname = link.name.clone();
     let label = place.target_ns.label().to_string();
     let no_ipv6 = |why: String| {
@@ -248,6 +254,10 @@ pub struct Held6 {
     granted: Granted6,
     identity: Identity6,
     ifname: String,
+    /// The resolv.conf this lease wrote, with the network its marker names
+    /// (none when the DHCPv4 lease's took its DNS servers, or there was
+    /// nothing to write).
+    resolv_conf: Option<(resolv::Written, String)>,
 }
 
 /// What a DHCPv6 lease row keeps besides its columns.
@@ -259,6 +269,10 @@ struct Lease6Details {
     dns6: Vec<Ipv6Addr>,
     #[serde(default)]
     preferred_secs: u32,
+    /// The same key as DHCPv4's `LeaseDetails`, so that detach and the
+    /// agent remove it the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resolv_conf: Option<resolv::Written>,
 }
 
 fn from_hex(hex: &str) -> Vec<u8> {
@@ -286,14 +300,8 @@ pub fn realize(
     undo: &mut UndoLog,
 ) -> Result<Held6> {
     let identity = &lookup.identity;
-    let ll = own_link_local(link, identity, place)?;
-    announce(link, place);
-    let label = format!("{} in {}", link.name, place.target_ns.label());
-    let socket = Dhcp6Socket::open_in(&place.target_ns, &link.name, ll)?;
-    let exchange =
-        Exchange6 { socket: &socket, duid: &identity.duid, iaid: identity.iaid, label: &label };
-    let granted = exchange.acquire(lookup.previous, req.timeout)?;
-    tracing::debug!(address = %granted.address, server = %granted.server, "DHCPv6 lease");
+    let asked = ask(link, lookup, req.timeout, place)?;
+    let (exchange, granted, label) = (asked.exchange(identity), &asked.granted, &asked.label);
     let address = host_net(granted.address);
     let mut declined = false;
     let mut put_on = || -> Result<()> {
@@ -325,20 +333,67 @@ pub fn realize(
         }
         return Err(e);
     }
-    Ok(Held6 { granted, identity: identity.clone(), ifname: link.name.clone() })
+    Ok(Held6 {
+        granted: asked.granted,
+        identity: identity.clone(),
+        ifname: link.name.clone(),
+        resolv_conf: None,
+    })
 }
 
-/// The row of a DHCPv6 lease `granted` to `identity` at `now`.
+/// A lease granted on a link, with the socket it came through (a lease the
+/// caller does not keep is given back through it).
+pub(super) struct Asked {
+    socket: Dhcp6Socket,
+    label: String,
+    pub(super) granted: Granted6,
+}
+
+impl Asked {
+    pub(super) fn exchange<'a>(&'a self, identity: &'a Identity6) -> Exchange6<'a> {
+        Exchange6 {
+            socket: &self.socket,
+            duid: &identity.duid,
+            iaid: identity.iaid,
+            label: &self.label,
+        }
+    }
+}
+
+/// Puts the endpoint's own link-local on `link` (up) and announces it, then
+/// runs SOLICIT to REPLY from it within `timeout`. The address is not put on.
+pub(super) fn ask(
+    link: &LinkBrief,
+    lookup: &Lookup6,
+    timeout: Duration,
+    place: &mut Place,
+) -> Result<Asked> {
+    let identity = &lookup.identity;
+    let ll = own_link_local(link, identity, place)?;
+    announce(link, place);
+    let label = format!("{} in {}", link.name, place.target_ns.label());
+    let socket = Dhcp6Socket::open_in(&place.target_ns, &link.name, ll)?;
+    let exchange =
+        Exchange6 { socket: &socket, duid: &identity.duid, iaid: identity.iaid, label: &label };
+    let granted = exchange.acquire(lookup.previous, timeout)?;
+    tracing::debug!(address = %granted.address, server = %granted.server, "DHCPv6 lease");
+    Ok(Asked { socket, label, granted })
+}
+
+/// The row of a DHCPv6 lease `granted` to `identity` at `now`, naming the
+/// resolv.conf it wrote, if any.
 fn lease_record(
     identity: &Identity6,
     endpoint_id: Option<EndpointId>,
     granted: &Granted6,
+    resolv_conf: Option<&resolv::Written>,
     now: i64,
 ) -> DhcpLeaseRecord {
     let details = Lease6Details {
         server_id: identity::to_hex(&granted.server_id),
         dns6: granted.dns.clone(),
         preferred_secs: granted.preferred_secs,
+        resolv_conf: resolv_conf.cloned(),
     };
     DhcpLeaseRecord {
         client_id: identity.key(),
@@ -361,49 +416,50 @@ impl Held6 {
         host_net(self.granted.address)
     }
 
+    /// Puts the lease's DNS servers where programs in `who`'s namespace find
+    /// them, as DHCPv4's are (`dhcp::resolv`): added to the resolv.conf the
+    /// endpoint's DHCPv4 lease wrote (`v4_file`, a dual-stack endpoint's;
+    /// that lease owns the file), else in a file of this lease's own.
+    pub(crate) fn write_resolv_conf(
+        &mut self,
+        who: &Who<'_>,
+        v4_file: Option<&resolv::Written>,
+    ) -> Result<()> {
+        let dns: Vec<IpAddr> = self.granted.dns.iter().copied().map(IpAddr::V6).collect();
+        let Some(name) = iproute2_name(who.netns).filter(|_| !dns.is_empty()) else {
+            return Ok(());
+        };
+        let failed = |e: std::io::Error| {
+            EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
+        };
+        match v4_file {
+            Some(file) => resolv::append(file, who.network, who.ifname, &dns).map_err(failed)?,
+            None => {
+                let written = resolv::write(&name, who.network, who.ifname, &dns, None);
+                self.resolv_conf = written.map_err(failed)?.map(|w| (w, who.network.to_string()));
+            }
+        }
+        Ok(())
+    }
+
     /// Records the lease for `endpoint` in the caller's transaction.
     pub fn record(&self, tx: &WriteTx<'_>, endpoint: EndpointId) -> Result<()> {
-        let row = lease_record(&self.identity, Some(endpoint), &self.granted, unix_now());
+        let written = self.resolv_conf.as_ref().map(|(w, _)| w);
+        let row = lease_record(&self.identity, Some(endpoint), &self.granted, written, unix_now());
         tx.record_dhcp_lease(&row)?;
         Ok(())
     }
 
     /// Gives the lease back (an attach that fails after the grant), while
-    /// the link and its link-local address are still there.
+    /// the link and its link-local address are still there, and removes the
+    /// resolv.conf it wrote.
     pub fn give_back(&self, target_ns: &Netns) {
-        let server_id = identity::to_hex(&self.granted.server_id);
-        send_release(target_ns, &self.ifname, &self.identity, self.granted.address, &server_id);
-    }
-}
-
-/// RELEASE of `address` from the endpoint's link-local address on `ifname`.
-fn send_release(ns: &Netns, ifname: &str, identity: &Identity6, address: Ipv6Addr, server: &str) {
-    let ll = link_local(&identity.key());
-    let socket = match Dhcp6Socket::open_in(ns, ifname, ll) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot release {address} to its DHCPv6 server: {e}");
-            return;
+        let on_link = Some((target_ns, self.ifname.as_str()));
+        release::send(on_link, None, &self.identity, self.granted.address, &self.granted.server_id);
+        if let Some((written, network)) = &self.resolv_conf {
+            resolv::remove(written, network, &self.ifname);
         }
-    };
-    let label = format!("{ifname} in {}", ns.label());
-    let exchange =
-        Exchange6 { socket: &socket, duid: &identity.duid, iaid: identity.iaid, label: &label };
-    if !exchange.release(address, &from_hex(server), RELEASE_WAIT) {
-        tracing::warn!("the DHCPv6 RELEASE of {address} may not have reached its server");
     }
-}
-
-/// Detach of an endpoint holding DHCPv6 `lease`, before its link goes: the
-/// RELEASE from its link-local address (nothing when its namespace is gone).
-pub(super) fn release(ns: Option<&Netns>, ifname: &str, lease: &DhcpLeaseRecord) {
-    let (Some(ns), Some(identity), IpAddr::V6(address)) =
-        (ns, Identity6::from_key(&lease.client_id), lease.address.addr())
-    else {
-        return;
-    };
-    let details: Lease6Details = serde_json::from_value(lease.details.clone()).unwrap_or_default();
-    send_release(ns, ifname, &identity, address, &details.server_id);
 }
 
 #[cfg(test)]

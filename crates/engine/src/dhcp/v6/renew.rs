@@ -48,7 +48,10 @@ impl Engine {
         let server_id = (due == Due::Renew).then(|| from_hex(&details.server_id));
         match exchange.extend(address, server_id.as_deref(), timeout) {
             Ok(Extended::Kept(granted)) => {
-                let renewed = lease_record(&identity, lease.endpoint_id, &granted, unix_now());
+                // The resolv.conf written at attach stays the endpoint's.
+                let written = details.resolv_conf.as_ref();
+                let renewed =
+                    lease_record(&identity, lease.endpoint_id, &granted, written, unix_now());
                 let tx = self.store.write()?;
                 tx.record_dhcp_lease(&renewed)?;
                 tx.commit()?;
