@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod error;
 mod events;
 pub mod fault;
+mod fleet;
 mod intent;
 mod network;
 mod parent;

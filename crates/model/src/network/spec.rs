@@ -100,6 +100,11 @@ pub struct FleetSpec {
     /// How long this host's blocks outlive its last contact with etcd.
     #[serde(default = "FleetSpec::default_ttl")]
     pub ttl_s: u64,
+    /// How long the addresses of a host whose lease expired stay in its
+    /// name before another host may probe them on the wire and take back
+    /// those no one answers.
+    #[serde(default = "FleetSpec::default_cooldown")]
+    pub cooldown_s: u64,
 }
 
 impl FleetSpec {
@@ -107,6 +112,9 @@ impl FleetSpec {
     pub const DEFAULT_BLOCK_SIZE: u32 = 16;
     /// A minute: a host renews at most every third of it, while it allocates.
     pub const DEFAULT_TTL_S: u64 = 60;
+    /// Five minutes past the lease: a host cut off by a network fault is
+    /// back, or dead, by then (and its endpoints still answer if they live).
+    pub const DEFAULT_COOLDOWN_S: u64 = 300;
 
     fn default_block_size() -> u32 {
         Self::DEFAULT_BLOCK_SIZE
@@ -114,6 +122,10 @@ impl FleetSpec {
 
     fn default_ttl() -> u64 {
         Self::DEFAULT_TTL_S
+    }
+
+    fn default_cooldown() -> u64 {
+        Self::DEFAULT_COOLDOWN_S
     }
 }
 

@@ -217,6 +217,7 @@ mod tests {
             endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
             block_size: 16,
             ttl_s: 60,
+            cooldown_s: 300,
         });
         s
     }
