@@ -349,11 +349,8 @@ impl Engine {
             (endpoint_id, leases, dhcp_claim)
         };
         let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
-        // Waited for only when it writes the backlog, or is done by the end.
-        let mut claiming = fleet_claim.map(|c| {
-            let (ip, wait) = (c.ip(), c.must_wait());
-            (ip, wait, std::thread::spawn(move || c.record()))
-        });
+        // The fleet records noted so far, written beside the kernel work.
+        let mut claiming = fleet_claim.map(|c| (c.ip(), std::thread::spawn(move || c.record())));
 
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {
@@ -512,12 +509,8 @@ impl Engine {
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             let recorded = match claiming.take() {
-                Some((ip, wait, claim)) if wait || claim.is_finished() => {
-                    self.finish_fleet_claim(record.id, ip, claim)?
-                }
-                // Left running: the note of the record stays for a later
-                // command, should this process end first.
-                _ => None,
+                Some((ip, claim)) => self.finish_fleet_claim(record.id, ip, claim)?,
+                None => None,
             };
             let tx = self.store.write()?;
             if let Some(recorded) = &recorded {
@@ -552,7 +545,7 @@ impl Engine {
                 Ok(view)
             }
             Err(error) => {
-                if let Some((_, _, claim)) = claiming.take() {
+                if let Some((_, claim)) = claiming.take() {
                     // Its record, if made, is taken over by a later attach here.
                     let _ = claim.join();
                 }

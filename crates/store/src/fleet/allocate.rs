@@ -172,19 +172,23 @@ impl WriteTx<'_> {
                 }
             };
             let lease = self.allocate(network, 0, Some(ip), Some(endpoint))?;
-            // etcd's record of it is written after the commit, off the lock,
-            // and not waited for (`PendingClaim`); noted here until known
-            // written. While etcd does not answer, the spare is this host's
-            // all the same, and the note waits for a later command.
+            // etcd's record of it as the endpoint's is noted here, and
+            // written with the others noted at every `BACKLOG`th note,
+            // in one transaction, after the commit and off the lock
+            // (`PendingClaim`): the other allocations make no etcd round
+            // trip at all. While etcd does not answer, the spare is this
+            // host's all the same, and the notes wait.
             local::add_unrecorded(&self.tx, network, ip, &owner)?;
-            let Ok(()) = contact else { return Ok((lease, None)) };
-            let mut claims = vec![Claim { key: keys.address(block, ip), ip, owner }];
-            let must_wait = local::unrecorded_count(&self.tx, network)? >= BACKLOG;
-            if must_wait {
-                claims.extend(backlog(&self.tx, network, &keys, &pool, ip, true)?);
+            // Each 16th note, not each one past 16: attaches running at once
+            // would write the same records side by side. (A writer that
+            // fails leaves its notes to the next 16th.)
+            let noted = local::unrecorded_count(&self.tx, network)?;
+            if contact.is_err() || noted % BACKLOG != 0 {
+                return Ok((lease, None));
             }
-            let pending =
-                PendingClaim { etcd, host: host.host.clone(), network, claims, must_wait };
+            let mut claims = vec![Claim { key: keys.address(block, ip), ip, owner }];
+            claims.extend(backlog(&self.tx, network, &keys, &pool, ip, true)?);
+            let pending = PendingClaim { etcd, host: host.host.clone(), network, claims };
             return Ok((lease, Some(pending)));
         }
     }
@@ -210,10 +214,14 @@ impl WriteTx<'_> {
     }
 }
 
-/// How many addresses etcd may lack the record of, at most, before an
-/// attach waits for etcd to write them all (1 attach in 16, then, waits for
-/// one batched transaction; the others none).
+/// How many addresses etcd may lack the record of before an attach writes
+/// them all (1 attach in 16, then, waits for one batched transaction; the
+/// others make none).
 const BACKLOG: usize = 16;
+
+/// Claims written in one etcd transaction, at most: two puts each, and
+/// etcd takes 128 operations per transaction (`--max-txn-ops`).
+const CLAIMS_PER_TXN: usize = 32;
 
 /// One address's record to write: its key, the address, its owner key.
 struct Claim {
@@ -253,17 +261,16 @@ fn backlog(
     Ok(claims)
 }
 
-/// The etcd side of a fleet allocation, done after its transaction is
-/// committed so that the host's other commands need not wait for etcd: the
-/// address's record made the endpoint's, and, when the backlog is due, the
-/// records earlier attaches did not see written.
+/// The etcd side of the allocations of a host once `BACKLOG` of them are
+/// noted, done after the transaction is committed so that the host's other
+/// commands need not wait for etcd: the addresses' records made their
+/// endpoints'.
 pub struct PendingClaim {
     etcd: Etcd,
     host: String,
     network: NetworkId,
     /// This allocation's first.
     claims: Vec<Claim>,
-    must_wait: bool,
 }
 
 /// What [`PendingClaim::record`] wrote, for [`WriteTx::fleet_recorded`],
@@ -280,18 +287,21 @@ impl PendingClaim {
         self.claims[0].ip
     }
 
-    /// Whether the attach must wait for it (it writes the backlog).
-    pub fn must_wait(&self) -> bool {
-        self.must_wait
-    }
-
     /// Writes the records: all in one etcd transaction when each is still
     /// this host's spare; else, with what that transaction read back, those
     /// still spares in a second one, and the rest one by one.
     pub fn record(&self) -> Result<Recorded, StoreError> {
         let mut done = Recorded { network: self.network, written: Vec::new(), foreign: Vec::new() };
+        for chunk in self.claims.chunks(CLAIMS_PER_TXN) {
+            self.record_chunk(chunk, &mut done)?;
+        }
+        Ok(done)
+    }
+
+    /// [`record`](Self::record) of at most `CLAIMS_PER_TXN` claims.
+    fn record_chunk(&self, claims: &[Claim], done: &mut Recorded) -> Result<(), StoreError> {
         let spare = AddressRecord::spare(&self.host).bytes();
-        let mut rest: Vec<&Claim> = self.claims.iter().collect();
+        let mut rest: Vec<&Claim> = claims.iter().collect();
         for _ in 0..2 {
             if rest.len() < 2 {
                 break;
@@ -303,7 +313,7 @@ impl PendingClaim {
             let (took, replies) = self.etcd.txn(&compare, &puts, &gets)?;
             if took {
                 done.written.extend(rest.iter().map(|c| (c.ip, c.owner.clone())));
-                return Ok(done);
+                return Ok(());
             }
             let mut still = Vec::new();
             for (i, c) in rest.into_iter().enumerate() {
@@ -322,7 +332,7 @@ impl PendingClaim {
                 false => done.foreign.push(c.ip),
             }
         }
-        Ok(done)
+        Ok(())
     }
 
     fn owned(&self, c: &Claim) -> Vec<u8> {
@@ -403,7 +413,6 @@ pub(super) fn write_unrecorded(
         host: host.host,
         network: network.id,
         claims,
-        must_wait: true,
     };
     pending.record().map(drop)
 }

@@ -11,16 +11,15 @@
 //! its spares itself, in its own SQLite transaction; when etcd answers, the
 //! record of the address becomes the endpoint's (compare-and-swap from the
 //! spare value) and an owner key names it (`owner/cli/<host>/<namespace
-//! identity>/<ifname>`), both in one transaction. That write is not waited
-//! for: an attach notes it in its SQLite transaction (`fleet_unrecorded`),
-//! writes it on a thread beside its kernel work and forgets the note if it
-//! is done by the end; what is left is written by the attach that finds 16
-//! notes (one batched etcd transaction, waited for) or by `network
-//! inspect`. An allocation whose host holds a spare thus makes no etcd
-//! round trip its attach waits for (1 in 16 waits for one), and what it
-//! looks up locally is one indexed statement whatever the pool's size (the
-//! spares are the pool's `freed` list). Detach turns the record back into
-//! a spare.
+//! identity>/<ifname>`), both in one transaction. Those writes are batched:
+//! an attach notes its record in its SQLite transaction
+//! (`fleet_unrecorded`), and the attach that makes the 16th note writes
+//! them all in one etcd transaction on a thread beside its kernel work
+//! (`network inspect` writes them too, before it reads). An allocation
+//! whose host holds a spare thus makes no etcd round trip (1 in 16 makes
+//! one), and what it looks up locally is one indexed statement whatever the
+//! pool's size (the spares are the pool's `freed` list). Detach turns the
+//! record back into a spare.
 //!
 //! Never a duplicate: an address is recorded for one host at a time, and a
 //! host hands out only addresses recorded as its own, before they are used.
