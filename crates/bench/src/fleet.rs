@@ -4,7 +4,11 @@
 //! of a namespace of its own, where the measured `nicslice` runs (with
 //! `--host-netns`). Reports attaches (each one allocation) per second across
 //! the hosts, several at a time, and the median attach on one host alone,
-//! for each pool. Needs root and Debian's etcd-server.
+//! for each pool; then allocations alone per second (the store's call an
+//! attach makes, in threads of this process over the hosts' databases:
+//! IPAM without the process and the link), and with `--grow N` the first
+//! and last hundred of N more such allocations one at a time (allocation
+//! must not slow as the pool fills). Needs root and Debian's etcd-server.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use nicslice_kernel::Netns;
 use nicslice_lab::World;
 use nicslice_model::IfName;
-use nicslice_store::{EndpointState, NetnsId, NewEndpoint, Store, StoreRead};
+use nicslice_store::{EndpointState, NetnsId, NetworkRecord, NewEndpoint, Store, StoreRead};
 use serde::Serialize;
 
 use crate::cni::stats::Stats;
@@ -30,8 +34,8 @@ pub struct Options {
     /// Attaches one after the other on one host, per pool.
     pub alone: usize,
     pub block: u32,
-    /// Attaches one after the other, over the hosts, after the rest: the
-    /// first and the last hundred compared (0: not measured).
+    /// Allocations alone one after the other, over the hosts, after the
+    /// rest: the first and the last hundred compared (0: not measured).
     pub grow: usize,
     /// Allocations alone (no process, no link), per pool.
     pub allocations: usize,
@@ -40,9 +44,6 @@ pub struct Options {
 /// Threads making allocations alone, spread over the hosts.
 const ALLOCATING_THREADS: usize = 16;
 
-/// Endpoints per namespace in the growth run (the kernel's own cost of
-/// another link in a crowded namespace stays out of the comparison).
-const PER_KID: usize = 250;
 /// Attaches compared at each end of the growth run.
 const ENDS: usize = 100;
 
@@ -67,11 +68,11 @@ pub struct PoolReport {
     pub growth: Option<Growth>,
 }
 
-/// `grow` attaches one after the other over the hosts (each an allocation
-/// in a pool that fills up): the first hundred beside the last hundred.
+/// `grow` allocations alone one after the other over the hosts, in a pool
+/// that fills up: the first hundred beside the last hundred.
 #[derive(Debug, Serialize)]
 pub struct Growth {
-    pub attaches: usize,
+    pub allocations: usize,
     pub first: Stats,
     pub last: Stats,
 }
@@ -101,12 +102,12 @@ impl Report {
         for p in &self.pools {
             if let Some(g) = &p.growth {
                 out.push_str(&format!(
-                    "{}: {} attaches one at a time: first {} {}, last {} {} ms ({:.2}x)\n",
+                    "{}: {} allocations alone one at a time: first {} {}, last {} {} ms ({:.2}x)\n",
                     p.pool,
-                    g.attaches,
-                    ENDS.min(g.attaches),
+                    g.allocations,
+                    ENDS.min(g.allocations),
                     g.first.show(),
-                    ENDS.min(g.attaches),
+                    ENDS.min(g.allocations),
                     g.last.show(),
                     g.last.median_ms / g.first.median_ms
                 ));
@@ -168,8 +169,6 @@ struct Bench<'a> {
     etcd_netns: Netns,
     hosts: Vec<String>,
     kids: Vec<String>,
-    /// The namespaces of the growth run, `PER_KID` endpoints each.
-    crowd: Vec<String>,
     states: Vec<PathBuf>,
 }
 
@@ -240,7 +239,7 @@ impl Bench<'_> {
         for i in 0..self.opts.alone {
             alone.push(self.attach(0, pool, &format!("{tag}a{i}"))?);
         }
-        let growth = (self.opts.grow > 0).then(|| self.grow(pool, tag)).transpose()?;
+        let growth = (self.opts.grow > 0).then(|| self.grow(pool)).transpose()?;
         let allocations_per_second = self.allocations(pool)?;
         Ok(PoolReport {
             pool,
@@ -283,65 +282,86 @@ impl Bench<'_> {
     /// attach makes them.
     fn allocate_some(&self, h: usize, pool: &str, next: &AtomicUsize) -> Result<()> {
         let _in_etcd_ns = self.etcd_netns.enter()?;
-        let mut store = Store::open(&self.states[h])?;
-        let network = store
-            .read()?
-            .network_by_name(&pool.parse()?)?
-            .with_context(|| format!("no network {pool}"))?;
-        let fleet = network.spec.fleet.is_some();
+        let (mut store, network) = open_pool(&self.states[h], pool)?;
         loop {
             let i = next.fetch_add(1, Ordering::SeqCst);
             if i >= self.opts.allocations {
                 return Ok(());
             }
-            let tx = store.write()?;
-            let endpoint = tx.insert_endpoint(
-                network.id,
-                &NewEndpoint {
-                    netns: format!("/nonexistent/{pool}{i}"),
-                    netns_id: NetnsId { dev: 0, ino: i as u64 + 1 },
-                    netns_cookie: None,
-                    ifname: IfName::new(pool)?,
-                    mac: None,
-                    details: serde_json::Value::Null,
-                    state: EndpointState::Attached,
-                    owner: None,
-                },
-            )?;
-            let claim = if fleet {
-                tx.fleet_allocate(network.id, endpoint)?.1
-            } else {
-                tx.allocate(network.id, 0, None, Some(endpoint))?;
-                None
-            };
-            tx.commit()?;
-            if let Some(claim) = claim {
-                // 1 allocation in 16 writes the records noted, as an attach.
-                let recorded = claim.record()?;
-                let tx = store.write()?;
-                tx.fleet_recorded(&recorded)?;
-                tx.commit()?;
-            }
+            allocate_one(&mut store, &network, i)?;
         }
     }
 
-    /// `grow` attaches one at a time, round the hosts, into the crowd's
-    /// namespaces.
-    fn grow(&self, pool: &str, tag: &str) -> Result<Growth> {
+    /// `grow` allocations alone one at a time, round the hosts, each timed.
+    fn grow(&self, pool: &str) -> Result<Growth> {
+        let _in_etcd_ns = self.etcd_netns.enter()?;
+        let mut hosts = Vec::new();
+        for state in &self.states {
+            hosts.push(open_pool(state, pool)?);
+        }
         let mut times = Vec::with_capacity(self.opts.grow);
         for i in 0..self.opts.grow {
-            let h = i % HOSTS;
-            let ifname = format!("{tag}g{i}");
-            let kid = &self.crowd[i / PER_KID];
-            times.push(self.nicslice(h, &["attach", pool, "--netns", kid, "--ifname", &ifname])?);
+            let (store, network) = &mut hosts[i % HOSTS];
+            let started = Instant::now();
+            // Past the numbers `allocations` uses.
+            allocate_one(store, network, GROWTH_FIRST + i)?;
+            times.push(started.elapsed());
         }
         let ends = ENDS.min(times.len());
         Ok(Growth {
-            attaches: times.len(),
+            allocations: times.len(),
             first: Stats::of(&times[..ends]),
             last: Stats::of(&times[times.len() - ends..]),
         })
     }
+}
+
+/// The fake endpoints of the growth run are numbered from here.
+const GROWTH_FIRST: usize = 1 << 32;
+
+/// Host state database `state` and its network `pool`.
+fn open_pool(state: &Path, pool: &str) -> Result<(Store, NetworkRecord)> {
+    let mut store = Store::open(state)?;
+    let network = store
+        .read()?
+        .network_by_name(&pool.parse()?)?
+        .with_context(|| format!("no network {pool}"))?;
+    Ok((store, network))
+}
+
+/// One allocation as an attach makes it: an endpoint row (number `i`, of a
+/// namespace that does not exist) and its address, committed; for the
+/// fleet pool, 1 allocation in 16 then writes the records noted to etcd.
+fn allocate_one(store: &mut Store, network: &NetworkRecord, i: usize) -> Result<()> {
+    let pool = network.spec.name.as_str();
+    let tx = store.write()?;
+    let endpoint = tx.insert_endpoint(
+        network.id,
+        &NewEndpoint {
+            netns: format!("/nonexistent/{pool}{i}"),
+            netns_id: NetnsId { dev: 0, ino: i as u64 + 1 },
+            netns_cookie: None,
+            ifname: IfName::new(pool)?,
+            mac: None,
+            details: serde_json::Value::Null,
+            state: EndpointState::Attached,
+            owner: None,
+        },
+    )?;
+    let claim = if network.spec.fleet.is_some() {
+        tx.fleet_allocate(network.id, endpoint)?.1
+    } else {
+        tx.allocate(network.id, 0, None, Some(endpoint))?;
+        None
+    };
+    tx.commit()?;
+    if let Some(claim) = claim {
+        let recorded = claim.record()?;
+        let tx = store.write()?;
+        tx.fleet_recorded(&recorded)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 pub fn run(opts: &Options) -> Result<Report> {
@@ -358,14 +378,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         kids.push(world.name_of(&format!("kid{h}")));
         states.push(std::env::temp_dir().join(format!("{}-h{h}.db", world.prefix())));
     }
-    let mut crowd = Vec::new();
-    for k in 0..opts.grow.div_ceil(PER_KID) {
-        world.netns(&format!("crowd{k}"))?;
-        crowd.push(world.name_of(&format!("crowd{k}")));
-    }
     let _etcd =
         Etcd::start(&etcd_ns, std::env::temp_dir().join(format!("{}-etcd", world.prefix())))?;
-    let bench = Bench { opts, etcd_ns, etcd_netns, hosts, kids, crowd, states };
+    let bench = Bench { opts, etcd_ns, etcd_netns, hosts, kids, states };
 
     // The local pool and the fleet pool, side by side on each host's eth0.
     let block = opts.block.to_string();

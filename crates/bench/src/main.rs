@@ -75,8 +75,8 @@ struct FleetArgs {
     /// Addresses per block of the fleet pool.
     #[arg(long, default_value_t = 16)]
     block: u32,
-    /// Attaches one after the other over the hosts after the rest, per
-    /// pool, the first hundred compared with the last (0: none; 10000
+    /// Allocations alone one after the other over the hosts after the rest,
+    /// per pool, the first hundred compared with the last (0: none; 10000
     /// checks that allocation does not slow as the pool fills).
     #[arg(long, default_value_t = 0)]
     grow: usize,

@@ -626,3 +626,37 @@ fn a_dead_hosts_addresses_return_after_the_cooldown_unless_they_answer() {
     assert_eq!(answered["mac"].as_str(), a0.mac.map(|m| m.to_string()).as_deref(), "{pool}");
     let _ = &fleet.world;
 }
+
+#[test]
+fn a_foreign_host_answering_an_address_of_the_pool_makes_the_probing_allocation_skip_it() {
+    if in_vm() {
+        return;
+    }
+    let mut fleet = Fleet::new("fleetprobe", 1);
+    let cluster = Cluster::start(&fleet.etcd_ns, &fleet.etcd_name, 1);
+    fleet.create(&cluster, &["--etcd-block", "8", "--probe-conflicts=300"]);
+    let ip_of = |v: &serde_json::Value| -> IpAddr {
+        v["addresses"][0].as_str().unwrap().split('/').next().unwrap().parse().unwrap()
+    };
+    let kid = fleet.kids[0].1.clone();
+    let first = ip_of(&fleet.json(0, &["attach", "fleet", "--netns", &kid, "--ifname", "e0"]));
+
+    // A host nicslice does not manage answers for the next address.
+    let IpAddr::V4(v4) = first else { panic!("IPv4 pool") };
+    let taken = IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1));
+    let foreign = fleet
+        .world
+        .host(&fleet._switch, "foreign", "eth0", Some(format!("{taken}/22").parse().unwrap()))
+        .unwrap();
+    let foreign_mac = common::link(&foreign.netns, "eth0").unwrap().mac.unwrap();
+
+    let next = ip_of(&fleet.json(0, &["attach", "fleet", "--netns", &kid, "--ifname", "e1"]));
+    assert_ne!(next, taken, "the answered address is skipped");
+    assert_eq!(next, IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 2)));
+    let shown = fleet.json(0, &["network", "inspect", "fleet"]);
+    let quarantined = shown["quarantined"].as_array().expect("quarantined listed");
+    assert_eq!(quarantined.len(), 1, "{shown}");
+    assert_eq!(quarantined[0]["ip"].as_str(), Some(&*taken.to_string()), "{shown}");
+    assert_eq!(quarantined[0]["answered_by"].as_str(), Some(&*foreign_mac.to_string()), "{shown}");
+    distinct(&fleet.kernel_addresses());
+}

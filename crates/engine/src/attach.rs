@@ -453,6 +453,7 @@ impl Engine {
                             leases: &mut leases,
                             fixed: &req.ips,
                             answered: &answered,
+                            fleet: record.spec.ipam == nicslice_model::Ipam::Etcd,
                         };
                         let realized = crate::probe::realize_claiming(
                             &mut plan,

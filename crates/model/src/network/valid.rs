@@ -122,9 +122,6 @@ fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
             spec.subnets.len()
         ));
     }
-    if spec.probe.is_some() {
-        return Err("--probe-conflicts is not available with --ipam etcd yet".into());
-    }
     if fleet.endpoints.is_empty() {
         return Err("--etcd: give at least one client URL".into());
     }

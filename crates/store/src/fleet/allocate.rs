@@ -101,7 +101,7 @@ impl WriteTx<'_> {
         let etcd = super::client(&fleet)?;
         if renew_if_due(&etcd, &fleet, &keys, &mut host, &Clock::read()?)? {
             spares_in_freed(self, network, &pool)?;
-            adopt(self, &etcd, &keys, &host.host, network, &pool)?;
+            adopt(self, &etcd, &keys, &host.host, network, &pool, true)?;
         }
         local::save_host(&self.tx, network, &host)
     }
@@ -137,7 +137,7 @@ impl WriteTx<'_> {
         spares_in_freed(self, network, &pool)?;
         let contact = match renew_if_due(&etcd, &fleet, &keys, &mut host, &clock) {
             // Nothing served before the list is read back.
-            Ok(true) => adopt(self, &etcd, &keys, &host.host, network, &pool),
+            Ok(true) => adopt(self, &etcd, &keys, &host.host, network, &pool, true),
             other => other.map(drop),
         };
         if contact.is_err() && host != before {
@@ -158,7 +158,7 @@ impl WriteTx<'_> {
                 (Some(found), _) => found,
                 (None, Ok(())) if !adopted => {
                     adopted = true;
-                    adopt(self, &etcd, &keys, &host.host, network, &pool)?;
+                    adopt(self, &etcd, &keys, &host.host, network, &pool, false)?;
                     continue;
                 }
                 (None, Ok(())) => {
@@ -483,8 +483,9 @@ fn next_spare(
 /// the local list is its copy): adds those the list lacks (a block leased
 /// by a command whose own transaction then failed or was killed) and
 /// forgets those no longer recorded so (taken back by another host while
-/// this one had no lease). Reads the records of the blocks this host ever
-/// took (`hostblock/`): when it has no spare left, and after a new lease.
+/// this one had no lease). After a new lease (`full`), reads the records
+/// of every block this host ever took (`hostblock/`); when it has no spare
+/// left, only of those blocks its list lacks, and adds only.
 fn adopt(
     tx: &WriteTx<'_>,
     etcd: &Etcd,
@@ -492,15 +493,21 @@ fn adopt(
     host: &str,
     network: NetworkId,
     pool: &Pool,
+    full: bool,
 ) -> Result<(), StoreError> {
-    let known: BTreeSet<IpAddr> =
-        local::addresses(&tx.tx, network)?.into_iter().map(|(ip, _)| ip).collect();
+    let local = local::addresses(&tx.tx, network)?;
+    let known: BTreeSet<IpAddr> = local.iter().map(|(ip, _)| *ip).collect();
+    let known_blocks: BTreeSet<IpAddr> = local.iter().map(|(_, block)| *block).collect();
     let prefix = keys.addresses().len();
     let index = keys.host_blocks(host);
     let mut records = Vec::new();
-    for block in etcd.get_prefix(&index)? {
-        let first = String::from_utf8_lossy(&block.key[index.len()..]).parse::<IpAddr>();
-        if let Ok(first) = first {
+    for block in etcd.get_keys(&index)? {
+        let first = String::from_utf8_lossy(&block[index.len()..]).parse::<IpAddr>();
+        // Out of spares, only the blocks the list lacks are read (those of
+        // a killed command): the read stays one request as blocks add up.
+        if let Ok(first) = first
+            && (full || !known_blocks.contains(&first))
+        {
             records.extend(etcd.get_prefix(&keys.addresses_of_block(first))?);
         }
     }
@@ -526,6 +533,9 @@ fn adopt(
     if adopted > 0 {
         tracing::info!(adopted, "found addresses etcd records for this host that it had lost");
     }
+    if !full {
+        return Ok(());
+    }
     for ip in known.difference(&mine) {
         tracing::warn!(%ip, "etcd no longer records this address as this host's: forgotten");
         tx.fleet_forget(network, *ip)?;
@@ -546,8 +556,7 @@ fn lease_block(
     host: &HostRow,
     network: NetworkId,
 ) -> Result<(), StoreError> {
-    let held: BTreeSet<Vec<u8>> =
-        etcd.get_prefix(&keys.blocks())?.into_iter().map(|kv| kv.key).collect();
+    let held: BTreeSet<Vec<u8>> = etcd.get_keys(&keys.blocks())?.into_iter().collect();
     let size = u128::from(fleet.block_size);
     let taken_at = crate::store::now();
     let mut first = pool.range_first();
