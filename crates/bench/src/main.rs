@@ -75,6 +75,15 @@ struct FleetArgs {
     /// Addresses per block of the fleet pool.
     #[arg(long, default_value_t = 16)]
     block: u32,
+    /// Allocations alone one after the other over the hosts after the rest,
+    /// per pool, the first hundred compared with the last (0: none; 10000
+    /// checks that allocation does not slow as the pool fills).
+    #[arg(long, default_value_t = 0)]
+    grow: usize,
+    /// Allocations alone (the store's call, no process, no link) across the
+    /// hosts, per pool.
+    #[arg(long, default_value_t = 2000)]
+    allocations: usize,
     /// The nicslice binary measured [default: `nicslice` beside this program].
     #[arg(long)]
     nicslice: Option<PathBuf>,
@@ -143,6 +152,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 at_once: args.at_once,
                 alone: args.alone,
                 block: args.block,
+                grow: args.grow,
+                allocations: args.allocations,
             };
             let report = fleet::run(&opts)?;
             if cli.json {

@@ -367,6 +367,11 @@ pub struct NetworkCreateArgs {
     /// 60); a host cut off longer refuses to allocate.
     #[arg(long, value_name = "SECS", requires = "etcd")]
     pub etcd_ttl: Option<u64>,
+    /// With --ipam etcd: seconds the addresses of a host whose lease expired stay in its name
+    /// (default 300); then another host probes them on the wire (ARP, from its parent) and
+    /// takes back those no one answers when its pool runs out.
+    #[arg(long, value_name = "SECS", requires = "etcd")]
+    pub etcd_cooldown: Option<u64>,
     /// With https:// etcd URLs: this host's client certificate (PEM), for an etcd started with
     /// --client-cert-auth; with --etcd-key.
     #[arg(long, env = "NICSLICE_ETCD_CERT", value_name = "PEM")]

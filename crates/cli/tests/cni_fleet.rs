@@ -207,15 +207,17 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     // Across the hosts, on the wire: a container of host 0 reaches one of host 1.
     assert!(common::ping(&containers[0].2, &handed[1].to_string()));
 
-    // etcd records each address for its attachment, by host, container and interface.
+    // etcd records each address for its attachment, by host, container and
+    // interface (a CNI ADD writes it before it answers).
     let recorded = owners(&fleet, &cluster);
     assert_eq!(recorded.len(), handed.len(), "{recorded:?}");
     let hosts: BTreeSet<&str> =
         recorded.iter().map(|(k, _)| k.split('/').next().unwrap()).collect();
     assert_eq!(hosts.len(), 2, "two hosts' names: {recorded:?}");
-    for (ip, (_, id, _, _)) in handed.iter().zip(&containers) {
-        let key = recorded.iter().find(|(_, r)| r == ip).map(|(k, _)| k.clone());
-        let key = key.unwrap_or_else(|| panic!("{ip} is not recorded: {recorded:?}"));
+    for (key, ip) in &recorded {
+        let at = handed.iter().position(|h| h == ip);
+        let at = at.unwrap_or_else(|| panic!("{key} records {ip}, which no ADD returned"));
+        let id = &containers[at].1;
         assert!(key.ends_with(&format!("/{id}/eth0")), "{key} for {id}");
     }
 

@@ -424,3 +424,155 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS needs --etcd-ca"));
     let _ = &fleet.world;
 }
+
+#[test]
+fn a_dead_hosts_addresses_return_after_the_cooldown_unless_they_answer() {
+    if in_vm() {
+        return;
+    }
+    let fleet = Fleet::new("fleetdead", 2);
+    let cluster = Cluster::start(&fleet.etcd_ns, &fleet.etcd_name, 1);
+    let (ttl, cooldown) = (Duration::from_secs(2), Duration::from_secs(3));
+    for h in 0..2 {
+        fleet.ok(
+            h,
+            &[
+                "network",
+                "create",
+                "fleet",
+                "--parent",
+                "eth0",
+                "--subnet",
+                "10.77.0.0/28",
+                "--ipam",
+                "etcd",
+                "--etcd",
+                &cluster.clients[0],
+                "--etcd-block",
+                "4",
+                "--etcd-ttl",
+                "2",
+                "--etcd-cooldown",
+                "3",
+            ],
+        );
+    }
+    let ip_of = |out: &Output| -> IpAddr {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["addresses"][0].as_str().unwrap().split('/').next().unwrap().parse().unwrap()
+    };
+    let attach = |h: usize, ifname: &str| {
+        fleet
+            .run(h, &["attach", "fleet", "--netns", &fleet.kids[h].1, "--ifname", ifname, "--json"])
+    };
+    let refused = |out: &Output| {
+        assert!(!out.status.success(), "expected a refusal");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+
+    // Host 0 takes the whole pool.
+    let mut held = Vec::new();
+    loop {
+        let out = attach(0, &format!("a{}", held.len()));
+        if !out.status.success() {
+            assert!(refused(&out).contains("is full"), "{}", refused(&out));
+            break;
+        }
+        held.push(ip_of(&out));
+    }
+    assert!(held.len() >= 10, "host 0 took the pool: {held:?}");
+    assert!(refused(&attach(1, "b")).contains("is full"));
+
+    // Host 0 dies: its state goes, its lease expires; of its endpoints only
+    // a0 lives on and answers on the wire.
+    for i in 1..held.len() {
+        let gone = Command::new("ip")
+            .args(["-n", &fleet.kids[0].1, "link", "del", &format!("a{i}")])
+            .status()
+            .unwrap();
+        assert!(gone.success());
+    }
+    for suffix in ["", "-wal", "-shm", "-lock"] {
+        let mut path = fleet.states[0].clone().into_os_string();
+        path.push(suffix);
+        let _ = std::fs::remove_file(path);
+    }
+    let died = Instant::now();
+    // Its lease still lives: nothing to take.
+    assert!(refused(&attach(1, "b")).contains("is full"));
+    std::thread::sleep(ttl + Duration::from_millis(1500));
+    // Its lease expired: the cool-down starts now, and nothing is taken yet.
+    let err = refused(&attach(1, "b"));
+    assert!(err.contains("return in"), "{err}");
+    let cooled = Instant::now();
+    std::thread::sleep(cooldown + Duration::from_millis(500));
+
+    // Past the cool-down: host 1 gets every address but the answered one.
+    let mut taken = Vec::new();
+    loop {
+        let out = attach(1, &format!("b{}", taken.len()));
+        if !out.status.success() {
+            let err = refused(&out);
+            assert!(err.contains("answer on the wire"), "{err}");
+            break;
+        }
+        taken.push(ip_of(&out));
+        assert!(taken.len() < held.len(), "host 1 took more than host 0 held: {taken:?}");
+    }
+    println!("host 0 died {:?} ago, cool-down from {:?} ago", died.elapsed(), cooled.elapsed());
+    let expected: BTreeSet<IpAddr> = held[1..].iter().copied().collect();
+    assert_eq!(distinct(&taken), expected, "host 1 took back exactly the unanswered ones");
+    assert!(!taken.contains(&held[0]), "the answered address stays held");
+    distinct(&fleet.kernel_addresses());
+
+    // inspect reports the dead host and who answered for its address.
+    let pool = fleet.pool(1);
+    let dead = pool["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["alive"] == false)
+        .unwrap_or_else(|| panic!("the dead host is listed: {pool}"));
+    // Its last record may still say spare: its attach did not wait for etcd.
+    let left = dead["in_use"].as_array().unwrap().len() + dead["spare"].as_u64().unwrap() as usize;
+    assert_eq!(left, 1, "only the answered address stays in its name: {pool}");
+    let answered = &dead["answered"][0];
+    assert_eq!(answered["ip"].as_str(), Some(&*held[0].to_string()), "{pool}");
+    let a0 = common::link(&fleet.kids[0].0, "a0").expect("a0 lives");
+    assert_eq!(answered["mac"].as_str(), a0.mac.map(|m| m.to_string()).as_deref(), "{pool}");
+    let _ = &fleet.world;
+}
+
+#[test]
+fn a_foreign_host_answering_an_address_of_the_pool_makes_the_probing_allocation_skip_it() {
+    if in_vm() {
+        return;
+    }
+    let mut fleet = Fleet::new("fleetprobe", 1);
+    let cluster = Cluster::start(&fleet.etcd_ns, &fleet.etcd_name, 1);
+    fleet.create(&cluster, &["--etcd-block", "8", "--probe-conflicts=300"]);
+    let ip_of = |v: &serde_json::Value| -> IpAddr {
+        v["addresses"][0].as_str().unwrap().split('/').next().unwrap().parse().unwrap()
+    };
+    let kid = fleet.kids[0].1.clone();
+    let first = ip_of(&fleet.json(0, &["attach", "fleet", "--netns", &kid, "--ifname", "e0"]));
+
+    // A host nicslice does not manage answers for the next address.
+    let IpAddr::V4(v4) = first else { panic!("IPv4 pool") };
+    let taken = IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1));
+    let foreign = fleet
+        .world
+        .host(&fleet._switch, "foreign", "eth0", Some(format!("{taken}/22").parse().unwrap()))
+        .unwrap();
+    let foreign_mac = common::link(&foreign.netns, "eth0").unwrap().mac.unwrap();
+
+    let next = ip_of(&fleet.json(0, &["attach", "fleet", "--netns", &kid, "--ifname", "e1"]));
+    assert_ne!(next, taken, "the answered address is skipped");
+    assert_eq!(next, IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 2)));
+    let shown = fleet.json(0, &["network", "inspect", "fleet"]);
+    let quarantined = shown["quarantined"].as_array().expect("quarantined listed");
+    assert_eq!(quarantined.len(), 1, "{shown}");
+    assert_eq!(quarantined[0]["ip"].as_str(), Some(&*taken.to_string()), "{shown}");
+    assert_eq!(quarantined[0]["answered_by"].as_str(), Some(&*foreign_mac.to_string()), "{shown}");
+    distinct(&fleet.kernel_addresses());
+}

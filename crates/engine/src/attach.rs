@@ -183,6 +183,12 @@ fn allocate_addresses(
 
 impl Engine {
     pub fn attach(&mut self, req: AttachRequest) -> Result<EndpointView> {
+        self.attach_with(req, true)
+    }
+
+    /// `may_reclaim`: a fleet pool that ran out may take back what dead
+    /// hosts held (once; the attach is then made again).
+    fn attach_with(&mut self, req: AttachRequest, may_reclaim: bool) -> Result<EndpointView> {
         let record = self.network_record(&req.network)?;
         let valid = record.validate()?;
         let spec = valid.spec().clone();
@@ -313,7 +319,16 @@ impl Engine {
             }
             let leases = if spec.ipam == nicslice_model::Ipam::Etcd {
                 // The fleet pool: one subnet, an address of this host's blocks.
-                let (lease, claim) = tx.fleet_allocate(record.id, endpoint_id)?;
+                let (lease, claim) = match tx.fleet_allocate(record.id, endpoint_id) {
+                    Err(StoreError::FleetFull(full)) if may_reclaim => {
+                        // Nothing of this try is kept: the store rolls back.
+                        drop(tx);
+                        drop(shield);
+                        self.reclaim_fleet(&record, &mut place, &parent, &full)?;
+                        return self.attach_with(req.clone(), false);
+                    }
+                    other => other?,
+                };
                 fleet_claim = claim;
                 vec![lease]
             } else {
@@ -334,7 +349,8 @@ impl Engine {
             (endpoint_id, leases, dhcp_claim)
         };
         let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
-        let mut claiming = fleet_claim.map(|c| std::thread::spawn(move || (c.ip(), c.record())));
+        // The fleet records noted so far, written beside the kernel work.
+        let mut claiming = fleet_claim.map(|c| (c.ip(), std::thread::spawn(move || c.record())));
 
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {
@@ -437,6 +453,7 @@ impl Engine {
                             leases: &mut leases,
                             fixed: &req.ips,
                             answered: &answered,
+                            fleet: record.spec.ipam == nicslice_model::Ipam::Etcd,
                         };
                         let realized = crate::probe::realize_claiming(
                             &mut plan,
@@ -493,10 +510,14 @@ impl Engine {
                 routes: req.routes.clone(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
-            if let Some(claim) = claiming.take() {
-                self.finish_fleet_claim(record.id, claim)?;
-            }
+            let recorded = match claiming.take() {
+                Some((ip, claim)) => self.finish_fleet_claim(record.id, ip, claim)?,
+                None => None,
+            };
             let tx = self.store.write()?;
+            if let Some(recorded) = &recorded {
+                tx.fleet_recorded(recorded)?;
+            }
             tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
             if let Some(held) = &dhcp_held {
                 // Again, now with the resolv.conf it wrote.
@@ -526,7 +547,7 @@ impl Engine {
                 Ok(view)
             }
             Err(error) => {
-                if let Some(claim) = claiming.take() {
+                if let Some((_, claim)) = claiming.take() {
                     // Its record, if made, is taken over by a later attach here.
                     let _ = claim.join();
                 }
@@ -562,30 +583,41 @@ impl Engine {
 }
 
 impl Engine {
-    /// Waits for etcd's record of a fleet address (`claim`). An address etcd
-    /// records for another host is forgotten here and the attach fails; etcd
-    /// not answering costs a warning only: the address is this host's spare.
+    /// Waits for etcd's records of fleet addresses (`claim`, this attach's
+    /// `ip` first). An address etcd records for another host is forgotten
+    /// here, and the attach fails if it is its own; etcd not answering
+    /// costs a warning only: the address is this host's spare, and its
+    /// record is written by a later command.
     fn finish_fleet_claim(
         &mut self,
         network: nicslice_store::NetworkId,
-        claim: std::thread::JoinHandle<(IpAddr, std::result::Result<bool, StoreError>)>,
-    ) -> Result<()> {
-        let Ok((ip, recorded)) = claim.join() else { return Ok(()) };
-        match recorded {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                let tx = self.store.write()?;
-                tx.fleet_forget(network, ip)?;
-                tx.commit()?;
-                Err(EngineError::Invalid(format!(
-                    "{ip} is recorded in etcd for another host; try again (this host no longer offers it)"
-                )))
-            }
+        ip: IpAddr,
+        claim: std::thread::JoinHandle<
+            std::result::Result<nicslice_store::fleet::Recorded, StoreError>,
+        >,
+    ) -> Result<Option<nicslice_store::fleet::Recorded>> {
+        let Ok(recorded) = claim.join() else { return Ok(None) };
+        let recorded = match recorded {
+            Ok(recorded) => recorded,
             Err(e) => {
                 tracing::warn!(%ip, "etcd did not record the address's owner: {e}");
-                Ok(())
+                return Ok(None);
             }
+        };
+        if !recorded.foreign.is_empty() {
+            let tx = self.store.write()?;
+            for other in &recorded.foreign {
+                tracing::warn!(ip = %other, "etcd records this address for another host: forgotten here");
+                tx.fleet_forget(network, *other)?;
+            }
+            tx.commit()?;
         }
+        if recorded.foreign.contains(&ip) {
+            return Err(EngineError::Invalid(format!(
+                "{ip} is recorded in etcd for another host; try again (this host no longer offers it)"
+            )));
+        }
+        Ok(Some(recorded))
     }
 }
 

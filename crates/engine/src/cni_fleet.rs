@@ -73,23 +73,33 @@ impl Engine {
             let (lease, claim) = tx.fleet_allocate(network, holder)?;
             tx.commit()?;
             let Some(claim) = claim else { return Ok(lease.address()) };
-            match claim.record() {
-                Ok(true) => return Ok(lease.address()),
+            // Every 16th allocation writes the records noted since (this
+            // one's and others'): the notes of those written go; an address
+            // etcd records for another host is forgotten here.
+            let recorded = match claim.record() {
+                Ok(recorded) => recorded,
                 // The address is this host's spare all the same.
                 Err(e) => {
                     tracing::warn!(ip = %lease.ip, "etcd did not record the address's owner: {e}");
                     return Ok(lease.address());
                 }
-                Ok(false) => {
-                    tracing::warn!(ip = %lease.ip, "etcd records this address for another host: taking another");
-                    let tx = self.store.write()?;
-                    if let Some(held) = tx.cni_fleet_hold(pool.network, container_id, ifname)? {
-                        tx.cni_fleet_release(&held)?;
-                    }
-                    tx.fleet_forget(network, lease.ip)?;
-                    tx.commit()?;
-                }
+            };
+            let tx = self.store.write()?;
+            tx.fleet_recorded(&recorded)?;
+            for other in recorded.foreign.iter().filter(|ip| **ip != lease.ip) {
+                tracing::warn!(ip = %other, "etcd records this address for another host: forgotten here");
+                tx.fleet_forget(network, *other)?;
             }
+            if !recorded.foreign.contains(&lease.ip) {
+                tx.commit()?;
+                return Ok(lease.address());
+            }
+            tracing::warn!(ip = %lease.ip, "etcd records this address for another host: taking another");
+            if let Some(held) = tx.cni_fleet_hold(pool.network, container_id, ifname)? {
+                tx.cni_fleet_release(&held)?;
+            }
+            tx.fleet_forget(network, lease.ip)?;
+            tx.commit()?;
         }
         Err(EngineError::Store(StoreError::Etcd(format!(
             "network {}: etcd records {CLAIM_TRIES} addresses this host took as another host's; try again",

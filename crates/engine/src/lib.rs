@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod error;
 mod events;
 pub mod fault;
+mod fleet;
 mod intent;
 mod network;
 mod parent;

@@ -9,6 +9,7 @@
 //! tuned to one solicitation sent at once and judged after the probe timeout,
 //! and [`RouteSocket::dad_state`] reads the outcome back.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -93,22 +94,37 @@ impl ArpProbe {
         probes: u32,
         timeout: Duration,
     ) -> Result<Option<MacAddr>> {
-        let frame = arp_probe_frame(self.mac, target);
+        Ok(self.probe_many(&[target], probes, timeout)?.remove(&target))
+    }
+
+    /// [`probe`](Self::probe) of many addresses at once: `probes` probes
+    /// for each spread over `timeout` (probe k at k/probes of it), then the
+    /// claimants heard, by address (the first for each); it ends at once
+    /// when every address was claimed. Used to ask whether anyone still
+    /// uses the addresses of a host that is gone.
+    pub fn probe_many(
+        &self,
+        targets: &[Ipv4Addr],
+        probes: u32,
+        timeout: Duration,
+    ) -> Result<BTreeMap<Ipv4Addr, MacAddr>> {
         let start = Instant::now();
         let deadline = start + timeout;
         let probes = probes.max(1);
         let mut sent = 0;
+        let mut heard = BTreeMap::new();
         let mut buf = [0u8; 128];
         loop {
             let now = Instant::now();
-            // Probe k goes out at k/probes of the timeout.
             if sent < probes && now >= start + timeout * sent / probes {
-                self.send(&frame, target)?;
+                for &target in targets.iter().filter(|t| !heard.contains_key(*t)) {
+                    self.send(&arp_probe_frame(self.mac, target), target)?;
+                }
                 sent += 1;
                 continue;
             }
-            if now >= deadline {
-                return Ok(None);
+            if now >= deadline || heard.len() == targets.len() {
+                return Ok(heard);
             }
             let next = if sent < probes { start + timeout * sent / probes } else { deadline };
             let wait = PollTimeout::try_from(next.saturating_duration_since(now))
@@ -119,8 +135,11 @@ impl ArpProbe {
                 Err(e) => return Err(KernelError::io("wait for ARP answers", e.into())),
             }
             while let Some(n) = self.receive(&mut buf)? {
-                if let Some(mac) = n.and_then(|n| claimant(&buf[..n], target, self.mac)) {
-                    return Ok(Some(mac));
+                let Some(frame) = n.map(|n| &buf[..n]) else { continue };
+                for &target in targets {
+                    if let Some(mac) = claimant(frame, target, self.mac) {
+                        heard.entry(target).or_insert(mac);
+                    }
                 }
             }
         }

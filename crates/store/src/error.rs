@@ -47,6 +47,10 @@ pub enum StoreError {
     /// etcd (the fleet pool) failed or could not be reached.
     #[error("etcd: {0}")]
     Etcd(String),
+    /// The fleet pool has no block left for this host (what dead hosts
+    /// hold may be taken back: `fleet::reclaimable`).
+    #[error("{0}")]
+    FleetFull(String),
     #[error("network {0} already exists")]
     NetworkExists(String),
     #[error("network {0} does not exist")]

@@ -177,6 +177,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (network, container_id, ifname)
     ) WITHOUT ROWID;
     "#,
+    // 10 (issue 14): fleet addresses handed out whose record in etcd as
+    // their endpoint's (`owner`, the owner key) may not be written yet: an
+    // attach writes it beside its kernel work and does not wait for etcd,
+    // so a later command writes what is still listed here, in one batch.
+    r#"
+    CREATE TABLE fleet_unrecorded (
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        ip           TEXT    NOT NULL,
+        owner        TEXT    NOT NULL,
+        PRIMARY KEY (network_id, ip)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -136,10 +136,11 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
 /// The fleet pool part of `network inspect`.
 fn print_fleet(f: &nicslice_store::fleet::FleetView) {
     println!(
-        "  fleet pool on etcd {}: blocks of {}, TTL {} s",
+        "  fleet pool on etcd {}: blocks of {}, TTL {} s, cool-down {} s",
         f.etcd.join(","),
         f.block_size,
-        f.ttl_s
+        f.ttl_s,
+        f.cooldown_s
     );
     if let Some(host) = &f.this_host {
         let lease = match f.lease_left_ms {
@@ -161,6 +162,14 @@ fn print_fleet(f: &nicslice_store::fleet::FleetView) {
             list.join(", "),
             h.spare
         );
+        if !h.alive {
+            let since =
+                h.gone_for_s.map_or("no lease".to_string(), |s| format!("no lease for {s} s"));
+            println!("    {since}: its addresses return after the cool-down unless they answer");
+        }
+        for a in &h.answered {
+            println!("    {} answered by {} {} s ago: held", a.ip, a.mac, a.age_s);
+        }
     }
 }
 
@@ -240,6 +249,7 @@ fn spec_from(a: NetworkCreateArgs) -> anyhow::Result<(NetworkSpec, ParentRequest
             block_size: a.etcd_block.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
             ttl_s: a.etcd_ttl.unwrap_or(FleetSpec::DEFAULT_TTL_S),
             tls,
+            cooldown_s: a.etcd_cooldown.unwrap_or(FleetSpec::DEFAULT_COOLDOWN_S),
         });
     }
     spec.probe = a.probe_conflicts.map(|timeout_ms| ProbeSpec {

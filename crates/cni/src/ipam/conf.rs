@@ -58,6 +58,10 @@ pub struct EtcdConf {
     /// (default 60).
     #[serde(default)]
     pub ttl_seconds: Option<u64>,
+    /// Seconds a dead host's addresses stay in its name before they are
+    /// probed on the wire and taken back (default 300; `--etcd-cooldown`).
+    #[serde(default)]
+    pub cooldown_seconds: Option<u64>,
     /// nicslice's state database, where this host's part of the pool is
     /// kept (default: `NICSLICE_STATE`, else nicslice's default).
     #[serde(default)]

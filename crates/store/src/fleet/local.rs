@@ -144,6 +144,21 @@ pub(crate) fn addresses(
     Ok(out)
 }
 
+/// The block of `ip` if etcd records it as this host's.
+pub(crate) fn block_of(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+) -> Result<Option<IpAddr>, StoreError> {
+    let block: Option<String> = conn
+        .prepare_cached("SELECT block FROM fleet_addresses WHERE network_id = ?1 AND ip = ?2")
+        .and_then(|mut s| s.query_row(params![network.0, ip.to_string()], |r| r.get(0)).optional())
+        .ctx("reading this host's fleet addresses")?;
+    block
+        .map(|b| b.parse().map_err(|_| StoreError::corrupt(format!("fleet block {b} of {ip}"))))
+        .transpose()
+}
+
 pub(crate) fn add_addresses(
     conn: &Connection,
     network: NetworkId,
@@ -171,4 +186,70 @@ pub(crate) fn forget_address(
         .and_then(|mut s| s.execute(params![network.0, ip.to_string()]))
         .ctx("forgetting a fleet address")
         .map(drop)
+}
+
+/// Notes that etcd may not record `ip` as `owner`'s yet.
+pub(crate) fn add_unrecorded(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<(), StoreError> {
+    let sql = "INSERT OR REPLACE INTO fleet_unrecorded (network_id, ip, owner) VALUES (?1, ?2, ?3)";
+    on_note(conn, sql, network, ip, owner, "noting a fleet record to write")
+}
+
+/// Runs `sql` on the note of `ip` for `owner`.
+fn on_note(
+    conn: &Connection,
+    sql: &str,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+    what: &'static str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params![network.0, ip.to_string(), owner]))
+        .ctx(what)
+        .map(drop)
+}
+
+/// The addresses whose record etcd may lack, with their owner keys.
+pub(crate) fn unrecorded(
+    conn: &Connection,
+    network: NetworkId,
+) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT ip, owner FROM fleet_unrecorded WHERE network_id = ?1")
+        .ctx("reading the fleet records to write")?;
+    let rows = stmt
+        .query_map([network.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .ctx("reading the fleet records to write")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ip, owner) = row.ctx("reading the fleet records to write")?;
+        let ip = ip.parse().map_err(|_| StoreError::corrupt(format!("fleet record of {ip}")))?;
+        out.push((ip, owner));
+    }
+    Ok(out)
+}
+
+/// How many records etcd may lack.
+pub(crate) fn unrecorded_count(conn: &Connection, network: NetworkId) -> Result<usize, StoreError> {
+    conn.prepare_cached("SELECT count(*) FROM fleet_unrecorded WHERE network_id = ?1")
+        .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)))
+        .ctx("counting the fleet records to write")
+        .map(|n| usize::try_from(n).unwrap_or(0))
+}
+
+/// Forgets the note of `ip` once etcd records it as `owner`'s (a newer
+/// note of the address, for another owner, stays).
+pub(crate) fn recorded(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<(), StoreError> {
+    let sql = "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
+    on_note(conn, sql, network, ip, owner, "forgetting a written fleet record")
 }

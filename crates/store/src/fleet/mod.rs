@@ -12,7 +12,14 @@
 //! record of the address becomes the endpoint's (compare-and-swap from the
 //! spare value) and an owner key names it (`owner/cli/<host>/<namespace
 //! identity>/<ifname>`; a CNI attachment's `owner/cni/<host>/<container
-//! ID>/<ifname>`, see `cni`), both in one transaction. Detach turns the
+//! ID>/<ifname>`, see `cni`), both in one transaction. Those writes are batched:
+//! an attach notes its record in its SQLite transaction
+//! (`fleet_unrecorded`), and the attach that makes the 16th note writes
+//! them all in one etcd transaction on a thread beside its kernel work
+//! (`network inspect` writes them too, before it reads). An allocation
+//! whose host holds a spare thus makes no etcd round trip (1 in 16 makes
+//! one), and what it looks up locally is one indexed statement whatever the
+//! pool's size (the spares are the pool's `freed` list). Detach turns the
 //! record back into a spare.
 //!
 //! Never a duplicate: an address is recorded for one host at a time, and a
@@ -23,8 +30,11 @@
 //! this host's name that no local lease holds: the next allocation that
 //! meets it takes it over.
 //!
-//! Not done yet: returning a dead host's addresses to the pool (after a
-//! cool-down and a probe on the wire): they stay recorded in its name.
+//! A host's lease also keeps `host/<name>` alive. Once it is gone, the
+//! host's addresses stay in its name for the network's cool-down, then a
+//! host whose pool ran out probes them on the wire and takes back those no
+//! one answers ([`reclaim`]); a host that gets a new lease first reads back
+//! which addresses etcd still records in its name.
 
 mod allocate;
 mod cni;
@@ -32,6 +42,7 @@ pub mod etcd;
 mod geometry;
 mod holder;
 mod local;
+mod reclaim;
 mod tls;
 mod view;
 
@@ -42,7 +53,7 @@ use nicslice_model::FleetSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-pub use view::{FleetBlock, FleetHostView, FleetView, view};
+pub use view::{FleetAnswered, FleetBlock, FleetHostView, FleetView, view};
 
 /// Each request to one etcd member gives up after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -116,6 +127,35 @@ impl Keys {
         format!("{}hostblock/{host}/{first}", self.prefix).into_bytes()
     }
 
+    /// Who is alive: `host/<name>`, put with the host's lease (its value).
+    pub fn hosts(&self) -> Vec<u8> {
+        format!("{}host/", self.prefix).into_bytes()
+    }
+
+    pub fn host(&self, host: &str) -> Vec<u8> {
+        format!("{}host/{host}", self.prefix).into_bytes()
+    }
+
+    /// Since when a host with records has been seen without a lease
+    /// (`gone/<name>`, a [`GoneRecord`]): its cool-down starts there.
+    pub fn gones(&self) -> Vec<u8> {
+        format!("{}gone/", self.prefix).into_bytes()
+    }
+
+    pub fn gone(&self, host: &str) -> Vec<u8> {
+        format!("{}gone/{host}", self.prefix).into_bytes()
+    }
+
+    /// A dead host's address someone answered on the wire (`heard/<ip>`, a
+    /// [`HeardRecord`]): it stays in that host's name, reported.
+    pub fn heards(&self) -> Vec<u8> {
+        format!("{}heard/", self.prefix).into_bytes()
+    }
+
+    pub fn heard(&self, ip: IpAddr) -> Vec<u8> {
+        format!("{}heard/{ip}", self.prefix).into_bytes()
+    }
+
     /// The addresses recorded in the block that starts at `first`.
     pub fn addresses_of_block(&self, first: IpAddr) -> Vec<u8> {
         format!("{}addr/{first}/", self.prefix).into_bytes()
@@ -182,6 +222,23 @@ pub(crate) struct BlockRecord {
     pub taken_at: i64,
 }
 
-pub use allocate::{Departure, PendingClaim, departure, release};
+/// What `gone/...` holds: when a host holding records was first seen
+/// without a lease (seconds since the Unix epoch, the noticing host's clock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct GoneRecord {
+    pub since: i64,
+}
+
+/// What `heard/...` holds: who answered a dead host's address, and when
+/// (seconds since the Unix epoch).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct HeardRecord {
+    pub host: String,
+    pub mac: String,
+    pub at: i64,
+}
+
+pub use allocate::{Departure, PendingClaim, Recorded, departure, release};
 pub use cni::{CniFleetHold, release_cni};
 pub use holder::FleetHolder;
+pub use reclaim::{Reclaim, reclaimable};

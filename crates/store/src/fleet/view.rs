@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::local::{self, Clock};
-use super::{AddressRecord, BlockRecord, Keys};
+use super::{AddressRecord, BlockRecord, GoneRecord, HeardRecord, Keys};
 use crate::{NetworkRecord, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -16,6 +16,7 @@ pub struct FleetView {
     pub etcd: Vec<String>,
     pub block_size: u32,
     pub ttl_s: u64,
+    pub cooldown_s: u64,
     /// This host's name in etcd (none before its first allocation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub this_host: Option<String>,
@@ -42,11 +43,31 @@ pub struct FleetHostView {
     pub in_use: Vec<IpAddr>,
     /// How many addresses it keeps to hand out.
     pub spare: usize,
+    /// Whether its lease lives (`host/<name>`).
+    pub alive: bool,
+    /// Seconds since another host saw it without a lease (its cool-down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone_for_s: Option<i64>,
+    /// Its addresses someone answered on the wire after it died: held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answered: Vec<FleetAnswered>,
+}
+
+/// A dead host's address that answered a probe.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetAnswered {
+    pub ip: IpAddr,
+    pub mac: String,
+    pub age_s: i64,
 }
 
 /// The fleet view of `network`, read from etcd and the local state.
 pub fn view(store: &crate::Store, network: &NetworkRecord) -> Result<FleetView, StoreError> {
     let fleet = super::allocate::fleet_of(network)?;
+    // What this host's attaches left for etcd to write, first.
+    if let Err(e) = super::allocate::write_unrecorded(store, network, &fleet) {
+        tracing::warn!("this host's latest records may be missing from etcd: {e}");
+    }
     let host = local::host_if_any(store.conn(), network.id)?;
     let clock = Clock::read()?;
     let lease_left_ms = host
@@ -79,10 +100,35 @@ pub fn view(store: &crate::Store, network: &NetworkRecord) -> Result<FleetView, 
             host: r.host.clone(),
             in_use: Vec::new(),
             spare: 0,
+            alive: false,
+            gone_for_s: None,
+            answered: Vec::new(),
         });
         match r.owner {
             Some(_) => entry.in_use.push(ip),
             None => entry.spare += 1,
+        }
+    }
+    for kv in etcd.get_prefix(&keys.hosts())? {
+        let name = String::from_utf8_lossy(&kv.key[keys.hosts().len()..]).into_owned();
+        if let Some(h) = hosts.get_mut(&name) {
+            h.alive = true;
+        }
+    }
+    for kv in etcd.get_prefix(&keys.gones())? {
+        let name = String::from_utf8_lossy(&kv.key[keys.gones().len()..]).into_owned();
+        let gone: Option<GoneRecord> = serde_json::from_slice(&kv.value).ok();
+        if let (Some(h), Some(g)) = (hosts.get_mut(&name), gone) {
+            h.gone_for_s = Some((now - g.since).max(0));
+        }
+    }
+    for kv in etcd.get_prefix(&keys.heards())? {
+        let ip = String::from_utf8_lossy(&kv.key[keys.heards().len()..]).parse::<IpAddr>();
+        let heard: Option<HeardRecord> = serde_json::from_slice(&kv.value).ok();
+        if let (Ok(ip), Some(r)) = (ip, heard)
+            && let Some(h) = hosts.get_mut(&r.host)
+        {
+            h.answered.push(FleetAnswered { ip, mac: r.mac, age_s: (now - r.at).max(0) });
         }
     }
     let mut hosts: Vec<FleetHostView> = hosts.into_values().collect();
@@ -93,6 +139,7 @@ pub fn view(store: &crate::Store, network: &NetworkRecord) -> Result<FleetView, 
         etcd: fleet.endpoints,
         block_size: fleet.block_size,
         ttl_s: fleet.ttl_s,
+        cooldown_s: fleet.cooldown_s,
         this_host: host.map(|h| h.host),
         lease_left_ms,
         blocks,

@@ -1,0 +1,77 @@
+//! The fleet pool's step that needs the wire (issue 14): when a host's
+//! pool runs out, the addresses of hosts dead past the network's cool-down
+//! are probed from the parent (RFC 5227 probes, sender 0.0.0.0, all at
+//! once), and those no one answers become this host's spares; an answered
+//! one stays in the dead host's name, reported (`network inspect`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nicslice_kernel::address_claim::ArpProbe;
+use nicslice_store::NetworkRecord;
+
+use crate::Engine;
+use crate::endpoint::{ParentRef, Place};
+use crate::error::{EngineError, Result};
+
+/// How long a dead host's addresses are asked for when the network does
+/// not probe for conflicts (RFC 5227's PROBE_WAIT is a second).
+const RECLAIM_PROBE: Duration = Duration::from_secs(1);
+/// Probes per address (RFC 5227 sends three).
+const PROBES: u32 = 3;
+
+impl Engine {
+    /// Takes back what dead hosts of fleet network `record` hold past the
+    /// cool-down and no one answers, probing from `parent` (in `place`'s
+    /// host namespace); `full` says why it was needed. How many addresses
+    /// it took; refused, saying when the next cool-down ends, when none.
+    pub(crate) fn reclaim_fleet(
+        &mut self,
+        record: &NetworkRecord,
+        place: &mut Place,
+        parent: &ParentRef,
+        full: &str,
+    ) -> Result<usize> {
+        let reclaim = nicslice_store::fleet::reclaimable(&self.store, record)?;
+        let nothing = |more: &str| {
+            let later = reclaim.next_in_s.map_or(String::new(), |s| {
+                format!("; addresses of hosts whose lease expired return in {s} s if no one answers them on the wire")
+            });
+            EngineError::Refused(format!("{full}{more}{later}"))
+        };
+        // IPv6 addresses are not asked (no ARP): they stay in their holder's name.
+        let v4: Vec<_> = reclaim
+            .candidates
+            .iter()
+            .filter_map(|c| match c.ip {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        if v4.is_empty() {
+            return Err(nothing(""));
+        }
+        let mac = place.host.link_by_index(parent.index)?.and_then(|l| l.mac).ok_or_else(|| {
+            EngineError::Invalid(format!("parent {} has no MAC to probe from", parent.name))
+        })?;
+        let timeout = record.spec.probe.map_or(RECLAIM_PROBE, |p| p.timeout());
+        let heard =
+            ArpProbe::open_in(&self.host, parent.index, mac)?.probe_many(&v4, PROBES, timeout)?;
+        let answered: BTreeMap<IpAddr, String> =
+            heard.iter().map(|(ip, mac)| (IpAddr::V4(*ip), mac.to_string())).collect();
+        let unanswered: Vec<IpAddr> =
+            v4.iter().map(|ip| IpAddr::V4(*ip)).filter(|ip| !answered.contains_key(ip)).collect();
+        let taken = reclaim.take_back(&unanswered, &answered)?;
+        if taken.is_empty() {
+            return Err(nothing(&format!(
+                "; {} address(es) of dead hosts answer on the wire and stay theirs",
+                answered.len()
+            )));
+        }
+        let tx = self.store.write()?;
+        tx.fleet_add_spares(record.id, &taken)?;
+        tx.commit()?;
+        Ok(taken.len())
+    }
+}
