@@ -18,19 +18,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd::Cluster;
+use etcd::{Cluster, in_vm};
 use nicslice_kernel::{Netns, RouteSocket};
 use nicslice_lab::{Host, World};
-
-/// The fleet pool speaks etcd's protocol and nothing of the kernel's: it
-/// runs on the host, not in the VM stage (whose image carries no etcd).
-fn in_vm() -> bool {
-    let vm = std::env::var_os("NICSLICE_VM").is_some();
-    if vm {
-        println!("kernel-independent: runs on the host stage only");
-    }
-    vm
-}
 
 /// The world of a test: the switch, etcd's namespace, and the hosts, each
 /// with its state database and a namespace for its endpoints ("kid").

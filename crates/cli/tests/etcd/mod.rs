@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 use nicslice_kernel::Netns;
 use nicslice_store::fleet::etcd::Etcd;
 
+/// The fleet pool speaks etcd's protocol and nothing of the kernel's: it
+/// runs on the host, not in the VM stage (whose image carries no etcd).
+pub fn in_vm() -> bool {
+    let vm = std::env::var_os("NICSLICE_VM").is_some();
+    if vm {
+        println!("kernel-independent: runs on the host stage only");
+    }
+    vm
+}
+
 /// Tests start clusters on fixed ports of their own namespaces; they may
 /// run side by side, as each namespace has its own addresses.
 pub struct Cluster {
