@@ -45,11 +45,13 @@ fn fail(what: impl Into<String>) -> StoreError {
     StoreError::Etcd(what.into())
 }
 
-/// etcd's TLS port ends a plain-HTTP request without a word: said so when
-/// an `http://` endpoint does (a member killed mid-reply does it too).
+/// etcd's TLS port ends a plain-HTTP request without a word (a close, or a
+/// reset when the request was still arriving): said so when an `http://`
+/// endpoint does (a member killed mid-reply does it too).
 fn tls_hint(endpoint: &str, e: &ureq::Error) -> &'static str {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset};
     let source = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
-    let closed = source.is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted);
+    let closed = source.is_some_and(|io| matches!(io.kind(), ConnectionAborted | ConnectionReset));
     if closed && endpoint.starts_with("http://") {
         " (closed without a reply: if etcd serves TLS there, use https:// with --etcd-ca)"
     } else {
