@@ -56,10 +56,7 @@ pub fn handle(
             Ok(None)
         }
         Verb::Gc => {
-            let valid = super::valid_attachments(&net.tree()?)?;
-            open(&state)?.cni_fleet_gc(&net.name, |container_id, ifname| {
-                valid.iter().any(|o| o.container_id == container_id && o.ifname == ifname)
-            })?;
+            open(&state)?.cni_fleet_gc(&net.name, super::kept_by_gc(net)?)?;
             Ok(None)
         }
         Verb::Version => Ok(None),

@@ -171,6 +171,15 @@ pub(crate) fn requested_ips(net: &NetConf, env: &CallEnv) -> Result<Vec<IpAddr>>
     Ok(out)
 }
 
+/// GC's test of whether an attachment (container ID, interface) is to be
+/// kept, for the stores keyed by those two (DHCP holders, fleet holders).
+pub(super) fn kept_by_gc(net: &NetConf) -> Result<impl Fn(&str, &str) -> bool> {
+    let valid = valid_attachments(&net.tree()?)?;
+    Ok(move |container_id: &str, ifname: &str| {
+        valid.iter().any(|o| o.container_id == container_id && o.ifname == ifname)
+    })
+}
+
 /// GC's list of attachments to keep: `cni.dev/valid-attachments` (spec 1.1)
 /// or `cni.dev/attachments` (its draft name, which some runtimes send).
 fn valid_attachments(raw: &Value) -> Result<Vec<CniOwner>> {
