@@ -8,28 +8,20 @@
 //! host whose parent it uses. Needs Debian's etcd-server and openssl.
 
 mod common;
+mod etcd;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use etcd::in_vm;
 use nicslice_kernel::{Netns, RouteSocket};
 use nicslice_lab::{Host, World};
 use nicslice_model::EtcdTls;
 use nicslice_store::fleet::etcd::Etcd;
 
 const URL: &str = "https://127.0.0.1:2379";
-
-/// The fleet pool speaks etcd's protocol and nothing of the kernel's: it
-/// runs on the host, not in the VM stage (whose image carries no etcd).
-fn in_vm() -> bool {
-    let vm = std::env::var_os("NICSLICE_VM").is_some();
-    if vm {
-        println!("kernel-independent: runs on the host stage only");
-    }
-    vm
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").current_dir(dir).args(args).output().expect(
