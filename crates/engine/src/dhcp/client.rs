@@ -129,12 +129,17 @@ impl Exchange<'_> {
     }
 
     /// DISCOVER to ACK, within `timeout`. A NAK (the server will not give
-    /// the address it offered, or the one asked for) starts again once
-    /// without asking for a particular address.
+    /// the address it offered, or the one asked for) starts again without
+    /// asking for a particular address, as RFC 2131 3.1 says, for as long as
+    /// the deadline allows: clients attaching at once are offered one free
+    /// address before any of them has it (a server offers and forgets), so
+    /// all but one are refused at REQUEST, and under contention a client can
+    /// lose that race more than once. A short pause of its own after each
+    /// NAK keeps the losers from meeting again on the next offer.
     pub fn acquire(&self, timeout: Duration) -> Result<Granted> {
         let deadline = Instant::now() + timeout;
         let mut previous = self.previous;
-        let mut naks = 0;
+        let mut refused: Option<(Ipv4Addr, Ipv4Addr, u32)> = None;
         loop {
             let xid: u32 = rand_xid();
             let mut discover = self.message(MessageType::Discover, xid);
@@ -149,7 +154,10 @@ impl Exchange<'_> {
                     .then_some((m.yiaddr(), server))
             })?;
             let Some((offered, server)) = offer else {
-                return Err(self.no_answer(timeout, "DISCOVER"));
+                return Err(match refused {
+                    Some(nak) => self.refused(nak, timeout),
+                    None => self.no_answer(timeout, "DISCOVER"),
+                });
             };
             let mut request = self.message(MessageType::Request, xid);
             request.opts_mut().insert(DhcpOption::RequestedIpAddress(offered));
@@ -164,20 +172,34 @@ impl Exchange<'_> {
                 })?;
             match answer {
                 Some(Ok(ack)) => return granted(&ack, server, self.label),
-                Some(Err(())) if naks == 0 => {
-                    tracing::debug!(label = self.label, %offered, "DHCPNAK; asking again");
-                    naks += 1;
-                    previous = None;
-                }
                 Some(Err(())) => {
-                    return Err(EngineError::Refused(format!(
-                        "DHCP server {server} refused {offered} to {} twice (DHCPNAK)",
-                        self.label
-                    )));
+                    let times = refused.map_or(1, |(_, _, n)| n + 1);
+                    refused = Some((server, offered, times));
+                    tracing::debug!(label = self.label, %offered, times, "DHCPNAK; asking again");
+                    previous = None;
+                    let pause = Duration::from_millis(50 + u64::from(rand_xid() % 250));
+                    if Instant::now() + pause >= deadline {
+                        return Err(self.refused((server, offered, times), timeout));
+                    }
+                    std::thread::sleep(pause);
                 }
                 None => return Err(self.no_answer(timeout, "REQUEST")),
             }
         }
+    }
+
+    /// The error of an exchange whose last answer was a NAK.
+    fn refused(
+        &self,
+        (server, offered, times): (Ipv4Addr, Ipv4Addr, u32),
+        timeout: Duration,
+    ) -> EngineError {
+        EngineError::Refused(format!(
+            "DHCP server {server} refused {offered} to {} (DHCPNAK, {times} time(s) within {} s); \
+             the server's range may be full, or another client holds that address",
+            self.label,
+            timeout.as_secs_f32()
+        ))
     }
 
     /// Extends a held lease (RFC 2131 4.4.5): REQUEST from the address,
