@@ -193,7 +193,7 @@ fn dispatch(
         Verb::Del => link::del(family, net, env, faults).map(|()| None),
         Verb::Check => link::check(family, net, env).map(|()| None),
         Verb::Status => link::status(family, net, env).map(|()| None),
-        Verb::Gc => link::gc(net, env).map(|()| None),
+        Verb::Gc => link::gc(family, net, env).map(|()| None),
         Verb::Version => Ok(None),
     }
 }

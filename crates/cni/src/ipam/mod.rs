@@ -172,8 +172,9 @@ pub(crate) fn requested_ips(net: &NetConf, env: &CallEnv) -> Result<Vec<IpAddr>>
 }
 
 /// GC's test of whether an attachment (container ID, interface) is to be
-/// kept, for the stores keyed by those two (DHCP holders, fleet holders).
-pub(super) fn kept_by_gc(net: &NetConf) -> Result<impl Fn(&str, &str) -> bool> {
+/// kept, for the stores keyed by those two (DHCP holders, fleet holders)
+/// and the routes of the shared shim (`hostAccess`).
+pub(crate) fn kept_by_gc(net: &NetConf) -> Result<impl Fn(&str, &str) -> bool> {
     let valid = valid_attachments(&net.tree()?)?;
     Ok(move |container_id: &str, ifname: &str| {
         valid.iter().any(|o| o.container_id == container_id && o.ifname == ifname)

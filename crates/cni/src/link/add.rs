@@ -153,7 +153,12 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
     let configured = configured.and_then(|added| {
         if conf.host_access {
             let ips: Vec<std::net::IpAddr> = addresses.iter().map(IpNet::addr).collect();
-            shim::shared::join(&mut place, &parent, &child, &ips, &mut undo)?;
+            let owner = shim::shared::Attachment {
+                network: net.name.clone(),
+                container_id: env.container_id.clone(),
+                ifname: env.ifname.clone(),
+            };
+            shim::shared::join(&mut place, &parent, &child, &ips, &owner, &mut undo)?;
         }
         Ok(added)
     });

@@ -118,8 +118,15 @@ pub fn status(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
     Ok(())
 }
 
-/// GC: links go with their namespaces; leases are IPAM's, so delegate.
-pub fn gc(net: &NetConf, env: &CallEnv) -> Result<()> {
+/// GC: links go with their namespaces; with `hostAccess`, the routes of the
+/// attachments of this network that the runtime no longer lists go from the
+/// master's shim (and the shim with the last of them); leases are IPAM's,
+/// so delegate.
+pub fn gc(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
+    if let Some(master) = host_access(family, net, env) {
+        let keep = crate::ipam::kept_by_gc(net)?;
+        shim::shared::collect(master.as_deref(), &net.name, keep)?;
+    }
     if let Some(t) = net.ipam_type() {
         let ipam = delegate::find(t, env)?;
         delegate::run(&ipam, Verb::Gc, net, env)?;

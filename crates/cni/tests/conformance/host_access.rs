@@ -1,7 +1,8 @@
 //! `"hostAccess": true`: the host reaches its pods through one shim per
 //! master, made by the first ADD, shared by concurrent ADDs (on two masters
-//! at once), routed per pod, and removed by the DEL of the last pod on that
-//! master; STATUS reports a shim deleted by hand under pods.
+//! at once), routed per pod, and removed by the DEL (or GC) of the last pod
+//! on that master; GC takes the routes of its own network's pods that the
+//! runtime no longer lists; STATUS reports a shim deleted by hand under pods.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -174,4 +175,55 @@ fn status_reports_a_shim_deleted_by_hand_until_an_add_makes_it_again_or_the_pods
     }
     assert!(shims(host).is_empty());
     net.call(&imp, "STATUS", None, &conf).expect_ok("STATUS once the pods are gone");
+}
+
+#[test]
+fn gc_takes_the_routes_of_the_pods_it_does_not_keep_and_only_its_own_networks() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihost4");
+    let ours = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.100", "192.168.0.149"),
+        json!({"hostAccess": true}),
+    );
+    // A second network on the same master shares the shim.
+    let mut theirs = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.150", "192.168.0.199"),
+        json!({"hostAccess": true, "name": "othernet"}),
+    );
+    theirs["ipam"]["dataDir"] = json!(net.data_dir.join("othernet"));
+    let host = &net.host.netns.clone_handle().unwrap();
+    let (a, b, c) = (net.container(), net.container(), net.container());
+    let ip_a = pod_ip(&net.call(&imp, "ADD", Some(&a), &ours).expect_ok("ADD a"));
+    let ip_b = pod_ip(&net.call(&imp, "ADD", Some(&b), &ours).expect_ok("ADD b"));
+    let ip_c = pod_ip(&net.call(&imp, "ADD", Some(&c), &theirs).expect_ok("ADD c, other network"));
+    assert_eq!(shims(host).len(), 1, "one shim for the master");
+
+    // b's container went without a DEL: GC keeping a takes b's route only.
+    let gc = |conf: &Value, keep: Value| {
+        let mut gc = conf.clone();
+        gc["cni.dev/valid-attachments"] = keep;
+        gc
+    };
+    let keep_a = gc(&ours, json!([{"containerID": a.id, "ifname": "eth0"}]));
+    net.call(&imp, "GC", None, &keep_a).expect_ok("GC keeping a");
+    assert_eq!(host_routes_to(host, &ip_b), 0, "b's route went with GC");
+    assert_eq!(host_routes_to(host, &ip_a), 1, "a kept");
+    assert_eq!(host_routes_to(host, &ip_c), 1, "the other network's pod kept");
+    assert!(host_pings(host, &ip_a) && host_pings(host, &ip_c));
+
+    // GC keeping nothing of this network: a's route goes, c's and the shim stay.
+    net.call(&imp, "GC", None, &gc(&ours, json!([]))).expect_ok("GC keeping nothing");
+    assert_eq!(host_routes_to(host, &ip_a), 0);
+    assert_eq!(shims(host).len(), 1, "c still needs the shim");
+    assert!(host_pings(host, &ip_c), "host -> c after the other network's GC");
+
+    // The other network's GC takes c's route and, with the last pod, the shim.
+    net.call(&imp, "GC", None, &gc(&theirs, json!([]))).expect_ok("GC of the other network");
+    assert_eq!(host_routes_to(host, &ip_c), 0);
+    assert!(shims(host).is_empty(), "the last pod's GC removed the shim");
+    net.call(&imp, "STATUS", None, &ours).expect_ok("STATUS once GC took every pod");
 }

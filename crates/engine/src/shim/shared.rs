@@ -23,7 +23,8 @@ use nicslice_kernel::{KernelError, Netns, RouteSocket};
 use nicslice_model::IfName;
 
 use super::host_address;
-use super::shared_state::{KnownShim, MasterState};
+pub use super::shared_state::Attachment;
+use super::shared_state::{KnownShim, MasterState, Routed, addresses};
 use crate::endpoint::{ChildSpec, ParentRef, Place};
 use crate::error::{EngineError, Result};
 use crate::undo::{UndoAction, UndoLog};
@@ -36,24 +37,28 @@ pub fn shim_name(parent: u32) -> String {
 }
 
 /// Makes (if needed) the shim of `parent` in `host`'s namespace and routes
-/// `addresses` through it; every change is pushed on `undo`.
+/// `pod` through it, the addresses of CNI attachment `owner`; every change
+/// is pushed on `undo`.
 pub fn join(
     place: &mut Place,
     parent: &ParentRef,
     child: &ChildSpec,
-    addresses: &[IpAddr],
+    pod: &[IpAddr],
+    owner: &Attachment,
     undo: &mut UndoLog,
 ) -> Result<()> {
-    let v4: Vec<IpAddr> = addresses.iter().copied().filter(IpAddr::is_ipv4).collect();
+    let v4: Vec<IpAddr> = pod.iter().copied().filter(IpAddr::is_ipv4).collect();
     if v4.is_empty() {
         return Ok(());
     }
+    let joining: Vec<Routed> =
+        v4.iter().map(|ip| Routed { ip: *ip, owner: Some(owner.clone()) }).collect();
     // A CNI plugin runs in the runtime's host namespace, where the parent is.
     let host = &mut place.host;
     let mut state = MasterState::lock(host, parent.index)?;
     if let Some(known) = state.shim {
         match route_all(host, known, &v4, undo) {
-            Ok(()) => return state.append(&v4),
+            Ok(()) => return state.append(&joining),
             // The shim or the host's address changed since: look again.
             Err(e) if matches!(e.errno(), Some(libc::ENODEV | libc::EINVAL | libc::ENETDOWN)) => {}
             Err(e) => return Err(e.into()),
@@ -82,9 +87,9 @@ pub fn join(
     host.set_up(index, true)?;
     // The pods routed before the shim went missing get their routes back.
     let mut routed = state.routed.clone();
-    routed.extend(v4.iter().filter(|ip| !state.routed.contains(ip)));
+    routed.extend(joining.into_iter().filter(|j| !state.routes(j.ip)));
     let known = KnownShim { index, source };
-    route_all(host, known, &routed, undo)?;
+    route_all(host, known, &addresses(&routed), undo)?;
     state.shim = Some(known);
     state.routed = routed;
     state.save()
@@ -110,24 +115,64 @@ fn route_all(
     Ok(())
 }
 
-/// Removes the routes of `addresses` through the shim of the parent named
+/// Removes the routes of `pod` through the shim of the parent named
 /// `parent` in this process's namespace, and the shim once no route goes
 /// through it. A parent, shim or route already gone is not an error.
 /// `None` for the parent: the interface of the default route, as at ADD.
-pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
-    let v4: Vec<IpAddr> = addresses.iter().copied().filter(IpAddr::is_ipv4).collect();
+pub fn leave(parent: Option<&str>, pod: &[IpAddr]) -> Result<()> {
+    let v4: Vec<IpAddr> = pod.iter().copied().filter(IpAddr::is_ipv4).collect();
     if v4.is_empty() {
         return Ok(());
     }
+    let Some((mut place, parent)) = host_and_parent(parent)? else { return Ok(()) };
+    let mut state = MasterState::lock(&place.host, parent)?;
+    unroute(&mut place.host, parent, &mut state, &v4)
+}
+
+/// GC of CNI network `network`: removes the routes through the shim of the
+/// parent named `parent` (as for [`leave`]) of every attachment of that
+/// network that `keep` does not name (container ID, interface), and the
+/// shim once no route goes through it. Pods of other networks on the same
+/// master keep theirs. Returns the addresses whose routes went.
+pub fn collect(
+    parent: Option<&str>,
+    network: &str,
+    keep: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<IpAddr>> {
+    let Some((mut place, parent)) = host_and_parent(parent)? else { return Ok(Vec::new()) };
+    let mut state = MasterState::lock(&place.host, parent)?;
+    let gone: Vec<IpAddr> =
+        state.routed.iter().filter(|r| !r.kept_by(network, &keep)).map(|r| r.ip).collect();
+    // Nothing to collect, unless no pod is left at all: then a shim left
+    // behind (by a DEL that never came) goes.
+    if gone.is_empty() && !state.routed.is_empty() {
+        return Ok(gone);
+    }
+    unroute(&mut place.host, parent, &mut state, &gone)?;
+    Ok(gone)
+}
+
+/// This namespace's routing socket and the index of `parent` (`None`: the
+/// interface of the default route); `None` when the parent is gone.
+fn host_and_parent(parent: Option<&str>) -> Result<Option<(Place, u32)>> {
     let mut place = Place::here(Netns::current()?, false)?;
     let parent = match parent {
         Some(p) => p.to_string(),
         None => place.default_route_interface()?,
     };
-    let host = &mut place.host;
-    let Some(parent) = host.index_of(&parent)? else { return Ok(()) };
-    let mut state = MasterState::lock(host, parent)?;
-    state.routed.retain(|ip| !v4.contains(ip));
+    let index = place.host.index_of(&parent)?;
+    Ok(index.map(|index| (place, index)))
+}
+
+/// Removes the routes of `v4` through the shim of `parent` and forgets
+/// them, then the shim once no route goes through it.
+fn unroute(
+    host: &mut RouteSocket,
+    parent: u32,
+    state: &mut MasterState,
+    v4: &[IpAddr],
+) -> Result<()> {
+    state.routed.retain(|r| !v4.contains(&r.ip));
     let Some(index) = host.index_of(&shim_name(parent))? else {
         // Gone already: the other pods keep their claim for the ADD that
         // makes it again; the last pod's DEL leaves nothing to report.
@@ -136,7 +181,7 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
         }
         return state.save();
     };
-    for ip in &v4 {
+    for ip in v4 {
         match host.delete_host_route(*ip, index) {
             Ok(()) => {}
             Err(KernelError::Netlink { errno, .. })
@@ -163,7 +208,7 @@ pub fn leave(parent: Option<&str>, addresses: &[IpAddr]) -> Result<()> {
 /// this process's namespace) that were routed through its shim, if it
 /// cannot: the shim is gone (deleted by hand) while pods still need it.
 pub fn missing(host: &mut RouteSocket, parent: u32, parent_name: &str) -> Result<Option<String>> {
-    let routed = MasterState::routed_pods(host, parent)?;
+    let routed = addresses(&MasterState::routed_pods(host, parent)?);
     let name = shim_name(parent);
     if routed.is_empty() || host.index_of(&name)?.is_some() {
         return Ok(None);

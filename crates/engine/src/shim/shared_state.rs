@@ -10,8 +10,12 @@
 //! let the ADD that makes the shim again route all of them.
 //!
 //! The format is text, one item a line: `shim INDEX SOURCE`, then one pod
-//! address a line. Anything unreadable reads as nothing known, which only
-//! sends the next ADD the long way round.
+//! address a line with the attachment it belongs to (`ADDRESS NETWORK
+//! CONTAINERID IFNAME`: GC of a network matches its pods against the
+//! runtime's valid attachments, and leaves other networks' pods on the same
+//! master alone; a line of a bare address, written before owners were
+//! kept, is never collected by GC, only by its DEL). Anything unreadable reads as nothing known,
+//! which only sends the next ADD the long way round.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -38,7 +42,39 @@ pub(super) struct MasterState {
     path: PathBuf,
     pub shim: Option<KnownShim>,
     /// Pod addresses routed through the shim, without repeats.
-    pub routed: Vec<IpAddr>,
+    pub routed: Vec<Routed>,
+}
+
+/// A pod address routed through the shim, and the CNI attachment it was
+/// routed for, when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub ip: IpAddr,
+    pub owner: Option<Attachment>,
+}
+
+/// A CNI attachment: network name, container ID, interface. None of the
+/// three holds a space (the CNI spec's rules and the kernel's), so a line
+/// splits back into them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+}
+
+impl Routed {
+    /// Does the GC of CNI network `network` keep this route, given its test
+    /// of the attachments it keeps? Another network's always, and one whose
+    /// attachment is unknown.
+    pub fn kept_by(&self, network: &str, keep: &impl Fn(&str, &str) -> bool) -> bool {
+        self.owner.as_ref().is_none_or(|a| a.network != network || keep(&a.container_id, &a.ifname))
+    }
+}
+
+/// The addresses of `routed`.
+pub(super) fn addresses(routed: &[Routed]) -> Vec<IpAddr> {
+    routed.iter().map(|r| r.ip).collect()
 }
 
 impl MasterState {
@@ -70,7 +106,7 @@ impl MasterState {
 
     /// The pods routed through the shim of master `parent`, read under a
     /// shared lock (STATUS): none when no call ever made the file.
-    pub fn routed_pods(host: &RouteSocket, parent: u32) -> Result<Vec<IpAddr>> {
+    pub fn routed_pods(host: &RouteSocket, parent: u32) -> Result<Vec<Routed>> {
         let path = path(host, parent)?;
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -83,18 +119,22 @@ impl MasterState {
 
     /// Records `added` as routed through the shim, which is still `shim`:
     /// one write at the end of the file when nothing else changed.
-    pub fn append(&mut self, added: &[IpAddr]) -> Result<()> {
-        let new: Vec<IpAddr> =
-            added.iter().copied().filter(|ip| !self.routed.contains(ip)).collect();
+    pub fn append(&mut self, added: &[Routed]) -> Result<()> {
+        let new: Vec<Routed> = added.iter().filter(|a| !self.routes(a.ip)).cloned().collect();
         if new.is_empty() {
             return Ok(());
         }
-        self.routed.extend(&new);
-        let text: String = new.iter().map(|ip| format!("{ip}\n")).collect();
+        let text: String = new.iter().map(line).collect();
+        self.routed.extend(new);
         // The read left the offset at the end of the file.
         (&self.file)
             .write_all(text.as_bytes())
             .map_err(|e| KernelError::io(format!("write {}", self.path.display()), e).into())
+    }
+
+    /// Is `ip` routed through the shim?
+    pub fn routes(&self, ip: IpAddr) -> bool {
+        self.routed.iter().any(|r| r.ip == ip)
     }
 
     /// Writes the whole state again (the shim made or found anew, or
@@ -134,7 +174,7 @@ fn read_all(file: &File, path: &std::path::Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
-fn parse(text: &str) -> (Option<KnownShim>, Vec<IpAddr>) {
+fn parse(text: &str) -> (Option<KnownShim>, Vec<Routed>) {
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("none");
     let mut words = first.split(' ');
@@ -146,23 +186,39 @@ fn parse(text: &str) -> (Option<KnownShim>, Vec<IpAddr>) {
         },
         _ => return (None, Vec::new()),
     };
-    let mut routed: Vec<IpAddr> = Vec::new();
-    for ip in lines.filter_map(|l| l.parse().ok()) {
-        if !routed.contains(&ip) {
-            routed.push(ip);
+    let mut routed: Vec<Routed> = Vec::new();
+    for line in lines {
+        let mut words = line.split(' ');
+        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else { continue };
+        let owner = match (words.next(), words.next(), words.next(), words.next()) {
+            (Some(network), Some(container_id), Some(ifname), None) => Some(Attachment {
+                network: network.to_string(),
+                container_id: container_id.to_string(),
+                ifname: ifname.to_string(),
+            }),
+            _ => None,
+        };
+        if !routed.iter().any(|r| r.ip == ip) {
+            routed.push(Routed { ip, owner });
         }
     }
     (shim, routed)
 }
 
-fn render(shim: Option<KnownShim>, routed: &[IpAddr]) -> String {
+/// One pod's line.
+fn line(r: &Routed) -> String {
+    match &r.owner {
+        Some(a) => format!("{} {} {} {}\n", r.ip, a.network, a.container_id, a.ifname),
+        None => format!("{}\n", r.ip),
+    }
+}
+
+fn render(shim: Option<KnownShim>, routed: &[Routed]) -> String {
     let mut text = match shim {
         Some(s) => format!("shim {} {}\n", s.index, s.source),
         None => "none\n".to_string(),
     };
-    for ip in routed {
-        text.push_str(&format!("{ip}\n"));
-    }
+    text.extend(routed.iter().map(line));
     text
 }
 
@@ -170,18 +226,40 @@ fn render(shim: Option<KnownShim>, routed: &[IpAddr]) -> String {
 mod tests {
     use super::*;
 
+    fn attachment(network: &str, container_id: &str) -> Option<Attachment> {
+        Some(Attachment {
+            network: network.to_string(),
+            container_id: container_id.to_string(),
+            ifname: "eth0".to_string(),
+        })
+    }
+
     #[test]
     fn the_state_reads_back_what_was_written_and_garbage_as_nothing() {
         let shim = Some(KnownShim { index: 7, source: "192.168.0.254".parse().unwrap() });
-        let routed: Vec<IpAddr> =
-            vec!["192.168.0.100".parse().unwrap(), "192.168.0.101".parse().unwrap()];
+        let routed = vec![
+            Routed { ip: "192.168.0.100".parse().unwrap(), owner: attachment("lan", "c1") },
+            Routed { ip: "192.168.0.101".parse().unwrap(), owner: None },
+        ];
         let text = render(shim, &routed);
-        assert_eq!(text, "shim 7 192.168.0.254\n192.168.0.100\n192.168.0.101\n");
+        assert_eq!(text, "shim 7 192.168.0.254\n192.168.0.100 lan c1 eth0\n192.168.0.101\n");
         assert_eq!(parse(&text), (shim, routed.clone()));
         assert_eq!(parse(&render(None, &routed)), (None, routed.clone()));
-        assert_eq!(parse(&(text + "192.168.0.100\n")).1, routed, "no repeats");
+        assert_eq!(parse(&(text + "192.168.0.100 lan c2 eth0\n")).1, routed, "no repeats");
         assert_eq!(parse(""), (None, Vec::new()));
         assert_eq!(parse("shim x 1.2.3.4\n10.0.0.1\n"), (None, Vec::new()));
         assert_eq!(parse("\u{0}\u{1}garbage\n10.0.0.1\n"), (None, Vec::new()));
+    }
+
+    #[test]
+    fn gc_collects_only_its_own_networks_pods_that_it_does_not_keep() {
+        let bare = Routed { ip: "10.0.0.1".parse().unwrap(), owner: None };
+        let ours = Routed { ip: "10.0.0.2".parse().unwrap(), owner: attachment("lan", "c") };
+        let theirs = Routed { ip: "10.0.0.3".parse().unwrap(), owner: attachment("wan", "d") };
+        let keep_none = |_: &str, _: &str| false;
+        assert!(bare.kept_by("lan", &keep_none));
+        assert!(!ours.kept_by("lan", &keep_none));
+        assert!(theirs.kept_by("lan", &keep_none), "another network's pod");
+        assert!(ours.kept_by("lan", &|c: &str, i: &str| c == "c" && i == "eth0"));
     }
 }
