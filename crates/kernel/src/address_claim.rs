@@ -139,7 +139,7 @@ impl AddressProbe {
     /// An IPv4 probe from interface `index` of `netns`, whose MAC is `mac`.
     /// The interface must be up for the probes to leave.
     pub fn open_in(netns: &Netns, index: u32, mac: MacAddr) -> Result<AddressProbe> {
-        Self::open_for(netns, index, mac, &[IpAddr::V4(Ipv4Addr::UNSPECIFIED)])
+        Self::open(netns, index, mac, true, false)
     }
 
     /// A probe from interface `index` of `netns` (MAC `mac`) for the
@@ -150,16 +150,21 @@ impl AddressProbe {
         mac: MacAddr,
         targets: &[IpAddr],
     ) -> Result<AddressProbe> {
+        let (v4, v6) = (targets.iter().any(IpAddr::is_ipv4), targets.iter().any(IpAddr::is_ipv6));
+        Self::open(netns, index, mac, v4, v6)
+    }
+
+    fn open(netns: &Netns, index: u32, mac: MacAddr, v4: bool, v6: bool) -> Result<AddressProbe> {
         let _guard = netns.enter()?;
         let mut probe = AddressProbe { arp: None, ndp: None, mac };
-        if targets.iter().any(IpAddr::is_ipv4) {
+        if v4 {
             let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
             let fd = socket(AddressFamily::Packet, SockType::Raw, flags, None)
                 .map_err(|e| KernelError::io("open packet socket", e.into()))?;
             bind_packet(&fd, index, ETH_P_ARP)?;
             probe.arp = Some(fd);
         }
-        if targets.iter().any(IpAddr::is_ipv6) {
+        if v6 {
             probe.ndp = Some(open_ndp(index)?);
         }
         Ok(probe)
