@@ -113,14 +113,15 @@ impl Fleet {
         self.run(h, &["attach", "fleet", "--netns", &self.kids[h].1, "--ifname", ifname])
     }
 
-    /// Every IPv4 address of the 10.77 subnet on the kids' links, as the
-    /// kernel has them, duplicates kept.
+    /// Every address of the 10.77 and fd77:: subnets on the kids' links, as
+    /// the kernel has them, duplicates kept.
     fn kernel_addresses(&self) -> Vec<IpAddr> {
         let mut out = Vec::new();
         for (ns, _) in &self.kids {
             let mut sock = RouteSocket::open_in(ns).unwrap();
             for (_, a) in sock.addresses(None).unwrap() {
-                if a.addr().to_string().starts_with("10.77.") {
+                let ip = a.addr().to_string();
+                if ip.starts_with("10.77.") || ip.starts_with("fd77:") {
                     out.push(a.addr());
                 }
             }
@@ -420,7 +421,26 @@ fn a_dead_hosts_addresses_return_after_the_cooldown_unless_they_answer() {
     if in_vm() {
         return;
     }
-    let fleet = Fleet::new("fleetdead", 2);
+    dead_host_reclaimed("fleetdead", "10.77.0.0/28");
+}
+
+/// The same over IPv6: the dead host's addresses are asked with neighbour
+/// solicitations in DAD form, its endpoint that lives on answers with an
+/// advertisement.
+#[test]
+fn a_dead_hosts_ipv6_addresses_return_after_the_cooldown_unless_they_answer() {
+    if in_vm() {
+        return;
+    }
+    dead_host_reclaimed("fleetdead6", "fd77::/124");
+}
+
+/// Two hosts share `subnet` (16 addresses, blocks of 4); host 0 takes it
+/// all and dies with one endpoint still answering; once its lease expired
+/// and the cool-down passed, host 1 takes back every address but that one,
+/// which `network inspect` reports with the endpoint's MAC.
+fn dead_host_reclaimed(tag: &str, subnet: &str) {
+    let fleet = Fleet::new(tag, 2);
     let cluster = Cluster::start(&fleet.etcd_ns, &fleet.etcd_name, 1);
     let (ttl, cooldown) = (Duration::from_secs(2), Duration::from_secs(3));
     for h in 0..2 {
@@ -433,7 +453,7 @@ fn a_dead_hosts_addresses_return_after_the_cooldown_unless_they_answer() {
                 "--parent",
                 "eth0",
                 "--subnet",
-                "10.77.0.0/28",
+                subnet,
                 "--ipam",
                 "etcd",
                 "--etcd",

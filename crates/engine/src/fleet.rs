@@ -1,14 +1,17 @@
 //! The fleet pool's step that needs the wire (issue 14): when a host's
 //! pool runs out, the addresses of hosts dead past the network's cool-down
-//! are probed from the parent (RFC 5227 probes, sender 0.0.0.0, all at
-//! once), and those no one answers become this host's spares; an answered
-//! one stays in the dead host's name, reported (`network inspect`).
+//! are probed from the parent, all at once with one timeout (IPv4: RFC 5227
+//! probes, sender 0.0.0.0; IPv6: neighbour solicitations in DAD form,
+//! source `::`; neither needs an address on the parent nor a scratch link),
+//! and those no one answers become this host's spares; an answered one
+//! stays in the dead host's name, reported with the MAC that answered
+//! (`network inspect`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nicslice_kernel::address_claim::ArpProbe;
+use nicslice_kernel::address_claim::AddressProbe;
 use nicslice_store::NetworkRecord;
 
 use crate::Engine;
@@ -18,7 +21,8 @@ use crate::error::{EngineError, Result};
 /// How long a dead host's addresses are asked for when the network does
 /// not probe for conflicts (RFC 5227's PROBE_WAIT is a second).
 const RECLAIM_PROBE: Duration = Duration::from_secs(1);
-/// Probes per address (RFC 5227 sends three).
+/// Probes per address (RFC 5227 sends three; RFC 4862's DAD one, but a
+/// lost solicitation must not hand out an address in use).
 const PROBES: u32 = 3;
 
 impl Engine {
@@ -40,28 +44,20 @@ impl Engine {
             });
             EngineError::Refused(format!("{full}{more}{later}"))
         };
-        // IPv6 addresses are not asked (no ARP): they stay in their holder's name.
-        let v4: Vec<_> = reclaim
-            .candidates
-            .iter()
-            .filter_map(|c| match c.ip {
-                IpAddr::V4(ip) => Some(ip),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        if v4.is_empty() {
+        let targets: Vec<IpAddr> = reclaim.candidates.iter().map(|c| c.ip).collect();
+        if targets.is_empty() {
             return Err(nothing(""));
         }
         let mac = place.host.link_by_index(parent.index)?.and_then(|l| l.mac).ok_or_else(|| {
             EngineError::Invalid(format!("parent {} has no MAC to probe from", parent.name))
         })?;
         let timeout = record.spec.probe.map_or(RECLAIM_PROBE, |p| p.timeout());
-        let heard =
-            ArpProbe::open_in(&self.host, parent.index, mac)?.probe_many(&v4, PROBES, timeout)?;
+        let heard = AddressProbe::open_for(&self.host, parent.index, mac, &targets)?
+            .probe_many(&targets, PROBES, timeout)?;
         let answered: BTreeMap<IpAddr, String> =
-            heard.iter().map(|(ip, mac)| (IpAddr::V4(*ip), mac.to_string())).collect();
+            heard.iter().map(|(ip, mac)| (*ip, mac.to_string())).collect();
         let unanswered: Vec<IpAddr> =
-            v4.iter().map(|ip| IpAddr::V4(*ip)).filter(|ip| !answered.contains_key(ip)).collect();
+            targets.into_iter().filter(|ip| !answered.contains_key(ip)).collect();
         let taken = reclaim.take_back(&unanswered, &answered)?;
         if taken.is_empty() {
             return Err(nothing(&format!(

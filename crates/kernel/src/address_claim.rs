@@ -1,13 +1,19 @@
 //! Claiming an address on the wire before using it (RFC 5227 for IPv4, the
 //! kernel's own DAD for IPv6), for networks that probe for conflicts.
 //!
-//! IPv4: an [`ArpProbe`] is a packet socket on the new link (up, still without
-//! addresses) that sends "who has X? tell 0.0.0.0" probes and reports the MAC
-//! of anyone that answers for X, announces X, or probes for X itself. The
-//! sender address 0.0.0.0 keeps the probe from touching any neighbour's ARP
-//! cache. IPv6: the address is added without `NODAD`, the link's DAD is
+//! IPv4: an [`AddressProbe`] is a packet socket on the new link (up, still
+//! without addresses) that sends "who has X? tell 0.0.0.0" probes and reports
+//! the MAC of anyone that answers for X, announces X, or probes for X itself.
+//! The sender address 0.0.0.0 keeps the probe from touching any neighbour's
+//! ARP cache. IPv6: the address is added without `NODAD`, the link's DAD is
 //! tuned to one solicitation sent at once and judged after the probe timeout,
 //! and [`RouteSocket::dad_state`] reads the outcome back.
+//!
+//! Where no new link is at hand (the fleet pool asking from the parent
+//! whether a dead host's addresses are still in use), the same
+//! [`AddressProbe`] asks for IPv6 addresses too, with solicitations in DAD
+//! form from a packet socket ([`crate::ndp_frame`]), and reports the MAC an
+//! advertisement gives.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -28,18 +34,25 @@ use nix::sys::socket::{AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, re
 
 use crate::addr::address_message;
 use crate::error::{KernelError, Result};
+use crate::ndp_frame::{ADVERTISEMENT, ETH_P_IPV6, ICMP_AT, advertisement, dad_solicitation_frame};
 use crate::neighbour_probe::{
-    ETH_P_ARP, PACKET_LOOPBACK, PACKET_OUTGOING, arp_request_frame, bind_arp,
+    BPF_JEQ, BPF_LDB, BPF_LDH, BPF_RET, ETH_P_ARP, PACKET_LOOPBACK, PACKET_OUTGOING,
+    arp_request_frame, attach_filter, bind_packet, bpf,
 };
 use crate::netlink::{CREATE_EXCL, RouteSocket};
 use crate::netns::Netns;
 use crate::sysctl;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 
-/// Asks "is anyone using this IPv4 address?" from one interface.
-pub struct ArpProbe {
-    /// `Some` until dropped; see [`Drop`].
-    fd: Option<OwnedFd>,
+/// Asks "is anyone using this address?" from one interface, as a host
+/// about to take it would: for IPv4, RFC 5227 probes on a packet socket
+/// bound to ARP; for IPv6, neighbour solicitations in DAD form on one bound
+/// to IPv6 and filtered to advertisements ([`crate::ndp_frame`]). Neither
+/// needs an address on the interface, nor changes a neighbour's cache.
+pub struct AddressProbe {
+    /// `Some` until dropped, for the families asked; see [`Drop`].
+    arp: Option<OwnedFd>,
+    ndp: Option<OwnedFd>,
     mac: MacAddr,
 }
 
@@ -70,20 +83,100 @@ pub fn claimant(frame: &[u8], target: Ipv4Addr, ours: MacAddr) -> Option<MacAddr
     (answers || probes_too).then_some(sha)
 }
 
-impl ArpProbe {
-    /// A probe from interface `index` of `netns`, whose MAC is `mac`. The
-    /// interface must be up for the probes to leave.
-    pub fn open_in(netns: &Netns, index: u32, mac: MacAddr) -> Result<ArpProbe> {
-        let _guard = netns.enter()?;
-        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
-        let fd = socket(AddressFamily::Packet, SockType::Raw, flags, None)
-            .map_err(|e| KernelError::io("open packet socket", e.into()))?;
-        bind_arp(&fd, index)?;
-        Ok(ArpProbe { fd: Some(fd), mac })
+/// ff02::1, where the answers to a DAD-form solicitation go, as a MAC.
+const ALL_NODES: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
+/// Opens the IPv6 socket of an [`AddressProbe`] on interface `index`: only
+/// neighbour advertisements pass its filter (a busy parent carries much
+/// IPv6 besides), and it joins the all-nodes group, where they are sent,
+/// in case the interface itself does not listen there (IPv6 off on it).
+fn open_ndp(index: u32) -> Result<OwnedFd> {
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket(AddressFamily::Packet, SockType::Raw, flags, None)
+        .map_err(|e| KernelError::io("open packet socket", e.into()))?;
+    bind_packet(&fd, index, ETH_P_IPV6)?;
+    // ldh [12]; jne IPv6; ldb [20]; jne ICMPv6; ldb [54]; jne NA; accept.
+    attach_filter(
+        &fd,
+        &[
+            bpf(BPF_LDH, 0, 0, 12),
+            bpf(BPF_JEQ, 0, 5, u32::from(ETH_P_IPV6)),
+            bpf(BPF_LDB, 0, 0, 20),
+            bpf(BPF_JEQ, 0, 3, 58),
+            bpf(BPF_LDB, 0, 0, ICMP_AT as u32),
+            bpf(BPF_JEQ, 0, 1, u32::from(ADVERTISEMENT)),
+            bpf(BPF_RET, 0, 0, 0xffff),
+            bpf(BPF_RET, 0, 0, 0),
+        ],
+    )?;
+    let mut address = [0u8; 8];
+    address[..6].copy_from_slice(&ALL_NODES);
+    let mreq = libc::packet_mreq {
+        mr_ifindex: index as libc::c_int,
+        mr_type: libc::PACKET_MR_MULTICAST as libc::c_ushort,
+        mr_alen: 6,
+        mr_address: address,
+    };
+    // SAFETY: `mreq` is an initialised packet_mreq alive for the call; the
+    // membership goes with the socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&raw const mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(KernelError::io("join the all-nodes group", e));
+    }
+    Ok(fd)
+}
+
+impl AddressProbe {
+    /// An IPv4 probe from interface `index` of `netns`, whose MAC is `mac`.
+    /// The interface must be up for the probes to leave.
+    pub fn open_in(netns: &Netns, index: u32, mac: MacAddr) -> Result<AddressProbe> {
+        Self::open(netns, index, mac, true, false)
     }
 
-    fn fd(&self) -> &OwnedFd {
-        self.fd.as_ref().expect("the socket lives until drop")
+    /// A probe from interface `index` of `netns` (MAC `mac`) for the
+    /// families of `targets`.
+    pub fn open_for(
+        netns: &Netns,
+        index: u32,
+        mac: MacAddr,
+        targets: &[IpAddr],
+    ) -> Result<AddressProbe> {
+        let (v4, v6) = (targets.iter().any(IpAddr::is_ipv4), targets.iter().any(IpAddr::is_ipv6));
+        Self::open(netns, index, mac, v4, v6)
+    }
+
+    fn open(netns: &Netns, index: u32, mac: MacAddr, v4: bool, v6: bool) -> Result<AddressProbe> {
+        let _guard = netns.enter()?;
+        let mut probe = AddressProbe { arp: None, ndp: None, mac };
+        if v4 {
+            let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+            let fd = socket(AddressFamily::Packet, SockType::Raw, flags, None)
+                .map_err(|e| KernelError::io("open packet socket", e.into()))?;
+            bind_packet(&fd, index, ETH_P_ARP)?;
+            probe.arp = Some(fd);
+        }
+        if v6 {
+            probe.ndp = Some(open_ndp(index)?);
+        }
+        Ok(probe)
+    }
+
+    /// The socket that asks for `target`'s family.
+    fn fd(&self, target: IpAddr) -> Result<&OwnedFd> {
+        let fd = if target.is_ipv4() { &self.arp } else { &self.ndp };
+        fd.as_ref().ok_or_else(|| KernelError::Protocol {
+            op: format!("probe {target}"),
+            detail: "the probe was not opened for its address family".into(),
+        })
     }
 
     /// Sends `probes` probes for `target` spread over `timeout` and waits
@@ -94,31 +187,37 @@ impl ArpProbe {
         probes: u32,
         timeout: Duration,
     ) -> Result<Option<MacAddr>> {
-        Ok(self.probe_many(&[target], probes, timeout)?.remove(&target))
+        Ok(self.probe_many(&[target.into()], probes, timeout)?.remove(&target.into()))
     }
 
-    /// [`probe`](Self::probe) of many addresses at once: `probes` probes
-    /// for each spread over `timeout` (probe k at k/probes of it), then the
-    /// claimants heard, by address (the first for each); it ends at once
-    /// when every address was claimed. Used to ask whether anyone still
-    /// uses the addresses of a host that is gone.
+    /// [`probe`](Self::probe) of many addresses of both families at once:
+    /// `probes` probes for each spread over `timeout` (probe k at k/probes
+    /// of it), then the claimants heard, by address (the first for each);
+    /// it ends at once when every address was claimed. An IPv6 address is
+    /// claimed by any neighbour advertisement for it. Used to ask whether
+    /// anyone still uses the addresses of a host that is gone.
     pub fn probe_many(
         &self,
-        targets: &[Ipv4Addr],
+        targets: &[IpAddr],
         probes: u32,
         timeout: Duration,
-    ) -> Result<BTreeMap<Ipv4Addr, MacAddr>> {
+    ) -> Result<BTreeMap<IpAddr, MacAddr>> {
         let start = Instant::now();
         let deadline = start + timeout;
         let probes = probes.max(1);
         let mut sent = 0;
         let mut heard = BTreeMap::new();
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 1514];
+        let sockets: Vec<&OwnedFd> = self.arp.iter().chain(&self.ndp).collect();
         loop {
             let now = Instant::now();
             if sent < probes && now >= start + timeout * sent / probes {
                 for &target in targets.iter().filter(|t| !heard.contains_key(*t)) {
-                    self.send(&arp_probe_frame(self.mac, target), target)?;
+                    let frame = match target {
+                        IpAddr::V4(ip) => arp_probe_frame(self.mac, ip),
+                        IpAddr::V6(ip) => dad_solicitation_frame(self.mac, ip),
+                    };
+                    send_frame(self.fd(target)?, &frame, target)?;
                 }
                 sent += 1;
                 continue;
@@ -129,16 +228,30 @@ impl ArpProbe {
             let next = if sent < probes { start + timeout * sent / probes } else { deadline };
             let wait = PollTimeout::try_from(next.saturating_duration_since(now))
                 .unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(self.fd().as_fd(), PollFlags::POLLIN)];
+            let mut fds: Vec<PollFd> =
+                sockets.iter().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
             match poll(&mut fds, wait) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(KernelError::io("wait for ARP answers", e.into())),
+                Err(e) => return Err(KernelError::io("wait for probe answers", e.into())),
             }
-            while let Some(n) = self.receive(&mut buf)? {
-                let Some(frame) = n.map(|n| &buf[..n]) else { continue };
-                for &target in targets {
-                    if let Some(mac) = claimant(frame, target, self.mac) {
-                        heard.entry(target).or_insert(mac);
+            if let Some(arp) = &self.arp {
+                while let Some(n) = receive(arp, &mut buf)? {
+                    let Some(frame) = n.map(|n| &buf[..n]) else { continue };
+                    for &target in targets {
+                        let IpAddr::V4(ip) = target else { continue };
+                        if let Some(mac) = claimant(frame, ip, self.mac) {
+                            heard.entry(target).or_insert(mac);
+                        }
+                    }
+                }
+            }
+            if let Some(ndp) = &self.ndp {
+                while let Some(n) = receive(ndp, &mut buf)? {
+                    let Some((ip, mac)) = n.and_then(|n| advertisement(&buf[..n])) else {
+                        continue;
+                    };
+                    if mac != self.mac && targets.contains(&IpAddr::V6(ip)) {
+                        heard.entry(IpAddr::V6(ip)).or_insert(mac);
                     }
                 }
             }
@@ -149,39 +262,41 @@ impl ArpProbe {
     /// once it is on the interface: the probe kept the link up, so the
     /// kernel's own `arp_notify`, which fires on up, will not.
     pub fn announce(&self, ip: Ipv4Addr) -> Result<()> {
-        self.send(&crate::arp::gratuitous_arp_frame(self.mac, ip), ip)
-    }
-
-    fn send(&self, frame: &[u8], target: Ipv4Addr) -> Result<()> {
-        send(self.fd().as_raw_fd(), frame, MsgFlags::empty())
-            .map(drop)
-            .map_err(|e| KernelError::io(format!("send ARP probe for {target}"), e.into()))
-    }
-
-    /// The next frame waiting: `Some(Some(len))` for one another host sent,
-    /// `Some(None)` for our own outgoing one, `None` when nothing waits.
-    fn receive(&self, buf: &mut [u8]) -> Result<Option<Option<usize>>> {
-        match recvfrom::<LinkAddr>(self.fd().as_raw_fd(), buf) {
-            Ok((n, from)) => {
-                let ours =
-                    from.is_some_and(|l| matches!(l.pkttype(), PACKET_OUTGOING | PACKET_LOOPBACK));
-                Ok(Some((!ours).then_some(n)))
-            }
-            Err(Errno::EAGAIN | Errno::ENETDOWN | Errno::ENXIO) => Ok(None),
-            Err(e) => Err(KernelError::io("receive ARP frame", e.into())),
-        }
+        let frame = crate::arp::gratuitous_arp_frame(self.mac, ip);
+        send_frame(self.fd(ip.into())?, &frame, ip.into())
     }
 }
 
-impl Drop for ArpProbe {
+fn send_frame(fd: &OwnedFd, frame: &[u8], target: IpAddr) -> Result<()> {
+    send(fd.as_raw_fd(), frame, MsgFlags::empty())
+        .map(drop)
+        .map_err(|e| KernelError::io(format!("send a probe for {target}"), e.into()))
+}
+
+/// The next frame waiting on `fd`: `Some(Some(len))` for one another host
+/// sent, `Some(None)` for our own outgoing one, `None` when nothing waits.
+fn receive(fd: &OwnedFd, buf: &mut [u8]) -> Result<Option<Option<usize>>> {
+    match recvfrom::<LinkAddr>(fd.as_raw_fd(), buf) {
+        Ok((n, from)) => {
+            let ours =
+                from.is_some_and(|l| matches!(l.pkttype(), PACKET_OUTGOING | PACKET_LOOPBACK));
+            Ok(Some((!ours).then_some(n)))
+        }
+        Err(Errno::EAGAIN | Errno::ENETDOWN | Errno::ENXIO) => Ok(None),
+        Err(e) => Err(KernelError::io("receive a probe's answer", e.into())),
+    }
+}
+
+impl Drop for AddressProbe {
     /// A packet socket's close waits out an RCU grace period (about 10 ms
-    /// measured here, more on a busy machine): close it on a thread of its
-    /// own so the caller's next steps overlap the wait.
+    /// measured here, more on a busy machine): close them on a thread of
+    /// their own so the caller's next steps overlap the wait.
     fn drop(&mut self) {
-        if let Some(fd) = self.fd.take() {
-            let closer = std::thread::Builder::new().name("arp-probe-close".into());
-            if let Err(e) = closer.spawn(move || drop(fd)) {
-                tracing::debug!("closing the ARP probe socket inline: {e}");
+        let fds = (self.arp.take(), self.ndp.take());
+        if fds.0.is_some() || fds.1.is_some() {
+            let closer = std::thread::Builder::new().name("address-probe-close".into());
+            if let Err(e) = closer.spawn(move || drop(fds)) {
+                tracing::debug!("closing the address probe's sockets inline: {e}");
             }
         }
     }

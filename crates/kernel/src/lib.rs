@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ipvlan;
 pub mod link;
 pub mod macvlan;
+pub mod ndp_frame;
 pub mod neighbour;
 pub mod neighbour_probe;
 pub mod netlink;

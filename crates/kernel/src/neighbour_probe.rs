@@ -64,7 +64,7 @@ pub fn neighbour_solicitation(mac: MacAddr, target: Ipv6Addr) -> Vec<u8> {
 }
 
 /// The target of a neighbour advertisement, if the ICMPv6 message is one.
-fn advertised(icmp: &[u8]) -> Option<Ipv6Addr> {
+pub(crate) fn advertised(icmp: &[u8]) -> Option<Ipv6Addr> {
     let target: [u8; 16] = icmp.get(8..24)?.try_into().ok()?;
     (icmp[0] == 136 && icmp[1] == 0).then_some(Ipv6Addr::from(target))
 }
@@ -75,6 +75,11 @@ fn advertiser(icmp: &[u8], target: Ipv6Addr) -> Option<MacAddr> {
     if advertised(icmp)? != target {
         return None;
     }
+    target_link_layer(icmp)
+}
+
+/// The target link-layer address option of a neighbour advertisement.
+pub(crate) fn target_link_layer(icmp: &[u8]) -> Option<MacAddr> {
     let mut options = icmp.get(24..)?;
     while options.len() >= 8 {
         let len = usize::from(options[1]) * 8;
@@ -90,7 +95,7 @@ fn advertiser(icmp: &[u8], target: Ipv6Addr) -> Option<MacAddr> {
 }
 
 /// ff02::1:ffXX:XXXX, where a node listens for solicitations for `ip`.
-fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
+pub(crate) fn solicited_node(ip: Ipv6Addr) -> Ipv6Addr {
     let o = ip.octets();
     Ipv6Addr::new(
         0xff02,
@@ -108,11 +113,12 @@ fn io(op: &str) -> impl FnOnce(Errno) -> KernelError + '_ {
     move |e| KernelError::io(op, e.into())
 }
 
-/// Binds packet socket `fd` to ARP frames on interface `index`.
-pub(crate) fn bind_arp(fd: &OwnedFd, index: u32) -> Result<()> {
+/// Binds packet socket `fd` to the frames of EtherType `protocol` on
+/// interface `index`.
+pub(crate) fn bind_packet(fd: &OwnedFd, index: u32, protocol: u16) -> Result<()> {
     // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
     let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    (ll.sll_family, ll.sll_protocol) = (libc::AF_PACKET as u16, ETH_P_ARP.to_be());
+    (ll.sll_family, ll.sll_protocol) = (libc::AF_PACKET as u16, protocol.to_be());
     ll.sll_ifindex = index as i32;
     let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     // SAFETY: `ll` is an initialised sockaddr_ll that outlives the call, `len` is
@@ -120,6 +126,39 @@ pub(crate) fn bind_arp(fd: &OwnedFd, index: u32) -> Result<()> {
     let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const ll).cast(), len) };
     if rc != 0 {
         return Err(KernelError::io("bind packet socket", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Classic BPF opcodes of the packet sockets' filters: load a half-word or a
+/// byte at an absolute offset, jump if equal to a constant, return a constant.
+pub(crate) const BPF_LDH: u32 = libc::BPF_LD | libc::BPF_H | libc::BPF_ABS;
+pub(crate) const BPF_LDB: u32 = libc::BPF_LD | libc::BPF_B | libc::BPF_ABS;
+pub(crate) const BPF_JEQ: u32 = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+pub(crate) const BPF_RET: u32 = libc::BPF_RET | libc::BPF_K;
+
+/// One classic BPF instruction.
+pub(crate) fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code: code as u16, jt, jf, k }
+}
+
+/// Lets only the frames `program` accepts reach packet socket `fd`.
+pub(crate) fn attach_filter(fd: &OwnedFd, program: &[libc::sock_filter]) -> Result<()> {
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: `prog` points at `program`, both alive for the call; the kernel
+    // copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const prog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(KernelError::io("filter the neighbour probe's socket", e));
     }
     Ok(())
 }
@@ -145,7 +184,7 @@ impl NeighbourProber {
             IpAddr::V4(_) => {
                 let fd = socket(AddressFamily::Packet, SockType::Raw, flags, None)
                     .map_err(io("open packet socket"))?;
-                bind_arp(&fd, index)?;
+                bind_packet(&fd, index, ETH_P_ARP)?;
                 fd
             }
             IpAddr::V6(v6) => {
@@ -168,62 +207,34 @@ impl NeighbourProber {
     /// Many probers asking at once on one segment hear each other's broadcast
     /// requests; unfiltered, those fill a socket's buffer before its answer comes.
     pub fn only_answers(&self) -> Result<()> {
-        let fd = self.fd.as_raw_fd();
-        let rc = match self.sender {
-            IpAddr::V4(_) => {
-                // ldh [12]; jne ETH_P_ARP, drop; ldh [20]; jne 2 (reply), drop;
-                // accept: ret 0xffff; drop: ret 0.
-                let code = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
-                    code: code as u16,
-                    jt,
-                    jf,
-                    k,
-                };
-                let (ldh, jeq, ret) = (
-                    libc::BPF_LD | libc::BPF_H | libc::BPF_ABS,
-                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-                    libc::BPF_RET | libc::BPF_K,
-                );
-                let program = [
-                    code(ldh, 0, 0, 12),
-                    code(jeq, 0, 3, u32::from(ETH_P_ARP)),
-                    code(ldh, 0, 0, 20),
-                    code(jeq, 0, 1, 2),
-                    code(ret, 0, 0, 0xffff),
-                    code(ret, 0, 0, 0),
-                ];
-                let prog = libc::sock_fprog {
-                    len: program.len() as u16,
-                    filter: program.as_ptr().cast_mut(),
-                };
-                // SAFETY: `prog` points at `program`, both alive for the call; the
-                // kernel copies the program.
-                unsafe {
-                    libc::setsockopt(
-                        fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_ATTACH_FILTER,
-                        (&raw const prog).cast(),
-                        std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-                    )
-                }
-            }
-            IpAddr::V6(_) => {
-                // struct icmp6_filter: a set bit blocks that ICMPv6 type; pass 136.
-                let mut blocked = [u32::MAX; 8];
-                blocked[136 / 32] &= !(1 << (136 % 32));
-                const ICMPV6_FILTER: libc::c_int = 1;
-                // SAFETY: `blocked` is the 32-byte filter, alive for the call.
-                unsafe {
-                    libc::setsockopt(
-                        fd,
-                        libc::IPPROTO_ICMPV6,
-                        ICMPV6_FILTER,
-                        blocked.as_ptr().cast(),
-                        std::mem::size_of_val(&blocked) as libc::socklen_t,
-                    )
-                }
-            }
+        if self.sender.is_ipv4() {
+            // ldh [12]; jne ETH_P_ARP, drop; ldh [20]; jne 2 (reply), drop;
+            // accept: ret 0xffff; drop: ret 0.
+            return attach_filter(
+                &self.fd,
+                &[
+                    bpf(BPF_LDH, 0, 0, 12),
+                    bpf(BPF_JEQ, 0, 3, u32::from(ETH_P_ARP)),
+                    bpf(BPF_LDH, 0, 0, 20),
+                    bpf(BPF_JEQ, 0, 1, 2),
+                    bpf(BPF_RET, 0, 0, 0xffff),
+                    bpf(BPF_RET, 0, 0, 0),
+                ],
+            );
+        }
+        // struct icmp6_filter: a set bit blocks that ICMPv6 type; pass 136.
+        let mut blocked = [u32::MAX; 8];
+        blocked[136 / 32] &= !(1 << (136 % 32));
+        const ICMPV6_FILTER: libc::c_int = 1;
+        // SAFETY: `blocked` is the 32-byte filter, alive for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::IPPROTO_ICMPV6,
+                ICMPV6_FILTER,
+                blocked.as_ptr().cast(),
+                std::mem::size_of_val(&blocked) as libc::socklen_t,
+            )
         };
         if rc != 0 {
             let e = std::io::Error::last_os_error();

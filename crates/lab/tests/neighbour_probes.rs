@@ -1,11 +1,15 @@
 //! The kernel layer's ARP and NDP probes against the real kernel: a macvlan
 //! bridge child asks for the switch (answered), its own parent (unanswered: a
-//! macvlan child never reaches its parent) and an address nobody has.
+//! macvlan child never reaches its parent) and an address nobody has; and
+//! the address probe (RFC 5227 and DAD form) from an interface with no
+//! address, both families at once.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use nicslice_kernel::{MacvlanLinkRequest, NeighbourProber, RouteSocket};
+use nicslice_kernel::address_claim::AddressProbe;
+use nicslice_kernel::{MacvlanLinkRequest, NeighbourProber, RouteSocket, sysctl};
 use nicslice_lab::World;
 use nicslice_model::{Driver, MacvlanMode};
 
@@ -61,4 +65,44 @@ fn arp_and_ndp_probes_see_who_answers() {
 
     // An address the namespace does not have: no prober.
     assert!(NeighbourProber::open_in(&child, ip("192.168.7.12")).unwrap().is_none());
+}
+
+/// The probe the fleet pool asks a dead host's addresses with: both families
+/// at once from one interface with no address of its own (IPv6 off on it):
+/// RFC 5227 ARP probes and DAD-form neighbour solicitations, one timeout for
+/// all. The answers name the answering MAC, and the answerer's neighbour
+/// cache learns nothing of the asker.
+#[test]
+fn an_address_probe_asks_both_families_at_once_without_an_address() {
+    let mut world = World::new("aprobe");
+    let sw = world.switch(None).unwrap();
+    let asker = world.host(&sw, "asker", "eth0", None).unwrap();
+    asker.netns.run(|| sysctl::write("net/ipv6/conf/eth0/disable_ipv6", "1")).unwrap().unwrap();
+    let peer = world.host(&sw, "peer", "eth0", Some("192.168.8.5/24".parse().unwrap())).unwrap();
+    let mut ps = RouteSocket::open_in(&peer.netns).unwrap();
+    let peer_link = ps.require_link("eth0", "peer").unwrap();
+    ps.add_address(peer_link.index, "fd08::5/64".parse().unwrap()).unwrap();
+    let peer_mac = peer_link.mac.unwrap();
+
+    let mut hs = RouteSocket::open_in(&asker.netns).unwrap();
+    let link = hs.require_link("eth0", "asker").unwrap();
+    assert!(hs.addresses(Some(link.index)).unwrap().is_empty(), "the asker has no address");
+    let targets = [ip("192.168.8.5"), ip("192.168.8.6"), ip("fd08::5"), ip("fd08::6")];
+    let timeout = Duration::from_millis(300);
+    let probe =
+        AddressProbe::open_for(&asker.netns, link.index, link.mac.unwrap(), &targets).unwrap();
+    let started = Instant::now();
+    let heard = probe.probe_many(&targets, 3, timeout).unwrap();
+    let took = started.elapsed();
+    let expected = BTreeMap::from([(ip("192.168.8.5"), peer_mac), (ip("fd08::5"), peer_mac)]);
+    assert_eq!(heard, expected, "the peer's two addresses, by its MAC; nobody has the others");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(150),
+        "one timeout: {took:?}"
+    );
+    let learned = ps.neighbours().unwrap();
+    assert!(
+        learned.iter().all(|(_, mac)| *mac != link.mac.unwrap()),
+        "the peer learned the asker: {learned:?}"
+    );
 }

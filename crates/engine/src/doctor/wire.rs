@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use nicslice_kernel::address_claim::ArpProbe;
+use nicslice_kernel::address_claim::AddressProbe;
 use nicslice_kernel::{
     Link, MacvlanLinkRequest, NeighbourProber, Netns, NetnsTarget, RouteSocket, netns, sysctl,
 };
@@ -51,7 +51,7 @@ struct Ask {
 }
 
 enum Asker {
-    Arp(ArpProbe),
+    Arp(AddressProbe),
     Ndp(NeighbourProber),
 }
 
@@ -150,7 +150,7 @@ impl Engine {
             let Some((index, Some(mac))) = link.map(|l| (l.index, l.mac)) else { continue };
             for a in &ep.addresses {
                 if a.addr().is_ipv4() {
-                    let probe = ArpProbe::open_in(&ask_ns, index, mac)?;
+                    let probe = AddressProbe::open_in(&ask_ns, index, mac)?;
                     asks.push(ask(&ep.network, &subject, a.addr(), Asker::Arp(probe)));
                 }
             }
@@ -178,7 +178,7 @@ impl Engine {
         let Some(mac) = parent.mac.filter(|_| parent.up && parent.lower_up) else {
             return Ok(None);
         };
-        let own = ArpProbe::open_in(&self.host, parent.index, mac)?.probe(
+        let own = AddressProbe::open_in(&self.host, parent.index, mac)?.probe(
             gateway,
             REQUESTS,
             ANSWER_WAIT,
@@ -306,7 +306,7 @@ fn new_mac_answered(host: &mut RouteSocket, parent_index: u32, gateway: Ipv4Addr
     let link = inside.require_link(name.as_str(), "the scratch namespace")?;
     inside.set_up(link.index, true)?;
     let Some(mac) = link.mac else { return Ok(false) };
-    let answered = ArpProbe::open_in(&scratch, link.index, mac)?
+    let answered = AddressProbe::open_in(&scratch, link.index, mac)?
         .probe(gateway, REQUESTS, ANSWER_WAIT)?
         .is_some();
     // Deleted now rather than with the namespace, whose end the kernel

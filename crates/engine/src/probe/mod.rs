@@ -15,7 +15,7 @@
 //! alongside them). A packet socket's close waits out an RCU grace period
 //! (5 to 19 ms measured): the kernel sends the probes where it can, and
 //! where a socket is needed its close overlaps the steps after it (see
-//! `ArpProbe`'s `Drop`). The link's neighbour settings tuned for the probes
+//! `AddressProbe`'s `Drop`). The link's neighbour settings tuned for the probes
 //! are put back once the addresses are judged.
 
 pub mod lease_book;
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use nicslice_kernel::address_claim::{
-    ArpProbe, Dad, Resolution, restore_arp, restore_dad, tune_arp, tune_dad,
+    AddressProbe, Dad, Resolution, restore_arp, restore_dad, tune_arp, tune_dad,
 };
 use nicslice_kernel::placement::ChildLink;
 use nicslice_kernel::{LinkBrief, Netns, Route, RouteSocket};
@@ -184,7 +184,7 @@ enum V4Prober {
     /// A packet socket: for ipvlan from the parent (its children share the
     /// parent's MAC and never see a reply to it), or where the kernel would
     /// send from an address the namespace already has.
-    Packet(ArpProbe),
+    Packet(AddressProbe),
 }
 
 impl V4Prober {
@@ -216,7 +216,7 @@ impl V4Prober {
         let mac = mac.ok_or_else(|| {
             EngineError::Invalid(format!("{} has no MAC to probe from", link.name))
         })?;
-        Ok(V4Prober::Packet(ArpProbe::open_in(ns, index, mac)?))
+        Ok(V4Prober::Packet(AddressProbe::open_in(ns, index, mac)?))
     }
 
     /// Probes for `ip` from interface `index` of `target`'s namespace until

@@ -5,10 +5,11 @@
 //! first host to see it so writes `gone/<name>` with the time; once the
 //! network's cool-down has passed since, a host whose pool ran out lists
 //! the dead host's addresses ([`reclaimable`]), the engine probes them on
-//! the wire, and [`Reclaim::take_back`] makes those no one answered this
-//! host's spares (each in one etcd transaction that holds only while the
-//! dead host still has no lease and its record is as read) and records who
-//! answered the others (`heard/<ip>`), which stay in the dead host's name.
+//! the wire (IPv4 and IPv6 together), and [`Reclaim::take_back`] makes
+//! those no one answered this host's spares (each in one etcd transaction
+//! that holds only while the dead host still has no lease and its record is
+//! as read) and records who answered the others (`heard/<ip>`), which stay
+//! in the dead host's name.
 //! A dead host that comes back takes a new lease, puts `host/<name>` again
 //! and reads back what etcd still records as its own before it serves.
 
