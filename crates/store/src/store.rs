@@ -156,10 +156,10 @@ impl Store {
     /// holds old frames) leaves the WAL for a later write.
     fn checkpoint_if_long(&self) {
         let frames = self.conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::NOOP);
-        if frames.is_ok_and(|(log, done)| log >= CHECKPOINT_FRAMES && done < log) {
-            if let Err(e) = self.conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
-                tracing::debug!("state database checkpoint deferred: {e}");
-            }
+        if frames.is_ok_and(|(log, done)| log >= CHECKPOINT_FRAMES && done < log)
+            && let Err(e) = self.conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+        {
+            tracing::debug!("state database checkpoint deferred: {e}");
         }
     }
 
