@@ -403,7 +403,9 @@ impl Engine {
                 }
                 false => None,
             };
-            let shim = self.store.read()?.shim(record.id)?;
+            // One statement: no snapshot to share, so no transaction to
+            // begin and end around it.
+            let shim = self.store.shim(record.id)?;
             // issue 14: with conflict probing, every address is claimed on
             // the wire first; an answered one is quarantined and replaced in
             // `leases` (kept by the intent, committed before going on).
@@ -518,13 +520,15 @@ impl Engine {
             if let Some(recorded) = &recorded {
                 tx.fleet_recorded(recorded)?;
             }
-            tx.update_endpoint(endpoint_id, link.mac, &details_json)?;
+            tx.mark_attached(endpoint_id, link.mac, &details_json)?;
             if let Some(held) = &dhcp_held {
                 // Again, now with the resolv.conf it wrote.
                 held.record(&tx, endpoint_id)?;
             }
-            tx.set_endpoint_state(endpoint_id, EndpointState::Attached, None)?;
-            let dhcp = crate::dhcp::view_of(&tx, endpoint_id)?.1;
+            let dhcp = match is_dhcp {
+                true => crate::dhcp::view_of(&tx, endpoint_id)?.1,
+                false => None,
+            };
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {

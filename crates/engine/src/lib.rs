@@ -88,6 +88,7 @@ impl Engine {
         };
         // A name that is not even valid cannot name an existing network.
         let name = NetworkName::new(name).map_err(|_| missing())?;
-        self.store.read()?.network_by_name(&name)?.ok_or_else(missing)
+        // One statement, outside a transaction (no snapshot to share).
+        self.store.network_by_name(&name)?.ok_or_else(missing)
     }
 }

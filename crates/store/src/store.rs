@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::Context;
@@ -29,6 +30,10 @@ use crate::{StoreError, WriteTx, schema};
 
 /// Where the state lives unless `--state` or `NICSLICE_STATE` says otherwise.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/nicslice/state.db";
+
+/// The length of WAL (in frames, pages written) at which a write first
+/// copies it into the database (`Store::checkpoint_if_long`).
+const CHECKPOINT_FRAMES: i32 = 100;
 
 /// The files SQLite keeps beside the database.
 const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -98,15 +103,13 @@ impl Store {
         // A command is one short process, and the last connection to close
         // checkpointed the WAL into the database (two fsyncs) and deleted it,
         // which the next command created again (a directory fsync): 15-25 ms
-        // of a 30 ms attach on a disk. The WAL stays, checkpointed by the
-        // commit that takes it past 100 pages (about every tenth attach): the
-        // first connection of each process reads every frame of it to rebuild
-        // its index, which SQLite's default of 1000 pages would make cost 1-3 ms.
+        // of a 30 ms attach on a disk. The WAL stays, and a write checkpoints
+        // it first when it is long (`checkpoint_if_long`), not SQLite's
+        // automatic checkpoint after a commit (off here): see there.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(open_err)?;
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 100;",
-        )
-        .map_err(open_err)?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, true).map_err(open_err)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(open_err)?;
         narrow_modes(&path);
         Ok(Store { conn, path, queue, queue_path, lock_timeout })
     }
@@ -128,11 +131,36 @@ impl Store {
     pub fn write(&mut self) -> Result<WriteTx<'_>, StoreError> {
         let taken = flock::lock(&self.queue, &self.queue_path, Some(self.lock_timeout))?;
         let queued = Queued { file: &self.queue, taken: Some(taken) };
+        self.checkpoint_if_long();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a write transaction")?;
         Ok(WriteTx { tx, _queued: queued })
+    }
+
+    /// Copies the WAL into the database when it holds `CHECKPOINT_FRAMES`
+    /// or more, before a write, so that this write starts the WAL over.
+    ///
+    /// Every process's first read rebuilds the WAL's index from the whole
+    /// file (the `-shm` index does not outlive the last connection), about
+    /// 2.5 µs a frame, and a checkpoint costs three fsyncs: the WAL's, the
+    /// directory's (the first sync of the WAL in a process) and the
+    /// database's; the write that starts the WAL over syncs its new header,
+    /// a fourth. SQLite's automatic checkpoint comes after the commit that
+    /// passes the limit, and when that was the process's last, the next
+    /// process found the WAL whole again (its rebuilt index counts nothing
+    /// as copied), copied it all a second time and started it over: seven
+    /// fsyncs in two commands. Here the four fall into one. Best effort: a
+    /// checkpoint that cannot run now (another process is at it, a reader
+    /// holds old frames) leaves the WAL for a later write.
+    fn checkpoint_if_long(&self) {
+        let frames = self.conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::NOOP);
+        if frames.is_ok_and(|(log, done)| log >= CHECKPOINT_FRAMES && done < log)
+            && let Err(e) = self.conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE)
+        {
+            tracing::debug!("state database checkpoint deferred: {e}");
+        }
     }
 
     /// Starts a read transaction: a consistent snapshot for several reads.

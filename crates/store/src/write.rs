@@ -211,6 +211,29 @@ impl WriteTx<'_> {
         Ok(n > 0)
     }
 
+    /// Marks an attaching endpoint attached with what the kernel made (its
+    /// MAC and details): `update_endpoint` and `set_endpoint_state(..,
+    /// Attached, None)` in one statement, for the attach's last commit.
+    /// Returns whether it exists.
+    pub fn mark_attached(
+        &self,
+        id: EndpointId,
+        mac: Option<MacAddr>,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let details = serde_json::to_string(details)
+            .map_err(|e| StoreError::corrupt(format!("endpoint details ({e})")))?;
+        let n = self
+            .tx
+            .execute(
+                "UPDATE endpoints SET mac = ?2, details_json = ?3, state = 'attached', \
+                 owner_pid = NULL, owner_start = NULL WHERE id = ?1",
+                params![id.0, mac.map(|m| m.to_string()), details],
+            )
+            .ctx("marking an endpoint attached")?;
+        Ok(n > 0)
+    }
+
     /// Moves an endpoint to `state`, worked on by `owner` (`None` once
     /// attached). Returns whether it exists.
     pub fn set_endpoint_state(

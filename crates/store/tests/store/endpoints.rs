@@ -129,6 +129,34 @@ fn an_intent_is_listed_in_flight_until_it_is_attached() {
 }
 
 #[test]
+fn marking_an_intent_attached_records_the_link_and_ends_the_intent() {
+    use nicslice_store::{EndpointState, Owner};
+    let dir = TempDir::new("ep-mark");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let net = tx.insert_network(&network("lan", "ens160", &[]), None).unwrap();
+    let mut new = endpoint(1, "eth0");
+    new.mac = None;
+    new.state = EndpointState::Attaching;
+    new.owner = Some(Owner { pid: 4242, start: 7 });
+    let id = tx.insert_endpoint(net, &new).unwrap();
+    tx.commit().unwrap();
+
+    let mac = "02:11:22:33:44:55".parse().unwrap();
+    let details = serde_json::json!({ "kind": "macvlan", "gateways": ["10.0.0.1"] });
+    let tx = store.write().unwrap();
+    assert!(tx.mark_attached(id, Some(mac), &details).unwrap());
+    assert!(!tx.mark_attached(EndpointId(99), None, &details).unwrap());
+    tx.commit().unwrap();
+    assert!(store.endpoints_in_flight().unwrap().is_empty());
+    let rec = store.endpoint(id).unwrap().unwrap();
+    assert_eq!(
+        (rec.state, rec.owner, rec.mac, rec.details),
+        (EndpointState::Attached, None, Some(mac), details)
+    );
+}
+
+#[test]
 fn endpoints_on_a_parent_are_counted_and_found_by_mac() {
     let dir = TempDir::new("ep-parent");
     let mut store = open(&dir);

@@ -9,3 +9,4 @@ mod files;
 mod networks;
 mod quarantine;
 mod schema;
+mod wal;
