@@ -16,8 +16,7 @@ use std::net::IpAddr;
 use nicslice_model::ValidNetwork;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::allocate::{fleet_of, give_back};
-use super::{AddressRecord, Keys, local};
+use super::{Keys, local};
 use crate::error::Context;
 use crate::{NetworkId, Store, StoreError, StoreRead, WriteTx};
 
@@ -123,17 +122,23 @@ impl WriteTx<'_> {
         rows.into_iter().map(into_hold).collect()
     }
 
-    /// Releases the address `hold` names in this host's state (its etcd
-    /// record: [`release_cni`], once committed).
-    pub fn cni_fleet_release(&self, hold: &CniFleetHold) -> Result<(), StoreError> {
+    /// Releases the address `hold` names in this host's state, and notes
+    /// that etcd's record of it goes back to this host's spares with the
+    /// next batch; whether [`fleet_batch`](Self::fleet_batch) is due once
+    /// committed (see [`fleet_release`](Self::fleet_release)).
+    pub fn cni_fleet_release(&self, hold: &CniFleetHold) -> Result<bool, StoreError> {
         self.release_address(hold.network_id, hold.ip)?;
         self.tx
             .prepare_cached(
                 "DELETE FROM fleet_cni_holders WHERE network = ?1 AND container_id = ?2 AND ifname = ?3",
             )
             .and_then(|mut s| s.execute(params![hold.network, hold.container_id, hold.ifname]))
-            .ctx("releasing a CNI attachment's fleet address")
-            .map(drop)
+            .ctx("releasing a CNI attachment's fleet address")?;
+        let Some(host) = local::host_if_any(&self.tx, hold.network_id)? else { return Ok(false) };
+        let Some(network) = self.network(hold.network_id)? else { return Ok(false) };
+        let keys = Keys::new(network.spec.name.as_str());
+        let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
+        self.fleet_note_release(hold.network_id, &owner, &[hold.ip])
     }
 }
 
@@ -147,23 +152,4 @@ impl Store {
     ) -> Result<Option<CniFleetHold>, StoreError> {
         hold_of(self.conn(), network, container_id, ifname)
     }
-}
-
-/// Turns etcd's record of `hold`'s address back into this host's spare;
-/// called once its release is committed. A record left as it is (etcd not
-/// answering) is taken over by a later allocation of this host.
-pub fn release_cni(store: &Store, hold: &CniFleetHold) -> Result<(), StoreError> {
-    let Some(network) = store.network(hold.network_id)? else { return Ok(()) };
-    let fleet = fleet_of(&network)?;
-    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
-    let Some((_, block)) =
-        local::addresses(store.conn(), network.id)?.into_iter().find(|(ip, _)| *ip == hold.ip)
-    else {
-        return Ok(());
-    };
-    let keys = Keys::new(network.spec.name.as_str());
-    let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
-    let owned = AddressRecord::owned(&host.host, &owner).bytes();
-    let etcd = super::client_brief(&fleet)?;
-    give_back(&etcd, keys.address(block, hold.ip), &host.host, &owner, &owned)
 }

@@ -105,8 +105,9 @@ pub(crate) fn save_host(
     row: &HostRow,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO fleet_hosts (network_id, host, lease_id, boot_id, renewed_ms, valid_until_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO fleet_hosts (network_id, host, lease_id, boot_id, renewed_ms, valid_until_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (network_id) DO UPDATE SET host = ?2, \
+         lease_id = ?3, boot_id = ?4, renewed_ms = ?5, valid_until_ms = ?6",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -219,27 +220,38 @@ pub(crate) fn unrecorded(
     conn: &Connection,
     network: NetworkId,
 ) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT ip, owner FROM fleet_unrecorded WHERE network_id = ?1")
-        .ctx("reading the fleet records to write")?;
+    let sql = "SELECT ip, owner FROM fleet_unrecorded WHERE network_id = ?1";
+    notes(conn, sql, network, "reading the fleet records to write")
+}
+
+/// The notes `sql` selects, as (address, owner key).
+fn notes(
+    conn: &Connection,
+    sql: &str,
+    network: NetworkId,
+    what: &'static str,
+) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).ctx(what)?;
     let rows = stmt
         .query_map([network.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
-        .ctx("reading the fleet records to write")?;
+        .ctx(what)?;
     let mut out = Vec::new();
     for row in rows {
-        let (ip, owner) = row.ctx("reading the fleet records to write")?;
+        let (ip, owner) = row.ctx(what)?;
         let ip = ip.parse().map_err(|_| StoreError::corrupt(format!("fleet record of {ip}")))?;
         out.push((ip, owner));
     }
     Ok(out)
 }
 
-/// How many records etcd may lack.
-pub(crate) fn unrecorded_count(conn: &Connection, network: NetworkId) -> Result<usize, StoreError> {
-    conn.prepare_cached("SELECT count(*) FROM fleet_unrecorded WHERE network_id = ?1")
-        .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)))
-        .ctx("counting the fleet records to write")
-        .map(|n| usize::try_from(n).unwrap_or(0))
+/// Whether etcd may lack a record of this host or hold one to give back.
+pub(crate) fn any_note(conn: &Connection, network: NetworkId) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM fleet_unrecorded WHERE network_id = ?1) \
+         OR EXISTS (SELECT 1 FROM fleet_unreturned WHERE network_id = ?1)",
+    )
+    .and_then(|mut s| s.query_row([network.0], |r| r.get(0)))
+    .ctx("looking for fleet records to write")
 }
 
 /// Forgets the note of `ip` once etcd records it as `owner`'s (a newer
@@ -252,4 +264,49 @@ pub(crate) fn recorded(
 ) -> Result<(), StoreError> {
     let sql = "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
     on_note(conn, sql, network, ip, owner, "forgetting a written fleet record")
+}
+
+/// Counts one more note of this host (a record to write or to give back)
+/// and returns how many it made so far; 0 when it has no row.
+pub(crate) fn count_note(conn: &Connection, network: NetworkId) -> Result<u64, StoreError> {
+    conn.prepare_cached(
+        "UPDATE fleet_hosts SET notes = notes + 1 WHERE network_id = ?1 RETURNING notes",
+    )
+    .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)).optional())
+    .ctx("counting a fleet note")
+    .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+}
+
+/// Notes that etcd may still record `ip` as `owner`'s, which released it:
+/// the record goes back to this host's spare with the next batch.
+pub(crate) fn add_unreturned(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<(), StoreError> {
+    let sql = "INSERT OR IGNORE INTO fleet_unreturned (network_id, ip, owner) VALUES (?1, ?2, ?3)";
+    on_note(conn, sql, network, ip, owner, "noting a fleet record to give back")
+}
+
+/// The addresses released whose record etcd may still give their former
+/// owner, with that owner's key.
+pub(crate) fn unreturned(
+    conn: &Connection,
+    network: NetworkId,
+) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
+    let sql = "SELECT ip, owner FROM fleet_unreturned WHERE network_id = ?1";
+    notes(conn, sql, network, "reading the fleet records to give back")
+}
+
+/// Forgets the note of `ip`'s give-back by `owner`: etcd no longer records
+/// it as `owner`'s.
+pub(crate) fn returned(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<(), StoreError> {
+    let sql = "DELETE FROM fleet_unreturned WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
+    on_note(conn, sql, network, ip, owner, "forgetting a fleet record given back")
 }

@@ -238,7 +238,7 @@ pub(crate) struct HeardRecord {
     pub at: i64,
 }
 
-pub use allocate::{Departure, PendingClaim, Recorded, departure, release};
-pub use cni::{CniFleetHold, release_cni};
+pub use allocate::{Departure, PendingClaim, Recorded, departure};
+pub use cni::CniFleetHold;
 pub use holder::FleetHolder;
 pub use reclaim::{Reclaim, reclaimable};
