@@ -303,7 +303,6 @@ struct Claim {
 /// address's next allocation here), as is a give-back of an address etcd
 /// no longer records as this host's. Of two give-backs of one address (its
 /// record names one owner at most), the second waits for the next batch.
-#[allow(clippy::type_complexity)]
 fn backlog(
     conn: &rusqlite::Connection,
     network: NetworkId,
