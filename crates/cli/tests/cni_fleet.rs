@@ -248,7 +248,8 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
 
     // CHECK finds the address; DEL gives it back (the link goes; etcd's
     // owner with the host's next batch); CHECK then fails with code 3; the
-    // same container added again gets one. Host 0's notes: 17, 18.
+    // same container added again gets one. Host 0's notes: its batch
+    // emptied them; 1 (the give-back), 2.
     let (h, id, ns, path) = &containers[0];
     let mut check = confs[*h].clone();
     check["prevResult"] = results[0].json.clone();
@@ -278,7 +279,7 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     assert!(call.json["msg"].as_str().unwrap().contains("cut in blocks of 4"), "{}", call.json);
 
     // GC on host 1 keeps half of its attachments and releases the rest
-    // (host 1's notes 17 to 24).
+    // (host 1's notes 1 to 8 since its batch).
     let host1: Vec<&(usize, String, Netns, String)> =
         containers.iter().filter(|c| c.0 == 1).collect();
     let (kept, dropped) = host1.split_at(PER_HOST / 2);
@@ -295,8 +296,8 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
         let call = fleet.call(1, "nicslice-ipam", "CHECK", (id, path), &confs[1]);
         assert!(call.ok, "{id} kept by GC: {}", call.json);
     }
-    // Eight more ADDs on host 1 (notes 25 to 32) take the addresses GC
-    // released, and the 32nd writes the batch: the give-backs first, so each
+    // Eight more ADDs on host 1 (notes 9 to 16) take the addresses GC
+    // released, and the 16th writes the batch: the give-backs first, so each
     // address ends recorded for its new attachment. etcd then records
     // exactly what host 1's attachments hold.
     let mut held1: Vec<(String, IpAddr)> = kept
@@ -339,8 +340,9 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     // back another's addresses only once its lease expired, and a host
     // whose lease expired reads its list back from etcd before it serves)
     // is found by the next batch: the ADD that writes it forgets it and
-    // takes another. Host 0's notes: 19 for this DEL, then six ADD and DEL
-    // pairs, so that the "late" ADD is its 32nd.
+    // takes another. Host 0's notes: 3 for this DEL, then twelve ADD and
+    // DEL pairs of one note each (a DEL of a record not written yet trades
+    // its note for a give-back), so that the "late" ADD makes the 16th.
     let (h, id, _, path) = &containers[2];
     let freed = ip_of(&results[2].json);
     let call = fleet.call(*h, "nicslice-macvlan", "DEL", (id, path), &confs[*h]);
@@ -356,7 +358,7 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     let intruder = br#"{"host":"intruder"}"#.to_vec();
     let put = Op::Put { key: key.clone(), value: intruder.clone(), lease: None };
     fleet.switch.run(|| etcd.txn(&[], &[put], &[])).unwrap().unwrap();
-    for i in 0..6 {
+    for i in 0..12 {
         let role = format!("pad{i}");
         let (_, pad) = fleet.container(&role);
         let add = fleet.call(*h, "nicslice-ipam", "ADD", (&role, &pad), &confs[*h]);
@@ -528,9 +530,9 @@ fn sequential_adds_with_the_fleet_pool_beside_the_local_lease_book() {
 
 /// The ADDs, CHECKs and DELs of a host that holds spares make no etcd
 /// request (etcd's own request counter stays), and go on with etcd stopped
-/// while the host's lease lives; the 16th of them writes the batch, after
-/// which etcd records exactly the attachments the host holds, each address
-/// for its latest holder.
+/// while the host's lease lives; the one that brings the host's notes to 16
+/// writes the batch, after which etcd records exactly the attachments the
+/// host holds, each address for its latest holder.
 #[test]
 fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_all() {
     if in_vm() {
@@ -567,11 +569,12 @@ fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_
     };
     let mut released = vec![ip_of_held(&held, "b2"), ip_of_held(&held, "b3")];
     del(&fleet, &mut held, "b2");
-    assert_eq!(cluster.requests(&fleet.switch), before, "notes 2 to 7 asked etcd nothing");
+    // b2's record was never written: its note became a give-back (6 notes).
+    assert_eq!(cluster.requests(&fleet.switch), before, "notes 2 to 6 asked etcd nothing");
     assert!(owners(&fleet, &cluster).is_empty(), "nothing written yet");
 
     // etcd stopped (a request would wait for its timeout): ADD, CHECK and
-    // DEL still answer at once (notes 8 and 9).
+    // DEL still answer at once (note 7, and b3's traded).
     cluster.pause(0);
     let started = Instant::now();
     add(&mut fleet, &mut held, "b6");
@@ -585,9 +588,9 @@ fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_
     assert!(add_took < Duration::from_millis(900), "the ADD waited for etcd: {add_took:?}");
     assert!(del_took < Duration::from_millis(900), "the DEL waited for etcd: {del_took:?}");
 
-    // Notes 10 to 16: the 16th writes them all; the addresses released
+    // Notes 8 to 16: the 16th writes them all; the addresses released
     // were handed out again before it, and end recorded for their new holders.
-    for i in 7..14 {
+    for i in 7..16 {
         add(&mut fleet, &mut held, &format!("b{i}"));
     }
     assert!(cluster.requests(&fleet.switch) > before, "the 16th note wrote the batch");
@@ -596,8 +599,8 @@ fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_
         assert!(held.iter().any(|(_, h)| h == ip), "{ip} handed out again");
     }
 
-    // A DEL with etcd stopped (note 17), and another that its ADD gave back
-    // (18, 19): the give-backs land with the next batch (note 32).
+    // A DEL with etcd stopped (note 1 after the batch), and an ADD (2) that
+    // its DEL gave back: the give-backs land with the next batch (note 16).
     cluster.pause(0);
     let gone = held[1].clone();
     del(&fleet, &mut held, &gone.0);
@@ -606,7 +609,7 @@ fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_
     del(&fleet, &mut held, "c0");
     let recorded = owners(&fleet, &cluster);
     assert!(recorded.iter().any(|(k, _)| k.contains(&format!("/{}/", gone.0))), "not yet");
-    for i in 1..14 {
+    for i in 1..15 {
         add(&mut fleet, &mut held, &format!("c{i}"));
     }
     assert_recorded_as_held(&fleet, &cluster, &held);

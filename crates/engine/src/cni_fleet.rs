@@ -72,8 +72,9 @@ impl Engine {
                     held.ip, pool.network
                 )));
             }
-            let network = tx.cni_fleet_pool(&valid)?;
-            let (lease, claim) = tx.fleet_allocate(network, holder)?;
+            let record = tx.cni_fleet_pool(&valid)?;
+            let network = record.id;
+            let (lease, claim) = tx.fleet_allocate_in(&record, holder)?;
             tx.commit()?;
             let Some(claim) = claim else { return Ok(lease.address()) };
             // Every 16th allocation writes the records noted since (this

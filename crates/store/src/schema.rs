@@ -192,11 +192,8 @@ const MIGRATIONS: &[&str] = &[
     // 11 (issue 14): fleet addresses released whose record in etcd may
     // still name their former owner (`owner`): a detach, CNI DEL or GC
     // notes the give-back here and does not wait for etcd; the batch of
-    // `fleet_unrecorded` writes it. `notes` counts this host's notes of
-    // both kinds, so that every 16th writes the batch (a count of the
-    // tables alone goes down as notes are dropped, and could skip it).
+    // `fleet_unrecorded` writes it.
     r#"
-    ALTER TABLE fleet_hosts ADD COLUMN notes INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE fleet_unreturned (
         network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
         ip           TEXT    NOT NULL,

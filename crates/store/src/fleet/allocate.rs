@@ -2,7 +2,7 @@
 //! lease renewal, the leasing of a block with its spares, the claim of a
 //! spare for an endpoint, and its return.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -118,10 +118,20 @@ impl WriteTx<'_> {
         network: NetworkId,
         holder: impl Into<FleetHolder<'h>>,
     ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
-        let holder = holder.into();
         let record =
             self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
-        let fleet = fleet_of(&record)?;
+        self.fleet_allocate_in(&record, holder.into())
+    }
+
+    /// [`fleet_allocate`](Self::fleet_allocate) on `record`, read already
+    /// in this transaction.
+    pub fn fleet_allocate_in(
+        &self,
+        record: &NetworkRecord,
+        holder: FleetHolder<'_>,
+    ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
+        let network = record.id;
+        let fleet = fleet_of(record)?;
         let name = record.spec.name.to_string();
         let valid = record.validate()?;
         let pool = self.pool(&valid, network, 0)?;
@@ -172,7 +182,7 @@ impl WriteTx<'_> {
                     )));
                 }
             };
-            let lease = holder.lease(self, network, ip)?;
+            let lease = holder.lease(self, network, &pool, ip)?;
             // etcd's record of it as the holder's is noted here, and
             // written with the others noted at every `BACKLOG`th note,
             // in one transaction, after the commit and off the lock
@@ -181,7 +191,7 @@ impl WriteTx<'_> {
             // not answer, the spare is this host's all the same, and the
             // notes wait.
             local::add_unrecorded(&self.tx, network, ip, &owner)?;
-            let noted = local::count_note(&self.tx, network)?;
+            let noted = local::note_count(&self.tx, network)?;
             if contact.is_err() || !noted.is_multiple_of(BACKLOG) {
                 return Ok((lease, None));
             }
@@ -241,9 +251,13 @@ impl WriteTx<'_> {
             if local::block_of(&self.tx, network, *ip)?.is_none() {
                 continue;
             }
-            local::recorded(&self.tx, network, *ip, owner)?;
-            local::add_unreturned(&self.tx, network, *ip, owner)?;
-            due |= local::count_note(&self.tx, network)?.is_multiple_of(BACKLOG);
+            // A note of its record that goes makes no new note: the count
+            // did not grow, and its multiple of `BACKLOG`, if it is one,
+            // was due already.
+            let dropped = local::recorded(&self.tx, network, *ip, owner)?;
+            if local::add_unreturned(&self.tx, network, *ip, owner)? && !dropped {
+                due |= local::note_count(&self.tx, network)?.is_multiple_of(BACKLOG);
+            }
         }
         Ok(due)
     }
@@ -281,9 +295,12 @@ impl WriteTx<'_> {
 /// Every how many notes (a record to write, at an allocation; one to give
 /// back, at a release) the command writes them all (1 in 16, then, waits
 /// for one batched transaction, two when it gives back too; the others make
-/// none). Each 16th note, not each one past 16: allocations running at
-/// once would write the same records side by side. (A writer that fails
-/// leaves its notes to the next 16th.)
+/// none). When the notes number a multiple of 16, not whenever they are 16
+/// or more: allocations running at once would write the same records side
+/// by side. (A writer that fails leaves its notes to the next multiple.)
+/// Each command adds one note at most (a release whose record was never
+/// written trades its note for a give-back), so the count meets every
+/// multiple on its way up.
 const BACKLOG: u64 = 16;
 
 /// Claims written in one etcd transaction, at most: two puts each, and
@@ -301,8 +318,7 @@ struct Claim {
 /// give-backs; a note of an address no holder has any more is skipped, and
 /// dropped if `drop` (its record stays a spare, or is taken over by the
 /// address's next allocation here), as is a give-back of an address etcd
-/// no longer records as this host's. Of two give-backs of one address (its
-/// record names one owner at most), the second waits for the next batch.
+/// no longer records as this host's.
 fn backlog(
     conn: &rusqlite::Connection,
     network: NetworkId,
@@ -315,9 +331,10 @@ fn backlog(
     let mut give_backs: Vec<Claim> = Vec::new();
     for (ip, owner) in local::unreturned(conn, network)? {
         match local::block_of(conn, network, ip)? {
-            Some(_) if give_backs.iter().any(|g| g.ip == ip) => {}
             Some(block) => give_backs.push(Claim { key: keys.address(block, ip), ip, owner }),
-            None if drop => local::returned(conn, network, ip, &owner)?,
+            None if drop => {
+                local::returned(conn, network, ip, &owner)?;
+            }
             None => {}
         }
     }
@@ -333,7 +350,9 @@ fn backlog(
         };
         match local::block_of(conn, network, ip)? {
             Some(block) if leased => claims.push(Claim { key: keys.address(block, ip), ip, owner }),
-            _ if drop => local::recorded(conn, network, ip, &owner)?,
+            _ if drop => {
+                local::recorded(conn, network, ip, &owner)?;
+            }
             _ => {}
         }
     }
@@ -382,7 +401,8 @@ impl PendingClaim {
             returned: Vec::new(),
             foreign: Vec::new(),
         };
-        for chunk in self.give_backs.chunks(CLAIMS_PER_TXN) {
+        let give_backs = self.one_give_back_per_address(&mut done)?;
+        for chunk in give_backs.chunks(CLAIMS_PER_TXN) {
             self.give_back_chunk(chunk, &mut done)?;
         }
         for chunk in self.claims.chunks(CLAIMS_PER_TXN) {
@@ -391,13 +411,42 @@ impl PendingClaim {
         Ok(done)
     }
 
+    /// The give-backs, one per address: of several (an address handed out
+    /// and released more than once since the last batch; its record names
+    /// one holder at most), the one whose holder etcd's record names, read
+    /// in one transaction; the others need nothing (their records were
+    /// never written, or given back already).
+    fn one_give_back_per_address(&self, done: &mut Recorded) -> Result<Vec<&Claim>, StoreError> {
+        let mut by_ip: BTreeMap<IpAddr, Vec<&Claim>> = BTreeMap::new();
+        for g in &self.give_backs {
+            by_ip.entry(g.ip).or_default().push(g);
+        }
+        let (mut single, several): (Vec<_>, Vec<_>) =
+            by_ip.into_values().partition(|g| g.len() == 1);
+        let mut out: Vec<&Claim> = single.iter_mut().filter_map(|g| g.pop()).collect();
+        for chunk in several.chunks(CLAIMS_PER_TXN) {
+            let gets: Vec<Op> = chunk.iter().map(|gs| Op::Get(gs[0].key.clone())).collect();
+            let (_, replies) = self.etcd.txn(&[], &gets, &[])?;
+            for (i, gs) in chunk.iter().enumerate() {
+                let found = range_reply(&replies, i)?.map(|kv| kv.value);
+                for g in gs {
+                    match found.as_deref() == Some(&self.owned(g)[..]) {
+                        true => out.push(g),
+                        false => done.returned.push((g.ip, g.owner.clone())),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Turns the records of `gives` that still name their former owner
     /// back into spares, deleting the owner keys; those that name no one
     /// of them need nothing (never written, or taken over since). Raced
     /// twice, a give-back waits for the next batch.
-    fn give_back_chunk(&self, gives: &[Claim], done: &mut Recorded) -> Result<(), StoreError> {
+    fn give_back_chunk(&self, gives: &[&Claim], done: &mut Recorded) -> Result<(), StoreError> {
         let spare = AddressRecord::spare(&self.host).bytes();
-        let mut rest: Vec<&Claim> = gives.iter().collect();
+        let mut rest: Vec<&Claim> = gives.to_vec();
         for _ in 0..2 {
             if rest.is_empty() {
                 break;

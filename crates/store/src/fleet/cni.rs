@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Keys, local};
 use crate::error::Context;
-use crate::{NetworkId, Store, StoreError, StoreRead, WriteTx};
+use crate::{NetworkId, NetworkRecord, Store, StoreError, StoreRead, WriteTx};
 
 /// What the name of a CNI fleet pool's row starts with.
 pub(crate) const CNI_POOL_PREFIX: &str = "cni:";
@@ -76,22 +76,24 @@ impl WriteTx<'_> {
     /// The row of CNI fleet pool `pool` (a validated fleet network named as
     /// the CNI network), made now if missing; its spec follows the
     /// configuration of the latest call.
-    pub fn cni_fleet_pool(&self, pool: &ValidNetwork) -> Result<NetworkId, StoreError> {
+    pub fn cni_fleet_pool(&self, pool: &ValidNetwork) -> Result<NetworkRecord, StoreError> {
         let name = row_name(pool);
         let found: Option<i64> = self
             .tx
             .prepare_cached("SELECT id FROM networks WHERE name = ?1")
             .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
             .ctx("reading a CNI fleet pool")?;
-        match found.map(NetworkId) {
-            Some(id) => {
-                if self.network(id)?.is_none_or(|r| r.spec != *pool.spec()) {
+        let id = match found.map(NetworkId) {
+            Some(id) => match self.network(id)? {
+                Some(record) if record.spec == *pool.spec() => return Ok(record),
+                _ => {
                     self.update_network(id, pool, None)?;
+                    id
                 }
-                Ok(id)
-            }
-            None => self.insert_network_as(&name, "", pool, None),
-        }
+            },
+            None => self.insert_network_as(&name, "", pool, None)?,
+        };
+        self.network(id)?.ok_or(StoreError::NoSuchNetwork(name))
     }
 
     /// The address CNI attachment (`container_id`, `ifname`) of `network`
@@ -135,8 +137,8 @@ impl WriteTx<'_> {
             .and_then(|mut s| s.execute(params![hold.network, hold.container_id, hold.ifname]))
             .ctx("releasing a CNI attachment's fleet address")?;
         let Some(host) = local::host_if_any(&self.tx, hold.network_id)? else { return Ok(false) };
-        let Some(network) = self.network(hold.network_id)? else { return Ok(false) };
-        let keys = Keys::new(network.spec.name.as_str());
+        // The pool is named in etcd as the CNI network.
+        let keys = Keys::new(&hold.network);
         let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
         self.fleet_note_release(hold.network_id, &owner, &[hold.ip])
     }

@@ -105,9 +105,8 @@ pub(crate) fn save_host(
     row: &HostRow,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO fleet_hosts (network_id, host, lease_id, boot_id, renewed_ms, valid_until_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (network_id) DO UPDATE SET host = ?2, \
-         lease_id = ?3, boot_id = ?4, renewed_ms = ?5, valid_until_ms = ?6",
+        "INSERT OR REPLACE INTO fleet_hosts (network_id, host, lease_id, boot_id, renewed_ms, valid_until_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -178,15 +177,23 @@ pub(crate) fn add_addresses(
     Ok(())
 }
 
+/// Forgets `ip` as this host's, with the notes of its records (etcd's
+/// record is another host's, which no batch of this host may touch).
 pub(crate) fn forget_address(
     conn: &Connection,
     network: NetworkId,
     ip: IpAddr,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM fleet_addresses WHERE network_id = ?1 AND ip = ?2")
-        .and_then(|mut s| s.execute(params![network.0, ip.to_string()]))
-        .ctx("forgetting a fleet address")
-        .map(drop)
+    for sql in [
+        "DELETE FROM fleet_addresses WHERE network_id = ?1 AND ip = ?2",
+        "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2",
+        "DELETE FROM fleet_unreturned WHERE network_id = ?1 AND ip = ?2",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![network.0, ip.to_string()]))
+            .ctx("forgetting a fleet address")?;
+    }
+    Ok(())
 }
 
 /// Notes that etcd may not record `ip` as `owner`'s yet.
@@ -195,12 +202,12 @@ pub(crate) fn add_unrecorded(
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "INSERT OR REPLACE INTO fleet_unrecorded (network_id, ip, owner) VALUES (?1, ?2, ?3)";
     on_note(conn, sql, network, ip, owner, "noting a fleet record to write")
 }
 
-/// Runs `sql` on the note of `ip` for `owner`.
+/// Runs `sql` on the note of `ip` for `owner`; whether it changed a row.
 fn on_note(
     conn: &Connection,
     sql: &str,
@@ -208,11 +215,11 @@ fn on_note(
     ip: IpAddr,
     owner: &[u8],
     what: &'static str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute(params![network.0, ip.to_string(), owner]))
         .ctx(what)
-        .map(drop)
+        .map(|n| n > 0)
 }
 
 /// The addresses whose record etcd may lack, with their owner keys.
@@ -255,36 +262,38 @@ pub(crate) fn any_note(conn: &Connection, network: NetworkId) -> Result<bool, St
 }
 
 /// Forgets the note of `ip` once etcd records it as `owner`'s (a newer
-/// note of the address, for another owner, stays).
+/// note of the address, for another owner, stays); whether there was one.
 pub(crate) fn recorded(
     conn: &Connection,
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
     on_note(conn, sql, network, ip, owner, "forgetting a written fleet record")
 }
 
-/// Counts one more note of this host (a record to write or to give back)
-/// and returns how many it made so far; 0 when it has no row.
-pub(crate) fn count_note(conn: &Connection, network: NetworkId) -> Result<u64, StoreError> {
+/// How many notes this host has on `network`: records to write and
+/// give-backs.
+pub(crate) fn note_count(conn: &Connection, network: NetworkId) -> Result<u64, StoreError> {
     conn.prepare_cached(
-        "UPDATE fleet_hosts SET notes = notes + 1 WHERE network_id = ?1 RETURNING notes",
+        "SELECT (SELECT count(*) FROM fleet_unrecorded WHERE network_id = ?1) \
+         + (SELECT count(*) FROM fleet_unreturned WHERE network_id = ?1)",
     )
-    .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)).optional())
-    .ctx("counting a fleet note")
-    .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)))
+    .ctx("counting the fleet records to write")
+    .map(|n| u64::try_from(n).unwrap_or(0))
 }
 
 /// Notes that etcd may still record `ip` as `owner`'s, which released it:
-/// the record goes back to this host's spare with the next batch.
+/// the record goes back to this host's spare with the next batch; whether
+/// that note is new.
 pub(crate) fn add_unreturned(
     conn: &Connection,
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "INSERT OR IGNORE INTO fleet_unreturned (network_id, ip, owner) VALUES (?1, ?2, ?3)";
     on_note(conn, sql, network, ip, owner, "noting a fleet record to give back")
 }
@@ -306,7 +315,7 @@ pub(crate) fn returned(
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "DELETE FROM fleet_unreturned WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
     on_note(conn, sql, network, ip, owner, "forgetting a fleet record given back")
 }

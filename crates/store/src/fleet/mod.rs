@@ -17,9 +17,8 @@
 //! deleted). Those writes are batched, a CLI attach's and a CNI ADD's alike:
 //! an allocation notes its record in its SQLite transaction
 //! (`fleet_unrecorded`), a release (detach, CNI DEL and GC) its give-back
-//! (`fleet_unreturned`), and the command that makes this host's 16th note
-//! (`fleet_hosts.notes` counts them) writes them all after its commit: the
-//! give-backs in one etcd transaction, then the records in another (an
+//! (`fleet_unreturned`), and the command that brings this host's notes to a
+//! multiple of 16 writes them all after its commit: the give-backs in one etcd transaction, then the records in another (an
 //! address released and handed out again before the batch thus ends with its
 //! new holder's record, never the old one's). An attach writes them on a
 //! thread beside its kernel work; `network inspect` writes them too, before
