@@ -19,7 +19,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::ffi::c_int;
+
 use rusqlite::config::DbConfig;
+use rusqlite::hooks::Wal;
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::Context;
@@ -29,6 +33,10 @@ use crate::{StoreError, WriteTx, schema};
 
 /// Where the state lives unless `--state` or `NICSLICE_STATE` says otherwise.
 pub const DEFAULT_STATE_PATH: &str = "/var/lib/nicslice/state.db";
+
+/// How many pages a commit takes the WAL to before it checkpoints it (see
+/// [`Store::open`]).
+const WAL_CHECKPOINT_PAGES: c_int = 100;
 
 /// The files SQLite keeps beside the database.
 const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
@@ -103,9 +111,23 @@ impl Store {
         // first connection of each process reads every frame of it to rebuild
         // its index, which SQLite's default of 1000 pages would make cost 1-3 ms.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(open_err)?;
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 100;",
-        )
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
+        // That checkpoint empties the WAL (TRUNCATE), where SQLite's own
+        // (PASSIVE) leaves its frames for the next writer of the same
+        // connection to write over: the next process, rebuilding the index,
+        // counts them as not checkpointed, and its commit copies them all
+        // into the database again (three fsyncs), as does every one-write
+        // process after it (a CNI ADD or DEL) until one writes twice. Emptied,
+        // the WAL holds only what was written since. A failed checkpoint (a
+        // reader in the way past the lock timeout) is left to the next commit:
+        // this one is done.
+        conn.wal_hook(Some(|wal: &mut Wal, pages: c_int| {
+            if pages >= WAL_CHECKPOINT_PAGES {
+                let _ = wal.checkpoint_v2(CheckpointMode::TRUNCATE);
+            }
+            Ok(())
+        }))
         .map_err(open_err)?;
         narrow_modes(&path);
         Ok(Store { conn, path, queue, queue_path, lock_timeout })
