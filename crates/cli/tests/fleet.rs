@@ -367,8 +367,8 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     let shown = fleet.ok(0, &["network", "inspect", "fleet"]);
     assert!(shown.contains("fleet pool: cannot read it from etcd"), "{shown}");
     assert!(shown.contains("endpoint e1"), "{shown}");
-    // A detach without etcd is done here; etcd's record waits for a later
-    // allocation of this host to take it over.
+    // A detach without etcd is done here; its give-back waits for the next
+    // batch.
     fleet.ok(0, &["detach", "fleet", "--netns", &fleet.kids[0].1, "--ifname", "e1"]);
     assert_eq!(fleet.kernel_addresses().len(), 1);
 
