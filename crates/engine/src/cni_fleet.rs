@@ -6,9 +6,10 @@
 //! under (container ID, interface). ADD commits one of this host's spares,
 //! noting that etcd's record of it is to become the attachment's; DEL and
 //! GC release it, noting that the record goes back to this host's spares.
-//! Every 16th note writes them all in one batch, after the commit (the
-//! others make no etcd round trip: `nicslice_store::fleet`). No link is
-//! touched here: the link plugin puts the address on its link.
+//! The call that brings the host's notes to a multiple of 16 writes them
+//! all in one batch, after the commit (the others make no etcd round trip:
+//! `nicslice_store::fleet`). No link is touched here: the link plugin puts
+//! the address on its link.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -77,9 +78,10 @@ impl Engine {
             let (lease, claim) = tx.fleet_allocate_in(&record, holder)?;
             tx.commit()?;
             let Some(claim) = claim else { return Ok(lease.address()) };
-            // Every 16th allocation writes the records noted since (this
-            // one's and others'): the notes of those written go; an address
-            // etcd records for another host is forgotten here.
+            // An allocation that brings the notes to a multiple of 16 writes
+            // the records noted since (this one's and others'), and the
+            // give-backs: the notes of those written go; an address etcd
+            // records for another host is forgotten here.
             let recorded = match claim.record() {
                 Ok(recorded) => recorded,
                 // The address is this host's spare all the same.

@@ -296,7 +296,8 @@ pub(crate) fn finish_detach(tx: &WriteTx<'_>, endpoint: &EndpointRecord) -> Resu
 
 /// Fleet pool: notes, in the detach's transaction, that the endpoint's etcd
 /// records become this host's spares again; the batch to write once it is
-/// committed when this was the 16th note (see `nicslice_store::fleet`).
+/// committed when it brought the notes to a multiple of 16 (see
+/// `nicslice_store::fleet`).
 fn fleet_release(
     tx: &nicslice_store::WriteTx<'_>,
     record: &nicslice_store::NetworkRecord,
