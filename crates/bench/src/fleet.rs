@@ -124,15 +124,16 @@ impl Report {
     }
 }
 
-/// One etcd member on the lo of namespace `netns`, killed by its pid and
-/// its data removed when dropped.
-struct Etcd {
+/// One etcd member of namespace `netns` (its clients' URL `url`, its
+/// peers' on that namespace's lo), killed by its pid and its data removed
+/// when dropped.
+pub(crate) struct Etcd {
     child: Child,
     dir: PathBuf,
 }
 
 impl Etcd {
-    fn start(netns: &str, dir: PathBuf) -> Result<Etcd> {
+    pub(crate) fn start(netns: &str, dir: PathBuf, url: &str) -> Result<Etcd> {
         if !Path::new("/usr/bin/etcd").exists() {
             bail!("this benchmark needs Debian's etcd-server (apt-get install etcd-server)");
         }
@@ -142,7 +143,7 @@ impl Etcd {
         let child = Command::new("ip")
             .args(["netns", "exec", netns, "/usr/bin/etcd", "--data-dir"])
             .arg(dir.join("data"))
-            .args(["--listen-client-urls", URL, "--advertise-client-urls", URL])
+            .args(["--listen-client-urls", url, "--advertise-client-urls", url])
             .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -379,7 +380,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         states.push(std::env::temp_dir().join(format!("{}-h{h}.db", world.prefix())));
     }
     let _etcd =
-        Etcd::start(&etcd_ns, std::env::temp_dir().join(format!("{}-etcd", world.prefix())))?;
+        Etcd::start(&etcd_ns, std::env::temp_dir().join(format!("{}-etcd", world.prefix())), URL)?;
     let bench = Bench { opts, etcd_ns, etcd_netns, hosts, kids, states };
 
     // The local pool and the fleet pool, side by side on each host's eth0.

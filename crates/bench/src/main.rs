@@ -14,7 +14,9 @@
 //! namespaces (needs root). `remove` (module [`remove`]) times `nicslice
 //! network rm --force` of many endpoints beside the kernel's own floor for
 //! deleting their links. `fleet` (module [`fleet`]) measures the fleet
-//! pool on etcd beside the local pool (needs root and etcd-server).
+//! pool on etcd beside the local pool (needs root and etcd-server);
+//! `cni-fleet` (module [`cni::fleet`]) a CNI ADD and DEL with the fleet
+//! pool beside nicslice-ipam's local range.
 
 mod cni;
 mod fleet;
@@ -46,6 +48,22 @@ enum Command {
     /// Attaches per second across four hosts and the median attach, with
     /// the fleet pool on etcd beside the local pool.
     Fleet(FleetArgs),
+    /// CNI ADD and DEL with nicslice-ipam's fleet pool beside its local
+    /// range, interleaved, the host holding a block.
+    CniFleet(CniFleetArgs),
+}
+
+#[derive(Debug, Args)]
+struct CniFleetArgs {
+    /// ADD/DEL pairs per pool.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    /// Addresses per block of the fleet pool.
+    #[arg(long, default_value_t = 16)]
+    block: u32,
+    /// The nicslice binary measured [default: as for `cni`].
+    #[arg(long)]
+    nicslice: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +174,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allocations: args.allocations,
             };
             let report = fleet::run(&opts)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::CniFleet(args) => {
+            let opts = cni::fleet::Options {
+                runs: args.runs,
+                nicslice: measured_binary(args.nicslice)?,
+                block: args.block,
+            };
+            let report = cni::fleet::run(&opts)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

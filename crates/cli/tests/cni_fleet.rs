@@ -6,8 +6,11 @@
 //! namespace on the bridge's address, which the hosts reach over their
 //! parents. Concurrent ADDs on both hosts get distinct addresses, which
 //! etcd records under `owner/cni/HOST/CONTAINER/IFNAME`; DEL and GC give
-//! them back; ADD with etcd gone and no spare fails with code 11 and leaves
-//! nothing. Needs Debian's etcd-server.
+//! them back. Those records are written in batches, every 16th ADD, DEL or
+//! GC release of a host: the others make no etcd request at all, etcd
+//! stopped or not. ADD with etcd gone and no spare fails with code 11 and
+//! leaves nothing; a narrowed range hands out only its own spares. Needs
+//! Debian's etcd-server.
 
 mod common;
 mod etcd;
@@ -159,6 +162,24 @@ fn owners(fleet: &Fleet, cluster: &Cluster) -> Vec<(String, IpAddr)> {
         .collect()
 }
 
+/// The value of etcd's record of `ip` in `fleetnet`.
+fn address_record(fleet: &Fleet, cluster: &Cluster, ip: IpAddr) -> String {
+    let etcd = cluster.client();
+    let prefix = b"/nicslice/fleet/fleetnet/addr/";
+    let records = fleet.switch.run(|| etcd.get_prefix(prefix)).unwrap().unwrap();
+    let kv = records.into_iter().find(|kv| kv.key.ends_with(format!("/{ip}").as_bytes()));
+    String::from_utf8(kv.expect("a record of the address").value).unwrap()
+}
+
+/// The addresses the ADDs of the `dropped` containers returned.
+fn dropped_ips(
+    handed: &[IpAddr],
+    containers: &[(usize, String, Netns, String)],
+    dropped: &[&(usize, String, Netns, String)],
+) -> BTreeSet<IpAddr> {
+    dropped.iter().map(|d| handed[containers.iter().position(|c| c.1 == d.1).unwrap()]).collect()
+}
+
 fn in_range(ip: IpAddr) -> bool {
     let (first, last): (IpAddr, IpAddr) = (RANGE.0.parse().unwrap(), RANGE.1.parse().unwrap());
     ip >= first && ip <= last
@@ -171,9 +192,10 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     }
     let mut fleet = Fleet::new("cnifleet", 3);
     let cluster = fleet.etcd();
-    // Blocks of 4: each host leases several while the ADDs run.
+    // Blocks of 4: each host leases several while the ADDs run. Each host's
+    // 16th ADD writes the 16 records in one batch.
     let confs = [fleet.conf(0, &cluster, 4), fleet.conf(1, &cluster, 4)];
-    const PER_HOST: usize = 12;
+    const PER_HOST: usize = 16;
     let containers: Vec<(usize, String, Netns, String)> = (0..2 * PER_HOST)
         .map(|i| {
             let role = format!("c{i}");
@@ -211,7 +233,7 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     assert!(common::ping(&containers[0].2, &handed[1].to_string()));
 
     // etcd records each address for its attachment, by host, container and
-    // interface (a CNI ADD writes it before it answers).
+    // interface (each host's 16th ADD wrote them before it answered).
     let recorded = owners(&fleet, &cluster);
     assert_eq!(recorded.len(), handed.len(), "{recorded:?}");
     let hosts: BTreeSet<&str> =
@@ -224,8 +246,10 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
         assert!(key.ends_with(&format!("/{id}/eth0")), "{key} for {id}");
     }
 
-    // CHECK finds the address; DEL gives it back (the link and etcd's owner
-    // go); CHECK then fails with code 3; the same container added again gets one.
+    // CHECK finds the address; DEL gives it back (the link goes; etcd's
+    // owner with the host's next batch); CHECK then fails with code 3; the
+    // same container added again gets one. Host 0's notes: its batch
+    // emptied them; 1 (the give-back), 2.
     let (h, id, ns, path) = &containers[0];
     let mut check = confs[*h].clone();
     check["prevResult"] = results[0].json.clone();
@@ -234,7 +258,6 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     let call = fleet.call(*h, "nicslice-macvlan", "DEL", (id, path), &confs[*h]);
     assert!(call.ok, "DEL: {} {}", call.json, call.stderr);
     assert!(common::link(ns, "eth0").is_none());
-    assert!(!owners(&fleet, &cluster).iter().any(|(_, ip)| *ip == handed[0]), "owner gone");
     let call = fleet.call(*h, "nicslice-ipam", "CHECK", (id, path), &confs[*h]);
     assert_eq!((call.ok, call.json["code"].as_u64()), (false, Some(3)), "{}", call.json);
     let again = fleet.call(*h, "nicslice-macvlan", "ADD", (id, path), &confs[*h]);
@@ -255,7 +278,8 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     assert_eq!(call.json["code"].as_u64(), Some(7), "{}", call.json);
     assert!(call.json["msg"].as_str().unwrap().contains("cut in blocks of 4"), "{}", call.json);
 
-    // GC on host 1 keeps half of its attachments and releases the rest.
+    // GC on host 1 keeps half of its attachments and releases the rest
+    // (host 1's notes 1 to 8 since its batch).
     let host1: Vec<&(usize, String, Netns, String)> =
         containers.iter().filter(|c| c.0 == 1).collect();
     let (kept, dropped) = host1.split_at(PER_HOST / 2);
@@ -272,15 +296,53 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
         let call = fleet.call(1, "nicslice-ipam", "CHECK", (id, path), &confs[1]);
         assert!(call.ok, "{id} kept by GC: {}", call.json);
     }
-    let left = owners(&fleet, &cluster);
-    for (_, id, _, _) in dropped {
-        assert!(!left.iter().any(|(k, _)| k.contains(&format!("/{id}/"))), "{id}: {left:?}");
+    // Eight more ADDs on host 1 (notes 9 to 16) take the addresses GC
+    // released, and the 16th writes the batch: the give-backs first, so each
+    // address ends recorded for its new attachment. etcd then records
+    // exactly what host 1's attachments hold.
+    let mut held1: Vec<(String, IpAddr)> = kept
+        .iter()
+        .map(|c| (c.1.clone(), handed[containers.iter().position(|x| x.1 == c.1).unwrap()]))
+        .collect();
+    for i in 0..dropped.len() {
+        let role = format!("again{i}");
+        let (_, path) = fleet.container(&role);
+        let id = format!("{}-{role}", fleet.world.prefix());
+        let call = fleet.call(1, "nicslice-ipam", "ADD", (&id, &path), &confs[1]);
+        assert!(call.ok, "ADD {id}: {} {}", call.json, call.stderr);
+        held1.push((id, ip_of(&call.json)));
     }
-    assert_eq!(left.len(), handed.len() - dropped.len(), "{left:?}");
+    let reused = held1[kept.len()..]
+        .iter()
+        .filter(|(_, ip)| dropped_ips(&handed, &containers, dropped).contains(ip))
+        .count();
+    assert!(reused > 0, "the new attachments reuse what GC released: {held1:?}");
+    let host1 = owners(&fleet, &cluster)
+        .into_iter()
+        .find(|(k, _)| k.contains(&format!("/{}/", kept[0].1)))
+        .map(|(k, _)| k.split('/').next().unwrap().to_string())
+        .unwrap();
+    let mut left: Vec<(String, IpAddr)> = owners(&fleet, &cluster)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{host1}/")))
+        .map(|(k, ip)| (k.split('/').nth(1).unwrap().to_string(), ip))
+        .collect();
+    left.sort();
+    held1.sort();
+    assert_eq!(left, held1, "etcd's owners of host 1 are its attachments, and only those");
+    for (id, ip) in &held1 {
+        let record = address_record(&fleet, &cluster, *ip);
+        assert!(record.contains(&format!("/{id}/eth0")), "{ip} recorded for {id}: {record}");
+    }
 
     // An address this host lists as its spare but etcd records for another
-    // host (a host that took it while this one was cut off, say) is never
-    // handed out: the ADD forgets it and takes another.
+    // host (which no host does while this one's lease lives: a host takes
+    // back another's addresses only once its lease expired, and a host
+    // whose lease expired reads its list back from etcd before it serves)
+    // is found by the next batch: the ADD that writes it forgets it and
+    // takes another. Host 0's notes: 3 for this DEL, then twelve ADD and
+    // DEL pairs of one note each (a DEL of a record not written yet trades
+    // its note for a give-back), so that the "late" ADD makes the 16th.
     let (h, id, _, path) = &containers[2];
     let freed = ip_of(&results[2].json);
     let call = fleet.call(*h, "nicslice-macvlan", "DEL", (id, path), &confs[*h]);
@@ -296,6 +358,14 @@ fn two_hosts_add_at_once_on_one_fleet_range_then_del_add_again_and_gc() {
     let intruder = br#"{"host":"intruder"}"#.to_vec();
     let put = Op::Put { key: key.clone(), value: intruder.clone(), lease: None };
     fleet.switch.run(|| etcd.txn(&[], &[put], &[])).unwrap().unwrap();
+    for i in 0..12 {
+        let role = format!("pad{i}");
+        let (_, pad) = fleet.container(&role);
+        let add = fleet.call(*h, "nicslice-ipam", "ADD", (&role, &pad), &confs[*h]);
+        assert!(add.ok, "ADD {role}: {} {}", add.json, add.stderr);
+        let del = fleet.call(*h, "nicslice-ipam", "DEL", (&role, &pad), &confs[*h]);
+        assert!(del.ok, "DEL {role}: {} {}", del.json, del.stderr);
+    }
     let (_, path) = fleet.container("late");
     // Host 0 has no other spare: the ADD forgets this one and leases a block.
     let host0 = owners(&fleet, &cluster)
@@ -456,4 +526,158 @@ fn sequential_adds_with_the_fleet_pool_beside_the_local_lease_book() {
     );
     let _ = std::fs::remove_file(format!("{}.mdb", fleet.states[0].display()));
     let _ = std::fs::remove_file(format!("{}.mdb-lock", fleet.states[0].display()));
+}
+
+/// The ADDs, CHECKs and DELs of a host that holds spares make no etcd
+/// request (etcd's own request counter stays), and go on with etcd stopped
+/// while the host's lease lives; the one that brings the host's notes to 16
+/// writes the batch, after which etcd records exactly the attachments the
+/// host holds, each address for its latest holder.
+#[test]
+fn adds_and_dels_holding_spares_make_no_etcd_request_and_every_16th_writes_them_all() {
+    if in_vm() {
+        return;
+    }
+    let mut fleet = Fleet::new("cnifleetbatch", 1);
+    let mut cluster = fleet.etcd();
+    let conf = fleet.conf(0, &cluster, 16);
+    let mut held: Vec<(String, IpAddr)> = Vec::new();
+    let add = |fleet: &mut Fleet, held: &mut Vec<(String, IpAddr)>, id: &str| {
+        let (_, path) = fleet.container(id);
+        let call = fleet.call(0, "nicslice-ipam", "ADD", (id, &path), &conf);
+        assert!(call.ok, "ADD {id}: {} {}", call.json, call.stderr);
+        held.push((id.to_string(), ip_of(&call.json)));
+    };
+    let del = |fleet: &Fleet, held: &mut Vec<(String, IpAddr)>, id: &str| {
+        let started = Instant::now();
+        let call = fleet.call(0, "nicslice-ipam", "DEL", (id, ""), &conf);
+        assert!(call.ok, "DEL {id}: {} {}", call.json, call.stderr);
+        held.retain(|(h, _)| h != id);
+        started.elapsed()
+    };
+    // Note 1: the host's lease and a block of 16 (etcd is asked).
+    add(&mut fleet, &mut held, "b0");
+    let before = cluster.requests(&fleet.switch);
+    for i in 1..6 {
+        add(&mut fleet, &mut held, &format!("b{i}"));
+    }
+    let netns = |fleet: &Fleet, id: &str| format!("/run/netns/{}", fleet.world.name_of(id));
+    let check = fleet.call(0, "nicslice-ipam", "CHECK", ("b1", &netns(&fleet, "b1")), &conf);
+    assert!(check.ok, "CHECK: {}", check.json);
+    let ip_of_held = |held: &[(String, IpAddr)], id: &str| {
+        held.iter().find(|(h, _)| h == id).map(|(_, ip)| *ip).unwrap()
+    };
+    let mut released = vec![ip_of_held(&held, "b2"), ip_of_held(&held, "b3")];
+    del(&fleet, &mut held, "b2");
+    // b2's record was never written: its note became a give-back (6 notes).
+    assert_eq!(cluster.requests(&fleet.switch), before, "notes 2 to 6 asked etcd nothing");
+    assert!(owners(&fleet, &cluster).is_empty(), "nothing written yet");
+
+    // etcd stopped (a request would wait for its timeout): ADD, CHECK and
+    // DEL still answer at once (note 7, and b3's traded).
+    cluster.pause(0);
+    let started = Instant::now();
+    add(&mut fleet, &mut held, "b6");
+    let add_took = started.elapsed();
+    let check = fleet.call(0, "nicslice-ipam", "CHECK", ("b6", &netns(&fleet, "b6")), &conf);
+    assert!(check.ok, "CHECK with etcd stopped: {}", check.json);
+    let del_took = del(&fleet, &mut held, "b3");
+    cluster.resume(0);
+    released.sort();
+    println!("with etcd stopped: ADD {add_took:?}, DEL {del_took:?}");
+    assert!(add_took < Duration::from_millis(900), "the ADD waited for etcd: {add_took:?}");
+    assert!(del_took < Duration::from_millis(900), "the DEL waited for etcd: {del_took:?}");
+
+    // Notes 8 to 16: the 16th writes them all; the addresses released
+    // were handed out again before it, and end recorded for their new holders.
+    for i in 7..16 {
+        add(&mut fleet, &mut held, &format!("b{i}"));
+    }
+    assert!(cluster.requests(&fleet.switch) > before, "the 16th note wrote the batch");
+    assert_recorded_as_held(&fleet, &cluster, &held);
+    for ip in &released {
+        assert!(held.iter().any(|(_, h)| h == ip), "{ip} handed out again");
+    }
+
+    // A DEL with etcd stopped (note 1 after the batch), and an ADD (2) that
+    // its DEL gave back: the give-backs land with the next batch (note 16).
+    cluster.pause(0);
+    let gone = held[1].clone();
+    del(&fleet, &mut held, &gone.0);
+    cluster.resume(0);
+    add(&mut fleet, &mut held, "c0");
+    del(&fleet, &mut held, "c0");
+    let recorded = owners(&fleet, &cluster);
+    assert!(recorded.iter().any(|(k, _)| k.contains(&format!("/{}/", gone.0))), "not yet");
+    for i in 1..15 {
+        add(&mut fleet, &mut held, &format!("c{i}"));
+    }
+    assert_recorded_as_held(&fleet, &cluster, &held);
+    assert!(held.iter().any(|(_, ip)| *ip == gone.1), "{} was handed out again", gone.1);
+}
+
+/// etcd's CNI owners are exactly `held` (container ID, address), and each
+/// address's record names its holder.
+fn assert_recorded_as_held(fleet: &Fleet, cluster: &Cluster, held: &[(String, IpAddr)]) {
+    let mut recorded: Vec<(String, IpAddr)> = owners(fleet, cluster)
+        .into_iter()
+        .map(|(k, ip)| (k.split('/').nth(1).unwrap().to_string(), ip))
+        .collect();
+    recorded.sort();
+    let mut held = held.to_vec();
+    held.sort();
+    assert_eq!(recorded, held, "etcd's owners are the attachments held");
+    for (id, ip) in &held {
+        let record = address_record(fleet, cluster, *ip);
+        assert!(record.contains(&format!("/{id}/eth0")), "{ip} recorded for {id}: {record}");
+    }
+}
+
+/// A configuration narrowed (`rangeStart`/`rangeEnd`) after the host leased
+/// a block hands out only its spares inside the new range; those outside
+/// stay this host's, and the wider configuration hands them out again.
+#[test]
+fn a_narrowed_range_hands_out_only_the_spares_inside_it() {
+    if in_vm() {
+        return;
+    }
+    let mut fleet = Fleet::new("cnifleetnarrow", 1);
+    let cluster = fleet.etcd();
+    let wide = fleet.conf(0, &cluster, 16);
+    let mut narrow = wide.clone();
+    narrow["ipam"]["rangeStart"] = json!("192.168.0.136");
+    narrow["ipam"]["rangeEnd"] = json!("192.168.0.139");
+    let inside = |ip: IpAddr| {
+        ip >= "192.168.0.136".parse::<IpAddr>().unwrap()
+            && ip <= "192.168.0.139".parse::<IpAddr>().unwrap()
+    };
+    let add = |fleet: &mut Fleet, id: &str, conf: &Value| {
+        let (_, path) = fleet.container(id);
+        let call = fleet.call(0, "nicslice-ipam", "ADD", (id, &path), conf);
+        (call.ok, call.json, call.stderr)
+    };
+    // The wide range leases the block 128-143 and hands out its first.
+    let (ok, first, err) = add(&mut fleet, "w0", &wide);
+    assert!(ok, "{first} {err}");
+    assert_eq!(ip_of(&first).to_string(), "192.168.0.128");
+    let (ok, second, err) = add(&mut fleet, "w1", &wide);
+    assert!(ok, "{second} {err}");
+    // Released, 128 is the lowest spare again: the narrow range skips it.
+    let del = fleet.call(0, "nicslice-ipam", "DEL", ("w0", ""), &wide);
+    assert!(del.ok, "{}", del.json);
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let (ok, json, err) = add(&mut fleet, &format!("n{i}"), &narrow);
+        assert!(ok, "narrow ADD {i}: {json} {err}");
+        got.push(ip_of(&json));
+    }
+    assert!(got.iter().all(|ip| inside(*ip)), "inside 136-139 only: {got:?}");
+    // The narrow range has no spare left, and its cut differs from etcd's:
+    // refused, rather than handing out a spare outside it.
+    let (ok, json, _) = add(&mut fleet, "n4", &narrow);
+    assert!(!ok, "no spare left inside the narrow range: {json}");
+    // The wide configuration again: the spares outside stayed this host's.
+    let (ok, json, err) = add(&mut fleet, "w2", &wide);
+    assert!(ok, "{json} {err}");
+    assert_eq!(ip_of(&json).to_string(), "192.168.0.128", "the spare kept outside");
 }

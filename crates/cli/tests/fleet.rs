@@ -368,8 +368,8 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     let shown = fleet.ok(0, &["network", "inspect", "fleet"]);
     assert!(shown.contains("fleet pool: cannot read it from etcd"), "{shown}");
     assert!(shown.contains("endpoint e1"), "{shown}");
-    // A detach without etcd is done here; etcd's record waits for a later
-    // allocation of this host to take it over.
+    // A detach without etcd is done here; its give-back waits for the next
+    // batch.
     fleet.ok(0, &["detach", "fleet", "--netns", &fleet.kids[0].1, "--ifname", "e1"]);
     assert_eq!(fleet.kernel_addresses().len(), 1);
 
@@ -414,6 +414,64 @@ fn a_host_cut_off_serves_from_its_spares_until_its_lease_expires_then_refuses() 
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS needs --etcd-ca"));
     let _ = &fleet.world;
+}
+
+/// Detaches note their give-back and make no etcd request, etcd stopped
+/// or not; `network inspect` writes what is noted first, so that it shows
+/// each address as its endpoint's, or free, as the host holds them.
+#[test]
+fn detaches_wait_for_no_etcd_and_inspect_then_shows_their_addresses_free() {
+    if in_vm() {
+        return;
+    }
+    let fleet = Fleet::new("fleetgive", 1);
+    let mut cluster = Cluster::start(&fleet.etcd_ns, &fleet.etcd_name, 1);
+    fleet.create(&cluster, &["--etcd-block", "16"]);
+    let kid = &fleet.kids[0].1;
+    let ip = |out: &serde_json::Value| -> IpAddr {
+        out["addresses"][0].as_str().unwrap().split('/').next().unwrap().parse().unwrap()
+    };
+    let attach =
+        |ifname: &str| ip(&fleet.json(0, &["attach", "fleet", "--netns", kid, "--ifname", ifname]));
+    let detach = |ifname: &str| {
+        let started = Instant::now();
+        fleet.ok(0, &["detach", "fleet", "--netns", kid, "--ifname", ifname]);
+        started.elapsed()
+    };
+    let e0 = attach("e0");
+    let e1 = attach("e1");
+    let e2 = attach("e2");
+    let (in_use, spare) = fleet.recorded(0);
+    assert_eq!(in_use, BTreeSet::from([e0, e1, e2]), "inspect wrote the notes");
+    let before = cluster.requests(&fleet.etcd_ns);
+    detach("e1");
+    assert_eq!(cluster.requests(&fleet.etcd_ns), before, "the detach asked etcd nothing");
+    cluster.pause(0);
+    let took = detach("e2");
+    cluster.resume(0);
+    assert!(took < Duration::from_millis(900), "the detach waited for etcd: {took:?}");
+    let (after, spare_after) = fleet.recorded(0);
+    assert_eq!(after, BTreeSet::from([e0]), "both give-backs written by inspect");
+    assert_eq!(spare_after, spare + 2);
+    // Handed out again before any batch: inspect shows its new endpoint.
+    assert_eq!(attach("e3"), e1, "the lowest spare again");
+    fleet.ok(0, &["detach", "fleet", "--netns", kid, "--ifname", "e3"]);
+    assert_eq!(attach("e4"), e1);
+    let (now, _) = fleet.recorded(0);
+    assert_eq!(now, BTreeSet::from([e0, e1]));
+    // etcd's owners: e0's and e4's, none of the endpoints detached.
+    let etcd = cluster.client();
+    let prefix = b"/nicslice/fleet/fleet/owner/cli/";
+    let owners = fleet.etcd_ns.run(|| etcd.get_prefix(prefix)).unwrap().unwrap();
+    let mut owners: Vec<(String, String)> = owners
+        .into_iter()
+        .map(|kv| {
+            let key = String::from_utf8(kv.key).unwrap();
+            (key.rsplit('/').next().unwrap().to_string(), String::from_utf8(kv.value).unwrap())
+        })
+        .collect();
+    owners.sort();
+    assert_eq!(owners, [("e0".into(), e0.to_string()), ("e4".into(), e1.to_string())]);
 }
 
 #[test]

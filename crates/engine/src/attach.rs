@@ -350,7 +350,8 @@ impl Engine {
         };
         let mut addresses: Vec<IpNet> = leases.iter().map(LeaseRecord::address).collect();
         // The fleet records noted so far, written beside the kernel work.
-        let mut claiming = fleet_claim.map(|c| (c.ip(), std::thread::spawn(move || c.record())));
+        let mut claiming =
+            fleet_claim.and_then(|c| c.ip().map(|ip| (ip, std::thread::spawn(move || c.record()))));
 
         let mut undo = UndoLog::default();
         let result = (|| -> Result<EndpointView> {

@@ -3,11 +3,15 @@
 //! etcd` networks (`nicslice_store::fleet`), in nicslice's state database.
 //! The CNI network's name and subnet make a pool of this host (a hidden
 //! network row, made by the first ADD); each attachment's address is held
-//! under (container ID, interface). ADD commits the address, then makes
-//! etcd's record of it the attachment's; DEL and GC release it and turn the
-//! record back into this host's spare. No link is touched here: the link
-//! plugin puts the address on its link.
+//! under (container ID, interface). ADD commits one of this host's spares,
+//! noting that etcd's record of it is to become the attachment's; DEL and
+//! GC release it, noting that the record goes back to this host's spares.
+//! The call that brings the host's notes to a multiple of 16 writes them
+//! all in one batch, after the commit (the others make no etcd round trip:
+//! `nicslice_store::fleet`). No link is touched here: the link plugin puts
+//! the address on its link.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -16,7 +20,7 @@ use nicslice_model::{
     ValidNetwork,
 };
 use nicslice_store::StoreError;
-use nicslice_store::fleet::{self, CniFleetHold, FleetHolder};
+use nicslice_store::fleet::{CniFleetHold, FleetHolder};
 
 use crate::Engine;
 use crate::error::{EngineError, Result};
@@ -69,13 +73,15 @@ impl Engine {
                     held.ip, pool.network
                 )));
             }
-            let network = tx.cni_fleet_pool(&valid)?;
-            let (lease, claim) = tx.fleet_allocate(network, holder)?;
+            let record = tx.cni_fleet_pool(&valid)?;
+            let network = record.id;
+            let (lease, claim) = tx.fleet_allocate_in(&record, holder)?;
             tx.commit()?;
             let Some(claim) = claim else { return Ok(lease.address()) };
-            // Every 16th allocation writes the records noted since (this
-            // one's and others'): the notes of those written go; an address
-            // etcd records for another host is forgotten here.
+            // An allocation that brings the notes to a multiple of 16 writes
+            // the records noted since (this one's and others'), and the
+            // give-backs: the notes of those written go; an address etcd
+            // records for another host is forgotten here.
             let recorded = match claim.record() {
                 Ok(recorded) => recorded,
                 // The address is this host's spare all the same.
@@ -119,9 +125,14 @@ impl Engine {
         let Some(hold) = tx.cni_fleet_hold(network, container_id, ifname)? else {
             return Ok(None);
         };
-        tx.cni_fleet_release(&hold)?;
+        let batch = match tx.cni_fleet_release(&hold)? {
+            true => tx.fleet_batch(hold.network_id)?,
+            false => None,
+        };
         tx.commit()?;
-        self.give_back_fleet_records(std::slice::from_ref(&hold));
+        if let Some(batch) = batch {
+            self.write_fleet_batch(hold.network_id, batch);
+        }
         Ok(Some(hold.ip))
     }
 
@@ -149,27 +160,20 @@ impl Engine {
             .into_iter()
             .filter(|h| !keep(&h.container_id, &h.ifname))
             .collect();
+        let mut due = BTreeSet::new();
         for hold in &gone {
-            tx.cni_fleet_release(hold)?;
-        }
-        tx.commit()?;
-        self.give_back_fleet_records(&gone);
-        Ok(gone.len())
-    }
-
-    /// etcd's records of released addresses, back to this host's spares. A
-    /// failure costs a warning, and etcd is not asked again in this call:
-    /// the records stay in this host's name, and the allocation that next
-    /// takes one of the addresses takes its record over.
-    fn give_back_fleet_records(&self, holds: &[CniFleetHold]) {
-        for (i, hold) in holds.iter().enumerate() {
-            if let Err(e) = fleet::release_cni(&self.store, hold) {
-                tracing::warn!(
-                    left = holds.len() - i,
-                    "etcd's records of released addresses stay in use until reused here: {e}"
-                );
-                return;
+            if tx.cni_fleet_release(hold)? {
+                due.insert(hold.network_id);
             }
         }
+        let mut batches = Vec::new();
+        for network in due {
+            batches.extend(tx.fleet_batch(network)?.map(|b| (network, b)));
+        }
+        tx.commit()?;
+        for (network, batch) in batches {
+            self.write_fleet_batch(network, batch);
+        }
+        Ok(gone.len())
     }
 }

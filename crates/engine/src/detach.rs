@@ -165,9 +165,12 @@ impl Engine {
             crate::dhcp::release(&tx, None, parent, &req.network, &endpoint)?;
             unroute_from_shim(&self.host, &tx, record.id, &addresses)?;
             tx.delete_endpoint(endpoint.id)?;
+            let batch = fleet_release(&tx, &record, &endpoint, &addresses)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
-            self.release_fleet_records(&record, &endpoint, &addresses);
+            if let Some(batch) = batch {
+                self.write_fleet_batch(record.id, batch);
+            }
             return Ok(view);
         };
 
@@ -194,27 +197,13 @@ impl Engine {
         }
         unroute_from_shim(&self.host, &tx, record.id, &addresses)?;
         finish_detach(&tx, &endpoint)?;
+        let batch = fleet_release(&tx, &record, &endpoint, &addresses)?;
         faults.check(Step::StoreCommit)?;
         tx.commit()?;
-        self.release_fleet_records(&record, &endpoint, &addresses);
-        Ok(view)
-    }
-
-    /// Fleet pool: the detached endpoint's etcd records become this host's
-    /// spares again, once the detach is committed. A failure only costs a
-    /// warning: the next allocation here takes the record over.
-    fn release_fleet_records(
-        &mut self,
-        record: &nicslice_store::NetworkRecord,
-        endpoint: &EndpointRecord,
-        addresses: &[std::net::IpAddr],
-    ) {
-        if let Err(e) = nicslice_store::fleet::release(&self.store, record, endpoint, addresses) {
-            tracing::warn!(
-                "the fleet records of {} stay in use until reused here: {e}",
-                endpoint.ifname
-            );
+        if let Some(batch) = batch {
+            self.write_fleet_batch(record.id, batch);
         }
+        Ok(view)
     }
 
     /// Endpoints of one network, or of all; those whose namespace is gone
@@ -303,4 +292,20 @@ impl Engine {
 pub(crate) fn finish_detach(tx: &WriteTx<'_>, endpoint: &EndpointRecord) -> Result<()> {
     tx.delete_endpoint(endpoint.id)?;
     Ok(())
+}
+
+/// Fleet pool: notes, in the detach's transaction, that the endpoint's etcd
+/// records become this host's spares again; the batch to write once it is
+/// committed when it brought the notes to a multiple of 16 (see
+/// `nicslice_store::fleet`).
+fn fleet_release(
+    tx: &nicslice_store::WriteTx<'_>,
+    record: &nicslice_store::NetworkRecord,
+    endpoint: &EndpointRecord,
+    addresses: &[std::net::IpAddr],
+) -> Result<Option<nicslice_store::fleet::PendingClaim>> {
+    if !tx.fleet_release(record, endpoint, addresses)? {
+        return Ok(None);
+    }
+    Ok(tx.fleet_batch(record.id)?)
 }

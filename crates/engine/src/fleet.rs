@@ -5,14 +5,16 @@
 //! source `::`; neither needs an address on the parent nor a scratch link),
 //! and those no one answers become this host's spares; an answered one
 //! stays in the dead host's name, reported with the MAC that answered
-//! (`network inspect`).
+//! (`network inspect`). Also: writing the batch of etcd records a release
+//! made due.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use nicslice_kernel::address_claim::AddressProbe;
-use nicslice_store::NetworkRecord;
+use nicslice_store::fleet::PendingClaim;
+use nicslice_store::{NetworkId, NetworkRecord, StoreError};
 
 use crate::Engine;
 use crate::endpoint::{ParentRef, Place};
@@ -69,5 +71,27 @@ impl Engine {
         tx.fleet_add_spares(record.id, &taken)?;
         tx.commit()?;
         Ok(taken.len())
+    }
+}
+
+impl Engine {
+    /// Writes `batch`, the notes of fleet network `network` a committed
+    /// release made due, and forgets those written (and the addresses etcd
+    /// records for another host). A failure costs a warning: the notes
+    /// wait for the next batch, and the release stands.
+    pub(crate) fn write_fleet_batch(&mut self, network: NetworkId, batch: PendingClaim) {
+        let written = batch.record().and_then(|done| {
+            let tx = self.store.write()?;
+            tx.fleet_recorded(&done)?;
+            for ip in &done.foreign {
+                tracing::warn!(%ip, "etcd records this address for another host: forgotten here");
+                tx.fleet_forget(network, *ip)?;
+            }
+            tx.commit()
+        });
+        if let Err(e) = written {
+            let e: StoreError = e;
+            tracing::warn!("this host's latest fleet records wait in etcd for a later batch: {e}");
+        }
     }
 }

@@ -229,10 +229,9 @@ impl Engine {
             mac: parent.as_ref().and_then(|p| p.mac),
         };
         // The fleet pool as etcd holds it; etcd not answering is shown, not fatal.
-        let fleet =
-            record.spec.fleet.is_some().then(|| {
-                nicslice_store::fleet::view(&self.store, &record).map_err(|e| e.to_string())
-            });
+        let fleet = record.spec.fleet.is_some().then(|| {
+            nicslice_store::fleet::view(&mut self.store, &record).map_err(|e| e.to_string())
+        });
         Ok(NetworkDetail {
             fleet,
             network: network_view(&record.spec, endpoint_list.len()),

@@ -103,3 +103,31 @@ impl LeaseBook for TxBook<'_> {
         Ok(n > 0)
     }
 }
+
+impl TxBook<'_> {
+    /// The lowest released offset of `pool` from `from` to `to`, left on
+    /// the list (a fleet pool's spares outside its range as now configured
+    /// stay there, unused).
+    pub(crate) fn lowest_freed_in(
+        &mut self,
+        pool: PoolId,
+        from: u128,
+        to: u128,
+    ) -> Result<Option<u128>, StoreError> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT ip_offset FROM freed WHERE pool_id = ?1 AND ip_offset BETWEEN ?2 AND ?3 \
+                 ORDER BY ip_offset LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![pool.0, to_blob(from).as_slice(), to_blob(to).as_slice()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .ctx("looking for a released address")?;
+        blob.map(|b| from_blob(&b)).transpose()
+    }
+}

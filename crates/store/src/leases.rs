@@ -46,6 +46,25 @@ impl WriteTx<'_> {
         })
     }
 
+    /// Leases exactly `ip` of `pool`, the first subnet's of `network` as
+    /// [`pool`](Self::pool) read it in this transaction, to no endpoint.
+    pub(crate) fn allocate_unowned_in(
+        &self,
+        network: NetworkId,
+        pool: &Pool,
+        ip: IpAddr,
+    ) -> Result<LeaseRecord, StoreError> {
+        let ip = ipam::allocate(pool, Some(ip), &mut TxBook { conn: &self.tx }, None)?;
+        Ok(LeaseRecord {
+            network_id: network,
+            subnet_index: 0,
+            ip,
+            subnet: pool.subnet(),
+            gateway: pool.gateway(),
+            endpoint_id: None,
+        })
+    }
+
     /// Releases `ip` in whichever subnet of `network` holds it. Returns whether it was leased.
     pub fn release_address(&self, network: NetworkId, ip: IpAddr) -> Result<bool, StoreError> {
         let valid = self.valid_network(network)?;

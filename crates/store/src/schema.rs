@@ -189,6 +189,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (network_id, ip)
     ) WITHOUT ROWID;
     "#,
+    // 11 (issue 14): fleet addresses released whose record in etcd may
+    // still name their former owner (`owner`): a detach, CNI DEL or GC
+    // notes the give-back here and does not wait for etcd; the batch of
+    // `fleet_unrecorded` writes it.
+    r#"
+    CREATE TABLE fleet_unreturned (
+        network_id   INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        ip           TEXT    NOT NULL,
+        owner        TEXT    NOT NULL,
+        PRIMARY KEY (network_id, ip, owner)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

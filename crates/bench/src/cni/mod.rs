@@ -7,6 +7,7 @@
 //! 10,000th allocation in a /16). A benchmark, not a test: it reports, it
 //! does not judge.
 
+pub mod fleet;
 mod lower;
 mod scale;
 pub(crate) mod spawn;
@@ -67,6 +68,8 @@ pub struct Report {
 /// route, one container namespace. Deleted on drop.
 pub(crate) struct Bench {
     names: Vec<String>,
+    /// The switch's namespace (its bridge has 192.168.0.1).
+    switch: String,
     pub(crate) host: Netns,
     container: Netns,
     container_path: String,
@@ -118,7 +121,8 @@ pub(crate) fn setup() -> Result<Bench> {
     h.add_address(eth0.index, "192.168.0.254/24".parse()?)?;
     h.set_up(eth0.index, true)?;
     h.add_route(&Route::default_via("192.168.0.1".parse()?, eth0.index))?;
-    Ok(Bench { names, host, container, container_path, tmp })
+    let switch = format!("{prefix}-sw");
+    Ok(Bench { names, switch, host, container, container_path, tmp })
 }
 
 /// How a contender is called: the CNI way (verb and container in the

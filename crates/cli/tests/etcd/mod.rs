@@ -97,6 +97,41 @@ impl Cluster {
         }
     }
 
+    /// Stops member `i` (SIGSTOP, by the pid we started): it keeps its
+    /// port, and a request to it waits for its timeout.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// Lets member `i` go on after [`pause`](Self::pause).
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&mut self, i: usize, signal: libc::c_int) {
+        let child = self.members[i].as_ref().expect("a running member");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: a signal to the pid of a child we started and did not reap.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// How many gRPC requests (the JSON gateway's included) the members
+    /// have started serving, by their own metrics (`/metrics`), read from
+    /// namespace `etcd_ns`.
+    pub fn requests(&self, etcd_ns: &Netns) -> u64 {
+        self.clients
+            .iter()
+            .map(|url| {
+                let metrics = etcd_ns.run(|| http_get(url, "/metrics")).unwrap();
+                metrics
+                    .lines()
+                    .filter(|l| l.starts_with("grpc_server_started_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>() as u64
+            })
+            .sum()
+    }
+
     /// The member that is the cluster's leader now.
     pub fn leader(&self, etcd_ns: &Netns) -> usize {
         (0..self.clients.len())
@@ -117,4 +152,16 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The body of a plain HTTP GET of `path` at `url` (`http://IP:PORT`).
+fn http_get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect to etcd");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("etcd's reply");
+    reply.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }

@@ -2,7 +2,7 @@
 //! lease renewal, the leasing of a block with its spares, the claim of a
 //! spare for an endpoint, and its return.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -118,10 +118,20 @@ impl WriteTx<'_> {
         network: NetworkId,
         holder: impl Into<FleetHolder<'h>>,
     ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
-        let holder = holder.into();
         let record =
             self.network(network)?.ok_or(StoreError::NoSuchNetwork(network.0.to_string()))?;
-        let fleet = fleet_of(&record)?;
+        self.fleet_allocate_in(&record, holder.into())
+    }
+
+    /// [`fleet_allocate`](Self::fleet_allocate) on `record`, read already
+    /// in this transaction.
+    pub fn fleet_allocate_in(
+        &self,
+        record: &NetworkRecord,
+        holder: FleetHolder<'_>,
+    ) -> Result<(LeaseRecord, Option<PendingClaim>), StoreError> {
+        let network = record.id;
+        let fleet = fleet_of(record)?;
         let name = record.spec.name.to_string();
         let valid = record.validate()?;
         let pool = self.pool(&valid, network, 0)?;
@@ -172,38 +182,101 @@ impl WriteTx<'_> {
                     )));
                 }
             };
-            let lease = holder.lease(self, network, ip)?;
-            // etcd's record of it as the endpoint's is noted here, and
+            let lease = holder.lease(self, network, &pool, ip)?;
+            // etcd's record of it as the holder's is noted here, and
             // written with the others noted at every `BACKLOG`th note,
             // in one transaction, after the commit and off the lock
             // (`PendingClaim`): the other allocations make no etcd round
-            // trip at all. While etcd does not answer, the spare is this
-            // host's all the same, and the notes wait.
+            // trip at all, a CNI ADD's as a CLI attach's. While etcd does
+            // not answer, the spare is this host's all the same, and the
+            // notes wait.
             local::add_unrecorded(&self.tx, network, ip, &owner)?;
-            // Each 16th note, not each one past 16: attaches running at once
-            // would write the same records side by side. (A writer that
-            // fails leaves its notes to the next 16th.)
-            let noted = local::unrecorded_count(&self.tx, network)?;
-            // A CNI ADD writes at once, and waits for it: its answer is the
-            // container's address, which etcd then records as the
-            // attachment's (DEL, GC and the owner keys go by it).
-            let at_once = matches!(holder, FleetHolder::Cni { .. });
-            if contact.is_err() || (noted % BACKLOG != 0 && !at_once) {
+            let noted = local::note_count(&self.tx, network)?;
+            if contact.is_err() || !noted.is_multiple_of(BACKLOG) {
                 return Ok((lease, None));
             }
             let mut claims = vec![Claim { key: keys.address(block, ip), ip, owner }];
-            claims.extend(backlog(&self.tx, network, &keys, &pool, ip, true)?);
-            let pending = PendingClaim { etcd, host: host.host.clone(), network, claims };
+            let (more, give_backs) = backlog(&self.tx, network, &keys, &pool, ip, true)?;
+            claims.extend(more);
+            let host = host.host.clone();
+            let pending = PendingClaim { etcd, host, network, claims, give_backs };
             return Ok((lease, Some(pending)));
         }
     }
 
-    /// Forgets the notes of the records `done` wrote: etcd has them.
+    /// Forgets the notes of the records `done` wrote or gave back: etcd
+    /// has them.
     pub fn fleet_recorded(&self, done: &Recorded) -> Result<(), StoreError> {
         for (ip, owner) in &done.written {
             local::recorded(&self.tx, done.network, *ip, owner)?;
         }
+        for (ip, owner) in &done.returned {
+            local::returned(&self.tx, done.network, *ip, owner)?;
+        }
         Ok(())
+    }
+
+    /// Notes, in this transaction, that etcd's records of `ips`, released
+    /// by CLI endpoint `ep` of fleet network `network`, go back to this
+    /// host's spares with the next batch (no etcd round trip now); whether
+    /// this made the `BACKLOG`th note, when [`fleet_batch`](Self::fleet_batch)
+    /// is due once committed. Nothing for another network.
+    pub fn fleet_release(
+        &self,
+        network: &NetworkRecord,
+        ep: &EndpointRecord,
+        ips: &[IpAddr],
+    ) -> Result<bool, StoreError> {
+        if network.spec.fleet.is_none() {
+            return Ok(false);
+        }
+        let Some(host) = local::host_if_any(&self.tx, network.id)? else { return Ok(false) };
+        let owner = Keys::new(network.spec.name.as_str()).cli_owner(&host.host, ep);
+        self.fleet_note_release(network.id, &owner, ips)
+    }
+
+    /// [`fleet_release`](Self::fleet_release) of `ips` by the holder named
+    /// `owner` in etcd. The note of a record not written yet goes (a write
+    /// in flight, or done by a command killed before it forgot the note,
+    /// is given back all the same: the give-back compares the record with
+    /// `owner`'s, so it is harmless when etcd never had it).
+    pub(super) fn fleet_note_release(
+        &self,
+        network: NetworkId,
+        owner: &[u8],
+        ips: &[IpAddr],
+    ) -> Result<bool, StoreError> {
+        let mut due = false;
+        for ip in ips {
+            if local::block_of(&self.tx, network, *ip)?.is_none() {
+                continue;
+            }
+            // A note of its record that goes makes no new note: the count
+            // did not grow, and its multiple of `BACKLOG`, if it is one,
+            // was due already.
+            let dropped = local::recorded(&self.tx, network, *ip, owner)?;
+            if local::add_unreturned(&self.tx, network, *ip, owner)? && !dropped {
+                due |= local::note_count(&self.tx, network)?.is_multiple_of(BACKLOG);
+            }
+        }
+        Ok(due)
+    }
+
+    /// Every note of this host on fleet network `network`, as the batch to
+    /// write once this transaction is committed (none: nothing noted, or
+    /// not a fleet network).
+    pub fn fleet_batch(&self, network: NetworkId) -> Result<Option<PendingClaim>, StoreError> {
+        let Some(record) = self.network(network)? else { return Ok(None) };
+        let Ok(fleet) = fleet_of(&record) else { return Ok(None) };
+        let Some(host) = local::host_if_any(&self.tx, network)? else { return Ok(None) };
+        let pool = self.pool(&record.validate()?, network, 0)?;
+        let keys = Keys::new(record.spec.name.as_str());
+        let (claims, give_backs) = backlog(&self.tx, network, &keys, &pool, None, true)?;
+        if claims.is_empty() && give_backs.is_empty() {
+            return Ok(None);
+        }
+        let etcd = super::client_brief(&fleet)?;
+        Ok(Some(PendingClaim { etcd, host: host.host, network, claims, give_backs }))
     }
 
     /// Forgets `ip` as this host's: etcd records it for another host.
@@ -219,10 +292,16 @@ impl WriteTx<'_> {
     }
 }
 
-/// How many addresses etcd may lack the record of before an attach writes
-/// them all (1 attach in 16, then, waits for one batched transaction; the
-/// others make none).
-const BACKLOG: usize = 16;
+/// Every how many notes (a record to write, at an allocation; one to give
+/// back, at a release) the command writes them all (1 in 16, then, waits
+/// for one batched transaction, two when it gives back too; the others make
+/// none). When the notes number a multiple of 16, not whenever they are 16
+/// or more: allocations running at once would write the same records side
+/// by side. (A writer that fails leaves its notes to the next multiple.)
+/// Each command adds one note at most (a release whose record was never
+/// written trades its note for a give-back), so the count meets every
+/// multiple on its way up.
+const BACKLOG: u64 = 16;
 
 /// Claims written in one etcd transaction, at most: two puts each, and
 /// etcd takes 128 operations per transaction (`--max-txn-ops`).
@@ -235,22 +314,34 @@ struct Claim {
     owner: Vec<u8>,
 }
 
-/// The noted records other than `except`'s, as claims; a note of an
-/// address no endpoint holds any more is skipped, and dropped if `drop`
-/// (its record stays a spare, or is taken over by the address's next
-/// allocation here).
+/// The noted records other than `except`'s, as claims, and the noted
+/// give-backs; a note of an address no holder has any more is skipped, and
+/// dropped if `drop` (its record stays a spare, or is taken over by the
+/// address's next allocation here), as is a give-back of an address etcd
+/// no longer records as this host's.
 fn backlog(
     conn: &rusqlite::Connection,
     network: NetworkId,
     keys: &Keys,
     pool: &Pool,
-    except: IpAddr,
+    except: impl Into<Option<IpAddr>>,
     drop: bool,
-) -> Result<Vec<Claim>, StoreError> {
+) -> Result<(Vec<Claim>, Vec<Claim>), StoreError> {
+    let except = except.into();
+    let mut give_backs: Vec<Claim> = Vec::new();
+    for (ip, owner) in local::unreturned(conn, network)? {
+        match local::block_of(conn, network, ip)? {
+            Some(block) => give_backs.push(Claim { key: keys.address(block, ip), ip, owner }),
+            None if drop => {
+                local::returned(conn, network, ip, &owner)?;
+            }
+            None => {}
+        }
+    }
     let mut claims = Vec::new();
     let mut book = TxBook { conn };
     for (ip, owner) in local::unrecorded(conn, network)? {
-        if ip == except {
+        if Some(ip) == except {
             continue;
         }
         let leased = match pool.offset_of(ip) {
@@ -259,23 +350,27 @@ fn backlog(
         };
         match local::block_of(conn, network, ip)? {
             Some(block) if leased => claims.push(Claim { key: keys.address(block, ip), ip, owner }),
-            _ if drop => local::recorded(conn, network, ip, &owner)?,
+            _ if drop => {
+                local::recorded(conn, network, ip, &owner)?;
+            }
             _ => {}
         }
     }
-    Ok(claims)
+    Ok((claims, give_backs))
 }
 
-/// The etcd side of the allocations of a host once `BACKLOG` of them are
-/// noted, done after the transaction is committed so that the host's other
-/// commands need not wait for etcd: the addresses' records made their
-/// endpoints'.
+/// The etcd side of the allocations and releases of a host once `BACKLOG`
+/// of them are noted, done after the transaction is committed so that the
+/// host's other commands need not wait for etcd: the released addresses'
+/// records back to spares, then the allocated ones' made their holders'.
 pub struct PendingClaim {
     etcd: Etcd,
     host: String,
     network: NetworkId,
-    /// This allocation's first.
+    /// An allocation's first.
     claims: Vec<Claim>,
+    /// Each with its former owner's key.
+    give_backs: Vec<Claim>,
 }
 
 /// What [`PendingClaim::record`] wrote, for [`WriteTx::fleet_recorded`],
@@ -283,24 +378,108 @@ pub struct PendingClaim {
 pub struct Recorded {
     network: NetworkId,
     written: Vec<(IpAddr, Vec<u8>)>,
+    returned: Vec<(IpAddr, Vec<u8>)>,
     pub foreign: Vec<IpAddr>,
 }
 
 impl PendingClaim {
-    /// The address of this allocation.
-    pub fn ip(&self) -> IpAddr {
-        self.claims[0].ip
+    /// The address of this allocation (of an allocation's batch).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.claims.first().map(|c| c.ip)
     }
 
-    /// Writes the records: all in one etcd transaction when each is still
-    /// this host's spare; else, with what that transaction read back, those
-    /// still spares in a second one, and the rest one by one.
+    /// Gives the released addresses' records back, then writes the
+    /// allocated ones': all in one etcd transaction each when etcd holds
+    /// what the notes expect; else, with what that transaction read back,
+    /// those still so in a second one, and (records to write) the rest one
+    /// by one. Giving back first, an address released and allocated again
+    /// ends with its new holder's record.
     pub fn record(&self) -> Result<Recorded, StoreError> {
-        let mut done = Recorded { network: self.network, written: Vec::new(), foreign: Vec::new() };
+        let mut done = Recorded {
+            network: self.network,
+            written: Vec::new(),
+            returned: Vec::new(),
+            foreign: Vec::new(),
+        };
+        let give_backs = self.one_give_back_per_address(&mut done)?;
+        for chunk in give_backs.chunks(CLAIMS_PER_TXN) {
+            self.give_back_chunk(chunk, &mut done)?;
+        }
         for chunk in self.claims.chunks(CLAIMS_PER_TXN) {
             self.record_chunk(chunk, &mut done)?;
         }
         Ok(done)
+    }
+
+    /// The give-backs, one per address: of several (an address handed out
+    /// and released more than once since the last batch; its record names
+    /// one holder at most), the one whose holder etcd's record names, read
+    /// in one transaction; the others need nothing (their records were
+    /// never written, or given back already).
+    fn one_give_back_per_address(&self, done: &mut Recorded) -> Result<Vec<&Claim>, StoreError> {
+        let mut by_ip: BTreeMap<IpAddr, Vec<&Claim>> = BTreeMap::new();
+        for g in &self.give_backs {
+            by_ip.entry(g.ip).or_default().push(g);
+        }
+        let (mut single, several): (Vec<_>, Vec<_>) =
+            by_ip.into_values().partition(|g| g.len() == 1);
+        let mut out: Vec<&Claim> = single.iter_mut().filter_map(|g| g.pop()).collect();
+        for chunk in several.chunks(CLAIMS_PER_TXN) {
+            let gets: Vec<Op> = chunk.iter().map(|gs| Op::Get(gs[0].key.clone())).collect();
+            let (_, replies) = self.etcd.txn(&[], &gets, &[])?;
+            for (i, gs) in chunk.iter().enumerate() {
+                let found = range_reply(&replies, i)?.map(|kv| kv.value);
+                for g in gs {
+                    match found.as_deref() == Some(&self.owned(g)[..]) {
+                        true => out.push(g),
+                        false => done.returned.push((g.ip, g.owner.clone())),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns the records of `gives` that still name their former owner
+    /// back into spares, deleting the owner keys; those that name no one
+    /// of them need nothing (never written, or taken over since). Raced
+    /// twice, a give-back waits for the next batch.
+    fn give_back_chunk(&self, gives: &[&Claim], done: &mut Recorded) -> Result<(), StoreError> {
+        let spare = AddressRecord::spare(&self.host).bytes();
+        let mut rest: Vec<&Claim> = gives.to_vec();
+        for _ in 0..2 {
+            if rest.is_empty() {
+                break;
+            }
+            let compare: Vec<Cmp> =
+                rest.iter().map(|g| Cmp::Holds(g.key.clone(), self.owned(g))).collect();
+            let puts: Vec<Op> = rest
+                .iter()
+                .flat_map(|g| {
+                    [
+                        Op::Put { key: g.key.clone(), value: spare.clone(), lease: None },
+                        Op::Delete(g.owner.clone()),
+                    ]
+                })
+                .collect();
+            let gets: Vec<Op> = rest.iter().map(|g| Op::Get(g.key.clone())).collect();
+            let (took, replies) = self.etcd.txn(&compare, &puts, &gets)?;
+            if took {
+                done.returned.extend(rest.iter().map(|g| (g.ip, g.owner.clone())));
+                return Ok(());
+            }
+            let mut still = Vec::new();
+            for (i, g) in rest.into_iter().enumerate() {
+                let found = range_reply(&replies, i)?.map(|kv| kv.value);
+                if found.as_deref() == Some(&self.owned(g)[..]) {
+                    still.push(g);
+                } else {
+                    done.returned.push((g.ip, g.owner.clone()));
+                }
+            }
+            rest = still;
+        }
+        Ok(())
     }
 
     /// [`record`](Self::record) of at most `CLAIMS_PER_TXN` claims.
@@ -387,39 +566,27 @@ impl PendingClaim {
     }
 }
 
-/// Writes every record etcd may lack on this host's part of `network`
-/// (what `network inspect` shows is then whole); the notes stay until an
-/// attach sees them written.
+/// Writes every record etcd may lack on this host's part of `network`,
+/// and gives back those released (what `network inspect` shows is then
+/// whole), then forgets the notes written.
 pub(super) fn write_unrecorded(
-    store: &crate::Store,
+    store: &mut crate::Store,
     network: &NetworkRecord,
-    fleet: &FleetSpec,
 ) -> Result<(), StoreError> {
-    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
-    if local::unrecorded_count(store.conn(), network.id)? == 0 {
+    if !local::any_note(store.conn(), network.id)? {
         return Ok(());
     }
-    let valid = network.validate()?;
-    let subnet = valid.subnet(0).ok_or_else(|| StoreError::corrupt("a fleet network's subnet"))?;
-    let pool_id: i64 = store
-        .conn()
-        .prepare_cached("SELECT id FROM pools WHERE network_id = ?1 AND subnet_index = 0")
-        .and_then(|mut s| s.query_row([network.id.0], |r| r.get(0)))
-        .map_err(|_| StoreError::corrupt("a fleet network's pool"))?;
-    let pool = Pool::new(nicslice_model::ipam::PoolId(pool_id), valid.name.clone(), subnet);
-    let keys = Keys::new(network.spec.name.as_str());
-    let unspecified = IpAddr::from([0u8; 4]);
-    let claims = backlog(store.conn(), network.id, &keys, &pool, unspecified, false)?;
-    if claims.is_empty() {
-        return Ok(());
-    }
-    let pending = PendingClaim {
-        etcd: super::client_brief(fleet)?,
-        host: host.host,
-        network: network.id,
-        claims,
+    let pending = {
+        let tx = store.write()?;
+        let pending = tx.fleet_batch(network.id)?;
+        tx.commit()?;
+        pending
     };
-    pending.record().map(drop)
+    let Some(pending) = pending else { return Ok(()) };
+    let done = pending.record()?;
+    let tx = store.write()?;
+    tx.fleet_recorded(&done)?;
+    tx.commit()
 }
 
 pub(super) fn fleet_of(record: &NetworkRecord) -> Result<FleetSpec, StoreError> {
@@ -463,17 +630,27 @@ pub(super) fn list_spare(book: &mut TxBook<'_>, pool: &Pool, ip: IpAddr) -> Resu
     Ok(())
 }
 
-/// The lowest spare of this host, and its block: an address on the list
-/// that etcd still records as this host's (one it forgot since may have
-/// come back to the list by a release) and no endpoint uses.
+/// The lowest spare of this host in the pool's range, and its block: an
+/// address on the list that etcd still records as this host's (one it
+/// forgot since may have come back to the list by a release) and no holder
+/// uses. A spare outside the range as now configured, or reserved by it (a
+/// CNI configuration's `rangeStart`/`rangeEnd` or gateway changed since the
+/// block was leased), stays on the list, this host's, for a configuration
+/// that includes it again.
 fn next_spare(
     tx: &WriteTx<'_>,
     network: NetworkId,
     pool: &Pool,
 ) -> Result<Option<(IpAddr, IpAddr)>, StoreError> {
     let mut book = TxBook { conn: &tx.tx };
-    while let Some(offset) = book.pop_lowest_freed(pool.id())? {
+    let mut from = pool.range_first();
+    while let Some(offset) = book.lowest_freed_in(pool.id(), from, pool.range_last())? {
+        from = offset + 1;
         let Some(ip) = pool.ip_at(offset) else { continue };
+        if !pool.is_allocatable(ip) {
+            continue;
+        }
+        book.remove_freed(pool.id(), offset)?;
         if book.is_leased(pool.id(), offset)? {
             continue;
         }
@@ -616,49 +793,6 @@ fn lease_block(
         "the fleet pool {} is full: every block is held by a host or has no address left",
         pool.range()
     )))
-}
-
-/// Turns the records of `ips`, used by the CLI endpoint `ep` of fleet
-/// network `network`, back into this host's spares; called after the
-/// detach is committed. A record left as it is (etcd not answering) is
-/// taken over by a later allocation.
-pub fn release(
-    store: &crate::Store,
-    network: &NetworkRecord,
-    ep: &EndpointRecord,
-    ips: &[IpAddr],
-) -> Result<(), StoreError> {
-    let Ok(fleet) = fleet_of(network) else { return Ok(()) };
-    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
-    let keys = Keys::new(network.spec.name.as_str());
-    let owner = keys.cli_owner(&host.host, ep);
-    let owned = AddressRecord::owned(&host.host, &owner).bytes();
-    let etcd = super::client_brief(&fleet)?;
-    for ip in ips {
-        let Some(block) = local::block_of(store.conn(), network.id, *ip)? else { continue };
-        give_back(&etcd, keys.address(block, *ip), &host.host, &owner, &owned)?;
-    }
-    Ok(())
-}
-
-/// Turns the record at `key`, if it still holds `owned` (the address used
-/// by `owner`), back into a spare of `host`, and deletes the owner key.
-pub(super) fn give_back(
-    etcd: &Etcd,
-    key: Vec<u8>,
-    host: &str,
-    owner: &[u8],
-    owned: &[u8],
-) -> Result<(), StoreError> {
-    etcd.txn(
-        &[Cmp::Holds(key.clone(), owned.to_vec())],
-        &[
-            Op::Put { key, value: AddressRecord::spare(host).bytes(), lease: None },
-            Op::Delete(owner.to_vec()),
-        ],
-        &[],
-    )
-    .map(drop)
 }
 
 /// What a host leaving a fleet network gives back, read before the network's

@@ -16,10 +16,9 @@ use std::net::IpAddr;
 use nicslice_model::ValidNetwork;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::allocate::{fleet_of, give_back};
-use super::{AddressRecord, Keys, local};
+use super::{Keys, local};
 use crate::error::Context;
-use crate::{NetworkId, Store, StoreError, StoreRead, WriteTx};
+use crate::{NetworkId, NetworkRecord, Store, StoreError, StoreRead, WriteTx};
 
 /// What the name of a CNI fleet pool's row starts with.
 pub(crate) const CNI_POOL_PREFIX: &str = "cni:";
@@ -77,22 +76,24 @@ impl WriteTx<'_> {
     /// The row of CNI fleet pool `pool` (a validated fleet network named as
     /// the CNI network), made now if missing; its spec follows the
     /// configuration of the latest call.
-    pub fn cni_fleet_pool(&self, pool: &ValidNetwork) -> Result<NetworkId, StoreError> {
+    pub fn cni_fleet_pool(&self, pool: &ValidNetwork) -> Result<NetworkRecord, StoreError> {
         let name = row_name(pool);
         let found: Option<i64> = self
             .tx
             .prepare_cached("SELECT id FROM networks WHERE name = ?1")
             .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
             .ctx("reading a CNI fleet pool")?;
-        match found.map(NetworkId) {
-            Some(id) => {
-                if self.network(id)?.is_none_or(|r| r.spec != *pool.spec()) {
+        let id = match found.map(NetworkId) {
+            Some(id) => match self.network(id)? {
+                Some(record) if record.spec == *pool.spec() => return Ok(record),
+                _ => {
                     self.update_network(id, pool, None)?;
+                    id
                 }
-                Ok(id)
-            }
-            None => self.insert_network_as(&name, "", pool, None),
-        }
+            },
+            None => self.insert_network_as(&name, "", pool, None)?,
+        };
+        self.network(id)?.ok_or(StoreError::NoSuchNetwork(name))
     }
 
     /// The address CNI attachment (`container_id`, `ifname`) of `network`
@@ -123,17 +124,23 @@ impl WriteTx<'_> {
         rows.into_iter().map(into_hold).collect()
     }
 
-    /// Releases the address `hold` names in this host's state (its etcd
-    /// record: [`release_cni`], once committed).
-    pub fn cni_fleet_release(&self, hold: &CniFleetHold) -> Result<(), StoreError> {
+    /// Releases the address `hold` names in this host's state, and notes
+    /// that etcd's record of it goes back to this host's spares with the
+    /// next batch; whether [`fleet_batch`](Self::fleet_batch) is due once
+    /// committed (see [`fleet_release`](Self::fleet_release)).
+    pub fn cni_fleet_release(&self, hold: &CniFleetHold) -> Result<bool, StoreError> {
         self.release_address(hold.network_id, hold.ip)?;
         self.tx
             .prepare_cached(
                 "DELETE FROM fleet_cni_holders WHERE network = ?1 AND container_id = ?2 AND ifname = ?3",
             )
             .and_then(|mut s| s.execute(params![hold.network, hold.container_id, hold.ifname]))
-            .ctx("releasing a CNI attachment's fleet address")
-            .map(drop)
+            .ctx("releasing a CNI attachment's fleet address")?;
+        let Some(host) = local::host_if_any(&self.tx, hold.network_id)? else { return Ok(false) };
+        // The pool is named in etcd as the CNI network.
+        let keys = Keys::new(&hold.network);
+        let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
+        self.fleet_note_release(hold.network_id, &owner, &[hold.ip])
     }
 }
 
@@ -147,23 +154,4 @@ impl Store {
     ) -> Result<Option<CniFleetHold>, StoreError> {
         hold_of(self.conn(), network, container_id, ifname)
     }
-}
-
-/// Turns etcd's record of `hold`'s address back into this host's spare;
-/// called once its release is committed. A record left as it is (etcd not
-/// answering) is taken over by a later allocation of this host.
-pub fn release_cni(store: &Store, hold: &CniFleetHold) -> Result<(), StoreError> {
-    let Some(network) = store.network(hold.network_id)? else { return Ok(()) };
-    let fleet = fleet_of(&network)?;
-    let Some(host) = local::host_if_any(store.conn(), network.id)? else { return Ok(()) };
-    let Some((_, block)) =
-        local::addresses(store.conn(), network.id)?.into_iter().find(|(ip, _)| *ip == hold.ip)
-    else {
-        return Ok(());
-    };
-    let keys = Keys::new(network.spec.name.as_str());
-    let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
-    let owned = AddressRecord::owned(&host.host, &owner).bytes();
-    let etcd = super::client_brief(&fleet)?;
-    give_back(&etcd, keys.address(block, hold.ip), &host.host, &owner, &owned)
 }

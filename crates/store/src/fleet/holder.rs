@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use nicslice_model::ipam::Pool;
 use rusqlite::params;
 
 use super::Keys;
@@ -46,17 +47,19 @@ impl FleetHolder<'_> {
         }
     }
 
-    /// Leases `ip` of `network` to this holder in the host's state.
+    /// Leases `ip` of `network` (its pool `pool`) to this holder in the
+    /// host's state.
     pub(super) fn lease(
         &self,
         tx: &WriteTx<'_>,
         network: NetworkId,
+        pool: &Pool,
         ip: IpAddr,
     ) -> Result<LeaseRecord, StoreError> {
         match *self {
             FleetHolder::Endpoint(id) => tx.allocate(network, 0, Some(ip), Some(id)),
             FleetHolder::Cni { network: name, container_id, ifname } => {
-                let lease = tx.allocate(network, 0, Some(ip), None)?;
+                let lease = tx.allocate_unowned_in(network, pool, ip)?;
                 tx.tx
                     .prepare_cached(
                         "INSERT INTO fleet_cni_holders (network, container_id, ifname, network_id, ip) \

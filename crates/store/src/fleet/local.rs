@@ -177,15 +177,23 @@ pub(crate) fn add_addresses(
     Ok(())
 }
 
+/// Forgets `ip` as this host's, with the notes of its records (etcd's
+/// record is another host's, which no batch of this host may touch).
 pub(crate) fn forget_address(
     conn: &Connection,
     network: NetworkId,
     ip: IpAddr,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM fleet_addresses WHERE network_id = ?1 AND ip = ?2")
-        .and_then(|mut s| s.execute(params![network.0, ip.to_string()]))
-        .ctx("forgetting a fleet address")
-        .map(drop)
+    for sql in [
+        "DELETE FROM fleet_addresses WHERE network_id = ?1 AND ip = ?2",
+        "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2",
+        "DELETE FROM fleet_unreturned WHERE network_id = ?1 AND ip = ?2",
+    ] {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(params![network.0, ip.to_string()]))
+            .ctx("forgetting a fleet address")?;
+    }
+    Ok(())
 }
 
 /// Notes that etcd may not record `ip` as `owner`'s yet.
@@ -194,12 +202,12 @@ pub(crate) fn add_unrecorded(
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "INSERT OR REPLACE INTO fleet_unrecorded (network_id, ip, owner) VALUES (?1, ?2, ?3)";
     on_note(conn, sql, network, ip, owner, "noting a fleet record to write")
 }
 
-/// Runs `sql` on the note of `ip` for `owner`.
+/// Runs `sql` on the note of `ip` for `owner`; whether it changed a row.
 fn on_note(
     conn: &Connection,
     sql: &str,
@@ -207,11 +215,11 @@ fn on_note(
     ip: IpAddr,
     owner: &[u8],
     what: &'static str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     conn.prepare_cached(sql)
         .and_then(|mut s| s.execute(params![network.0, ip.to_string(), owner]))
         .ctx(what)
-        .map(drop)
+        .map(|n| n > 0)
 }
 
 /// The addresses whose record etcd may lack, with their owner keys.
@@ -219,37 +227,95 @@ pub(crate) fn unrecorded(
     conn: &Connection,
     network: NetworkId,
 ) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT ip, owner FROM fleet_unrecorded WHERE network_id = ?1")
-        .ctx("reading the fleet records to write")?;
+    let sql = "SELECT ip, owner FROM fleet_unrecorded WHERE network_id = ?1";
+    notes(conn, sql, network, "reading the fleet records to write")
+}
+
+/// The notes `sql` selects, as (address, owner key).
+fn notes(
+    conn: &Connection,
+    sql: &str,
+    network: NetworkId,
+    what: &'static str,
+) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).ctx(what)?;
     let rows = stmt
         .query_map([network.0], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
-        .ctx("reading the fleet records to write")?;
+        .ctx(what)?;
     let mut out = Vec::new();
     for row in rows {
-        let (ip, owner) = row.ctx("reading the fleet records to write")?;
+        let (ip, owner) = row.ctx(what)?;
         let ip = ip.parse().map_err(|_| StoreError::corrupt(format!("fleet record of {ip}")))?;
         out.push((ip, owner));
     }
     Ok(out)
 }
 
-/// How many records etcd may lack.
-pub(crate) fn unrecorded_count(conn: &Connection, network: NetworkId) -> Result<usize, StoreError> {
-    conn.prepare_cached("SELECT count(*) FROM fleet_unrecorded WHERE network_id = ?1")
-        .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)))
-        .ctx("counting the fleet records to write")
-        .map(|n| usize::try_from(n).unwrap_or(0))
+/// Whether etcd may lack a record of this host or hold one to give back.
+pub(crate) fn any_note(conn: &Connection, network: NetworkId) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM fleet_unrecorded WHERE network_id = ?1) \
+         OR EXISTS (SELECT 1 FROM fleet_unreturned WHERE network_id = ?1)",
+    )
+    .and_then(|mut s| s.query_row([network.0], |r| r.get(0)))
+    .ctx("looking for fleet records to write")
 }
 
 /// Forgets the note of `ip` once etcd records it as `owner`'s (a newer
-/// note of the address, for another owner, stays).
+/// note of the address, for another owner, stays); whether there was one.
 pub(crate) fn recorded(
     conn: &Connection,
     network: NetworkId,
     ip: IpAddr,
     owner: &[u8],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let sql = "DELETE FROM fleet_unrecorded WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
     on_note(conn, sql, network, ip, owner, "forgetting a written fleet record")
+}
+
+/// How many notes this host has on `network`: records to write and
+/// give-backs.
+pub(crate) fn note_count(conn: &Connection, network: NetworkId) -> Result<u64, StoreError> {
+    conn.prepare_cached(
+        "SELECT (SELECT count(*) FROM fleet_unrecorded WHERE network_id = ?1) \
+         + (SELECT count(*) FROM fleet_unreturned WHERE network_id = ?1)",
+    )
+    .and_then(|mut s| s.query_row([network.0], |r| r.get::<_, i64>(0)))
+    .ctx("counting the fleet records to write")
+    .map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// Notes that etcd may still record `ip` as `owner`'s, which released it:
+/// the record goes back to this host's spare with the next batch; whether
+/// that note is new.
+pub(crate) fn add_unreturned(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<bool, StoreError> {
+    let sql = "INSERT OR IGNORE INTO fleet_unreturned (network_id, ip, owner) VALUES (?1, ?2, ?3)";
+    on_note(conn, sql, network, ip, owner, "noting a fleet record to give back")
+}
+
+/// The addresses released whose record etcd may still give their former
+/// owner, with that owner's key.
+pub(crate) fn unreturned(
+    conn: &Connection,
+    network: NetworkId,
+) -> Result<Vec<(IpAddr, Vec<u8>)>, StoreError> {
+    let sql = "SELECT ip, owner FROM fleet_unreturned WHERE network_id = ?1";
+    notes(conn, sql, network, "reading the fleet records to give back")
+}
+
+/// Forgets the note of `ip`'s give-back by `owner`: etcd no longer records
+/// it as `owner`'s.
+pub(crate) fn returned(
+    conn: &Connection,
+    network: NetworkId,
+    ip: IpAddr,
+    owner: &[u8],
+) -> Result<bool, StoreError> {
+    let sql = "DELETE FROM fleet_unreturned WHERE network_id = ?1 AND ip = ?2 AND owner = ?3";
+    on_note(conn, sql, network, ip, owner, "forgetting a fleet record given back")
 }

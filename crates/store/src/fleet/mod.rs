@@ -8,27 +8,44 @@
 //! etcd transaction, records every address of the block no one has recorded
 //! as its own spare (`addr/<block>/<address>`, no lease; and
 //! `hostblock/<host>/<block>` says where its records are). It then hands out
-//! its spares itself, in its own SQLite transaction; when etcd answers, the
-//! record of the address becomes the endpoint's (compare-and-swap from the
-//! spare value) and an owner key names it (`owner/cli/<host>/<namespace
+//! its spares itself, in its own SQLite transaction. etcd is to record
+//! each address handed out as its holder's (compare-and-swap from the spare
+//! value) with an owner key naming the holder (`owner/cli/<host>/<namespace
 //! identity>/<ifname>`; a CNI attachment's `owner/cni/<host>/<container
-//! ID>/<ifname>`, see `cni`), both in one transaction. Those writes are batched:
-//! an attach notes its record in its SQLite transaction
-//! (`fleet_unrecorded`), and the attach that makes the 16th note writes
-//! them all in one etcd transaction on a thread beside its kernel work
-//! (`network inspect` writes them too, before it reads). An allocation
-//! whose host holds a spare thus makes no etcd round trip (1 in 16 makes
-//! one), and what it looks up locally is one indexed statement whatever the
-//! pool's size (the spares are the pool's `freed` list). Detach turns the
-//! record back into a spare.
+//! ID>/<ifname>`, see `cni`), and each address released as this host's
+//! spare again (compare-and-swap from that holder's value, the owner key
+//! deleted). Those writes are batched, a CLI attach's and a CNI ADD's alike:
+//! an allocation notes its record in its SQLite transaction
+//! (`fleet_unrecorded`), a release (detach, CNI DEL and GC) its give-back
+//! (`fleet_unreturned`), and the command that brings this host's notes to a
+//! multiple of 16 writes them all after its commit: the give-backs in one etcd transaction, then the records in another (an
+//! address released and handed out again before the batch thus ends with its
+//! new holder's record, never the old one's). An attach writes them on a
+//! thread beside its kernel work; `network inspect` writes them too, before
+//! it reads. An allocation whose host holds a spare thus makes no etcd round
+//! trip (1 in 16 makes one), nor does a release, and what an allocation
+//! looks up locally is one indexed statement whatever the pool's size (the
+//! spares are the pool's `freed` list; those outside the range as now
+//! configured, after a CNI configuration narrowed it, stay there unused).
 //!
-//! Never a duplicate: an address is recorded for one host at a time, and a
-//! host hands out only addresses recorded as its own, before they are used.
-//! A host cut off from etcd keeps serving its spares while its lease surely
-//! lives (measured from before its last renewal), then refuses. A command
-//! killed between the etcd record and its SQLite commit leaves a record in
-//! this host's name that no local lease holds: the next allocation that
-//! meets it takes it over.
+//! Never a duplicate, whatever the batch has not written yet: an address
+//! is recorded in etcd for one host at a time, and a host hands out only
+//! addresses etcd records as its own, each recorded so (with its block, in
+//! one etcd transaction) before the host lists it as a spare, so before it
+//! is used. No other host takes one while this host's lease lives: a block
+//! lives with the lease, and a dead host's records are taken back only past
+//! the lease and a cool-down, after a probe on the wire (`reclaim`). A host
+//! serves its spares only while its lease surely lives (measured from
+//! before its last renewal): cut off from etcd, it keeps serving them that
+//! long, then refuses; and a host that has to take a new lease reads back
+//! which addresses etcd still records as its own before it serves. So a
+//! record that still says "spare" while the address is in use here, or
+//! names a holder that released it, misleads no host: it is this host's
+//! either way, and only this host hands it out. A batch that finds an
+//! address recorded for another host (which only a lost lease explains)
+//! forgets it here. A command killed between the etcd record and its
+//! SQLite commit leaves a record in this host's name that no local lease
+//! holds: the next allocation that meets it takes it over.
 //!
 //! A host's lease also keeps `host/<name>` alive. Once it is gone, the
 //! host's addresses stay in its name for the network's cool-down, then a
@@ -238,7 +255,7 @@ pub(crate) struct HeardRecord {
     pub at: i64,
 }
 
-pub use allocate::{Departure, PendingClaim, Recorded, departure, release};
-pub use cni::{CniFleetHold, release_cni};
+pub use allocate::{Departure, PendingClaim, Recorded, departure};
+pub use cni::CniFleetHold;
 pub use holder::FleetHolder;
 pub use reclaim::{Reclaim, reclaimable};

@@ -62,10 +62,10 @@ pub struct FleetAnswered {
 }
 
 /// The fleet view of `network`, read from etcd and the local state.
-pub fn view(store: &crate::Store, network: &NetworkRecord) -> Result<FleetView, StoreError> {
+pub fn view(store: &mut crate::Store, network: &NetworkRecord) -> Result<FleetView, StoreError> {
     let fleet = super::allocate::fleet_of(network)?;
-    // What this host's attaches left for etcd to write, first.
-    if let Err(e) = super::allocate::write_unrecorded(store, network, &fleet) {
+    // What this host's attaches and detaches left for etcd to write, first.
+    if let Err(e) = super::allocate::write_unrecorded(store, network) {
         tracing::warn!("this host's latest records may be missing from etcd: {e}");
     }
     let host = local::host_if_any(store.conn(), network.id)?;
