@@ -2,7 +2,7 @@
 //! Beside `nicslice network rm --force` of N endpoints (each in a namespace
 //! of its own), the same N link deletions done in-process on open sockets,
 //! once one after another and once concurrently the way `network rm`
-//! does them (up to 64 threads, a socket each in the link's namespace, the
+//! does them (a thread per link, a socket each in the link's namespace, the
 //! link looked up by name, then deleted): the kernel's floor for the job;
 //! and that again with each link read whole first (`RTM_GETLINK`, what
 //! nicslice does to make sure a link is its own before deleting it).
@@ -27,8 +27,9 @@ use serde::Serialize;
 
 use crate::cni::{Stats, setup, spawn};
 
-/// At most this many deleting threads, as `network rm --force` uses.
-const THREADS: usize = 64;
+/// At most this many deleting threads (one per link up to here), as
+/// `network rm --force` uses.
+const THREADS: usize = 1024;
 
 /// What to run.
 pub struct Options {
