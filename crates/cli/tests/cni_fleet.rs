@@ -681,3 +681,48 @@ fn a_narrowed_range_hands_out_only_the_spares_inside_it() {
     assert!(ok, "{json} {err}");
     assert_eq!(ip_of(&json).to_string(), "192.168.0.128", "the spare kept outside");
 }
+
+/// With `"probe"`, an address of the fleet pool that someone on the wire
+/// answers for is quarantined (kept by this host, not handed out again)
+/// and the ADD takes the next spare instead, as the CLI's fleet network does.
+#[test]
+fn an_answered_address_is_quarantined_and_the_add_takes_the_next_spare() {
+    if in_vm() {
+        return;
+    }
+    let mut fleet = Fleet::new("cnifleetprobe", 1);
+    let cluster = fleet.etcd();
+    let mut conf = fleet.conf(0, &cluster, 16);
+    conf["probe"] = json!({"timeoutMs": 300, "cooldownSeconds": 600});
+    let add = |fleet: &mut Fleet, id: &str| -> (IpAddr, Netns, String) {
+        let (ns, path) = fleet.container(id);
+        let call = fleet.call(0, "nicslice-macvlan", "ADD", (id, &path), &conf);
+        assert!(call.ok, "ADD {id}: {} {}", call.json, call.stderr);
+        (ip_of(&call.json), ns, path)
+    };
+    let (first, _p0, _) = add(&mut fleet, "p0");
+    let IpAddr::V4(v4) = first else { panic!("IPv4 range") };
+    let nth = |n: u32| IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + n));
+
+    // A host nicslice does not manage answers for the next spare.
+    let foreign = fleet
+        .world
+        .host(&fleet.switch, "foreign", "eth0", Some(format!("{}/24", nth(1)).parse().unwrap()))
+        .unwrap();
+    let (second, p1, p1_path) = add(&mut fleet, "p1");
+    assert_eq!(second, nth(2), "the answered {} is skipped for the next spare", nth(1));
+    assert_eq!(
+        common::addresses(&p1, "eth0"),
+        [format!("{second}/24")],
+        "the container holds the replacement, not the answered address"
+    );
+
+    // Quarantined: once its answerer is gone, it is still not handed out
+    // (the cool-down is 600 s), and it is not the container's.
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&foreign.netns).unwrap();
+    let eth0 = sock.require_link("eth0", "foreign").unwrap();
+    sock.set_up(eth0.index, false).unwrap();
+    assert_eq!(add(&mut fleet, "p2").0, nth(3), "the quarantined address is not handed out");
+    let check = fleet.call(0, "nicslice-ipam", "CHECK", ("p1", &p1_path), &conf);
+    assert!(check.ok, "CHECK p1: {} {}", check.json, check.stderr);
+}

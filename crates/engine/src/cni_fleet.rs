@@ -33,6 +33,9 @@ pub struct CniFleetPool<'a> {
     /// Its one subnet: gateway and automatic range as configured.
     pub subnet: SubnetSpec,
     pub fleet: FleetSpec,
+    /// With conflict probing (`"probe"`), the cool-down after which an
+    /// answered address returns to the pool.
+    pub quarantine_s: Option<u64>,
 }
 
 /// How many times ADD takes another spare when etcd records the one it took
@@ -75,6 +78,12 @@ impl Engine {
             }
             let record = tx.cni_fleet_pool(&valid)?;
             let network = record.id;
+            if let Some(cooldown_s) = pool.quarantine_s {
+                // Probed again rather than skipped once their cool-down is over.
+                for ip in tx.release_quarantine(network, cooldown_s)? {
+                    tracing::info!(%ip, "quarantine over: the address returns to the pool");
+                }
+            }
             let (lease, claim) = tx.fleet_allocate_in(&record, holder)?;
             tx.commit()?;
             let Some(claim) = claim else { return Ok(lease.address()) };
@@ -111,6 +120,40 @@ impl Engine {
             "network {}: etcd records {CLAIM_TRIES} addresses this host took as another host's; try again",
             pool.network
         ))))
+    }
+
+    /// ADD with `"probe"`, when someone on the wire answered for `answered`,
+    /// the address attachment (`container_id`, `ifname`) was given: it goes
+    /// into quarantine (still this host's, out of the pool for the
+    /// cool-down), and the attachment gets this host's next spare.
+    pub fn cni_fleet_replace(
+        &mut self,
+        pool: &CniFleetPool<'_>,
+        container_id: &str,
+        ifname: &str,
+        answered: IpAddr,
+        answered_by: Option<nicslice_model::MacAddr>,
+    ) -> Result<IpNet> {
+        let tx = self.store.write()?;
+        let hold = tx
+            .cni_fleet_hold(pool.network, container_id, ifname)?
+            .filter(|h| h.ip == answered)
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "{answered} is not held by container {container_id} interface {ifname} in network {}",
+                    pool.network
+                ))
+            })?;
+        let batch = match tx.cni_fleet_quarantine(&hold, answered_by)? {
+            true => tx.fleet_batch(hold.network_id)?,
+            false => None,
+        };
+        // Committed even when no other address is free: the quarantine stands.
+        tx.commit()?;
+        if let Some(batch) = batch {
+            self.write_fleet_batch(hold.network_id, batch);
+        }
+        self.cni_fleet_add(pool, container_id, ifname)
     }
 
     /// DEL: releases the address of attachment (`container_id`, `ifname`)

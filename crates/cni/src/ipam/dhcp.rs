@@ -38,7 +38,7 @@ const AGENT_START_WAIT: Duration = Duration::from_secs(2);
 
 /// nicslice's state database: `given` (the configuration's `state`), else
 /// `NICSLICE_STATE`, else nicslice's default.
-pub(super) fn nicslice_state(given: Option<&PathBuf>) -> PathBuf {
+pub(crate) fn nicslice_state(given: Option<&PathBuf>) -> PathBuf {
     given
         .filter(|p| !p.as_os_str().is_empty())
         .cloned()

@@ -75,15 +75,32 @@ fn add(
             "ipam: store.etcd hands out the addresses of the shared range itself; a particular IP cannot be requested",
         ));
     }
+    let (pool, range) = pool(net, conf, etcd)?;
+    let dns = match &conf.resolv_conf {
+        Some(path) => super::resolv::read(path)?,
+        None => Default::default(),
+    };
+    let address = open(state)?.cni_fleet_add(&pool, &env.container_id, &env.ifname)?;
+    Ok(CniResult {
+        interfaces: Vec::new(),
+        ips: vec![IpConfig { address, gateway: Some(range.gateway), interface: None }],
+        routes: conf.routes.clone(),
+        dns,
+    })
+}
+
+/// The fleet pool a `store.etcd` configuration gives (with the cool-down of
+/// its `"probe"`, if any), and its one range.
+pub(crate) fn pool<'a>(
+    net: &'a NetConf,
+    conf: &'a IpamConf,
+    etcd: &EtcdConf,
+) -> Result<(CniFleetPool<'a>, &'a AddressRange)> {
     let range = conf
         .range_sets
         .first()
         .and_then(|set| set.first())
         .ok_or_else(|| CniError::config("ipam: store.etcd needs one range"))?;
-    let dns = match &conf.resolv_conf {
-        Some(path) => super::resolv::read(path)?,
-        None => Default::default(),
-    };
     let pool = CniFleetPool {
         network: &net.name,
         subnet: subnet_of(range),
@@ -94,14 +111,9 @@ fn add(
             cooldown_s: etcd.cooldown_seconds.unwrap_or(FleetSpec::DEFAULT_COOLDOWN_S),
             tls: EtcdTls { ca: etcd.ca.clone(), cert: etcd.cert.clone(), key: etcd.key.clone() },
         },
+        quarantine_s: crate::linkconf::probe_spec(net)?.map(|p| p.cooldown_s),
     };
-    let address = open(state)?.cni_fleet_add(&pool, &env.container_id, &env.ifname)?;
-    Ok(CniResult {
-        interfaces: Vec::new(),
-        ips: vec![IpConfig { address, gateway: Some(range.gateway), interface: None }],
-        routes: conf.routes.clone(),
-        dns,
-    })
+    Ok((pool, range))
 }
 
 /// The range as a fleet network's subnet: the whole subnet (host-local's

@@ -1,14 +1,15 @@
 //! ADD with `"probe"` (issue 14): the engine's claim-then-configure
 //! (`nicslice_engine::probe`) in place of a plain configure. An answered
-//! address is replaced through nicslice-ipam's lease database, or refused
-//! when the addresses come from another IPAM plugin, nicslice-ipam's fleet
-//! pool or `prevResult`.
+//! address is replaced through nicslice-ipam's lease database or its fleet
+//! pool (`store.etcd`), or refused when the addresses come from another
+//! IPAM plugin or `prevResult`.
 
 use ipnet::IpNet;
 use nicslice_engine::Faults;
 use nicslice_engine::endpoint::{
     ChildLink, EndpointPlan, LinkBrief, ParentRef, Place, Policy, Route,
 };
+use nicslice_engine::probe::fleet_cni::FleetCniClaim;
 use nicslice_engine::probe::lease_book::{LeaseBookClaim, RefuseAnswered};
 use nicslice_engine::probe::{self, Probing, Replace};
 use nicslice_engine::undo::UndoLog;
@@ -55,24 +56,36 @@ pub fn configure_claiming(
         addresses: addresses.clone(),
         routes: routes.to_vec(),
     };
-    // The fleet pool (`store.etcd`) has no lease database to replace an
-    // answered address from: it is refused, as another plugin's would be.
     let conf = match net.ipam_type() {
         Some("nicslice-ipam") => {
             Some(IpamConf::parse(net.ipam.as_ref().unwrap_or(&serde_json::Value::Null))?)
-                .filter(|c| c.etcd.is_none())
         }
         _ => None,
     };
-    let fixed = if conf.is_some() { ipam::requested_ips(net, env)? } else { Vec::new() };
+    let fixed = match &conf {
+        Some(c) if c.etcd.is_none() => ipam::requested_ips(net, env)?,
+        _ => Vec::new(),
+    };
     let mut replace: Box<dyn Replace + '_> = match &conf {
-        Some(conf) => Box::new(LeaseBookClaim {
-            store: ipam::state_path(conf),
-            network: &net.name,
-            owner: CniOwner { container_id: env.container_id.clone(), ifname: env.ifname.clone() },
-            range_sets: &conf.range_sets,
-            fixed: &fixed,
-        }),
+        Some(conf) => match &conf.etcd {
+            Some(etcd) => Box::new(FleetCniClaim {
+                state: ipam::dhcp::nicslice_state(etcd.state.as_ref()),
+                pool: ipam::fleet::pool(net, conf, etcd)?.0,
+                container_id: &env.container_id,
+                ifname: &env.ifname,
+                faults,
+            }),
+            None => Box::new(LeaseBookClaim {
+                store: ipam::state_path(conf),
+                network: &net.name,
+                owner: CniOwner {
+                    container_id: env.container_id.clone(),
+                    ifname: env.ifname.clone(),
+                },
+                range_sets: &conf.range_sets,
+                fixed: &fixed,
+            }),
+        },
         None => Box::new(RefuseAnswered { ipam: net.ipam_type().unwrap_or("none (prevResult)") }),
     };
     let link = new.link;

@@ -18,6 +18,7 @@
 //! `AddressProbe`'s `Drop`). The link's neighbour settings tuned for the probes
 //! are put back once the addresses are judged.
 
+pub mod fleet_cni;
 pub mod lease_book;
 pub mod state_db;
 

@@ -142,6 +142,28 @@ impl WriteTx<'_> {
         let owner = keys.cni_owner(&host.host, &hold.container_id, &hold.ifname);
         self.fleet_note_release(hold.network_id, &owner, &[hold.ip])
     }
+
+    /// Takes the address `hold` names from its attachment into quarantine
+    /// (someone answered for it on the wire: `answered_by`): released as by
+    /// DEL (etcd's record noted to go back to this host's spares: the host
+    /// keeps it), then held by no one, out of the pool until the network's
+    /// cool-down returns it. Returns whether the host's notes are due, as
+    /// [`cni_fleet_release`](Self::cni_fleet_release).
+    pub fn cni_fleet_quarantine(
+        &self,
+        hold: &CniFleetHold,
+        answered_by: Option<nicslice_model::MacAddr>,
+    ) -> Result<bool, StoreError> {
+        let due = self.cni_fleet_release(hold)?;
+        // A CNI pool has one subnet.
+        if !self.quarantine_address(hold.network_id, 0, hold.ip, answered_by)? {
+            return Err(StoreError::corrupt(format!(
+                "{} of CNI network {} could not be quarantined once released",
+                hold.ip, hold.network
+            )));
+        }
+        Ok(due)
+    }
 }
 
 impl Store {
