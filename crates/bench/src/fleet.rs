@@ -176,11 +176,7 @@ struct Bench<'a> {
 impl Drop for Bench<'_> {
     fn drop(&mut self) {
         for state in &self.states {
-            for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
-                let mut path = state.clone().into_os_string();
-                path.push(suffix);
-                let _ = std::fs::remove_file(path);
-            }
+            nicslice_store::Store::remove_files(state);
         }
     }
 }

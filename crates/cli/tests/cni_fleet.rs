@@ -46,11 +46,7 @@ struct Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         for state in &self.states {
-            for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
-                let mut path = state.clone().into_os_string();
-                path.push(suffix);
-                let _ = std::fs::remove_file(path);
-            }
+            nicslice_store::Store::remove_files(state);
         }
         let _ = std::fs::remove_dir_all(&self.plugins);
     }

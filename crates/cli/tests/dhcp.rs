@@ -526,9 +526,7 @@ fn one_mac_two_clients_by_client_identifier() {
 
     lab.ok(&["network", "rm", "lan", "--force"]);
     on_host2(&["network", "rm", "lan", "--force"]);
-    for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", state2.display()));
-    }
+    nicslice_store::Store::remove_files(&state2);
 }
 
 /// All or nothing with a server: a step that fails after the server granted

@@ -37,11 +37,7 @@ struct Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         for state in &self.states {
-            for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
-                let mut path = state.clone().into_os_string();
-                path.push(suffix);
-                let _ = std::fs::remove_file(path);
-            }
+            nicslice_store::Store::remove_files(state);
         }
     }
 }
@@ -560,11 +556,7 @@ fn dead_host_reclaimed(tag: &str, subnet: &str) {
             .unwrap();
         assert!(gone.success());
     }
-    for suffix in ["", "-wal", "-shm", "-lock"] {
-        let mut path = fleet.states[0].clone().into_os_string();
-        path.push(suffix);
-        let _ = std::fs::remove_file(path);
-    }
+    nicslice_store::Store::remove_files(&fleet.states[0]);
     let died = Instant::now();
     // Its lease still lives: nothing to take.
     assert!(refused(&attach(1, "b")).contains("is full"));

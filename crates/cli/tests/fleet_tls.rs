@@ -239,11 +239,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal", "-lock"] {
-            let mut path = self.state.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+        nicslice_store::Store::remove_files(&self.state);
     }
 }
 

@@ -70,6 +70,18 @@ pub struct ReadTx<'a> {
 }
 
 impl Store {
+    /// Deletes the state database at `path` and every file the store keeps
+    /// beside it (WAL, shared memory, journal, the writers' queue, the
+    /// host's DHCPv6 DUID), for tests and benchmarks that made their own.
+    /// Missing files are fine.
+    pub fn remove_files(path: &Path) {
+        let side = SIDE_FILES.map(|s| with_suffix(path, s));
+        let own = [with_suffix(path, "-lock"), crate::host_duid_path(path)];
+        for file in std::iter::once(path.to_owned()).chain(side).chain(own) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
     /// Opens (creating if needed) the database at `path` and its parent
     /// directories, and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {

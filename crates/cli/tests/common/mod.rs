@@ -24,11 +24,10 @@ pub struct Lab {
 impl Drop for Lab {
     /// The state database is the test's own: it goes with the world.
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal", "-lock", ".dhcp-agent.lock"] {
-            let mut path = self.state.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+        nicslice_store::Store::remove_files(&self.state);
+        let mut agent_lock = self.state.clone().into_os_string();
+        agent_lock.push(".dhcp-agent.lock");
+        let _ = std::fs::remove_file(agent_lock);
     }
 }
 
