@@ -301,3 +301,40 @@ fn network_rm_force_removes_every_endpoint() {
     assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 0);
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
 }
+
+/// A link that is no longer nicslice's (the endpoint's name now on a veth
+/// made by hand) stops `network rm --force` with the reason; the other
+/// endpoints are gone, in the kernel and in the record, the foreign link is
+/// untouched, its endpoint stays attached and the network stays.
+#[test]
+fn network_rm_force_leaves_a_foreign_link_and_says_so() {
+    let mut lab = Lab::new("rmforeign");
+    lab.lan("lan", &[]);
+    let spaces: Vec<_> = (0..6).map(|i| lab.netns(&format!("e{i}"))).collect();
+    for (_, name) in &spaces {
+        lab.ok(&["attach", "lan", "--netns", name]);
+    }
+    let (foreign, foreign_name) = &spaces[3];
+    {
+        let mut rs = RouteSocket::open_in(foreign).unwrap();
+        assert!(rs.delete_link_by_name("eth0").unwrap());
+        rs.create_veth("eth0", "peer0", None).unwrap();
+    }
+    let err = lab.fails(&["network", "rm", "lan", "--force"], "Rename or remove it");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for (i, (ns, name)) in spaces.iter().enumerate() {
+        if i != 3 {
+            assert!(non_lo(ns).is_empty(), "{name} kept its link");
+        }
+    }
+    assert_eq!(
+        link(foreign, "eth0").expect("the foreign veth stays").kind.as_deref(),
+        Some("veth")
+    );
+    let left = lab.json(&["endpoint", "ls"]);
+    let left = left.as_array().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0]["netns"].as_str().unwrap().ends_with(foreign_name.as_str()), "{left:?}");
+    assert_eq!(left[0]["state"], "attached");
+    assert_eq!(lab.json(&["network", "ls"]).as_array().unwrap().len(), 1);
+}

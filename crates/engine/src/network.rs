@@ -7,7 +7,6 @@ use nicslice_kernel::{Link, RouteSocket};
 use nicslice_model::{NetworkSpec, ValidNetwork, rules};
 use nicslice_store::{NetworkRecord, StoreRead, WriteTx};
 
-use crate::detach::finish_detach;
 use crate::detach_many::Detached;
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
@@ -167,19 +166,18 @@ impl Engine {
         let mut undo = UndoLog::default();
         let result = (|| -> Result<Option<String>> {
             let tx = self.store.write()?;
-            // The endpoints' removal and the network's, in one transaction.
-            // Should it fail, the endpoints stay "detaching" in this
-            // process's name, and the next command finishes them.
-            for ep in &detached.records {
-                finish_detach(&tx, ep)?;
-            }
+            // The endpoints' removal and the network's, in one transaction
+            // (`delete_network_with_endpoints` below). Should it fail, the
+            // endpoints stay "detaching" in this process's name, and the
+            // next command finishes them.
             let still_used =
                 tx.networks_on_parent(&record.spec.parent)?.iter().any(|r| r.id != record.id);
             give_back_promisc(&tx, &mut host, &record, &mut undo, faults)?;
             if let Some(shim) = tx.shim(record.id)? {
                 crate::shim::drop_shim(&tx, &mut host, record.id, &shim, faults)?;
             }
-            tx.delete_network(record.id)?;
+            let gone: Vec<_> = detached.records.iter().map(|ep| ep.id).collect();
+            tx.delete_network_with_endpoints(record.id, &gone)?;
             let parent_to_delete = parent::forget(&tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
