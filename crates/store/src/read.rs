@@ -41,8 +41,7 @@ impl StoreRead for Store {}
 impl StoreRead for ReadTx<'_> {}
 impl StoreRead for WriteTx<'_> {}
 
-const NETWORK_COLS: &str =
-    "id, spec_json, promisc_prev, created_at, parent_ifindex, parent_mac";
+const NETWORK_COLS: &str = "id, spec_json, promisc_prev, created_at, parent_ifindex, parent_mac";
 const ENDPOINT_COLS: &str = "id, network_id, netns, netns_dev, netns_ino, ifname, mac, \
      details_json, created_at, netns_cookie, state, owner_pid, owner_start";
 const LEASE_SELECT: &str = "SELECT p.network_id, p.subnet_index, p.subnet, p.gateway, \

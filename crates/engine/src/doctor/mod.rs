@@ -17,7 +17,7 @@
 //!
 //! `restore` is the same after a reboot, with one difference: an endpoint
 //! whose namespace exists again (a new namespace under the recorded path)
-//! is made again in it, where `doctor` releases it (see [`Mode`]).
+//! is made again in it, where `doctor` releases it (see `Mode`).
 
 mod wire;
 
@@ -41,9 +41,17 @@ enum Repair {
     None,
     RecreateParent(String),
     /// Record the link now named as the parent (recreated under its name).
-    AdoptParent { network: NetworkId, index: u32, mac: Option<MacAddr> },
+    AdoptParent {
+        network: NetworkId,
+        index: u32,
+        mac: Option<MacAddr>,
+    },
     SetPromisc(String),
-    RecreateShim { network: String, name: String, ips: Vec<IpAddr> },
+    RecreateShim {
+        network: String,
+        name: String,
+        ips: Vec<IpAddr>,
+    },
     Release(EndpointView),
     Reattach(EndpointView),
     /// Add the endpoint's recorded addresses and routes it lacks.
@@ -138,8 +146,9 @@ fn endpoint_findings(health: EndpointHealth, mode: Mode, out: &mut Vec<Finding>)
     let now = NetnsTarget::Path(ep.netns.clone().into()).open();
     if ep.state == "stale" || now.is_err() {
         // The recorded namespace (inode and cookie) is gone; another may
-        // answer to its path (see `Mode`).
-        let again = now.is_ok();
+        // answer to its path (see `Mode`). Only a name counts: a
+        // /proc/PID/ns/net path answering again is another process's.
+        let again = now.is_ok() && !ep.netns.starts_with("/proc/");
         let (problem, fix, repair) = match (again, mode) {
             (true, Mode::Restore) => (
                 format!("its namespace {} is a new one under the recorded name", ep.netns),
@@ -147,7 +156,7 @@ fn endpoint_findings(health: EndpointHealth, mode: Mode, out: &mut Vec<Finding>)
                 Repair::Reattach(ep),
             ),
             (true, Mode::Doctor) => (
-                format!("{problem} (a new namespace has its name)"),
+                format!("its namespace {} is gone, and a new namespace has its name", ep.netns),
                 "release its addresses (after a reboot, `nicslice restore` makes it again in the new namespace instead)".into(),
                 Repair::Release(ep),
             ),
@@ -230,12 +239,7 @@ impl Engine {
         self.doctor_in(None, true, Mode::Restore)
     }
 
-    fn doctor_in(
-        &mut self,
-        network: Option<&str>,
-        fix: bool,
-        mode: Mode,
-    ) -> Result<Vec<Finding>> {
+    fn doctor_in(&mut self, network: Option<&str>, fix: bool, mode: Mode) -> Result<Vec<Finding>> {
         let networks = match network {
             Some(name) => vec![self.network_record(name)?],
             None => self.store.read()?.list_networks()?,
