@@ -119,6 +119,9 @@ impl Engine {
                 None
             };
             let id = tx.insert_network(&valid, promisc_prev)?;
+            // Which link the parent is: `doctor` tells it recreated or
+            // renamed by its index and MAC.
+            tx.set_parent_link(id, parent.index, parent.mac)?;
             if spec.fleet.is_some() {
                 // The fleet pool: refused now if etcd does not answer.
                 tx.fleet_join(id)?;

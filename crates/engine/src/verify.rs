@@ -1,6 +1,7 @@
 //! `endpoint check`: each recorded endpoint compared with the kernel through
-//! the same `endpoint::check` a CNI CHECK runs: its namespace, link, kind,
-//! mode, MAC, broadcast cutoff, addresses and routes, on its parent. It
+//! the same `endpoint::drifts` a CNI CHECK runs: its namespace, link, kind,
+//! mode, MAC, broadcast cutoff, MTU, addresses (none missing, none added by
+//! hand) and routes, on its parent. It
 //! reads only; repairing is for the caller to decide.
 
 use std::net::IpAddr;
@@ -10,7 +11,7 @@ use ipnet::IpNet;
 use nicslice_kernel::NetnsTarget;
 use serde::Serialize;
 
-use crate::endpoint::{self, Expected, Place};
+use crate::endpoint::{self, Drift, Expected, ExpectedMtu, Place};
 use crate::error::{EngineError, Result};
 use crate::{EndpointView, Engine};
 
@@ -19,8 +20,12 @@ use crate::{EndpointView, Engine};
 pub struct EndpointHealth {
     #[serde(flatten)]
     pub endpoint: EndpointView,
-    /// `None` when the kernel holds the endpoint as recorded.
+    /// `None` when the kernel holds the endpoint as recorded; else the
+    /// first difference, or why it could not be compared.
     pub problem: Option<String>,
+    /// Every difference found (none when it could not be compared).
+    #[serde(skip)]
+    pub drifts: Vec<Drift>,
 }
 
 impl Engine {
@@ -28,17 +33,17 @@ impl Engine {
     pub fn check_endpoints(&mut self, network: Option<&str>) -> Result<Vec<EndpointHealth>> {
         let mut out = Vec::new();
         for view in self.endpoints(network)? {
-            let problem = match self.check_one(&view) {
-                Ok(()) => None,
-                Err(EngineError::Invalid(p) | EngineError::NotFound(p)) => Some(p),
+            let (problem, drifts) = match self.check_one(&view) {
+                Ok(drifts) => (drifts.first().map(|d| d.message.clone()), drifts),
+                Err(EngineError::Invalid(p) | EngineError::NotFound(p)) => (Some(p), Vec::new()),
                 Err(e) => return Err(e),
             };
-            out.push(EndpointHealth { endpoint: view, problem });
+            out.push(EndpointHealth { endpoint: view, problem, drifts });
         }
         Ok(out)
     }
 
-    fn check_one(&mut self, view: &EndpointView) -> Result<()> {
+    fn check_one(&mut self, view: &EndpointView) -> Result<Vec<Drift>> {
         let spec = self.network_record(&view.network)?.spec;
         let gone = || {
             EngineError::NotFound(format!(
@@ -74,9 +79,11 @@ impl Engine {
             mode: spec.mode,
             mac: view.mac,
             bclim: spec.bclim,
+            mtu: spec.mtu.map_or(ExpectedMtu::Parents, ExpectedMtu::Of),
             addresses: &addresses,
             routes: &routes,
+            only_these_addresses: true,
         };
-        endpoint::check(&mut place, &expected)
+        endpoint::drifts(&mut place, &expected)
     }
 }

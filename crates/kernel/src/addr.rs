@@ -5,12 +5,24 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::NLM_F_REPLACE;
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::Result;
 use crate::netlink::{CREATE_EXCL, RouteSocket};
+
+/// An address as the kernel lists it, with what tells who put it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressEntry {
+    pub index: u32,
+    pub address: IpNet,
+    /// Scope global (`scope global`), not link or host.
+    pub global: bool,
+    /// Without lifetimes (`ip address add` made it); SLAAC and DHCP
+    /// addresses are not (`dynamic` in `ip address`).
+    pub permanent: bool,
+}
 
 pub(crate) fn address_message(index: u32, addr: IpNet) -> AddressMessage {
     let mut msg = AddressMessage::default();
@@ -78,6 +90,12 @@ impl RouteSocket {
 
     /// Every address on interface `index` (all of them when `None`).
     pub fn addresses(&mut self, index: Option<u32>) -> Result<Vec<(u32, IpNet)>> {
+        Ok(self.address_entries(index)?.into_iter().map(|e| (e.index, e.address)).collect())
+    }
+
+    /// Every address on interface `index` (all when `None`), with its scope
+    /// and whether it is permanent (`ip -d address show`).
+    pub fn address_entries(&mut self, index: Option<u32>) -> Result<Vec<AddressEntry>> {
         let parts = self
             .dump("list addresses", RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
         let mut out = Vec::new();
@@ -96,8 +114,23 @@ impl RouteSocket {
                     _ => None,
                 })
             });
+            // The 32-bit flags attribute when the kernel sends it, else the
+            // header's 8 bits (which hold IFA_F_PERMANENT too).
+            let permanent = msg
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    AddressAttribute::Flags(f) => Some(f.contains(AddressFlags::Permanent)),
+                    _ => None,
+                })
+                .unwrap_or(msg.header.flags.contains(AddressHeaderFlags::Permanent));
             if let Some(net) = ip.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
-                out.push((msg.header.index, net));
+                out.push(AddressEntry {
+                    index: msg.header.index,
+                    address: net,
+                    global: msg.header.scope == AddressScope::Universe,
+                    permanent,
+                });
             }
         }
         Ok(out)

@@ -41,7 +41,7 @@ impl StoreRead for Store {}
 impl StoreRead for ReadTx<'_> {}
 impl StoreRead for WriteTx<'_> {}
 
-const NETWORK_COLS: &str = "id, spec_json, promisc_prev, created_at";
+const NETWORK_COLS: &str = "id, spec_json, promisc_prev, created_at, parent_ifindex, parent_mac";
 const ENDPOINT_COLS: &str = "id, network_id, netns, netns_dev, netns_ino, ifname, mac, \
      details_json, created_at, netns_cookie, state, owner_pid, owner_start";
 const LEASE_SELECT: &str = "SELECT p.network_id, p.subnet_index, p.subnet, p.gateway, \
@@ -244,19 +244,30 @@ trait Raw {
     fn into_record(self) -> Result<Self::Record, StoreError>;
 }
 
-struct RawNetwork(i64, String, Option<bool>, i64);
+struct RawNetwork(i64, String, Option<bool>, i64, Option<u32>, Option<String>);
 
 fn network_row(row: &Row<'_>) -> rusqlite::Result<RawNetwork> {
-    Ok(RawNetwork(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    Ok(RawNetwork(row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
 impl Raw for RawNetwork {
     type Record = NetworkRecord;
     fn into_record(self) -> Result<NetworkRecord, StoreError> {
-        let RawNetwork(id, json, promisc_prev, created_at) = self;
+        let RawNetwork(id, json, promisc_prev, created_at, parent_index, parent_mac) = self;
         let spec: NetworkSpec = serde_json::from_str(&json)
             .map_err(|e| StoreError::corrupt(format!("network {id} ({e})")))?;
-        Ok(NetworkRecord { id: NetworkId(id), spec, promisc_prev, created_at })
+        let parent_mac = parent_mac
+            .map(|m| m.parse::<MacAddr>())
+            .transpose()
+            .map_err(|e| StoreError::corrupt(format!("network {id}'s parent MAC ({e})")))?;
+        Ok(NetworkRecord {
+            id: NetworkId(id),
+            spec,
+            promisc_prev,
+            created_at,
+            parent_index,
+            parent_mac,
+        })
     }
 }
 

@@ -32,6 +32,11 @@ pub struct NetworkRecord {
     pub promisc_prev: Option<bool>,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// The parent's interface index when the network was made (or when
+    /// `doctor` last recorded it); `None` when not known.
+    pub parent_index: Option<u32>,
+    /// The parent's MAC then: what follows it through a rename.
+    pub parent_mac: Option<MacAddr>,
 }
 
 impl NetworkRecord {

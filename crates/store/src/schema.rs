@@ -201,6 +201,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (network_id, ip, owner)
     ) WITHOUT ROWID;
     "#,
+    // 12 (issue 13): the parent as it was when the network was made (or
+    // last found healthy): its interface index and MAC. A name alone cannot
+    // tell the parent recreated (same name, new index: its children went
+    // with the old link) or renamed (the index, with its MAC, under another
+    // name). NULL: not known yet (a network of an older nicslice; `doctor`
+    // records the parent it finds).
+    r#"
+    ALTER TABLE networks ADD COLUMN parent_ifindex INTEGER NULL;
+    ALTER TABLE networks ADD COLUMN parent_mac TEXT NULL;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

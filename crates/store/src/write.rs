@@ -153,6 +153,25 @@ impl WriteTx<'_> {
         Ok(n > 0)
     }
 
+    /// Records the link that is network `id`'s parent now: its index and
+    /// MAC (when a network is made, and when `doctor` adopts a parent
+    /// recreated under its name). Returns whether the network exists.
+    pub fn set_parent_link(
+        &self,
+        id: NetworkId,
+        index: u32,
+        mac: Option<MacAddr>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .tx
+            .execute(
+                "UPDATE networks SET parent_ifindex = ?2, parent_mac = ?3 WHERE id = ?1",
+                params![id.0, index, mac.map(|m| m.to_string())],
+            )
+            .ctx("updating a network")?;
+        Ok(n > 0)
+    }
+
     /// Replaces a network's spec (`apply` changing a setting that needs no
     /// new link: promiscuous mode, conflict probing) and the promiscuous
     /// state to restore. The pools stay: their subnets must not change.

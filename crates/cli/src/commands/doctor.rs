@@ -36,7 +36,7 @@ pub fn run(g: &Globals, network: Option<&str>, fix: bool, wire: bool) -> anyhow:
 /// released; what could not be is an error.
 pub fn restore(g: &Globals) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
-    let findings = engine.doctor(None, true)?;
+    let findings = engine.restore()?;
     if g.json {
         output::json(&findings)?;
     }

@@ -1,11 +1,12 @@
 //! CHECK for the link plugins: IPAM checks its lease, then the engine's
 //! `endpoint::check` compares the kernel with the interface of `prevResult`
-//! (kind, mode, MAC, broadcast cutoff, every address and route, the master).
+//! (kind, mode, MAC, broadcast cutoff, an MTU configured, every address and
+//! route, the master).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use nicslice_engine::endpoint::{self, Expected, Place};
+use nicslice_engine::endpoint::{self, Expected, ExpectedMtu, Place};
 use nicslice_model::MacAddr;
 
 use super::{child_spec, open_netns, parent_name};
@@ -57,8 +58,13 @@ pub fn check(family: Family, net: &NetConf, env: &CallEnv) -> Result<()> {
         mode: child.mode,
         mac,
         bclim: child.bclim,
+        // Only an MTU the configuration names: a later plugin of the chain
+        // (`tuning`) may set another.
+        mtu: child.mtu.map_or(ExpectedMtu::Unchecked, ExpectedMtu::Of),
         addresses: &addresses,
         routes: &routes,
+        // Another plugin of the chain may add addresses of its own.
+        only_these_addresses: false,
     };
     Ok(endpoint::check(&mut place, &expected)?)
 }

@@ -7,22 +7,32 @@
 //! Safe repairs are those that put back what nicslice made, where it made
 //! it: a VLAN or dummy parent nicslice owns, promiscuous mode it was asked
 //! for, a shim, an endpoint's link missing from a namespace that still
-//! exists (made again with its recorded addresses and MAC), and the leases
-//! of endpoints whose namespace is gone (released). Everything else is
-//! reported with what to do, and left to the user.
+//! exists (made again with its recorded addresses and MAC), an endpoint's
+//! recorded addresses and routes lost from its link (added again), the
+//! record of a parent recreated under its name (its children, gone with the
+//! old link, are made again by their own findings), and the leases of
+//! endpoints whose namespace is gone (released). Nothing the user made is
+//! removed or overwritten (an address added by hand, an MTU set by hand, a
+//! renamed parent): those are reported with what to do, and left to them.
+//!
+//! `restore` is the same after a reboot, with one difference: an endpoint
+//! whose namespace exists again (a new namespace under the recorded path)
+//! is made again in it, where `doctor` releases it (see `Mode`).
 
 mod wire;
 
 use std::net::IpAddr;
 use std::path::Path;
 
-use nicslice_kernel::{Netns, NetnsTarget, RouteSocket};
-use nicslice_model::IfName;
-use nicslice_store::{NetworkRecord, StoreRead};
+use nicslice_kernel::{Netns, NetnsTarget, Route, RouteSocket};
+use nicslice_model::{IfName, MacAddr};
+use nicslice_store::{NetworkId, NetworkRecord, StoreRead};
 use serde::Serialize;
 
 use crate::detach::DetachRequest;
+use crate::endpoint::{DriftKind, Place};
 use crate::error::Result;
+use crate::verify::EndpointHealth;
 use crate::{EndpointView, Engine, ShimRequest};
 
 /// What `fix` would do about a finding.
@@ -30,10 +40,39 @@ use crate::{EndpointView, Engine, ShimRequest};
 enum Repair {
     None,
     RecreateParent(String),
+    /// Record the link now named as the parent (recreated under its name).
+    AdoptParent {
+        network: NetworkId,
+        index: u32,
+        mac: Option<MacAddr>,
+    },
     SetPromisc(String),
-    RecreateShim { network: String, name: String, ips: Vec<IpAddr> },
+    RecreateShim {
+        network: String,
+        name: String,
+        ips: Vec<IpAddr>,
+    },
     Release(EndpointView),
     Reattach(EndpointView),
+    /// Add the endpoint's recorded addresses and routes it lacks.
+    PutBack(EndpointView),
+}
+
+/// Which repairs `fix` makes of an endpoint whose recorded namespace is gone
+/// while a new namespace answers to its path.
+///
+/// `doctor` releases it: while the machine runs, a namespace made again
+/// under the same name is someone's new one (a container started with the
+/// old one's name), and the old endpoint's addresses and MAC do not belong
+/// in it. `restore` makes the endpoint again in it: after a reboot every
+/// namespace is new, and the one found under a recorded name was made again
+/// by whoever owns that name (a unit running `ip netns add`) for the
+/// endpoints it had, which is what restore is run to bring back. It is run
+/// once at boot (`nicslice-restore.service`), not at every drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Doctor,
+    Restore,
 }
 
 /// One thing that differs from what was made, and what fixes it.
@@ -93,9 +132,114 @@ fn is_wireless(name: &str) -> bool {
         || Path::new("/sys/class/net").join(name).join("phy80211").exists()
 }
 
+/// What to do about an endpoint the kernel holds otherwise than recorded:
+/// one finding per kind of difference.
+fn endpoint_findings(health: EndpointHealth, mode: Mode, out: &mut Vec<Finding>) {
+    let Some(problem) = health.problem else { return };
+    let ep = health.endpoint;
+    let subject = format!("endpoint {} in {}", ep.ifname, ep.netns);
+    let net = ep.network.clone();
+    let by_hand = format!(
+        "put it back by hand, or `nicslice detach {} --netns {}` and attach again",
+        ep.network, ep.netns
+    );
+    let now = NetnsTarget::Path(ep.netns.clone().into()).open();
+    if ep.state == "stale" || now.is_err() {
+        // The recorded namespace (inode and cookie) is gone; another may
+        // answer to its path (see `Mode`). Only a name counts: a
+        // /proc/PID/ns/net path answering again is another process's.
+        let again = now.is_ok() && !ep.netns.starts_with("/proc/");
+        let (problem, fix, repair) = match (again, mode) {
+            (true, Mode::Restore) => (
+                format!("its namespace {} is a new one under the recorded name", ep.netns),
+                "make its link in the new namespace with its recorded addresses and MAC".into(),
+                Repair::Reattach(ep),
+            ),
+            (true, Mode::Doctor) => (
+                format!("its namespace {} is gone, and a new namespace has its name", ep.netns),
+                "release its addresses (after a reboot, `nicslice restore` makes it again in the new namespace instead)".into(),
+                Repair::Release(ep),
+            ),
+            (false, _) => {
+                (problem, "release its addresses (the container is gone)".into(), Repair::Release(ep))
+            }
+        };
+        out.push(finding(&net, subject, problem, fix, repair));
+        return;
+    }
+    if health.drifts.is_empty() {
+        // Not compared (its parent is missing: that finding says what to do).
+        out.push(finding(&net, subject, problem, by_hand, Repair::None));
+        return;
+    }
+    let of = |kind: DriftKind| -> Vec<String> {
+        health.drifts.iter().filter(|d| d.kind == kind).map(|d| d.message.clone()).collect()
+    };
+    for message in of(DriftKind::LinkMissing) {
+        let fix = "make its link again with its recorded addresses and MAC".to_string();
+        out.push(finding(&net, subject.clone(), message, fix, Repair::Reattach(ep.clone())));
+    }
+    for message in of(DriftKind::LinkDiffers) {
+        out.push(finding(&net, subject.clone(), message, by_hand.clone(), Repair::None));
+    }
+    for message in of(DriftKind::Mtu) {
+        // Setting it back would overwrite a choice someone made by hand.
+        let fix = format!(
+            "set the MTU back by hand (`ip link set {} mtu N` in its namespace), or detach and attach again",
+            ep.ifname
+        );
+        out.push(finding(&net, subject.clone(), message, fix, Repair::None));
+    }
+    let missing = of(DriftKind::Missing);
+    if !missing.is_empty() {
+        // A DHCP address has its lease's lifetime on the link, which only a
+        // new attach (a new exchange) sets right.
+        let (fix, repair) = match ep.dhcp {
+            None => (
+                "add the recorded addresses and routes again (nothing else on the link is touched)"
+                    .to_string(),
+                Repair::PutBack(ep.clone()),
+            ),
+            Some(_) => (by_hand.clone(), Repair::None),
+        };
+        out.push(finding(&net, subject.clone(), missing.join("; "), fix, repair));
+    }
+    for message in of(DriftKind::Foreign) {
+        // Not nicslice's to remove: the user may rely on it. It is reported
+        // (an address of the pool there may be given to another endpoint).
+        let fix = format!(
+            "nicslice leaves addresses it did not give; remove it by hand (`ip address del ADDRESS dev {}` in its namespace) if it is not meant to be there",
+            ep.ifname
+        );
+        out.push(finding(&net, subject.clone(), message, fix, Repair::None));
+    }
+}
+
+/// The routes an endpoint was given, as the kernel takes them.
+fn recorded_routes(ep: &EndpointView) -> Vec<Route> {
+    let defaults = ep.gateways.iter().map(|gw| Route::default_via(*gw, 0));
+    let extra = ep.routes.iter().map(|r| Route {
+        destination: r.destination,
+        gateway: r.via,
+        oif: None,
+        metric: None,
+    });
+    defaults.chain(extra).collect()
+}
+
 impl Engine {
     /// Every finding, for one network or all; with `fix`, repaired where safe.
     pub fn doctor(&mut self, network: Option<&str>, fix: bool) -> Result<Vec<Finding>> {
+        self.doctor_in(network, fix, Mode::Doctor)
+    }
+
+    /// `doctor --fix` at boot: every network, and an endpoint whose
+    /// namespace exists again is made again in it (see [`Mode`]).
+    pub fn restore(&mut self) -> Result<Vec<Finding>> {
+        self.doctor_in(None, true, Mode::Restore)
+    }
+
+    fn doctor_in(&mut self, network: Option<&str>, fix: bool, mode: Mode) -> Result<Vec<Finding>> {
         let networks = match network {
             Some(name) => vec![self.network_record(name)?],
             None => self.store.read()?.list_networks()?,
@@ -105,32 +249,7 @@ impl Engine {
             findings.extend(self.network_drift(record)?);
         }
         for health in self.check_endpoints(network)? {
-            let Some(problem) = health.problem else { continue };
-            let ep = health.endpoint;
-            let subject = format!("endpoint {} in {}", ep.ifname, ep.netns);
-            let gone =
-                ep.state == "stale" || NetnsTarget::Path(ep.netns.clone().into()).open().is_err();
-            let link_missing = !gone && problem.contains("not found");
-            let (fix, repair) = if gone {
-                (
-                    "release its addresses (the container is gone)".to_string(),
-                    Repair::Release(ep.clone()),
-                )
-            } else if link_missing {
-                (
-                    "make its link again with its recorded addresses and MAC".to_string(),
-                    Repair::Reattach(ep.clone()),
-                )
-            } else {
-                (
-                    format!(
-                        "put it back by hand, or `nicslice detach {} --netns {}` and attach again",
-                        ep.network, ep.netns
-                    ),
-                    Repair::None,
-                )
-            };
-            findings.push(finding(&ep.network, subject, problem, fix, repair));
+            endpoint_findings(health, mode, &mut findings);
         }
         if fix {
             for f in findings.iter_mut().filter(|f| f.repairable) {
@@ -149,7 +268,40 @@ impl Engine {
         let subject = format!("parent {name}");
         let mut host = RouteSocket::open_in(&self.host)?;
         let owned = self.store.write()?.owned_link(&name)?;
-        let Some(parent) = host.link_by_name(&name)? else {
+        let by_name = host.link_by_name(&name)?;
+        // The recorded link under another name: the same index and (where
+        // recorded) MAC. An index alone could be another link's after a
+        // reboot, which numbers them anew.
+        let renamed = match record.parent_index {
+            Some(index) if by_name.as_ref().is_none_or(|l| l.index != index) => host
+                .link_by_index(index)?
+                .filter(|l| l.name != name && record.parent_mac.is_none_or(|m| l.mac == Some(m))),
+            _ => None,
+        };
+        if let Some(old) = renamed {
+            // No repair: renaming needs the link down (the kernel refuses to
+            // rename most links while up), which cuts the host's own traffic
+            // on it and every child; and the new name may be someone's choice.
+            let taken = by_name.as_ref().map_or(String::new(), |l| {
+                format!(", and another link (index {}) now has the name {name}", l.index)
+            });
+            out.push(finding(
+                net,
+                subject,
+                format!(
+                    "{name} was renamed {} (index {}){taken}: its children are still on {}, but nicslice finds the parent by name",
+                    old.name, old.index, old.name
+                ),
+                format!(
+                    "rename it back (`ip link set {now} down; ip link set {now} name {name}; ip link set {name} up`{first}), or `nicslice network rm {net} --force`",
+                    now = old.name,
+                    first = if by_name.is_some() { ", the other link renamed first" } else { "" }
+                ),
+                Repair::None,
+            ));
+            return Ok(());
+        }
+        let Some(parent) = by_name else {
             let (fix, repair) = match owned {
                 Some(_) => (
                     format!("make {name} again (nicslice made it)"),
@@ -169,6 +321,28 @@ impl Engine {
             ));
             return Ok(());
         };
+        match record.parent_index {
+            // Not known (a network of an older nicslice): the parent found
+            // now is recorded, for the next look to compare with.
+            None => {
+                let tx = self.store.write()?;
+                tx.set_parent_link(record.id, parent.index, parent.mac)?;
+                tx.commit()?;
+            }
+            Some(index) if index != parent.index => out.push(finding(
+                net,
+                subject.clone(),
+                format!(
+                    "{name} was recreated (index {index} recorded, {} now): the children of the old link went with it",
+                    parent.index
+                ),
+                format!(
+                    "record the new {name}; its endpoints are made again on it (their own findings)"
+                ),
+                Repair::AdoptParent { network: record.id, index: parent.index, mac: parent.mac },
+            )),
+            Some(_) => {}
+        }
         if !parent.up {
             out.push(finding(
                 net,
@@ -262,11 +436,23 @@ impl Engine {
                 // A new link starts without promiscuous mode: put back what
                 // a network on it asked for (after a reboot, restore's case).
                 let networks = self.store.read()?.list_networks()?;
-                if networks.iter().any(|n| n.spec.parent.as_str() == name && n.spec.promisc) {
-                    let link = host.require_link(name, self.host.label())?;
+                let on_it: Vec<_> =
+                    networks.iter().filter(|n| n.spec.parent.as_str() == name).collect();
+                let link = host.require_link(name, self.host.label())?;
+                if on_it.iter().any(|n| n.spec.promisc) {
                     host.set_promisc(link.index, true)?;
                 }
-                Ok(())
+                // The networks on it know it by its new index.
+                let tx = self.store.write()?;
+                for n in on_it {
+                    tx.set_parent_link(n.id, link.index, link.mac)?;
+                }
+                Ok(tx.commit()?)
+            }
+            Repair::AdoptParent { network, index, mac } => {
+                let tx = self.store.write()?;
+                tx.set_parent_link(*network, *index, *mac)?;
+                Ok(tx.commit()?)
             }
             Repair::SetPromisc(name) => {
                 let mut host = RouteSocket::open_in(&self.host)?;
@@ -288,6 +474,13 @@ impl Engine {
             Repair::Reattach(ep) => {
                 self.detach(recorded(ep)?)?;
                 self.attach(crate::converge::reattach(ep)?).map(|_| ())
+            }
+            Repair::PutBack(ep) => {
+                let ns = NetnsTarget::Path(ep.netns.clone().into()).open()?;
+                let mut place = Place::between(&self.host, ns)?;
+                let routes = recorded_routes(ep);
+                crate::endpoint::put_back(&mut place, &ep.ifname, &ep.addresses, &routes)
+                    .map(|_| ())
             }
         }
     }

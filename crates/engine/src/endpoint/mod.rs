@@ -3,8 +3,10 @@
 //! [`create_link`] and [`configure`] (or [`realize`], both at once), undo it
 //! through the same [`UndoLog`](crate::undo::UndoLog), remove it through
 //! [`delete_child`] and compare it with what was asked through
-//! [`check`]. The refusals they print come from [`crate::refuse`], so a
-//! request one front end refuses, the other refuses with the same words.
+//! [`check`] (or [`drifts`], every difference), and put back its lost
+//! addresses and routes through [`put_back`]. The refusals they print come
+//! from [`crate::refuse`], so a request one front end refuses, the other
+//! refuses with the same words.
 //!
 //! Where the callers truly differ, a [`Policy`] says so. Everything else is
 //! the CNI path's choice, made for speed and taken by the CLI too:
@@ -19,14 +21,16 @@
 
 mod check;
 mod place;
+mod put_back;
 mod realize;
 mod routes;
 mod teardown;
 
-pub use check::{Expected, check};
+pub use check::{Drift, DriftKind, Expected, ExpectedMtu, check, drifts};
 pub use nicslice_kernel::placement::ChildLink;
 pub use nicslice_kernel::{LinkBrief, Route};
 pub use place::{ParentRef, Place};
+pub use put_back::put_back;
 pub use realize::{EndpointPlan, NO_BCLIM, Realized, configure, create_link, realize};
 pub use routes::{AddressPlan, RouteSpec, Via, plan_routes};
 pub use teardown::{Ours, Teardown, child_addresses, delete_child, delete_child_on};

@@ -34,6 +34,14 @@ fn network_round_trip() {
     assert!(store.network_by_name(&"wan".parse().unwrap()).unwrap().is_none());
     let json = serde_json::to_value(&rec).unwrap();
     assert_eq!(json["spec"]["name"], "lan");
+    // The parent's link: unknown until recorded, then read back.
+    assert_eq!((rec.parent_index, rec.parent_mac), (None, None));
+    let tx = store.write().unwrap();
+    let mac: nicslice_model::MacAddr = "02:00:00:00:00:07".parse().unwrap();
+    assert!(tx.set_parent_link(id, 7, Some(mac)).unwrap());
+    tx.commit().unwrap();
+    let rec = store.network(id).unwrap().unwrap();
+    assert_eq!((rec.parent_index, rec.parent_mac), (Some(7), Some(mac)));
 }
 
 #[test]
