@@ -69,9 +69,10 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
         let last = u16::from_str_radix(ip.rsplit(':').next().unwrap(), 16).unwrap();
         assert!(ip.starts_with("fd00:db8::") && (0x100..=0x1ff).contains(&last), "{ip}");
         assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/128")], "IA_NA gives a /128");
-        assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
+        assert_eq!(view["dhcp6"]["lease_secs"], 120, "{view}");
         // Where the REPLY came from: dnsmasq answers from its address on br0.
-        assert_eq!(view["dhcp"]["server"], "fd00:db8::1", "{view}");
+        assert_eq!(view["dhcp6"]["server"], "fd00:db8::1", "{view}");
+        assert!(view["dhcp"].is_null(), "no DHCPv4 lease: {view}");
     }
     // One link-local of its own each, none of the kernel's EUI-64 ones.
     let ll = |ns: &nicslice_kernel::Netns| {
@@ -184,6 +185,25 @@ fn dual_stack_network_gives_each_endpoint_both_families() {
     assert_ne!(seen[0].1, seen[1].1);
     assert_ne!(seen[0].2, seen[1].2);
     lab.ok(&["endpoint", "check", "lan"]);
+    // endpoint ls shows both leases of each endpoint, each family's own.
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    for line in table.lines().skip(1) {
+        assert!(line.contains("dhcp 192.168.0.1 120s (renew in "), "{table}");
+        assert!(line.contains("; dhcp6 fd00:db8::1 120s (renew in "), "{table}");
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    for e in listed.as_array().unwrap() {
+        let (v4, v6) = (&e["dhcp"], &e["dhcp6"]);
+        assert_eq!((&v4["server"], &v6["server"]), (&"192.168.0.1".into(), &"fd00:db8::1".into()));
+        assert_eq!((&v4["lease_secs"], &v6["lease_secs"]), (&120.into(), &120.into()), "{e}");
+        assert_eq!(v4["dns"], serde_json::json!(["192.168.0.53"]), "{e}");
+        assert_eq!(v6["dns"], serde_json::json!(["fd00:db8::53"]), "{e}");
+        assert_ne!(v4["client_id"], v6["client_id"], "{e}");
+        for lease in [v4, v6] {
+            let (renew, expires) = (lease["renew_at"].as_i64(), lease["expires_at"].as_i64());
+            assert!(renew.unwrap() < expires.unwrap(), "{e}");
+        }
+    }
     for (name, v4, v6) in &seen {
         lab.ok(&["detach", "lan", "--netns", name]);
         assert!(server.released(v4), "DHCPv4 RELEASE of {v4}: {:?}", server.leases());
