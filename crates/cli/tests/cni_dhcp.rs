@@ -412,6 +412,7 @@ fn cni_dhcp6_without_a_server_fails_and_leaves_nothing() {
 /// lease (the plugin undoes the link, IPAM DEL finds nothing held).
 #[test]
 fn cni_dhcp_without_a_server_fails_and_leaves_nothing() {
+    use nicslice_store::StoreRead;
     let mut lab = Lab::new("cnidhcp0");
     let dir = plugin_dir("b");
     let mut conf = conf(&lab);
@@ -426,6 +427,15 @@ fn cni_dhcp_without_a_server_fails_and_leaves_nothing() {
     let (ok, e) =
         cni_plugin(&lab, &dir, "nicslice-macvlan", ("CHECK", &p1, "ctr-1", "eth0"), &conf);
     assert!(!ok, "no lease: {e}");
+    // No agent state: no agent started, no lease row under the
+    // attachment's client identifier, no holder row.
+    lab.assert_no_dhcp_agent();
+    let client_id = nicslice_engine::dhcp::cni_client_id("ctr-1", "eth0");
+    let store = nicslice_store::Store::open(&lab.state).unwrap();
+    assert!(store.dhcp_lease_of_client(&client_id, 4).unwrap().is_none(), "no lease row");
+    assert!(store.cni_dhcp_hold(&client_id, 4).unwrap().is_none(), "no holder row");
+    assert_eq!(store.cni_dhcp_holds().unwrap().len(), 0);
+    drop(store);
     // Seed 001: ipvlan l3 children receive no broadcast; refused up front.
     let mut l3 = conf.clone();
     l3["type"] = json!("nicslice-ipvlan");

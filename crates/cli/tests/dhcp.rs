@@ -302,14 +302,16 @@ fn an_attach_killed_after_the_grant_gives_the_lease_back() {
 
 #[test]
 fn no_server_fails_within_the_timeout_and_leaves_nothing() {
+    use nicslice_store::StoreRead;
     let mut lab = Lab::new("dhcp0");
     let _etc = EtcNetns(lab.world.prefix().to_string());
     // A server that ran and stopped: nothing answers on the link now.
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let started = Instant::now();
+    // As a user runs it: an attach that succeeds would start the agent.
     let err = lab.fails(
-        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5", "--no-agent"],
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5"],
         "no DHCP server answered",
     );
     let took = started.elapsed();
@@ -318,6 +320,16 @@ fn no_server_fails_within_the_timeout_and_leaves_nothing() {
     assert_eq!(non_lo(&ns1), Vec::<String>::new(), "no link left");
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0, "no record");
     assert!(!Path::new(&format!("/etc/netns/{n1}")).exists(), "no resolv.conf");
+    // No agent state: no agent started, no lease row, held or released,
+    // under the endpoint's client identifier.
+    lab.assert_no_dhcp_agent();
+    let target = nicslice_kernel::NetnsTarget::Named(n1.clone());
+    let who = nicslice_engine::dhcp::Who { network: "lan", netns: &target, ifname: "eth0" };
+    let client_id = nicslice_engine::dhcp::client_id(&who, None).unwrap();
+    let store = nicslice_store::Store::open(&lab.state).unwrap();
+    assert!(store.dhcp_lease_of_client(&client_id, 4).unwrap().is_none(), "no lease row");
+    assert_eq!(store.held_dhcp_leases().unwrap().len(), 0);
+    drop(store);
     lab.ok(&["network", "rm", "lan"]);
 }
 
@@ -359,6 +371,24 @@ fn dhcp_requests_that_cannot_work_are_refused() {
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
 }
 
+/// The server holds exactly one lease per endpoint of `views` (as attach
+/// returned them): at the address attach got and the store still records,
+/// under the endpoint's own client identifier; no other lease.
+fn assert_one_lease_each(server: &Dnsmasq, lab: &Lab, views: &[&serde_json::Value]) {
+    let leases = server.leases();
+    assert_eq!(leases.len(), views.len(), "one lease per endpoint: {leases:?}");
+    let listed = lab.json(&["endpoint", "ls"]);
+    for view in views {
+        let (ip, id) = (ip_of(view), view["dhcp"]["client_id"].as_str().unwrap());
+        let held: Vec<_> = leases.iter().filter(|l| l[2] == ip).collect();
+        assert_eq!(held.len(), 1, "{ip} handed out once: {leases:?}");
+        assert_eq!(held[0].get(4).map(String::as_str), Some(id), "{ip} under {id}: {leases:?}");
+        let recorded = listed.as_array().unwrap().iter().filter(|e| e["dhcp"]["client_id"] == id);
+        let recorded: Vec<String> = recorded.map(ip_of).collect();
+        assert_eq!(recorded, vec![ip.clone()], "the store's address of {id}: {listed}");
+    }
+}
+
 #[test]
 fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     let mut lab = Lab::new("dhcpag");
@@ -398,6 +428,9 @@ fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     assert!(server.expiry(&ip1) > before.0, "the server extended it too");
     assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip1}/24")], "address kept");
     assert!(valid_lifetime(&n1, "eth0") >= 119, "the kernel's lifetime renewed too");
+    // Nothing handed twice: the server holds one lease per endpoint, each
+    // under its own identifier at the address the store records.
+    assert_one_lease_each(&server, &lab, &[&a, &b]);
 
     // A server that no longer hands out these addresses refuses the
     // renewal (DHCPNAK): the agent takes them off their links and starts
@@ -459,13 +492,7 @@ fn attach_starts_one_agent_which_stops_when_idle() {
     assert!(cmdline.contains("dhcp-agent --exit-when-idle"), "{pid}: {cmdline}");
     lab.fails(&["dhcp-agent", "--once"], "another dhcp-agent is running");
     // Only one was started for two attaches.
-    let agents = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains("dhcp-agent") && c.contains(&lab.state.display().to_string()))
-        .count();
-    assert_eq!(agents, 1, "one agent per state database");
+    assert_eq!(lab.dhcp_agent_pids(), vec![pid as u32], "one agent per state database");
     // Stopped by the pid it wrote (the test started it, through attach).
     // SAFETY: kill(2) with a pid read from the agent's own lock file.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
@@ -620,5 +647,230 @@ fn reverse_path_filtering_does_not_stop_the_exchange() {
     assert!(ping(&ns1, "192.168.0.1"));
     lab.ok(&["detach", "lan", "--netns", &n1]);
     assert!(server.released(&ip));
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.as_secs() as i64
+}
+
+/// The store's record of the held lease of `ip`.
+fn held_lease(lab: &Lab, ip: &str) -> nicslice_store::DhcpLeaseRecord {
+    use nicslice_store::StoreRead;
+    let store = nicslice_store::Store::open(&lab.state).unwrap();
+    let held = store.held_dhcp_leases().unwrap();
+    held.into_iter().find(|l| l.address.addr().to_string() == ip).expect("a held lease")
+}
+
+/// Changes the store's record of the lease of `ip`, as time passing (or an
+/// agent that was not running) leaves it: the agent acts on what the store
+/// says.
+fn edit_lease(lab: &Lab, ip: &str, edit: impl FnOnce(&mut nicslice_store::DhcpLeaseRecord)) {
+    let mut lease = held_lease(lab, ip);
+    edit(&mut lease);
+    let mut store = nicslice_store::Store::open(&lab.state).unwrap();
+    let tx = store.write().unwrap();
+    tx.record_dhcp_lease(&lease).unwrap();
+    tx.commit().unwrap();
+}
+
+/// Waits (at most 3 s: dnsmasq writes its log a moment after it answers)
+/// for `server`'s log to hold more than `count` lines containing `needle`;
+/// returns how many it holds.
+fn log_lines(server: &Dnsmasq, needle: &str, count: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = server.log().matches(needle).count();
+        if now > count || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The agent's own timing, from the store's times (no `--now`): nothing
+/// before T1; past T1 a REQUEST unicast to the server that gave the lease
+/// (so a recorded server that is not there gets it, and the dnsmasq on
+/// the link never sees it: tried again later); past T2 a broadcast REQUEST
+/// that names no server, which any server answers.
+#[test]
+fn the_agent_renews_at_t1_with_its_server_and_rebinds_at_t2_with_any() {
+    let mut lab = Lab::new("dhcpt1");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "t1t2") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    let request = format!("DHCPREQUEST(br0) {ip} ");
+    let ack = format!("DHCPACK(br0) {ip} ");
+    let (requests, acks) = (log_lines(&server, &request, 0), log_lines(&server, &ack, 0));
+    assert_eq!((requests, acks), (1, 1), "the attach's: {}", server.log());
+    let kept = || assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/24")], "address kept");
+
+    // Before T1: nothing to do.
+    let first = held_lease(&lab, &ip);
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["renewed"], serde_json::json!([]), "{report}");
+    assert_eq!(report["next_due"], first.renew_at, "{report}");
+    assert_eq!(server.log().matches(&request).count(), requests, "no REQUEST before T1");
+
+    // Past T1: renewed with its server.
+    std::thread::sleep(Duration::from_millis(1100));
+    let server_expiry = server.expiry(&ip);
+    edit_lease(&lab, &ip, |l| l.renew_at = unix_now() - 1);
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(log_lines(&server, &request, requests), requests + 1, "{}", server.log());
+    assert_eq!(log_lines(&server, &ack, acks), acks + 1, "{}", server.log());
+    let renewed = held_lease(&lab, &ip);
+    assert!(renewed.renew_at > unix_now() && renewed.expires_at > first.expires_at, "{renewed:?}");
+    assert!(server.expiry(&ip) > server_expiry, "the server extended it");
+    kept();
+    assert!(valid_lifetime(&n1, "eth0") >= 119, "the kernel's lifetime renewed too");
+
+    // Past T1 with a recorded server that is not there: the REQUEST goes
+    // to it alone, nobody answers, and the next try is put off (RFC 2131
+    // 4.4.5: half the time to T2, at least a minute).
+    edit_lease(&lab, &ip, |l| {
+        l.server = "192.168.0.77".parse().unwrap();
+        l.renew_at = unix_now() - 1;
+    });
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["renewed"], serde_json::json!([]), "{report}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.log().matches(&request).count(), requests + 1, "unicast, not to dnsmasq");
+    let postponed = held_lease(&lab, &ip);
+    assert!(postponed.renew_at >= unix_now() + 59, "tried again later: {postponed:?}");
+    assert!(postponed.renew_at <= postponed.rebind_at, "{postponed:?}");
+    kept();
+
+    // Past T2: the broadcast REQUEST reaches any server; the one that
+    // answered is recorded for the next renewal.
+    edit_lease(&lab, &ip, |l| {
+        l.renew_at = unix_now() - 10;
+        l.rebind_at = unix_now() - 1;
+    });
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "3"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(log_lines(&server, &request, requests + 1), requests + 2, "{}", server.log());
+    assert_eq!(log_lines(&server, &ack, acks + 1), acks + 2, "{}", server.log());
+    let rebound = held_lease(&lab, &ip);
+    assert_eq!(rebound.server.to_string(), "192.168.0.1", "{rebound:?}");
+    assert!(rebound.rebind_at > unix_now() && rebound.renew_at > unix_now(), "{rebound:?}");
+    assert_eq!(rebound.address, first.address);
+    kept();
+    assert_eq!(server.leases().len(), 1, "one lease: {:?}", server.leases());
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(server.released(&ip), "{:?}", server.leases());
+    lab.ok(&["network", "rm", "lan"]);
+}
+
+/// An agent killed after the server granted a renewal and before it
+/// recorded it (the fault point `renew-record` ends the process there):
+/// the server's lease then runs longer than the store says, the safe side.
+/// The next agent renews from the store again, and the server holds one
+/// lease per endpoint, at the same addresses, under the same identifiers.
+#[test]
+fn an_agent_killed_between_the_answer_and_its_record_renews_again_without_a_duplicate() {
+    let mut lab = Lab::new("dhcpdie");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "die") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let (ns2, n2) = lab.netns("ns2");
+    let a = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let b = lab.json(&["attach", "lan", "--netns", &n2, "--dhcp-timeout", "5", "--no-agent"]);
+    let ips = [ip_of(&a), ip_of(&b)];
+    let stored = ips.clone().map(|ip| held_lease(&lab, &ip));
+    let at_server = ips.clone().map(|ip| server.expiry(&ip));
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let out =
+        lab.run_env(&["dhcp-agent", "--once", "--now"], &[("NICSLICE_FAIL_AT", "renew-record")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "died: {err}");
+    assert!(err.contains("injected death at renew-record"), "{err}");
+    assert!(!lab.dhcp_agent_lock_held(), "its lock went with it");
+    // The server extended the first lease the pass took; the store
+    // records neither renewal.
+    let extended = || (0..2).filter(|&i| server.expiry(&ips[i]) > at_server[i]).count();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while extended() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(extended(), 1, "one renewal granted: {:?}", server.leases());
+    for (ip, before) in ips.iter().zip(&stored) {
+        let now = held_lease(&lab, ip);
+        assert_eq!((now.renew_at, now.expires_at), (before.renew_at, before.expires_at), "{ip}");
+    }
+
+    // The next agent renews both from the store: the same addresses,
+    // nothing handed twice.
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    assert_one_lease_each(&server, &lab, &[&a, &b]);
+    for ((ip, before), (ns, name)) in ips.iter().zip(&stored).zip([(&ns1, &n1), (&ns2, &n2)]) {
+        let now = held_lease(&lab, ip);
+        assert_eq!((&now.address, &now.client_id), (&before.address, &before.client_id));
+        assert!(now.expires_at > before.expires_at, "{ip} renewed: {now:?}");
+        assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/24")], "address kept");
+        assert!(valid_lifetime(name, "eth0") >= 119, "the kernel's lifetime renewed");
+    }
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert_eq!(server.leases(), Vec::<Vec<String>>::new(), "{:?}", server.leases());
+}
+
+/// A lease that ran out (the store's expiry passed: a server that stopped
+/// answering, an agent that was not running): the agent takes the address
+/// off the link and the server's DNS servers out of the namespace, and
+/// says so; the endpoint keeps its link, with no address and no lease, its
+/// record says why (`endpoint ls`, and `endpoint check` reports it), and no
+/// pass keeps the lease again.
+#[test]
+fn an_expired_lease_s_address_is_taken_off_its_link() {
+    let mut lab = Lab::new("dhcpexp");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start(&lab.switch, "expired") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    let resolv = PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
+    assert!(resolv.exists());
+    let now = unix_now();
+    edit_lease(&lab, &ip, |l| {
+        (l.renew_at, l.rebind_at, l.expires_at) = (now - 30, now - 20, now - 1);
+    });
+
+    let said = lab.ok(&["dhcp-agent", "--once"]);
+    assert!(
+        said.contains(&format!("lost {ip}/24 (eth0 in /run/netns/{n1}): lease expired")),
+        "{said}"
+    );
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    assert!(link(&ns1, "eth0").is_some(), "the link stays");
+    assert!(!resolv.exists(), "the lease's DNS servers gone");
+    // The endpoint's record says so, and why.
+    let lost = format!("DHCPv4 lease of {ip}/24 lost: lease expired");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert_eq!(listed[0]["addresses"], serde_json::json!([]), "{listed}");
+    assert!(listed[0]["dhcp"].is_null(), "no lease: {listed}");
+    assert_eq!(listed[0]["dhcp_lost"], serde_json::json!([lost]), "{listed}");
+    assert_eq!(listed[0]["state"], "attached", "{listed}");
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    assert!(table.contains(&lost) && !table.contains("dhcp 192.168.0.1"), "{table}");
+    let out = lab.run(&["endpoint", "check", "lan"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && said.contains(&lost), "{said}");
+    assert!(lab.json(&["dhcp-agent", "--once"])["next_due"].is_null(), "nothing held");
+
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(link(&ns1, "eth0").is_none());
+    assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
+    drop(server);
     lab.ok(&["network", "rm", "lan"]);
 }

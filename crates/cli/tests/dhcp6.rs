@@ -10,7 +10,8 @@
 //! at detach; past T2 the agent REBINDs; with conflict probing a used
 //! address is DECLINEd; a namespace deleted without detach still gets its
 //! RELEASE (through the parent); with no server, attach fails within its
-//! timeout and leaves no link, no lease and no record.
+//! timeout and leaves no link, no lease and no record; `apply` of a DHCPv6
+//! network starts the agent.
 
 mod common;
 mod dnsmasq;
@@ -69,9 +70,10 @@ fn dhcp6_leases_per_child_one_duid_release_and_same_address_again() {
         let last = u16::from_str_radix(ip.rsplit(':').next().unwrap(), 16).unwrap();
         assert!(ip.starts_with("fd00:db8::") && (0x100..=0x1ff).contains(&last), "{ip}");
         assert_eq!(addresses(ns, "eth0"), vec![format!("{ip}/128")], "IA_NA gives a /128");
-        assert_eq!(view["dhcp"]["lease_secs"], 120, "{view}");
+        assert_eq!(view["dhcp6"]["lease_secs"], 120, "{view}");
         // Where the REPLY came from: dnsmasq answers from its address on br0.
-        assert_eq!(view["dhcp"]["server"], "fd00:db8::1", "{view}");
+        assert_eq!(view["dhcp6"]["server"], "fd00:db8::1", "{view}");
+        assert!(view["dhcp"].is_null(), "no DHCPv4 lease: {view}");
     }
     // One link-local of its own each, none of the kernel's EUI-64 ones.
     let ll = |ns: &nicslice_kernel::Netns| {
@@ -184,6 +186,25 @@ fn dual_stack_network_gives_each_endpoint_both_families() {
     assert_ne!(seen[0].1, seen[1].1);
     assert_ne!(seen[0].2, seen[1].2);
     lab.ok(&["endpoint", "check", "lan"]);
+    // endpoint ls shows both leases of each endpoint, each family's own.
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    for line in table.lines().skip(1) {
+        assert!(line.contains("dhcp 192.168.0.1 120s (renew in "), "{table}");
+        assert!(line.contains("; dhcp6 fd00:db8::1 120s (renew in "), "{table}");
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    for e in listed.as_array().unwrap() {
+        let (v4, v6) = (&e["dhcp"], &e["dhcp6"]);
+        assert_eq!((&v4["server"], &v6["server"]), (&"192.168.0.1".into(), &"fd00:db8::1".into()));
+        assert_eq!((&v4["lease_secs"], &v6["lease_secs"]), (&120.into(), &120.into()), "{e}");
+        assert_eq!(v4["dns"], serde_json::json!(["192.168.0.53"]), "{e}");
+        assert_eq!(v6["dns"], serde_json::json!(["fd00:db8::53"]), "{e}");
+        assert_ne!(v4["client_id"], v6["client_id"], "{e}");
+        for lease in [v4, v6] {
+            let (renew, expires) = (lease["renew_at"].as_i64(), lease["expires_at"].as_i64());
+            assert!(renew.unwrap() < expires.unwrap(), "{e}");
+        }
+    }
     for (name, v4, v6) in &seen {
         lab.ok(&["detach", "lan", "--netns", name]);
         assert!(server.released(v4), "DHCPv4 RELEASE of {v4}: {:?}", server.leases());
@@ -199,8 +220,9 @@ fn no_dhcp6_server_fails_within_the_timeout_and_leaves_nothing() {
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
     let (ns1, n1) = lab.netns("ns1");
     let started = Instant::now();
+    // As a user runs it: an attach that succeeds would start the agent.
     let err = lab.fails(
-        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5", "--no-agent"],
+        &["attach", "lan", "--netns", &n1, "--dhcp-timeout", "1.5"],
         "no DHCPv6 server answered SOLICIT",
     );
     let took = started.elapsed();
@@ -215,9 +237,8 @@ fn no_dhcp6_server_fails_within_the_timeout_and_leaves_nothing() {
         .unwrap();
     lab.fails(&["attach", "lan", "--netns", &n2, "--no-agent"], "IPv6 is disabled");
     assert_eq!(non_lo(&ns2), Vec::<String>::new(), "no link left");
-    // No lease row for the agent: a pass finds nothing held.
-    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
-    assert_eq!(report["next_due"], serde_json::Value::Null, "no lease held: {report}");
+    // No agent started, no lease row for one: a pass finds nothing held.
+    lab.assert_no_dhcp_agent();
     lab.ok(&["network", "rm", "lan"]);
 }
 
@@ -337,4 +358,36 @@ fn a_namespace_gone_without_detach_still_gets_its_release() {
     lab.ok(&["detach", "lan", "--netns", &n2]);
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
     lab.ok(&["network", "rm", "lan"]);
+}
+
+/// `apply` with a DHCPv6 network starts the agent that renews its leases,
+/// as `attach` does (it started one for "dhcp" networks only).
+#[test]
+fn apply_of_a_dhcp6_network_starts_the_agent() {
+    let mut lab = Lab::new("dhcp6ap");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(server) = Dnsmasq::start_v6(&lab.switch, "apply6") else { return };
+    let (_ns1, n1) = lab.netns("ns1");
+    let file = std::env::temp_dir().join(format!("{}.toml", lab.world.prefix()));
+    let text = format!(
+        "[[network]]\nname = \"lan\"\nparent = \"eth0\"\nipam = \"dhcp6\"\n\n\
+         [[endpoint]]\nnetwork = \"lan\"\nnetns = \"{n1}\"\n"
+    );
+    std::fs::write(&file, text).unwrap();
+    let applied = lab.run(&["apply", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let ip = ip6_of(&listed[0]);
+    assert!(server.has_lease(&ip), "{:?}", server.leases());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.dhcp_agent_pids().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agents = lab.dhcp_agent_pids();
+    assert_eq!(agents.len(), 1, "one agent started by apply");
+    // Stopped by the pid found for this lab's state database.
+    // SAFETY: kill(2) with a pid this test's apply started.
+    assert_eq!(unsafe { libc::kill(agents[0] as i32, libc::SIGKILL) }, 0);
+    lab.ok(&["network", "rm", "lan", "--force"]);
 }

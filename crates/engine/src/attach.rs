@@ -58,6 +58,10 @@ pub(crate) struct EndpointDetails {
     pub default_dev: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRequest>,
+    /// DHCP leases the agent lost, and why (`dhcp::renew`): the endpoint
+    /// keeps its link without their addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dhcp_lost: Vec<String>,
 }
 
 pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns> {
@@ -511,6 +515,7 @@ impl Engine {
                 source_macs: req.source_macs.clone(),
                 default_dev: realized.routes.iter().any(|r| r.is_default() && r.gateway.is_none()),
                 routes: req.routes.clone(),
+                dhcp_lost: Vec::new(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             let recorded = match claiming.take() {
@@ -526,14 +531,18 @@ impl Engine {
                 // Again, now with the resolv.conf it wrote.
                 held.record(&tx, endpoint_id)?;
             }
-            let dhcp = match is_dhcp {
-                true => crate::dhcp::view_of(&tx, endpoint_id)?.1,
-                false => None,
+            let (dhcp, dhcp6) = match is_dhcp {
+                true => {
+                    let views = crate::dhcp::view_of(&tx, endpoint_id)?;
+                    (views.v4, views.v6)
+                }
+                false => (None, None),
             };
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
             Ok(EndpointView {
                 dhcp,
+                dhcp6,
                 network: spec.name.to_string(),
                 netns: req.netns.path().display().to_string(),
                 ifname: req.ifname.to_string(),
@@ -544,6 +553,7 @@ impl Engine {
                 source_macs: req.source_macs.clone(),
                 routes: details.routes,
                 state: EndpointState::Attached.as_str(),
+                dhcp_lost: Vec::new(),
             })
         })();
         match result {

@@ -35,10 +35,11 @@ pub(crate) fn endpoint_view(
     let details = details_of(ep);
     let mut addresses: Vec<ipnet::IpNet> =
         tx.leases_of(ep.id)?.iter().map(|l| l.address()).collect();
-    let (dhcp_addresses, dhcp) = crate::dhcp::view_of(tx, ep.id)?;
-    addresses.extend(dhcp_addresses);
+    let dhcp = crate::dhcp::view_of(tx, ep.id)?;
+    addresses.extend(dhcp.addresses);
     Ok(EndpointView {
-        dhcp,
+        dhcp: dhcp.v4,
+        dhcp6: dhcp.v6,
         network: network.to_string(),
         netns: ep.netns.clone(),
         ifname: ep.ifname.to_string(),
@@ -49,6 +50,7 @@ pub(crate) fn endpoint_view(
         source_macs: details.source_macs,
         routes: details.routes,
         state: ep.state.as_str(),
+        dhcp_lost: details.dhcp_lost,
     })
 }
 

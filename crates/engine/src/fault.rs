@@ -43,10 +43,14 @@ pub enum Step {
     DeleteParent,
     /// apply: before the last change of the plan, every other one made.
     Converge,
+    /// dhcp-agent: after the server granted a renewal, before the store
+    /// records it. The process dies there ([`Faults::die_at`]), as a
+    /// killed agent would.
+    RenewRecord,
 }
 
 impl Step {
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 14] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -60,6 +64,7 @@ impl Step {
         Step::CreateParent,
         Step::DeleteParent,
         Step::Converge,
+        Step::RenewRecord,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +82,7 @@ impl Step {
             Step::CreateParent => "create-parent",
             Step::DeleteParent => "delete-parent",
             Step::Converge => "converge",
+            Step::RenewRecord => "renew-record",
         }
     }
 }
@@ -150,6 +156,24 @@ impl Faults {
     pub fn check(&self, _step: Step) -> Result<(), EngineError> {
         Ok(())
     }
+
+    /// Ends the process at once if `step` is the one chosen: no further
+    /// step, no destructor, no undo runs, as when the process is killed
+    /// there (exit status 137, a SIGKILL's as a shell reports it; exit
+    /// rather than a signal, so that no core file is left). For the points
+    /// where what matters is what the next run finds.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn die_at(&self, step: Step) {
+        if self.fail_at == Some(step) {
+            eprintln!("nicslice: injected death at {step}");
+            std::process::exit(137);
+        }
+    }
+
+    /// Never dies without the feature.
+    #[cfg(not(any(test, feature = "fault-injection")))]
+    #[inline(always)]
+    pub fn die_at(&self, _step: Step) {}
 }
 
 #[cfg(test)]

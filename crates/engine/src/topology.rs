@@ -94,7 +94,7 @@ impl Engine {
                         .leases_of(ep.id)?
                         .iter()
                         .map(|l| l.address())
-                        .chain(crate::dhcp::view_of(&tx, ep.id)?.0)
+                        .chain(crate::dhcp::view_of(&tx, ep.id)?.addresses)
                         .collect(),
                     gateway: details.gateways.first().copied(),
                     default_dev: details.default_dev,

@@ -57,6 +57,15 @@ impl Engine {
             return Err(gone());
         }
         let ns = NetnsTarget::Path(PathBuf::from(&view.netns)).open().map_err(|_| gone())?;
+        // Its address and routes went with the lease, on purpose.
+        if !view.dhcp_lost.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "{}; `nicslice detach {} --netns {}` and attach again for a new lease",
+                view.dhcp_lost.join("; "),
+                view.network,
+                view.netns
+            )));
+        }
         let mut place = Place::between(&self.host, ns)?;
         let addresses: Vec<IpAddr> = view.addresses.iter().map(IpNet::addr).collect();
         let mut routes: Vec<(IpNet, Option<IpAddr>)> = view

@@ -54,9 +54,17 @@ pub struct EndpointView {
     /// "stale" when its namespace is gone (its addresses are still held:
     /// `detach` releases them, and so does an attach that needs the room).
     pub state: &'static str,
-    /// The DHCP lease of an endpoint on a `--ipam dhcp` network.
+    /// The DHCPv4 lease of an endpoint on a `--ipam dhcp` network.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<crate::dhcp::LeaseView>,
+    /// The DHCPv6 lease of an endpoint on a `--ipam dhcp6` network (a
+    /// dual-stack endpoint has both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp6: Option<crate::dhcp::LeaseView>,
+    /// DHCP leases the agent lost (expired, or refused with no new one to
+    /// be had), and why: their addresses are off the link.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dhcp_lost: Vec<String>,
 }
 
 /// The parent as the kernel reports it now.

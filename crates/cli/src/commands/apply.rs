@@ -39,7 +39,12 @@ pub fn run(g: &Globals, a: &ApplyArgs) -> anyhow::Result<()> {
     if applied {
         engine.converge(&plan)?;
         // As `attach` does: DHCP leases need the agent that renews them.
-        let dhcp = |net: &str| file.networks.iter().any(|n| n.name == net && n.ipam == "dhcp");
+        // Any DHCP family ("dhcp", "dhcp6", "dhcp,dhcp6", ...).
+        let dhcp = |net: &str| {
+            let is_dhcp =
+                |ipam: &str| ipam.parse::<nicslice_model::Ipam>().is_ok_and(|i| i.is_dhcp());
+            file.networks.iter().any(|n| n.name == net && is_dhcp(&n.ipam))
+        };
         if file.endpoints.iter().any(|e| dhcp(&e.network)) {
             super::dhcp_agent::ensure_running(g);
         }

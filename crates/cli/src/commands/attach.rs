@@ -42,7 +42,7 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    if view.dhcp.is_some() && !a.no_agent {
+    if (view.dhcp.is_some() || view.dhcp6.is_some()) && !a.no_agent {
         super::dhcp_agent::ensure_running(g);
     }
     if g.json {
@@ -65,8 +65,10 @@ pub fn attach(g: &Globals, a: AttachArgs) -> anyhow::Result<()> {
     if let Some(tap) = &view.tap_device {
         println!("  tap device {tap}");
     }
-    if let Some(lease) = &view.dhcp {
-        println!("  DHCP lease from {} for {} s", lease.server, lease.lease_secs);
+    for (name, lease) in [("DHCP", &view.dhcp), ("DHCPv6", &view.dhcp6)] {
+        if let Some(lease) = lease {
+            println!("  {name} lease from {} for {} s", lease.server, lease.lease_secs);
+        }
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
                         addresses(&e.addresses),
                         e.gateways.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),
                         e.state.to_string(),
-                        e.dhcp.as_ref().map_or_else(|| "-".to_string(), lease_times),
+                        leases(e),
                     ]
                 })
                 .collect();
@@ -90,17 +90,24 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A DHCP lease in one cell: its server, length and what is left of it.
-fn lease_times(lease: &nicslice_engine::dhcp::LeaseView) -> String {
+/// An endpoint's DHCP leases in one cell, each family's (a dual-stack
+/// endpoint has two): its server, length and what is left of it; then
+/// those the agent lost, and why.
+fn leases(e: &nicslice_engine::EndpointView) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let left = |at: i64| format!("{}s", (at - now).max(0));
-    format!(
-        "dhcp {} {}s (renew in {}, expires in {})",
-        lease.server,
-        lease.lease_secs,
-        left(lease.renew_at),
-        left(lease.expires_at)
-    )
+    let held = [("dhcp", &e.dhcp), ("dhcp6", &e.dhcp6)].into_iter().filter_map(|(name, lease)| {
+        let lease = lease.as_ref()?;
+        Some(format!(
+            "{name} {} {}s (renew in {}, expires in {})",
+            lease.server,
+            lease.lease_secs,
+            left(lease.renew_at),
+            left(lease.expires_at)
+        ))
+    });
+    let cells: Vec<String> = held.chain(e.dhcp_lost.iter().cloned()).collect();
+    if cells.is_empty() { "-".to_string() } else { cells.join("; ") }
 }

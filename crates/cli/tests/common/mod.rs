@@ -103,6 +103,44 @@ impl Lab {
         all.push("--json");
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
+
+    /// The pids of the `nicslice dhcp-agent` processes running for this
+    /// lab's state database, found by their command lines.
+    pub fn dhcp_agent_pids(&self) -> Vec<u32> {
+        let state = self.state.display().to_string();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+        procs
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                (cmdline.contains(" dhcp-agent") && cmdline.contains(&state)).then_some(pid)
+            })
+            .collect()
+    }
+
+    /// Whether a process holds this lab's agent lock (`STATE.dhcp-agent.lock`,
+    /// which a running agent keeps locked).
+    pub fn dhcp_agent_lock_held(&self) -> bool {
+        let mut path = self.state.clone().into_os_string();
+        path.push(".dhcp-agent.lock");
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file.try_lock().is_err(),
+            Err(_) => false,
+        }
+    }
+
+    /// No agent was started or left for this lab's state database, and an
+    /// agent's pass finds no lease to keep.
+    pub fn assert_no_dhcp_agent(&self) {
+        assert_eq!(self.dhcp_agent_pids(), Vec::<u32>::new(), "no dhcp-agent running");
+        assert!(!self.dhcp_agent_lock_held(), "nothing holds the agent's lock");
+        let report = self.json(&["dhcp-agent", "--once", "--now"]);
+        assert!(report["next_due"].is_null(), "no lease held: {report}");
+        let touched = ["renewed", "replaced", "lost", "failed"];
+        assert!(touched.iter().all(|k| report[k] == serde_json::json!([])), "{report}");
+    }
 }
 
 pub fn links(ns: &Netns) -> Vec<Link> {

@@ -104,7 +104,7 @@ pub struct Held {
     granted_at: i64,
 }
 
-/// A DHCP endpoint's lease as `endpoint ls` shows it.
+/// A DHCP endpoint's lease of one family as `endpoint ls` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LeaseView {
     pub server: IpAddr,
@@ -115,7 +115,8 @@ pub struct LeaseView {
     pub renew_at: i64,
     pub rebind_at: i64,
     pub expires_at: i64,
-    pub dns: Vec<Ipv4Addr>,
+    /// The DNS servers the server named.
+    pub dns: Vec<IpAddr>,
 }
 
 /// Who the endpoint is, for its client identifier and its resolv.conf.
@@ -435,15 +436,29 @@ fn forget_resolv_conf(lease: &DhcpLeaseRecord, network: &str, ifname: &str) {
     }
 }
 
-/// The addresses and lease of a DHCP endpoint, for its view.
-pub fn view_of(
-    tx: &impl StoreRead,
-    endpoint: EndpointId,
-) -> Result<(Vec<IpNet>, Option<LeaseView>)> {
+/// A DHCP endpoint's leases as its view shows them: a dual-stack endpoint
+/// has one of each family.
+pub struct LeaseViews {
+    pub addresses: Vec<IpNet>,
+    /// The DHCPv4 lease.
+    pub v4: Option<LeaseView>,
+    /// The DHCPv6 lease.
+    pub v6: Option<LeaseView>,
+}
+
+/// The addresses and leases of a DHCP endpoint, for its view.
+pub fn view_of(tx: &impl StoreRead, endpoint: EndpointId) -> Result<LeaseViews> {
     let leases = tx.dhcp_leases_of(endpoint)?;
     let addresses = leases.iter().map(|l| l.address).collect();
-    let view = leases.first().map(|l| {
-        let details: LeaseDetails = serde_json::from_value(l.details.clone()).unwrap_or_default();
+    let view = |l: &DhcpLeaseRecord| {
+        let dns = match l.family {
+            6 => v6::dns_of(l),
+            _ => {
+                let details: LeaseDetails =
+                    serde_json::from_value(l.details.clone()).unwrap_or_default();
+                details.dns.into_iter().map(IpAddr::V4).collect()
+            }
+        };
         LeaseView {
             server: l.server,
             client_id: identity::to_hex(&l.client_id),
@@ -452,10 +467,11 @@ pub fn view_of(
             renew_at: l.renew_at,
             rebind_at: l.rebind_at,
             expires_at: l.expires_at,
-            dns: details.dns,
+            dns,
         }
-    });
-    Ok((addresses, view))
+    };
+    let of = |family: u8| leases.iter().find(|l| l.family == family).map(view);
+    Ok(LeaseViews { addresses, v4: of(4), v6: of(6) })
 }
 
 fn unix_now() -> i64 {

@@ -2,7 +2,8 @@
 //! an endpoint or a CNI attachment (`cni`) holds. At T1 the lease is
 //! renewed with its server (unicast from the address), at T2 rebound with
 //! any server (broadcast), and at its expiry the address is taken off the
-//! link. Every outcome is written to
+//! link (an endpoint's record then says the lease was lost, and why).
+//! Every outcome is written to
 //! the state store as it happens (times of the next try included), so an
 //! agent killed at any point and started again carries on from the store:
 //! nothing lives only in its memory.
@@ -25,6 +26,7 @@ use super::cni::CniHolder;
 use super::unix_now;
 use crate::Engine;
 use crate::error::Result;
+use crate::fault::Step;
 
 /// What a lease needs at a given time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +189,7 @@ impl Engine {
                 Ok(Outcome::Lost(why)) => {
                     // Never kept again (a lease left held would be due at
                     // every pass).
-                    self.forget(&lease, &holder)?;
+                    self.lose(&lease, &holder, &why)?;
                     report.lost.push(format!("{}: {why}", holder.label))
                 }
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
@@ -233,6 +235,10 @@ impl Engine {
         let to = (due == Due::Renew).then_some(server);
         match exchange.extend(address, to, timeout) {
             Ok(Some(granted)) => {
+                // Killed here, the server has extended a lease the store
+                // still records with its old times: the next pass renews
+                // it again (the same address, under the same identifier).
+                self.faults.die_at(Step::RenewRecord);
                 let now = unix_now();
                 // A server that names no identifier is still the one asked.
                 let server = match granted.server {
@@ -375,6 +381,29 @@ impl Engine {
                 tx.release_dhcp_lease(&lease.client_id, lease.family)?;
             }
             Whose::Cni => tx.release_cni_dhcp_lease(&lease.client_id, lease.family)?,
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a lost lease released and, for an endpoint's, says so on the
+    /// endpoint's record (`endpoint ls` shows it and `endpoint check`
+    /// reports it: its address and routes are gone on purpose), in one
+    /// transaction.
+    fn lose(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, why: &str) -> Result<()> {
+        let Whose::Endpoint = holder.whose else { return self.forget(lease, holder) };
+        let tx = self.store.write()?;
+        tx.release_dhcp_lease(&lease.client_id, lease.family)?;
+        if let Some(endpoint) = lease.endpoint_id.map(|id| tx.endpoint(id)).transpose()?.flatten() {
+            let mut details = endpoint.details.clone();
+            let lost = format!("DHCPv{} lease of {} lost: {why}", lease.family, lease.address);
+            if let Some(map) = details.as_object_mut() {
+                let list = map.entry("dhcp_lost").or_insert_with(|| serde_json::json!([]));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(lost.into());
+                }
+            }
+            tx.update_endpoint(endpoint.id, endpoint.mac, &details)?;
         }
         tx.commit()?;
         Ok(())

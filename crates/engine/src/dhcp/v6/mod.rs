@@ -275,6 +275,13 @@ struct Lease6Details {
     resolv_conf: Option<resolv::Written>,
 }
 
+/// The DNS servers a DHCPv6 lease row records.
+pub(super) fn dns_of(lease: &DhcpLeaseRecord) -> Vec<IpAddr> {
+    serde_json::from_value::<Lease6Details>(lease.details.clone())
+        .map(|d| d.dns6.into_iter().map(IpAddr::V6).collect())
+        .unwrap_or_default()
+}
+
 fn from_hex(hex: &str) -> Vec<u8> {
     hex.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect()
 }
