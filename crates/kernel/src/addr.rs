@@ -12,6 +12,20 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::error::Result;
 use crate::netlink::{CREATE_EXCL, RouteSocket};
 
+/// The interface and address an address message is about: the local
+/// address where there is one (a point-to-point peer is `Address`).
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<(u32, IpNet)> {
+    let attr = |local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip = attr(true).or_else(|| attr(false))?;
+    IpNet::new(ip, msg.header.prefix_len).ok().map(|net| (msg.header.index, net))
+}
+
 pub(crate) fn address_message(index: u32, addr: IpNet) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = family_of(addr.addr());
@@ -86,19 +100,7 @@ impl RouteSocket {
             if index.is_some_and(|i| i != msg.header.index) {
                 continue;
             }
-            let ip = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Local(ip) => Some(*ip),
-                _ => None,
-            });
-            let ip = ip.or_else(|| {
-                msg.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                })
-            });
-            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
-                out.push((msg.header.index, net));
-            }
+            out.extend(address_of(&msg));
         }
         Ok(out)
     }
