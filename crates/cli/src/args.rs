@@ -101,15 +101,19 @@ pub enum Command {
         #[arg(long)]
         wire: bool,
     },
-    /// Print, as they happen, the kernel's link events that concern nicslice's
-    /// networks: a parent down, up, without carrier, deleted or recreated; a
-    /// shim removed; an endpoint's link deleted or its namespace ended; each
-    /// with the networks and endpoints it affects. Runs in the foreground (or
-    /// as a service) and sleeps in the kernel between events.
+    /// Print, as they happen, the kernel's link and address events that
+    /// concern nicslice's networks: a parent down, up, without carrier,
+    /// deleted or recreated, or out of the promiscuous mode a network asked
+    /// for; a shim removed; an endpoint's link deleted, its address removed
+    /// or another added by hand, or its namespace ended; each with the
+    /// networks and endpoints it affects. Runs in the foreground (or as the
+    /// service `install-systemd` writes) and sleeps in the kernel between
+    /// events.
     Events {
         /// Repair as events arrive what `doctor --fix` repairs: a parent
-        /// recreated gets its children back; a removed shim or endpoint link
-        /// is made again; a gone namespace's addresses are released.
+        /// recreated gets its children back; promiscuous mode is turned on
+        /// again; a removed shim or endpoint link is made again; a gone
+        /// namespace's addresses are released.
         #[arg(long)]
         fix: bool,
         /// Stop after this many seconds without an event (default: never).
