@@ -13,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer};
 use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -44,8 +45,10 @@ pub enum LinkEvent {
     /// Deleted in the namespace this one knows by `nsid`.
     PeerDel { nsid: i32, link: Link },
     /// An address added (`added`) to or removed from interface `index` of
-    /// this namespace (`nsid` `None`) or of the one known by `nsid`.
-    Address { nsid: Option<i32>, index: u32, addr: IpNet, added: bool },
+    /// this namespace (`nsid` `None`) or of the one known by `nsid`;
+    /// `permanent` unless it has a lifetime (SLAAC, privacy addresses, a
+    /// DHCP client's): what `ip address add` makes.
+    Address { nsid: Option<i32>, index: u32, addr: IpNet, added: bool, permanent: bool },
     /// The namespace this one knew by `nsid` has ended (its links with it).
     NamespaceGone(i32),
 }
@@ -116,11 +119,13 @@ impl LinkEvents {
                     }
                     RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
                         let added = t == libc::RTM_NEWADDR;
+                        let permanent = is_permanent(&m);
                         out.extend(address_of(&m).map(|(index, addr)| LinkEvent::Address {
                             nsid,
                             index,
                             addr,
                             added,
+                            permanent,
                         }))
                     }
                     RouteNetlinkMessage::DelLink(l) => {
@@ -176,6 +181,17 @@ impl LinkEvents {
         }
         Ok((n as usize, nsid))
     }
+}
+
+/// `IFA_F_PERMANENT`, in the header's flags or the wider `IFA_FLAGS`.
+fn is_permanent(m: &AddressMessage) -> bool {
+    let mut flags = AddressFlags::from_bits_retain(u32::from(m.header.flags.bits()));
+    for a in &m.attributes {
+        if let AddressAttribute::Flags(f) = a {
+            flags |= *f;
+        }
+    }
+    flags.contains(AddressFlags::Permanent)
 }
 
 impl RouteSocket {

@@ -88,8 +88,9 @@ pub(super) fn of_endpoint_link(watched: &Endpoints, nsid: i32, link: &Link) -> O
 
 /// An address of interface `index` in namespace `nsid` added or removed:
 /// an event when it is an endpoint's and differs from the record (a
-/// recorded address removed, an address nicslice did not give added; the
-/// kernel's own IPv6 link-local addresses are not the record's business).
+/// recorded address removed, a permanent address nicslice did not give
+/// added; the kernel's own IPv6 link-local addresses are not the record's
+/// business).
 pub(super) fn of_address(
     watched: &Endpoints,
     nsid: i32,

@@ -160,7 +160,10 @@ impl Engine {
                     LinkEvent::PeerDel { nsid, link } => {
                         endpoints::of_endpoint_link(&watched, nsid, &link).into_iter().collect()
                     }
-                    LinkEvent::Address { nsid: Some(nsid), index, addr, added } => {
+                    // An address with a lifetime was not added by hand:
+                    // SLAAC on a segment with router advertisements, say.
+                    LinkEvent::Address { added: true, permanent: false, .. } => Vec::new(),
+                    LinkEvent::Address { nsid: Some(nsid), index, addr, added, .. } => {
                         endpoints::of_address(&watched, nsid, index, addr, added)
                             .into_iter()
                             .collect()
