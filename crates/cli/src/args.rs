@@ -101,15 +101,19 @@ pub enum Command {
         #[arg(long)]
         wire: bool,
     },
-    /// Print, as they happen, the kernel's link events that concern nicslice's
-    /// networks: a parent down, up, without carrier, deleted or recreated; a
-    /// shim removed; an endpoint's link deleted or its namespace ended; each
-    /// with the networks and endpoints it affects. Runs in the foreground (or
-    /// as a service) and sleeps in the kernel between events.
+    /// Print, as they happen, the kernel's link and address events that
+    /// concern nicslice's networks: a parent down, up, without carrier,
+    /// deleted or recreated, or out of the promiscuous mode a network asked
+    /// for; a shim removed; an endpoint's link deleted, its address removed
+    /// or another added by hand, or its namespace ended; each with the
+    /// networks and endpoints it affects. Runs in the foreground (or as the
+    /// service `install-systemd` writes) and sleeps in the kernel between
+    /// events.
     Events {
         /// Repair as events arrive what `doctor --fix` repairs: a parent
-        /// recreated gets its children back; a removed shim or endpoint link
-        /// is made again; a gone namespace's addresses are released.
+        /// recreated gets its children back; promiscuous mode is turned on
+        /// again; a removed shim or endpoint link is made again; a gone
+        /// namespace's addresses are released.
         #[arg(long)]
         fix: bool,
         /// Stop after this many seconds without an event (default: never).
@@ -132,7 +136,9 @@ modify, remove or keep, and why), and makes the changes, all or nothing: if one 
 made before it are undone. Applying the same file again changes nothing.\n\n\
 A [[network]] takes the options of `network create` (name, driver, parent, vlan, internal, \
 mode, flags, mtu, bcqueuelen, bclim, promisc, host_access, probe_conflicts, probe_cooldown, \
-ipam) and [[network.subnet]] tables (subnet, gateway, ip_range, aux_addresses, link_local); \
+ipam: one source or a list, and for ipam = \"etcd\" etcd (the client URLs), etcd_block, etcd_ttl, \
+etcd_cooldown, etcd_ca, etcd_cert, etcd_key, relative paths taken from the file's directory) and \
+[[network.subnet]] tables (subnet, gateway, ip_range, aux_addresses, link_local); \
 a [[shim]] those of `shim add` (network, name, ips); an [[endpoint]] those of `attach` \
 (network, netns, ifname, ips, mac, source_macs, default_route, routes) and create = true to \
 have nicslice make the named namespace. Unknown keys are refused.\n\n\
@@ -160,9 +166,13 @@ nicslice apply lan.toml\n  \
 nicslice apply lan.toml --prune --json"
     )]
     Apply(ApplyArgs),
-    /// Write the systemd unit nicslice-restore.service (runs `nicslice
-    /// restore` once the network is up) into DIR; then `systemctl
-    /// daemon-reload && systemctl enable nicslice-restore`.
+    /// Write the systemd units nicslice-restore.service (runs `nicslice
+    /// restore` once the network is up) and nicslice-events.service (runs
+    /// `nicslice events --fix` after it, restarted on failure) into DIR.
+    /// Neither is enabled: `systemctl daemon-reload && systemctl enable
+    /// nicslice-restore`, and, to repair drift as it happens, `systemctl
+    /// enable --now nicslice-events`. A file nicslice did not write is never
+    /// replaced.
     InstallSystemd {
         /// Where units go.
         #[arg(default_value = "/etc/systemd/system")]

@@ -4,9 +4,11 @@
 //! changes nothing; `--prune` removes what the file dropped and nothing
 //! nicslice did not make; a failure part-way leaves nothing new; a network
 //! recorded with other settings is changed in place or refused; a bad file
-//! is one error line.
+//! is one error line. A fleet network (`ipam = "etcd"`) is declared against
+//! a real etcd the test starts, and applied again without a write.
 
 mod common;
+mod etcd;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -76,8 +78,22 @@ ips = ["192.168.0.10"]
 /// netlink requests that change something (rtnetlink NEW, DEL and SET
 /// messages; GETs are reads) it sent, from every thread.
 fn traced(lab: &Lab, args: &[&str]) -> (Output, usize) {
+    traced_in(lab, None, args)
+}
+
+/// [`traced`], run in namespace `netns` when given (`ip netns exec`, which
+/// itself is not traced).
+fn traced_in(lab: &Lab, netns: Option<&str>, args: &[&str]) -> (Output, usize) {
     let trace = std::env::temp_dir().join(format!("{}-strace.txt", lab.world.prefix()));
-    let out = Command::new("strace")
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "strace"]);
+            c
+        }
+        None => Command::new("strace"),
+    };
+    let out = cmd
         .args(["-f", "-qq", "-e", "trace=sendto,sendmsg", "-o"])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_nicslice"))
@@ -431,4 +447,90 @@ fn apply_repairs_drift_through_the_comparison_doctor_makes() {
     assert!(ping(&ns_a, "192.168.0.1"));
     assert!(ping(&host, "192.168.0.10"), "through the shim made again");
     assert!(lab.ok(&["apply", path]).contains("nothing to do"));
+}
+
+#[test]
+fn a_fleet_network_is_declared_and_applied_again_without_a_write() {
+    if etcd::in_vm() {
+        return;
+    }
+    let mut lab = Lab::new("apply_fleet");
+    let (etcd_ns, etcd_name) = lab.netns("etcd");
+    let cluster = etcd::Cluster::start(&etcd_ns, &etcd_name, 1);
+    // Made here: a namespace apply made inside `ip netns exec` would be
+    // mounted in that command's own mount namespace, gone when it ends.
+    let (ns, web) = lab.netns("web");
+    let text = format!(
+        r#"
+[[network]]
+name = "fleet"
+parent = "eth0"
+ipam = ["etcd"]
+etcd = ["{}"]
+etcd_block = 8
+etcd_ttl = 30
+etcd_cooldown = 60
+[[network.subnet]]
+subnet = "192.168.0.0/24"
+gateway = "192.168.0.1"
+
+[[endpoint]]
+network = "fleet"
+netns = "{web}"
+"#,
+        cluster.clients[0]
+    );
+    let path = file(&lab, "fleet", &text);
+    let path = path.to_str().unwrap();
+    // nicslice runs where etcd listens (127.0.0.1 of its namespace).
+    let (out, writes) = traced_in(&lab, Some(&etcd_name), &["apply", path]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("applied 2 change(s)"), "{}", stdout(&out));
+    assert!(writes > 0, "the first apply makes the endpoint's link");
+
+    // `network inspect` asks etcd: run where etcd listens.
+    let inspect = Command::new("ip")
+        .args(["netns", "exec", &etcd_name, env!("CARGO_BIN_EXE_nicslice")])
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "network", "inspect", "fleet", "--json"])
+        .output()
+        .unwrap();
+    let net: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(net["ipam"], "etcd", "{net}");
+    let fleet = &net["fleet"];
+    assert_eq!(fleet["etcd"][0], cluster.clients[0].as_str(), "{net}");
+    assert_eq!([&fleet["block_size"], &fleet["ttl_s"], &fleet["cooldown_s"]], [8, 30, 60], "{net}");
+    // The endpoint's address came from a block this host leased in etcd.
+    let addr = addresses(&ns, "eth0");
+    assert_eq!(addr.len(), 1, "{addr:?}");
+    let ip = addr[0].trim_end_matches("/24");
+    let etcd = cluster.client();
+    let kvs = etcd_ns.run(|| etcd.get_prefix(b"/nicslice/fleet/fleet/")).unwrap().unwrap();
+    let utf8 = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        kvs.iter().any(|kv| utf8(&kv.value) == ip || utf8(&kv.key).ends_with(ip)),
+        "{ip} is in etcd: {:?}",
+        kvs.iter().map(|kv| (utf8(&kv.key), utf8(&kv.value))).collect::<Vec<_>>()
+    );
+    assert!(ping(&ns, "192.168.0.1"), "the endpoint reaches the gateway");
+
+    let asked = cluster.requests(&etcd_ns);
+    let (again, writes) = traced_in(&lab, Some(&etcd_name), &["apply", path]);
+    assert_ok(&again);
+    assert!(stdout(&again).contains("nothing to do"), "{}", stdout(&again));
+    assert_eq!(writes, 0, "a second apply sends no netlink write");
+    assert_eq!(cluster.requests(&etcd_ns), asked, "nor any request to etcd");
+
+    // Another lease: the pool's settings are the network's, refused in place.
+    let other = file(&lab, "fleetttl", &text.replace("etcd_ttl = 30", "etcd_ttl = 40"));
+    lab.fails(&["apply", other.to_str().unwrap()], "network fleet: etcd (record: http://");
+    let _ = std::fs::remove_file(other);
+
+    // A bad fleet option: one line naming the file and the key.
+    let bad = file(&lab, "fleetbad", &text.replace("etcd_block = 8", "etcd_block = 65"));
+    let err =
+        lab.fails(&["apply", bad.to_str().unwrap()], "network[0].etcd_block: 65: expected 1 to 64");
+    assert!(err.contains(bad.to_str().unwrap()), "names the file: {err}");
+    let _ = std::fs::remove_file(bad);
 }

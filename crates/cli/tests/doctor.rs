@@ -356,18 +356,38 @@ fn restore_after_a_simulated_reboot_is_idempotent() {
 }
 
 #[test]
-fn install_systemd_writes_its_unit_and_never_replaces_a_foreign_file() {
+fn install_systemd_writes_its_units_and_never_replaces_a_foreign_file() {
     let lab = Lab::new("units");
     let dir = std::env::temp_dir().join(format!("{}-units", lab.world.prefix()));
-    lab.ok(&["install-systemd", dir.to_str().unwrap()]);
+    let out = lab.ok(&["install-systemd", dir.to_str().unwrap()]);
+    assert!(out.contains("systemctl enable nicslice-restore.service"), "{out}");
+    assert!(out.contains("optional"), "the events unit is not enabled by default: {out}");
     let unit = std::fs::read_to_string(dir.join("nicslice-restore.service")).unwrap();
     assert!(unit.contains("After=network-online.target"), "{unit}");
     assert!(unit.contains(&format!("--state {} restore", lab.state.display())), "{unit}");
-    lab.ok(&["install-systemd", dir.to_str().unwrap()]); // its own file: replaced
-    std::fs::write(dir.join("nicslice-restore.service"), "[Unit]\nDescription=mine\n").unwrap();
-    lab.fails(&["install-systemd", dir.to_str().unwrap()], "nicslice did not write it");
+    let events = std::fs::read_to_string(dir.join("nicslice-events.service")).unwrap();
+    assert!(events.contains("Type=simple"), "{events}");
     assert!(
-        std::fs::read_to_string(dir.join("nicslice-restore.service")).unwrap().contains("mine")
+        events.contains(&format!("--state {} events --fix\n", lab.state.display())),
+        "{events}"
     );
+    assert!(events.contains("Restart=on-failure"), "{events}");
+    assert!(events.contains("After=nicslice-restore.service"), "{events}");
+    // install-systemd enables nothing: no wants link beside the units.
+    assert!(!dir.join("multi-user.target.wants").exists());
+    lab.ok(&["install-systemd", dir.to_str().unwrap()]); // its own files: replaced
+    // A foreign file of either name: refused, and neither file is touched.
+    for (foreign, other) in [
+        ("nicslice-restore.service", "nicslice-events.service"),
+        ("nicslice-events.service", "nicslice-restore.service"),
+    ] {
+        std::fs::write(dir.join(foreign), "[Unit]\nDescription=mine\n").unwrap();
+        std::fs::remove_file(dir.join(other)).unwrap();
+        lab.fails(&["install-systemd", dir.to_str().unwrap()], "nicslice did not write it");
+        assert!(std::fs::read_to_string(dir.join(foreign)).unwrap().contains("mine"));
+        assert!(!dir.join(other).exists(), "nothing written when one file is foreign");
+        std::fs::remove_file(dir.join(foreign)).unwrap();
+        lab.ok(&["install-systemd", dir.to_str().unwrap()]);
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,13 +1,14 @@
 //! A real reboot (`vmtest/run.sh vm_reboot`): the VM boots twice with one
 //! disk, whose ext4 file system is nicslice's state directory
 //! (/var/lib/nicslice). Boot 1 makes an internal network (a dummy parent
-//! nicslice owns) in promiscuous mode with a shim, attaches an endpoint in a
-//! namespace, and writes the systemd unit; the VM powers off. Boot 2 starts
-//! from a fresh kernel with only the disk: the unit's own command
-//! (`nicslice restore`, as ExecStart says) must bring back the parent, its
-//! promiscuous mode and the shim, and release the endpoint whose namespace
-//! did not survive; a second run changes nothing. On the host, and in a
-//! single-boot VM run, it only says so and returns.
+//! nicslice owns) and a VLAN network (an 802.1Q sub-interface of that dummy,
+//! which nicslice owns too), each in promiscuous mode with a shim and an
+//! endpoint in a namespace, and writes the systemd units; the VM powers off.
+//! Boot 2 starts from a fresh kernel with only the disk: the unit's own
+//! command (`nicslice restore`, as ExecStart says) must bring back both
+//! parents, their promiscuous mode and the shims, and release the endpoints
+//! whose namespace did not survive; a second run changes nothing. On the
+//! host, and in a single-boot VM run, it only says so and returns.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +18,9 @@ use serde_json::Value;
 
 const STATE_DIR: &str = "/var/lib/nicslice";
 const PARENT: &str = "vmdummy0";
+/// VLAN 50 on the dummy. Its network's name sorts after the dummy's
+/// ("lan"): restore repairs networks in name order, lower device first.
+const VLAN: &str = "vmdummy0.50";
 const NETNS: &str = "vmreboot-c1";
 
 fn nicslice(args: &[&str]) -> String {
@@ -77,24 +81,53 @@ fn first_boot() {
         "--promisc",
         "--host-access",
     ]);
+    nicslice(&[
+        "network",
+        "create",
+        "vlan",
+        "--parent",
+        PARENT,
+        "--vlan",
+        "50",
+        "--subnet",
+        "10.78.0.0/24",
+        "--promisc",
+        "--host-access",
+    ]);
     let _ns = nicslice_kernel::netns::create_named(NETNS).unwrap();
     nicslice(&["attach", "lan", "--netns", NETNS, "--ip", "10.77.0.11"]);
+    nicslice(&["attach", "vlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
     nicslice(&["install-systemd", &format!("{STATE_DIR}/units")]);
     let parent = link(PARENT).expect("the dummy parent");
     assert_eq!(parent.kind.as_deref(), Some("dummy"));
     assert!(parent.promisc_flag);
-    let shim = json(&["shim", "ls"])[0]["name"].as_str().unwrap().to_string();
-    assert!(link(&shim).is_some());
-    assert_eq!(json(&["endpoint", "ls"]).as_array().unwrap().len(), 1);
+    let vlan = link(VLAN).expect("the VLAN parent");
+    assert_eq!((vlan.kind.as_deref(), vlan.vlan_id), (Some("vlan"), Some(50)));
+    assert!(vlan.promisc_flag);
+    for net in ["lan", "vlan"] {
+        assert!(link(&shim_of(net)).is_some());
+    }
+    assert_eq!(json(&["endpoint", "ls"]).as_array().unwrap().len(), 2);
     std::fs::write(saved("boot1"), boot_id()).unwrap();
-    println!("boot 1: {PARENT} promiscuous, shim {shim}, endpoint in {NETNS}; powering off");
+    println!(
+        "boot 1: {PARENT} and {VLAN} promiscuous, their shims, endpoints in {NETNS}; powering off"
+    );
+}
+
+/// The name of network `net`'s shim.
+fn shim_of(net: &str) -> String {
+    let shims = json(&["shim", "ls"]);
+    let shim = shims.as_array().unwrap().iter().find(|s| s["network"] == net);
+    shim.expect("a shim")["name"].as_str().unwrap().to_string()
 }
 
 fn second_boot() {
     let first = std::fs::read_to_string(saved("boot1")).expect("boot 1 left its mark");
     assert_ne!(first, boot_id(), "a new boot");
-    let shim = json(&["shim", "ls"])[0]["name"].as_str().unwrap().to_string();
+    let shim = shim_of("lan");
+    let vlan_shim = shim_of("vlan");
     assert!(link(PARENT).is_none() && link(&shim).is_none(), "a fresh kernel has neither");
+    assert!(link(VLAN).is_none() && link(&vlan_shim).is_none(), "nor the VLAN and its shim");
 
     // The unit's command, as systemd would run it.
     let unit = std::fs::read_to_string(format!("{STATE_DIR}/units/nicslice-restore.service"))
@@ -112,12 +145,21 @@ fn second_boot() {
     assert!(parent.promisc_flag, "promiscuous mode is back");
     let shim_link = link(&shim).expect("the shim is back");
     assert_eq!(shim_link.parent_index, Some(parent.index), "on the new parent");
-    assert!(json(&["endpoint", "ls"]).as_array().unwrap().is_empty(), "the stale one released");
+    let vlan = link(VLAN).expect("the VLAN parent is back");
+    assert_eq!((vlan.kind.as_deref(), vlan.vlan_id), (Some("vlan"), Some(50)));
+    assert_eq!(vlan.parent_index, Some(parent.index), "on the new dummy");
+    assert!(vlan.up, "up");
+    assert!(vlan.promisc_flag, "promiscuous mode is back on the VLAN");
+    let vlan_shim_link = link(&vlan_shim).expect("the VLAN's shim is back");
+    assert_eq!(vlan_shim_link.parent_index, Some(vlan.index), "on the new VLAN");
+    assert!(json(&["endpoint", "ls"]).as_array().unwrap().is_empty(), "the stale ones released");
     assert!(stdout.contains(&format!("parent {PARENT}")), "{stdout}");
+    assert!(stdout.contains(&format!("parent {VLAN}")), "{stdout}");
     assert!(stdout.contains(NETNS), "{stdout}");
-    // The released address can be had again.
+    // The released addresses can be had again.
     let _ns = nicslice_kernel::netns::create_named(NETNS).unwrap();
     nicslice(&["attach", "lan", "--netns", NETNS, "--ip", "10.77.0.11"]);
+    nicslice(&["attach", "vlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
     // Idempotent, and healthy.
     assert_eq!(nicslice(&["restore"]).trim(), "");
     assert_eq!(nicslice(&["doctor"]).trim().lines().count(), 1);

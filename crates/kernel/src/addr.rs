@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::NLM_F_REPLACE;
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
+    AddressAttribute, AddressFlags, AddressMessage, AddressScope, CacheInfo,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -22,6 +22,32 @@ pub struct AddressEntry {
     /// Without lifetimes (`ip address add` made it); SLAAC and DHCP
     /// addresses are not (`dynamic` in `ip address`).
     pub permanent: bool,
+}
+
+/// The interface and address an address message is about: the local
+/// address where there is one (a point-to-point peer is `Address`).
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<(u32, IpNet)> {
+    let attr = |local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip = attr(true).or_else(|| attr(false))?;
+    IpNet::new(ip, msg.header.prefix_len).ok().map(|net| (msg.header.index, net))
+}
+
+/// `IFA_F_PERMANENT`, in the header's 8 bits of flags or the wider
+/// `IFA_FLAGS` attribute the kernel sends beside them.
+pub(crate) fn is_permanent(msg: &AddressMessage) -> bool {
+    let mut flags = AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits()));
+    for a in &msg.attributes {
+        if let AddressAttribute::Flags(f) = a {
+            flags |= *f;
+        }
+    }
+    flags.contains(AddressFlags::Permanent)
 }
 
 pub(crate) fn address_message(index: u32, addr: IpNet) -> AddressMessage {
@@ -104,32 +130,12 @@ impl RouteSocket {
             if index.is_some_and(|i| i != msg.header.index) {
                 continue;
             }
-            let ip = msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Local(ip) => Some(*ip),
-                _ => None,
-            });
-            let ip = ip.or_else(|| {
-                msg.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Address(ip) => Some(*ip),
-                    _ => None,
-                })
-            });
-            // The 32-bit flags attribute when the kernel sends it, else the
-            // header's 8 bits (which hold IFA_F_PERMANENT too).
-            let permanent = msg
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    AddressAttribute::Flags(f) => Some(f.contains(AddressFlags::Permanent)),
-                    _ => None,
-                })
-                .unwrap_or(msg.header.flags.contains(AddressHeaderFlags::Permanent));
-            if let Some(net) = ip.and_then(|ip| IpNet::new(ip, msg.header.prefix_len).ok()) {
+            if let Some((index, address)) = address_of(&msg) {
                 out.push(AddressEntry {
-                    index: msg.header.index,
-                    address: net,
+                    index,
+                    address,
                     global: msg.header.scope == AddressScope::Universe,
-                    permanent,
+                    permanent: is_permanent(&msg),
                 });
             }
         }

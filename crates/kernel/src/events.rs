@@ -1,26 +1,33 @@
-//! Link events of one namespace as the kernel multicasts them (rtnetlink's
-//! link group, `ip monitor link`): a socket that sleeps in the kernel until
-//! an interface appears, changes or goes. No polling. The socket also hears
-//! the namespaces this one has an id for (`ip monitor all-nsid`, see
-//! [`RouteSocket::nsid_of`]): their links' deletions, and their own end
-//! (`RTM_DELNSID`), without holding them alive as a socket inside would.
+//! Link and address events of one namespace as the kernel multicasts them
+//! (rtnetlink's link and address groups, `ip monitor link address`): a
+//! socket that sleeps in the kernel until an interface appears, changes or
+//! goes, or an address is added or removed. No polling. The socket also
+//! hears the namespaces this one has an id for (`ip monitor all-nsid`, see
+//! [`RouteSocket::nsid_of`]): their links' changes and deletions, their
+//! addresses, and their own end (`RTM_DELNSID`), without holding them alive
+//! as a socket inside would.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use crate::addr::{address_of, is_permanent};
 use crate::error::{KernelError, Result};
 use crate::link::Link;
 use crate::netlink::RouteSocket;
 use crate::netlink::decode;
 use crate::netns::Netns;
 
-/// rtnetlink's multicast group of link changes (`RTMGRP_LINK`).
+/// rtnetlink's multicast groups of link changes (`RTMGRP_LINK`) and of
+/// IPv4 and IPv6 addresses (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`).
 const RTMGRP_LINK: u32 = 1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
 /// `NETLINK_LISTEN_ALL_NSID`, a `SOL_NETLINK` option, and the control
 /// message that carries the id of the namespace a notification comes from.
 const NETLINK_LISTEN_ALL_NSID: libc::c_int = 8;
@@ -32,8 +39,15 @@ pub enum LinkEvent {
     New(Link),
     /// Deleted: the link as it was.
     Del(Link),
+    /// Created or changed in the namespace this one knows by `nsid`.
+    PeerNew { nsid: i32, link: Link },
     /// Deleted in the namespace this one knows by `nsid`.
     PeerDel { nsid: i32, link: Link },
+    /// An address added (`added`) to or removed from interface `index` of
+    /// this namespace (`nsid` `None`) or of the one known by `nsid`;
+    /// `permanent` unless it has a lifetime (SLAAC, privacy addresses, a
+    /// DHCP client's): what `ip address add` makes.
+    Address { nsid: Option<i32>, index: u32, addr: IpNet, added: bool, permanent: bool },
     /// The namespace this one knew by `nsid` has ended (its links with it).
     NamespaceGone(i32),
 }
@@ -51,8 +65,8 @@ impl LinkEvents {
         let mut socket =
             Socket::new(NETLINK_ROUTE).map_err(|e| KernelError::io("open netlink socket", e))?;
         socket
-            .bind(&SocketAddr::new(0, RTMGRP_LINK))
-            .map_err(|e| KernelError::io("subscribe to link events", e))?;
+            .bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            .map_err(|e| KernelError::io("subscribe to link and address events", e))?;
         socket
             .add_membership(libc::RTNLGRP_NSID)
             .map_err(|e| KernelError::io("subscribe to namespace id events", e))?;
@@ -95,8 +109,23 @@ impl LinkEvents {
             match msg.message_type() {
                 NLMSG_ERROR | NLMSG_DONE | NLMSG_NOOP | NLMSG_OVERRUN => continue,
                 t => match decode("read link events", t, msg.payload())? {
-                    RouteNetlinkMessage::NewLink(l) if nsid.is_none() => {
-                        out.push(LinkEvent::New(Link::from_message(l)))
+                    RouteNetlinkMessage::NewLink(l) => {
+                        let link = Link::from_message(l);
+                        out.push(match nsid {
+                            None => LinkEvent::New(link),
+                            Some(nsid) => LinkEvent::PeerNew { nsid, link },
+                        })
+                    }
+                    RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
+                        let added = t == libc::RTM_NEWADDR;
+                        let permanent = is_permanent(&m);
+                        out.extend(address_of(&m).map(|(index, addr)| LinkEvent::Address {
+                            nsid,
+                            index,
+                            addr,
+                            added,
+                            permanent,
+                        }))
                     }
                     RouteNetlinkMessage::DelLink(l) => {
                         let link = Link::from_message(l);

@@ -10,13 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Driver, IfName, IpvlanMode, LinkMode, MacAddr, NetworkName, NetworkSpec, ProbeSpec,
-    RouteRequest, SubnetSpec, ValidNetwork,
+    Driver, EtcdTls, FleetSpec, IfName, IpvlanMode, LinkMode, MacAddr, NetworkName, NetworkSpec,
+    ProbeSpec, RouteRequest, SubnetSpec, ValidNetwork,
 };
 
 /// The whole file: `[[network]]`, `[[shim]]` and `[[endpoint]]` tables.
@@ -67,8 +68,55 @@ pub struct NetworkDecl {
     pub probe_conflicts: Option<u32>,
     #[serde(default)]
     pub probe_cooldown: Option<u64>,
-    #[serde(default = "NetworkDecl::default_ipam")]
+    /// One source or several, as `--ipam` takes them: `"dhcp,dhcp6"` or
+    /// `["dhcp", "dhcp6"]`.
+    #[serde(default = "NetworkDecl::default_ipam", deserialize_with = "one_or_many")]
     pub ipam: String,
+    /// With `ipam = "etcd"`: the etcd cluster's client URLs (`--etcd`), a
+    /// list or one comma-separated string.
+    #[serde(default, deserialize_with = "urls")]
+    pub etcd: Vec<String>,
+    #[serde(default)]
+    pub etcd_block: Option<u32>,
+    #[serde(default)]
+    pub etcd_ttl: Option<u64>,
+    #[serde(default)]
+    pub etcd_cooldown: Option<u64>,
+    /// TLS files (PEM); a relative path is taken from the file's directory
+    /// (see [`DesiredFile::resolve_paths`]).
+    #[serde(default)]
+    pub etcd_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub etcd_key: Option<PathBuf>,
+    #[serde(default)]
+    pub etcd_ca: Option<PathBuf>,
+}
+
+/// A string or a list of strings, joined with commas: `ipam = "dhcp,dhcp6"`
+/// and `ipam = ["dhcp", "dhcp6"]` are the same, as `--ipam` takes both.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn joined(self) -> String {
+        match self {
+            OneOrMany::One(s) => s,
+            OneOrMany::Many(v) => v.join(","),
+        }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    OneOrMany::deserialize(d).map(OneOrMany::joined)
+}
+
+fn urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let joined = OneOrMany::deserialize(d)?.joined();
+    Ok(joined.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect())
 }
 
 /// One `[[network.subnet]]`.
@@ -221,6 +269,21 @@ pub struct Desired {
 }
 
 impl DesiredFile {
+    /// Makes the TLS files' relative paths relative to `dir` (the file's
+    /// own directory): the record keeps absolute paths, read by every later
+    /// command from wherever it runs.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        for net in &mut self.networks {
+            for path in
+                [&mut net.etcd_cert, &mut net.etcd_key, &mut net.etcd_ca].into_iter().flatten()
+            {
+                if path.is_relative() {
+                    *path = dir.join(&*path);
+                }
+            }
+        }
+    }
+
     /// Checks every entry and the rules between them.
     pub fn check(&self) -> Result<Desired, DeclError> {
         let mut out = Desired::default();
@@ -324,6 +387,7 @@ impl NetworkDecl {
         spec.bclim = self.bclim;
         spec.promisc = self.promisc;
         spec.ipam = self.ipam.parse().map_err(|e| at(key("ipam"))(format!("{e}")))?;
+        spec.fleet = self.fleet(&key)?;
         if self.probe_cooldown.is_some() && self.probe_conflicts.is_none() {
             return Err(at(key("probe_cooldown"))("needs probe_conflicts".into()));
         }
@@ -366,6 +430,60 @@ impl NetworkDecl {
         // Every rule of one network on its own, named by this entry.
         spec.clone().validate().map_err(|e| at(format!("network[{i}]"))(e.to_string()))?;
         Ok(DesiredNetwork { name, parent, template: spec })
+    }
+}
+
+impl NetworkDecl {
+    /// The fleet pool's settings, checked as `network create`'s flags are:
+    /// the etcd options only with `etcd`, the block size and lease within
+    /// bounds (the URLs and TLS files are the spec's own rules).
+    fn fleet(&self, key: &impl Fn(&str) -> String) -> Result<Option<FleetSpec>, DeclError> {
+        let tls = EtcdTls {
+            ca: self.etcd_ca.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+        };
+        let etcd_ipam = self.ipam.split(',').any(|i| i.trim() == "etcd");
+        match (etcd_ipam, self.etcd.is_empty()) {
+            (true, true) => {
+                return Err(at(key("etcd"))(
+                    "ipam = \"etcd\" needs the etcd cluster's client URLs: etcd = [\"http://HOST:2379\"]".into(),
+                ));
+            }
+            (false, false) => {
+                return Err(at(key("etcd"))("applies to ipam = \"etcd\" only".into()));
+            }
+            _ => {}
+        }
+        if self.etcd.is_empty() {
+            let given = [
+                ("etcd_block", self.etcd_block.is_some()),
+                ("etcd_ttl", self.etcd_ttl.is_some()),
+                ("etcd_cooldown", self.etcd_cooldown.is_some()),
+                ("etcd_ca", tls.ca.is_some()),
+                ("etcd_cert", tls.cert.is_some()),
+                ("etcd_key", tls.key.is_some()),
+            ];
+            if let Some((option, _)) = given.iter().find(|(_, given)| *given) {
+                return Err(at(key(option))(
+                    "applies to ipam = \"etcd\" with etcd = [URL, ...]; give etcd too".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if let Some(n) = self.etcd_block.filter(|n| !(1..=64).contains(n)) {
+            return Err(at(key("etcd_block"))(format!("{n}: expected 1 to 64 addresses")));
+        }
+        if self.etcd_ttl == Some(0) {
+            return Err(at(key("etcd_ttl"))("expected at least one second".into()));
+        }
+        Ok(Some(FleetSpec {
+            endpoints: self.etcd.clone(),
+            block_size: self.etcd_block.unwrap_or(FleetSpec::DEFAULT_BLOCK_SIZE),
+            ttl_s: self.etcd_ttl.unwrap_or(FleetSpec::DEFAULT_TTL_S),
+            tls,
+            cooldown_s: self.etcd_cooldown.unwrap_or(FleetSpec::DEFAULT_COOLDOWN_S),
+        }))
     }
 }
 
@@ -506,12 +624,57 @@ routes = ["10.1.0.0/16,via=192.168.0.254"]
                 "[[network]]\nname = \"a\"\nhost_access = true\n[[shim]]\nnetwork = \"a\"\n",
                 "has a shim already",
             ),
+            ("[[network]]\nname = \"a\"\netcd_block = 8\n", "network[0].etcd_block: applies to"),
+            (
+                "[[network]]\nname = \"a\"\nipam = \"etcd\"\netcd = \"http://e:2379\"\netcd_block = 65\n[[network.subnet]]\nsubnet = \"10.0.0.0/16\"\n",
+                "network[0].etcd_block: 65: expected 1 to 64",
+            ),
+            (
+                "[[network]]\nname = \"a\"\nipam = \"etcd\"\n[[network.subnet]]\nsubnet = \"10.0.0.0/16\"\n",
+                "network[0].etcd: ipam = \"etcd\" needs the etcd cluster's client URLs",
+            ),
         ];
         for (text, needle) in cases {
             let err = parse(text).expect_err(text);
             assert!(err.contains(needle), "{text}: {err:?} lacks {needle:?}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn a_fleet_network_takes_the_options_of_network_create() {
+        let text = r#"
+[[network]]
+name = "fleet"
+parent = "eth0"
+ipam = ["etcd"]
+etcd = "https://10.1.0.1:2379, https://10.1.0.2:2379"
+etcd_block = 8
+etcd_ttl = 30
+etcd_cooldown = 60
+etcd_ca = "pki/ca.pem"
+etcd_cert = "/etc/nicslice/host.pem"
+etcd_key = "/etc/nicslice/host.key"
+[[network.subnet]]
+subnet = "10.0.0.0/16"
+"#;
+        let mut file: DesiredFile = toml::from_str(text).unwrap();
+        let relative = file.clone().check().expect_err("a relative CA path is refused");
+        assert!(relative.to_string().contains("absolute"), "{relative}");
+        file.resolve_paths(Path::new("/srv/apply"));
+        let d = file.check().unwrap();
+        let spec = d.networks[0].spec("eth0".parse().unwrap()).unwrap();
+        let fleet = spec.spec().fleet.clone().unwrap();
+        assert_eq!(fleet.endpoints, ["https://10.1.0.1:2379", "https://10.1.0.2:2379"]);
+        assert_eq!((fleet.block_size, fleet.ttl_s, fleet.cooldown_s), (8, 30, 60));
+        assert_eq!(fleet.tls.ca.as_deref(), Some(Path::new("/srv/apply/pki/ca.pem")));
+        assert_eq!(fleet.tls.key.as_deref(), Some(Path::new("/etc/nicslice/host.key")));
+        // A list of sources, as `--ipam dhcp,dhcp6` takes it.
+        let both =
+            parse("[[network]]\nname = \"a\"\nparent = \"eth0\"\nipam = [\"dhcp\", \"dhcp6\"]\n")
+                .unwrap();
+        let spec = both.networks[0].spec("eth0".parse().unwrap()).unwrap();
+        assert_eq!(spec.spec().ipam.to_string(), "dhcp,dhcp6");
     }
 
     #[test]

@@ -24,7 +24,13 @@ struct Report<'a> {
 pub fn run(g: &Globals, a: &ApplyArgs) -> anyhow::Result<()> {
     let shown = a.file.display().to_string();
     let text = toml_file::read_bounded(&a.file, "an apply file")?;
-    let file: DesiredFile = toml_file::parse(&a.file, &text, "apply file")?;
+    let mut file: DesiredFile = toml_file::parse(&a.file, &text, "apply file")?;
+    // The file's TLS paths are relative to where it is, not to where apply runs.
+    let dir = std::path::absolute(&a.file)
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    file.resolve_paths(&dir);
     let desired = file.check().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let mut engine = g.engine()?;
     // A refusal here is about what the file asks for: it names the file too.

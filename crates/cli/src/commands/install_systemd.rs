@@ -1,7 +1,9 @@
-//! `nicslice install-systemd [DIR]`: the unit that runs `nicslice restore`
-//! at boot. A file of that name nicslice did not write is never replaced.
+//! `nicslice install-systemd [DIR]`: the units that run `nicslice restore`
+//! at boot and, optionally, `nicslice events --fix` after it. A file of
+//! either name nicslice did not write is never replaced; neither unit is
+//! enabled here (that is `systemctl enable`, the user's choice).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -11,6 +13,7 @@ use super::Globals;
 const MARK: &str = "# Written by `nicslice install-systemd`; it replaces this file when run again.";
 
 const RESTORE: &str = "nicslice-restore.service";
+const EVENTS: &str = "nicslice-events.service";
 
 fn restore_unit(exe: &Path, state: &Path) -> String {
     format!(
@@ -33,23 +36,52 @@ WantedBy=multi-user.target\n",
     )
 }
 
+/// Optional: repairs drift as the kernel reports it. Ordered after restore
+/// so that it starts on what the record says, not on a half-restored boot.
+fn events_unit(exe: &Path, state: &Path) -> String {
+    format!(
+        "{MARK}\n\
+[Unit]\n\
+Description=nicslice: watch parents, shims and endpoints and repair drift as it happens\n\
+Documentation=man:nicslice(8)\n\
+After=nicslice-restore.service\n\
+\n\
+[Service]\n\
+Type=simple\n\
+ExecStart={} --state {} events --fix\n\
+Restart=on-failure\n\
+RestartSec=5\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n",
+        exe.display(),
+        state.display()
+    )
+}
+
 pub fn run(dir: &Path, g: &Globals) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let exe = exe.canonicalize().unwrap_or(exe);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(RESTORE);
-    match std::fs::read_to_string(&path) {
-        Ok(old) if !old.starts_with(MARK) => anyhow::bail!(
-            "{} exists and nicslice did not write it; remove it first if it should be nicslice's",
-            path.display()
-        ),
-        _ => {}
+    let units: [(PathBuf, String); 2] = [
+        (dir.join(RESTORE), restore_unit(&exe, &g.state)),
+        (dir.join(EVENTS), events_unit(&exe, &g.state)),
+    ];
+    // Every file checked before any is written: both or neither.
+    for (path, _) in &units {
+        match std::fs::read_to_string(path) {
+            Ok(old) if !old.starts_with(MARK) => anyhow::bail!(
+                "{} exists and nicslice did not write it; remove it first if it should be nicslice's",
+                path.display()
+            ),
+            _ => {}
+        }
     }
-    std::fs::write(&path, restore_unit(&exe, &g.state))
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!(
-        "{} written; enable it with `systemctl daemon-reload && systemctl enable {RESTORE}`",
-        path.display()
-    );
+    for (path, text) in &units {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("{} written", path.display());
+    }
+    println!("enable the restore at boot: systemctl daemon-reload && systemctl enable {RESTORE}");
+    println!("optional, to repair drift as it happens: systemctl enable --now {EVENTS}");
     Ok(())
 }

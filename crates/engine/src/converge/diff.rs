@@ -107,7 +107,26 @@ fn differences(rec: &NetworkSpec, file: &NetworkSpec) -> Vec<String> {
             .map_or("off".into(), |p| format!("{} ms, cooldown {} s", p.timeout_ms, p.cooldown_s))
     };
     cmp("probe_conflicts", probe(rec), probe(file));
+    cmp("etcd", fleet_text(rec), fleet_text(file));
     out
+}
+
+/// A fleet network's pool settings as one value: the cluster, the blocks,
+/// the lease and the TLS files.
+fn fleet_text(s: &NetworkSpec) -> String {
+    let Some(f) = &s.fleet else { return "unset".into() };
+    let tls: Vec<String> = f.tls.files().map(|(o, p)| format!("{o} {}", p.display())).collect();
+    let mut text = format!(
+        "{}, blocks of {}, ttl {} s, cooldown {} s",
+        f.endpoints.join(","),
+        f.block_size,
+        f.ttl_s,
+        f.cooldown_s
+    );
+    if !tls.is_empty() {
+        text.push_str(&format!(", {}", tls.join(" ")));
+    }
+    text
 }
 
 /// What the plan is being built from, and what it has decided so far.

@@ -1,30 +1,36 @@
-//! `events`: the kernel's link notifications in the parents' namespace,
-//! turned into what they mean for nicslice's networks: a parent down, up,
-//! without carrier, deleted or recreated; a shim removed; an endpoint's link
-//! deleted, or its namespace ended (the container is gone). Each event names
-//! the networks and endpoints it affects. With `fix`, the repair `doctor
-//! --fix` would make follows at once (a parent recreated under its name gets
-//! its children back in their namespaces; a removed shim is made again; a
-//! deleted endpoint link is made again; a gone namespace's lease released).
+//! `events`: the kernel's link and address notifications in the parents'
+//! namespace, turned into what they mean for nicslice's networks: a parent
+//! down, up, without carrier, deleted or recreated, or out of the
+//! promiscuous mode a network asked for; a shim removed; an endpoint's link
+//! deleted, an address of it removed or added by hand, or its namespace
+//! ended (the container is gone; see `endpoints`). Each event names the
+//! networks and endpoints it affects. With `fix`, the repair `doctor --fix`
+//! would make follows at once (a parent recreated under its name gets its
+//! children back in their namespaces; promiscuous mode is turned on again;
+//! a removed shim is made again; a deleted endpoint link is made again; a
+//! gone namespace's lease released).
 //!
 //! The socket sleeps in the kernel between notifications. Endpoint
 //! namespaces are heard through the ids the parents' namespace has for them
 //! (given where missing, as `ip netns set NS auto` does), which hold no
 //! reference: a namespace still ends when its container does. Every
-//! [`ADOPT_EVERY`] without a notification the record is read again to adopt
-//! endpoints attached since (a database read, no question to the kernel
-//! about known ones).
+//! [`ADOPT_EVERY`] the record is read again to adopt endpoints attached
+//! since (a database read, no question to the kernel about known ones; a
+//! new one's link index is read once).
+
+mod endpoints;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nicslice_kernel::events::{LinkEvent, LinkEvents};
-use nicslice_kernel::{Link, NetnsTarget, RouteSocket};
+use nicslice_kernel::{Link, RouteSocket};
 use nicslice_store::StoreRead;
 use serde::Serialize;
 
+use crate::Engine;
 use crate::error::Result;
-use crate::{EndpointView, Engine};
+use endpoints::Endpoints;
 
 /// How long the watcher sleeps, at most, before it adopts the endpoints
 /// attached since it last read the record.
@@ -34,8 +40,8 @@ const ADOPT_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// parent-down, parent-up, carrier-lost, carrier-back, parent-deleted,
-    /// parent-recreated, shim-removed, endpoint-link-removed, namespace-gone,
-    /// repaired.
+    /// parent-recreated, promisc-lost, shim-removed, endpoint-link-removed,
+    /// address-removed, address-added, namespace-gone, repaired.
     pub event: &'static str,
     pub interface: String,
     pub networks: Vec<String>,
@@ -50,27 +56,21 @@ struct Seen {
     index: u32,
     up: bool,
     lower_up: bool,
+    /// The user's `IFF_PROMISC` (not the count children add to).
+    promisc: bool,
 }
 
 impl Seen {
     fn of(l: &Link) -> Seen {
-        Seen { index: l.index, up: l.up, lower_up: l.lower_up }
+        Seen { index: l.index, up: l.up, lower_up: l.lower_up, promisc: l.promisc_flag }
     }
 }
 
-/// An endpoint the watcher hears about: the id the parents' namespace has
-/// for its namespace.
-struct Watched {
-    nsid: i32,
-    endpoint: EndpointView,
-}
-
-/// Endpoints by (network, namespace path, interface).
-type Endpoints = HashMap<(String, String, String), Watched>;
-
-/// Which networks use a parent, and which shim belongs to which network.
+/// Which networks use a parent (and which of them ask for promiscuous
+/// mode), and which shim belongs to which network.
 struct Interest {
     parents: HashMap<String, Vec<String>>,
+    promisc: HashMap<String, Vec<String>>,
     shims: HashMap<String, String>,
 }
 
@@ -78,14 +78,19 @@ impl Engine {
     fn interest(&mut self) -> Result<Interest> {
         let tx = self.store.read()?;
         let mut parents: HashMap<String, Vec<String>> = HashMap::new();
+        let mut promisc: HashMap<String, Vec<String>> = HashMap::new();
         let mut shims = HashMap::new();
         for net in tx.list_networks()? {
-            parents.entry(net.spec.parent.to_string()).or_default().push(net.spec.name.to_string());
+            let (parent, name) = (net.spec.parent.to_string(), net.spec.name.to_string());
+            if net.spec.promisc {
+                promisc.entry(parent.clone()).or_default().push(name.clone());
+            }
+            parents.entry(parent).or_default().push(name);
             if let Some(shim) = tx.shim(net.id)? {
                 shims.insert(shim.name, net.spec.name.to_string());
             }
         }
-        Ok(Interest { parents, shims })
+        Ok(Interest { parents, promisc, shims })
     }
 
     fn endpoints_of(&mut self, networks: &[String]) -> Result<Vec<String>> {
@@ -98,30 +103,6 @@ impl Engine {
             );
         }
         Ok(out)
-    }
-
-    /// Adds the attached endpoints not yet watched (their namespace given an
-    /// id where it has none) and forgets those no longer recorded.
-    fn adopt(&mut self, watched: &mut Endpoints) -> Result<()> {
-        let mut host = RouteSocket::open_in(&self.host)?;
-        let mut recorded = Endpoints::new();
-        for ep in self.endpoints(None)? {
-            let key = (ep.network.clone(), ep.netns.clone(), ep.ifname.clone());
-            if let Some(w) = watched.remove(&key) {
-                recorded.insert(key, w);
-                continue;
-            }
-            if ep.state != "attached" {
-                continue;
-            }
-            let Ok(ns) = NetnsTarget::Path(ep.netns.clone().into()).open() else { continue };
-            if ns.id() == self.host.id() {
-                continue; // the parents' own namespace: its links are heard already
-            }
-            recorded.insert(key, Watched { nsid: host.nsid_of(&ns)?, endpoint: ep });
-        }
-        *watched = recorded;
-        Ok(())
     }
 
     /// Watches until `emit` returns false (or, with `until`, until no event
@@ -144,15 +125,22 @@ impl Engine {
         let mut watched = Endpoints::new();
         self.adopt(&mut watched)?;
         let mut last_event = Instant::now();
+        let mut adopted = Instant::now();
         loop {
-            let wait = until
-                .map_or(ADOPT_EVERY, |u| u.saturating_sub(last_event.elapsed()).min(ADOPT_EVERY));
+            // Adoption on a clock of its own: a stream of notifications
+            // (addresses of the host's other interfaces) must not hold it off.
+            let adopt_in = ADOPT_EVERY.saturating_sub(adopted.elapsed());
+            let wait =
+                until.map_or(adopt_in, |u| u.saturating_sub(last_event.elapsed()).min(adopt_in));
             let batch = events.next(Some(wait))?;
-            if batch.is_empty() {
-                if until.is_some_and(|u| last_event.elapsed() >= u) {
-                    return Ok(());
-                }
+            if batch.is_empty() && until.is_some_and(|u| last_event.elapsed() >= u) {
+                return Ok(());
+            }
+            if adopted.elapsed() >= ADOPT_EVERY {
                 self.adopt(&mut watched)?;
+                adopted = Instant::now();
+            }
+            if batch.is_empty() {
                 continue;
             }
             last_event = Instant::now();
@@ -165,10 +153,24 @@ impl Engine {
                     LinkEvent::Del(link) => {
                         self.of_parent(&interest, &mut seen, true, link)?.into_iter().collect()
                     }
-                    LinkEvent::PeerDel { nsid, link } => {
-                        of_endpoint_link(&watched, nsid, &link).into_iter().collect()
+                    LinkEvent::PeerNew { nsid, link } => {
+                        endpoints::follow_link(&mut watched, nsid, &link);
+                        Vec::new()
                     }
-                    LinkEvent::NamespaceGone(nsid) => namespace_gone(&mut watched, nsid),
+                    LinkEvent::PeerDel { nsid, link } => {
+                        endpoints::of_endpoint_link(&watched, nsid, &link).into_iter().collect()
+                    }
+                    // An address with a lifetime was not added by hand:
+                    // SLAAC on a segment with router advertisements, say.
+                    LinkEvent::Address { added: true, permanent: false, .. } => Vec::new(),
+                    LinkEvent::Address { nsid: Some(nsid), index, addr, added, .. } => {
+                        endpoints::of_address(&watched, nsid, index, addr, added)
+                            .into_iter()
+                            .collect()
+                    }
+                    // The parents' namespace's own addresses are the host's.
+                    LinkEvent::Address { nsid: None, .. } => Vec::new(),
+                    LinkEvent::NamespaceGone(nsid) => endpoints::namespace_gone(&mut watched, nsid),
                 };
                 for e in found {
                     if !emit(&e) {
@@ -177,8 +179,11 @@ impl Engine {
                     let repairs = matches!(
                         e.event,
                         "parent-recreated"
+                            | "promisc-lost"
                             | "shim-removed"
                             | "endpoint-link-removed"
+                            | "address-removed"
+                            | "address-added"
                             | "namespace-gone"
                     );
                     if fix && repairs && !self.repair_networks(&e, &mut emit)? {
@@ -236,44 +241,6 @@ impl Engine {
     }
 }
 
-/// The endpoint whose link `link` was, deleted in namespace `nsid`.
-fn of_endpoint_link(watched: &Endpoints, nsid: i32, link: &Link) -> Option<Event> {
-    let ep = watched
-        .values()
-        .find(|w| w.nsid == nsid && w.endpoint.ifname == link.name)
-        .map(|w| &w.endpoint)?;
-    Some(Event {
-        event: "endpoint-link-removed",
-        interface: link.name.clone(),
-        networks: vec![ep.network.clone()],
-        endpoints: vec![format!("{} in {}", ep.ifname, ep.netns)],
-        message: format!("the link {} in {} was deleted", ep.ifname, ep.netns),
-    })
-}
-
-/// One event per endpoint of namespace `nsid`, which ended; they are no
-/// longer watched.
-fn namespace_gone(watched: &mut Endpoints, nsid: i32) -> Vec<Event> {
-    let gone: Vec<_> =
-        watched.iter().filter(|(_, w)| w.nsid == nsid).map(|(k, _)| k.clone()).collect();
-    gone.into_iter()
-        .filter_map(|k| watched.remove(&k))
-        .map(|w| {
-            let ep = w.endpoint;
-            Event {
-                event: "namespace-gone",
-                interface: ep.ifname.clone(),
-                networks: vec![ep.network.clone()],
-                endpoints: vec![format!("{} in {}", ep.ifname, ep.netns)],
-                message: format!(
-                    "the namespace {} ended (its container is gone): the addresses of {} are held for nothing; `nicslice doctor --fix` releases them",
-                    ep.netns, ep.ifname
-                ),
-            }
-        })
-        .collect()
-}
-
 /// What a change of `link` means, if it concerns a parent or a shim.
 fn classify(
     interest: &Interest,
@@ -320,6 +287,15 @@ fn classify(
         }
         Some(b) if now.up && !b.lower_up && now.lower_up => {
             ("carrier-back", format!("parent {name} has its carrier again"))
+        }
+        Some(b) if b.promisc && !now.promisc => {
+            // Only the networks that asked for it are affected.
+            let asking = interest.promisc.get(name)?.clone();
+            let msg = format!(
+                "parent {name} left promiscuous mode, which {} asked for: frames to its children's MACs may be dropped",
+                asking.join(", ")
+            );
+            return Some(("promisc-lost", msg, asking));
         }
         Some(_) => return None,
     };
