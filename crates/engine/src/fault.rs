@@ -43,10 +43,14 @@ pub enum Step {
     DeleteParent,
     /// apply: before the last change of the plan, every other one made.
     Converge,
+    /// CNI ADD with hostAccess: make the master's shared shim.
+    HostShim,
+    /// CNI ADD with hostAccess: route the pod through the master's shim.
+    HostRoute,
 }
 
 impl Step {
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 15] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -60,6 +64,8 @@ impl Step {
         Step::CreateParent,
         Step::DeleteParent,
         Step::Converge,
+        Step::HostShim,
+        Step::HostRoute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +83,8 @@ impl Step {
             Step::CreateParent => "create-parent",
             Step::DeleteParent => "delete-parent",
             Step::Converge => "converge",
+            Step::HostShim => "host-shim",
+            Step::HostRoute => "host-route",
         }
     }
 }

@@ -165,7 +165,7 @@ impl Engine {
         let faults = self.faults;
         let mut host = self.host_socket()?;
         let mut undo = UndoLog::default();
-        let result = (|| -> Result<Option<String>> {
+        let result = (|| -> Result<(Option<String>, Option<(String, Option<u32>)>)> {
             let tx = self.store.write()?;
             // The endpoints' removal and the network's, in one transaction.
             // Should it fail, the endpoints stay "detaching" in this
@@ -176,20 +176,27 @@ impl Engine {
             let still_used =
                 tx.networks_on_parent(&record.spec.parent)?.iter().any(|r| r.id != record.id);
             give_back_promisc(&tx, &mut host, &record, &mut undo, faults)?;
-            if let Some(shim) = tx.shim(record.id)? {
-                crate::shim::drop_shim(&tx, &mut host, record.id, &shim, faults)?;
-            }
+            let shim = match tx.shim(record.id)? {
+                Some(shim) => {
+                    let index = crate::shim::forget(&tx, &mut host, record.id, &shim, faults)?;
+                    Some((shim.name, index))
+                }
+                None => None,
+            };
             tx.delete_network(record.id)?;
             let parent_to_delete = parent::forget(&tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
-            Ok(parent_to_delete)
+            Ok((parent_to_delete, shim))
         })();
         match result {
-            Ok(parent_to_delete) => {
+            Ok((parent_to_delete, shim)) => {
                 undo.commit();
-                // Last, once nothing can be undone any more: a parent deleted
-                // before a failing commit could not be brought back.
+                // Last, once nothing can be undone any more: a shim or parent
+                // deleted before a failing commit could not be brought back.
+                if let Some((name, index)) = shim {
+                    crate::shim::delete_link(&mut host, &name, index)?;
+                }
                 if let Some(name) = parent_to_delete {
                     parent::delete(&mut host, &name, faults)?;
                 }

@@ -27,7 +27,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, sysctl};
+use nicslice_model::rules::LinkSettings;
 use nicslice_model::{IfName, LinkMode, MacvlanMode, ValidNetwork};
 use nicslice_store::{NetworkId, ShimRecord, StoreRead, WriteTx};
 use serde::Serialize;
@@ -145,6 +147,19 @@ fn host_address(host: &mut RouteSocket, index: u32, v6: bool) -> Result<Option<I
     Ok(global.into_iter().map(|a| a.addr()).find(|a| a.is_ipv6() == v6))
 }
 
+/// Why a shim on network `network` (children with `settings` on parent
+/// `parent`) would not reach its children, in the reachability model's
+/// words, if it would not: the refusal of `shim add`, and of a CNI
+/// configuration with `"hostAccess": true`.
+pub fn refusal(network: &str, parent: &str, settings: &LinkSettings) -> Option<String> {
+    let asked = model::Asked { name: network, parent, settings: *settings };
+    model::refusal(&asked, None).map(|why| sentence(network, &why))
+}
+
+fn sentence(network: &str, why: &str) -> String {
+    format!("a shim on network {network} would not reach its children: {why}")
+}
+
 /// Whether a shim beside children in `mode` can send from the host's own
 /// address on the parent. Not on an ipvlan l2 port: ipvlan hands a frame
 /// for the port's (shared) MAC to the child that owns its IP address, and to
@@ -175,11 +190,9 @@ impl Engine {
         let record = self.network_record(&req.network)?;
         let valid = record.validate()?;
         let spec = valid.spec().clone();
-        if let Some(why) = model::refusal(&spec) {
-            return Err(EngineError::Invalid(format!(
-                "a shim on network {} would not reach its children: {why}",
-                spec.name
-            )));
+        let subnet = spec.subnets.iter().map(|s| s.subnet).min_by_key(|s| s.addr().is_ipv6());
+        if let Some(why) = model::refusal(&model::Asked::from(&spec), subnet) {
+            return Err(EngineError::Invalid(sentence(spec.name.as_str(), &why)));
         }
         let name = match req.name.clone() {
             Some(n) => n,
@@ -268,9 +281,12 @@ impl Engine {
             ))
         })?;
         let routed = endpoint_addresses(&tx, record.id)?;
-        drop_shim(&tx, &mut host, record.id, &shim, faults)?;
+        let index = forget(&tx, &mut host, record.id, &shim, faults)?;
         faults.check(Step::StoreCommit)?;
+        // From the commit to the link's delete, a stop signal waits.
+        let _shield = Shield::raise()?;
         tx.commit()?;
+        delete_link(&mut host, &shim.name, index)?;
         Ok(view(network, &shim, routed))
     }
 
@@ -287,36 +303,53 @@ impl Engine {
     }
 }
 
-/// Deletes the shim's link (if it is still the one nicslice made), releases
-/// its addresses and forgets it, inside `tx`.
-pub(crate) fn drop_shim(
+/// Forgets the shim inside `tx` (its addresses released, its record gone)
+/// once its link is known to be still the one nicslice made; returns that
+/// link's index, for [`delete_link`] to delete after `tx` commits. The
+/// removal is recorded before the kernel changes: a failed step or commit
+/// leaves the shim, its routes and its record as they were, and a process
+/// stopped between the commit and the delete leaves a link no record names,
+/// never a record naming a link that is gone.
+pub(crate) fn forget(
     tx: &WriteTx<'_>,
     host: &mut RouteSocket,
     network: NetworkId,
     shim: &ShimRecord,
     faults: crate::Faults,
-) -> Result<()> {
-    faults.check(Step::DeleteLink)?;
-    if let Some(link) = host.link_by_name(&shim.name)? {
-        let ours = link.mac == shim.mac
-            && link.kind.as_deref().is_some_and(|k| k == "macvlan" || k == "ipvlan");
-        if !ours {
-            return Err(EngineError::Invalid(format!(
-                "interface {} is no longer the shim nicslice made (another kind or MAC); left it alone",
-                shim.name
-            )));
+) -> Result<Option<u32>> {
+    let index = match host.link_by_name(&shim.name)? {
+        Some(link) => {
+            let ours = link.mac == shim.mac
+                && link.kind.as_deref().is_some_and(|k| k == "macvlan" || k == "ipvlan");
+            if !ours {
+                return Err(EngineError::Invalid(format!(
+                    "interface {} is no longer the shim nicslice made (another kind or MAC); left it alone",
+                    shim.name
+                )));
+            }
+            Some(link.index)
         }
-        match host.delete_link(link.index) {
-            Ok(()) => {}
-            Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        None => None,
+    };
     for ip in &shim.addresses {
         tx.release_address(network, *ip)?;
     }
     tx.delete_shim(network)?;
-    Ok(())
+    faults.check(Step::DeleteLink)?;
+    Ok(index)
+}
+
+/// Deletes the link of a shim already forgotten ([`forget`]); its routes go
+/// with it. Gone already is not an error.
+pub(crate) fn delete_link(host: &mut RouteSocket, shim: &str, index: Option<u32>) -> Result<()> {
+    let Some(index) = index else { return Ok(()) };
+    match host.delete_link(index) {
+        Ok(()) => Ok(()),
+        Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(()),
+        Err(e) => Err(EngineError::Invalid(format!(
+            "shim {shim} is forgotten but its link could not be deleted ({e}); `ip link del {shim}` removes it"
+        ))),
+    }
 }
 
 /// Every address leased to an endpoint of `network`.
