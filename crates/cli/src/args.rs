@@ -506,6 +506,13 @@ pub enum ShimCommand {
         /// per family (repeatable).
         #[arg(long)]
         ip: Vec<IpAddr>,
+        /// Route the network's allocation range (its --ip-range, else its
+        /// subnet) through the shim as one route, instead of a host route per
+        /// endpoint on attach. Refused when the range is or covers a route
+        /// of the parent's (the parent's subnet route: give the network an
+        /// --ip-range inside its subnet) or holds the host's gateway.
+        #[arg(long)]
+        route_range: bool,
     },
     /// Remove the network's shim, its routes and addresses.
     #[command(alias = "remove")]

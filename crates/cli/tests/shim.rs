@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use nicslice_kernel::{Netns, RouteSocket};
+use nicslice_kernel::{Netns, Route, RouteSocket};
 
 /// Host routes (a /32 to `ip`) in the host namespace.
 fn host_route_to(ns: &Netns, ip: &str) -> bool {
@@ -289,4 +289,70 @@ fn ipv6_goes_through_the_shims_own_address_of_the_pool() {
     assert!(lab.json(&["shim", "ls"]).as_array().unwrap().is_empty());
     lab.ok(&create);
     lab.ok(&["attach", "v6", "--netns", &n2, "--ip", &own]);
+}
+
+/// `shim add --route-range`: the network's allocation range goes through
+/// the shim as one route (attach and detach leave the host's routes alone),
+/// kept by `doctor --fix` when the shim is deleted by hand; a range that is
+/// the parent's subnet, or holds the host's gateway, is refused.
+#[test]
+fn route_range_routes_the_networks_range_through_the_shim_and_never_the_subnet() {
+    let mut lab = Lab::new("shimrange");
+    let host = lab.host.netns.clone_handle().unwrap();
+    let mut sock = RouteSocket::open_in(&host).unwrap();
+    let eth0 = sock.require_link("eth0", "host").unwrap();
+    sock.add_route(&Route::default_via("192.168.0.1".parse().unwrap(), eth0.index)).unwrap();
+    let (links_before, routes_before) = (non_lo(&host), routes(&host));
+    let ((_c1, n1), (_c2, n2)) = (lab.netns("c1"), lab.netns("c2"));
+    let unchanged = |what: &str| {
+        assert_eq!(non_lo(&host), links_before, "{what}: links");
+        assert_eq!(routes(&host), routes_before, "{what}: routes");
+        assert!(lab.json(&["shim", "ls"]).as_array().unwrap().is_empty(), "{what}");
+    };
+    // No --ip-range: the range is the subnet, the parent's own route.
+    lab.lan("whole", &[]);
+    lab.fails(
+        &["shim", "add", "whole", "--route-range"],
+        "192.168.0.0/24 is the host's route to 192.168.0.0/24 on eth0, which the shim must never take over",
+    );
+    unchanged("range = subnet");
+    lab.ok(&["network", "rm", "whole"]);
+    lab.lan("low", &["--ip-range", "192.168.0.0/25"]);
+    lab.fails(&["shim", "add", "low", "--route-range"], "holds 192.168.0.1, the host's gateway");
+    unchanged("range with the gateway");
+    lab.ok(&["network", "rm", "low"]);
+
+    lab.lan("lan", &["--ip-range", "192.168.0.128/26"]);
+    lab.ok(&["attach", "lan", "--netns", &n1, "--ip", "192.168.0.130"]);
+    assert!(ping(&host, "192.168.0.1"), "the gateway before the shim");
+    let made = lab.json(&["shim", "add", "lan", "--route-range"]);
+    assert_eq!(made["ranges"], serde_json::json!(["192.168.0.128/26"]), "{made}");
+    assert_eq!(made["routes"], serde_json::json!([]), "no host route per endpoint: {made}");
+    let shim = made["name"].as_str().unwrap().to_string();
+    let through_shim = |dst: &str| {
+        let Some(shim) = link(&host, &shim) else { return false };
+        routes(&host).iter().any(|r| r.destination.to_string() == dst && r.oif == Some(shim.index))
+    };
+    assert!(through_shim("192.168.0.128/26"));
+    assert!(!host_route_to(&host, "192.168.0.130"));
+    assert!(ping(&host, "192.168.0.130"), "host -> child through the range's route");
+    assert!(ping(&host, "192.168.0.1"), "the gateway with the range routed");
+    // Attach and detach leave the host's routes alone.
+    let routes_with_shim = routes(&host);
+    let ep = lab.json(&["attach", "lan", "--netns", &n2]);
+    let ip2 = ep["addresses"][0].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(ping(&host, &ip2), "host -> a child attached later, {ip2}");
+    assert_eq!(routes(&host), routes_with_shim, "attach added no route");
+    lab.ok(&["detach", "lan", "--netns", &n2]);
+    assert_eq!(routes(&host), routes_with_shim, "detach removed no route");
+    // Recorded: deleted by hand, `doctor --fix` makes it again with its range.
+    RouteSocket::open_in(&host).unwrap().delete_link_by_name(&shim).unwrap();
+    assert!(!ping(&host, "192.168.0.130"));
+    lab.ok(&["doctor", "--fix"]);
+    assert!(through_shim("192.168.0.128/26"), "doctor --fix routed the range again");
+    assert!(ping(&host, "192.168.0.130"), "host -> child after doctor --fix");
+    lab.ok(&["shim", "rm", "lan"]);
+    assert!(link(&host, &shim).is_none(), "shim rm took the shim and its range's route");
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    unchanged("after network rm");
 }

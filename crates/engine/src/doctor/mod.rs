@@ -31,7 +31,7 @@ enum Repair {
     None,
     RecreateParent(String),
     SetPromisc(String),
-    RecreateShim { network: String, name: String, ips: Vec<IpAddr> },
+    RecreateShim { network: String, name: String, ips: Vec<IpAddr>, route_range: bool },
     Release(EndpointView),
     Reattach(EndpointView),
 }
@@ -243,6 +243,7 @@ impl Engine {
                     network: net.to_string(),
                     name: shim.name.clone(),
                     ips: shim.addresses.clone(),
+                    route_range: !shim.ranges.is_empty(),
                 },
             ));
         }
@@ -273,7 +274,7 @@ impl Engine {
                 let link = host.require_link(name, self.host.label())?;
                 Ok(host.set_promisc(link.index, true)?)
             }
-            Repair::RecreateShim { network, name, ips } => {
+            Repair::RecreateShim { network, name, ips, route_range } => {
                 // The record goes (its link, if any is ours, with it), then
                 // the shim is made as `shim add` makes it.
                 let _ = self.remove_shim(network);
@@ -281,6 +282,7 @@ impl Engine {
                     network: network.clone(),
                     name: Some(IfName::new(name)?),
                     ips: ips.clone(),
+                    route_range: *route_range,
                 })
                 .map(|_| ())
             }

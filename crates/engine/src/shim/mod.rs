@@ -3,7 +3,13 @@
 //! in the parents' namespace: a bridge-mode macvlan on the parent for a
 //! macvlan network, for an ipvlan network a child in the parent's own mode
 //! and flag. Every endpoint address gets a host route through it (`ip route
-//! add CHILD/32 dev SHIM src HOST`), added on attach and removed on detach.
+//! add CHILD/32 dev SHIM src HOST`), added on attach and removed on detach;
+//! or, where the user asks for it (`--route-range`), the network's
+//! allocation range (its `--ip-range`, else its subnet) is routed through the
+//! shim once, and attach and detach leave the host's routes alone. A range
+//! that equals or covers a route of the parent's (its subnet route), or that
+//! holds a gateway the host reaches through the parent, is refused: the
+//! shim never takes over the parent's routes.
 //!
 //! Addresses: for IPv4 the shim borrows the host's own address on the parent
 //! as the routes' source (no address of the pool spent; the host answers ARP
@@ -47,6 +53,9 @@ pub struct ShimRequest {
     pub name: Option<IfName>,
     /// Addresses of the pool for the shim itself, at most one per family.
     pub ips: Vec<IpAddr>,
+    /// Route the network's allocation ranges through the shim instead of a
+    /// host route per endpoint.
+    pub route_range: bool,
 }
 
 /// A shim as users read it.
@@ -59,19 +68,30 @@ pub struct ShimView {
     pub addresses: Vec<IpAddr>,
     /// The host's addresses borrowed as the source of its routes.
     pub sources: Vec<IpAddr>,
-    /// The endpoint addresses routed through it.
+    /// The endpoint addresses with a host route through it.
     pub routes: Vec<IpAddr>,
+    /// The network's ranges routed through it as a whole (`--route-range`).
+    pub ranges: Vec<IpNet>,
 }
 
-fn view(network: &str, shim: &ShimRecord, routes: Vec<IpAddr>) -> ShimView {
+/// `endpoints`: every endpoint address of the network; those inside a
+/// range routed as a whole have no route of their own.
+fn view(network: &str, shim: &ShimRecord, endpoints: Vec<IpAddr>) -> ShimView {
     ShimView {
         network: network.to_string(),
         name: shim.name.clone(),
         mac: shim.mac.map(|m| m.to_string()),
         addresses: shim.addresses.clone(),
         sources: shim.sources.clone(),
-        routes,
+        routes: own_routes(shim, &endpoints),
+        ranges: shim.ranges.clone(),
     }
+}
+
+/// Those of `addresses` that need a host route of their own through
+/// `shim`: the ones outside every range it routes as a whole.
+fn own_routes(shim: &ShimRecord, addresses: &[IpAddr]) -> Vec<IpAddr> {
+    addresses.iter().copied().filter(|ip| !shim.ranges.iter().any(|r| r.contains(ip))).collect()
 }
 
 /// The source of the routes of `ip`'s family through `shim`.
@@ -80,7 +100,7 @@ fn source_for(shim: &ShimRecord, ip: IpAddr) -> Option<IpAddr> {
     shim.addresses.iter().find(same).or_else(|| shim.sources.iter().find(same)).copied()
 }
 
-fn full_prefix(ip: IpAddr) -> IpNet {
+pub(crate) fn full_prefix(ip: IpAddr) -> IpNet {
     IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 })
         .unwrap_or_else(|_| unreachable!("a full-length prefix"))
 }
@@ -94,12 +114,18 @@ pub(crate) fn route_through(
     addresses: &[IpAddr],
     undo: &mut UndoLog,
 ) -> Result<()> {
-    for ip in addresses {
-        match host.add_host_route(*ip, index, source_for(shim, *ip)) {
-            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: index }),
+    let each = own_routes(shim, addresses).into_iter().map(full_prefix);
+    for to in shim.ranges.iter().copied().chain(each) {
+        match host.add_device_route(to, index, source_for(shim, to.addr())) {
+            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to, oif: index }),
             Err(e) if e.errno() == Some(libc::EEXIST) => {
+                let to = if to == full_prefix(to.addr()) {
+                    to.addr().to_string()
+                } else {
+                    to.to_string()
+                };
                 return Err(EngineError::Invalid(format!(
-                    "the host already has a route to {ip}; nicslice will not route it through shim {} as well",
+                    "the host already has a route to {to}; nicslice will not route it through shim {} as well",
                     shim.name
                 )));
             }
@@ -118,8 +144,14 @@ pub(crate) fn route_endpoint(
     addresses: &[IpAddr],
     undo: &mut UndoLog,
 ) -> Result<()> {
+    let own = own_routes(shim, addresses);
+    if own.is_empty() {
+        return Ok(());
+    }
+    // The ranges are routed already: only the endpoint's own routes.
+    let shim = &ShimRecord { ranges: Vec::new(), ..shim.clone() };
     match host.index_of(&shim.name)? {
-        Some(index) => route_through(host, shim, index, addresses, undo),
+        Some(index) => route_through(host, shim, index, &own, undo),
         None => {
             tracing::warn!("shim {} is missing; the host cannot reach the new endpoint", shim.name);
             Ok(())
@@ -131,7 +163,7 @@ pub(crate) fn route_endpoint(
 /// gone (the shim deleted by hand) is not an error.
 pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[IpAddr]) {
     let Ok(Some(index)) = host.index_of(&shim.name) else { return };
-    for ip in addresses {
+    for ip in &own_routes(shim, addresses) {
         match host.delete_host_route(*ip, index) {
             Ok(()) => {}
             Err(KernelError::Netlink { errno, .. })
@@ -139,6 +171,51 @@ pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[Ip
             Err(e) => tracing::warn!("could not remove the host route to {ip}: {e}"),
         }
     }
+}
+
+/// The allocation ranges of `valid` (each subnet's `--ip-range`, else the
+/// subnet), refused where one would take a route of the host's through
+/// `parent`: one that equals or covers a route's destination (the parent's
+/// subnet route: the host would send its whole LAN through the shim), or
+/// holds a gateway reached through the parent.
+fn ranges_of(
+    valid: &ValidNetwork,
+    host: &mut RouteSocket,
+    parent: &nicslice_kernel::Link,
+) -> Result<Vec<IpNet>> {
+    let routes: Vec<_> =
+        host.routes()?.into_iter().filter(|r| r.oif == Some(parent.index)).collect();
+    let mut out = Vec::new();
+    for s in valid.subnets() {
+        let range = s.spec().ip_range.unwrap_or(s.subnet());
+        let fix = format!(
+            "give network {} an --ip-range inside its subnet that the host does not use, or leave \
+             out --route-range for a host route per endpoint",
+            valid.name
+        );
+        // The subnet routes first: the plainer reason when both hold.
+        for r in &routes {
+            if range.contains(&r.destination) {
+                let what = if range == r.destination { "is" } else { "covers" };
+                return Err(EngineError::Invalid(format!(
+                    "--route-range: {range} {what} the host's route to {} on {}, which the shim \
+                     must never take over; {fix}",
+                    r.destination, parent.name
+                )));
+            }
+        }
+        for r in &routes {
+            if let Some(gw) = r.gateway.filter(|g| range.contains(g)) {
+                return Err(EngineError::Invalid(format!(
+                    "--route-range: {range} holds {gw}, the host's gateway on {}, which the shim \
+                     must never take over; {fix}",
+                    parent.name
+                )));
+            }
+        }
+        out.push(range);
+    }
+    Ok(out)
 }
 
 /// The host's first global address of `v6`'s family on interface `index`.
@@ -213,6 +290,10 @@ impl Engine {
                 self.host.label()
             ))
         })?;
+        let ranges = match req.route_range {
+            true => ranges_of(&valid, &mut host, &parent)?,
+            false => Vec::new(),
+        };
         let borrow_v4 = answers_arp_for_others(&self.host) && can_borrow(spec.mode);
         let mut sources = Vec::new();
         if borrow_v4
@@ -249,6 +330,7 @@ impl Engine {
                 mac: link.mac,
                 addresses,
                 sources: sources.clone(),
+                ranges: ranges.clone(),
             };
             let routed = endpoint_addresses(&tx, record.id)?;
             faults.check(Step::AddRoute)?;

@@ -127,7 +127,8 @@ fn route_all(
 ) -> std::result::Result<(), KernelError> {
     for ip in addresses {
         match host.add_host_route(*ip, shim.index, Some(shim.source)) {
-            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: shim.index }),
+            Ok(()) => undo
+                .push(UndoAction::DeleteHostRoute { to: super::full_prefix(*ip), oif: shim.index }),
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
         }
