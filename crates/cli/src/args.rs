@@ -133,7 +133,7 @@ made before it are undone. Applying the same file again changes nothing.\n\n\
 A [[network]] takes the options of `network create` (name, driver, parent, vlan, internal, \
 mode, flags, mtu, bcqueuelen, bclim, promisc, host_access, probe_conflicts, probe_cooldown, \
 ipam) and [[network.subnet]] tables (subnet, gateway, ip_range, aux_addresses, link_local); \
-a [[shim]] those of `shim add` (network, name, ips); an [[endpoint]] those of `attach` \
+a [[shim]] those of `shim add` (network, name, ips, route_range); an [[endpoint]] those of `attach` \
 (network, netns, ifname, ips, mac, source_macs, default_route, routes) and create = true to \
 have nicslice make the named namespace. Unknown keys are refused.\n\n\
 A network recorded with other settings is changed in place where no link carries the setting \

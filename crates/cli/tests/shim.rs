@@ -337,6 +337,8 @@ fn route_range_routes_the_networks_range_through_the_shim_and_never_the_subnet()
     assert!(!host_route_to(&host, "192.168.0.130"));
     assert!(ping(&host, "192.168.0.130"), "host -> child through the range's route");
     assert!(ping(&host, "192.168.0.1"), "the gateway with the range routed");
+    let v = lab.json(&["explain", "--from", "host", "--to", &format!("eth0@{n1}")]);
+    assert_eq!((&v["reach"], &v["rule"]), (&"pass".into(), &"shim_path".into()), "{v}");
     // Attach and detach leave the host's routes alone.
     let routes_with_shim = routes(&host);
     let ep = lab.json(&["attach", "lan", "--netns", &n2]);

@@ -256,6 +256,8 @@ fn the_model_refuses_host_access_on_modes_whose_pods_never_reach_a_shim() {
         assert!(msg.contains(words), "{mode}: {words:?} not in {msg:?}");
         assert!(c.non_lo().is_empty(), "{mode}: a link was made");
         assert!(shims(&host).is_empty(), "{mode}: a shim was made");
+        // The runtime's DEL after the failed ADD succeeds (DEL is lenient).
+        net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL after the refused ADD");
     }
 }
 
