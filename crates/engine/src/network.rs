@@ -16,6 +16,10 @@ use crate::undo::{Sockets, UndoAction, UndoLog};
 use crate::views::{NetworkDetail, NetworkView, ParentState, SubnetView};
 use crate::{EndpointView, Engine};
 
+/// A shim forgotten with its network: its name and its link's index, the
+/// link deleted once the removal has committed.
+type ForgottenShim = (String, Option<u32>);
+
 /// Checks that `parent` can carry macvlan children, before anything changes.
 pub(crate) fn check_parent(
     sock: &mut RouteSocket,
@@ -165,7 +169,7 @@ impl Engine {
         let faults = self.faults;
         let mut host = self.host_socket()?;
         let mut undo = UndoLog::default();
-        let result = (|| -> Result<(Option<String>, Option<(String, Option<u32>)>)> {
+        let result = (|| -> Result<(Option<String>, Option<ForgottenShim>)> {
             let tx = self.store.write()?;
             // The endpoints' removal and the network's, in one transaction.
             // Should it fail, the endpoints stay "detaching" in this

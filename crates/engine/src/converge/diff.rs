@@ -333,7 +333,8 @@ impl Engine {
                     let named = w.name.as_ref().is_some_and(|n| n.as_str() != h.name);
                     let ips: BTreeSet<IpAddr> = w.ips.iter().copied().collect();
                     let had: BTreeSet<IpAddr> = h.addresses.iter().copied().collect();
-                    let ranged = w.route_range != !h.ranges.is_empty();
+                    let had_ranges = !h.ranges.is_empty();
+                    let ranged = w.route_range != had_ranges;
                     if named || ranged || (!ips.is_empty() && ips != had) {
                         let routed = if h.ranges.is_empty() {
                             "a route per endpoint".to_string()
