@@ -6,10 +6,11 @@
 //! caller undoes everything.
 //!
 //! The probes go out of the parent itself (a packet socket), so a route
-//! through the shim to a gateway's or peer's address (an endpoint given an
-//! address the LAN already uses) does not silence them: the path check
-//! catches that one, with the main table's longest match (policy routing
-//! aside, as `explain` reads routes).
+//! through the shim to the address of a gateway or peer that answered (an
+//! endpoint given an address the LAN already uses, a `--route-range` over a
+//! LAN machine's) does not silence them: the path check catches that one,
+//! with the main table's longest match (policy routing aside, as `explain`
+//! reads routes).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -31,8 +32,8 @@ type RouteKey = (IpNet, Option<IpAddr>, Option<u32>);
 /// The host's view before the change.
 pub struct Snapshot {
     routes: Vec<RouteKey>,
-    /// Each gateway and peer probed, with the device the host's routes
-    /// choose for it.
+    /// Each gateway and peer that answered, with the device the host's
+    /// routes choose for it.
     paths: Vec<(IpAddr, Option<u32>)>,
     /// Neighbours that answered, with the address they were asked from.
     answered: Vec<(IpAddr, IpAddr)>,
@@ -98,12 +99,14 @@ impl Snapshot {
     /// Reads the routes and probes the neighbours from the parent `parent`.
     pub fn take(host_ns: &Netns, host: &mut RouteSocket, parent: u32) -> Result<Snapshot> {
         let mut answered = Vec::new();
-        let mut all = Vec::new();
         for (from, asked) in targets(host, parent)? {
             answered.extend(probe(host_ns, from, &asked)?.into_iter().map(|t| (from, t)));
-            all.extend(asked);
         }
-        Ok(Snapshot { routes: routes(host)?, paths: paths(host, &all)?, answered })
+        // Only what answered: the host reached it. A neighbour entry that
+        // did not answer may be a child's address (seen through a hairpin
+        // switch), which the shim is meant to take.
+        let live: Vec<IpAddr> = answered.iter().map(|(_, t)| *t).collect();
+        Ok(Snapshot { routes: routes(host)?, paths: paths(host, &live)?, answered })
     }
 
     /// Errors with what broke: a route of the host gone or moved to another
