@@ -139,7 +139,7 @@ mode, flags, mtu, bcqueuelen, bclim, promisc, host_access, probe_conflicts, prob
 ipam: one source or a list, and for ipam = \"etcd\" etcd (the client URLs), etcd_block, etcd_ttl, \
 etcd_cooldown, etcd_ca, etcd_cert, etcd_key, relative paths taken from the file's directory) and \
 [[network.subnet]] tables (subnet, gateway, ip_range, aux_addresses, link_local); \
-a [[shim]] those of `shim add` (network, name, ips); an [[endpoint]] those of `attach` \
+a [[shim]] those of `shim add` (network, name, ips, route_range); an [[endpoint]] those of `attach` \
 (network, netns, ifname, ips, mac, source_macs, default_route, routes) and create = true to \
 have nicslice make the named namespace. Unknown keys are refused.\n\n\
 A network recorded with other settings is changed in place where no link carries the setting \
@@ -516,6 +516,13 @@ pub enum ShimCommand {
         /// per family (repeatable).
         #[arg(long)]
         ip: Vec<IpAddr>,
+        /// Route the network's allocation range (its --ip-range, else its
+        /// subnet) through the shim as one route, instead of a host route per
+        /// endpoint on attach. Refused when the range is or covers a route
+        /// of the parent's (the parent's subnet route: give the network an
+        /// --ip-range inside its subnet) or holds the host's gateway.
+        #[arg(long)]
+        route_range: bool,
     },
     /// Remove the network's shim, its routes and addresses.
     #[command(alias = "remove")]

@@ -533,4 +533,34 @@ netns = "{web}"
         lab.fails(&["apply", bad.to_str().unwrap()], "network[0].etcd_block: 65: expected 1 to 64");
     assert!(err.contains(bad.to_str().unwrap()), "names the file: {err}");
     let _ = std::fs::remove_file(bad);
+
+/// `route_range = true` in a `[[shim]]`: the range goes through the shim as
+/// one route (an endpoint outside it, a's 192.168.0.10, keeps a route of its
+/// own), a second apply changes nothing, and dropping the key makes the
+/// shim again with a route per endpoint.
+#[test]
+fn a_shims_route_range_is_applied_kept_and_dropped() {
+    let lab = Lab::new("apply_range");
+    let (a, b) = (lab.world.name_of("a"), lab.world.name_of("b"));
+    let _made = Made(vec![a.clone(), b.clone()]);
+    let plain = desired(&a, &b, true, false);
+    let shim = "[[shim]]\nnetwork = \"lan\"\n";
+    let ranged = plain.replace(shim, &format!("{shim}route_range = true\n"));
+    let ranged = file(&lab, "ranged", &ranged);
+    lab.ok(&["apply", ranged.to_str().unwrap()]);
+    let listed = lab.json(&["shim", "ls"]);
+    assert_eq!(listed[0]["ranges"], serde_json::json!(["192.168.0.64/26"]), "{listed}");
+    assert_eq!(listed[0]["routes"], serde_json::json!(["192.168.0.10"]), "{listed}");
+    let host = lab.host.netns.clone_handle().unwrap();
+    let b_ip = addresses(&opened(&b).unwrap(), "eth1")[0].split('/').next().unwrap().to_string();
+    assert!(ping(&host, "192.168.0.10") && ping(&host, &b_ip), "host -> a and b ({b_ip})");
+    assert!(lab.ok(&["apply", ranged.to_str().unwrap()]).contains("nothing to do"));
+
+    let plain = file(&lab, "plain", &plain);
+    let text = lab.ok(&["apply", plain.to_str().unwrap()]);
+    assert!(text.contains("modify shim of lan"), "{text}");
+    let listed = lab.json(&["shim", "ls"]);
+    assert_eq!(listed[0]["ranges"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed[0]["routes"].as_array().unwrap().len(), 2, "{listed}");
+    assert!(ping(&host, &b_ip), "host -> b through its own route");
 }

@@ -68,6 +68,9 @@ fn lab_matches_the_model_and_cleans_up() {
         "source-unlisted-seed000",
         "source-nodst-seed000",
         "macvtap-seed000",
+        "shim-ipv6",
+        "private-shim-refused",
+        "passthru-shim-refused",
     ] {
         assert!(scenarios.iter().any(|s| s["name"] == wanted), "{wanted} missing");
     }

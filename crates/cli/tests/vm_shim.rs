@@ -38,6 +38,18 @@ fn host_and_children_reach_each_other_through_an_ipvlan_shim(mode: &str) {
     let shim = made["name"].as_str().unwrap().to_string();
     let l = link(&host, &shim).expect("the shim exists in the host namespace");
     assert_eq!(l.kind.as_deref(), Some("ipvlan"), "{mode}: an ipvlan shim beside ipvlan children");
+    // In the children's own mode and flag (the network's default, bridge),
+    // as iproute2 prints them: "ipvlan  mode l2 bridge".
+    let shown = std::process::Command::new("ip")
+        .args(["-n", &lab.host.netns_name, "-d", "link", "show", "dev", &shim])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    let words: Vec<&str> = shown.split_whitespace().collect();
+    assert!(
+        words.windows(4).any(|w| w == ["ipvlan", "mode", mode, "bridge"]),
+        "{mode}: the shim is not ipvlan {mode} bridge: {shown}"
+    );
     for (child, ip) in [(&c1, "192.168.0.11"), (&c2, "192.168.0.12")] {
         assert!(ping(&host, ip), "{mode}: host -> child {ip} through the shim");
         assert!(ping(child, "192.168.0.254"), "{mode}: child {ip} -> host");

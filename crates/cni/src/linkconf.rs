@@ -232,6 +232,17 @@ impl LinkConf {
                 "hostAccess makes a shim beside the master in the host namespace; it does not apply to a master inside the container (linkInContainer, chained ipvlan)",
             ));
         }
+        // The reachability model first, in `nicslice shim add`'s words:
+        // private, vepa, source and passthru children never reach a shim.
+        if keys.host_access
+            && let Some(why) = nicslice_engine::shim::refusal(
+                &conf.name,
+                master.as_deref().unwrap_or("the master"),
+                &settings,
+            )
+        {
+            return Err(CniError::config(why));
+        }
         if let KindConf::Ipvlan { mode, .. } = &kind
             && keys.host_access
             && !nicslice_engine::shim::can_borrow(nicslice_model::LinkMode::Ipvlan(*mode))

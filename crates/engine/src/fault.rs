@@ -47,10 +47,14 @@ pub enum Step {
     /// records it. The process dies there ([`Faults::die_at`]), as a
     /// killed agent would.
     RenewRecord,
+    /// CNI ADD with hostAccess: make the master's shared shim.
+    HostShim,
+    /// CNI ADD with hostAccess: route the pod through the master's shim.
+    HostRoute,
 }
 
 impl Step {
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 16] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -65,6 +69,8 @@ impl Step {
         Step::DeleteParent,
         Step::Converge,
         Step::RenewRecord,
+        Step::HostShim,
+        Step::HostRoute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +89,8 @@ impl Step {
             Step::DeleteParent => "delete-parent",
             Step::Converge => "converge",
             Step::RenewRecord => "renew-record",
+            Step::HostShim => "host-shim",
+            Step::HostRoute => "host-route",
         }
     }
 }

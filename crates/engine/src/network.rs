@@ -15,6 +15,10 @@ use crate::undo::{Sockets, UndoAction, UndoLog};
 use crate::views::{NetworkDetail, NetworkView, ParentState, SubnetView};
 use crate::{EndpointView, Engine};
 
+/// A shim forgotten with its network: its name and its link's index, the
+/// link deleted once the removal has committed.
+type ForgottenShim = (String, Option<u32>);
+
 /// Checks that `parent` can carry macvlan children, before anything changes.
 pub(crate) fn check_parent(
     sock: &mut RouteSocket,
@@ -167,7 +171,7 @@ impl Engine {
         let faults = self.faults;
         let mut host = self.host_socket()?;
         let mut undo = UndoLog::default();
-        let result = (|| -> Result<Option<String>> {
+        let result = (|| -> Result<(Option<String>, Option<ForgottenShim>)> {
             let tx = self.store.write()?;
             // The endpoints' removal and the network's, in one transaction
             // (`delete_network_with_endpoints` below). Should it fail, the
@@ -176,21 +180,28 @@ impl Engine {
             let still_used =
                 tx.networks_on_parent(&record.spec.parent)?.iter().any(|r| r.id != record.id);
             give_back_promisc(&tx, &mut host, &record, &mut undo, faults)?;
-            if let Some(shim) = tx.shim(record.id)? {
-                crate::shim::drop_shim(&tx, &mut host, record.id, &shim, faults)?;
-            }
+            let shim = match tx.shim(record.id)? {
+                Some(shim) => {
+                    let index = crate::shim::forget(&tx, &mut host, record.id, &shim, faults)?;
+                    Some((shim.name, index))
+                }
+                None => None,
+            };
             let gone: Vec<_> = detached.records.iter().map(|ep| ep.id).collect();
             tx.delete_network_with_endpoints(record.id, &gone)?;
             let parent_to_delete = parent::forget(&tx, &record.spec.parent, still_used)?;
             faults.check(Step::StoreCommit)?;
             tx.commit()?;
-            Ok(parent_to_delete)
+            Ok((parent_to_delete, shim))
         })();
         match result {
-            Ok(parent_to_delete) => {
+            Ok((parent_to_delete, shim)) => {
                 undo.commit();
-                // Last, once nothing can be undone any more: a parent deleted
-                // before a failing commit could not be brought back.
+                // Last, once nothing can be undone any more: a shim or parent
+                // deleted before a failing commit could not be brought back.
+                if let Some((name, index)) = shim {
+                    crate::shim::delete_link(&mut host, &name, index)?;
+                }
                 if let Some(name) = parent_to_delete {
                     parent::delete(&mut host, &name, faults)?;
                 }

@@ -34,9 +34,10 @@ pub enum UndoAction {
     DeleteHostLink {
         index: u32,
     },
-    /// A host route through a shim, in the host namespace.
+    /// A route through a shim (to one address, or to a network's range),
+    /// in the host namespace.
     DeleteHostRoute {
-        to: std::net::IpAddr,
+        to: IpNet,
         oif: u32,
     },
 }
@@ -125,7 +126,7 @@ impl UndoLog {
                     if deleted.contains(oif) {
                         continue;
                     }
-                    Some(sockets.host.delete_host_route(*to, *oif))
+                    Some(sockets.host.delete_device_route(*to, *oif))
                 }
             };
             match result {

@@ -97,12 +97,24 @@ impl RouteSocket {
     /// to one address through a device, with the source address the host
     /// uses for it.
     pub fn add_host_route(&mut self, to: IpAddr, oif: u32, source: Option<IpAddr>) -> Result<()> {
-        let mut msg = route_message(&host_route(to, oif));
+        self.add_device_route(host_route(to, oif).destination, oif, source)
+    }
+
+    /// `ip route add PREFIX dev OIF [src SOURCE]`: a prefix straight
+    /// through a device, with the source address the host uses for it.
+    pub fn add_device_route(&mut self, to: IpNet, oif: u32, source: Option<IpAddr>) -> Result<()> {
+        let route = Route { destination: to, gateway: None, oif: Some(oif), metric: None };
+        let mut msg = route_message(&route);
         if let Some(src) = source {
             msg.attributes.push(RouteAttribute::PrefSource(route_address(src)));
         }
         let op = format!("add route {to} through interface {oif}");
         self.execute(&op, RouteNetlinkMessage::NewRoute(msg), CREATE_EXCL)
+    }
+
+    /// `ip route del PREFIX dev OIF`.
+    pub fn delete_device_route(&mut self, to: IpNet, oif: u32) -> Result<()> {
+        self.delete_route(&Route { destination: to, gateway: None, oif: Some(oif), metric: None })
     }
 
     /// `ip route del ADDR/32 dev OIF`.

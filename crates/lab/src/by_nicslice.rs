@@ -154,6 +154,7 @@ pub fn make(
                 network: NETWORK.to_string(),
                 name: Some(IfName::new(&shim.name).map_err(|e| bad(e.to_string()))?),
                 ips: shim.addresses.iter().map(IpNet::addr).collect(),
+                route_range: false,
             };
             let made = engine.add_shim(req).map_err(engine_error("nicslice shim add"))?;
             // What nicslice made is what the model is asked about.
@@ -173,7 +174,12 @@ pub fn make(
             Err(bad(format!("{}: a shim the model must refuse is not in the topology", host.name)))
         }
         (HostAccess::Refused(words), None) => {
-            let req = ShimRequest { network: NETWORK.to_string(), name: None, ips: Vec::new() };
+            let req = ShimRequest {
+                network: NETWORK.to_string(),
+                name: None,
+                ips: Vec::new(),
+                route_range: false,
+            };
             match engine.add_shim(req) {
                 Err(EngineError::Invalid(why)) if why.contains(words) => Ok(Some(why)),
                 Err(e) => Err(bad(format!(

@@ -144,6 +144,10 @@ pub struct ShimDecl {
     pub name: Option<String>,
     #[serde(default)]
     pub ips: Vec<IpAddr>,
+    /// Route the network's allocation ranges through the shim (`shim add
+    /// --route-range`).
+    #[serde(default)]
+    pub route_range: bool,
 }
 
 /// One `[[endpoint]]`: an interface in a named namespace.
@@ -244,6 +248,7 @@ pub struct DesiredShim {
     pub network: NetworkName,
     pub name: Option<IfName>,
     pub ips: Vec<IpAddr>,
+    pub route_range: bool,
 }
 
 /// A declared endpoint, checked.
@@ -301,6 +306,7 @@ impl DesiredFile {
                     network: desired.name.clone(),
                     name: None,
                     ips: Vec::new(),
+                    route_range: false,
                 });
             }
             out.networks.push(desired);
@@ -328,7 +334,12 @@ impl DesiredFile {
                 .map(IfName::new)
                 .transpose()
                 .map_err(|e| at(format!("shim[{i}].name"))(e.to_string()))?;
-            out.shims.push(DesiredShim { network, name, ips: shim.ips.clone() });
+            out.shims.push(DesiredShim {
+                network,
+                name,
+                ips: shim.ips.clone(),
+                route_range: shim.route_range,
+            });
         }
         let mut places = BTreeSet::new();
         for (i, ep) in self.endpoints.iter().enumerate() {

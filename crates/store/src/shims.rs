@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use nicslice_model::MacAddr;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ pub struct ShimRecord {
     /// routes through the shim (no address of the pool spent).
     #[serde(default)]
     pub sources: Vec<IpAddr>,
+    /// The network's allocation ranges routed through the shim as a whole
+    /// (`shim add --route-range`) instead of a host route per endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ranges: Vec<IpNet>,
 }
 
 fn no_network() -> NetworkId {

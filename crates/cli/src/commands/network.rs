@@ -27,6 +27,7 @@ pub fn run(g: &Globals, cmd: NetworkCommand) -> anyhow::Result<()> {
                     network: name.clone(),
                     name: None,
                     ips: Vec::new(),
+                    route_range: false,
                 })
             {
                 // One step: without its shim the network is not what was asked.

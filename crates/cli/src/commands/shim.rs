@@ -8,7 +8,7 @@ use super::Globals;
 use crate::args::ShimCommand;
 use crate::output;
 
-fn join(ips: &[std::net::IpAddr]) -> String {
+fn join<T: ToString>(ips: &[T]) -> String {
     ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
@@ -18,8 +18,12 @@ fn print(view: &ShimView, verb: &str) {
         (true, false) => format!("borrowing the host's {}", join(&view.sources)),
         (true, true) => String::new(),
     };
+    let ranges = match view.ranges.is_empty() {
+        true => String::new(),
+        false => format!("range {} and ", join(&view.ranges)),
+    };
     println!(
-        "{verb} shim {} for network {} {via}; {} endpoint address(es) routed through it",
+        "{verb} shim {} for network {} {via}; {ranges}{} endpoint address(es) routed through it",
         view.name,
         view.network,
         view.routes.len()
@@ -29,9 +33,9 @@ fn print(view: &ShimView, verb: &str) {
 pub fn run(g: &Globals, cmd: ShimCommand) -> anyhow::Result<()> {
     let mut engine = g.engine()?;
     match cmd {
-        ShimCommand::Add { network, name, ip } => {
+        ShimCommand::Add { network, name, ip, route_range } => {
             let name = name.map(|n| IfName::new(&n)).transpose().context("--name")?;
-            let view = engine.add_shim(ShimRequest { network, name, ips: ip })?;
+            let view = engine.add_shim(ShimRequest { network, name, ips: ip, route_range })?;
             if g.json {
                 return output::json(&view);
             }
@@ -57,7 +61,11 @@ pub fn run(g: &Globals, cmd: ShimCommand) -> anyhow::Result<()> {
                         s.name.clone(),
                         join(&s.addresses),
                         join(&s.sources),
-                        join(&s.routes),
+                        [join(&s.ranges), join(&s.routes)]
+                            .into_iter()
+                            .filter(|j| !j.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(","),
                     ]
                 })
                 .collect();

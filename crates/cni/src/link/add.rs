@@ -158,7 +158,7 @@ pub fn add(family: Family, net: &NetConf, env: &CallEnv, faults: Faults) -> Resu
                 container_id: env.container_id.clone(),
                 ifname: env.ifname.clone(),
             };
-            shim::shared::join(&mut place, &parent, &child, &ips, &owner, &mut undo)?;
+            shim::shared::join(&mut place, (&parent, &child), &ips, &owner, faults, &mut undo)?;
         }
         Ok(added)
     });

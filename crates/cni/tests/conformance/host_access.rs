@@ -227,3 +227,100 @@ fn gc_takes_the_routes_of_the_pods_it_does_not_keep_and_only_its_own_networks() 
     assert!(shims(host).is_empty(), "the last pod's GC removed the shim");
     net.call(&imp, "STATUS", None, &ours).expect_ok("STATUS once GC took every pod");
 }
+
+/// The reachability model refuses hostAccess where a shim never reaches the
+/// pods, with `nicslice shim add`'s sentence and the spec's code 7 (invalid
+/// configuration), before anything is made.
+#[test]
+fn the_model_refuses_host_access_on_modes_whose_pods_never_reach_a_shim() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihostno");
+    let host = net.host.netns.clone_handle().unwrap();
+    for (mode, words) in [
+        ("private", "private-mode child confnet never reaches its sibling shim"),
+        ("vepa", "hairpin"),
+        ("source", "source"),
+        ("passthru", "passthru"),
+    ] {
+        let conf = net.conf(
+            &imp,
+            "1.1.0",
+            lan_ipam("192.168.0.100", "192.168.0.199"),
+            json!({"hostAccess": true, "mode": mode}),
+        );
+        let c = net.container();
+        let call = net.call(&imp, "ADD", Some(&c), &conf);
+        let msg = call.json["msg"].as_str().unwrap_or_default().to_string();
+        assert_eq!(call.expect_err(mode), 7, "{mode}: {msg}");
+        assert!(msg.contains("a shim on network confnet would not reach its children"), "{msg}");
+        assert!(msg.contains(words), "{mode}: {words:?} not in {msg:?}");
+        assert!(c.non_lo().is_empty(), "{mode}: a link was made");
+        assert!(shims(&host).is_empty(), "{mode}: a shim was made");
+        // The runtime's DEL after the failed ADD succeeds (DEL is lenient).
+        net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL after the refused ADD");
+    }
+}
+
+/// The pod addresses the master's state file lists (`/run/nicslice`, see
+/// the engine's shim/shared_state.rs), empty when there is no file.
+fn state_file_pods(host: &Netns, master: &str) -> Vec<String> {
+    let mut sock = RouteSocket::open_in(host).unwrap();
+    let index = sock.require_link(master, "host").unwrap().index;
+    let cookie = sock.netns_cookie().unwrap();
+    let path = format!("/run/nicslice/shim-{cookie:x}-{index}.lock");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter(|l| !l.starts_with("shim ")).map(|l| l.to_string()).collect()
+}
+
+/// An ADD with hostAccess failed while making the shim or routing the pod
+/// (first pod, and a pod joining a shim already made) leaves no link, no
+/// shim, no route and no line in the master's state file; the pods that
+/// were there keep theirs, and the last DEL still removes the shim.
+#[test]
+fn a_host_access_add_failed_mid_way_leaves_nothing() {
+    let imp = nicslice();
+    let mut net = Net::new("cnihostf");
+    let conf = net.conf(
+        &imp,
+        "1.1.0",
+        lan_ipam("192.168.0.100", "192.168.0.101"),
+        json!({"hostAccess": true}),
+    );
+    let host = net.host.netns.clone_handle().unwrap();
+    let routes_before = RouteSocket::open_in(&host).unwrap().routes().unwrap();
+    for step in ["host-shim", "host-route"] {
+        let c = net.container();
+        let code = net
+            .call_env(&imp, "ADD", Some(&c), &conf, &[("NICSLICE_FAIL_AT", step)])
+            .expect_err(step);
+        assert!(code >= 100 || code == 7, "{step}: code {code}");
+        assert!(c.non_lo().is_empty(), "{step}: left {:?}", c.non_lo());
+        assert!(shims(&host).is_empty(), "{step}: left a shim");
+        assert_eq!(RouteSocket::open_in(&host).unwrap().routes().unwrap(), routes_before, "{step}");
+        assert!(state_file_pods(&host, "eth0").is_empty(), "{step}: the state file lists a pod");
+        net.call(&imp, "DEL", Some(&c), &conf).expect_ok("DEL after a failed ADD");
+    }
+    // A pod with the shim made; a second pod's ADD fails routing through it.
+    let a = net.container();
+    let added = net.call(&imp, "ADD", Some(&a), &conf).expect_ok("ADD a");
+    let ip_a = pod_ip(&added);
+    let b = net.container();
+    net.call_env(&imp, "ADD", Some(&b), &conf, &[("NICSLICE_FAIL_AT", "host-route")])
+        .expect_err("ADD b at host-route");
+    assert!(b.non_lo().is_empty());
+    assert_eq!(shims(&host).len(), 1, "a's shim stays");
+    let pods = state_file_pods(&host, "eth0");
+    assert_eq!(pods.len(), 1, "only a is listed: {pods:?}");
+    assert!(pods[0].starts_with(&format!("{ip_a} ")), "{pods:?}");
+    // b's address was released (a range of two): a third pod gets it.
+    let c = net.container();
+    let added_c = net.call(&imp, "ADD", Some(&c), &conf).expect_ok("ADD c");
+    assert!(host_pings(&host, &ip_a) && host_pings(&host, &pod_ip(&added_c)));
+    for (pod, added) in [(&a, &added), (&c, &added_c)] {
+        let mut del = conf.clone();
+        del["prevResult"] = added.clone();
+        net.call(&imp, "DEL", Some(pod), &del).expect_ok("DEL");
+    }
+    assert!(shims(&host).is_empty(), "the last DEL removed the shim");
+    assert_eq!(RouteSocket::open_in(&host).unwrap().routes().unwrap(), routes_before);
+}

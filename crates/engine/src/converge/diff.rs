@@ -326,9 +326,16 @@ impl Engine {
             let name = d.name.to_string();
             let want = desired.shims.iter().find(|s| s.network == d.name);
             let request = |keep_name: Option<&str>| -> Result<ShimRequest> {
-                let w = want.map_or((None, Vec::new()), |w| (w.name.clone(), w.ips.clone()));
+                let w = want.map_or((None, Vec::new(), false), |w| {
+                    (w.name.clone(), w.ips.clone(), w.route_range)
+                });
                 let name_kept = keep_name.map(IfName::new).transpose()?;
-                Ok(ShimRequest { network: name.clone(), name: w.0.or(name_kept), ips: w.1 })
+                Ok(ShimRequest {
+                    network: name.clone(),
+                    name: w.0.or(name_kept),
+                    ips: w.1,
+                    route_range: w.2,
+                })
             };
             let have = match records.get(&name) {
                 Some(r) if !p.fresh.contains(&name) => self.store.read()?.shim(r.id)?,
@@ -345,9 +352,16 @@ impl Engine {
                     let named = w.name.as_ref().is_some_and(|n| n.as_str() != h.name);
                     let ips: BTreeSet<IpAddr> = w.ips.iter().copied().collect();
                     let had: BTreeSet<IpAddr> = h.addresses.iter().copied().collect();
-                    if named || (!ips.is_empty() && ips != had) {
+                    let had_ranges = !h.ranges.is_empty();
+                    let ranged = w.route_range != had_ranges;
+                    if named || ranged || (!ips.is_empty() && ips != had) {
+                        let routed = if h.ranges.is_empty() {
+                            "a route per endpoint".to_string()
+                        } else {
+                            format!("ranges {:?} routed", h.ranges)
+                        };
                         let why = format!(
-                            "recorded as {} with {had:?}: made again as the file says",
+                            "recorded as {} with {had:?} and {routed}: made again as the file says",
                             h.name
                         );
                         (

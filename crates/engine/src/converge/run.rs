@@ -106,6 +106,7 @@ impl Engine {
                     network: network.clone(),
                     name: Some(IfName::new(&view.name)?),
                     ips: view.addresses,
+                    route_range: !view.ranges.is_empty(),
                 }))
             }
             Op::Attach(req) => {

@@ -51,6 +51,7 @@ enum Repair {
         network: String,
         name: String,
         ips: Vec<IpAddr>,
+        route_range: bool,
     },
     Release(EndpointView),
     Reattach(EndpointView),
@@ -417,6 +418,7 @@ impl Engine {
                     network: net.to_string(),
                     name: shim.name.clone(),
                     ips: shim.addresses.clone(),
+                    route_range: !shim.ranges.is_empty(),
                 },
             ));
         }
@@ -459,7 +461,7 @@ impl Engine {
                 let link = host.require_link(name, self.host.label())?;
                 Ok(host.set_promisc(link.index, true)?)
             }
-            Repair::RecreateShim { network, name, ips } => {
+            Repair::RecreateShim { network, name, ips, route_range } => {
                 // The record goes (its link, if any is ours, with it), then
                 // the shim is made as `shim add` makes it.
                 let _ = self.remove_shim(network);
@@ -467,6 +469,7 @@ impl Engine {
                     network: network.clone(),
                     name: Some(IfName::new(name)?),
                     ips: ips.clone(),
+                    route_range: *route_range,
                 })
                 .map(|_| ())
             }

@@ -3,7 +3,13 @@
 //! in the parents' namespace: a bridge-mode macvlan on the parent for a
 //! macvlan network, for an ipvlan network a child in the parent's own mode
 //! and flag. Every endpoint address gets a host route through it (`ip route
-//! add CHILD/32 dev SHIM src HOST`), added on attach and removed on detach.
+//! add CHILD/32 dev SHIM src HOST`), added on attach and removed on detach;
+//! or, where the user asks for it (`--route-range`), the network's
+//! allocation range (its `--ip-range`, else its subnet) is routed through the
+//! shim once, and attach and detach leave the host's routes alone. A range
+//! that equals or covers a route of the parent's (its subnet route), or that
+//! holds a gateway the host reaches through the parent, is refused: the
+//! shim never takes over the parent's routes.
 //!
 //! Addresses: for IPv4 the shim borrows the host's own address on the parent
 //! as the routes' source (no address of the pool spent; the host answers ARP
@@ -27,7 +33,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::ipvlan::IpvlanLinkRequest;
+use nicslice_kernel::signals::Shield;
 use nicslice_kernel::{KernelError, MacvlanLinkRequest, RouteSocket, sysctl};
+use nicslice_model::rules::LinkSettings;
 use nicslice_model::{IfName, LinkMode, MacvlanMode, ValidNetwork};
 use nicslice_store::{NetworkId, ShimRecord, StoreRead, WriteTx};
 use serde::Serialize;
@@ -45,6 +53,9 @@ pub struct ShimRequest {
     pub name: Option<IfName>,
     /// Addresses of the pool for the shim itself, at most one per family.
     pub ips: Vec<IpAddr>,
+    /// Route the network's allocation ranges through the shim instead of a
+    /// host route per endpoint.
+    pub route_range: bool,
 }
 
 /// A shim as users read it.
@@ -57,19 +68,30 @@ pub struct ShimView {
     pub addresses: Vec<IpAddr>,
     /// The host's addresses borrowed as the source of its routes.
     pub sources: Vec<IpAddr>,
-    /// The endpoint addresses routed through it.
+    /// The endpoint addresses with a host route through it.
     pub routes: Vec<IpAddr>,
+    /// The network's ranges routed through it as a whole (`--route-range`).
+    pub ranges: Vec<IpNet>,
 }
 
-fn view(network: &str, shim: &ShimRecord, routes: Vec<IpAddr>) -> ShimView {
+/// `endpoints`: every endpoint address of the network; those inside a
+/// range routed as a whole have no route of their own.
+fn view(network: &str, shim: &ShimRecord, endpoints: Vec<IpAddr>) -> ShimView {
     ShimView {
         network: network.to_string(),
         name: shim.name.clone(),
         mac: shim.mac.map(|m| m.to_string()),
         addresses: shim.addresses.clone(),
         sources: shim.sources.clone(),
-        routes,
+        routes: own_routes(shim, &endpoints),
+        ranges: shim.ranges.clone(),
     }
+}
+
+/// Those of `addresses` that need a host route of their own through
+/// `shim`: the ones outside every range it routes as a whole.
+fn own_routes(shim: &ShimRecord, addresses: &[IpAddr]) -> Vec<IpAddr> {
+    addresses.iter().copied().filter(|ip| !shim.ranges.iter().any(|r| r.contains(ip))).collect()
 }
 
 /// The source of the routes of `ip`'s family through `shim`.
@@ -78,7 +100,7 @@ fn source_for(shim: &ShimRecord, ip: IpAddr) -> Option<IpAddr> {
     shim.addresses.iter().find(same).or_else(|| shim.sources.iter().find(same)).copied()
 }
 
-fn full_prefix(ip: IpAddr) -> IpNet {
+pub(crate) fn full_prefix(ip: IpAddr) -> IpNet {
     IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 })
         .unwrap_or_else(|_| unreachable!("a full-length prefix"))
 }
@@ -92,12 +114,18 @@ pub(crate) fn route_through(
     addresses: &[IpAddr],
     undo: &mut UndoLog,
 ) -> Result<()> {
-    for ip in addresses {
-        match host.add_host_route(*ip, index, source_for(shim, *ip)) {
-            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: index }),
+    let each = own_routes(shim, addresses).into_iter().map(full_prefix);
+    for to in shim.ranges.iter().copied().chain(each) {
+        match host.add_device_route(to, index, source_for(shim, to.addr())) {
+            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to, oif: index }),
             Err(e) if e.errno() == Some(libc::EEXIST) => {
+                let to = if to == full_prefix(to.addr()) {
+                    to.addr().to_string()
+                } else {
+                    to.to_string()
+                };
                 return Err(EngineError::Invalid(format!(
-                    "the host already has a route to {ip}; nicslice will not route it through shim {} as well",
+                    "the host already has a route to {to}; nicslice will not route it through shim {} as well",
                     shim.name
                 )));
             }
@@ -116,8 +144,14 @@ pub(crate) fn route_endpoint(
     addresses: &[IpAddr],
     undo: &mut UndoLog,
 ) -> Result<()> {
+    let own = own_routes(shim, addresses);
+    if own.is_empty() {
+        return Ok(());
+    }
+    // The ranges are routed already: only the endpoint's own routes.
+    let shim = &ShimRecord { ranges: Vec::new(), ..shim.clone() };
     match host.index_of(&shim.name)? {
-        Some(index) => route_through(host, shim, index, addresses, undo),
+        Some(index) => route_through(host, shim, index, &own, undo),
         None => {
             tracing::warn!("shim {} is missing; the host cannot reach the new endpoint", shim.name);
             Ok(())
@@ -129,7 +163,7 @@ pub(crate) fn route_endpoint(
 /// gone (the shim deleted by hand) is not an error.
 pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[IpAddr]) {
     let Ok(Some(index)) = host.index_of(&shim.name) else { return };
-    for ip in addresses {
+    for ip in &own_routes(shim, addresses) {
         match host.delete_host_route(*ip, index) {
             Ok(()) => {}
             Err(KernelError::Netlink { errno, .. })
@@ -139,10 +173,68 @@ pub(crate) fn unroute(host: &mut RouteSocket, shim: &ShimRecord, addresses: &[Ip
     }
 }
 
+/// The allocation ranges of `valid` (each subnet's `--ip-range`, else the
+/// subnet), refused where one would take a route of the host's through
+/// `parent`: one that equals or covers a route's destination (the parent's
+/// subnet route: the host would send its whole LAN through the shim), or
+/// holds a gateway reached through the parent.
+fn ranges_of(
+    valid: &ValidNetwork,
+    host: &mut RouteSocket,
+    parent: &nicslice_kernel::Link,
+) -> Result<Vec<IpNet>> {
+    let routes: Vec<_> =
+        host.routes()?.into_iter().filter(|r| r.oif == Some(parent.index)).collect();
+    let mut out = Vec::new();
+    for s in valid.subnets() {
+        let range = s.spec().ip_range.unwrap_or(s.subnet());
+        let fix = format!(
+            "give network {} an --ip-range inside its subnet that the host does not use, or leave \
+             out --route-range for a host route per endpoint",
+            valid.name
+        );
+        // The subnet routes first: the plainer reason when both hold.
+        for r in &routes {
+            if range.contains(&r.destination) {
+                let what = if range == r.destination { "is" } else { "covers" };
+                return Err(EngineError::Invalid(format!(
+                    "--route-range: {range} {what} the host's route to {} on {}, which the shim \
+                     must never take over; {fix}",
+                    r.destination, parent.name
+                )));
+            }
+        }
+        for r in &routes {
+            if let Some(gw) = r.gateway.filter(|g| range.contains(g)) {
+                return Err(EngineError::Invalid(format!(
+                    "--route-range: {range} holds {gw}, the host's gateway on {}, which the shim \
+                     must never take over; {fix}",
+                    parent.name
+                )));
+            }
+        }
+        out.push(range);
+    }
+    Ok(out)
+}
+
 /// The host's first global address of `v6`'s family on interface `index`.
 fn host_address(host: &mut RouteSocket, index: u32, v6: bool) -> Result<Option<IpAddr>> {
     let global = crate::topology::global(host.addresses(Some(index))?);
     Ok(global.into_iter().map(|a| a.addr()).find(|a| a.is_ipv6() == v6))
+}
+
+/// Why a shim on network `network` (children with `settings` on parent
+/// `parent`) would not reach its children, in the reachability model's
+/// words, if it would not: the refusal of `shim add`, and of a CNI
+/// configuration with `"hostAccess": true`.
+pub fn refusal(network: &str, parent: &str, settings: &LinkSettings) -> Option<String> {
+    let asked = model::Asked { name: network, parent, settings: *settings };
+    model::refusal(&asked, None).map(|why| sentence(network, &why))
+}
+
+fn sentence(network: &str, why: &str) -> String {
+    format!("a shim on network {network} would not reach its children: {why}")
 }
 
 /// Whether a shim beside children in `mode` can send from the host's own
@@ -175,11 +267,9 @@ impl Engine {
         let record = self.network_record(&req.network)?;
         let valid = record.validate()?;
         let spec = valid.spec().clone();
-        if let Some(why) = model::refusal(&spec) {
-            return Err(EngineError::Invalid(format!(
-                "a shim on network {} would not reach its children: {why}",
-                spec.name
-            )));
+        let subnet = spec.subnets.iter().map(|s| s.subnet).min_by_key(|s| s.addr().is_ipv6());
+        if let Some(why) = model::refusal(&model::Asked::from(&spec), subnet) {
+            return Err(EngineError::Invalid(sentence(spec.name.as_str(), &why)));
         }
         let name = match req.name.clone() {
             Some(n) => n,
@@ -200,6 +290,10 @@ impl Engine {
                 self.host.label()
             ))
         })?;
+        let ranges = match req.route_range {
+            true => ranges_of(&valid, &mut host, &parent)?,
+            false => Vec::new(),
+        };
         let borrow_v4 = answers_arp_for_others(&self.host) && can_borrow(spec.mode);
         let mut sources = Vec::new();
         if borrow_v4
@@ -236,6 +330,7 @@ impl Engine {
                 mac: link.mac,
                 addresses,
                 sources: sources.clone(),
+                ranges: ranges.clone(),
             };
             let routed = endpoint_addresses(&tx, record.id)?;
             faults.check(Step::AddRoute)?;
@@ -268,9 +363,12 @@ impl Engine {
             ))
         })?;
         let routed = endpoint_addresses(&tx, record.id)?;
-        drop_shim(&tx, &mut host, record.id, &shim, faults)?;
+        let index = forget(&tx, &mut host, record.id, &shim, faults)?;
         faults.check(Step::StoreCommit)?;
+        // From the commit to the link's delete, a stop signal waits.
+        let _shield = Shield::raise()?;
         tx.commit()?;
+        delete_link(&mut host, &shim.name, index)?;
         Ok(view(network, &shim, routed))
     }
 
@@ -287,36 +385,53 @@ impl Engine {
     }
 }
 
-/// Deletes the shim's link (if it is still the one nicslice made), releases
-/// its addresses and forgets it, inside `tx`.
-pub(crate) fn drop_shim(
+/// Forgets the shim inside `tx` (its addresses released, its record gone)
+/// once its link is known to be still the one nicslice made; returns that
+/// link's index, for [`delete_link`] to delete after `tx` commits. The
+/// removal is recorded before the kernel changes: a failed step or commit
+/// leaves the shim, its routes and its record as they were, and a process
+/// stopped between the commit and the delete leaves a link no record names,
+/// never a record naming a link that is gone.
+pub(crate) fn forget(
     tx: &WriteTx<'_>,
     host: &mut RouteSocket,
     network: NetworkId,
     shim: &ShimRecord,
     faults: crate::Faults,
-) -> Result<()> {
-    faults.check(Step::DeleteLink)?;
-    if let Some(link) = host.link_by_name(&shim.name)? {
-        let ours = link.mac == shim.mac
-            && link.kind.as_deref().is_some_and(|k| k == "macvlan" || k == "ipvlan");
-        if !ours {
-            return Err(EngineError::Invalid(format!(
-                "interface {} is no longer the shim nicslice made (another kind or MAC); left it alone",
-                shim.name
-            )));
+) -> Result<Option<u32>> {
+    let index = match host.link_by_name(&shim.name)? {
+        Some(link) => {
+            let ours = link.mac == shim.mac
+                && link.kind.as_deref().is_some_and(|k| k == "macvlan" || k == "ipvlan");
+            if !ours {
+                return Err(EngineError::Invalid(format!(
+                    "interface {} is no longer the shim nicslice made (another kind or MAC); left it alone",
+                    shim.name
+                )));
+            }
+            Some(link.index)
         }
-        match host.delete_link(link.index) {
-            Ok(()) => {}
-            Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        None => None,
+    };
     for ip in &shim.addresses {
         tx.release_address(network, *ip)?;
     }
     tx.delete_shim(network)?;
-    Ok(())
+    faults.check(Step::DeleteLink)?;
+    Ok(index)
+}
+
+/// Deletes the link of a shim already forgotten ([`forget`]); its routes go
+/// with it. Gone already is not an error.
+pub(crate) fn delete_link(host: &mut RouteSocket, shim: &str, index: Option<u32>) -> Result<()> {
+    let Some(index) = index else { return Ok(()) };
+    match host.delete_link(index) {
+        Ok(()) => Ok(()),
+        Err(KernelError::Netlink { errno, .. }) if errno == libc::ENODEV => Ok(()),
+        Err(e) => Err(EngineError::Invalid(format!(
+            "shim {shim} is forgotten but its link could not be deleted ({e}); `ip link del {shim}` removes it"
+        ))),
+    }
 }
 
 /// Every address leased to an endpoint of `network`.

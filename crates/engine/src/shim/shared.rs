@@ -16,6 +16,17 @@
 //!
 //! IPv6 needs an address of the shim's own (see the module above), which
 //! only the CLI's pool can give; a CNI shim carries IPv4.
+//!
+//! The configuration is refused before any ADD when the reachability model
+//! says the shim cannot reach the pods ([`super::refusal`], as `shim add`).
+//! The ADD that makes the shim runs the guard (`guard.rs`, as `shim add`):
+//! a new link on the master, up, is the change that could cut the host off,
+//! and it is made once per master, so its probes (a few ARP round trips,
+//! 0.3 s at worst for a neighbour that stopped answering) do not weigh on
+//! the ADDs after it. Those only add a /32 to an address their IPAM gave
+//! the pod, which changes no route of the host's and reaches no neighbour
+//! the host had; they are not checked, to keep an ADD with hostAccess
+//! within a fraction of a millisecond of one without.
 
 use std::net::IpAddr;
 
@@ -27,6 +38,7 @@ pub use super::shared_state::Attachment;
 use super::shared_state::{KnownShim, MasterState, Routed, addresses};
 use crate::endpoint::{ChildSpec, ParentRef, Place};
 use crate::error::{EngineError, Result};
+use crate::fault::{Faults, Step};
 use crate::undo::{UndoAction, UndoLog};
 
 /// The shim's name on the parent with index `parent` (an index is unique in
@@ -38,13 +50,13 @@ pub fn shim_name(parent: u32) -> String {
 
 /// Makes (if needed) the shim of `parent` in `host`'s namespace and routes
 /// `pod` through it, the addresses of CNI attachment `owner`; every change
-/// is pushed on `undo`.
+/// is pushed on `undo`. A new shim is checked by the guard.
 pub fn join(
     place: &mut Place,
-    parent: &ParentRef,
-    child: &ChildSpec,
+    (parent, child): (&ParentRef, &ChildSpec),
     pod: &[IpAddr],
     owner: &Attachment,
+    faults: Faults,
     undo: &mut UndoLog,
 ) -> Result<()> {
     let v4: Vec<IpAddr> = pod.iter().copied().filter(IpAddr::is_ipv4).collect();
@@ -57,6 +69,7 @@ pub fn join(
     let host = &mut place.host;
     let mut state = MasterState::lock(host, parent.index)?;
     if let Some(known) = state.shim {
+        faults.check(Step::HostRoute)?;
         match route_all(host, known, &v4, undo) {
             Ok(()) => return state.append(&joining),
             // The shim or the host's address changed since: look again.
@@ -71,9 +84,12 @@ pub fn join(
         ))
     })?;
     let name = shim_name(parent.index);
+    let mut guard = None;
     let index = match host.index_of(&name)? {
         Some(index) => index,
         None => {
+            guard = Some(super::guard::Snapshot::take(&Netns::current()?, host, parent.index)?);
+            faults.check(Step::HostShim)?;
             let ifname = IfName::new(&name)?;
             super::create_shim_link(host, (child.mode, child.ipvlan_flag), &ifname, parent.index)?;
             let index = host.index_of(&name)?.ok_or_else(|| KernelError::NoSuchLink {
@@ -89,7 +105,11 @@ pub fn join(
     let mut routed = state.routed.clone();
     routed.extend(joining.into_iter().filter(|j| !state.routes(j.ip)));
     let known = KnownShim { index, source };
+    faults.check(Step::HostRoute)?;
     route_all(host, known, &addresses(&routed), undo)?;
+    if let Some(guard) = guard {
+        guard.still_holds(&Netns::current()?, host)?;
+    }
     state.shim = Some(known);
     state.routed = routed;
     state.save()
@@ -107,7 +127,8 @@ fn route_all(
 ) -> std::result::Result<(), KernelError> {
     for ip in addresses {
         match host.add_host_route(*ip, shim.index, Some(shim.source)) {
-            Ok(()) => undo.push(UndoAction::DeleteHostRoute { to: *ip, oif: shim.index }),
+            Ok(()) => undo
+                .push(UndoAction::DeleteHostRoute { to: super::full_prefix(*ip), oif: shim.index }),
             Err(e) if e.errno() == Some(libc::EEXIST) => {}
             Err(e) => return Err(e),
         }
