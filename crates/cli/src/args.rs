@@ -167,12 +167,14 @@ nicslice apply lan.toml --prune --json"
     )]
     Apply(ApplyArgs),
     /// Write the systemd units nicslice-restore.service (runs `nicslice
-    /// restore` once the network is up) and nicslice-events.service (runs
-    /// `nicslice events --fix` after it, restarted on failure) into DIR.
-    /// Neither is enabled: `systemctl daemon-reload && systemctl enable
+    /// restore` once the network is up), nicslice-events.service (runs
+    /// `nicslice events --fix` after it, restarted on failure) and
+    /// nicslice-dhcp-agent.service (a resident `nicslice dhcp-agent`) into
+    /// DIR. None is enabled: `systemctl daemon-reload && systemctl enable
     /// nicslice-restore`, and, to repair drift as it happens, `systemctl
-    /// enable --now nicslice-events`. A file nicslice did not write is never
-    /// replaced.
+    /// enable --now nicslice-events`; without the agent's unit the first
+    /// DHCP attach starts an agent that exits when no lease is left. A file
+    /// nicslice did not write is never replaced.
     InstallSystemd {
         /// Where units go.
         #[arg(default_value = "/etc/systemd/system")]

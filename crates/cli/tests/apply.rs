@@ -533,6 +533,7 @@ netns = "{web}"
         lab.fails(&["apply", bad.to_str().unwrap()], "network[0].etcd_block: 65: expected 1 to 64");
     assert!(err.contains(bad.to_str().unwrap()), "names the file: {err}");
     let _ = std::fs::remove_file(bad);
+}
 
 /// `route_range = true` in a `[[shim]]`: the range goes through the shim as
 /// one route (an endpoint outside it, a's 192.168.0.10, keeps a route of its

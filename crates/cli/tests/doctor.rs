@@ -373,19 +373,32 @@ fn install_systemd_writes_its_units_and_never_replaces_a_foreign_file() {
     );
     assert!(events.contains("Restart=on-failure"), "{events}");
     assert!(events.contains("After=nicslice-restore.service"), "{events}");
+    let agent = std::fs::read_to_string(dir.join("nicslice-dhcp-agent.service")).unwrap();
+    assert!(agent.contains("After=network-online.target nicslice-restore.service"), "{agent}");
+    // Its ExecStart line works as written (one pass over no lease, `--once`
+    // added so that it ends).
+    let exec = agent.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+    let words: Vec<&str> = exec.split(' ').collect();
+    assert_eq!(words[1..], ["--state", lab.state.to_str().unwrap(), "dhcp-agent"], "{exec}");
+    let ran =
+        std::process::Command::new(words[0]).args(&words[1..]).arg("--once").output().unwrap();
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     // install-systemd enables nothing: no wants link beside the units.
     assert!(!dir.join("multi-user.target.wants").exists());
     lab.ok(&["install-systemd", dir.to_str().unwrap()]); // its own files: replaced
-    // A foreign file of either name: refused, and neither file is touched.
-    for (foreign, other) in [
-        ("nicslice-restore.service", "nicslice-events.service"),
-        ("nicslice-events.service", "nicslice-restore.service"),
-    ] {
+    // A foreign file of any of the names: refused, and no file is touched.
+    let names =
+        ["nicslice-restore.service", "nicslice-events.service", "nicslice-dhcp-agent.service"];
+    for foreign in names {
         std::fs::write(dir.join(foreign), "[Unit]\nDescription=mine\n").unwrap();
-        std::fs::remove_file(dir.join(other)).unwrap();
+        for other in names.iter().filter(|n| **n != foreign) {
+            std::fs::remove_file(dir.join(other)).unwrap();
+        }
         lab.fails(&["install-systemd", dir.to_str().unwrap()], "nicslice did not write it");
         assert!(std::fs::read_to_string(dir.join(foreign)).unwrap().contains("mine"));
-        assert!(!dir.join(other).exists(), "nothing written when one file is foreign");
+        for other in names.iter().filter(|n| **n != foreign) {
+            assert!(!dir.join(other).exists(), "nothing written when one file is foreign");
+        }
         std::fs::remove_file(dir.join(foreign)).unwrap();
         lab.ok(&["install-systemd", dir.to_str().unwrap()]);
     }

@@ -266,7 +266,7 @@ fn ipv6_goes_through_the_shims_own_address_of_the_pool() {
     assert!(
         addresses(&lab.host.netns, made["name"].as_str().unwrap()).contains(&format!("{own}/128"))
     );
-    assert!(ping(&lab.host.netns, "fd00:5::11"), "host -> child over IPv6");
+    assert!(ping_patiently(&lab.host.netns, "fd00:5::11"), "host -> child over IPv6");
     assert!(ping(&c1, &own), "child -> the shim's address");
     // The shim's address is leased: no endpoint gets it.
     let (_c2, n2) = lab.netns("c2");
@@ -283,7 +283,7 @@ fn ipv6_goes_through_the_shims_own_address_of_the_pool() {
     lab.ok(&[&create[..], &["--host-access"]].concat());
     lab.ok(&["attach", "v6", "--netns", &n1, "--ip", "fd00:5::11"]);
     let own = lab.json(&["shim", "ls"])[0]["addresses"][0].as_str().unwrap().to_string();
-    assert!(ping(&lab.host.netns, "fd00:5::11"));
+    assert!(ping_patiently(&lab.host.netns, "fd00:5::11"));
     lab.ok(&["network", "rm", "v6", "--force"]);
     assert_eq!(routes(&lab.host.netns), routes_before, "the host's whole route table is back");
     assert!(lab.json(&["shim", "ls"]).as_array().unwrap().is_empty());

@@ -1,7 +1,8 @@
 //! `nicslice install-systemd [DIR]`: the units that run `nicslice restore`
-//! at boot and, optionally, `nicslice events --fix` after it. A file of
-//! either name nicslice did not write is never replaced; neither unit is
-//! enabled here (that is `systemctl enable`, the user's choice).
+//! at boot and, optionally, `nicslice events --fix` after it and a resident
+//! `nicslice dhcp-agent`. A file of any of those names nicslice did not
+//! write is never replaced; no unit is enabled here (that is
+//! `systemctl enable`, the user's choice).
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ const MARK: &str = "# Written by `nicslice install-systemd`; it replaces this fi
 
 const RESTORE: &str = "nicslice-restore.service";
 const EVENTS: &str = "nicslice-events.service";
+const DHCP_AGENT: &str = "nicslice-dhcp-agent.service";
 
 fn restore_unit(exe: &Path, state: &Path) -> String {
     format!(
@@ -59,15 +61,40 @@ WantedBy=multi-user.target\n",
     )
 }
 
+/// Optional: the DHCP agent as a service instead of started on demand by
+/// the first DHCP `attach` (which then finds it holding the agent's lock).
+/// After restore, whose endpoints' leases it renews.
+fn dhcp_agent_unit(exe: &Path, state: &Path) -> String {
+    format!(
+        "{MARK}\n\
+[Unit]\n\
+Description=nicslice: renew the DHCP leases of its endpoints (T1, T2, expiry)\n\
+Documentation=man:nicslice(8)\n\
+After=network-online.target nicslice-restore.service\n\
+\n\
+[Service]\n\
+Type=simple\n\
+ExecStart={} --state {} dhcp-agent\n\
+Restart=on-failure\n\
+RestartSec=5\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n",
+        exe.display(),
+        state.display()
+    )
+}
+
 pub fn run(dir: &Path, g: &Globals) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let exe = exe.canonicalize().unwrap_or(exe);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let units: [(PathBuf, String); 2] = [
+    let units: [(PathBuf, String); 3] = [
         (dir.join(RESTORE), restore_unit(&exe, &g.state)),
         (dir.join(EVENTS), events_unit(&exe, &g.state)),
+        (dir.join(DHCP_AGENT), dhcp_agent_unit(&exe, &g.state)),
     ];
-    // Every file checked before any is written: both or neither.
+    // Every file checked before any is written: all or none.
     for (path, _) in &units {
         match std::fs::read_to_string(path) {
             Ok(old) if !old.starts_with(MARK) => anyhow::bail!(
@@ -83,5 +110,9 @@ pub fn run(dir: &Path, g: &Globals) -> anyhow::Result<()> {
     }
     println!("enable the restore at boot: systemctl daemon-reload && systemctl enable {RESTORE}");
     println!("optional, to repair drift as it happens: systemctl enable --now {EVENTS}");
+    println!(
+        "optional, to keep DHCP leases renewed by a service rather than an agent started by \
+         attach: systemctl enable --now {DHCP_AGENT}"
+    );
     Ok(())
 }
