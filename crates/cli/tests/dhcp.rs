@@ -5,7 +5,9 @@
 //! the default route and the DNS server from the answer; detach releases
 //! (the server's lease file drops the address); a re-attached endpoint gets
 //! its address back; with no server, attach fails within its timeout and
-//! leaves no link, no lease and no record.
+//! leaves no link, no lease and no record. The agent renews, rebinds, takes
+//! an expired lease's address off and asks for the lease again, backing off
+//! (kept across an agent killed), until a server answers.
 
 mod common;
 mod dnsmasq;
@@ -903,6 +905,7 @@ fn an_expired_lease_s_address_is_taken_off_its_link_and_asked_for_again() {
     assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
     assert!(link(&ns1, "eth0").is_some(), "the link stays");
     assert!(!resolv.exists(), "the lease's DNS servers gone");
+    assert!(default_gateway(&ns1).is_none(), "the default route went with it");
     // The endpoint's record says so, and why, and when it asks again.
     let lost = format!("DHCPv4 lease of {ip}/24 lost: lease expired");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
@@ -1041,4 +1044,52 @@ fn an_agent_killed_while_asking_again_resumes_its_backoff() {
     next.wait().unwrap();
     lab.ok(&["network", "rm", "lan", "--force"]);
     assert!(back.released(&ip), "{:?}", back.leases());
+}
+
+/// An agent killed after a lost lease was granted again and put on the
+/// link, before the store recorded it whole (the fault point
+/// `reacquire-record` ends the process there): the grant is recorded and
+/// the endpoint still asks; the next agent asks again under the same
+/// identifier, gets the same lease and puts it on whole: one lease at the
+/// server, the address once on the link, nothing lost any more.
+#[test]
+fn an_agent_killed_before_recording_a_lease_asked_for_again_finishes_it_next_time() {
+    let mut lab = Lab::new("dhcpredie");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "redie") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    server.stop();
+    let now = unix_now();
+    edit_lease(&lab, &ip, |l| {
+        (l.renew_at, l.rebind_at, l.expires_at) = (now - 30, now - 20, now - 1);
+    });
+    lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    let Some(back) = Dnsmasq::start(&lab.switch, "redie-back") else { return };
+    // The next try is due 4 s after the first.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = lab.run_env(&["dhcp-agent", "--once"], &[("NICSLICE_FAIL_AT", "reacquire-record")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "died: {err}");
+    assert!(err.contains("injected death at reacquire-record"), "{err}");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/24")], "put on before the record");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(!listed[0]["dhcp_retry"].is_null(), "still asking: {listed}");
+    assert_eq!(held_lease(&lab, &ip).address.to_string(), format!("{ip}/24"), "grant recorded");
+
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["reacquired"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/24")], "once on the link");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()));
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && listed[0]["dhcp_retry"].is_null(), "{listed}");
+    assert_one_lease_each(&back, &lab, &[&view]);
+    lab.ok(&["endpoint", "check", "lan"]);
+    assert!(Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists());
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert!(back.released(&ip), "{:?}", back.leases());
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its resolv.conf gone");
 }

@@ -11,7 +11,9 @@
 //! address is DECLINEd; a namespace deleted without detach still gets its
 //! RELEASE (through the parent); with no server, attach fails within its
 //! timeout and leaves no link, no lease and no record; `apply` of a DHCPv6
-//! network starts the agent.
+//! network starts the agent; a lost lease is SOLICITed again (through DAD
+//! on a probing network; a dual-stack endpoint's lost DHCPv4 lease comes
+//! back beside its DHCPv6 one).
 
 mod common;
 mod dnsmasq;
@@ -527,4 +529,75 @@ fn with_conflict_probing_an_address_asked_for_again_is_declined_if_used() {
     sock.delete_address(br0.index, taken).unwrap();
     lab.ok(&["network", "rm", "lan", "--force"]);
     assert_eq!(non_lo(&ns1), Vec::<String>::new());
+}
+
+/// A dual-stack endpoint that loses its DHCPv4 lease keeps its DHCPv6 one;
+/// the DHCPv4 lease asked for again comes back as attach made it, the
+/// resolv.conf with both families' DNS servers again.
+#[test]
+fn a_dual_stack_endpoint_gets_its_lost_dhcp4_lease_back_beside_its_dhcp6_one() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp46re");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start_v6(&lab.switch, "dualre") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp,dhcp6"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let (v4, v6) = (ips_of(&view, '.')[0].clone(), ip6_of(&view));
+    let resolv = format!("/etc/netns/{n1}/resolv.conf");
+    let both = "nameserver 192.168.0.53\nnameserver fd00:db8::53\n";
+    assert!(std::fs::read_to_string(&resolv).unwrap().ends_with(both));
+    server.stop();
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().into_iter().find(|l| l.family == 4).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    let expired = nicslice_store::DhcpLeaseRecord {
+        renew_at: now - 30,
+        rebind_at: now - 20,
+        expires_at: now - 1,
+        ..lease.clone()
+    };
+    tx.record_dhcp_lease(&expired).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{v6}/128")], "DHCPv6's kept");
+
+    let Some(back) = Dnsmasq::start_v6(&lab.switch, "dualre-back") else { return };
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent", "--timeout", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut want = vec![format!("{v4}/24"), format!("{v6}/128")];
+    want.sort();
+    let held = || {
+        let mut a = addresses(&ns1, "eth0");
+        a.sort();
+        a
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while held() != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(held(), want, "both again: {}", back.log());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !lab.json(&["endpoint", "ls"])[0]["dhcp_retry"].is_null() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && !listed[0]["dhcp"].is_null(), "{listed}");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()));
+    let text = std::fs::read_to_string(&resolv).unwrap();
+    assert!(text.ends_with(both), "both families' DNS servers: {text}");
+    lab.ok(&["endpoint", "check", "lan"]);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(!std::path::Path::new(&resolv).exists());
 }

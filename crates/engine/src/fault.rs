@@ -47,10 +47,13 @@ pub enum Step {
     /// records it. The process dies there ([`Faults::die_at`]), as a
     /// killed agent would.
     RenewRecord,
+    /// dhcp-agent: a lost lease granted again and put on the link, before
+    /// the store records it whole. The process dies there.
+    ReacquireRecord,
 }
 
 impl Step {
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 15] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -65,6 +68,7 @@ impl Step {
         Step::DeleteParent,
         Step::Converge,
         Step::RenewRecord,
+        Step::ReacquireRecord,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Step {
             Step::DeleteParent => "delete-parent",
             Step::Converge => "converge",
             Step::RenewRecord => "renew-record",
+            Step::ReacquireRecord => "reacquire-record",
         }
     }
 }

@@ -305,15 +305,20 @@ impl Engine {
         let row = |details: &LeaseDetails| {
             lease_record(client_id.clone(), Some(ep.id), &granted, details, unix_now())
         };
-        if let Err(e) = self.record_grant(ep.id, &row(&details)) {
-            give_back();
-            return Err(e);
-        }
+        let place = Place::between(&self.host, ns);
+        let recorded =
+            place.and_then(|place| self.record_grant(ep.id, &row(&details)).map(|()| place));
+        let mut place = match recorded {
+            Ok(place) => place,
+            Err(e) => {
+                give_back();
+                return Err(e);
+            }
+        };
 
         // The kernel, as attach does it.
         let target = NetnsTarget::Path(PathBuf::from(&ep.netns));
         let who = Who { network: spec.name.as_str(), netns: &target, ifname };
-        let mut place = Place::between(&self.host, ns)?;
         let ep_details: EndpointDetails =
             serde_json::from_value(ep.details.clone()).unwrap_or_default();
         let last_details: LeaseDetails =
@@ -338,13 +343,26 @@ impl Engine {
         let macvlan = matches!(spec.mode, LinkMode::Macvlan(_));
         let routes = grant_routes(&granted, &extra, default_route, noarp);
         let mut undo = UndoLog::default();
+        // A dual-stack endpoint's DHCPv6 lease: a resolv.conf it holds is
+        // its own; else its DNS servers join the file written here, as at
+        // attach (they went with the DHCPv4 lease's file).
+        let v6 = self.store.read()?.dhcp_leases_of(ep.id)?.into_iter().find(|l| l.family == 6);
+        let v6_file = v6.as_ref().is_some_and(|l| {
+            let details = serde_json::from_value::<LeaseDetails>(l.details.clone());
+            details.is_ok_and(|d| d.resolv_conf.is_some())
+        });
         let put_on = (|| -> Result<_> {
             let link = place.target.require_link_brief(ifname, place.target_ns.label())?;
             // Left by a try that did not finish (an agent killed): taken
-            // off, and its routes with it, to go on again whole.
+            // off, and its routes with it, to go on again whole; so is the
+            // resolv.conf it wrote (nicslice's for this interface, which no
+            // lease records), to be written again.
             match place.target.delete_address(link.index, address) {
                 Err(e) if e.errno() != Some(libc::EADDRNOTAVAIL) => return Err(e.into()),
                 _ => {}
+            }
+            if !v6_file {
+                super::forget_unrecorded_resolv_conf(ep, who.network);
             }
             apply_grant(&link, &granted, &routes, macvlan, &who, &mut place, self.faults, &mut undo)
         })();
@@ -357,6 +375,16 @@ impl Engine {
                 return Err(e);
             }
         };
+        if let (Some(file), Some(v6)) = (&written, &v6) {
+            let dns = super::v6::dns_of(v6);
+            if let Err(e) = resolv::append(file, who.network, ifname, &dns) {
+                tracing::warn!("cannot add the DHCPv6 DNS servers to {}: {e}", file.path.display());
+            }
+        }
+        // Killed here, the address is on the link and the store has the
+        // grant but still the entry: the next agent asks again, under the
+        // same identifier, and puts the same lease on whole.
+        self.faults.die_at(crate::fault::Step::ReacquireRecord);
         details.resolv_conf = written.clone();
         let gateways: Vec<IpAddr> = routes.iter().filter_map(|r| r.gateway).collect();
         if let Err(e) = self.record_found(ep.id, 4, &row(&details), &gateways) {
