@@ -223,7 +223,8 @@ pub struct DhcpAgentArgs {
     /// Seconds to wait for a server's answer to each renewal.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
-    /// Exit after a pass that finds no lease held (how `attach` starts it).
+    /// Exit after a pass that finds no lease held and none lost asked for
+    /// again (how `attach` starts it).
     #[arg(long)]
     pub exit_when_idle: bool,
 }

@@ -5,7 +5,9 @@
 //! the default route and the DNS server from the answer; detach releases
 //! (the server's lease file drops the address); a re-attached endpoint gets
 //! its address back; with no server, attach fails within its timeout and
-//! leaves no link, no lease and no record.
+//! leaves no link, no lease and no record. The agent renews, rebinds, takes
+//! an expired lease's address off and asks for the lease again, backing off
+//! (kept across an agent killed), until a server answers.
 
 mod common;
 mod dnsmasq;
@@ -442,7 +444,11 @@ fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     };
     let report = lab.json(&["dhcp-agent", "--once", "--now"]);
     assert_eq!(report["replaced"].as_array().unwrap().len(), 2, "{report}");
-    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "old DNS gone");
+    // The new lease put on as attach puts one on: its DNS servers in the
+    // namespace's resolv.conf, recorded (network rm removes it below).
+    let resolv = PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
+    let text = std::fs::read_to_string(&resolv).expect("the new lease's resolv.conf");
+    assert!(text.contains("nameserver 192.168.0.53"), "{text}");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
     for e in listed.as_array().unwrap() {
         let ip = ip_of(e);
@@ -463,7 +469,9 @@ fn the_agent_renews_from_the_store_and_starts_over_after_a_nak() {
     assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
     assert!(ping(&ns1, "192.168.0.1"));
     assert!(!other.has_lease(&ip1) && !other.has_lease(&ip2));
+    lab.ok(&["endpoint", "check", "lan"]);
     lab.ok(&["network", "rm", "lan", "--force"]);
+    assert!(!resolv.exists(), "its resolv.conf went with it");
 }
 
 #[test]
@@ -824,53 +832,264 @@ fn an_agent_killed_between_the_answer_and_its_record_renews_again_without_a_dupl
     assert_eq!(server.leases(), Vec::<Vec<String>>::new(), "{:?}", server.leases());
 }
 
+/// A long-running agent for `lab` (`dhcp-agent` with `extra`), stopped by
+/// the test through the pid it started.
+fn spawn_agent(lab: &Lab, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The store's entry for the endpoint's lost DHCPv4 lease asked for again,
+/// as `endpoint ls` shows it (the first endpoint listed).
+fn retry_of(lab: &Lab) -> Option<serde_json::Value> {
+    let listed = lab.json(&["endpoint", "ls"]);
+    let list = listed[0]["dhcp_retry"].as_array()?.clone();
+    list.into_iter().find(|r| r["family"] == 4)
+}
+
+/// Waits up to `limit` for `ns`'s eth0 to hold exactly `want`.
+fn wait_addresses(ns: &nicslice_kernel::Netns, want: &[String], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while addresses(ns, "eth0") != want {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
 /// A lease that ran out (the store's expiry passed: a server that stopped
 /// answering, an agent that was not running): the agent takes the address
 /// off the link and the server's DNS servers out of the namespace, and
 /// says so; the endpoint keeps its link, with no address and no lease, its
-/// record says why (`endpoint ls`, and `endpoint check` reports it), and no
-/// pass keeps the lease again.
+/// record says why (`endpoint ls`, and `endpoint check` reports it), and
+/// the lease is asked for again at once (RFC 2131 4.4.5), then after 4 s,
+/// 8 s... while no server answers. A server back on the link: within that
+/// wait the agent has the lease again (the same address, asked for under
+/// the same client identifier), and the address, the default route and the
+/// resolv.conf are back as attach made them; `endpoint check` passes and
+/// `endpoint ls` says nothing lost.
 #[test]
-fn an_expired_lease_s_address_is_taken_off_its_link() {
+fn an_expired_lease_s_address_is_taken_off_its_link_and_asked_for_again() {
     let mut lab = Lab::new("dhcpexp");
     let _etc = EtcNetns(lab.world.prefix().to_string());
-    let Some(server) = Dnsmasq::start(&lab.switch, "expired") else { return };
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "expired") else { return };
     lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
     let (ns1, n1) = lab.netns("ns1");
     let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
     let ip = ip_of(&view);
     let resolv = PathBuf::from(format!("/etc/netns/{n1}/resolv.conf"));
     assert!(resolv.exists());
+    server.stop();
     let now = unix_now();
     edit_lease(&lab, &ip, |l| {
         (l.renew_at, l.rebind_at, l.expires_at) = (now - 30, now - 20, now - 1);
     });
 
-    let said = lab.ok(&["dhcp-agent", "--once"]);
+    let started = Instant::now();
+    let said = lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    let tried = unix_now();
     assert!(
         said.contains(&format!("lost {ip}/24 (eth0 in /run/netns/{n1}): lease expired")),
         "{said}"
     );
+    assert!(started.elapsed() >= Duration::from_secs(1), "a DISCOVER at once, unanswered");
     assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
     assert!(link(&ns1, "eth0").is_some(), "the link stays");
     assert!(!resolv.exists(), "the lease's DNS servers gone");
-    // The endpoint's record says so, and why.
+    assert!(default_gateway(&ns1).is_none(), "the default route went with it");
+    // The endpoint's record says so, and why, and when it asks again.
     let lost = format!("DHCPv4 lease of {ip}/24 lost: lease expired");
     let listed = lab.json(&["endpoint", "ls", "lan"]);
     assert_eq!(listed[0]["addresses"], serde_json::json!([]), "{listed}");
     assert!(listed[0]["dhcp"].is_null(), "no lease: {listed}");
     assert_eq!(listed[0]["dhcp_lost"], serde_json::json!([lost]), "{listed}");
     assert_eq!(listed[0]["state"], "attached", "{listed}");
+    let retry = retry_of(&lab).expect("asked for again");
+    assert_eq!(retry["client_id"], view["dhcp"]["client_id"], "the same identifier: {retry}");
+    assert_eq!(retry["backoff_secs"], 8, "the first try failed, the next wait doubles: {retry}");
+    let next_at = retry["next_at"].as_i64().unwrap();
+    assert!((tried - 1..=tried + 4).contains(&(next_at - 4)), "4 s after the try: {retry}");
     let table = lab.ok(&["endpoint", "ls", "lan"]);
     assert!(table.contains(&lost) && !table.contains("dhcp 192.168.0.1"), "{table}");
+    assert!(table.contains("DHCPv4 asked for again in"), "{table}");
     let out = lab.run(&["endpoint", "check", "lan"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && said.contains(&lost), "{said}");
-    assert!(lab.json(&["dhcp-agent", "--once"])["next_due"].is_null(), "nothing held");
+    assert!(said.contains("asks for a new lease"), "{said}");
+    // The agent keeps running for it: the next due time is the next try.
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    let next_at = retry_of(&lab).unwrap()["next_at"].as_i64().unwrap();
+    assert_eq!(report["next_due"], next_at, "not idle: {report}");
+
+    // The server is back: an agent as attach starts it gets the lease again
+    // within the wait, and stays on to renew it.
+    let Some(back) = Dnsmasq::start(&lab.switch, "expired-back") else { return };
+    let mut agent = spawn_agent(&lab, &["--exit-when-idle", "--timeout", "1"]);
+    let want = vec![format!("{ip}/24")];
+    let found = wait_addresses(&ns1, &want, Duration::from_secs(12));
+    let at = unix_now();
+    assert!(found, "the lease again: {:?}\n{}", addresses(&ns1, "eth0"), back.log());
+    assert!(at >= next_at, "not before the recorded try ({at} < {next_at})");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
+    let text = std::fs::read_to_string(&resolv).expect("resolv.conf written again");
+    assert!(text.contains("nameserver 192.168.0.53"), "{text}");
+    assert!(valid_lifetime(&n1, "eth0") >= 115, "the lease's lifetime in the kernel");
+    assert!(ping(&ns1, "192.168.0.1"));
+    let id = view["dhcp"]["client_id"].as_str().unwrap();
+    let leases = back.leases();
+    assert!(
+        leases.len() == 1 && leases[0][2] == ip && leases[0].get(4).map(String::as_str) == Some(id),
+        "one lease, under the endpoint's identifier: {leases:?}"
+    );
+    // Recorded whole (the store is written once the kernel has it).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while retry_of(&lab).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && listed[0]["dhcp_retry"].is_null(), "{listed}");
+    assert_eq!(listed[0]["dhcp"]["server"], "192.168.0.1", "{listed}");
+    assert_eq!(ip_of(&listed[0]), ip, "{listed}");
+    let table = lab.ok(&["endpoint", "ls", "lan"]);
+    assert!(!table.contains("lost") && table.contains("dhcp 192.168.0.1 120s"), "{table}");
+    lab.ok(&["endpoint", "check", "lan"]);
+    assert!(agent.try_wait().unwrap().is_none(), "the agent runs on: a lease is held");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
 
     lab.ok(&["detach", "lan", "--netns", &n1]);
     assert!(link(&ns1, "eth0").is_none());
+    assert!(back.released(&ip), "{:?}", back.leases());
     assert_eq!(lab.json(&["endpoint", "ls"]).as_array().unwrap().len(), 0);
-    drop(server);
     lab.ok(&["network", "rm", "lan"]);
+}
+
+/// An agent killed (SIGKILL) while it asks for a lost lease again: the
+/// wait it had reached is in the store, and the next agent carries on from
+/// it, sleeping until the recorded time (not asking at once, nor polling
+/// meanwhile), then gets the lease.
+#[test]
+fn an_agent_killed_while_asking_again_resumes_its_backoff() {
+    let mut lab = Lab::new("dhcpback");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "backoff") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    server.stop();
+    let now = unix_now();
+    edit_lease(&lab, &ip, |l| {
+        (l.renew_at, l.rebind_at, l.expires_at) = (now - 30, now - 20, now - 1);
+    });
+
+    // Tries at once, 4 s later, 8 s after that...: wait for the second to
+    // have failed (the next try 8 s later), then kill the agent.
+    let mut first = spawn_agent(&lab, &["--timeout", "1"]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let retry = loop {
+        if let Some(r) = retry_of(&lab) {
+            if seen.last() != Some(&r["backoff_secs"]) {
+                seen.push(r["backoff_secs"].clone());
+            }
+            if r["backoff_secs"] == 16 {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "backoff seen: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!lab.dhcp_agent_lock_held(), "its lock went with it");
+    let doubling = seen.windows(2).all(|w| w[1] == w[0].as_u64().unwrap() * 2);
+    assert!(seen.len() >= 2 && doubling, "doubling: {seen:?}");
+    let next_at = retry["next_at"].as_i64().unwrap();
+    let killed_at = unix_now();
+    assert!(next_at - killed_at >= 6, "8 s after the failed try: {retry}, now {killed_at}");
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new());
+
+    // The server is back at once; the next agent waits for the recorded
+    // time all the same (an agent that forgot would ask at once and have
+    // the lease within a second).
+    let Some(back) = Dnsmasq::start(&lab.switch, "backoff-back") else { return };
+    let mut next = spawn_agent(&lab, &["--timeout", "1"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let want = vec![format!("{ip}/24")];
+    let found = wait_addresses(&ns1, &want, Duration::from_secs(15));
+    let at = unix_now();
+    assert!(found, "the lease again: {}", back.log());
+    assert!(at >= next_at, "not before the recorded try: {at} < {next_at}");
+    assert!(at <= next_at + 3, "at the recorded try: {at} against {next_at}");
+    // It slept meanwhile: one DISCOVER from it, the one answered.
+    let discovers = back.log().matches("DHCPDISCOVER(br0)").count();
+    assert_eq!(discovers, 1, "{}", back.log());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while retry_of(&lab).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(retry_of(&lab).is_none(), "no longer asking");
+    lab.ok(&["endpoint", "check", "lan"]);
+    next.kill().unwrap();
+    next.wait().unwrap();
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert!(back.released(&ip), "{:?}", back.leases());
+}
+
+/// An agent killed after a lost lease was granted again and put on the
+/// link, before the store recorded it whole (the fault point
+/// `reacquire-record` ends the process there): the grant is recorded and
+/// the endpoint still asks; the next agent asks again under the same
+/// identifier, gets the same lease and puts it on whole: one lease at the
+/// server, the address once on the link, nothing lost any more.
+#[test]
+fn an_agent_killed_before_recording_a_lease_asked_for_again_finishes_it_next_time() {
+    let mut lab = Lab::new("dhcpredie");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "redie") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip_of(&view);
+    server.stop();
+    let now = unix_now();
+    edit_lease(&lab, &ip, |l| {
+        (l.renew_at, l.rebind_at, l.expires_at) = (now - 30, now - 20, now - 1);
+    });
+    lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    let Some(back) = Dnsmasq::start(&lab.switch, "redie-back") else { return };
+    // The next try is due 4 s after the first.
+    std::thread::sleep(Duration::from_secs(4));
+    let out = lab.run_env(&["dhcp-agent", "--once"], &[("NICSLICE_FAIL_AT", "reacquire-record")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "died: {err}");
+    assert!(err.contains("injected death at reacquire-record"), "{err}");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/24")], "put on before the record");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(!listed[0]["dhcp_retry"].is_null(), "still asking: {listed}");
+    assert_eq!(held_lease(&lab, &ip).address.to_string(), format!("{ip}/24"), "grant recorded");
+
+    let report = lab.json(&["dhcp-agent", "--once"]);
+    assert_eq!(report["reacquired"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{ip}/24")], "once on the link");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()));
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && listed[0]["dhcp_retry"].is_null(), "{listed}");
+    assert_one_lease_each(&back, &lab, &[&view]);
+    lab.ok(&["endpoint", "check", "lan"]);
+    assert!(Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists());
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert!(back.released(&ip), "{:?}", back.leases());
+    assert!(!Path::new(&format!("/etc/netns/{n1}/resolv.conf")).exists(), "its resolv.conf gone");
 }

@@ -11,7 +11,9 @@
 //! address is DECLINEd; a namespace deleted without detach still gets its
 //! RELEASE (through the parent); with no server, attach fails within its
 //! timeout and leaves no link, no lease and no record; `apply` of a DHCPv6
-//! network starts the agent.
+//! network starts the agent; a lost lease is SOLICITed again (through DAD
+//! on a probing network; a dual-stack endpoint's lost DHCPv4 lease comes
+//! back beside its DHCPv6 one).
 
 mod common;
 mod dnsmasq;
@@ -390,4 +392,212 @@ fn apply_of_a_dhcp6_network_starts_the_agent() {
     // SAFETY: kill(2) with a pid this test's apply started.
     assert_eq!(unsafe { libc::kill(agents[0] as i32, libc::SIGKILL) }, 0);
     lab.ok(&["network", "rm", "lan", "--force"]);
+}
+
+/// A DHCPv6 lease that ran out while no server answered: the agent takes
+/// the address off and SOLICITs again (RFC 8415 18.2.5) with the same DUID
+/// and IAID, at once and then backing off; the server back, the agent
+/// has the address again as attach put it on (the /128 with the lease's
+/// lifetime, the resolv.conf), and the endpoint's record says nothing lost.
+#[test]
+fn an_expired_dhcp6_lease_is_solicited_again() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp6re");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start_v6(&lab.switch, "v6re") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip6_of(&view);
+    let resolv = format!("/etc/netns/{n1}/resolv.conf");
+    assert!(std::path::Path::new(&resolv).exists());
+    server.stop();
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().pop().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    let expired = nicslice_store::DhcpLeaseRecord {
+        renew_at: now - 30,
+        rebind_at: now - 20,
+        expires_at: now - 1,
+        ..lease.clone()
+    };
+    tx.record_dhcp_lease(&expired).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+
+    let said = lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert!(said.contains(&format!("lost {ip}/128")) && said.contains("lease expired"), "{said}");
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+    assert!(!std::path::Path::new(&resolv).exists(), "its DNS servers gone");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    let retry = &listed[0]["dhcp_retry"][0];
+    assert_eq!((&retry["family"], &retry["backoff_secs"]), (&6.into(), &8.into()), "{listed}");
+    assert_eq!(retry["client_id"], view["dhcp6"]["client_id"], "the same DUID and IAID");
+    let out = lab.run(&["endpoint", "check", "lan"]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let Some(back) = Dnsmasq::start_v6(&lab.switch, "v6re-back") else { return };
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent", "--timeout", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = vec![format!("{ip}/128")];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while addresses(&ns1, "eth0") != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(addresses(&ns1, "eth0"), want, "the address again: {}", back.log());
+    assert_eq!(back.v6_lease(&ip)[2], ip);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !lab.json(&["endpoint", "ls"])[0]["dhcp_retry"].is_null() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && listed[0]["dhcp_retry"].is_null(), "{listed}");
+    assert_eq!(listed[0]["dhcp6"]["lease_secs"], 120, "{listed}");
+    assert_eq!(ip6_of(&listed[0]), ip, "{listed}");
+    let text = std::fs::read_to_string(&resolv).expect("resolv.conf written again");
+    assert!(text.contains("nameserver fd00:db8::53"), "{text}");
+    lab.ok(&["endpoint", "check", "lan"]);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(back.released(&ip), "{:?}", back.leases());
+}
+
+/// On a network that probes for conflicts, an address SOLICITed again
+/// after its lease was lost goes through DAD as at attach: one another host
+/// took meanwhile is DECLINEd and not kept, and the agent asks again later;
+/// once the address is free it is put on.
+#[test]
+fn with_conflict_probing_an_address_asked_for_again_is_declined_if_used() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp6rd");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start_v6(&lab.switch, "v6rd") else { return };
+    let probe = "--probe-conflicts=300";
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp6", probe]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let ip = ip6_of(&view);
+    server.stop();
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().pop().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    let expired = nicslice_store::DhcpLeaseRecord { expires_at: now - 1, ..lease.clone() };
+    tx.record_dhcp_lease(&expired).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "address taken off");
+
+    // Another host takes the address (the switch, statically); the server
+    // comes back and hands it to the endpoint again.
+    let mut sock = nicslice_kernel::RouteSocket::open_in(&lab.switch).unwrap();
+    let br0 = sock.require_link("br0", "switch").unwrap();
+    let taken: ipnet::IpNet = format!("{ip}/128").parse().unwrap();
+    sock.add_address(br0.index, taken).unwrap();
+    let Some(back) = Dnsmasq::start_v6(&lab.switch, "v6rd-back") else { return };
+    let report = {
+        // The next try is due 4 s after the first.
+        std::thread::sleep(Duration::from_secs(4));
+        lab.json(&["dhcp-agent", "--once", "--timeout", "3"])
+    };
+    let failed = report["failed"].as_array().unwrap();
+    assert!(
+        failed.len() == 1 && failed[0].as_str().unwrap().contains("duplicate address detection"),
+        "{report}\n{}",
+        back.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !back.log().contains("DHCPDECLINE") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(back.log().contains("DHCPDECLINE"), "the server heard the DECLINE: {}", back.log());
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "not kept");
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert_eq!(listed[0]["dhcp_retry"][0]["backoff_secs"], 16, "asked again later: {listed}");
+    assert!(listed[0]["dhcp6"].is_null(), "no lease recorded: {listed}");
+    sock.delete_address(br0.index, taken).unwrap();
+    lab.ok(&["network", "rm", "lan", "--force"]);
+    assert_eq!(non_lo(&ns1), Vec::<String>::new());
+}
+
+/// A dual-stack endpoint that loses its DHCPv4 lease keeps its DHCPv6 one;
+/// the DHCPv4 lease asked for again comes back as attach made it, the
+/// resolv.conf with both families' DNS servers again.
+#[test]
+fn a_dual_stack_endpoint_gets_its_lost_dhcp4_lease_back_beside_its_dhcp6_one() {
+    use nicslice_store::{Store, StoreRead};
+    let mut lab = Lab::new("dhcp46re");
+    let _etc = EtcNetns(lab.world.prefix().to_string());
+    let Some(mut server) = Dnsmasq::start_v6(&lab.switch, "dualre") else { return };
+    lab.ok(&["network", "create", "lan", "--parent", "eth0", "--ipam", "dhcp,dhcp6"]);
+    let (ns1, n1) = lab.netns("ns1");
+    let view = lab.json(&["attach", "lan", "--netns", &n1, "--dhcp-timeout", "5", "--no-agent"]);
+    let (v4, v6) = (ips_of(&view, '.')[0].clone(), ip6_of(&view));
+    let resolv = format!("/etc/netns/{n1}/resolv.conf");
+    let both = "nameserver 192.168.0.53\nnameserver fd00:db8::53\n";
+    assert!(std::fs::read_to_string(&resolv).unwrap().ends_with(both));
+    server.stop();
+    let mut store = Store::open(&lab.state).unwrap();
+    let lease = store.held_dhcp_leases().unwrap().into_iter().find(|l| l.family == 4).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    let tx = store.write().unwrap();
+    let expired = nicslice_store::DhcpLeaseRecord {
+        renew_at: now - 30,
+        rebind_at: now - 20,
+        expires_at: now - 1,
+        ..lease.clone()
+    };
+    tx.record_dhcp_lease(&expired).unwrap();
+    tx.commit().unwrap();
+    drop(store);
+    lab.ok(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(addresses(&ns1, "eth0"), vec![format!("{v6}/128")], "DHCPv6's kept");
+
+    let Some(back) = Dnsmasq::start_v6(&lab.switch, "dualre-back") else { return };
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent", "--timeout", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut want = vec![format!("{v4}/24"), format!("{v6}/128")];
+    want.sort();
+    let held = || {
+        let mut a = addresses(&ns1, "eth0");
+        a.sort();
+        a
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while held() != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(held(), want, "both again: {}", back.log());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !lab.json(&["endpoint", "ls"])[0]["dhcp_retry"].is_null() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let listed = lab.json(&["endpoint", "ls", "lan"]);
+    assert!(listed[0]["dhcp_lost"].is_null() && !listed[0]["dhcp"].is_null(), "{listed}");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()));
+    let text = std::fs::read_to_string(&resolv).unwrap();
+    assert!(text.ends_with(both), "both families' DNS servers: {text}");
+    lab.ok(&["endpoint", "check", "lan"]);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    lab.ok(&["detach", "lan", "--netns", &n1]);
+    assert!(!std::path::Path::new(&resolv).exists());
 }

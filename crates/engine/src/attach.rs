@@ -62,6 +62,9 @@ pub(crate) struct EndpointDetails {
     /// keeps its link without their addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dhcp_lost: Vec<String>,
+    /// Those leases asked for again (`dhcp::reacquire`), one per family.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dhcp_retry: Vec<crate::dhcp::DhcpRetry>,
 }
 
 pub(crate) fn open_target(target: &NetnsTarget) -> Result<nicslice_kernel::Netns> {
@@ -516,6 +519,7 @@ impl Engine {
                 default_dev: realized.routes.iter().any(|r| r.is_default() && r.gateway.is_none()),
                 routes: req.routes.clone(),
                 dhcp_lost: Vec::new(),
+                dhcp_retry: Vec::new(),
             };
             let details_json = serde_json::to_value(&details).unwrap_or(serde_json::Value::Null);
             let recorded = match claiming.take() {
@@ -554,6 +558,7 @@ impl Engine {
                 routes: details.routes,
                 state: EndpointState::Attached.as_str(),
                 dhcp_lost: Vec::new(),
+                dhcp_retry: Vec::new(),
             })
         })();
         match result {

@@ -51,6 +51,7 @@ pub(crate) fn endpoint_view(
         routes: details.routes,
         state: ep.state.as_str(),
         dhcp_lost: details.dhcp_lost,
+        dhcp_retry: details.dhcp_retry,
     })
 }
 

@@ -51,10 +51,13 @@ pub enum Step {
     HostShim,
     /// CNI ADD with hostAccess: route the pod through the master's shim.
     HostRoute,
+    /// dhcp-agent: a lost lease granted again and put on the link, before
+    /// the store records it whole. The process dies there.
+    ReacquireRecord,
 }
 
 impl Step {
-    pub const ALL: [Step; 16] = [
+    pub const ALL: [Step; 17] = [
         Step::SetPromisc,
         Step::StoreCommit,
         Step::Allocate,
@@ -71,6 +74,7 @@ impl Step {
         Step::RenewRecord,
         Step::HostShim,
         Step::HostRoute,
+        Step::ReacquireRecord,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +95,7 @@ impl Step {
             Step::RenewRecord => "renew-record",
             Step::HostShim => "host-shim",
             Step::HostRoute => "host-route",
+            Step::ReacquireRecord => "reacquire-record",
         }
     }
 }

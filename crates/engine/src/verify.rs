@@ -59,12 +59,16 @@ impl Engine {
         let ns = NetnsTarget::Path(PathBuf::from(&view.netns)).open().map_err(|_| gone())?;
         // Its address and routes went with the lease, on purpose.
         if !view.dhcp_lost.is_empty() {
-            return Err(EngineError::Invalid(format!(
-                "{}; `nicslice detach {} --netns {}` and attach again for a new lease",
-                view.dhcp_lost.join("; "),
-                view.network,
-                view.netns
-            )));
+            let what = match view.dhcp_retry.is_empty() {
+                false => {
+                    "nicslice dhcp-agent asks for a new lease (`endpoint ls` says when)".into()
+                }
+                true => format!(
+                    "`nicslice detach {} --netns {}` and attach again for a new lease",
+                    view.network, view.netns
+                ),
+            };
+            return Err(EngineError::Invalid(format!("{}; {what}", view.dhcp_lost.join("; "))));
         }
         let mut place = Place::between(&self.host, ns)?;
         let addresses: Vec<IpAddr> = view.addresses.iter().map(IpNet::addr).collect();

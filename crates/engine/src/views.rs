@@ -65,6 +65,10 @@ pub struct EndpointView {
     /// be had), and why: their addresses are off the link.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dhcp_lost: Vec<String>,
+    /// Those leases the agent asks for again: when next, and the wait
+    /// after that try should it find no server either.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dhcp_retry: Vec<crate::dhcp::DhcpRetry>,
 }
 
 /// The parent as the kernel reports it now.

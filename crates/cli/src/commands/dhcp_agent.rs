@@ -1,6 +1,6 @@
 //! `nicslice dhcp-agent`: the engine's renewal pass in a loop, sleeping
-//! until the next lease is due (at most 30 s, so that leases attached
-//! meanwhile are seen in time). One agent per state database, held by a
+//! until the next lease is due or the next try for a lost one (at most
+//! 30 s, so that leases attached meanwhile are seen in time). One agent per state database, held by a
 //! lock file beside it (`STATE.dhcp-agent.lock`, holding the agent's pid;
 //! `nicslice_engine::dhcp::agent`). `attach` and the CNI plugin start one
 //! when a DHCP endpoint was made and none runs.
@@ -64,6 +64,9 @@ fn print_report(r: &RenewReport) {
     }
     for line in &r.replaced {
         println!("replaced {line}");
+    }
+    for line in &r.reacquired {
+        println!("reacquired {line}");
     }
     for line in &r.lost {
         println!("lost {line}");

@@ -92,7 +92,7 @@ pub fn run(g: &Globals, cmd: EndpointCommand) -> anyhow::Result<()> {
 
 /// An endpoint's DHCP leases in one cell, each family's (a dual-stack
 /// endpoint has two): its server, length and what is left of it; then
-/// those the agent lost, and why.
+/// those the agent lost, and why, and when it asks again.
 fn leases(e: &nicslice_engine::EndpointView) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,6 +108,10 @@ fn leases(e: &nicslice_engine::EndpointView) -> String {
             left(lease.expires_at)
         ))
     });
-    let cells: Vec<String> = held.chain(e.dhcp_lost.iter().cloned()).collect();
+    let asking = e
+        .dhcp_retry
+        .iter()
+        .map(|r| format!("DHCPv{} asked for again in {}", r.family, left(r.next_at)));
+    let cells: Vec<String> = held.chain(e.dhcp_lost.iter().cloned()).chain(asking).collect();
     if cells.is_empty() { "-".to_string() } else { cells.join("; ") }
 }

@@ -68,7 +68,7 @@ fn dhcp_agent_unit(exe: &Path, state: &Path) -> String {
     format!(
         "{MARK}\n\
 [Unit]\n\
-Description=nicslice: renew the DHCP leases of its endpoints (T1, T2, expiry)\n\
+Description=nicslice: renew the DHCP leases of its endpoints (T1, T2, expiry, asked for again when lost)\n\
 Documentation=man:nicslice(8)\n\
 After=network-online.target nicslice-restore.service\n\
 \n\

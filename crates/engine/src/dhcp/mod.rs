@@ -19,7 +19,8 @@
 //!
 //! Renewal (`renew`, [`Engine::renew_dhcp_leases`](crate::Engine::renew_dhcp_leases)):
 //! `nicslice dhcp-agent` renews at T1, rebinds at T2 and takes an expired or
-//! refused address off its link, from what the store says.
+//! refused address off its link, from what the store says; the endpoint
+//! then asks for a lease again, backing off (`reacquire`).
 //!
 //! CNI (`cni`, [`CniAttachment`]): nicslice-ipam's `"dhcp": {}` runs the
 //! same exchange on the link the CNI plugin made, its lease kept in the same
@@ -32,6 +33,7 @@ pub mod agent;
 mod client;
 mod cni;
 mod identity;
+mod reacquire;
 mod renew;
 mod resolv;
 pub mod v6;
@@ -49,10 +51,12 @@ use serde::{Deserialize, Serialize};
 use client::Exchange;
 pub use client::Granted;
 pub use cni::{CniAttachment, CniDhcpCheck, CniGrants, DhcpFamilies, cni_client_id};
+pub use reacquire::DhcpRetry;
 pub use renew::RenewReport;
 
 use crate::endpoint::{
-    self, AddressPlan, EndpointPlan, Place, Policy, Realized, Route, RouteSpec, plan_routes,
+    self, AddressPlan, EndpointPlan, LinkBrief, Place, Policy, Realized, Route, RouteSpec,
+    plan_routes,
 };
 use crate::error::{EngineError, Result};
 use crate::fault::Faults;
@@ -241,46 +245,79 @@ pub fn realize(
         return Err(e);
     }
 
-    let address = IpNet::V4(granted.address);
-    let planned = AddressPlan {
-        address,
-        gateway: granted.routers.first().copied().map(IpAddr::V4),
-        gateway_named: !granted.routers.is_empty(),
-    };
-    let routes = plan_routes(&[planned], extra, default_route, noarp);
-    let mut finish = || -> Result<Vec<Route>> {
-        let routes =
-            endpoint::configure(&link, &[address], &routes, Policy::CLI, place, faults, undo)?;
-        // The kernel drops the address when the lease runs out unrenewed.
-        place.target.set_address_lifetime(link.index, address, granted.lease_secs)?;
-        // The link came up before it had the address, so the kernel's
-        // arp_notify announced nothing: setting its own MAC again makes the
-        // kernel send the gratuitous ARP (NETDEV_CHANGEADDR), and neighbours
-        // that knew this address at another MAC (an endpoint attached
-        // again) learn the new one at once. An ipvlan child has its
-        // parent's MAC, which neighbours know already.
-        if matches!(plan.link, endpoint::ChildLink::Macvlan(_)) {
-            place.target.set_mac(link.index, mac)?;
+    let macvlan = matches!(plan.link, endpoint::ChildLink::Macvlan(_));
+    let routes = grant_routes(&granted, extra, default_route, noarp);
+    match apply_grant(&link, &granted, &routes, macvlan, who, place, faults, undo) {
+        Ok((routes, written)) => {
+            held.resolv_conf = written;
+            Ok((Realized { link, routes }, held))
         }
-        if let Some(name) = iproute2_name(who.netns) {
-            let domain = granted.domain.as_deref();
-            let dns: Vec<IpAddr> = granted.dns.iter().copied().map(IpAddr::V4).collect();
-            held.resolv_conf = resolv::write(&name, who.network, who.ifname, &dns, domain)
-                .map_err(|e| {
-                    EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
-                })?;
-        }
-        Ok(routes)
-    };
-    let configured = finish();
-    match configured {
-        Ok(routes) => Ok((Realized { link, routes }, held)),
         Err(e) => {
             drop(socket);
             held.give_back(&place.target_ns);
             Err(e)
         }
     }
+}
+
+/// The routes of an endpoint holding `granted`: `extra` (the user's), and
+/// with `default_route` the default one via the server's first router (for
+/// a NOARP child, through the device).
+pub(crate) fn grant_routes(
+    granted: &Granted,
+    extra: &[RouteSpec],
+    default_route: bool,
+    noarp: bool,
+) -> Vec<Route> {
+    let planned = AddressPlan {
+        address: IpNet::V4(granted.address),
+        gateway: granted.routers.first().copied().map(IpAddr::V4),
+        gateway_named: !granted.routers.is_empty(),
+    };
+    plan_routes(&[planned], extra, default_route, noarp)
+}
+
+/// Puts `granted` on `link`, which is up without an IPv4 address: the
+/// address with the lease's lifetime, `routes`, the announcement and the
+/// DNS servers in the namespace's resolv.conf. What attach does once the
+/// server answered, and what the agent does again for an endpoint whose
+/// lease was lost (`reacquire`): one code for both. Every kernel change is
+/// on `undo`; the resolv.conf written is returned with the routes added,
+/// and is the caller's to remove should it fail later.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_grant(
+    link: &LinkBrief,
+    granted: &Granted,
+    routes: &[Route],
+    macvlan: bool,
+    who: &Who<'_>,
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<(Vec<Route>, Option<resolv::Written>)> {
+    let address = IpNet::V4(granted.address);
+    endpoint::add_addresses(link, &[address], place, faults, undo)?;
+    let routes = endpoint::add_routes(link, routes, place, faults, undo)?;
+    // The kernel drops the address when the lease runs out unrenewed.
+    place.target.set_address_lifetime(link.index, address, granted.lease_secs)?;
+    // The link came up before it had the address, so the kernel's
+    // arp_notify announced nothing: setting its own MAC again makes the
+    // kernel send the gratuitous ARP (NETDEV_CHANGEADDR), and neighbours
+    // that knew this address at another MAC (an endpoint attached again)
+    // learn the new one at once. An ipvlan child has its parent's MAC,
+    // which neighbours know already.
+    if macvlan && let Some(mac) = link.mac {
+        place.target.set_mac(link.index, mac)?;
+    }
+    let mut written = None;
+    if let Some(name) = iproute2_name(who.netns) {
+        let domain = granted.domain.as_deref();
+        let dns: Vec<IpAddr> = granted.dns.iter().copied().map(IpAddr::V4).collect();
+        written = resolv::write(&name, who.network, who.ifname, &dns, domain).map_err(|e| {
+            EngineError::Invalid(format!("writing /etc/netns/{name}/resolv.conf: {e}"))
+        })?;
+    }
+    Ok((routes, written))
 }
 
 /// The row of a lease `granted` to `client_id` at `now`, with its timers.

@@ -2,7 +2,8 @@
 //! an endpoint or a CNI attachment (`cni`) holds. At T1 the lease is
 //! renewed with its server (unicast from the address), at T2 rebound with
 //! any server (broadcast), and at its expiry the address is taken off the
-//! link (an endpoint's record then says the lease was lost, and why).
+//! link (an endpoint's record then says the lease was lost, and why, and
+//! the endpoint asks for a lease again: `reacquire`).
 //! Every outcome is written to
 //! the state store as it happens (times of the next try included), so an
 //! agent killed at any point and started again carries on from the store:
@@ -65,12 +66,15 @@ pub struct RenewReport {
     pub renewed: Vec<String>,
     /// Refused (DHCPNAK) and replaced by a new lease from a new DISCOVER.
     pub replaced: Vec<String>,
+    /// Endpoints whose lost lease was asked for again and granted.
+    pub reacquired: Vec<String>,
     /// Addresses taken off their links: lease expired, or refused with no
     /// new lease to be had.
     pub lost: Vec<String>,
     /// Tries that got no answer (tried again later) or could not be made.
     pub failed: Vec<String>,
-    /// Unix seconds of the next renewal due, if any lease is held.
+    /// Unix seconds of the next renewal due or the next try for a lost
+    /// lease, if any lease is held or asked for.
     pub next_due: Option<i64>,
 }
 
@@ -186,20 +190,55 @@ impl Engine {
                     "{}: refused (DHCPNAK); now {address} for {secs} s",
                     holder.label
                 )),
-                Ok(Outcome::Lost(why)) => {
+                Ok(Outcome::Refused) => {
+                    // RFC 2131 4.4.5: after a NAK the client starts over,
+                    // at once, and later again should no lease come now.
+                    match self.start_over(&lease, timeout) {
+                        Ok(address) => report
+                            .replaced
+                            .push(format!("{}: refused (DHCPNAK); now {address}", holder.label)),
+                        Err(e) => {
+                            let why = format!(
+                                "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
+                            );
+                            let later = unix_now() + i64::from(super::reacquire::FIRST_BACKOFF);
+                            self.lose(&lease, &holder, &why, Some(later))?;
+                            report.lost.push(format!("{}: {why}", holder.label))
+                        }
+                    }
+                }
+                Ok(Outcome::Lost(why, retry_at)) => {
                     // Never kept again (a lease left held would be due at
-                    // every pass).
-                    self.lose(&lease, &holder, &why)?;
+                    // every pass); an endpoint's is asked for again.
+                    self.lose(&lease, &holder, &why, retry_at)?;
                     report.lost.push(format!("{}: {why}", holder.label))
                 }
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
             }
         }
+        // Endpoints whose lease was lost (in this pass or before) ask again.
+        self.reacquire_lost(timeout, &mut report);
+        let retry = self.next_retry()?;
         let read = self.store.read()?;
         let endpoints = read.held_dhcp_leases()?.into_iter().map(|l| l.renew_at);
         let cni = read.cni_dhcp_holds()?.into_iter().map(|h| h.lease.renew_at);
-        report.next_due = endpoints.chain(cni).min();
+        report.next_due = endpoints.chain(cni).chain(retry).min();
         Ok(report)
+    }
+
+    /// After a DHCPNAK to an endpoint's lease (its address already off):
+    /// DISCOVER again and the grant put on as attach puts it on.
+    fn start_over(&mut self, lease: &DhcpLeaseRecord, timeout: Duration) -> Result<IpNet> {
+        let gone = || crate::error::EngineError::NotFound("its endpoint is gone".into());
+        let (endpoint, spec) = {
+            let read = self.store.read()?;
+            let endpoint = lease.endpoint_id.map(|id| read.endpoint(id)).transpose()?.flatten();
+            let endpoint = endpoint.ok_or_else(gone)?;
+            let network = read.network(endpoint.network_id)?.ok_or_else(gone)?;
+            (endpoint, network.spec)
+        };
+        let ns = super::reacquire::open_recorded(&endpoint).ok_or_else(gone)?;
+        self.reacquire_v4(&endpoint, &spec, ns, lease, timeout)
     }
 
     fn renew_one(
@@ -214,15 +253,16 @@ impl Engine {
             return self.renew_one_v6(lease, holder, ns, due, timeout);
         }
         let (IpNet::V4(address), IpAddr::V4(server)) = (lease.address, lease.server) else {
-            return Ok(Outcome::Lost("not an IPv4 lease".into()));
+            return Ok(Outcome::Lost("not an IPv4 lease".into(), None));
         };
         let ifname = holder.ifname.as_str();
         if due == Due::Expired {
             self.drop_address(lease, holder, ns)?;
-            return Ok(Outcome::Lost("lease expired".into()));
+            // Asked for again at once (RFC 2131 4.4.5: back to INIT).
+            return Ok(Outcome::Lost("lease expired".into(), Some(unix_now())));
         }
         let Some(mac) = holder.mac else {
-            return Ok(Outcome::Lost("endpoint has no MAC".into()));
+            return Ok(Outcome::Lost("endpoint has no MAC".into(), None));
         };
         let socket = DhcpSocket::open_in(ns, ifname)?;
         let exchange = Exchange {
@@ -265,12 +305,20 @@ impl Engine {
             }
             Ok(None) => {
                 self.drop_address(lease, holder, ns)?;
-                // RFC 2131 4.4.5: after a NAK the client starts over.
-                match self.reacquire(lease, holder, ns, &exchange, timeout) {
+                // RFC 2131 4.4.5: after a NAK the client starts over. An
+                // endpoint's, through attach's code, once this socket is
+                // closed (`start_over`).
+                if let Whose::Endpoint = holder.whose {
+                    return Ok(Outcome::Refused);
+                }
+                match self.reacquire_cni(lease, holder, ns, &exchange, timeout) {
                     Ok(granted) => Ok(Outcome::Replaced(granted.address, granted.lease_secs)),
-                    Err(e) => Ok(Outcome::Lost(format!(
-                        "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
-                    ))),
+                    Err(e) => Ok(Outcome::Lost(
+                        format!(
+                            "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
+                        ),
+                        None,
+                    )),
                 }
             }
             Err(e) => {
@@ -294,11 +342,11 @@ impl Engine {
         Ok(())
     }
 
-    /// A new lease for an endpoint whose lease was refused: DISCOVER again,
+    /// A new lease for a CNI attachment whose lease was refused: DISCOVER again,
     /// then the address (with its lifetime) and the default route via the
     /// server's router (removing the link's last address took its routes).
     /// Recorded like an attach's; given back if it cannot be put on.
-    fn reacquire(
+    fn reacquire_cni(
         &mut self,
         lease: &DhcpLeaseRecord,
         holder: &Holder,
@@ -388,21 +436,22 @@ impl Engine {
 
     /// Marks a lost lease released and, for an endpoint's, says so on the
     /// endpoint's record (`endpoint ls` shows it and `endpoint check`
-    /// reports it: its address and routes are gone on purpose), in one
+    /// reports it: its address and routes are gone on purpose) with, from
+    /// `retry_at`, the tries for a new one (`reacquire`), in one
     /// transaction.
-    fn lose(&mut self, lease: &DhcpLeaseRecord, holder: &Holder, why: &str) -> Result<()> {
+    fn lose(
+        &mut self,
+        lease: &DhcpLeaseRecord,
+        holder: &Holder,
+        why: &str,
+        retry_at: Option<i64>,
+    ) -> Result<()> {
         let Whose::Endpoint = holder.whose else { return self.forget(lease, holder) };
         let tx = self.store.write()?;
         tx.release_dhcp_lease(&lease.client_id, lease.family)?;
         if let Some(endpoint) = lease.endpoint_id.map(|id| tx.endpoint(id)).transpose()?.flatten() {
             let mut details = endpoint.details.clone();
-            let lost = format!("DHCPv{} lease of {} lost: {why}", lease.family, lease.address);
-            if let Some(map) = details.as_object_mut() {
-                let list = map.entry("dhcp_lost").or_insert_with(|| serde_json::json!([]));
-                if let Some(list) = list.as_array_mut() {
-                    list.push(lost.into());
-                }
-            }
+            super::reacquire::note_lost(&mut details, lease, why, retry_at);
             tx.update_endpoint(endpoint.id, endpoint.mac, &details)?;
         }
         tx.commit()?;
@@ -434,9 +483,12 @@ impl Engine {
 
 pub(super) enum Outcome {
     Renewed(u32),
-    /// Refused, and a new lease put on instead.
+    /// Refused, and a new lease put on instead (a CNI attachment's).
     Replaced(ipnet::Ipv4Net, u32),
-    Lost(String),
+    /// An endpoint's refused (DHCPNAK), its address off: it starts over.
+    Refused,
+    /// Lost, and why; an endpoint's is asked for again from the time given.
+    Lost(String, Option<i64>),
 }
 
 #[cfg(test)]

@@ -31,7 +31,9 @@ pub use nicslice_kernel::placement::ChildLink;
 pub use nicslice_kernel::{LinkBrief, Route};
 pub use place::{ParentRef, Place};
 pub use put_back::put_back;
-pub use realize::{EndpointPlan, NO_BCLIM, Realized, configure, create_link, realize};
+pub use realize::{
+    EndpointPlan, NO_BCLIM, Realized, add_addresses, add_routes, configure, create_link, realize,
+};
 pub use routes::{AddressPlan, RouteSpec, Via, plan_routes};
 pub use teardown::{Ours, Teardown, child_addresses, delete_child, delete_child_on};
 

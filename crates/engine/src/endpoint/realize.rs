@@ -115,16 +115,8 @@ pub fn configure(
     faults: Faults,
     undo: &mut UndoLog,
 ) -> Result<Vec<Route>> {
+    add_addresses(link, addresses, place, faults, undo)?;
     let target = &mut place.target;
-    for addr in addresses {
-        faults.check(Step::AddAddress)?;
-        tracing::debug!(%addr, "add address");
-        target.add_address(link.index, *addr)?;
-        undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
-    }
-    faults.check(Step::Announce)?;
-    notify_neighbours(link, addresses, &place.target_ns, target)?;
-
     faults.check(Step::LinkUp)?;
     if policy.loopback_up
         && let Some(lo) = target.link_by_name("lo")?
@@ -141,7 +133,39 @@ pub fn configure(
         _ => e.into(),
     })?;
     undo.push(UndoAction::SetUp { index: link.index, up: false });
+    add_routes(link, routes, place, faults, undo)
+}
 
+/// The addresses of [`configure`], with their announcement, on `link`
+/// (up or not: a DHCP lease goes on a link that is up).
+pub fn add_addresses(
+    link: &LinkBrief,
+    addresses: &[IpNet],
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<()> {
+    let target = &mut place.target;
+    for addr in addresses {
+        faults.check(Step::AddAddress)?;
+        tracing::debug!(%addr, "add address");
+        target.add_address(link.index, *addr)?;
+        undo.push(UndoAction::DeleteAddress { index: link.index, addr: *addr });
+    }
+    faults.check(Step::Announce)?;
+    notify_neighbours(link, addresses, &place.target_ns, target)
+}
+
+/// The routes of [`configure`] on `link`, which is up; returns those added
+/// (a default route the namespace has already is left to it).
+pub fn add_routes(
+    link: &LinkBrief,
+    routes: &[Route],
+    place: &mut Place,
+    faults: Faults,
+    undo: &mut UndoLog,
+) -> Result<Vec<Route>> {
+    let target = &mut place.target;
     let mut added = Vec::new();
     for route in routes {
         faults.check(Step::AddRoute)?;

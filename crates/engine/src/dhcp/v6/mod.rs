@@ -288,7 +288,7 @@ fn from_hex(hex: &str) -> Vec<u8> {
 
 /// The /128 the endpoint holds (IA_NA gives addresses, not prefixes: the
 /// on-link prefix comes from the router's RA).
-fn host_net(ip: Ipv6Addr) -> IpNet {
+pub(super) fn host_net(ip: Ipv6Addr) -> IpNet {
     IpNet::V6(Ipv6Net::from(ip))
 }
 

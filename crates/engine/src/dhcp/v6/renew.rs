@@ -28,12 +28,13 @@ impl Engine {
     ) -> Result<Outcome> {
         if due == Due::Expired {
             self.drop_address(lease, holder, ns)?;
-            return Ok(Outcome::Lost("lease expired".into()));
+            // Asked for again at once (RFC 8415 18.2.5: SOLICIT again).
+            return Ok(Outcome::Lost("lease expired".into(), Some(unix_now())));
         }
         let (Some(identity), IpAddr::V6(address)) =
             (Identity6::from_key(&lease.client_id), lease.address.addr())
         else {
-            return Ok(Outcome::Lost("not a DHCPv6 lease nicslice made".into()));
+            return Ok(Outcome::Lost("not a DHCPv6 lease nicslice made".into(), None));
         };
         let details: Lease6Details =
             serde_json::from_value(lease.details.clone()).unwrap_or_default();
@@ -63,7 +64,8 @@ impl Engine {
             }
             Ok(Extended::Gone(why)) => {
                 self.drop_address(lease, holder, ns)?;
-                Ok(Outcome::Lost(format!("the DHCPv6 server no longer binds it ({why})")))
+                let why = format!("the DHCPv6 server no longer binds it ({why})");
+                Ok(Outcome::Lost(why, Some(unix_now())))
             }
             Err(e) => {
                 self.postpone(lease, due)?;
