@@ -18,8 +18,8 @@ use serde_json::Value;
 
 const STATE_DIR: &str = "/var/lib/nicslice";
 const PARENT: &str = "vmdummy0";
-/// VLAN 50 on the dummy. Its network's name sorts after the dummy's
-/// ("lan"): restore repairs networks in name order, lower device first.
+/// VLAN 50 on the dummy. Its network, "avlan", sorts before the dummy's
+/// ("lan"): restore must make the dummy first all the same.
 const VLAN: &str = "vmdummy0.50";
 const NETNS: &str = "vmreboot-c1";
 
@@ -84,7 +84,7 @@ fn first_boot() {
     nicslice(&[
         "network",
         "create",
-        "vlan",
+        "avlan",
         "--parent",
         PARENT,
         "--vlan",
@@ -96,7 +96,7 @@ fn first_boot() {
     ]);
     let _ns = nicslice_kernel::netns::create_named(NETNS).unwrap();
     nicslice(&["attach", "lan", "--netns", NETNS, "--ip", "10.77.0.11"]);
-    nicslice(&["attach", "vlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
+    nicslice(&["attach", "avlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
     nicslice(&["install-systemd", &format!("{STATE_DIR}/units")]);
     let parent = link(PARENT).expect("the dummy parent");
     assert_eq!(parent.kind.as_deref(), Some("dummy"));
@@ -104,7 +104,7 @@ fn first_boot() {
     let vlan = link(VLAN).expect("the VLAN parent");
     assert_eq!((vlan.kind.as_deref(), vlan.vlan_id), (Some("vlan"), Some(50)));
     assert!(vlan.promisc_flag);
-    for net in ["lan", "vlan"] {
+    for net in ["lan", "avlan"] {
         assert!(link(&shim_of(net)).is_some());
     }
     assert_eq!(json(&["endpoint", "ls"]).as_array().unwrap().len(), 2);
@@ -125,7 +125,7 @@ fn second_boot() {
     let first = std::fs::read_to_string(saved("boot1")).expect("boot 1 left its mark");
     assert_ne!(first, boot_id(), "a new boot");
     let shim = shim_of("lan");
-    let vlan_shim = shim_of("vlan");
+    let vlan_shim = shim_of("avlan");
     assert!(link(PARENT).is_none() && link(&shim).is_none(), "a fresh kernel has neither");
     assert!(link(VLAN).is_none() && link(&vlan_shim).is_none(), "nor the VLAN and its shim");
 
@@ -159,7 +159,7 @@ fn second_boot() {
     // The released addresses can be had again.
     let _ns = nicslice_kernel::netns::create_named(NETNS).unwrap();
     nicslice(&["attach", "lan", "--netns", NETNS, "--ip", "10.77.0.11"]);
-    nicslice(&["attach", "vlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
+    nicslice(&["attach", "avlan", "--netns", NETNS, "--ifname", "eth1", "--ip", "10.78.0.11"]);
     // Idempotent, and healthy.
     assert_eq!(nicslice(&["restore"]).trim(), "");
     assert_eq!(nicslice(&["doctor"]).trim().lines().count(), 1);

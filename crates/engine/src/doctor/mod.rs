@@ -19,21 +19,20 @@
 //! whose namespace exists again (a new namespace under the recorded path)
 //! is made again in it, where `doctor` releases it (see `Mode`).
 
+mod endpoints;
+mod parent;
+mod repair;
 mod wire;
 
 use std::net::IpAddr;
-use std::path::Path;
 
-use nicslice_kernel::{Netns, NetnsTarget, Route, RouteSocket};
-use nicslice_model::{IfName, MacAddr};
+use nicslice_kernel::RouteSocket;
+use nicslice_model::MacAddr;
 use nicslice_store::{NetworkId, NetworkRecord, StoreRead};
 use serde::Serialize;
 
-use crate::detach::DetachRequest;
-use crate::endpoint::{DriftKind, Place};
 use crate::error::Result;
-use crate::verify::EndpointHealth;
-use crate::{EndpointView, Engine, ShimRequest};
+use crate::{EndpointView, Engine};
 
 /// What `fix` would do about a finding.
 #[derive(Debug, Clone)]
@@ -117,117 +116,6 @@ fn finding(
     }
 }
 
-/// A detach of an endpoint as it was recorded (by its namespace's path).
-fn recorded(ep: &EndpointView) -> Result<DetachRequest> {
-    Ok(DetachRequest {
-        network: ep.network.clone(),
-        netns: NetnsTarget::Path(ep.netns.clone().into()),
-        ifname: IfName::new(&ep.ifname)?,
-    })
-}
-
-/// Whether `name` is a wireless interface of the namespace this process
-/// runs in (sysfs shows the namespace it was mounted in).
-fn is_wireless(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).join("wireless").exists()
-        || Path::new("/sys/class/net").join(name).join("phy80211").exists()
-}
-
-/// What to do about an endpoint the kernel holds otherwise than recorded:
-/// one finding per kind of difference.
-fn endpoint_findings(health: EndpointHealth, mode: Mode, out: &mut Vec<Finding>) {
-    let Some(problem) = health.problem else { return };
-    let ep = health.endpoint;
-    let subject = format!("endpoint {} in {}", ep.ifname, ep.netns);
-    let net = ep.network.clone();
-    let by_hand = format!(
-        "put it back by hand, or `nicslice detach {} --netns {}` and attach again",
-        ep.network, ep.netns
-    );
-    let now = NetnsTarget::Path(ep.netns.clone().into()).open();
-    if ep.state == "stale" || now.is_err() {
-        // The recorded namespace (inode and cookie) is gone; another may
-        // answer to its path (see `Mode`). Only a name counts: a
-        // /proc/PID/ns/net path answering again is another process's.
-        let again = now.is_ok() && !ep.netns.starts_with("/proc/");
-        let (problem, fix, repair) = match (again, mode) {
-            (true, Mode::Restore) => (
-                format!("its namespace {} is a new one under the recorded name", ep.netns),
-                "make its link in the new namespace with its recorded addresses and MAC".into(),
-                Repair::Reattach(ep),
-            ),
-            (true, Mode::Doctor) => (
-                format!("its namespace {} is gone, and a new namespace has its name", ep.netns),
-                "release its addresses (after a reboot, `nicslice restore` makes it again in the new namespace instead)".into(),
-                Repair::Release(ep),
-            ),
-            (false, _) => {
-                (problem, "release its addresses (the container is gone)".into(), Repair::Release(ep))
-            }
-        };
-        out.push(finding(&net, subject, problem, fix, repair));
-        return;
-    }
-    if health.drifts.is_empty() {
-        // Not compared (its parent is missing: that finding says what to do).
-        out.push(finding(&net, subject, problem, by_hand, Repair::None));
-        return;
-    }
-    let of = |kind: DriftKind| -> Vec<String> {
-        health.drifts.iter().filter(|d| d.kind == kind).map(|d| d.message.clone()).collect()
-    };
-    for message in of(DriftKind::LinkMissing) {
-        let fix = "make its link again with its recorded addresses and MAC".to_string();
-        out.push(finding(&net, subject.clone(), message, fix, Repair::Reattach(ep.clone())));
-    }
-    for message in of(DriftKind::LinkDiffers) {
-        out.push(finding(&net, subject.clone(), message, by_hand.clone(), Repair::None));
-    }
-    for message in of(DriftKind::Mtu) {
-        // Setting it back would overwrite a choice someone made by hand.
-        let fix = format!(
-            "set the MTU back by hand (`ip link set {} mtu N` in its namespace), or detach and attach again",
-            ep.ifname
-        );
-        out.push(finding(&net, subject.clone(), message, fix, Repair::None));
-    }
-    let missing = of(DriftKind::Missing);
-    if !missing.is_empty() {
-        // A DHCP address has its lease's lifetime on the link, which only a
-        // new attach (a new exchange) sets right.
-        let (fix, repair) = match ep.dhcp {
-            None => (
-                "add the recorded addresses and routes again (nothing else on the link is touched)"
-                    .to_string(),
-                Repair::PutBack(ep.clone()),
-            ),
-            Some(_) => (by_hand.clone(), Repair::None),
-        };
-        out.push(finding(&net, subject.clone(), missing.join("; "), fix, repair));
-    }
-    for message in of(DriftKind::Foreign) {
-        // Not nicslice's to remove: the user may rely on it. It is reported
-        // (an address of the pool there may be given to another endpoint).
-        let fix = format!(
-            "nicslice leaves addresses it did not give; remove it by hand (`ip address del ADDRESS dev {}` in its namespace) if it is not meant to be there",
-            ep.ifname
-        );
-        out.push(finding(&net, subject.clone(), message, fix, Repair::None));
-    }
-}
-
-/// The routes an endpoint was given, as the kernel takes them.
-fn recorded_routes(ep: &EndpointView) -> Vec<Route> {
-    let defaults = ep.gateways.iter().map(|gw| Route::default_via(*gw, 0));
-    let extra = ep.routes.iter().map(|r| Route {
-        destination: r.destination,
-        gateway: r.via,
-        oif: None,
-        metric: None,
-    });
-    defaults.chain(extra).collect()
-}
-
 impl Engine {
     /// Every finding, for one network or all; with `fix`, repaired where safe.
     pub fn doctor(&mut self, network: Option<&str>, fix: bool) -> Result<Vec<Finding>> {
@@ -250,148 +138,32 @@ impl Engine {
             findings.extend(self.network_drift(record)?);
         }
         for health in self.check_endpoints(network)? {
-            endpoint_findings(health, mode, &mut findings);
+            endpoints::endpoint_findings(health, mode, &mut findings);
         }
         if fix {
-            for f in findings.iter_mut().filter(|f| f.repairable) {
-                let outcome = self.repair(&f.repair);
-                f.repaired = Some(outcome.is_ok());
-                f.repair_error = outcome.err().map(|e| e.to_string());
+            // In passes: a repair that failed is tried again after a pass in
+            // which another one succeeded, since one may need another first
+            // (a VLAN parent nicslice owns needs the dummy under it, made by
+            // another network's repair whichever name sorts first).
+            let mut pending: Vec<usize> =
+                (0..findings.len()).filter(|&i| findings[i].repairable).collect();
+            loop {
+                let mut failed = Vec::new();
+                for &i in &pending {
+                    let outcome = self.repair(&findings[i].repair);
+                    findings[i].repaired = Some(outcome.is_ok());
+                    findings[i].repair_error = outcome.err().map(|e| e.to_string());
+                    if findings[i].repair_error.is_some() {
+                        failed.push(i);
+                    }
+                }
+                if failed.is_empty() || failed.len() == pending.len() {
+                    break;
+                }
+                pending = failed;
             }
         }
         Ok(findings)
-    }
-
-    fn parent_findings(&mut self, record: &NetworkRecord, out: &mut Vec<Finding>) -> Result<()> {
-        let spec = &record.spec;
-        let net = spec.name.as_str();
-        let name = spec.parent.to_string();
-        let subject = format!("parent {name}");
-        let mut host = RouteSocket::open_in(&self.host)?;
-        let owned = self.store.write()?.owned_link(&name)?;
-        let by_name = host.link_by_name(&name)?;
-        // The recorded link under another name: the same index and (where
-        // recorded) MAC. An index alone could be another link's after a
-        // reboot, which numbers them anew.
-        let renamed = match record.parent_index {
-            Some(index) if by_name.as_ref().is_none_or(|l| l.index != index) => host
-                .link_by_index(index)?
-                .filter(|l| l.name != name && record.parent_mac.is_none_or(|m| l.mac == Some(m))),
-            _ => None,
-        };
-        if let Some(old) = renamed {
-            // No repair: renaming needs the link down (the kernel refuses to
-            // rename most links while up), which cuts the host's own traffic
-            // on it and every child; and the new name may be someone's choice.
-            let taken = by_name.as_ref().map_or(String::new(), |l| {
-                format!(", and another link (index {}) now has the name {name}", l.index)
-            });
-            out.push(finding(
-                net,
-                subject,
-                format!(
-                    "{name} was renamed {} (index {}){taken}: its children are still on {}, but nicslice finds the parent by name",
-                    old.name, old.index, old.name
-                ),
-                format!(
-                    "rename it back (`ip link set {now} down; ip link set {now} name {name}; ip link set {name} up`{first}), or `nicslice network rm {net} --force`",
-                    now = old.name,
-                    first = if by_name.is_some() { ", the other link renamed first" } else { "" }
-                ),
-                Repair::None,
-            ));
-            return Ok(());
-        }
-        let Some(parent) = by_name else {
-            let (fix, repair) = match owned {
-                Some(_) => (
-                    format!("make {name} again (nicslice made it)"),
-                    Repair::RecreateParent(name.clone()),
-                ),
-                None => (
-                    format!("bring {name} back, or `nicslice network rm {net} --force`"),
-                    Repair::None,
-                ),
-            };
-            out.push(finding(
-                net,
-                subject,
-                format!("{name} does not exist in {}", self.host.label()),
-                fix,
-                repair,
-            ));
-            return Ok(());
-        };
-        match record.parent_index {
-            // Not known (a network of an older nicslice): the parent found
-            // now is recorded, for the next look to compare with.
-            None => {
-                let tx = self.store.write()?;
-                tx.set_parent_link(record.id, parent.index, parent.mac)?;
-                tx.commit()?;
-            }
-            Some(index) if index != parent.index => out.push(finding(
-                net,
-                subject.clone(),
-                format!(
-                    "{name} was recreated (index {index} recorded, {} now): the children of the old link went with it",
-                    parent.index
-                ),
-                format!(
-                    "record the new {name}; its endpoints are made again on it (their own findings)"
-                ),
-                Repair::AdoptParent { network: record.id, index: parent.index, mac: parent.mac },
-            )),
-            Some(_) => {}
-        }
-        if !parent.up {
-            out.push(finding(
-                net,
-                subject.clone(),
-                format!("{name} is down: every child of it is without carrier"),
-                format!("`ip link set {name} up`"),
-                Repair::None,
-            ));
-        } else if !parent.lower_up {
-            out.push(finding(
-                net,
-                subject.clone(),
-                format!("{name} has no carrier: its children cannot reach the wire"),
-                format!("check the cable or the switch port of {name}"),
-                Repair::None,
-            ));
-        }
-        if spec.promisc && !parent.promisc_flag {
-            out.push(finding(
-                net,
-                subject.clone(),
-                format!("promiscuous mode was asked for {name} but is off"),
-                format!("turn it on again (`ip link set {name} promisc on`)"),
-                Repair::SetPromisc(name.clone()),
-            ));
-        }
-        if let Some(master) = parent.master_index {
-            let port_of = host.link_by_index(master)?.map_or(master.to_string(), |l| l.name);
-            out.push(finding(
-                net,
-                subject.clone(),
-                format!(
-                    "{name} has become a port of {port_of}: the kernel refuses new children on it"
-                ),
-                format!("take {name} out of {port_of}, or use {port_of} as the parent"),
-                Repair::None,
-            ));
-        }
-        if self.host.id() == Netns::current()?.id() && is_wireless(&name) {
-            out.push(finding(
-                net,
-                subject,
-                format!("{name} is a wireless interface: an 802.11 station sends only its own MAC, so macvlan children get no traffic"),
-                "use ipvlan (its children share the parent's MAC, seed 001) or a wired parent".into(),
-                Repair::None,
-            ));
-        }
-        Ok(())
     }
 
     fn shim_findings(&mut self, record: &NetworkRecord, out: &mut Vec<Finding>) -> Result<()> {
@@ -423,69 +195,6 @@ impl Engine {
             ));
         }
         Ok(())
-    }
-
-    fn repair(&mut self, repair: &Repair) -> Result<()> {
-        match repair {
-            Repair::None => Ok(()),
-            Repair::RecreateParent(name) => {
-                let tx = self.store.write()?;
-                let owned = tx.owned_link(name)?;
-                drop(tx);
-                let Some(owned) = owned else { return Ok(()) };
-                let mut host = RouteSocket::open_in(&self.host)?;
-                crate::parent::recreate(&mut host, &owned)?;
-                // A new link starts without promiscuous mode: put back what
-                // a network on it asked for (after a reboot, restore's case).
-                let networks = self.store.read()?.list_networks()?;
-                let on_it: Vec<_> =
-                    networks.iter().filter(|n| n.spec.parent.as_str() == name).collect();
-                let link = host.require_link(name, self.host.label())?;
-                if on_it.iter().any(|n| n.spec.promisc) {
-                    host.set_promisc(link.index, true)?;
-                }
-                // The networks on it know it by its new index.
-                let tx = self.store.write()?;
-                for n in on_it {
-                    tx.set_parent_link(n.id, link.index, link.mac)?;
-                }
-                Ok(tx.commit()?)
-            }
-            Repair::AdoptParent { network, index, mac } => {
-                let tx = self.store.write()?;
-                tx.set_parent_link(*network, *index, *mac)?;
-                Ok(tx.commit()?)
-            }
-            Repair::SetPromisc(name) => {
-                let mut host = RouteSocket::open_in(&self.host)?;
-                let link = host.require_link(name, self.host.label())?;
-                Ok(host.set_promisc(link.index, true)?)
-            }
-            Repair::RecreateShim { network, name, ips, route_range } => {
-                // The record goes (its link, if any is ours, with it), then
-                // the shim is made as `shim add` makes it.
-                let _ = self.remove_shim(network);
-                self.add_shim(ShimRequest {
-                    network: network.clone(),
-                    name: Some(IfName::new(name)?),
-                    ips: ips.clone(),
-                    route_range: *route_range,
-                })
-                .map(|_| ())
-            }
-            Repair::Release(ep) => self.detach(recorded(ep)?).map(|_| ()),
-            Repair::Reattach(ep) => {
-                self.detach(recorded(ep)?)?;
-                self.attach(crate::converge::reattach(ep)?).map(|_| ())
-            }
-            Repair::PutBack(ep) => {
-                let ns = NetnsTarget::Path(ep.netns.clone().into()).open()?;
-                let mut place = Place::between(&self.host, ns)?;
-                let routes = recorded_routes(ep);
-                crate::endpoint::put_back(&mut place, &ep.ifname, &ep.addresses, &routes)
-                    .map(|_| ())
-            }
-        }
     }
 }
 
