@@ -8,9 +8,11 @@
 //! Slack: the bound is the issue's 100 ms; measured here 0 to 8 ms (0: the
 //! line was read before the call that made the change had its answer). A
 //! namespace's end is the kernel's own work, deferred to a worker
-//! (`cleanup_net`), measured under 1 ms after `ip netns del`'s equivalent
-//! returned; the bound leaves a busy machine's scheduling two orders of
-//! magnitude.
+//! (`cleanup_net`): it is measured from the kernel's notification of it
+//! (`RTM_DELNSID`, which the test hears too), since the worker may reach it
+//! seconds after `ip netns del`'s equivalent returned (in the VM, behind
+//! other namespaces' ends). The bound leaves a busy machine's scheduling
+//! two orders of magnitude.
 //!
 //! With `--fix`, endpoints attached after the watcher started are followed
 //! too: a deleted link is made again, a gone namespace's addresses released;
@@ -148,9 +150,23 @@ fn every_drift_is_reported_within_100_ms() {
     RouteSocket::open_in(&c1).unwrap().delete_link_by_name("eth0").unwrap();
     check("endpoint-link-removed", Instant::now(), &n1);
 
+    // A namespace ends when the kernel's worker gets to it (`cleanup_net`,
+    // queued behind other namespaces' ends: seconds in the VM when another
+    // test of this file tears its world down at the same time). Measured,
+    // as the issue puts it, from the kernel's notification, which this
+    // test hears itself.
+    let mut kernel = nicslice_kernel::events::LinkEvents::open_in(&lab.host.netns).unwrap();
+    let nsid = host.nsid_of(&c2).unwrap();
     drop(c2); // the test's own handle would keep the namespace alive
     nicslice_kernel::netns::delete_named(&n2).unwrap();
-    check("namespace-gone", Instant::now(), &n2);
+    let notified = loop {
+        let events = kernel.next(Some(Duration::from_secs(30))).unwrap();
+        assert!(!events.is_empty(), "the kernel said nothing of {n2}'s end in 30 s");
+        if events.contains(&nicslice_kernel::events::LinkEvent::NamespaceGone(nsid)) {
+            break Instant::now();
+        }
+    };
+    check("namespace-gone", notified, &n2);
 
     host.delete_link(eth0.index).unwrap();
     check("parent-deleted", Instant::now(), &n1);
