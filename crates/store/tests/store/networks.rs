@@ -112,6 +112,41 @@ fn a_network_with_endpoints_cannot_be_deleted() {
     assert!(tx.delete_network(id).unwrap());
 }
 
+/// `network rm --force`'s one step: the named endpoints, their leases and
+/// the network go together; another endpoint left refuses it all (the
+/// transaction then rolls back whole), and another network's leases stay.
+#[test]
+fn a_network_goes_with_the_endpoints_named_and_refuses_with_others_left() {
+    let dir = TempDir::new("net-with-eps");
+    let mut store = open(&dir);
+    let tx = store.write().unwrap();
+    let id = tx.insert_network(&network("lan", "ens160", &["10.0.0.0/24"]), None).unwrap();
+    let other = tx.insert_network(&network("wan", "ens161", &["10.1.0.0/24"]), None).unwrap();
+    let (a, b) = (endpoint(1, "eth0"), endpoint(2, "eth0"));
+    let (a, b) = (tx.insert_endpoint(id, &a).unwrap(), tx.insert_endpoint(id, &b).unwrap());
+    let kept = tx.insert_endpoint(other, &endpoint(3, "eth0")).unwrap();
+    for ep in [a, b] {
+        tx.allocate(id, 0, None, Some(ep)).unwrap();
+    }
+    let kept_lease = tx.allocate(other, 0, None, Some(kept)).unwrap();
+    tx.commit().unwrap();
+
+    let tx = store.write().unwrap();
+    let err = tx.delete_network_with_endpoints(id, &[a]).unwrap_err();
+    assert_eq!(err.to_string(), "network lan still has 1 endpoint(s); remove them first");
+    drop(tx);
+    assert_eq!(store.endpoints(id).unwrap().len(), 2, "rolled back whole");
+    assert_eq!(store.leases_in(id).unwrap().len(), 2);
+
+    let tx = store.write().unwrap();
+    // An endpoint of another network named by mistake is not touched.
+    assert!(tx.delete_network_with_endpoints(id, &[a, b, kept]).unwrap());
+    tx.commit().unwrap();
+    assert!(store.network(id).unwrap().is_none());
+    assert!(store.endpoint(a).unwrap().is_none() && store.endpoint(b).unwrap().is_none());
+    assert_eq!(store.leases_of(kept).unwrap(), [kept_lease]);
+}
+
 #[test]
 fn promisc_prev_can_be_handed_to_another_network() {
     let dir = TempDir::new("net-promisc");
