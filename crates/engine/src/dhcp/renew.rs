@@ -67,7 +67,8 @@ pub struct RenewReport {
     pub renewed: Vec<String>,
     /// Refused (DHCPNAK) and replaced by a new lease from a new DISCOVER.
     pub replaced: Vec<String>,
-    /// Endpoints whose lost lease was asked for again and granted.
+    /// Endpoints and CNI attachments whose lost lease was asked for again
+    /// and granted.
     pub reacquired: Vec<String>,
     /// Addresses taken off their links: lease expired, or refused with no
     /// new lease to be had.
