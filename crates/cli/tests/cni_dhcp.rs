@@ -445,3 +445,218 @@ fn cni_dhcp_without_a_server_fails_and_leaves_nothing() {
     assert_eq!(non_lo(&ns1), Vec::<String>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.as_secs() as i64
+}
+
+/// The holder row of `container`'s eth0 DHCPv4 lease, if there is one.
+fn hold_of(lab: &Lab, container: &str) -> Option<nicslice_store::CniDhcpHold> {
+    use nicslice_store::StoreRead;
+    let id = nicslice_engine::dhcp::cni_client_id(container, "eth0");
+    nicslice_store::Store::open(&lab.state).unwrap().cni_dhcp_hold(&id, 4).unwrap()
+}
+
+/// How many holder rows the store has.
+fn holds(lab: &Lab) -> usize {
+    use nicslice_store::StoreRead;
+    nicslice_store::Store::open(&lab.state).unwrap().cni_dhcp_holds().unwrap().len()
+}
+
+/// The store's record of `container`'s DHCPv4 lease ran out, as time
+/// passing with no agent (or a server that stopped answering) leaves it.
+fn expire(lab: &Lab, container: &str) {
+    use nicslice_store::StoreRead;
+    let id = nicslice_engine::dhcp::cni_client_id(container, "eth0");
+    let mut store = nicslice_store::Store::open(&lab.state).unwrap();
+    let mut lease = store.dhcp_lease_of_client(&id, 4).unwrap().expect("a lease row");
+    let now = unix_now();
+    (lease.renew_at, lease.rebind_at, lease.expires_at) = (now - 30, now - 20, now - 1);
+    let tx = store.write().unwrap();
+    tx.record_dhcp_lease(&lease).unwrap();
+    tx.commit().unwrap();
+}
+
+/// How many DHCPREQUEST lines for `ip` `server` has logged, waiting up to
+/// 3 s (dnsmasq writes its log a moment after it answers) for more than
+/// `count`.
+fn requests(server: &Dnsmasq, ip: &str, count: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let log = server.log();
+        let now = log.lines().filter(|l| l.contains("DHCPREQUEST") && l.contains(ip)).count();
+        if now > count || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server that no longer hands out the attachment's address refuses its
+/// renewal (DHCPNAK): the agent takes the address off the container's link
+/// and gets a new lease, recorded as ADD records one (its holder row: the
+/// agent renews it later, DEL releases it), with the address and the
+/// default route on the link.
+#[test]
+fn cni_dhcp_lease_refused_is_replaced_held_renewed_and_released() {
+    let mut lab = Lab::new("cnidhcpnak");
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "cninak") else { return };
+    let dir = plugin_dir("f");
+    let conf = conf(&lab);
+    let (ns1, n1) = lab.netns("c1");
+    let p1 = format!("/run/netns/{n1}");
+    let call = |cmd: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, &p1, "ctr-1", "eth0"), conf)
+    };
+    let (ok, r) = call("ADD", &conf);
+    assert!(ok, "{r}");
+    let old = ip_in(&r);
+    // The agent ADD started is stopped: it is driven by hand below.
+    kill_agent(agent_pid(&lab));
+
+    server.stop();
+    let Some(other) = Dnsmasq::start_range(&lab.switch, "cninak2", "192.168.0.150,192.168.0.199")
+    else {
+        return;
+    };
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["replaced"].as_array().unwrap().len(), 1, "{report}");
+    let held = addresses(&ns1, "eth0");
+    assert_eq!(held.len(), 1, "the old address off, the new one on: {held:?}");
+    let new = held[0].split('/').next().unwrap().to_string();
+    let last: u8 = new.rsplit('.').next().unwrap().parse().unwrap();
+    assert!((150..200).contains(&last), "{new} from the new range (was {old})");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
+    assert!(other.has_lease(&new), "{:?}", other.leases());
+    // Held as ADD holds one: its holder row, the refused lease gone.
+    let hold = hold_of(&lab, "ctr-1").expect("the new lease's holder row");
+    assert_eq!(hold.lease.address.addr().to_string(), new, "{hold:?}");
+    assert!(hold.retry.is_none() && hold.network == "dhcpnet", "{hold:?}");
+    assert_eq!(holds(&lab), 1, "one row");
+    let ipam = cni_plugin(&lab, &dir, "nicslice-ipam", ("CHECK", &p1, "ctr-1", "eth0"), &conf);
+    assert!(ipam.0, "IPAM CHECK: held and on the link: {}", ipam.1);
+
+    // The agent renews it later.
+    let before = requests(&other, &new, 0);
+    assert!(before >= 1, "the new lease's own REQUEST: {}", other.log());
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert_eq!(report["renewed"].as_array().unwrap().len(), 1, "{report}");
+    assert!(requests(&other, &new, before) > before, "renewed at the server: {}", other.log());
+    assert!(ping(&ns1, "192.168.0.1"));
+
+    // DEL releases it and leaves no row.
+    let (ok, e) = call("DEL", &conf);
+    assert!(ok, "{e}");
+    assert!(other.released(&new), "RELEASE reached the server: {:?}", other.leases());
+    assert_eq!(holds(&lab), 0, "no holder row left");
+    let report = lab.json(&["dhcp-agent", "--once", "--now"]);
+    assert!(report["next_due"].is_null(), "nothing held: {report}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A lease that ran out while the server was stopped: the address goes off
+/// the container's link, the attachment asks for a lease again (backing
+/// off, the state in its holder row, the agent staying up for it); the
+/// server back, the agent gets the lease back within the wait and puts it
+/// on the link, and CNI CHECK passes. An attachment DELeted while it asks
+/// leaves no row, and nothing asks for it any more.
+#[test]
+fn cni_dhcp_lease_expired_is_asked_for_again_until_del() {
+    let mut lab = Lab::new("cnidhcpexp");
+    let Some(mut server) = Dnsmasq::start(&lab.switch, "cniexp") else { return };
+    let dir = plugin_dir("g");
+    let conf = conf(&lab);
+    let (ns1, n1) = lab.netns("c1");
+    let (ns2, n2) = lab.netns("c2");
+    let (p1, p2) = (format!("/run/netns/{n1}"), format!("/run/netns/{n2}"));
+    let call = |cmd: &str, netns: &str, id: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, netns, id, "eth0"), conf)
+    };
+    let (ok, r1) = call("ADD", &p1, "ctr-1", &conf);
+    assert!(ok, "{r1}");
+    let (ok, r2) = call("ADD", &p2, "ctr-2", &conf);
+    assert!(ok, "{r2}");
+    let (ip1, ip2) = (ip_in(&r1), ip_in(&r2));
+    kill_agent(agent_pid(&lab));
+    server.stop();
+    expire(&lab, "ctr-1");
+    expire(&lab, "ctr-2");
+
+    let started = unix_now();
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    let tried = unix_now();
+    assert_eq!(report["lost"].as_array().unwrap().len(), 2, "{report}");
+    assert!(report["lost"][0].as_str().unwrap().contains("lease expired"), "{report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 2, "asked at once: {report}");
+    for ns in [&ns1, &ns2] {
+        assert_eq!(addresses(ns, "eth0"), Vec::<String>::new(), "address taken off");
+        assert!(link(ns, "eth0").is_some(), "the link stays");
+        assert!(default_gateway(ns).is_none(), "the route went with it");
+    }
+    let hold = hold_of(&lab, "ctr-1").expect("the row stays");
+    let retry = hold.retry.clone().expect("asked for again");
+    assert_eq!(retry["backoff_secs"], 8, "the first try failed, the next wait doubles: {hold:?}");
+    let next_at = retry["next_at"].as_i64().unwrap();
+    assert!((started..=tried).contains(&(next_at - 4)), "4 s after the try: {retry}");
+    let ipam = |cmd: &str, netns: &str, id: &str| {
+        cni_plugin(&lab, &dir, "nicslice-ipam", (cmd, netns, id, "eth0"), &conf)
+    };
+    let (ok, e) = ipam("CHECK", &p1, "ctr-1");
+    assert!(!ok, "no lease held while asking: {e}");
+    // The agent stays up for it: its next due time is the next try.
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    let soonest = [&hold_of(&lab, "ctr-1"), &hold_of(&lab, "ctr-2")]
+        .iter()
+        .map(|h| h.as_ref().unwrap().retry.as_ref().unwrap()["next_at"].as_i64().unwrap())
+        .min()
+        .unwrap();
+    assert_eq!(report["next_due"], soonest, "not idle: {report}");
+
+    // ctr-2 DELeted while asking: no row, no more tries.
+    let (ok, e) = call("DEL", &p2, "ctr-2", &conf);
+    assert!(ok, "{e}");
+    assert!(hold_of(&lab, "ctr-2").is_none(), "no holder row left");
+    assert_eq!(holds(&lab), 1, "ctr-1's alone");
+
+    // The server back: an agent gets ctr-1's lease again within the wait.
+    let Some(back) = Dnsmasq::start(&lab.switch, "cniexp-back") else { return };
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent"])
+        .args(["--exit-when-idle", "--timeout", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = vec![format!("{ip1}/24")];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while addresses(&ns1, "eth0") != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(addresses(&ns1, "eth0"), want, "the lease again\n{}", back.log());
+    assert!(unix_now() >= next_at, "not before the recorded try");
+    assert_eq!(default_gateway(&ns1), Some("192.168.0.1".parse().unwrap()), "route back");
+    assert!(ping(&ns1, "192.168.0.1"));
+    assert!(back.has_lease(&ip1) && !back.has_lease(&ip2), "{:?}", back.leases());
+    let hold = hold_of(&lab, "ctr-1").expect("held");
+    assert!(hold.retry.is_none(), "no longer asking: {hold:?}");
+    assert_eq!(addresses(&ns2, "eth0"), Vec::<String>::new());
+    let mut check = conf.clone();
+    check["prevResult"] = r1.clone();
+    let (ok, e) = call("CHECK", &p1, "ctr-1", &check);
+    assert!(ok, "CNI CHECK: {e}");
+    let (ok, e) = ipam("CHECK", &p1, "ctr-1");
+    assert!(ok, "IPAM CHECK: {e}");
+    assert!(agent.try_wait().unwrap().is_none(), "the agent runs on: a lease is held");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    let (ok, e) = call("DEL", &p1, "ctr-1", &conf);
+    assert!(ok, "{e}");
+    assert!(back.released(&ip1), "{:?}", back.leases());
+    assert_eq!(holds(&lab), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

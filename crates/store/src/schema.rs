@@ -211,6 +211,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE networks ADD COLUMN parent_ifindex INTEGER NULL;
     ALTER TABLE networks ADD COLUMN parent_mac TEXT NULL;
     "#,
+    // 13: a CNI attachment whose DHCP lease was lost, asked for again by
+    // the agent: the time of its next try and the wait after it, as the
+    // engine shapes them (JSON). NULL: the lease is held.
+    r#"
+    ALTER TABLE dhcp_cni_holders ADD COLUMN retry_json TEXT NULL;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

@@ -5,7 +5,8 @@
 //! DHCPv6 through `v6::cni`) on the container's link (no address on it
 //! yet) and records each lease with its holder (`nicslice_store::CniDhcpHold`:
 //! container, interface, namespace, MAC, the parent in the host); the agent
-//! renews them like any other. DEL and GC ([`Engine::cni_dhcp_del`],
+//! renews them like any other, and asks again for a DHCPv4 lease it lost
+//! (`cni_retry`). DEL and GC ([`Engine::cni_dhcp_del`],
 //! [`Engine::cni_dhcp_gc`]) send RELEASE and drop them; CHECK
 //! ([`Engine::cni_dhcp_check`]) finds each held and its address on the link.
 //!
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use nicslice_kernel::{DhcpSocket, LinkBrief, Netns, NetnsTarget, RouteSocket};
 use nicslice_model::MacAddr;
-use nicslice_store::{CniDhcpHold, StoreRead};
+use nicslice_store::{CniDhcpHold, StoreRead, WriteTx};
 use serde::{Deserialize, Serialize};
 
 use super::client::{Exchange, Granted};
@@ -62,7 +63,7 @@ impl CniHolder {
 
     /// The recorded namespace, open, if it is still there and holds the
     /// link (the plugin's DEL deletes the link before IPAM's runs).
-    fn link_namespace(&self) -> Option<Netns> {
+    pub(super) fn link_namespace(&self) -> Option<Netns> {
         NetnsTarget::Path(self.netns.clone().into()).open().ok().filter(|ns| {
             RouteSocket::open_in(ns).is_ok_and(|mut sock| {
                 self.is_in(ns, &sock).unwrap_or(false)
@@ -152,6 +153,12 @@ impl Engine {
                 None => None,
             };
             if let Some(hold) = held4.or(held6) {
+                if hold.retry.is_some() {
+                    return Err(EngineError::AddressInUse(format!(
+                        "container {} interface {} is asking for a DHCP lease already; DEL it first",
+                        at.container_id, at.ifname
+                    )));
+                }
                 return Err(EngineError::AddressInUse(format!(
                     "{} is leased by DHCP to container {} interface {} already; DEL it first",
                     hold.lease.address, at.container_id, at.ifname
@@ -250,16 +257,9 @@ impl Engine {
             label: &label,
         };
         let granted = exchange.acquire(asked.timeout)?;
-        let details = LeaseDetails {
-            routers: granted.routers.clone(),
-            dns: granted.dns.clone(),
-            domain: granted.domain.clone(),
-            resolv_conf: None,
-        };
-        let record = lease_record(asked.client_id.to_vec(), None, &granted, &details, unix_now());
         let recorded = (|| -> Result<()> {
             let tx = self.store.write()?;
-            tx.record_cni_dhcp_lease(&record, at.network, holder)?;
+            record_cni4(&tx, asked.client_id, &granted, at.network, holder)?;
             Ok(tx.commit()?)
         })();
         if let Err(e) = recorded {
@@ -309,7 +309,8 @@ impl Engine {
         let wanted = [(4, families.v4), (6, families.v6)];
         let mut expected = Vec::new();
         for family in wanted.iter().filter(|(_, on)| *on).map(|(f, _)| *f) {
-            match holds.iter().find(|h| h.lease.family == family) {
+            // A lease lost and asked for again is not held.
+            match holds.iter().find(|h| h.lease.family == family && h.retry.is_none()) {
                 Some(hold) => expected.push(hold.lease.address),
                 None => return Ok(CniDhcpCheck::NotHeld(family)),
             }
@@ -333,7 +334,8 @@ impl Engine {
         Ok(CniDhcpCheck::Held)
     }
 
-    /// Whether any CNI attachment holds a DHCP lease (the agent has work).
+    /// Whether any CNI attachment holds a DHCP lease or asks for one again
+    /// (the agent has work).
     pub fn cni_dhcp_holds_any(&mut self) -> Result<bool> {
         Ok(!self.store.read()?.cni_dhcp_holds()?.is_empty())
     }
@@ -360,12 +362,15 @@ impl Engine {
     }
 
     /// RELEASE of `hold` (from the container's link while it is there, else
-    /// through the parent on its behalf), and its rows released.
+    /// through the parent on its behalf), and its rows released. A lease
+    /// lost and asked for again is held by no one: its rows go, and with
+    /// them the tries.
     pub(crate) fn give_back_cni(&mut self, hold: &CniDhcpHold) -> Result<()> {
         let holder = CniHolder::of(hold)?;
         let lease = &hold.lease;
         let in_container = holder.link_namespace();
         match (lease.address.addr(), lease.server) {
+            _ if hold.retry.is_some() => {}
             (IpAddr::V4(address), IpAddr::V4(server)) => {
                 self.send_cni_release(
                     &holder,
@@ -419,6 +424,29 @@ impl Engine {
             ),
         }
     }
+}
+
+/// Records `granted` to `client_id` as held by a CNI attachment of
+/// `network` (`holder`: its holder row) in `tx`, replacing the lease the
+/// client held before: what ADD records, and what the agent records for a
+/// lease it got again (after a DHCPNAK, or a lease lost).
+pub(super) fn record_cni4(
+    tx: &WriteTx<'_>,
+    client_id: &[u8],
+    granted: &Granted,
+    network: &str,
+    holder: &serde_json::Value,
+) -> Result<()> {
+    // No resolv.conf: for CNI the runtime gets the DNS servers in the result.
+    let details = LeaseDetails {
+        routers: granted.routers.clone(),
+        dns: granted.dns.clone(),
+        domain: granted.domain.clone(),
+        resolv_conf: None,
+    };
+    let record = lease_record(client_id.to_vec(), None, granted, &details, unix_now());
+    tx.record_cni_dhcp_lease(&record, network, holder)?;
+    Ok(())
 }
 
 /// What the DHCPv4 half of ADD asks with.

@@ -32,6 +32,7 @@
 pub mod agent;
 mod client;
 mod cni;
+mod cni_retry;
 mod identity;
 mod reacquire;
 mod renew;

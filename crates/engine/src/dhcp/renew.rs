@@ -3,7 +3,8 @@
 //! renewed with its server (unicast from the address), at T2 rebound with
 //! any server (broadcast), and at its expiry the address is taken off the
 //! link (an endpoint's record then says the lease was lost, and why, and
-//! the endpoint asks for a lease again: `reacquire`).
+//! the endpoint asks for a lease again: `reacquire`; a CNI attachment's
+//! DHCPv4 lease is asked for again too: `cni_retry`).
 //! Every outcome is written to
 //! the state store as it happens (times of the next try included), so an
 //! agent killed at any point and started again carries on from the store:
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, Route, RouteSocket};
+use nicslice_kernel::{DhcpSocket, Netns, NetnsTarget, RouteSocket};
 use nicslice_model::MacAddr;
 use nicslice_store::{DhcpLeaseRecord, EndpointState, StoreRead};
 use serde::Serialize;
@@ -66,7 +67,8 @@ pub struct RenewReport {
     pub renewed: Vec<String>,
     /// Refused (DHCPNAK) and replaced by a new lease from a new DISCOVER.
     pub replaced: Vec<String>,
-    /// Endpoints whose lost lease was asked for again and granted.
+    /// Endpoints and CNI attachments whose lost lease was asked for again
+    /// and granted.
     pub reacquired: Vec<String>,
     /// Addresses taken off their links: lease expired, or refused with no
     /// new lease to be had.
@@ -142,7 +144,8 @@ impl Engine {
         }
         for hold in holds {
             let due = due(&hold.lease, now, force);
-            if due == Due::Nothing {
+            // A lost lease asked for again is `cni_retry`'s.
+            if due == Due::Nothing || hold.retry.is_some() {
                 continue;
             }
             let cni = CniHolder::of(&hold)?;
@@ -216,13 +219,17 @@ impl Engine {
                 Err(e) => report.failed.push(format!("{}: {e}", holder.label)),
             }
         }
-        // Endpoints whose lease was lost (in this pass or before) ask again.
+        // Endpoints and CNI attachments whose lease was lost (in this pass
+        // or before) ask again.
         self.reacquire_lost(timeout, &mut report);
+        self.reacquire_lost_cni(timeout, &mut report);
         let retry = self.next_retry()?;
+        let cni_retry = self.cni_next_retry()?;
         let read = self.store.read()?;
         let endpoints = read.held_dhcp_leases()?.into_iter().map(|l| l.renew_at);
-        let cni = read.cni_dhcp_holds()?.into_iter().map(|h| h.lease.renew_at);
-        report.next_due = endpoints.chain(cni).chain(retry).min();
+        let holds = read.cni_dhcp_holds()?;
+        let cni = holds.into_iter().filter(|h| h.retry.is_none()).map(|h| h.lease.renew_at);
+        report.next_due = endpoints.chain(cni).chain(retry).chain(cni_retry).min();
         Ok(report)
     }
 
@@ -311,13 +318,15 @@ impl Engine {
                 if let Whose::Endpoint = holder.whose {
                     return Ok(Outcome::Refused);
                 }
+                // A CNI attachment's on this socket, its lease replaced as
+                // ADD records one; else asked for again later.
                 match self.reacquire_cni(lease, holder, ns, &exchange, timeout) {
                     Ok(granted) => Ok(Outcome::Replaced(granted.address, granted.lease_secs)),
                     Err(e) => Ok(Outcome::Lost(
                         format!(
                             "the server refused the renewal (DHCPNAK), and no new lease came: {e}"
                         ),
-                        None,
+                        Some(unix_now() + i64::from(super::reacquire::FIRST_BACKOFF)),
                     )),
                 }
             }
@@ -342,10 +351,10 @@ impl Engine {
         Ok(())
     }
 
-    /// A new lease for a CNI attachment whose lease was refused: DISCOVER again,
-    /// then the address (with its lifetime) and the default route via the
-    /// server's router (removing the link's last address took its routes).
-    /// Recorded like an attach's; given back if it cannot be put on.
+    /// A new lease for a CNI attachment whose lease was refused (its
+    /// address already off): DISCOVER again, then the grant recorded as
+    /// ADD records it, replacing the refused one, and put on the link
+    /// (`cni_retry::keep_cni_grant`); given back if it cannot be.
     fn reacquire_cni(
         &mut self,
         lease: &DhcpLeaseRecord,
@@ -355,52 +364,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<Granted> {
         let granted = exchange.acquire(timeout)?;
-        let address = IpNet::V4(granted.address);
-        let put_on = || -> Result<()> {
-            let mut sock = RouteSocket::open_in(ns)?;
-            let ifname = holder.ifname.as_str();
-            let link = sock.require_link(ifname, ns.label())?;
-            sock.add_address(link.index, address)?;
-            sock.set_address_lifetime(link.index, address, granted.lease_secs)?;
-            // Announce it (see dhcp::realize); an ipvlan child refuses to
-            // have its MAC set, and neighbours know its parent's anyway.
-            if let Some(mac) = holder.mac {
-                let _ = sock.set_mac(link.index, mac);
-            }
-            if let Some(router) = granted.routers.first() {
-                match sock.add_route(&Route::default_via(IpAddr::V4(*router), link.index)) {
-                    Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
-                    _ => {}
-                }
-            }
-            Ok(())
-        };
-        if let Err(e) = put_on() {
-            let server = granted.server;
-            exchange.release(granted.address.addr(), server, Duration::from_secs(1), false);
-            return Err(e);
-        }
-        // The resolv.conf written at attach stays the endpoint's: detach
-        // removes it by this record.
-        let written = serde_json::from_value::<super::LeaseDetails>(lease.details.clone())
-            .ok()
-            .and_then(|d| d.resolv_conf);
-        let details = super::LeaseDetails {
-            routers: granted.routers.clone(),
-            dns: granted.dns.clone(),
-            domain: granted.domain.clone(),
-            resolv_conf: written,
-        };
-        let record = super::lease_record(
-            lease.client_id.clone(),
-            lease.endpoint_id,
-            &granted,
-            &details,
-            unix_now(),
-        );
-        let tx = self.store.write()?;
-        tx.record_dhcp_lease(&record)?;
-        tx.commit()?;
+        self.keep_cni_grant(&lease.client_id, exchange, &granted, ns, &holder.ifname)?;
         Ok(granted)
     }
 
@@ -438,7 +402,8 @@ impl Engine {
     /// endpoint's record (`endpoint ls` shows it and `endpoint check`
     /// reports it: its address and routes are gone on purpose) with, from
     /// `retry_at`, the tries for a new one (`reacquire`), in one
-    /// transaction.
+    /// transaction. A CNI attachment's DHCPv4 lease keeps its holder row,
+    /// asking again from `retry_at` (`cni_retry`); else it is forgotten.
     fn lose(
         &mut self,
         lease: &DhcpLeaseRecord,
@@ -446,7 +411,12 @@ impl Engine {
         why: &str,
         retry_at: Option<i64>,
     ) -> Result<()> {
-        let Whose::Endpoint = holder.whose else { return self.forget(lease, holder) };
+        let Whose::Endpoint = holder.whose else {
+            return match retry_at {
+                Some(at) if lease.family == 4 => self.cni_wait(lease, at),
+                _ => self.forget(lease, holder),
+            };
+        };
         let tx = self.store.write()?;
         tx.release_dhcp_lease(&lease.client_id, lease.family)?;
         if let Some(endpoint) = lease.endpoint_id.map(|id| tx.endpoint(id)).transpose()?.flatten() {
@@ -459,7 +429,9 @@ impl Engine {
     }
 
     /// Takes a lost lease's address off its link (and the DNS servers it
-    /// gave out of the namespace's resolv.conf) and records it released.
+    /// gave out of the namespace's resolv.conf) and, for an endpoint's,
+    /// records it released. A CNI attachment's row stays for its caller:
+    /// replaced by a new lease, or kept asking for one (`lose`).
     pub(super) fn drop_address(
         &mut self,
         lease: &DhcpLeaseRecord,
@@ -477,7 +449,10 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.forget(lease, holder)
+        match holder.whose {
+            Whose::Endpoint => self.forget(lease, holder),
+            Whose::Cni => Ok(()),
+        }
     }
 }
 
