@@ -19,8 +19,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipnet::{IpNet, Ipv6Net};
-use nicslice_engine::dhcp::{CniAttachment, CniDhcpCheck, agent};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use nicslice_engine::dhcp::{CniAttachment, CniDhcpCheck, CniRoute, agent};
 use nicslice_engine::{Engine, Faults};
 use nicslice_kernel::Netns;
 use nicslice_store::DEFAULT_STATE_PATH;
@@ -69,7 +69,8 @@ pub fn handle(
             Ok(None)
         }
         Verb::Check => {
-            let at = attachment(net, env);
+            let routes = routes_of(net, conf);
+            let at = attachment(net, env, &routes);
             if let CniDhcpCheck::NotHeld(family) =
                 open(&state)?.cni_dhcp_check(&at, dhcp.families)?
             {
@@ -103,7 +104,9 @@ fn add(
     dhcp: &DhcpConf,
 ) -> Result<CniResult> {
     let timeout = dhcp.timeout.map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
-    let grants = open(state)?.cni_dhcp_add(&attachment(net, env), dhcp.families, timeout)?;
+    let routes = routes_of(net, conf);
+    let at = attachment(net, env, &routes);
+    let grants = open(state)?.cni_dhcp_add(&at, dhcp.families, timeout)?;
     if let Err(e) = agent::ensure_running(state, None) {
         eprintln!(
             "nicslice: could not start nicslice dhcp-agent: {e}; run it to renew DHCP leases"
@@ -129,13 +132,36 @@ fn add(
     Ok(CniResult { interfaces: Vec::new(), ips, routes: conf.routes.clone(), dns })
 }
 
-fn attachment<'a>(net: &'a NetConf, env: &'a CallEnv) -> CniAttachment<'a> {
+fn attachment<'a>(net: &'a NetConf, env: &'a CallEnv, routes: &'a [CniRoute]) -> CniAttachment<'a> {
     CniAttachment {
         network: &net.name,
         container_id: &env.container_id,
         ifname: &env.ifname,
         netns: &env.netns,
+        routes,
     }
+}
+
+/// The routes the link plugin adds after this ADD, which the agent puts
+/// back with a lease granted again: IPAM's `routes`, and, behind
+/// nicslice's own link plugins, the default route through the lease's
+/// router unless `noDefaultRoute` (the reference plugins add IPAM's routes
+/// only).
+fn routes_of(net: &NetConf, conf: &IpamConf) -> Vec<CniRoute> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        #[serde(default, rename = "noDefaultRoute")]
+        no_default_route: Option<bool>,
+    }
+    let mut routes: Vec<CniRoute> =
+        conf.routes.iter().map(|r| CniRoute { dst: r.dst, gw: r.gw }).collect();
+    let ours = matches!(net.plugin_type.as_str(), "nicslice-macvlan" | "nicslice-ipvlan");
+    let no_default = net.specific::<Keys>().ok().and_then(|k| k.no_default_route).unwrap_or(false);
+    let default = IpNet::V4(Ipv4Net::default());
+    if ours && !no_default && !routes.iter().any(|r| r.dst == default) {
+        routes.push(CniRoute { dst: default, gw: None });
+    }
+    routes
 }
 
 /// Whether the agent can be reached: it runs, or no lease needs it yet, or
@@ -163,4 +189,28 @@ fn status(state: &std::path::Path) -> Result<()> {
             state.display()
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(conf: &str) -> Vec<String> {
+        let net = NetConf::parse(conf.as_bytes().to_vec()).unwrap();
+        let ipam = IpamConf::parse(net.ipam.as_ref().unwrap()).unwrap();
+        routes_of(&net, &ipam).iter().map(|r| format!("{} {:?}", r.dst, r.gw)).collect()
+    }
+
+    #[test]
+    fn a_regrant_puts_back_the_routes_the_link_plugin_added() {
+        let ipam = r#""ipam":{"type":"nicslice-ipam","dhcp":{}}"#;
+        let with = |head: &str| format!(r#"{{"cniVersion":"1.0.0","name":"n",{head},{ipam}}}"#);
+        // nicslice's link plugins add the default route through the router.
+        assert_eq!(routes(&with(r#""type":"nicslice-macvlan""#)), ["0.0.0.0/0 None"]);
+        assert!(routes(&with(r#""type":"nicslice-ipvlan","noDefaultRoute":true"#)).is_empty());
+        // The reference plugins add IPAM's routes only.
+        let reference = r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"nicslice-ipam","dhcp":{},"routes":[{"dst":"10.0.0.0/8","gw":"192.168.0.254"}]}}"#;
+        assert_eq!(routes(reference), ["10.0.0.0/8 Some(192.168.0.254)"]);
+        assert!(routes(&with(r#""type":"macvlan""#)).is_empty());
+    }
 }

@@ -18,6 +18,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use nicslice_kernel::{DhcpSocket, LinkBrief, Netns, NetnsTarget, RouteSocket};
 use nicslice_model::MacAddr;
 use nicslice_store::{CniDhcpHold, StoreRead, WriteTx};
@@ -46,6 +47,11 @@ pub(crate) struct CniHolder {
     /// of a link already deleted goes; `None` when the parent is inside
     /// the container (`linkInContainer`).
     pub(crate) parent: Option<String>,
+    /// The configuration's routes (see `CniAttachment::routes`); `None` in
+    /// a row of an older nicslice, whose re-grant adds the default route
+    /// through the router, as it always did.
+    #[serde(default)]
+    pub(crate) routes: Option<Vec<CniRoute>>,
 }
 
 impl CniHolder {
@@ -82,6 +88,19 @@ pub struct CniAttachment<'a> {
     pub ifname: &'a str,
     /// `CNI_NETNS`.
     pub netns: &'a str,
+    /// The configuration's `routes`, which the link plugin adds after the
+    /// ADD (through the lease's router where a route names no gateway):
+    /// the agent puts the IPv4 ones back with a lease granted again, and
+    /// only those.
+    pub routes: &'a [CniRoute],
+}
+
+/// A route of a CNI configuration's `routes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniRoute {
+    pub dst: IpNet,
+    /// `None`: through the address's gateway (the lease's router).
+    pub gw: Option<IpAddr>,
 }
 
 /// Which families an attachment takes from DHCP servers.
@@ -203,6 +222,7 @@ impl Engine {
             netns_cookie: identity.cookie,
             mac,
             parent,
+            routes: Some(at.routes.to_vec()),
         };
         let holder_json = serde_json::to_value(&holder).unwrap_or_default();
         let v4 = match families.v4 {

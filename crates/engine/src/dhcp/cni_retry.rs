@@ -21,7 +21,7 @@ use nicslice_model::MacAddr;
 use nicslice_store::{CniDhcpHold, DhcpLeaseRecord, StoreRead};
 
 use super::client::{Exchange, Granted};
-use super::cni::{CniHolder, record_cni4};
+use super::cni::{CniHolder, CniRoute, record_cni4};
 use super::reacquire::{DhcpRetry, entry, next_backoff};
 use super::renew::RenewReport;
 use super::{RELEASE_WAIT, unix_now};
@@ -35,9 +35,17 @@ pub(super) fn retry_of(hold: &CniDhcpHold) -> Option<DhcpRetry> {
 
 /// Puts a grant on the container's link `ifname` in `ns`, as the link
 /// plugin put ADD's on: the address (with the lease's lifetime, so it
-/// cannot outlive the lease), announced, and the default route via the
-/// server's first router (the link's last address took its routes).
-fn put_on(ns: &Netns, ifname: &str, mac: MacAddr, granted: &Granted) -> Result<()> {
+/// cannot outlive the lease), announced, and the configuration's IPv4
+/// routes, through the server's first router where a route names no
+/// gateway (the link's last address took its routes). `routes` is `None`
+/// for a holder row of an older nicslice: the default route via the router.
+fn put_on(
+    ns: &Netns,
+    ifname: &str,
+    mac: MacAddr,
+    granted: &Granted,
+    routes: Option<&[CniRoute]>,
+) -> Result<()> {
     let address = IpNet::V4(granted.address);
     let mut sock = RouteSocket::open_in(ns)?;
     let link = sock.require_link(ifname, ns.label())?;
@@ -50,8 +58,18 @@ fn put_on(ns: &Netns, ifname: &str, mac: MacAddr, granted: &Granted) -> Result<(
     // Announce it (see dhcp::apply_grant); an ipvlan child refuses to have
     // its MAC set, and neighbours know its parent's anyway.
     let _ = sock.set_mac(link.index, mac);
-    if let Some(router) = granted.routers.first() {
-        match sock.add_route(&Route::default_via(IpAddr::V4(*router), link.index)) {
+    let router = granted.routers.first().map(|r| IpAddr::V4(*r));
+    let legacy =
+        [CniRoute { dst: "0.0.0.0/0".parse().unwrap_or_else(|_| unreachable!()), gw: None }];
+    for r in routes.unwrap_or(&legacy).iter().filter(|r| r.dst.addr().is_ipv4()) {
+        let Some(gateway) = r.gw.or(router) else { continue };
+        let route = Route {
+            destination: r.dst,
+            gateway: Some(gateway),
+            oif: Some(link.index),
+            metric: None,
+        };
+        match sock.add_route(&route) {
             Err(e) if e.errno() != Some(libc::EEXIST) => return Err(e.into()),
             _ => {}
         }
@@ -92,9 +110,10 @@ impl Engine {
             let Some(hold) = tx.cni_dhcp_hold(client_id, 4)? else {
                 return Err(EngineError::NotFound("its attachment was deleted meanwhile".into()));
             };
+            let routes = CniHolder::of(&hold)?.routes;
             record_cni4(&tx, client_id, granted, &hold.network, &hold.holder)?;
             tx.commit()?;
-            put_on(ns, ifname, exchange.mac, granted)
+            put_on(ns, ifname, exchange.mac, granted, routes.as_deref())
         })();
         if let Err(e) = kept {
             exchange.release(granted.address.addr(), granted.server, RELEASE_WAIT, false);

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use client::Exchange;
 pub use client::Granted;
-pub use cni::{CniAttachment, CniDhcpCheck, CniGrants, DhcpFamilies, cni_client_id};
+pub use cni::{CniAttachment, CniDhcpCheck, CniGrants, CniRoute, DhcpFamilies, cni_client_id};
 pub use reacquire::DhcpRetry;
 pub use renew::RenewReport;
 
