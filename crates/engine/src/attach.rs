@@ -19,7 +19,7 @@ use nicslice_store::{
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{
-    self, AddressPlan, ChildSpec, EndpointPlan, Place, Policy, RouteSpec, Via, plan_routes,
+    self, AddressPlan, ChildSpec, EndpointPlan, Place, Policy, RouteSpec, plan_routes,
 };
 use crate::error::{EngineError, Result};
 use crate::fault::Step;
@@ -386,15 +386,7 @@ impl Engine {
                         .is_some_and(|s| !s.gateway_is_default()),
                 })
                 .collect();
-            let extra: Vec<RouteSpec> = req
-                .routes
-                .iter()
-                .map(|r| RouteSpec {
-                    destination: r.destination,
-                    via: r.via.map_or(Via::Device, Via::Gateway),
-                    metric: None,
-                })
-                .collect();
+            let extra: Vec<RouteSpec> = req.routes.iter().map(RouteSpec::from).collect();
             let mut plan = EndpointPlan {
                 link: child.link(req.ifname.clone(), &parent),
                 parent: parent.clone(),

@@ -41,7 +41,7 @@ use super::{
 };
 use crate::Engine;
 use crate::attach::EndpointDetails;
-use crate::endpoint::{Place, RouteSpec, Via};
+use crate::endpoint::{Place, RouteSpec};
 use crate::error::{EngineError, Result};
 use crate::undo::UndoLog;
 
@@ -323,15 +323,7 @@ impl Engine {
             serde_json::from_value(ep.details.clone()).unwrap_or_default();
         let last_details: LeaseDetails =
             serde_json::from_value(last.details.clone()).unwrap_or_default();
-        let extra: Vec<RouteSpec> = ep_details
-            .routes
-            .iter()
-            .map(|r| RouteSpec {
-                destination: r.destination,
-                via: r.via.map_or(Via::Device, Via::Gateway),
-                metric: None,
-            })
-            .collect();
+        let extra: Vec<RouteSpec> = ep_details.routes.iter().map(RouteSpec::from).collect();
         // Attach added the default route unless told not to: it did if the
         // record names the old router (or the device) as a gateway.
         let default_route = ep_details.default_dev

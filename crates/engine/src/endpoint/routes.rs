@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nicslice_kernel::Route;
+use nicslice_model::RouteRequest;
 
 /// One address of the endpoint and the gateway of its subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,18 @@ pub struct RouteSpec {
     pub destination: IpNet,
     pub via: Via,
     pub metric: Option<u32>,
+}
+
+impl From<&RouteRequest> for RouteSpec {
+    /// A `--route DEST[,via=GW]` of `attach` (kept on the endpoint's record):
+    /// through its gateway, else straight through the device.
+    fn from(r: &RouteRequest) -> RouteSpec {
+        RouteSpec {
+            destination: r.destination,
+            via: r.via.map_or(Via::Device, Via::Gateway),
+            metric: None,
+        }
+    }
 }
 
 /// The routes to add: `extra` first, then, with `default_route`, one default
