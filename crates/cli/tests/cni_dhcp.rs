@@ -458,6 +458,13 @@ fn hold_of(lab: &Lab, container: &str) -> Option<nicslice_store::CniDhcpHold> {
     nicslice_store::Store::open(&lab.state).unwrap().cni_dhcp_hold(&id, 4).unwrap()
 }
 
+/// The holder row of the (one) DHCPv6 lease of a CNI attachment, if there is one.
+fn hold6(lab: &Lab) -> Option<nicslice_store::CniDhcpHold> {
+    use nicslice_store::StoreRead;
+    let holds = nicslice_store::Store::open(&lab.state).unwrap().cni_dhcp_holds().unwrap();
+    holds.into_iter().find(|h| h.lease.family == 6)
+}
+
 /// How many holder rows the store has.
 fn holds(lab: &Lab) -> usize {
     use nicslice_store::StoreRead;
@@ -467,10 +474,14 @@ fn holds(lab: &Lab) -> usize {
 /// The store's record of `container`'s DHCPv4 lease ran out, as time
 /// passing with no agent (or a server that stopped answering) leaves it.
 fn expire(lab: &Lab, container: &str) {
+    expire_row(lab, &nicslice_engine::dhcp::cni_client_id(container, "eth0"), 4);
+}
+
+/// The store's record of the lease of `id` in `family` ran out.
+fn expire_row(lab: &Lab, id: &[u8], family: u8) {
     use nicslice_store::StoreRead;
-    let id = nicslice_engine::dhcp::cni_client_id(container, "eth0");
     let mut store = nicslice_store::Store::open(&lab.state).unwrap();
-    let mut lease = store.dhcp_lease_of_client(&id, 4).unwrap().expect("a lease row");
+    let mut lease = store.dhcp_lease_of_client(id, family).unwrap().expect("a lease row");
     let now = unix_now();
     (lease.renew_at, lease.rebind_at, lease.expires_at) = (now - 30, now - 20, now - 1);
     let tx = store.write().unwrap();
@@ -657,6 +668,96 @@ fn cni_dhcp_lease_expired_is_asked_for_again_until_del() {
     let (ok, e) = call("DEL", &p1, "ctr-1", &conf);
     assert!(ok, "{e}");
     assert!(back.released(&ip1), "{:?}", back.leases());
+    assert_eq!(holds(&lab), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The DHCPv6 lease of a CNI attachment ran out while the server was
+/// stopped: the /128 goes off the container's link and the attachment asks
+/// again (the same backoff and holder-row state as DHCPv4's); the server
+/// back, the agent gets the same address under the same DUID and IAID and
+/// puts it on the link as ADD did, and CHECK passes; DEL releases it and
+/// leaves no row.
+#[test]
+fn cni_dhcp6_lease_expired_is_asked_for_again_until_del() {
+    let mut lab = Lab::new("cnidhcp6exp");
+    let Some(mut server) = Dnsmasq::start_v6(&lab.switch, "cni6exp") else { return };
+    let dir = plugin_dir("h");
+    let conf = conf_of(&lab, json!([6]));
+    let (ns1, n1) = lab.netns("c1");
+    let p1 = format!("/run/netns/{n1}");
+    let call = |cmd: &str, conf: &Value| {
+        cni_plugin(&lab, &dir, "nicslice-macvlan", (cmd, &p1, "ctr-1", "eth0"), conf)
+    };
+    let ipam_check =
+        || cni_plugin(&lab, &dir, "nicslice-ipam", ("CHECK", &p1, "ctr-1", "eth0"), &conf);
+    let (ok, r1) = call("ADD", &conf);
+    assert!(ok, "{r1}\n{}", server.log());
+    let ip = ip_in(&r1);
+    let first = server.v6_lease(&ip);
+    kill_agent(agent_pid(&lab));
+    server.stop();
+    let key = hold6(&lab).expect("the holder row").lease.client_id;
+    expire_row(&lab, &key, 6);
+
+    let started = unix_now();
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    let tried = unix_now();
+    assert_eq!(report["lost"].as_array().unwrap().len(), 1, "{report}");
+    assert!(report["lost"][0].as_str().unwrap().contains("lease expired"), "{report}");
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1, "asked at once: {report}");
+    assert!(report["failed"][0].as_str().unwrap().contains("no new DHCPv6 lease"), "{report}");
+    assert_eq!(addresses(&ns1, "eth0"), Vec::<String>::new(), "the /128 taken off");
+    assert!(link(&ns1, "eth0").is_some(), "the link stays");
+    let hold = hold6(&lab).expect("the row stays");
+    let retry = hold.retry.clone().expect("asked for again");
+    assert_eq!(retry["family"], 6, "{retry}");
+    assert_eq!(retry["backoff_secs"], 8, "the first try failed, the next wait doubles: {hold:?}");
+    let next_at = retry["next_at"].as_i64().unwrap();
+    assert!((started..=tried).contains(&(next_at - 4)), "4 s after the try: {retry}");
+    let (ok, e) = ipam_check();
+    assert!(!ok, "no lease held while asking: {e}");
+    let report = lab.json(&["dhcp-agent", "--once", "--timeout", "1"]);
+    assert_eq!(report["next_due"], next_at, "not idle, nothing tried early: {report}");
+
+    // The server back: an agent gets the lease again within the wait.
+    let Some(back) = Dnsmasq::start_v6(&lab.switch, "cni6exp-back") else { return };
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_nicslice"))
+        .arg("--state")
+        .arg(&lab.state)
+        .args(["--host-netns", &lab.host.netns_name, "dhcp-agent"])
+        .args(["--exit-when-idle", "--timeout", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let want = vec![format!("{ip}/128")];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while addresses(&ns1, "eth0") != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(addresses(&ns1, "eth0"), want, "the lease again\n{}", back.log());
+    assert!(unix_now() >= next_at, "not before the recorded try");
+    let again = back.v6_lease(&ip);
+    assert_eq!((&again[1], &again[4]), (&first[1], &first[4]), "the same IAID and DUID");
+    let hold = hold6(&lab).expect("held");
+    assert!(hold.retry.is_none(), "no longer asking: {hold:?}");
+    assert_eq!(hold.lease.address.to_string(), format!("{ip}/128"));
+    assert!(hold.lease.expires_at > unix_now(), "{hold:?}");
+    assert!(ping_patiently(&ns1, "fd00:db8::1"), "the address works");
+    let mut check = conf.clone();
+    check["prevResult"] = r1.clone();
+    let (ok, e) = call("CHECK", &check);
+    assert!(ok, "CNI CHECK: {e}");
+    let (ok, e) = ipam_check();
+    assert!(ok, "IPAM CHECK: {e}");
+    assert!(agent.try_wait().unwrap().is_none(), "the agent runs on: a lease is held");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+
+    let (ok, e) = call("DEL", &conf);
+    assert!(ok, "{e}");
+    assert!(back.released(&ip), "{:?}", back.leases());
     assert_eq!(holds(&lab), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }

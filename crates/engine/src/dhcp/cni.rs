@@ -5,7 +5,7 @@
 //! DHCPv6 through `v6::cni`) on the container's link (no address on it
 //! yet) and records each lease with its holder (`nicslice_store::CniDhcpHold`:
 //! container, interface, namespace, MAC, the parent in the host); the agent
-//! renews them like any other, and asks again for a DHCPv4 lease it lost
+//! renews them like any other, and asks again for a lease it lost
 //! (`cni_retry`). DEL and GC ([`Engine::cni_dhcp_del`],
 //! [`Engine::cni_dhcp_gc`]) send RELEASE and drop them; CHECK
 //! ([`Engine::cni_dhcp_check`]) finds each held and its address on the link.

@@ -8,9 +8,12 @@
 //! put on at ADD, the address with the lease's lifetime and the default
 //! route via the server's router); also the start over after a DHCPNAK.
 //!
+//! A lost DHCPv6 lease is asked for again the same way, with the same
+//! state and backoff: the same DUID and IAID, the address it held, put on
+//! and recorded by `v6::cni` (`reacquire_cni6`).
+//!
 //! An attachment whose namespace (or link) is gone is forgotten, as GC
-//! would; DEL drops the row and the tries with it. DHCPv6 leases of CNI
-//! attachments are not asked for again (yet): a lost one is forgotten.
+//! would; DEL drops the row and the tries with it.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -78,7 +81,7 @@ fn put_on(
 }
 
 impl Engine {
-    /// Marks a CNI attachment's DHCPv4 lease lost, asked for again from
+    /// Marks a CNI attachment's lease (DHCPv4 or DHCPv6) lost, asked for again from
     /// `first_at` (its holder row kept, with the retry state).
     pub(super) fn cni_wait(&mut self, lease: &DhcpLeaseRecord, first_at: i64) -> Result<()> {
         self.cni_wait_with(lease, &entry(lease, first_at))
@@ -157,9 +160,14 @@ impl Engine {
                 report.lost.push(format!("{label}: its link is gone; no longer asking{gone}"));
                 continue;
             };
-            match self.reacquire_cni4(&hold, &holder, &ns, timeout) {
+            let v = hold.lease.family;
+            let tried = match v {
+                6 => self.reacquire_cni6(&hold, &holder, ns, timeout),
+                _ => self.reacquire_cni4(&hold, &holder, &ns, timeout),
+            };
+            match tried {
                 Ok(address) => {
-                    report.reacquired.push(format!("{label}: DHCPv4 lease of {address} again"))
+                    report.reacquired.push(format!("{label}: DHCPv{v} lease of {address} again"))
                 }
                 Err(EngineError::NotFound(why)) => report.lost.push(format!("{label}: {why}")),
                 Err(e) => {
@@ -172,7 +180,7 @@ impl Engine {
                     let noted = self.cni_wait_with(&hold.lease, &later).err();
                     let noted = noted.map_or(String::new(), |e| format!(" ({e})"));
                     report.failed.push(format!(
-                        "{label}: no new DHCPv4 lease: {e}; asking again in {wait} s{noted}"
+                        "{label}: no new DHCPv{v} lease: {e}; asking again in {wait} s{noted}"
                     ));
                 }
             }

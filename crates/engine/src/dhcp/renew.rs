@@ -402,8 +402,8 @@ impl Engine {
     /// endpoint's record (`endpoint ls` shows it and `endpoint check`
     /// reports it: its address and routes are gone on purpose) with, from
     /// `retry_at`, the tries for a new one (`reacquire`), in one
-    /// transaction. A CNI attachment's DHCPv4 lease keeps its holder row,
-    /// asking again from `retry_at` (`cni_retry`); else it is forgotten.
+    /// transaction. A CNI attachment's lease keeps its holder row, asking
+    /// again from `retry_at` (`cni_retry`); else it is forgotten.
     fn lose(
         &mut self,
         lease: &DhcpLeaseRecord,
@@ -413,7 +413,7 @@ impl Engine {
     ) -> Result<()> {
         let Whose::Endpoint = holder.whose else {
             return match retry_at {
-                Some(at) if lease.family == 4 => self.cni_wait(lease, at),
+                Some(at) => self.cni_wait(lease, at),
                 _ => self.forget(lease, holder),
             };
         };

@@ -5,18 +5,31 @@
 //! the attachment's own link-local, announced, then SOLICIT to REPLY). The
 //! /128 goes on with the link plugin's configuration, not here; the lease
 //! is recorded with its holder for the agent, or given back.
+//!
+//! A lease the agent lost is asked for again here too ([`Engine::reacquire_cni6`],
+//! driven by `cni_retry` with DHCPv4's backoff): the same DUID and IAID,
+//! the address it held asked for, the /128 put on by `realize` (with the
+//! lease's lifetime, announced: what the link plugin put on at ADD; IA_NA
+//! names no router, and the RA's routes never depended on the /128), and
+//! recorded as ADD records it ([`record_cni6`]), its holder row's retry
+//! state cleared, in one transaction.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use nicslice_kernel::LinkBrief;
-use nicslice_store::StoreRead;
+use ipnet::IpNet;
+use nicslice_kernel::{LinkBrief, Netns};
+use nicslice_store::{CniDhcpHold, StoreRead, WriteTx};
 
-use super::{Granted6, Identity6, Lookup6, RELEASE_WAIT, ask, host_duid, lease_record};
+use super::{
+    Granted6, Identity6, Lookup6, RELEASE_WAIT, ask, host_duid, host_net, lease_record, realize,
+};
 use crate::Engine;
-use crate::dhcp::{identity, unix_now};
+use crate::dhcp::cni::CniHolder;
+use crate::dhcp::{DhcpRequest, identity, unix_now};
 use crate::endpoint::Place;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
+use crate::undo::UndoLog;
 
 /// The IAID of a CNI attachment (that of its DHCPv4 client identifier).
 fn cni_iaid(container_id: &str, ifname: &str) -> u32 {
@@ -69,10 +82,9 @@ impl Engine {
     ) -> Result<Granted6> {
         let asked = ask(link, lookup, timeout, place)?;
         let identity = &lookup.identity;
-        let record = lease_record(identity, None, &asked.granted, None, unix_now());
         let recorded = (|| -> Result<()> {
             let tx = self.store.write()?;
-            tx.record_cni_dhcp_lease(&record, network, holder)?;
+            record_cni6(&tx, identity, &asked.granted, network, holder)?;
             Ok(tx.commit()?)
         })();
         if let Err(e) = recorded {
@@ -82,4 +94,77 @@ impl Engine {
         }
         Ok(asked.granted)
     }
+
+    /// The agent's try for the lost DHCPv6 lease of the CNI attachment of
+    /// `hold` (its link `holder.ifname` in `ns`): SOLICIT to REPLY under the
+    /// same DUID and IAID asking for the address it held, the /128 put on
+    /// (`realize`), then recorded with its holder row, the retry state
+    /// cleared. Taken off and given back if it cannot be recorded;
+    /// `NotFound` when the attachment was deleted meanwhile.
+    pub(in crate::dhcp) fn reacquire_cni6(
+        &mut self,
+        hold: &CniDhcpHold,
+        holder: &CniHolder,
+        ns: Netns,
+        timeout: Duration,
+    ) -> Result<IpNet> {
+        let last = &hold.lease;
+        let identity = Identity6::from_key(&last.client_id).ok_or_else(|| {
+            let key = identity::to_hex(&last.client_id);
+            EngineError::Invalid(format!("{key} is not a DHCPv6 identity"))
+        })?;
+        let previous = match last.address.addr() {
+            IpAddr::V6(ip) => Some(ip),
+            IpAddr::V4(_) => None,
+        };
+        let lookup = Lookup6 { identity, previous };
+        let mut place = Place::between(&self.host, ns)?;
+        let link = place.target.require_link_brief(&holder.ifname, place.target_ns.label())?;
+        if let Some(ip) = previous {
+            // Left by a try that did not finish (an agent killed).
+            match place.target.delete_address(link.index, host_net(ip)) {
+                Err(e) if e.errno() != Some(libc::EADDRNOTAVAIL) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        let mut undo = UndoLog::default();
+        let req = DhcpRequest { client_id: None, timeout };
+        // No conflict probing: ADD put the address on without.
+        let held = match realize(&link, &lookup, &req, None, &mut place, &mut undo) {
+            Ok(held) => held,
+            Err(e) => return Err(place.abort(undo, e)),
+        };
+        let recorded = (|| -> Result<()> {
+            let tx = self.store.write()?;
+            if tx.cni_dhcp_hold(&last.client_id, 6)?.is_none() {
+                return Err(EngineError::NotFound("its attachment was deleted meanwhile".into()));
+            }
+            record_cni6(&tx, &lookup.identity, &held.granted, &hold.network, &hold.holder)?;
+            Ok(tx.commit()?)
+        })();
+        if let Err(e) = recorded {
+            let e = place.abort(undo, e);
+            held.give_back(&place.target_ns);
+            return Err(e);
+        }
+        undo.commit();
+        Ok(held.address())
+    }
+}
+
+/// Records `granted` to `identity` as held by a CNI attachment of
+/// `network` (`holder`: its holder row, any retry state cleared) in `tx`,
+/// replacing the lease it held before: what ADD records, and what the agent
+/// records for a lease it got again.
+fn record_cni6(
+    tx: &WriteTx<'_>,
+    identity: &Identity6,
+    granted: &Granted6,
+    network: &str,
+    holder: &serde_json::Value,
+) -> Result<()> {
+    // No resolv.conf: for CNI the runtime gets the DNS servers in the result.
+    let record = lease_record(identity, None, granted, None, unix_now());
+    tx.record_cni_dhcp_lease(&record, network, holder)?;
+    Ok(())
 }
