@@ -10,7 +10,7 @@
 #
 # Installs its host packages with apt-get when missing (needs root then),
 # caches the kernel and the initramfs in <target dir>/vmtest-cache/.
-# Environment: NICSLICE_VM_TIMEOUT (s, default 600), NICSLICE_VM_MEMORY (MiB,
+# Environment: NICSLICE_VM_TIMEOUT (s, default 1500), NICSLICE_VM_MEMORY (MiB,
 # default 1024), NICSLICE_VM_TEST_ARGS (extra test-harness arguments, e.g. a
 # test name filter), NICSLICE_VM_QUIET=1 (do not stream the console).
 # The VM has no network device; nothing on the host's network is touched.

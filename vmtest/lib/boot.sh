@@ -6,7 +6,7 @@
 # Optional: VM_CONSOLE (the log's name, default console.log), VM_APPEND (more
 # kernel command line), VM_QEMU (an array of more qemu arguments).
 boot_vm() {
-    local timeout=${NICSLICE_VM_TIMEOUT:-600}
+    local timeout=${NICSLICE_VM_TIMEOUT:-1500}
     CONSOLE_LOG=$CACHE/${VM_CONSOLE:-console.log}
     say "booting $KERNEL_RELEASE under qemu (TCG, timeout ${timeout}s); console: $CONSOLE_LOG"
     local qemu=(
@@ -39,7 +39,7 @@ judge_run() {
         bad=1
     fi
     if [ "$QEMU_STATUS" = 124 ] || [ "$QEMU_STATUS" = 137 ]; then
-        printf '  TIMEOUT the VM did not finish within %ss\n' "${NICSLICE_VM_TIMEOUT:-600}"
+        printf '  TIMEOUT the VM did not finish within %ss\n' "${NICSLICE_VM_TIMEOUT:-1500}"
         bad=1
     elif [ "$QEMU_STATUS" != 0 ]; then
         printf '  QEMU    exited with status %s\n' "$QEMU_STATUS"
