@@ -183,10 +183,7 @@ impl Engine {
                     hold.lease.address, at.container_id, at.ifname
                 )));
             }
-            read.dhcp_lease_of_client(&client_id, 4)?.and_then(|l| match l.address.addr() {
-                IpAddr::V4(ip) => Some(ip),
-                IpAddr::V6(_) => None,
-            })
+            read.dhcp_lease_of_client(&client_id, 4)?.as_ref().and_then(super::held_v4)
         };
         let ns = NetnsTarget::Path(at.netns.into()).open()?;
         let mut place = Place::between(&self.host, ns)?;

@@ -18,14 +18,14 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use nicslice_kernel::{DhcpSocket, Netns, Route, RouteSocket};
 use nicslice_model::MacAddr;
 use nicslice_store::{CniDhcpHold, DhcpLeaseRecord, StoreRead};
 
 use super::client::{Exchange, Granted};
 use super::cni::{CniHolder, CniRoute, record_cni4};
-use super::reacquire::{DhcpRetry, entry, next_backoff};
+use super::reacquire::{DhcpRetry, entry};
 use super::renew::RenewReport;
 use super::{RELEASE_WAIT, unix_now};
 use crate::Engine;
@@ -62,8 +62,7 @@ fn put_on(
     // its MAC set, and neighbours know its parent's anyway.
     let _ = sock.set_mac(link.index, mac);
     let router = granted.routers.first().map(|r| IpAddr::V4(*r));
-    let legacy =
-        [CniRoute { dst: "0.0.0.0/0".parse().unwrap_or_else(|_| unreachable!()), gw: None }];
+    let legacy = [CniRoute { dst: IpNet::V4(Ipv4Net::default()), gw: None }];
     for r in routes.unwrap_or(&legacy).iter().filter(|r| r.dst.addr().is_ipv4()) {
         let Some(gateway) = r.gw.or(router) else { continue };
         let route = Route {
@@ -125,12 +124,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The soonest next try of any CNI attachment asking for a lease again.
-    pub(super) fn cni_next_retry(&mut self) -> Result<Option<i64>> {
-        let holds = self.store.read()?.cni_dhcp_holds()?;
-        Ok(holds.iter().filter_map(retry_of).map(|r| r.next_at).min())
-    }
-
     /// The pass's tries for CNI attachments whose lease was lost: each one
     /// due asks again; one that finds no server waits longer next time.
     pub(super) fn reacquire_lost_cni(&mut self, timeout: Duration, report: &mut RenewReport) {
@@ -172,12 +165,7 @@ impl Engine {
                 Err(EngineError::NotFound(why)) => report.lost.push(format!("{label}: {why}")),
                 Err(e) => {
                     let wait = retry.backoff_secs;
-                    let later = DhcpRetry {
-                        next_at: unix_now() + i64::from(wait),
-                        backoff_secs: next_backoff(wait),
-                        ..retry
-                    };
-                    let noted = self.cni_wait_with(&hold.lease, &later).err();
+                    let noted = self.cni_wait_with(&hold.lease, &retry.postponed()).err();
                     let noted = noted.map_or(String::new(), |e| format!(" ({e})"));
                     report.failed.push(format!(
                         "{label}: no new DHCPv{v} lease: {e}; asking again in {wait} s{noted}"
@@ -197,10 +185,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<IpNet> {
         let last = &hold.lease;
-        let previous = match last.address.addr() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        };
+        let previous = super::held_v4(last);
         let label = format!("{} in {}", holder.ifname, holder.netns);
         let socket = DhcpSocket::open_in(ns, &holder.ifname)?;
         let client_id = last.client_id.as_slice();

@@ -183,10 +183,7 @@ pub fn claim(tx: &impl StoreRead, who: &Who<'_>, req: &DhcpRequest) -> Result<Cl
             holder.ifname, holder.netns
         )));
     }
-    let previous = last.and_then(|l| match l.address.addr() {
-        IpAddr::V4(ip) => Some(ip),
-        IpAddr::V6(_) => None,
-    });
+    let previous = last.as_ref().and_then(held_v4);
     Ok(Claim { client_id, previous })
 }
 
@@ -510,6 +507,23 @@ pub fn view_of(tx: &impl StoreRead, endpoint: EndpointId) -> Result<LeaseViews> 
     };
     let of = |family: u8| leases.iter().find(|l| l.family == family).map(view);
     Ok(LeaseViews { addresses, v4: of(4), v6: of(6) })
+}
+
+/// The IPv4 address a lease record holds: what a new exchange under its
+/// identifier asks for again.
+fn held_v4(lease: &DhcpLeaseRecord) -> Option<Ipv4Addr> {
+    match lease.address.addr() {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The IPv6 address a lease record holds (see [`held_v4`]).
+fn held_v6(lease: &DhcpLeaseRecord) -> Option<std::net::Ipv6Addr> {
+    match lease.address.addr() {
+        IpAddr::V6(ip) => Some(ip),
+        IpAddr::V4(_) => None,
+    }
 }
 
 fn unix_now() -> i64 {

@@ -67,6 +67,19 @@ pub struct DhcpRetry {
     pub backoff_secs: u32,
 }
 
+impl DhcpRetry {
+    /// The entry after a try that found no lease: the next try after this
+    /// one's wait, and a longer wait after that.
+    pub(super) fn postponed(self) -> DhcpRetry {
+        let wait = self.backoff_secs;
+        DhcpRetry {
+            next_at: unix_now() + i64::from(wait),
+            backoff_secs: next_backoff(wait),
+            ..self
+        }
+    }
+}
+
 /// The entries of an endpoint record's `details`.
 pub(crate) fn retries_of(details: &serde_json::Value) -> Vec<DhcpRetry> {
     details.get(KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
@@ -142,16 +155,17 @@ fn note_found(details: &mut serde_json::Value, family: u8, gateways: &[IpAddr]) 
 }
 
 /// The next wait after `backoff`: doubled, at most [`MAX_BACKOFF`].
-pub(crate) fn next_backoff(backoff: u32) -> u32 {
+fn next_backoff(backoff: u32) -> u32 {
     backoff.saturating_mul(2).clamp(FIRST_BACKOFF, MAX_BACKOFF)
 }
 
-/// The namespace of `ep`, if it is still the one recorded (never another:
-/// the kernel reuses a deleted namespace's inode at once).
-pub(super) fn open_recorded(ep: &EndpointRecord) -> Option<Netns> {
-    let ns = NetnsTarget::Path(PathBuf::from(&ep.netns)).open().ok()?;
-    let id = ns.id();
-    ((id.dev, id.ino) == (ep.netns_id.dev, ep.netns_id.ino)).then_some(ns)
+/// The namespace of `ep`, if it is still the one recorded (inode and
+/// cookie, as every command checks it: the kernel reuses a deleted
+/// namespace's inode at once); `NotFound` when it is gone.
+pub(super) fn open_recorded(ep: &EndpointRecord) -> Result<Netns> {
+    crate::intent::open_recorded(ep)?
+        .map(|(ns, _)| ns)
+        .ok_or_else(|| EngineError::NotFound("its namespace is gone".into()))
 }
 
 /// An endpoint waiting for a lease, with its network.
@@ -209,11 +223,7 @@ impl Engine {
                     }
                     Err(e) => {
                         let wait = retry.backoff_secs;
-                        let later = DhcpRetry {
-                            next_at: unix_now() + i64::from(wait),
-                            backoff_secs: next_backoff(wait),
-                            ..retry
-                        };
+                        let later = retry.postponed();
                         let noted = self.write_retry(ep.id, v, |_| Some(later));
                         let noted = noted.err().map_or(String::new(), |e| format!(" ({e})"));
                         report.failed.push(format!(
@@ -249,8 +259,7 @@ impl Engine {
     /// returns its address. `NotFound` when its namespace is gone.
     fn reacquire(&mut self, waiting: &Waiting, family: u8, timeout: Duration) -> Result<IpNet> {
         let ep = &waiting.endpoint;
-        let ns = open_recorded(ep)
-            .ok_or_else(|| EngineError::NotFound("its namespace is gone".into()))?;
+        let ns = open_recorded(ep)?;
         let Some(retry) = retries_of(&ep.details).into_iter().find(|r| r.family == family) else {
             return Err(EngineError::Invalid(format!("no DHCPv{family} lease asked for")));
         };
@@ -278,10 +287,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<IpNet> {
         let client_id = last.client_id.clone();
-        let previous = match last.address.addr() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        };
+        let previous = super::held_v4(last);
         let mac = ep.mac.ok_or_else(|| {
             EngineError::Invalid(format!("{} has no MAC address; DHCP needs one", ep.ifname))
         })?;
@@ -404,14 +410,6 @@ impl Engine {
         timeout: Duration,
     ) -> Result<IpNet> {
         let key = last.client_id.clone();
-        let identity = super::v6::Identity6::from_key(&key).ok_or_else(|| {
-            EngineError::Invalid(format!("{} is not a DHCPv6 identity", identity::to_hex(&key)))
-        })?;
-        let previous = match last.address.addr() {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        };
-        let lookup = super::v6::Lookup6 { identity, previous };
         let ifname = ep.ifname.as_str();
         let target = NetnsTarget::Path(PathBuf::from(&ep.netns));
         let who = Who { network: spec.name.as_str(), netns: &target, ifname };
@@ -427,16 +425,8 @@ impl Engine {
         let mut place = Place::between(&self.host, ns)?;
         let mut undo = UndoLog::default();
         let req = DhcpRequest { client_id: None, timeout };
-        let link = place.target.require_link_brief(ifname, place.target_ns.label())?;
-        if let Some(ip) = previous {
-            // Left by a try that did not finish (an agent killed).
-            match place.target.delete_address(link.index, super::v6::host_net(ip)) {
-                Err(e) if e.errno() != Some(libc::EADDRNOTAVAIL) => return Err(e.into()),
-                _ => {}
-            }
-        }
         let mut held =
-            match super::v6::realize(&link, &lookup, &req, spec.probe, &mut place, &mut undo) {
+            match super::v6::regain(last, ifname, &req, spec.probe, &mut place, &mut undo) {
                 Ok(held) => held,
                 Err(e) => return Err(place.abort(undo, e)),
             };

@@ -224,12 +224,15 @@ impl Engine {
         self.reacquire_lost(timeout, &mut report);
         self.reacquire_lost_cni(timeout, &mut report);
         let retry = self.next_retry()?;
-        let cni_retry = self.cni_next_retry()?;
         let read = self.store.read()?;
         let endpoints = read.held_dhcp_leases()?.into_iter().map(|l| l.renew_at);
         let holds = read.cni_dhcp_holds()?;
-        let cni = holds.into_iter().filter(|h| h.retry.is_none()).map(|h| h.lease.renew_at);
-        report.next_due = endpoints.chain(cni).chain(retry).chain(cni_retry).min();
+        // A CNI attachment is due at its renewal, or, its lease lost, at its next try.
+        let cni = holds.iter().map(|h| match super::cni_retry::retry_of(h) {
+            Some(retry) => retry.next_at,
+            None => h.lease.renew_at,
+        });
+        report.next_due = endpoints.chain(cni).chain(retry).min();
         Ok(report)
     }
 
@@ -244,7 +247,7 @@ impl Engine {
             let network = read.network(endpoint.network_id)?.ok_or_else(gone)?;
             (endpoint, network.spec)
         };
-        let ns = super::reacquire::open_recorded(&endpoint).ok_or_else(gone)?;
+        let ns = super::reacquire::open_recorded(&endpoint)?;
         self.reacquire_v4(&endpoint, &spec, ns, lease, timeout)
     }
 

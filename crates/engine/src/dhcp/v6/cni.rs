@@ -14,16 +14,13 @@
 //! recorded as ADD records it ([`record_cni6`]), its holder row's retry
 //! state cleared, in one transaction.
 
-use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use nicslice_kernel::{LinkBrief, Netns};
 use nicslice_store::{CniDhcpHold, StoreRead, WriteTx};
 
-use super::{
-    Granted6, Identity6, Lookup6, RELEASE_WAIT, ask, host_duid, host_net, lease_record, realize,
-};
+use super::{Granted6, Identity6, Lookup6, RELEASE_WAIT, ask, host_duid, lease_record, regain};
 use crate::Engine;
 use crate::dhcp::cni::CniHolder;
 use crate::dhcp::{DhcpRequest, identity, unix_now};
@@ -47,10 +44,7 @@ impl Engine {
         let duid = host_duid(self.store.path())?;
         let identity = Identity6 { duid, iaid: cni_iaid(container_id, ifname) };
         let last = self.store.read()?.dhcp_lease_of_client(&identity.key(), 6)?;
-        let previous: Option<Ipv6Addr> = last.and_then(|l| match l.address.addr() {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        });
+        let previous = last.as_ref().and_then(crate::dhcp::held_v6);
         Ok(Lookup6 { identity, previous })
     }
 
@@ -109,28 +103,11 @@ impl Engine {
         timeout: Duration,
     ) -> Result<IpNet> {
         let last = &hold.lease;
-        let identity = Identity6::from_key(&last.client_id).ok_or_else(|| {
-            let key = identity::to_hex(&last.client_id);
-            EngineError::Invalid(format!("{key} is not a DHCPv6 identity"))
-        })?;
-        let previous = match last.address.addr() {
-            IpAddr::V6(ip) => Some(ip),
-            IpAddr::V4(_) => None,
-        };
-        let lookup = Lookup6 { identity, previous };
         let mut place = Place::between(&self.host, ns)?;
-        let link = place.target.require_link_brief(&holder.ifname, place.target_ns.label())?;
-        if let Some(ip) = previous {
-            // Left by a try that did not finish (an agent killed).
-            match place.target.delete_address(link.index, host_net(ip)) {
-                Err(e) if e.errno() != Some(libc::EADDRNOTAVAIL) => return Err(e.into()),
-                _ => {}
-            }
-        }
         let mut undo = UndoLog::default();
         let req = DhcpRequest { client_id: None, timeout };
         // No conflict probing: ADD put the address on without.
-        let held = match realize(&link, &lookup, &req, None, &mut place, &mut undo) {
+        let held = match regain(last, &holder.ifname, &req, None, &mut place, &mut undo) {
             Ok(held) => held,
             Err(e) => return Err(place.abort(undo, e)),
         };
@@ -139,7 +116,7 @@ impl Engine {
             if tx.cni_dhcp_hold(&last.client_id, 6)?.is_none() {
                 return Err(EngineError::NotFound("its attachment was deleted meanwhile".into()));
             }
-            record_cni6(&tx, &lookup.identity, &held.granted, &hold.network, &hold.holder)?;
+            record_cni6(&tx, &held.identity, &held.granted, &hold.network, &hold.holder)?;
             Ok(tx.commit()?)
         })();
         if let Err(e) = recorded {

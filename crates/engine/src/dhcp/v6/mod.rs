@@ -152,10 +152,7 @@ pub fn identify(
             identity.iaid
         )));
     }
-    let previous = last.and_then(|l| match l.address.addr() {
-        IpAddr::V6(ip) => Some(ip),
-        IpAddr::V4(_) => None,
-    });
+    let previous = last.as_ref().and_then(super::held_v6);
     Ok(Lookup6 { identity, previous })
 }
 
@@ -290,6 +287,34 @@ fn from_hex(hex: &str) -> Vec<u8> {
 /// on-link prefix comes from the router's RA).
 pub(super) fn host_net(ip: Ipv6Addr) -> IpNet {
     IpNet::V6(Ipv6Net::from(ip))
+}
+
+/// A lost lease asked for again by the agent (an endpoint's or a CNI
+/// attachment's): under the identity its record holds, asking for the
+/// address it held, put on `ifname` in `place`'s target by [`realize`];
+/// what an earlier try killed part-way left there (that address) is taken
+/// off first. The caller records it, then commits `undo` or aborts it.
+pub(in crate::dhcp) fn regain(
+    last: &DhcpLeaseRecord,
+    ifname: &str,
+    req: &DhcpRequest,
+    probe: Option<ProbeSpec>,
+    place: &mut Place,
+    undo: &mut UndoLog,
+) -> Result<Held6> {
+    let identity = Identity6::from_key(&last.client_id).ok_or_else(|| {
+        let key = identity::to_hex(&last.client_id);
+        EngineError::Invalid(format!("{key} is not a DHCPv6 identity"))
+    })?;
+    let previous = super::held_v6(last);
+    let link = place.target.require_link_brief(ifname, place.target_ns.label())?;
+    if let Some(ip) = previous {
+        match place.target.delete_address(link.index, host_net(ip)) {
+            Err(e) if e.errno() != Some(libc::EADDRNOTAVAIL) => return Err(e.into()),
+            _ => {}
+        }
+    }
+    realize(&link, &Lookup6 { identity, previous }, req, probe, place, undo)
 }
 
 /// Asks the server for an address for the endpoint on `link` (up, with its
