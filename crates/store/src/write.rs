@@ -10,6 +10,10 @@ use crate::error::{Context, is_unique_violation};
 use crate::store::now;
 use crate::{EndpointId, EndpointState, NetworkId, NewEndpoint, Owner, StoreError, StoreRead};
 
+/// An endpoint's state and the process that owns it (an intent), by id.
+const SET_ENDPOINT_STATE: &str =
+    "UPDATE endpoints SET state = ?2, owner_pid = ?3, owner_start = ?4 WHERE id = ?1";
+
 /// A write transaction. Reads through `StoreRead` see its own writes.
 pub struct WriteTx<'a> {
     pub(crate) tx: Transaction<'a>,
@@ -292,10 +296,15 @@ impl WriteTx<'_> {
     ) -> Result<bool, StoreError> {
         let n = self
             .tx
-            .execute(
-                "UPDATE endpoints SET state = ?2, owner_pid = ?3, owner_start = ?4 WHERE id = ?1",
-                params![id.0, state.as_str(), owner.map(|o| o.pid), owner.map(|o| o.start as i64)],
-            )
+            .prepare_cached(SET_ENDPOINT_STATE)
+            .and_then(|mut s| {
+                s.execute(params![
+                    id.0,
+                    state.as_str(),
+                    owner.map(|o| o.pid),
+                    owner.map(|o| o.start as i64)
+                ])
+            })
             .ctx("updating an endpoint's state")?;
         Ok(n > 0)
     }
@@ -307,12 +316,8 @@ impl WriteTx<'_> {
         state: EndpointState,
         owner: Option<Owner>,
     ) -> Result<(), StoreError> {
-        let mut update = self
-            .tx
-            .prepare_cached(
-                "UPDATE endpoints SET state = ?2, owner_pid = ?3, owner_start = ?4 WHERE id = ?1",
-            )
-            .ctx("updating endpoints' states")?;
+        let mut update =
+            self.tx.prepare_cached(SET_ENDPOINT_STATE).ctx("updating endpoints' states")?;
         let (pid, start) = (owner.map(|o| o.pid), owner.map(|o| o.start as i64));
         for id in ids {
             update

@@ -38,19 +38,25 @@ WantedBy=multi-user.target\n",
     )
 }
 
-/// Optional: repairs drift as the kernel reports it. Ordered after restore
-/// so that it starts on what the record says, not on a half-restored boot.
-fn events_unit(exe: &Path, state: &Path) -> String {
+/// A resident service (optional, neither enabled): `nicslice --state STATE
+/// COMMAND` kept running, restarted on failure, started after `after`.
+fn resident_unit(
+    exe: &Path,
+    state: &Path,
+    description: &str,
+    after: &str,
+    command: &str,
+) -> String {
     format!(
         "{MARK}\n\
 [Unit]\n\
-Description=nicslice: watch parents, shims and endpoints and repair drift as it happens\n\
+Description=nicslice: {description}\n\
 Documentation=man:nicslice(8)\n\
-After=nicslice-restore.service\n\
+After={after}\n\
 \n\
 [Service]\n\
 Type=simple\n\
-ExecStart={} --state {} events --fix\n\
+ExecStart={} --state {} {command}\n\
 Restart=on-failure\n\
 RestartSec=5\n\
 \n\
@@ -61,28 +67,19 @@ WantedBy=multi-user.target\n",
     )
 }
 
-/// Optional: the DHCP agent as a service instead of started on demand by
-/// the first DHCP `attach` (which then finds it holding the agent's lock).
-/// After restore, whose endpoints' leases it renews.
+/// Repairs drift as the kernel reports it. After restore, so that it starts
+/// on what the record says, not on a half-restored boot.
+fn events_unit(exe: &Path, state: &Path) -> String {
+    let what = "watch parents, shims and endpoints and repair drift as it happens";
+    resident_unit(exe, state, what, "nicslice-restore.service", "events --fix")
+}
+
+/// The DHCP agent as a service instead of started on demand by the first
+/// DHCP `attach` (which then finds it holding the agent's lock). After
+/// restore, whose endpoints' leases it renews.
 fn dhcp_agent_unit(exe: &Path, state: &Path) -> String {
-    format!(
-        "{MARK}\n\
-[Unit]\n\
-Description=nicslice: renew the DHCP leases of its endpoints (T1, T2, expiry, asked for again when lost)\n\
-Documentation=man:nicslice(8)\n\
-After=network-online.target nicslice-restore.service\n\
-\n\
-[Service]\n\
-Type=simple\n\
-ExecStart={} --state {} dhcp-agent\n\
-Restart=on-failure\n\
-RestartSec=5\n\
-\n\
-[Install]\n\
-WantedBy=multi-user.target\n",
-        exe.display(),
-        state.display()
-    )
+    let what = "renew the DHCP leases of its endpoints (T1, T2, expiry, asked for again when lost)";
+    resident_unit(exe, state, what, "network-online.target nicslice-restore.service", "dhcp-agent")
 }
 
 pub fn run(dir: &Path, g: &Globals) -> anyhow::Result<()> {
